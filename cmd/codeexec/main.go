@@ -1,0 +1,27 @@
+// Command codeexec runs untrusted Python in a secure sandbox, directly or for LLM agents.
+package main
+
+import (
+	"fmt"
+	"os"
+
+	"github.com/codeexec/codeexec/internal/sandbox"
+	"github.com/spf13/cobra"
+)
+
+func main() {
+	// A sandbox's init stage re-executes this binary; it must run before anything else.
+	sandbox.MaybeInit()
+
+	root := &cobra.Command{
+		Use:           "codeexec",
+		Short:         "Secure code execution for LLM agents",
+		SilenceUsage:  true,
+		SilenceErrors: true,
+	}
+	root.AddCommand(newImageCmd(), newRunCmd(), newDoctorCmd())
+	if err := root.Execute(); err != nil {
+		fmt.Fprintln(os.Stderr, "codeexec:", err)
+		os.Exit(exitCode(err))
+	}
+}

@@ -1,0 +1,158 @@
+# codeexec harness: runs one program inside the sandbox and reports its outcome.
+#
+# Protocol (see harness.go): the program's source is read from fd 4, the report is
+# written as one JSON object to fd 3. stdout and stderr belong to the program; the
+# server never reads control data from them. The server treats the report as
+# untrusted data of this execution only: status limits (timeout, memory, output)
+# come from the kernel, not from here.
+import ast
+import base64
+import io
+import json
+import linecache
+import os
+import sys
+import traceback
+import types
+import warnings
+
+FILENAME = "<code>"
+MAX_RESULT = int(os.environ.pop("CODEEXEC_MAX_RESULT", "65536"))
+MAX_IMAGES = int(os.environ.pop("CODEEXEC_MAX_IMAGES", "16"))
+MAX_IMAGE_BYTES = int(os.environ.pop("CODEEXEC_MAX_IMAGE_BYTES", str(8 << 20)))
+
+
+def _read_code():
+    with os.fdopen(4, "rb", closefd=True) as f:
+        return f.read().decode("utf-8", errors="replace")
+
+
+def _report_file():
+    # The report pipe must not leak into processes the program starts.
+    os.set_inheritable(3, False)
+    return os.fdopen(3, "w", encoding="utf-8", closefd=True)
+
+
+def _user_traceback(exc):
+    """Formats exc with the harness's own frames removed."""
+    tb = exc.__traceback__
+    while tb is not None and tb.tb_frame.f_code.co_filename != FILENAME:
+        tb = tb.tb_next
+    if isinstance(exc, SyntaxError) or tb is None:
+        lines = traceback.format_exception_only(type(exc), exc)
+        if not isinstance(exc, SyntaxError):
+            lines = ["Traceback (most recent call last):\n"] + lines
+        return "".join(lines)
+    return "".join(traceback.format_exception(type(exc), exc, tb))
+
+
+def _error(exc):
+    message = str(exc)
+    if isinstance(exc, SyntaxError):
+        message = exc.msg or message
+    return {"name": type(exc).__name__, "message": message, "traceback": _user_traceback(exc)}
+
+
+def _repr(value):
+    try:
+        text = repr(value)
+    except BaseException as e:  # a broken __repr__ must not lose the run's other output
+        text = "<repr failed: %s: %s>" % (type(e).__name__, e)
+    if len(text) > MAX_RESULT:
+        return text[:MAX_RESULT], True
+    return text, False
+
+
+def _figures():
+    """Renders every open matplotlib figure as PNG, then closes them."""
+    plt = sys.modules.get("matplotlib.pyplot")
+    if plt is None:
+        return [], False
+    images, dropped, total = [], False, 0
+    try:
+        nums = plt.get_fignums()
+        for n in nums:
+            if len(images) >= MAX_IMAGES:
+                dropped = True
+                break
+            buf = io.BytesIO()
+            plt.figure(n).savefig(buf, format="png")
+            data = buf.getvalue()
+            if total + len(data) > MAX_IMAGE_BYTES:
+                dropped = True
+                continue
+            total += len(data)
+            images.append({"name": "figure-%d.png" % n, "mime_type": "image/png",
+                           "data": base64.b64encode(data).decode("ascii")})
+        plt.close("all")
+    except BaseException as e:
+        sys.stderr.write("codeexec: could not render figures: %s: %s\n" % (type(e).__name__, e))
+    return images, dropped
+
+
+def _run(source, namespace):
+    """Runs source in namespace; returns the value of a trailing expression."""
+    tree = compile(source, FILENAME, "exec", ast.PyCF_ONLY_AST, dont_inherit=True)
+    last = None
+    if tree.body and isinstance(tree.body[-1], ast.Expr):
+        last = ast.Expression(tree.body.pop().value)
+    exec(compile(tree, FILENAME, "exec", dont_inherit=True), namespace)
+    if last is not None:
+        return eval(compile(last, FILENAME, "eval", dont_inherit=True), namespace)
+    return None
+
+
+def main():
+    report = _report_file()
+    source = _read_code()
+    # Tracebacks show the program's own lines.
+    linecache.cache[FILENAME] = (len(source), None, source.splitlines(True), FILENAME)
+    warnings.filterwarnings("ignore", message=".*non-GUI backend.*")
+    warnings.filterwarnings("ignore", message=".*FigureCanvasAgg is non-interactive.*")
+
+    main_mod = types.ModuleType("__main__")
+    main_mod.__builtins__ = __builtins__
+    namespace = main_mod.__dict__
+    sys.modules["__main__"] = main_mod
+    sys.argv = [FILENAME]
+    sys.path.insert(0, os.getcwd())
+
+    out = {"ok": True, "result": None, "result_truncated": False, "error": None,
+           "images": [], "images_truncated": False, "exit_code": 0}
+    last = None
+    try:
+        last = _run(source, namespace)
+    except SystemExit as e:
+        code = e.code
+        if code is None or code == 0:
+            out["exit_code"] = 0
+        elif isinstance(code, int):
+            out["ok"], out["exit_code"] = False, code & 0xFF or 1
+            out["error"] = {"name": "SystemExit", "message": str(code), "traceback": ""}
+        else:
+            sys.stderr.write("%s\n" % (code,))
+            out["ok"], out["exit_code"] = False, 1
+            out["error"] = {"name": "SystemExit", "message": str(code), "traceback": ""}
+    except BaseException as e:
+        out["ok"], out["exit_code"] = False, 1
+        out["error"] = _error(e)
+        sys.stderr.write(out["error"]["traceback"])
+
+    if out["ok"]:
+        value = namespace.get("result", last) if "result" in namespace else last
+        if value is not None or "result" in namespace:
+            out["result"], out["result_truncated"] = _repr(value)
+    out["images"], out["images_truncated"] = _figures()
+
+    for stream in (sys.stdout, sys.stderr):
+        try:
+            stream.flush()
+        except BaseException:
+            pass
+    report.write(json.dumps(out))
+    report.close()
+    return out["exit_code"]
+
+
+if __name__ == "__main__":
+    sys.exit(main())

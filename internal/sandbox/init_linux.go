@@ -1,0 +1,414 @@
+package sandbox
+
+import (
+	"encoding/json"
+	"fmt"
+	"io"
+	"os"
+	"path/filepath"
+	"runtime"
+	"strconv"
+	"strings"
+	"syscall"
+
+	"golang.org/x/sys/unix"
+)
+
+// initArg0 marks a re-executed codeexec binary as a sandbox's init stage. runc and
+// gVisor use the same pattern: the namespaced setup runs in a fresh, single-purpose
+// process rather than in a fork of the multi-threaded server.
+const initArg0 = "codeexec-sandbox-init"
+
+// File descriptors of the init stage, as numbered in the init process.
+const (
+	initSpecFD   = 3 // read: the initSpec as JSON, then EOF
+	initReportFD = 4 // write: becomes the harness's report fd
+	initErrFD    = 5 // write: a setup error; closed on exec, so EOF means success
+	initExeFD    = 6 // the codeexec executable itself, executed as /proc/self/fd/6
+)
+
+// Paths and ids inside the sandbox.
+const (
+	sandboxWorkDir  = "/work"
+	sandboxUID      = 1000
+	sandboxGID      = 1000
+	sandboxHostname = "sandbox"
+	mplSeedDir      = "/usr/share/codeexec/mplconfig"
+	mplConfigDir    = "/tmp/.matplotlib"
+)
+
+// initSpec is everything the init stage needs; it travels over a pipe, never through
+// the environment or argv, so nothing of it lingers in /proc.
+type initSpec struct {
+	Rootfs    string   `json:"rootfs"`
+	WorkDir   string   `json:"work_dir"` // host path of the work tmpfs
+	TmpBytes  int64    `json:"tmp_bytes"`
+	FileBytes int64    `json:"file_bytes"`
+	OpenFiles uint64   `json:"open_files"`
+	Env       []string `json:"env"`
+	Args      []string `json:"args"`
+	Code      string   `json:"code"`
+}
+
+// MaybeInit runs the sandbox init stage and never returns if this process was started
+// as one; otherwise it returns at once. Call it first thing in main (and TestMain).
+func MaybeInit() {
+	if len(os.Args) == 0 || os.Args[0] != initArg0 {
+		return
+	}
+	// Capabilities, no_new_privs and the parent-death signal are per thread, and the
+	// thread that calls execve is the one whose attributes survive.
+	runtime.LockOSThread()
+	errPipe := os.NewFile(initErrFD, "init-error")
+	syscall.CloseOnExec(initErrFD)
+	syscall.CloseOnExec(initExeFD)
+	if err := runInit(); err != nil {
+		fmt.Fprint(errPipe, err.Error())
+		os.Exit(1)
+	}
+	panic("unreachable: init returned without exec")
+}
+
+// runInit runs the stages in order. Each stage does one thing; the order matters
+// and is explained where it is not obvious.
+func runInit() error {
+	spec, err := readSpec()
+	if err != nil {
+		return err
+	}
+	// The cgroup namespace is made here, not at clone, because only now has the parent
+	// moved us into the execution's cgroup: that group becomes our "/".
+	if err := unix.Unshare(unix.CLONE_NEWCGROUP); err != nil {
+		return &os.SyscallError{Syscall: "unshare(CLONE_NEWCGROUP)", Err: err}
+	}
+	if err := setupMounts(spec); err != nil {
+		return err
+	}
+	if err := pivotRoot(spec.Rootfs); err != nil {
+		return err
+	}
+	if err := finishMounts(); err != nil {
+		return err
+	}
+	if err := unix.Sethostname([]byte(sandboxHostname)); err != nil {
+		return &os.SyscallError{Syscall: "sethostname", Err: err}
+	}
+	if err := loopbackUp(); err != nil {
+		return err
+	}
+	if err := seedMatplotlib(); err != nil {
+		return err
+	}
+	if err := setupFDs(spec.Code); err != nil {
+		return err
+	}
+	if err := setRlimits(spec); err != nil {
+		return err
+	}
+	// Privileges go last but for exec: everything above needs CAP_SYS_ADMIN in the
+	// sandbox's user namespace, nothing below does.
+	if err := dropPrivileges(); err != nil {
+		return err
+	}
+	if err := os.Chdir(sandboxWorkDir); err != nil {
+		return err
+	}
+	return syscall.Exec(spec.Args[0], spec.Args, spec.Env)
+}
+
+func readSpec() (*initSpec, error) {
+	f := os.NewFile(initSpecFD, "init-spec")
+	defer f.Close()
+	data, err := io.ReadAll(f)
+	if err != nil {
+		return nil, fmt.Errorf("read spec: %w", err)
+	}
+	var s initSpec
+	if err := json.Unmarshal(data, &s); err != nil {
+		return nil, fmt.Errorf("decode spec: %w", err)
+	}
+	if len(s.Args) == 0 {
+		return nil, fmt.Errorf("decode spec: no program")
+	}
+	return &s, nil
+}
+
+// hostDevices are bind-mounted from the host's /dev: a user namespace cannot mknod.
+var hostDevices = []string{"null", "zero", "full", "random", "urandom"}
+
+// setupMounts builds the sandbox's file system under spec.Rootfs before pivot_root.
+func setupMounts(s *initSpec) error {
+	// Nothing we mount may propagate back to the host.
+	if err := mount("", "/", "", unix.MS_REC|unix.MS_PRIVATE, ""); err != nil {
+		return err
+	}
+	// pivot_root needs the new root to be a mount point.
+	if err := mount(s.Rootfs, s.Rootfs, "", unix.MS_BIND|unix.MS_REC, ""); err != nil {
+		return err
+	}
+	r := s.Rootfs
+	if err := mount("proc", filepath.Join(r, "proc"), "proc", unix.MS_NOSUID|unix.MS_NODEV|unix.MS_NOEXEC, ""); err != nil {
+		return err
+	}
+	if err := mount("tmpfs", filepath.Join(r, "dev"), "tmpfs", unix.MS_NOSUID|unix.MS_NOEXEC, "mode=755,size=64k"); err != nil {
+		return err
+	}
+	for _, d := range hostDevices {
+		target := filepath.Join(r, "dev", d)
+		if err := os.WriteFile(target, nil, 0o666); err != nil {
+			return err
+		}
+		if err := mount("/dev/"+d, target, "", unix.MS_BIND, ""); err != nil {
+			return err
+		}
+	}
+	for name, target := range map[string]string{
+		"fd": "/proc/self/fd", "stdin": "/proc/self/fd/0", "stdout": "/proc/self/fd/1", "stderr": "/proc/self/fd/2",
+	} {
+		if err := os.Symlink(target, filepath.Join(r, "dev", name)); err != nil {
+			return err
+		}
+	}
+	size := strconv.FormatInt(s.TmpBytes, 10)
+	shm := filepath.Join(r, "dev", "shm")
+	if err := os.Mkdir(shm, 0o755); err != nil {
+		return err
+	}
+	for _, dir := range []string{shm, filepath.Join(r, "tmp")} {
+		if err := mount("tmpfs", dir, "tmpfs", unix.MS_NOSUID|unix.MS_NODEV, "mode=1777,size="+size); err != nil {
+			return err
+		}
+	}
+	// The work dir is a tmpfs the parent mounted on the host (nosuid, nodev, size-capped)
+	// so that it can read the files back after the sandbox is gone.
+	return mount(s.WorkDir, filepath.Join(r, sandboxWorkDir), "", unix.MS_BIND, "")
+}
+
+// pivotRoot makes root the new "/" and detaches the host's file system entirely.
+// pivot_root(".", ".") stacks the old root on the new one so no put_old directory is
+// needed in the read-only image (the trick runc uses).
+func pivotRoot(root string) error {
+	if err := unix.Chdir(root); err != nil {
+		return &os.SyscallError{Syscall: "chdir", Err: err}
+	}
+	if err := unix.PivotRoot(".", "."); err != nil {
+		return &os.SyscallError{Syscall: "pivot_root", Err: err}
+	}
+	if err := unix.Unmount(".", unix.MNT_DETACH); err != nil {
+		return &os.SyscallError{Syscall: "umount old root", Err: err}
+	}
+	return unix.Chdir("/")
+}
+
+// Parts of /proc that reveal or change host state: read-only, or hidden (as runc does).
+var (
+	procReadOnly = []string{"/proc/sys", "/proc/sysrq-trigger", "/proc/irq", "/proc/bus", "/proc/fs"}
+	procMasked   = []string{"/proc/kcore", "/proc/keys", "/proc/timer_list", "/proc/sched_debug",
+		"/proc/latency_stats", "/proc/acpi", "/proc/scsi"}
+)
+
+// finishMounts makes the image and /dev read-only and masks /proc, after pivot_root.
+func finishMounts() error {
+	if err := remountReadOnly("/"); err != nil {
+		return err
+	}
+	if err := mount("", "/dev", "", unix.MS_REMOUNT|unix.MS_RDONLY|unix.MS_NOSUID|unix.MS_NOEXEC, ""); err != nil {
+		return err
+	}
+	for _, p := range procReadOnly {
+		if _, err := os.Lstat(p); err != nil {
+			continue
+		}
+		if err := mount(p, p, "", unix.MS_BIND|unix.MS_REC, ""); err != nil {
+			return err
+		}
+		if err := remountReadOnly(p); err != nil {
+			return err
+		}
+	}
+	for _, p := range procMasked {
+		fi, err := os.Lstat(p)
+		if err != nil {
+			continue
+		}
+		if fi.IsDir() {
+			err = mount("tmpfs", p, "tmpfs", unix.MS_RDONLY|unix.MS_NOSUID|unix.MS_NODEV|unix.MS_NOEXEC, "size=0")
+		} else {
+			err = mount("/dev/null", p, "", unix.MS_BIND, "")
+		}
+		if err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+// remountReadOnly remounts the bind mount at p read-only. A user namespace may not
+// clear the flags the host mount was made with (they are locked), so they are kept.
+func remountReadOnly(p string) error {
+	var st unix.Statfs_t
+	if err := unix.Statfs(p, &st); err != nil {
+		return &os.SyscallError{Syscall: "statfs " + p, Err: err}
+	}
+	flags := uintptr(unix.MS_BIND | unix.MS_REMOUNT | unix.MS_RDONLY | unix.MS_NOSUID | unix.MS_NODEV)
+	for _, f := range []struct{ st, ms int64 }{
+		{unix.ST_NOEXEC, unix.MS_NOEXEC},
+		{unix.ST_NOATIME, unix.MS_NOATIME},
+		{unix.ST_NODIRATIME, unix.MS_NODIRATIME},
+		{unix.ST_RELATIME, unix.MS_RELATIME},
+	} {
+		if st.Flags&f.st != 0 {
+			flags |= uintptr(f.ms)
+		}
+	}
+	return mount("", p, "", flags, "")
+}
+
+// loopbackUp brings up the sandbox's own loopback interface; the network namespace
+// has no other.
+func loopbackUp() error {
+	fd, err := unix.Socket(unix.AF_INET, unix.SOCK_DGRAM|unix.SOCK_CLOEXEC, 0)
+	if err != nil {
+		return &os.SyscallError{Syscall: "socket", Err: err}
+	}
+	defer unix.Close(fd)
+	ifr, err := unix.NewIfreq("lo")
+	if err != nil {
+		return err
+	}
+	if err := unix.IoctlIfreq(fd, unix.SIOCGIFFLAGS, ifr); err != nil {
+		return &os.SyscallError{Syscall: "ioctl(SIOCGIFFLAGS)", Err: err}
+	}
+	ifr.SetUint16(ifr.Uint16() | unix.IFF_UP)
+	if err := unix.IoctlIfreq(fd, unix.SIOCSIFFLAGS, ifr); err != nil {
+		return &os.SyscallError{Syscall: "ioctl(SIOCSIFFLAGS)", Err: err}
+	}
+	return nil
+}
+
+// seedMatplotlib copies the image's prebuilt matplotlib font cache into a writable
+// config dir. matplotlib ignores a read-only config dir and rebuilds the cache on
+// every start otherwise (~70 ms).
+func seedMatplotlib() error {
+	entries, err := os.ReadDir(mplSeedDir)
+	if err != nil {
+		return nil // an image without the seed works, only slower
+	}
+	if err := os.Mkdir(mplConfigDir, 0o700); err != nil {
+		return err
+	}
+	for _, e := range entries {
+		if !e.Type().IsRegular() {
+			continue
+		}
+		data, err := os.ReadFile(filepath.Join(mplSeedDir, e.Name()))
+		if err != nil {
+			return err
+		}
+		dst := filepath.Join(mplConfigDir, e.Name())
+		if err := os.WriteFile(dst, data, 0o600); err != nil {
+			return err
+		}
+		if err := os.Lchown(dst, sandboxUID, sandboxGID); err != nil {
+			return err
+		}
+	}
+	return os.Lchown(mplConfigDir, sandboxUID, sandboxGID)
+}
+
+// setupFDs puts the report pipe at harness.ReportFD and the code in a memfd at
+// harness.CodeFD. The code never touches a file system the program can see.
+func setupFDs(code string) error {
+	if err := unix.Dup3(initReportFD, 3, 0); err != nil {
+		return &os.SyscallError{Syscall: "dup3", Err: err}
+	}
+	mfd, err := unix.MemfdCreate("code", 0)
+	if err != nil {
+		return &os.SyscallError{Syscall: "memfd_create", Err: err}
+	}
+	defer unix.Close(mfd)
+	if _, err := unix.Write(mfd, []byte(code)); err != nil && len(code) > 0 {
+		return &os.SyscallError{Syscall: "write memfd", Err: err}
+	}
+	if _, err := unix.Seek(mfd, 0, io.SeekStart); err != nil {
+		return &os.SyscallError{Syscall: "lseek", Err: err}
+	}
+	// Dup3 onto fd 4 also closes the original report fd, which lived there.
+	if err := unix.Dup3(mfd, 4, 0); err != nil {
+		return &os.SyscallError{Syscall: "dup3", Err: err}
+	}
+	return nil
+}
+
+func setRlimits(s *initSpec) error {
+	for _, l := range []struct {
+		res int
+		val uint64
+	}{
+		{unix.RLIMIT_CORE, 0},
+		{unix.RLIMIT_FSIZE, uint64(s.FileBytes)},
+		{unix.RLIMIT_NOFILE, s.OpenFiles},
+	} {
+		if err := unix.Setrlimit(l.res, &unix.Rlimit{Cur: l.val, Max: l.val}); err != nil {
+			return &os.SyscallError{Syscall: "setrlimit", Err: err}
+		}
+	}
+	return nil
+}
+
+// dropPrivileges leaves the process with no capabilities, no way to gain any, and the
+// unprivileged sandbox uid and gid.
+func dropPrivileges() error {
+	last, err := capLastCap()
+	if err != nil {
+		return err
+	}
+	// The bounding set must go while we still hold CAP_SETPCAP, i.e. before setuid.
+	for c := 0; c <= last; c++ {
+		if err := unix.Prctl(unix.PR_CAPBSET_DROP, uintptr(c), 0, 0, 0); err != nil {
+			return &os.SyscallError{Syscall: "prctl(PR_CAPBSET_DROP)", Err: err}
+		}
+	}
+	if err := unix.Prctl(unix.PR_CAP_AMBIENT, unix.PR_CAP_AMBIENT_CLEAR_ALL, 0, 0, 0); err != nil {
+		return &os.SyscallError{Syscall: "prctl(PR_CAP_AMBIENT_CLEAR_ALL)", Err: err}
+	}
+	if err := syscall.Setgroups(nil); err != nil {
+		return &os.SyscallError{Syscall: "setgroups", Err: err}
+	}
+	if err := syscall.Setresgid(sandboxGID, sandboxGID, sandboxGID); err != nil {
+		return &os.SyscallError{Syscall: "setresgid", Err: err}
+	}
+	// Leaving uid 0 clears the permitted and effective sets; inheritable is cleared below.
+	if err := syscall.Setresuid(sandboxUID, sandboxUID, sandboxUID); err != nil {
+		return &os.SyscallError{Syscall: "setresuid", Err: err}
+	}
+	hdr := unix.CapUserHeader{Version: unix.LINUX_CAPABILITY_VERSION_3}
+	var data [2]unix.CapUserData
+	if err := unix.Capset(&hdr, &data[0]); err != nil {
+		return &os.SyscallError{Syscall: "capset", Err: err}
+	}
+	if err := unix.Prctl(unix.PR_SET_NO_NEW_PRIVS, 1, 0, 0, 0); err != nil {
+		return &os.SyscallError{Syscall: "prctl(PR_SET_NO_NEW_PRIVS)", Err: err}
+	}
+	// A credential change clears the parent-death signal; set it again so the sandbox
+	// dies with the server.
+	if err := unix.Prctl(unix.PR_SET_PDEATHSIG, uintptr(unix.SIGKILL), 0, 0, 0); err != nil {
+		return &os.SyscallError{Syscall: "prctl(PR_SET_PDEATHSIG)", Err: err}
+	}
+	return nil
+}
+
+func capLastCap() (int, error) {
+	data, err := os.ReadFile("/proc/sys/kernel/cap_last_cap")
+	if err != nil {
+		return 0, err
+	}
+	return strconv.Atoi(strings.TrimSpace(string(data)))
+}
+
+func mount(source, target, fstype string, flags uintptr, data string) error {
+	if err := unix.Mount(source, target, fstype, flags, data); err != nil {
+		return fmt.Errorf("mount %q on %q: %w", source, target, err)
+	}
+	return nil
+}

@@ -1,0 +1,175 @@
+package sandbox
+
+import (
+	"errors"
+	"fmt"
+	"io"
+	"io/fs"
+	"os"
+	"path"
+	"path/filepath"
+	"strconv"
+	"time"
+
+	"golang.org/x/sys/unix"
+)
+
+// maxListedFiles bounds how many produced files a Result lists.
+const maxListedFiles = 1000
+
+// workDir is an execution's writable directory: a size-capped tmpfs mounted on the
+// host, bind-mounted into the sandbox as /work. Living on the host lets the runner
+// place input files before and read produced files after the sandbox.
+type workDir struct {
+	dir    string // host path of the tmpfs mount
+	uid    int    // host uid that owns the files (the sandbox user)
+	inputs map[string]fileStamp
+}
+
+type fileStamp struct {
+	size  int64
+	mtime time.Time
+}
+
+// newWorkDir mounts a tmpfs of size bytes at dir, owned by host uid/gid. The caller
+// must call remove.
+func newWorkDir(dir string, size int64, uid int) (*workDir, error) {
+	if err := os.Mkdir(dir, 0o700); err != nil {
+		return nil, err
+	}
+	opts := fmt.Sprintf("size=%d,mode=0700,uid=%d,gid=%d", size, uid, uid)
+	if err := unix.Mount("tmpfs", dir, "tmpfs", unix.MS_NOSUID|unix.MS_NODEV, opts); err != nil {
+		os.Remove(dir)
+		return nil, fmt.Errorf("mount work tmpfs on %q: %w", dir, err)
+	}
+	return &workDir{dir: dir, uid: uid, inputs: map[string]fileStamp{}}, nil
+}
+
+// remove unmounts and deletes the work dir and everything in it.
+func (w *workDir) remove() error {
+	if err := unix.Unmount(w.dir, unix.MNT_DETACH); err != nil && !errors.Is(err, unix.EINVAL) {
+		return fmt.Errorf("unmount work dir %q: %w", w.dir, err)
+	}
+	return os.Remove(w.dir)
+}
+
+// writeInputs places files in the work dir, owned by the sandbox user, and remembers
+// them so that only files the program creates or changes are reported.
+func (w *workDir) writeInputs(files []InputFile) error {
+	if len(files) == 0 {
+		return nil
+	}
+	root, err := os.OpenRoot(w.dir)
+	if err != nil {
+		return err
+	}
+	defer root.Close()
+	for _, f := range files {
+		if dir := path.Dir(f.Path); dir != "." {
+			if err := root.MkdirAll(dir, 0o755); err != nil {
+				return fmt.Errorf("input file %q: %w", f.Path, err)
+			}
+			if err := chownParents(root, dir, w.uid); err != nil {
+				return err
+			}
+		}
+		if err := root.WriteFile(f.Path, f.Data, 0o644); err != nil {
+			return fmt.Errorf("input file %q: %w", f.Path, err)
+		}
+		if err := root.Lchown(f.Path, w.uid, w.uid); err != nil {
+			return err
+		}
+		fi, err := root.Lstat(f.Path)
+		if err != nil {
+			return err
+		}
+		w.inputs[f.Path] = fileStamp{fi.Size(), fi.ModTime()}
+	}
+	return nil
+}
+
+func chownParents(root *os.Root, dir string, uid int) error {
+	for ; dir != "." && dir != "/"; dir = path.Dir(dir) {
+		if err := root.Lchown(dir, uid, uid); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+// produced lists the regular files the program created or changed, and copies them to
+// outDir when it is set. Symlinks and other special files are never followed.
+// Call it only after every sandbox process is gone.
+func (w *workDir) produced(outDir string) (files []FileInfo, truncated bool, err error) {
+	root, err := os.OpenRoot(w.dir)
+	if err != nil {
+		return nil, false, err
+	}
+	defer root.Close()
+	files = []FileInfo{}
+	err = fs.WalkDir(root.FS(), ".", func(p string, d fs.DirEntry, err error) error {
+		if err != nil || !d.Type().IsRegular() {
+			return nil
+		}
+		fi, err := d.Info()
+		if err != nil {
+			return nil
+		}
+		if in, ok := w.inputs[p]; ok && in.size == fi.Size() && in.mtime.Equal(fi.ModTime()) {
+			return nil
+		}
+		if len(files) == maxListedFiles {
+			truncated = true
+			return fs.SkipAll
+		}
+		files = append(files, FileInfo{Path: p, Size: fi.Size()})
+		if outDir != "" {
+			if err := copyOut(root, p, outDir); err != nil {
+				return err
+			}
+		}
+		return nil
+	})
+	return files, truncated, err
+}
+
+func copyOut(root *os.Root, p, outDir string) error {
+	src, err := root.OpenFile(p, os.O_RDONLY|unix.O_NOFOLLOW, 0)
+	if err != nil {
+		return err
+	}
+	defer src.Close()
+	dst := filepath.Join(outDir, filepath.FromSlash(p))
+	if err := os.MkdirAll(filepath.Dir(dst), 0o755); err != nil {
+		return err
+	}
+	out, err := os.Create(dst)
+	if err != nil {
+		return err
+	}
+	if _, err := io.Copy(out, src); err != nil {
+		out.Close()
+		return fmt.Errorf("copy %q to %q: %w", p, dst, err)
+	}
+	return out.Close()
+}
+
+// saveImages writes figures to outDir.
+func saveImages(images []Image, outDir string) error {
+	if outDir == "" || len(images) == 0 {
+		return nil
+	}
+	if err := os.MkdirAll(outDir, 0o755); err != nil {
+		return err
+	}
+	for i, im := range images {
+		name := filepath.Base(im.Name)
+		if name == "." || name == "/" {
+			name = "figure-" + strconv.Itoa(i+1) + ".png"
+		}
+		if err := os.WriteFile(filepath.Join(outDir, name), im.Data, 0o644); err != nil {
+			return err
+		}
+	}
+	return nil
+}
