@@ -1,0 +1,74 @@
+package main
+
+import (
+	"context"
+	"encoding/json"
+	"fmt"
+	"path/filepath"
+	"strings"
+	"time"
+
+	"github.com/codeexec/codeexec/internal/image"
+	"github.com/codeexec/codeexec/internal/sandbox"
+)
+
+func init() { verifyImage = verifyInSandbox }
+
+// openRunner opens a sandbox runner on the default image in the store. The caller
+// must call Close.
+func openRunner(storeFlag string) (*sandbox.Runner, error) {
+	store := storeDir(storeFlag)
+	img, err := image.Find(store, image.DefaultRecipe())
+	if err != nil {
+		return nil, err
+	}
+	return newRunner(store, img.Rootfs)
+}
+
+func newRunner(store, rootfs string) (*sandbox.Runner, error) {
+	r, err := sandbox.New(sandbox.Config{
+		Rootfs:       rootfs,
+		StateDir:     filepath.Join(store, "run"),
+		CgroupParent: "codeexec",
+		HostUID:      sandbox.DefaultHostUID,
+	})
+	if err != nil {
+		return nil, fmt.Errorf("opening sandbox: %w", err)
+	}
+	return r, nil
+}
+
+// verifyProgram imports every library of the image inside a real sandbox and reports
+// their versions.
+const verifyProgram = `
+import json, sys, numpy, pandas, matplotlib, matplotlib.pyplot as plt, scipy, scipy.optimize, sympy, requests
+plt.plot([1, 2, 3]); plt.savefig("/tmp/check.png")
+print(json.dumps({"python": sys.version.split()[0], "numpy": numpy.__version__,
+    "pandas": pandas.__version__, "matplotlib": matplotlib.__version__,
+    "scipy": scipy.__version__, "sympy": sympy.__version__, "requests": requests.__version__}))
+`
+
+// verifyInSandbox checks a freshly built image by running verifyProgram in it. The
+// store's run dir beside the image is used for the sandbox's state.
+func verifyInSandbox(ctx context.Context, rootfs string) (map[string]string, error) {
+	store := filepath.Dir(filepath.Dir(filepath.Dir(filepath.Clean(rootfs)))) // <store>/images/<id>/rootfs
+	r, err := newRunner(store, rootfs)
+	if err != nil {
+		return nil, err
+	}
+	defer r.Close()
+	l := sandbox.DefaultLimits()
+	l.Timeout = 2 * time.Minute // the first imports read the whole stack from disk
+	res, err := r.Run(ctx, &sandbox.Request{Code: verifyProgram, Limits: l})
+	if err != nil {
+		return nil, err
+	}
+	if res.Status != sandbox.StatusOK {
+		return nil, fmt.Errorf("verify program ended with %s: %s", res.Status, strings.TrimSpace(res.Stderr))
+	}
+	versions := map[string]string{}
+	if err := json.Unmarshal([]byte(res.Stdout), &versions); err != nil {
+		return nil, fmt.Errorf("verify program output %q: %w", res.Stdout, err)
+	}
+	return versions, nil
+}
