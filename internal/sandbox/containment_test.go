@@ -232,7 +232,11 @@ for path in ["/work/fill", "/tmp/fill", "/dev/shm/fill"]:
                 n += 65536
     except OSError as e:
         out[path] = (n >> 20, errno.errorcode[e.errno])
-print(out)`, func(r *Request) { r.Limits.WorkBytes = 8 << 20; r.Limits.TmpBytes = 4 << 20; r.Limits.FileBytes = 6 << 20 })
+print(out)`, func(r *Request) {
+		r.Limits.WorkBytes = 8 << 20
+		r.Limits.TmpBytes = 4 << 20
+		r.Limits.FileBytes = 6 << 20
+	})
 	want := "{'/work/fill': (6, 'EFBIG'), '/tmp/fill': (4, 'ENOSPC'), '/dev/shm/fill': (4, 'ENOSPC')}"
 	if res.Status != StatusOK || !strings.Contains(res.Stdout, want) {
 		t.Fatalf("got %s %q %q, want %s", res.Status, res.Stdout, res.Stderr, want)

@@ -15,6 +15,7 @@ func TestMain(m *testing.M) {
 	code := m.Run()
 	if shared.r != nil {
 		shared.r.Close()
+		os.RemoveAll(shared.dir)
 	}
 	os.Exit(code)
 }
@@ -23,8 +24,8 @@ func TestMain(m *testing.M) {
 var shared struct {
 	once sync.Once
 	r    *Runner
+	dir  string
 	err  error
-	skip string
 }
 
 // testStore is where tests find the image: $CODEEXEC_STORE or the default store.
@@ -95,6 +96,7 @@ func sharedRunner(t testing.TB) *Runner {
 			shared.err = err
 			return
 		}
+		shared.dir = dir
 		os.Chmod(dir, 0o711)
 		shared.r, shared.err = New(Config{Rootfs: rootfs, StateDir: filepath.Join(dir, "state"), CgroupParent: "codeexec-test", HostUID: DefaultHostUID})
 	})
