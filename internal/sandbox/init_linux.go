@@ -48,6 +48,9 @@ type initSpec struct {
 	Env       []string `json:"env"`
 	Args      []string `json:"args"`
 	Code      string   `json:"code"`
+	// Zygote starts the fork server instead of one program: no work dir, no code,
+	// and privileges kept for the children to make their own namespaces.
+	Zygote bool `json:"zygote"`
 }
 
 // MaybeInit runs the sandbox init stage and never returns if this process was started
@@ -99,8 +102,16 @@ func runInit() error {
 	if err := seedMatplotlib(); err != nil {
 		return err
 	}
-	if err := setupFDs(spec.Code); err != nil {
+	if err := setupFDs(spec); err != nil {
 		return err
+	}
+	if spec.Zygote {
+		// The zygote's children drop privileges and set limits themselves, each
+		// after making its own namespaces, which needs CAP_SYS_ADMIN here.
+		if err := unix.Prctl(unix.PR_SET_PDEATHSIG, uintptr(unix.SIGKILL), 0, 0, 0); err != nil {
+			return &os.SyscallError{Syscall: "prctl(PR_SET_PDEATHSIG)", Err: err}
+		}
+		return syscall.Exec(spec.Args[0], spec.Args, spec.Env)
 	}
 	if err := setRlimits(spec); err != nil {
 		return err
@@ -178,6 +189,9 @@ func setupMounts(s *initSpec) error {
 		if err := mount("tmpfs", dir, "tmpfs", unix.MS_NOSUID|unix.MS_NODEV, "mode=1777,size="+size); err != nil {
 			return err
 		}
+	}
+	if s.Zygote {
+		return nil // each child mounts its own work dir
 	}
 	// The work dir is a tmpfs the parent mounted on the host (nosuid, nodev, size-capped)
 	// so that it can read the files back after the sandbox is gone.
@@ -316,12 +330,17 @@ func seedMatplotlib() error {
 	return os.Lchown(mplConfigDir, sandboxUID, sandboxGID)
 }
 
-// setupFDs puts the report pipe at harness.ReportFD and the code in a memfd at
-// harness.CodeFD. The code never touches a file system the program can see.
-func setupFDs(code string) error {
+// setupFDs puts the report pipe (the zygote's control socket) at harness.ReportFD
+// and the code in a memfd at harness.CodeFD. The code never touches a file system
+// the program can see.
+func setupFDs(s *initSpec) error {
 	if err := unix.Dup3(initReportFD, 3, 0); err != nil {
 		return &os.SyscallError{Syscall: "dup3", Err: err}
 	}
+	if s.Zygote {
+		return unix.Close(initReportFD)
+	}
+	code := s.Code
 	mfd, err := unix.MemfdCreate("code", 0)
 	if err != nil {
 		return &os.SyscallError{Syscall: "memfd_create", Err: err}

@@ -16,6 +16,14 @@ import (
 //go:embed harness.py
 var Source string
 
+//go:embed zygote.py
+var zygoteSource string
+
+// ZygoteSource is the zygote program: the harness plus a fork server that serves
+// executions from a process that has already imported the scientific stack. Its
+// control socket is fd ReportFD.
+var ZygoteSource = "CODEEXEC_ZYGOTE = True\n" + Source + "\n" + zygoteSource
+
 // File descriptors the harness uses, as numbered inside the sandbox.
 const (
 	ReportFD = 3

@@ -102,21 +102,29 @@ def _run(source, namespace):
     return None
 
 
-def main():
-    report = _report_file()
-    source = _read_code()
-    # Tracebacks show the program's own lines.
-    linecache.cache[FILENAME] = (len(source), None, source.splitlines(True), FILENAME)
-    warnings.filterwarnings("ignore", message=".*non-GUI backend.*")
-    warnings.filterwarnings("ignore", message=".*FigureCanvasAgg is non-interactive.*")
-
+def new_namespace():
+    """Makes a fresh __main__ module for a program (or a session) to run in."""
     main_mod = types.ModuleType("__main__")
     main_mod.__builtins__ = __builtins__
-    namespace = main_mod.__dict__
     sys.modules["__main__"] = main_mod
-    sys.argv = [FILENAME]
-    sys.path.insert(0, os.getcwd())
+    return main_mod.__dict__
 
+
+def setup_process():
+    """Process-wide settings, made once before any program runs."""
+    warnings.filterwarnings("ignore", message=".*non-GUI backend.*")
+    warnings.filterwarnings("ignore", message=".*FigureCanvasAgg is non-interactive.*")
+    sys.argv = [FILENAME]
+    if os.getcwd() not in sys.path:
+        sys.path.insert(0, os.getcwd())
+
+
+def execute(source, namespace, report):
+    """Runs source in namespace, writes the JSON report to the file report, and
+    returns the exit code. `result` is reset first, so each run reports its own."""
+    # Tracebacks show the program's own lines.
+    linecache.cache[FILENAME] = (len(source), None, source.splitlines(True), FILENAME)
+    namespace.pop("result", None)
     out = {"ok": True, "result": None, "result_truncated": False, "error": None,
            "images": [], "images_truncated": False, "exit_code": 0}
     last = None
@@ -139,7 +147,7 @@ def main():
         sys.stderr.write(out["error"]["traceback"])
 
     if out["ok"]:
-        value = namespace.get("result", last) if "result" in namespace else last
+        value = namespace["result"] if "result" in namespace else last
         if value is not None or "result" in namespace:
             out["result"], out["result_truncated"] = _repr(value)
     out["images"], out["images_truncated"] = _figures()
@@ -150,9 +158,18 @@ def main():
         except BaseException:
             pass
     report.write(json.dumps(out))
-    report.close()
+    report.flush()
     return out["exit_code"]
 
 
-if __name__ == "__main__":
+def main():
+    report = _report_file()
+    source = _read_code()
+    setup_process()
+    code = execute(source, new_namespace(), report)
+    report.close()
+    return code
+
+
+if __name__ == "__main__" and not globals().get("CODEEXEC_ZYGOTE"):
     sys.exit(main())

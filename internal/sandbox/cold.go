@@ -1,0 +1,94 @@
+package sandbox
+
+import (
+	"context"
+	"fmt"
+	"io"
+	"os"
+	"path/filepath"
+	"time"
+
+	"github.com/codeexec/codeexec/internal/cgroup"
+	"github.com/codeexec/codeexec/internal/cleanup"
+	"github.com/codeexec/codeexec/internal/sandbox/harness"
+)
+
+// runCold runs req in a sandbox of its own with a fresh interpreter: the slow path,
+// used when no zygote is available and as the reference the warm path is held to.
+func (r *Runner) runCold(ctx context.Context, req *Request) (*Result, error) {
+	l := req.Limits
+	name := r.nextName()
+	var cu cleanup.Cleanup
+	defer cu.Clean()
+
+	work, err := newWorkDir(filepath.Join(r.inst.dir, name), l.WorkBytes, r.cfg.HostUID+sandboxUID)
+	if err != nil {
+		return nil, fmt.Errorf("sandbox: %w", err)
+	}
+	cu.Add(func() { _ = work.remove() })
+	if err := work.writeInputs(req.Files); err != nil {
+		return nil, fmt.Errorf("sandbox: %w", err)
+	}
+	g, err := r.cg.New(name, cgroupLimits(l))
+	if err != nil {
+		return nil, fmt.Errorf("sandbox: %w", err)
+	}
+	cu.Add(func() { _ = g.Destroy() })
+
+	reportR, reportW, err := os.Pipe()
+	if err != nil {
+		return nil, err
+	}
+	defer reportR.Close()
+	w := newWatch(l)
+	spec := &initSpec{
+		Rootfs:    r.cfg.Rootfs,
+		WorkDir:   work.dir,
+		TmpBytes:  l.TmpBytes,
+		FileBytes: l.FileBytes,
+		OpenFiles: l.OpenFiles,
+		Env:       sandboxEnv(l),
+		Args:      []string{"/usr/bin/python3", "-B", "-s", "-c", harness.Source},
+		Code:      req.Code,
+	}
+	start := time.Now()
+	cmd, err := r.startInit(spec, reportW, w.stdout, w.stderr, g)
+	reportW.Close()
+	if err != nil {
+		return nil, fmt.Errorf("sandbox: %w", err)
+	}
+	// pid 1 of the sandbox's pid namespace: its death kills every process in it.
+	w.start(ctx, func() { _ = cmd.Process.Kill(); _ = g.Kill() })
+	reportCh := make(chan []byte, 1)
+	go func() { reportCh <- readReport(reportR) }()
+	waitErr := cmd.Wait()
+	w.disarm()
+	o := outcome{stopped: w.reason(), report: <-reportCh, duration: time.Since(start)}
+	if ws := waitStatus(waitErr); ws != nil {
+		o.signaled, o.signal, o.exitCode = ws.Signaled(), ws.Signal(), ws.ExitStatus()
+	}
+	o.stats, o.statsErr = g.Stats()
+	if err := g.Destroy(); err != nil {
+		return nil, fmt.Errorf("sandbox: %w", err)
+	}
+	res := o.result(l, w)
+	if res.Files, res.FilesTruncated, err = work.produced(req.OutputDir); err != nil {
+		return nil, fmt.Errorf("sandbox: collect files: %w", err)
+	}
+	if err := saveImages(res.Images, req.OutputDir); err != nil {
+		return nil, fmt.Errorf("sandbox: save figures: %w", err)
+	}
+	return res, nil
+}
+
+func cgroupLimits(l Limits) cgroup.Limits {
+	return cgroup.Limits{MemoryBytes: l.MemoryBytes, Pids: l.Pids, CPUs: l.CPUs}
+}
+
+// readReport reads the harness report, keeping at most one byte over the limit so
+// an oversized report is recognised, and drains the rest so the writer never blocks.
+func readReport(r io.Reader) []byte {
+	data, _ := io.ReadAll(io.LimitReader(r, maxReportBytes+1))
+	_, _ = io.Copy(io.Discard, r)
+	return data
+}

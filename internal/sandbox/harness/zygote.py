@@ -1,0 +1,255 @@
+# codeexec zygote: a Python process inside the sandbox image that has imported the
+# scientific stack once, and forks a child per execution or session.
+#
+# It runs after harness.py in the same module (see harness.go). fd 3 is a
+# SOCK_SEQPACKET control socket to the server. The zygote stays root in the
+# sandbox's user namespace (which grants nothing on the host) because each child
+# needs CAP_SYS_ADMIN there to make its own namespaces and mounts; every child
+# drops all of it before user code runs.
+#
+# Control messages (JSON), server -> zygote:
+#   {"op": "spawn", "id": N, "tmp_bytes": .., "work_bytes": ..}  + SCM_RIGHTS [channel]
+# zygote -> server:
+#   {"op": "ready"}                               once, after the imports
+#   {"op": "exit", "id": N, "status": S}          a child ended (wait status)
+#   {"op": "exit", "id": N, "error": "..."}       a child could not be made
+# Channel messages, server -> child:
+#   {"op": "run", "file_bytes": .., "open_files": ..}  + [code memfd, stdout, stderr, report]
+# child -> server:
+#   "ready" (the server reads the child's host pid from SCM_CREDENTIALS), then
+#   {"op": "done", "exit_code": N} after each run.
+import ctypes
+import fcntl
+import gc
+import selectors
+import signal
+import socket
+import resource
+import struct
+
+libc = ctypes.CDLL(None, use_errno=True)
+
+CLONE_NEWNS = 0x00020000
+CLONE_NEWCGROUP = 0x02000000
+CLONE_NEWUTS = 0x04000000
+CLONE_NEWIPC = 0x08000000
+CLONE_NEWPID = 0x20000000
+CLONE_NEWNET = 0x40000000
+MS_RDONLY, MS_NOSUID, MS_NODEV, MS_NOEXEC = 1, 2, 4, 8
+MS_REMOUNT, MS_BIND, MS_REC = 32, 4096, 16384
+PR_SET_PDEATHSIG, PR_CAPBSET_DROP, PR_SET_NO_NEW_PRIVS, PR_CAP_AMBIENT = 1, 24, 38, 47
+PR_CAP_AMBIENT_CLEAR_ALL = 4
+SIOCGIFFLAGS, SIOCSIFFLAGS, IFF_UP = 0x8913, 0x8914, 0x1
+SANDBOX_UID = SANDBOX_GID = 1000
+
+PROC_READ_ONLY = ["/proc/sys", "/proc/sysrq-trigger", "/proc/irq", "/proc/bus", "/proc/fs"]
+PROC_MASKED = ["/proc/kcore", "/proc/keys", "/proc/timer_list", "/proc/sched_debug",
+               "/proc/latency_stats", "/proc/acpi", "/proc/scsi"]
+
+CAP_LAST_CAP = int(open("/proc/sys/kernel/cap_last_cap").read())
+
+
+def _check(ret, what):
+    if ret != 0:
+        e = ctypes.get_errno()
+        raise OSError(e, "%s: %s" % (what, os.strerror(e)))
+
+
+def _b(s):
+    return s.encode() if s is not None else None
+
+
+def mount(source, target, fstype, flags, data=None):
+    _check(libc.mount(_b(source), _b(target), _b(fstype), ctypes.c_ulong(flags), _b(data)),
+           "mount %s" % target)
+
+
+def unshare(flags):
+    _check(libc.unshare(flags), "unshare")
+
+
+def prctl(option, arg):
+    _check(libc.prctl(option, ctypes.c_ulong(arg), 0, 0, 0), "prctl(%d)" % option)
+
+
+class _CapHeader(ctypes.Structure):
+    _fields_ = [("version", ctypes.c_uint32), ("pid", ctypes.c_int)]
+
+
+class _CapData(ctypes.Structure):
+    _fields_ = [("effective", ctypes.c_uint32), ("permitted", ctypes.c_uint32),
+                ("inheritable", ctypes.c_uint32)]
+
+
+def preload():
+    """Imports the stack and warms what the first use would otherwise pay for."""
+    import numpy, pandas, scipy, scipy.optimize, scipy.stats, scipy.linalg, scipy.integrate  # noqa
+    import sympy, requests  # noqa
+    import matplotlib
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+    plt.plot([1, 2, 3])
+    plt.savefig(io.BytesIO(), format="png")
+    plt.close("all")
+    compile("x = 1\nx", FILENAME, "exec")
+    # Objects that exist now are never collected: children then do not dirty the
+    # pages the GC would otherwise touch, so copy-on-write sharing holds.
+    gc.collect()
+    gc.freeze()
+
+
+def setup_child(req):
+    """Gives a new child its own namespaces and writable mounts (still privileged)."""
+    unshare(CLONE_NEWNS | CLONE_NEWNET | CLONE_NEWIPC | CLONE_NEWUTS)
+    mount("proc", "/proc", "proc", MS_NOSUID | MS_NODEV | MS_NOEXEC)
+    for p in PROC_READ_ONLY:
+        if os.path.exists(p):
+            mount(p, p, None, MS_BIND | MS_REC)
+            mount(None, p, None, MS_BIND | MS_REMOUNT | MS_RDONLY | MS_NOSUID | MS_NODEV | MS_NOEXEC)
+    for p in PROC_MASKED:
+        if os.path.isdir(p):
+            mount("tmpfs", p, "tmpfs", MS_RDONLY | MS_NOSUID | MS_NODEV | MS_NOEXEC, "size=0")
+        elif os.path.exists(p):
+            mount("/dev/null", p, None, MS_BIND)
+    tmp = "mode=1777,size=%d" % req["tmp_bytes"]
+    mount("tmpfs", "/tmp", "tmpfs", MS_NOSUID | MS_NODEV, tmp)
+    mount("tmpfs", "/dev/shm", "tmpfs", MS_NOSUID | MS_NODEV, tmp)
+    mount("tmpfs", "/work", "tmpfs", MS_NOSUID | MS_NODEV,
+          "mode=0700,uid=%d,gid=%d,size=%d" % (SANDBOX_UID, SANDBOX_GID, req["work_bytes"]))
+    s = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+    try:
+        ifr = struct.pack("16sH14x", b"lo", 0)
+        flags = struct.unpack("16sH14x", fcntl.ioctl(s, SIOCGIFFLAGS, ifr))[1]
+        fcntl.ioctl(s, SIOCSIFFLAGS, struct.pack("16sH14x", b"lo", flags | IFF_UP))
+    finally:
+        s.close()
+    os.chdir("/work")
+
+
+def drop_privileges(run):
+    """Leaves the child unprivileged for good, just before the first program runs."""
+    # The cgroup namespace is made only now that the server has moved us into the
+    # execution's cgroup, so that group is our "/".
+    unshare(CLONE_NEWCGROUP)
+    resource.setrlimit(resource.RLIMIT_CORE, (0, 0))
+    resource.setrlimit(resource.RLIMIT_FSIZE, (run["file_bytes"], run["file_bytes"]))
+    resource.setrlimit(resource.RLIMIT_NOFILE, (run["open_files"], run["open_files"]))
+    for c in range(CAP_LAST_CAP + 1):
+        prctl(PR_CAPBSET_DROP, c)
+    prctl(PR_CAP_AMBIENT, PR_CAP_AMBIENT_CLEAR_ALL)
+    os.setgroups([])
+    os.setresgid(SANDBOX_GID, SANDBOX_GID, SANDBOX_GID)
+    os.setresuid(SANDBOX_UID, SANDBOX_UID, SANDBOX_UID)
+    hdr = _CapHeader(0x20080522, 0)
+    data = (_CapData * 2)()
+    _check(libc.capset(ctypes.byref(hdr), ctypes.byref(data)), "capset")
+    prctl(PR_SET_NO_NEW_PRIVS, 1)
+    # The credential change cleared it: die with the zygote.
+    prctl(PR_SET_PDEATHSIG, signal.SIGKILL)
+
+
+def reap():
+    """Collects exited descendants: this child is pid 1 of its namespace."""
+    while True:
+        try:
+            pid, _ = os.waitpid(-1, os.WNOHANG)
+        except ChildProcessError:
+            return
+        if pid == 0:
+            return
+
+
+def child_main(req, chan_fd):
+    # Only the channel and stdio survive: nothing of the zygote (its control socket
+    # above all) may reach user code.
+    os.dup2(chan_fd, 3)
+    os.closerange(4, 65536)
+    chan = socket.socket(fileno=3)
+    signal.signal(signal.SIGCHLD, signal.SIG_DFL)
+    setup_child(req)
+    chan.send(b"ready")
+    namespace = new_namespace()
+    setup_process()
+    devnull = os.open("/dev/null", os.O_WRONLY)
+    privileged = True
+    while True:
+        msg, fds, _, _ = socket.recv_fds(chan, 1 << 16, 4)
+        if not msg:
+            os._exit(0)
+        run = json.loads(msg)
+        if run.get("op") != "run" or len(fds) != 4:
+            os._exit(2)
+        if privileged:
+            drop_privileges(run)
+            privileged = False
+        code_fd, out_fd, err_fd, rep_fd = fds
+        with os.fdopen(code_fd, "rb") as f:
+            source = f.read().decode("utf-8", errors="replace")
+        os.dup2(out_fd, 1)
+        os.dup2(err_fd, 2)
+        os.close(out_fd)
+        os.close(err_fd)
+        os.set_inheritable(rep_fd, False)
+        with os.fdopen(rep_fd, "w", encoding="utf-8") as report:
+            code = execute(source, namespace, report)
+        os.dup2(devnull, 1)
+        os.dup2(devnull, 2)
+        reap()
+        chan.send(json.dumps({"op": "done", "exit_code": code}).encode())
+
+
+def spawn(ctl, req, chan_fd, own_pidns, sel):
+    # The child becomes pid 1 of a new pid namespace: unshare(CLONE_NEWPID) applies to
+    # the next fork only, and setns back restores the zygote for the one after.
+    unshare(CLONE_NEWPID)
+    try:
+        pid = os.fork()
+    except OSError:
+        _check(libc.setns(own_pidns, CLONE_NEWPID), "setns")
+        raise
+    if pid == 0:
+        status = 0
+        try:
+            child_main(req, chan_fd)
+        except BaseException:
+            traceback.print_exc()
+            status = 70
+        os._exit(status)
+    _check(libc.setns(own_pidns, CLONE_NEWPID), "setns")
+    os.close(chan_fd)
+    sel.register(os.pidfd_open(pid), selectors.EVENT_READ, (req["id"], pid))
+
+
+def zygote_main():
+    ctl = socket.socket(fileno=3)
+    preload()
+    own_pidns = os.open("/proc/self/ns/pid", os.O_RDONLY)
+    sel = selectors.DefaultSelector()
+    sel.register(ctl, selectors.EVENT_READ, None)
+    ctl.send(b'{"op": "ready"}')
+    while True:
+        for key, _ in sel.select():
+            if key.data is None:
+                msg, fds, _, _ = socket.recv_fds(ctl, 1 << 16, 1)
+                if not msg:
+                    return 0  # the server is gone
+                req = json.loads(msg)
+                if req.get("op") != "spawn" or len(fds) != 1:
+                    for fd in fds:
+                        os.close(fd)
+                    continue
+                try:
+                    spawn(ctl, req, fds[0], own_pidns, sel)
+                except OSError as e:
+                    os.close(fds[0])
+                    ctl.send(json.dumps({"op": "exit", "id": req["id"], "error": str(e)}).encode())
+            else:
+                ident, pid = key.data
+                sel.unregister(key.fileobj)
+                os.close(key.fileobj)
+                _, status = os.waitpid(pid, 0)
+                ctl.send(json.dumps({"op": "exit", "id": ident, "status": status}).encode())
+
+
+if CODEEXEC_ZYGOTE:
+    sys.exit(zygote_main())

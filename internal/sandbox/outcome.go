@@ -1,0 +1,217 @@
+package sandbox
+
+import (
+	"bytes"
+	"context"
+	"errors"
+	"fmt"
+	"os/exec"
+	"strings"
+	"sync"
+	"syscall"
+	"time"
+
+	"github.com/codeexec/codeexec/internal/cgroup"
+	"github.com/codeexec/codeexec/internal/sandbox/harness"
+)
+
+// watch enforces an execution's wall-clock and output limits and cancellation, and
+// remembers the first reason it stopped the sandbox.
+type watch struct {
+	stdout, stderr *capWriter
+
+	mu      sync.Mutex
+	stopped Status
+	kill    func()
+	timer   *time.Timer
+	done    chan struct{}
+}
+
+func newWatch(l Limits) *watch {
+	w := &watch{done: make(chan struct{})}
+	w.stdout = &capWriter{limit: l.OutputBytes, onLimit: func() { w.stop(StatusOutputLimit) }}
+	w.stderr = &capWriter{limit: l.OutputBytes, onLimit: func() { w.stop(StatusOutputLimit) }}
+	w.timer = time.AfterFunc(l.Timeout, func() { w.stop(StatusTimeout) })
+	return w
+}
+
+// start arms the watch with the function that kills the sandbox. The wall-clock
+// limit runs from newWatch; a reason that came before start kills at once.
+func (w *watch) start(ctx context.Context, kill func()) {
+	w.mu.Lock()
+	w.kill = kill
+	early := w.stopped != ""
+	w.mu.Unlock()
+	if early {
+		kill()
+	}
+	go func() {
+		select {
+		case <-ctx.Done():
+			w.stop(StatusKilled)
+		case <-w.done:
+		}
+	}()
+}
+
+// disarm ends the watch once the sandbox is gone.
+func (w *watch) disarm() {
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	w.timer.Stop()
+	select {
+	case <-w.done:
+	default:
+		close(w.done)
+	}
+}
+
+// stop kills the sandbox for reason s, unless it was already stopped.
+func (w *watch) stop(s Status) {
+	w.mu.Lock()
+	first := w.stopped == ""
+	if first {
+		w.stopped = s
+	}
+	kill := w.kill
+	w.mu.Unlock()
+	if first && kill != nil {
+		kill()
+	}
+}
+
+func (w *watch) reason() Status {
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	return w.stopped
+}
+
+// outcome is what the runner and the kernel observed of one execution.
+type outcome struct {
+	stopped  Status // why the runner stopped it, if it did
+	signaled bool
+	signal   syscall.Signal
+	exitCode int
+	stats    cgroup.Stats
+	statsErr error
+	report   []byte
+	duration time.Duration
+}
+
+// result builds the Result. Limits come from what the runner and the kernel saw;
+// the harness report only describes the program's own output.
+func (o *outcome) result(l Limits, w *watch) *Result {
+	res := &Result{
+		Stdout:          w.stdout.String(),
+		Stderr:          w.stderr.String(),
+		StdoutTruncated: w.stdout.truncated,
+		StderrTruncated: w.stderr.truncated,
+		DurationMS:      float64(o.duration.Microseconds()) / 1000,
+		Images:          []Image{},
+		Files:           []FileInfo{},
+	}
+	if o.statsErr == nil {
+		res.Usage = Usage{CPUMS: float64(o.stats.CPUTime.Microseconds()) / 1000, MaxMemoryBytes: o.stats.MaxMemoryBytes}
+	}
+	rep, repErr := harness.Parse(o.report)
+	if len(o.report) > maxReportBytes {
+		rep, repErr = nil, fmt.Errorf("report exceeds %d bytes", maxReportBytes)
+	}
+	if rep != nil {
+		res.Result, res.ResultTruncated = rep.Result, rep.ResultTruncated
+		res.ImagesTruncated = rep.ImagesTruncated
+		for _, im := range rep.Images {
+			res.Images = append(res.Images, Image{Name: im.Name, MimeType: im.MimeType, Data: im.Data})
+		}
+	}
+	switch {
+	case o.stopped == StatusTimeout:
+		res.Status, res.ExitCode = StatusTimeout, 124
+		res.Error = &Error{Name: "TimeoutError", Message: fmt.Sprintf("execution exceeded the %v time limit and was stopped", l.Timeout)}
+	case o.stopped == StatusOutputLimit:
+		res.Status, res.ExitCode = StatusOutputLimit, 137
+		res.Error = &Error{Name: "OutputLimitError", Message: fmt.Sprintf("output exceeded the %d-byte limit and the program was stopped", l.OutputBytes)}
+	case o.stopped == StatusKilled:
+		res.Status, res.ExitCode = StatusKilled, 137
+		res.Error = &Error{Name: "Killed", Message: "execution was cancelled"}
+	case o.stats.OOMKills > 0 && (o.signaled || rep == nil):
+		res.Status, res.ExitCode = StatusMemoryLimit, 137
+		res.Error = &Error{Name: "MemoryError", Message: fmt.Sprintf("execution exceeded the %d MiB memory limit and was killed", l.MemoryBytes>>20)}
+	case o.signaled:
+		res.Status, res.ExitCode = StatusKilled, 128+int(o.signal)
+		res.Error = &Error{Name: "Killed", Message: "the program was killed by signal " + o.signal.String()}
+	case rep != nil:
+		res.ExitCode = o.exitCode
+		res.Status = StatusOK
+		if !rep.OK {
+			res.Status = StatusError
+			if rep.Error != nil {
+				res.Error = &Error{Name: rep.Error.Name, Message: rep.Error.Message, Traceback: rep.Error.Traceback}
+			}
+		}
+	default:
+		res.ExitCode = o.exitCode
+		res.Status = StatusOK
+		if res.ExitCode != 0 {
+			res.Status = StatusError
+			msg := fmt.Sprintf("the interpreter exited with status %d before reporting", res.ExitCode)
+			if repErr != nil && !errors.Is(repErr, harness.ErrEmpty) {
+				msg += " (" + repErr.Error() + ")"
+			}
+			res.Error = &Error{Name: "ProcessExit", Message: msg}
+		}
+	}
+	return res
+}
+
+func waitStatus(err error) *syscall.WaitStatus {
+	if err == nil {
+		ws := syscall.WaitStatus(0)
+		return &ws
+	}
+	var ee *exec.ExitError
+	if !errors.As(err, &ee) {
+		return nil
+	}
+	ws, ok := ee.Sys().(syscall.WaitStatus)
+	if !ok {
+		return nil
+	}
+	return &ws
+}
+
+// capWriter keeps the first limit bytes written to it and reports when more arrive.
+// It never fails a write, so the copy from the pipe drains until the process is gone.
+type capWriter struct {
+	mu        sync.Mutex
+	buf       bytes.Buffer
+	limit     int64
+	n         int64
+	truncated bool
+	onLimit   func()
+}
+
+func (w *capWriter) Write(p []byte) (int, error) {
+	w.mu.Lock()
+	room := w.limit - int64(w.buf.Len())
+	if room > 0 {
+		w.buf.Write(p[:min(int64(len(p)), room)])
+	}
+	w.n += int64(len(p))
+	over := w.n > w.limit && !w.truncated
+	if over {
+		w.truncated = true
+	}
+	w.mu.Unlock()
+	if over {
+		w.onLimit()
+	}
+	return len(p), nil
+}
+
+// String returns the kept output as valid UTF-8.
+func (w *capWriter) String() string {
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	return strings.ToValidUTF8(w.buf.String(), "\uFFFD")
+}
