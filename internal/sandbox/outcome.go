@@ -5,6 +5,8 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"io"
+	"os"
 	"os/exec"
 	"strings"
 	"sync"
@@ -19,6 +21,10 @@ import (
 // remembers the first reason it stopped the sandbox.
 type watch struct {
 	stdout, stderr *capWriter
+
+	readers sync.WaitGroup
+	outputs []*os.File
+	report  []byte
 
 	mu      sync.Mutex
 	stopped Status
@@ -52,6 +58,35 @@ func (w *watch) start(ctx context.Context, kill func()) {
 		case <-w.done:
 		}
 	}()
+}
+
+// readOutput copies the program's stdout and stderr into the watch's writers and
+// reads its report, until EOF or waitOutput.
+func (w *watch) readOutput(stdout, stderr, report *os.File) {
+	w.outputs = []*os.File{stdout, stderr, report}
+	w.readers.Add(3)
+	go func() { defer w.readers.Done(); _, _ = io.Copy(w.stdout, stdout) }()
+	go func() { defer w.readers.Done(); _, _ = io.Copy(w.stderr, stderr) }()
+	go func() { defer w.readers.Done(); w.report = readReport(report) }()
+}
+
+// waitOutput waits up to grace for the readers to reach EOF, then stops them; a
+// process the program left running may hold the pipes open. It returns the report.
+func (w *watch) waitOutput(grace time.Duration) []byte {
+	done := make(chan struct{})
+	go func() { w.readers.Wait(); close(done) }()
+	select {
+	case <-done:
+	case <-time.After(grace):
+		for _, f := range w.outputs {
+			f.Close() // unblocks the pending reads
+		}
+		<-done
+	}
+	for _, f := range w.outputs {
+		f.Close()
+	}
+	return w.report
 }
 
 // disarm ends the watch once the sandbox is gone.

@@ -13,8 +13,11 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"log/slog"
 	"strconv"
+	"sync"
 	"sync/atomic"
+	"time"
 	"syscall"
 
 	"github.com/codeexec/codeexec/internal/cgroup"
@@ -32,6 +35,12 @@ type Config struct {
 	// HostUID is the first host uid (and gid) sandboxes map to: sandbox root maps to
 	// HostUID and the sandbox user to HostUID+1000. No host user should own these ids.
 	HostUID int
+	// Warm runs executions in children forked from a zygote that has imported the
+	// scientific stack (milliseconds instead of a second). When the zygote cannot
+	// run, executions fall back to the cold path.
+	Warm bool
+	// Logger receives diagnostics such as zygote restarts; nil discards them.
+	Logger *slog.Logger
 }
 
 // DefaultHostUID is the default Config.HostUID, far above the ids of real users.
@@ -51,7 +60,17 @@ type Runner struct {
 	cg   *cgroup.Hierarchy
 	inst *instance
 	seq  atomic.Uint64
+	log  *slog.Logger
+
+	zmu       sync.Mutex
+	zyg       *zygote
+	zygErr    error
+	zygFailed time.Time
 }
+
+// zygoteRetry is how long the runner waits before starting a zygote again after a
+// start failed, running cold meanwhile.
+const zygoteRetry = 10 * time.Second
 
 // New prepares a Runner: it checks the image, opens the cgroup hierarchy and sweeps
 // what dead runners left behind. The caller must call Close.
@@ -86,7 +105,11 @@ func New(cfg Config) (*Runner, error) {
 		self.Close()
 		return nil, fmt.Errorf("sandbox: state dir: %w", err)
 	}
-	return &Runner{cfg: cfg, self: self, cg: cg, inst: inst}, nil
+	log := cfg.Logger
+	if log == nil {
+		log = slog.New(slog.DiscardHandler)
+	}
+	return &Runner{cfg: cfg, self: self, cg: cg, inst: inst, log: log}, nil
 }
 
 // checkSearchable makes sure the unprivileged sandbox uid can reach p: every
@@ -109,7 +132,48 @@ func checkSearchable(p string) error {
 
 // Close releases the runner's state dir. Executions still running are not waited for.
 func (r *Runner) Close() error {
+	r.zmu.Lock()
+	if r.zyg != nil {
+		r.zyg.close()
+		r.zyg = nil
+	}
+	r.zmu.Unlock()
 	return errors.Join(r.inst.close(), r.self.Close())
+}
+
+// zygote returns a running zygote, starting one if needed.
+func (r *Runner) zygote() (*zygote, error) {
+	r.zmu.Lock()
+	defer r.zmu.Unlock()
+	if r.zyg != nil && r.zyg.alive() {
+		return r.zyg, nil
+	}
+	if r.zyg != nil {
+		r.log.Warn("zygote exited; restarting it", "stderr", r.zyg.log.String())
+		r.zyg.close()
+		r.zyg = nil
+	}
+	if r.zygErr != nil && time.Since(r.zygFailed) < zygoteRetry {
+		return nil, r.zygErr
+	}
+	z, err := r.startZygote()
+	if err != nil {
+		r.zygErr, r.zygFailed = err, time.Now()
+		r.log.Error("zygote failed to start; running cold", "err", err)
+		return nil, err
+	}
+	r.zyg, r.zygErr = z, nil
+	return z, nil
+}
+
+// Warm starts the zygote now rather than at the first execution, and reports
+// whether warm executions are available.
+func (r *Runner) Warm() error {
+	if !r.cfg.Warm {
+		return errors.New("sandbox: the warm path is disabled")
+	}
+	_, err := r.zygote()
+	return err
 }
 
 // CgroupVersion reports the cgroup interface the runner uses.
@@ -121,6 +185,15 @@ func (r *Runner) CgroupVersion() cgroup.Version { return r.cg.Version() }
 func (r *Runner) Run(ctx context.Context, req *Request) (*Result, error) {
 	if err := req.Validate(); err != nil {
 		return nil, err
+	}
+	if r.cfg.Warm {
+		if z, err := r.zygote(); err == nil {
+			res, err := r.runWarm(ctx, req, z)
+			if !errors.Is(err, ErrZygoteGone) {
+				return res, err
+			}
+			r.log.Warn("zygote gone during an execution; running it cold")
+		}
 	}
 	return r.runCold(ctx, req)
 }
