@@ -10,23 +10,25 @@ import (
 )
 
 func TestLibraries(t *testing.T) {
-	tests := []struct {
-		name, code, want string
-	}{
-		{"numpy linear solve", "import numpy as np\nnp.linalg.solve([[3, 1], [1, 2]], [9, 8]).tolist()", "[2.0, 3.0]"},
-		{"pandas groupby", "import pandas as pd\ndf = pd.DataFrame({'k': list('abab'), 'v': [1, 2, 3, 4]})\ndf.groupby('k')['v'].sum().to_dict()", "{'a': 4, 'b': 6}"},
-		{"scipy optimize", "from scipy import optimize\nround(optimize.minimize_scalar(lambda x: (x - 3) ** 2).x, 4)", "3.0"},
-		{"sympy integral", "import sympy as sp\nx = sp.Symbol('x')\nsp.integrate(x**2, (x, 0, 3))", "9"},
-		{"requests importable", "import requests\nrequests.__name__", "'requests'"},
-	}
-	for _, tt := range tests {
-		t.Run(tt.name, func(t *testing.T) {
-			res := run(t, tt.code, nil)
-			if res.Status != StatusOK || res.Result == nil || *res.Result != tt.want {
-				t.Fatalf("got status %s result %v stderr %q, want ok %q", res.Status, deref(res.Result), res.Stderr, tt.want)
-			}
-		})
-	}
+	bothPaths(t, func(t *testing.T) {
+		tests := []struct {
+			name, code, want string
+		}{
+			{"numpy linear solve", "import numpy as np\nnp.linalg.solve([[3, 1], [1, 2]], [9, 8]).tolist()", "[2.0, 3.0]"},
+			{"pandas groupby", "import pandas as pd\ndf = pd.DataFrame({'k': list('abab'), 'v': [1, 2, 3, 4]})\ndf.groupby('k')['v'].sum().to_dict()", "{'a': 4, 'b': 6}"},
+			{"scipy optimize", "from scipy import optimize\nround(optimize.minimize_scalar(lambda x: (x - 3) ** 2).x, 4)", "3.0"},
+			{"sympy integral", "import sympy as sp\nx = sp.Symbol('x')\nsp.integrate(x**2, (x, 0, 3))", "9"},
+			{"requests importable", "import requests\nrequests.__name__", "'requests'"},
+		}
+		for _, tt := range tests {
+			t.Run(tt.name, func(t *testing.T) {
+				res := run(t, tt.code, nil)
+				if res.Status != StatusOK || res.Result == nil || *res.Result != tt.want {
+					t.Fatalf("got status %s result %v stderr %q, want ok %q", res.Status, deref(res.Result), res.Stderr, tt.want)
+				}
+			})
+		}
+	})
 }
 
 func deref(s *string) string {
@@ -37,96 +39,105 @@ func deref(s *string) string {
 }
 
 func TestMatplotlibFigure(t *testing.T) {
-	res := run(t, "import matplotlib.pyplot as plt\nplt.plot([1, 4, 9])\nplt.title('squares')\nplt.show()\nprint('shown')", nil)
-	if res.Status != StatusOK || res.Stdout != "shown\n" {
-		t.Fatalf("status %s stdout %q stderr %q", res.Status, res.Stdout, res.Stderr)
-	}
-	if len(res.Images) != 1 {
-		t.Fatalf("got %d images, want 1", len(res.Images))
-	}
-	im := res.Images[0]
-	cfg, err := png.DecodeConfig(bytes.NewReader(im.Data))
-	if err != nil {
-		t.Fatalf("figure is not a valid PNG: %v", err)
-	}
-	if im.Name != "figure-1.png" || im.MimeType != "image/png" || cfg.Width < 100 || cfg.Height < 100 {
-		t.Fatalf("got %s %s %dx%d", im.Name, im.MimeType, cfg.Width, cfg.Height)
-	}
-	if res.Stderr != "" {
-		t.Errorf("plt.show() wrote to stderr: %q", res.Stderr)
-	}
+	bothPaths(t, func(t *testing.T) {
+		res := run(t, "import matplotlib.pyplot as plt\nplt.plot([1, 4, 9])\nplt.title('squares')\nplt.show()\nprint('shown')", nil)
+		if res.Status != StatusOK || res.Stdout != "shown\n" {
+			t.Fatalf("status %s stdout %q stderr %q", res.Status, res.Stdout, res.Stderr)
+		}
+		if len(res.Images) != 1 {
+			t.Fatalf("got %d images, want 1", len(res.Images))
+		}
+		im := res.Images[0]
+		cfg, err := png.DecodeConfig(bytes.NewReader(im.Data))
+		if err != nil {
+			t.Fatalf("figure is not a valid PNG: %v", err)
+		}
+		if im.Name != "figure-1.png" || im.MimeType != "image/png" || cfg.Width < 100 || cfg.Height < 100 {
+			t.Fatalf("got %s %s %dx%d", im.Name, im.MimeType, cfg.Width, cfg.Height)
+		}
+		if res.Stderr != "" {
+			t.Errorf("plt.show() wrote to stderr: %q", res.Stderr)
+		}
+	})
 }
 
 func TestResultCapture(t *testing.T) {
-	tests := []struct {
-		name, code string
-		want       *string
-	}{
-		{"variable", "result = 6 * 7", ptr("42")},
-		{"last expression", "x = 2\nx + 3", ptr("5")},
-		{"variable wins over expression", "result = 'a'\n1 + 1", ptr("'a'")},
-		{"nothing", "x = 1", nil},
-		{"None expression", "None", nil},
-		{"print is not a result", "print('hi')", nil},
-	}
-	for _, tt := range tests {
-		t.Run(tt.name, func(t *testing.T) {
-			res := run(t, tt.code, nil)
-			if res.Status != StatusOK {
-				t.Fatalf("status %s stderr %q", res.Status, res.Stderr)
-			}
-			if deref(res.Result) != deref(tt.want) {
-				t.Fatalf("result %s, want %s", deref(res.Result), deref(tt.want))
-			}
-		})
-	}
+	bothPaths(t, func(t *testing.T) {
+		tests := []struct {
+			name, code string
+			want       *string
+		}{
+			{"variable", "result = 6 * 7", ptr("42")},
+			{"last expression", "x = 2\nx + 3", ptr("5")},
+			{"variable wins over expression", "result = 'a'\n1 + 1", ptr("'a'")},
+			{"nothing", "x = 1", nil},
+			{"None expression", "None", nil},
+			{"print is not a result", "print('hi')", nil},
+		}
+		for _, tt := range tests {
+			t.Run(tt.name, func(t *testing.T) {
+				res := run(t, tt.code, nil)
+				if res.Status != StatusOK {
+					t.Fatalf("status %s stderr %q", res.Status, res.Stderr)
+				}
+				if deref(res.Result) != deref(tt.want) {
+					t.Fatalf("result %s, want %s", deref(res.Result), deref(tt.want))
+				}
+			})
+		}
+	})
 }
 
 func ptr(s string) *string { return &s }
 
 func TestErrors(t *testing.T) {
-	tests := []struct {
-		name, code, errName, inTraceback string
-		exit                             int
-	}{
-		{"syntax error", "x = 1\ndef f(:\n  pass", "SyntaxError", "line 2", 1},
-		{"runtime error", "a = 1\nb = a / 0", "ZeroDivisionError", `File "<code>", line 2`, 1},
-		{"error in function", "def f():\n    raise ValueError('bad value')\nf()", "ValueError", "in f", 1},
-		{"sys.exit(3)", "import sys\nsys.exit(3)", "SystemExit", "", 3},
-	}
-	for _, tt := range tests {
-		t.Run(tt.name, func(t *testing.T) {
-			res := run(t, tt.code, nil)
-			if res.Status != StatusError || res.Error == nil || res.Error.Name != tt.errName || res.ExitCode != tt.exit {
-				t.Fatalf("got %s %+v exit %d, want error %s exit %d", res.Status, res.Error, res.ExitCode, tt.errName, tt.exit)
-			}
-			if !strings.Contains(res.Error.Traceback, tt.inTraceback) {
-				t.Errorf("traceback %q lacks %q", res.Error.Traceback, tt.inTraceback)
-			}
-			// Only the user's frames: nothing of the harness.
-			for _, leak := range []string{"harness", "_run(", "exec(compile"} {
-				if strings.Contains(res.Error.Traceback, leak) {
-					t.Errorf("traceback shows harness internals (%q): %s", leak, res.Error.Traceback)
+	bothPaths(t, func(t *testing.T) {
+		tests := []struct {
+			name, code, errName, inTraceback string
+			exit                             int
+		}{
+			{"syntax error", "x = 1\ndef f(:\n  pass", "SyntaxError", "line 2", 1},
+			{"runtime error", "a = 1\nb = a / 0", "ZeroDivisionError", `File "<code>", line 2`, 1},
+			{"error in function", "def f():\n    raise ValueError('bad value')\nf()", "ValueError", "in f", 1},
+			{"sys.exit(3)", "import sys\nsys.exit(3)", "SystemExit", "", 3},
+		}
+		for _, tt := range tests {
+			t.Run(tt.name, func(t *testing.T) {
+				res := run(t, tt.code, nil)
+				if res.Status != StatusError || res.Error == nil || res.Error.Name != tt.errName || res.ExitCode != tt.exit {
+					t.Fatalf("got %s %+v exit %d, want error %s exit %d", res.Status, res.Error, res.ExitCode, tt.errName, tt.exit)
 				}
-			}
-		})
-	}
-	res := run(t, "import sys\nsys.exit(0)", nil)
-	if res.Status != StatusOK || res.ExitCode != 0 {
-		t.Errorf("sys.exit(0): got %s exit %d, want ok 0", res.Status, res.ExitCode)
-	}
+				if !strings.Contains(res.Error.Traceback, tt.inTraceback) {
+					t.Errorf("traceback %q lacks %q", res.Error.Traceback, tt.inTraceback)
+				}
+				// Only the user's frames: nothing of the harness.
+				for _, leak := range []string{"harness", "_run(", "exec(compile"} {
+					if strings.Contains(res.Error.Traceback, leak) {
+						t.Errorf("traceback shows harness internals (%q): %s", leak, res.Error.Traceback)
+					}
+				}
+			})
+		}
+		res := run(t, "import sys\nsys.exit(0)", nil)
+		if res.Status != StatusOK || res.ExitCode != 0 {
+			t.Errorf("sys.exit(0): got %s exit %d, want ok 0", res.Status, res.ExitCode)
+		}
+	})
 }
 
 func TestStdinIsEmpty(t *testing.T) {
-	res := run(t, "import sys\nsys.stdin.read()", nil)
-	if deref(res.Result) != "''" {
-		t.Fatalf("stdin read %s, want ''", deref(res.Result))
-	}
+	bothPaths(t, func(t *testing.T) {
+		res := run(t, "import sys\nsys.stdin.read()", nil)
+		if deref(res.Result) != "''" {
+			t.Fatalf("stdin read %s, want ''", deref(res.Result))
+		}
+	})
 }
 
 func TestFiles(t *testing.T) {
-	out := t.TempDir()
-	res := run(t, `
+	bothPaths(t, func(t *testing.T) {
+		out := t.TempDir()
+		res := run(t, `
 import pandas as pd
 df = pd.read_csv("data/in.csv")
 df["double"] = df["v"] * 2
@@ -136,27 +147,28 @@ os.makedirs("sub", exist_ok=True)
 open("sub/note.txt", "w").write("hello")
 os.symlink("/etc/passwd", "link")
 int(df["double"].sum())`, func(r *Request) {
-		r.Files = []InputFile{{Path: "data/in.csv", Data: []byte("v\n1\n2\n")}}
-		r.OutputDir = out
+			r.Files = []InputFile{{Path: "data/in.csv", Data: []byte("v\n1\n2\n")}}
+			r.OutputDir = out
+		})
+		if res.Status != StatusOK || deref(res.Result) != "6" {
+			t.Fatalf("status %s result %s stderr %q", res.Status, deref(res.Result), res.Stderr)
+		}
+		got := map[string]int64{}
+		for _, f := range res.Files {
+			got[f.Path] = f.Size
+		}
+		want := map[string]int64{"out.csv": int64(len("v,double\n1,2\n2,4\n")), "sub/note.txt": 5}
+		if len(got) != len(want) || got["out.csv"] != want["out.csv"] || got["sub/note.txt"] != want["sub/note.txt"] {
+			t.Fatalf("files %v, want %v (inputs and symlinks are not produced files)", got, want)
+		}
+		data, err := os.ReadFile(filepath.Join(out, "out.csv"))
+		if err != nil || string(data) != "v,double\n1,2\n2,4\n" {
+			t.Fatalf("saved out.csv = %q, %v", data, err)
+		}
+		if _, err := os.Lstat(filepath.Join(out, "link")); err == nil {
+			t.Fatal("a symlink was copied out of the sandbox")
+		}
 	})
-	if res.Status != StatusOK || deref(res.Result) != "6" {
-		t.Fatalf("status %s result %s stderr %q", res.Status, deref(res.Result), res.Stderr)
-	}
-	got := map[string]int64{}
-	for _, f := range res.Files {
-		got[f.Path] = f.Size
-	}
-	want := map[string]int64{"out.csv": int64(len("v,double\n1,2\n2,4\n")), "sub/note.txt": 5}
-	if len(got) != len(want) || got["out.csv"] != want["out.csv"] || got["sub/note.txt"] != want["sub/note.txt"] {
-		t.Fatalf("files %v, want %v (inputs and symlinks are not produced files)", got, want)
-	}
-	data, err := os.ReadFile(filepath.Join(out, "out.csv"))
-	if err != nil || string(data) != "v,double\n1,2\n2,4\n" {
-		t.Fatalf("saved out.csv = %q, %v", data, err)
-	}
-	if _, err := os.Lstat(filepath.Join(out, "link")); err == nil {
-		t.Fatal("a symlink was copied out of the sandbox")
-	}
 }
 
 func TestInputPathValidation(t *testing.T) {

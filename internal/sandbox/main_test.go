@@ -4,6 +4,7 @@ import (
 	"context"
 	"os"
 	"path/filepath"
+	"strings"
 	"sync"
 	"testing"
 
@@ -13,19 +14,43 @@ import (
 func TestMain(m *testing.M) {
 	MaybeInit()
 	code := m.Run()
-	if shared.r != nil {
-		shared.r.Close()
-		os.RemoveAll(shared.dir)
+	for _, sr := range shared {
+		if sr.r != nil {
+			sr.r.Close()
+			os.RemoveAll(sr.dir)
+		}
 	}
 	os.Exit(code)
 }
 
-// shared is one Runner for the package's tests, made on first use.
-var shared struct {
+// sharedRunnerState is one Runner for the package's tests, made on first use.
+type sharedRunnerState struct {
 	once sync.Once
 	r    *Runner
 	dir  string
 	err  error
+}
+
+// shared holds a Runner per path.
+var shared = map[string]*sharedRunnerState{"cold": {}, "warm": {}}
+
+// paths are the two ways a Runner executes code; every functional and containment
+// test runs on both.
+var paths = []string{"cold", "warm"}
+
+// bothPaths runs f as a subtest per path; the helpers pick the path from the
+// subtest name.
+func bothPaths(t *testing.T, f func(t *testing.T)) {
+	for _, p := range paths {
+		t.Run(p, f)
+	}
+}
+
+func pathOf(t testing.TB) string {
+	if strings.HasSuffix(t.Name(), "/warm") || strings.Contains(t.Name(), "/warm/") {
+		return "warm"
+	}
+	return "cold"
 }
 
 // testStore is where tests find the image: $CODEEXEC_STORE or the default store.
@@ -64,7 +89,8 @@ func testRootfs(t testing.TB) string {
 	return img.Rootfs
 }
 
-// newTestRunner makes a Runner with its own state dir, closed when the test ends.
+// newTestRunner makes a Runner with its own state dir for the test's path, closed
+// when the test ends.
 func newTestRunner(t testing.TB) *Runner {
 	t.Helper()
 	rootfs := testRootfs(t)
@@ -78,32 +104,45 @@ func newTestRunner(t testing.TB) *Runner {
 			t.Fatal(err)
 		}
 	}
-	r, err := New(Config{Rootfs: rootfs, StateDir: filepath.Join(dir, "state"), CgroupParent: "codeexec-test", HostUID: DefaultHostUID})
+	r, err := New(testConfig(rootfs, filepath.Join(dir, "state"), pathOf(t)))
 	if err != nil {
 		t.Fatalf("New: %v", err)
 	}
 	t.Cleanup(func() { r.Close() })
+	if r.cfg.Warm {
+		if err := r.Warm(); err != nil {
+			t.Fatalf("zygote: %v", err)
+		}
+	}
 	return r
 }
 
-// sharedRunner returns the package's shared Runner.
+func testConfig(rootfs, state, path string) Config {
+	return Config{Rootfs: rootfs, StateDir: state, CgroupParent: "codeexec-test", HostUID: DefaultHostUID, Warm: path == "warm"}
+}
+
+// sharedRunner returns the package's shared Runner for the test's path.
 func sharedRunner(t testing.TB) *Runner {
 	t.Helper()
 	rootfs := testRootfs(t)
-	shared.once.Do(func() {
+	sr := shared[pathOf(t)]
+	sr.once.Do(func() {
 		dir, err := os.MkdirTemp("", "codeexec-sandbox-test-")
 		if err != nil {
-			shared.err = err
+			sr.err = err
 			return
 		}
-		shared.dir = dir
+		sr.dir = dir
 		os.Chmod(dir, 0o711)
-		shared.r, shared.err = New(Config{Rootfs: rootfs, StateDir: filepath.Join(dir, "state"), CgroupParent: "codeexec-test", HostUID: DefaultHostUID})
+		sr.r, sr.err = New(testConfig(rootfs, filepath.Join(dir, "state"), pathOf(t)))
+		if sr.err == nil && sr.r.cfg.Warm {
+			sr.err = sr.r.Warm()
+		}
 	})
-	if shared.err != nil {
-		t.Fatalf("New: %v", shared.err)
+	if sr.err != nil {
+		t.Fatalf("New: %v", sr.err)
 	}
-	return shared.r
+	return sr.r
 }
 
 // run executes code with the default limits adjusted by adjust.

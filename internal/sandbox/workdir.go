@@ -8,6 +8,7 @@ import (
 	"os"
 	"path"
 	"path/filepath"
+	"runtime"
 	"strconv"
 	"time"
 
@@ -53,48 +54,55 @@ func (w *workDir) remove() error {
 	return os.Remove(w.dir)
 }
 
-// writeInputs places files in the work dir, owned by the sandbox user, and remembers
-// them so that only files the program creates or changes are reported.
+// writeInputs places files in the work dir, created as the sandbox user, and
+// remembers them so that only files the program creates or changes are reported.
 func (w *workDir) writeInputs(files []InputFile) error {
 	if len(files) == 0 {
 		return nil
 	}
-	root, err := os.OpenRoot(w.dir)
-	if err != nil {
-		return err
-	}
-	defer root.Close()
-	for _, f := range files {
-		if dir := path.Dir(f.Path); dir != "." {
-			if err := root.MkdirAll(dir, 0o755); err != nil {
-				return fmt.Errorf("input file %q: %w", f.Path, err)
-			}
-			if err := chownParents(root, dir, w.uid); err != nil {
-				return err
-			}
-		}
-		if err := root.WriteFile(f.Path, f.Data, 0o644); err != nil {
-			return fmt.Errorf("input file %q: %w", f.Path, err)
-		}
-		if err := root.Lchown(f.Path, w.uid, w.uid); err != nil {
-			return err
-		}
-		fi, err := root.Lstat(f.Path)
+	return asFSUser(w.uid, func() error {
+		root, err := os.OpenRoot(w.dir)
 		if err != nil {
 			return err
 		}
-		w.inputs[f.Path] = fileStamp{fi.Size(), fi.ModTime()}
-	}
-	return nil
+		defer root.Close()
+		for _, f := range files {
+			if dir := path.Dir(f.Path); dir != "." {
+				if err := root.MkdirAll(dir, 0o755); err != nil {
+					return fmt.Errorf("input file %q: %w", f.Path, err)
+				}
+			}
+			if err := root.WriteFile(f.Path, f.Data, 0o644); err != nil {
+				return fmt.Errorf("input file %q: %w", f.Path, err)
+			}
+			fi, err := root.Lstat(f.Path)
+			if err != nil {
+				return err
+			}
+			w.inputs[f.Path] = fileStamp{fi.Size(), fi.ModTime()}
+		}
+		return nil
+	})
 }
 
-func chownParents(root *os.Root, dir string, uid int) error {
-	for ; dir != "." && dir != "/"; dir = path.Dir(dir) {
-		if err := root.Lchown(dir, uid, uid); err != nil {
-			return err
+// asFSUser runs f with the file system uid and gid set to uid, so that what f
+// creates belongs to that user and f has no more file access than the user has.
+// A warm sandbox's tmpfs even requires it: its user namespace cannot represent files
+// owned by host root. fsuid is per thread, so f runs on a thread of its own that is
+// discarded afterwards rather than returned to the Go scheduler with changed ids.
+func asFSUser(uid int, f func() error) error {
+	errc := make(chan error, 1)
+	go func() {
+		runtime.LockOSThread() // never unlocked: the thread exits with the goroutine
+		unix.Setfsgid(uid)
+		unix.Setfsuid(uid)
+		if got, _ := unix.SetfsuidRetUid(-1); got != uid {
+			errc <- fmt.Errorf("setfsuid(%d) did not take effect", uid)
+			return
 		}
-	}
-	return nil
+		errc <- f()
+	}()
+	return <-errc
 }
 
 // produced lists the regular files the program created or changed, and copies them to
