@@ -21,7 +21,10 @@ func main() {
 	}
 	root.AddCommand(newImageCmd(), newRunCmd(), newDoctorCmd())
 	if err := root.Execute(); err != nil {
-		fmt.Fprintln(os.Stderr, "codeexec:", err)
+		// An exitError carries the program's own exit code; its output said it all.
+		if _, quiet := err.(exitError); !quiet {
+			fmt.Fprintln(os.Stderr, "codeexec:", err)
+		}
 		os.Exit(exitCode(err))
 	}
 }
