@@ -157,7 +157,7 @@ func (h *Hierarchy) New(name string, l Limits) (*Group, error) {
 		}
 		g.dirs[c] = dir
 	}
-	if err := g.apply(l); err != nil {
+	if err := g.Set(l); err != nil {
 		g.Destroy()
 		return nil, err
 	}
@@ -184,7 +184,8 @@ func (g *Group) exists(controller, file string) bool {
 	return err == nil
 }
 
-func (g *Group) apply(l Limits) error {
+// Set changes the group's limits. A limit of zero is left as it is.
+func (g *Group) Set(l Limits) error {
 	const period = 100000 // µs
 	if g.h.version == V2 {
 		if l.MemoryBytes > 0 {

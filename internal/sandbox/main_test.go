@@ -47,8 +47,10 @@ func bothPaths(t *testing.T, f func(t *testing.T)) {
 }
 
 func pathOf(t testing.TB) string {
-	if strings.HasSuffix(t.Name(), "/warm") || strings.Contains(t.Name(), "/warm/") {
-		return "warm"
+	for _, part := range strings.Split(t.Name(), "/") {
+		if part == "warm" || strings.HasPrefix(part, "warm/") {
+			return "warm"
+		}
 	}
 	return "cold"
 }
@@ -118,7 +120,7 @@ func newTestRunner(t testing.TB) *Runner {
 }
 
 func testConfig(rootfs, state, path string) Config {
-	return Config{Rootfs: rootfs, StateDir: state, CgroupParent: "codeexec-test", HostUID: DefaultHostUID, Warm: path == "warm"}
+	return Config{Rootfs: rootfs, StateDir: state, CgroupParent: "codeexec-test", HostUID: DefaultHostUID, Warm: path == "warm", Prefork: 2}
 }
 
 // sharedRunner returns the package's shared Runner for the test's path.

@@ -10,15 +10,15 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"log/slog"
 	"os"
 	"os/exec"
 	"path/filepath"
-	"log/slog"
 	"strconv"
 	"sync"
 	"sync/atomic"
-	"time"
 	"syscall"
+	"time"
 
 	"github.com/codeexec/codeexec/internal/cgroup"
 )
@@ -39,6 +39,9 @@ type Config struct {
 	// scientific stack (milliseconds instead of a second). When the zygote cannot
 	// run, executions fall back to the cold path.
 	Warm bool
+	// Prefork is how many warm children are kept forked and ready, so that an
+	// execution does not wait for a fork and namespace setup. 0 forks on demand.
+	Prefork int
 	// Logger receives diagnostics such as zygote restarts; nil discards them.
 	Logger *slog.Logger
 }
@@ -61,6 +64,14 @@ type Runner struct {
 	inst *instance
 	seq  atomic.Uint64
 	log  *slog.Logger
+
+	slots    chan *slot     // preforked children
+	bg       sync.WaitGroup // the prefork loop
+	cleanups sync.WaitGroup // teardowns of finished executions
+	stopBg   context.CancelFunc
+
+	closeOnce sync.Once
+	closeErr  error
 
 	zmu       sync.Mutex
 	zyg       *zygote
@@ -109,7 +120,14 @@ func New(cfg Config) (*Runner, error) {
 	if log == nil {
 		log = slog.New(slog.DiscardHandler)
 	}
-	return &Runner{cfg: cfg, self: self, cg: cg, inst: inst, log: log}, nil
+	r := &Runner{cfg: cfg, self: self, cg: cg, inst: inst, log: log, slots: make(chan *slot, max(cfg.Prefork, 0))}
+	ctx, cancel := context.WithCancel(context.Background())
+	r.stopBg = cancel
+	if cfg.Warm && cfg.Prefork > 0 {
+		r.bg.Add(1)
+		go r.prefork(ctx)
+	}
+	return r, nil
 }
 
 // checkSearchable makes sure the unprivileged sandbox uid can reach p: every
@@ -130,8 +148,20 @@ func checkSearchable(p string) error {
 	}
 }
 
-// Close releases the runner's state dir. Executions still running are not waited for.
+// Close stops the warm children and releases the runner's state. Executions still
+// running are not waited for.
 func (r *Runner) Close() error {
+	r.closeOnce.Do(func() { r.closeErr = r.close() })
+	return r.closeErr
+}
+
+func (r *Runner) close() error {
+	r.stopBg()
+	r.bg.Wait() // the prefork loop has returned: nothing sends on slots any more
+	for len(r.slots) > 0 {
+		(<-r.slots).release()
+	}
+	r.cleanups.Wait()
 	r.zmu.Lock()
 	if r.zyg != nil {
 		r.zyg.close()

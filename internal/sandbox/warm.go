@@ -4,31 +4,123 @@ import (
 	"context"
 	"fmt"
 	"time"
+
+	"github.com/codeexec/codeexec/internal/cgroup"
 )
+
+// slot is a child forked ahead of demand: namespaces made, work dir mounted, already
+// in a cgroup of its own, waiting for a program.
+type slot struct {
+	c      *child
+	g      *cgroup.Group
+	limits Limits // what its mounts and cgroup were made for
+}
+
+// release kills the slot's child and removes its cgroup.
+func (s *slot) release() {
+	s.c.close()
+	_ = s.g.Destroy()
+}
+
+// newSlot forks a child from z and places it in a new cgroup with limits l.
+func (r *Runner) newSlot(z *zygote, l Limits) (*slot, error) {
+	c, err := z.spawn(l)
+	if err != nil {
+		return nil, err
+	}
+	g, err := r.cg.New(r.nextName(), cgroupLimits(l))
+	if err != nil {
+		c.close()
+		return nil, fmt.Errorf("sandbox: %w", err)
+	}
+	if err := g.Add(c.pid); err != nil {
+		c.close()
+		_ = g.Destroy()
+		return nil, fmt.Errorf("sandbox: %w", err)
+	}
+	return &slot{c: c, g: g, limits: l}, nil
+}
+
+// prefork keeps r.slots full of ready children until ctx ends. When the zygote
+// cannot run it waits and tries again; executions meanwhile fork on demand or run
+// cold.
+func (r *Runner) prefork(ctx context.Context) {
+	defer r.bg.Done()
+	l := DefaultLimits()
+	for {
+		z, err := r.zygote()
+		var s *slot
+		if err == nil {
+			s, err = r.newSlot(z, l)
+		}
+		if err != nil {
+			select {
+			case <-ctx.Done():
+				return
+			case <-time.After(time.Second):
+				continue
+			}
+		}
+		select {
+		case r.slots <- s:
+		case <-ctx.Done():
+			s.release()
+			return
+		}
+	}
+}
+
+// takeSlot returns a ready child for l: a preforked one when one fits, else a new one.
+func (r *Runner) takeSlot(z *zygote, l Limits) (*slot, error) {
+	for {
+		var s *slot
+		select {
+		case s = <-r.slots:
+		default:
+			return r.newSlot(z, l)
+		}
+		if !s.c.running() || s.limits.TmpBytes != l.TmpBytes || s.limits.WorkBytes != l.WorkBytes {
+			// Dead with an old zygote, or mounts of the wrong size: not for this run.
+			r.cleanupLater(s.release)
+			if !s.c.running() {
+				continue
+			}
+			return r.newSlot(z, l)
+		}
+		if err := s.g.Set(cgroupLimits(l)); err != nil {
+			r.cleanupLater(s.release)
+			return nil, fmt.Errorf("sandbox: %w", err)
+		}
+		s.limits = l
+		return s, nil
+	}
+}
+
+// cleanupLater runs f in the background; Close waits for it. Tearing down a child
+// and its cgroup takes milliseconds the caller need not wait for.
+func (r *Runner) cleanupLater(f func()) {
+	r.cleanups.Add(1)
+	go func() {
+		defer r.cleanups.Done()
+		f()
+	}()
+}
 
 // runWarm runs req in a child forked from the zygote: the same namespaces, limits and
 // unprivileged uid as the cold path, without paying for the interpreter's start and
 // imports.
 func (r *Runner) runWarm(ctx context.Context, req *Request, z *zygote) (*Result, error) {
 	l := req.Limits
-	c, err := z.spawn(l)
+	s, err := r.takeSlot(z, l)
 	if err != nil {
 		return nil, err
 	}
-	defer c.close()
-	g, err := r.cg.New(r.nextName(), cgroupLimits(l))
-	if err != nil {
-		return nil, fmt.Errorf("sandbox: %w", err)
-	}
-	defer g.Destroy()
-	if err := g.Add(c.pid); err != nil {
-		return nil, fmt.Errorf("sandbox: %w", err)
-	}
-	work := c.workDir()
+	defer r.cleanupLater(s.release)
+	work := s.c.workDir()
 	if err := work.writeInputs(req.Files); err != nil {
 		return nil, fmt.Errorf("sandbox: %w", err)
 	}
-	o, w, alive, err := c.exec(ctx, req, g)
+	o, w, alive, err := s.c.exec(ctx, req, s.g)
 	if err != nil {
 		return nil, err
 	}
@@ -39,9 +131,9 @@ func (r *Runner) runWarm(ctx context.Context, req *Request, z *zygote) (*Result,
 		// The work dir lives in the child's mount namespace: read it before the kill.
 		files, filesTruncated, filesErr = work.produced(req.OutputDir)
 	}
-	c.kill()
+	s.c.kill()
 	o.report = w.waitOutput(5 * time.Second)
-	o.stats, o.statsErr = g.Stats()
+	o.stats, o.statsErr = s.g.Stats()
 	res := o.result(l, w)
 	if filesErr != nil {
 		return nil, fmt.Errorf("sandbox: collect files: %w", filesErr)

@@ -283,6 +283,17 @@ func (c *child) awaitReady() error {
 	return nil
 }
 
+// running reports whether the child has not yet been reported dead.
+func (c *child) running() bool {
+	select {
+	case m := <-c.exit:
+		c.exit <- m
+		return false
+	default:
+		return true
+	}
+}
+
 // kill sends SIGKILL to the child; as pid 1 of its namespace, it takes every process
 // it started with it.
 func (c *child) kill() {

@@ -1,0 +1,341 @@
+package image
+
+import (
+	"bufio"
+	"bytes"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"io/fs"
+	"os"
+	"path/filepath"
+	"sort"
+	"strconv"
+	"strings"
+	"syscall"
+	"time"
+
+	"golang.org/x/sys/unix"
+)
+
+// Store layout, under a store directory such as /var/lib/codeexec:
+//
+//	images/<name>-<hash>/rootfs/          the root filesystem
+//	images/<name>-<hash>/manifest.json    its Manifest
+//	images/.build-<name>-<hash>-<random>/ a build in progress (renamed into place on success)
+//	images/build.log                      the output of the last build's commands
+//	images/.lock                          held (flock) while a build runs
+const (
+	imagesDir    = "images"
+	buildPrefix  = ".build-"
+	manifestFile = "manifest.json"
+	rootfsDir    = "rootfs"
+	buildLogFile = "build.log"
+	lockFile     = ".lock"
+	manifestPerm = 0o644
+	storeDirPerm = 0o755
+)
+
+// ErrNotBuilt is returned (wrapped) by Find when the store holds no valid image for the
+// recipe.
+var ErrNotBuilt = errors.New("image not built")
+
+// Image is a built image in a store.
+type Image struct {
+	// Dir is images/<name>-<hash> in the store.
+	Dir string
+	// Rootfs is Dir/rootfs, the directory to mount read-only as the sandbox's root.
+	Rootfs string
+	// Manifest describes how the image was built and what it holds.
+	Manifest Manifest
+}
+
+// Manifest is the JSON file written next to an image's rootfs.
+type Manifest struct {
+	Name         string            `json:"name"`
+	RecipeHash   string            `json:"recipe_hash"`
+	Recipe       Recipe            `json:"recipe"`
+	Suite        string            `json:"suite"`
+	Mirror       string            `json:"mirror"`
+	Bootstrapper string            `json:"bootstrapper"` // "mmdebstrap" or "debootstrap"
+	BuiltAt      time.Time         `json:"built_at"`     // RFC 3339, UTC, whole seconds
+	BuildSeconds float64           `json:"build_seconds"`
+	SizeBytes    int64             `json:"size_bytes"` // sum of the sizes of the rootfs's regular files
+	Versions     map[string]string `json:"versions"`   // module (and "python") → version
+}
+
+// Validate checks that m describes an image of r.
+func (m *Manifest) Validate(r Recipe) error {
+	switch {
+	case m.Name != r.Name:
+		return fmt.Errorf("manifest names image %q, want %q", m.Name, r.Name)
+	case m.RecipeHash != r.Hash():
+		return fmt.Errorf("manifest has recipe hash %q, want %q", m.RecipeHash, r.Hash())
+	case m.Recipe.Hash() != m.RecipeHash:
+		return fmt.Errorf("manifest's recipe hashes to %q, not to its recipe_hash %q", m.Recipe.Hash(), m.RecipeHash)
+	case m.Bootstrapper != "mmdebstrap" && m.Bootstrapper != "debootstrap":
+		return fmt.Errorf("manifest has unknown bootstrapper %q", m.Bootstrapper)
+	case m.BuiltAt.IsZero():
+		return errors.New("manifest has no built_at")
+	case len(m.Versions) == 0:
+		return errors.New("manifest has no versions: the image was never verified")
+	}
+	return nil
+}
+
+// ParseManifest decodes a manifest strictly: unknown fields and trailing data are errors.
+func ParseManifest(b []byte) (*Manifest, error) {
+	dec := json.NewDecoder(bytes.NewReader(b))
+	dec.DisallowUnknownFields()
+	var m Manifest
+	if err := dec.Decode(&m); err != nil {
+		return nil, err
+	}
+	if _, err := dec.Token(); err != io.EOF {
+		return nil, errors.New("data after the manifest object")
+	}
+	return &m, nil
+}
+
+// Marshal returns the manifest as indented JSON with a final newline.
+func (m *Manifest) Marshal() ([]byte, error) {
+	b, err := json.MarshalIndent(m, "", "  ")
+	if err != nil {
+		return nil, err
+	}
+	return append(b, '\n'), nil
+}
+
+func readManifest(path string) (*Manifest, error) {
+	b, err := os.ReadFile(path)
+	if err != nil {
+		return nil, err
+	}
+	m, err := ParseManifest(b)
+	if err != nil {
+		return nil, fmt.Errorf("parsing %q: %w", path, err)
+	}
+	return m, nil
+}
+
+// writeManifest writes m to path through a temporary file and a rename, so a reader never
+// sees half a manifest.
+func writeManifest(path string, m *Manifest) error {
+	b, err := m.Marshal()
+	if err != nil {
+		return err
+	}
+	tmp := path + ".tmp"
+	if err := os.WriteFile(tmp, b, manifestPerm); err != nil {
+		return err
+	}
+	return os.Rename(tmp, path)
+}
+
+// Find returns the image of r in store. If there is none, or it is incomplete, the error
+// wraps ErrNotBuilt and says how to build it.
+func Find(store string, r Recipe) (*Image, error) {
+	dir := filepath.Join(store, imagesDir, r.ID())
+	img, err := open(dir, r)
+	if err != nil {
+		return nil, fmt.Errorf("%w: %q in store %q (%v): run `codeexec image build`", ErrNotBuilt, r.ID(), store, err)
+	}
+	return img, nil
+}
+
+// open loads and checks the image in dir.
+func open(dir string, r Recipe) (*Image, error) {
+	m, err := readManifest(filepath.Join(dir, manifestFile))
+	if err != nil {
+		if errors.Is(err, fs.ErrNotExist) {
+			return nil, errors.New("no manifest")
+		}
+		return nil, err
+	}
+	if err := m.Validate(r); err != nil {
+		return nil, err
+	}
+	rootfs := filepath.Join(dir, rootfsDir)
+	// Lstat: Debian's python3 is a symlink, which Stat would resolve against the host.
+	if fi, err := os.Lstat(filepath.Join(rootfs, "usr", "bin", "python3")); err != nil || !(fi.Mode().IsRegular() || fi.Mode()&fs.ModeSymlink != 0) {
+		return nil, fmt.Errorf("%q has no usr/bin/python3", rootfs)
+	}
+	return &Image{Dir: dir, Rootfs: rootfs, Manifest: *m}, nil
+}
+
+// lockStore takes an exclusive flock on images/.lock, waiting while another build holds
+// it. The caller must close the returned file to release the lock.
+func lockStore(images string, wait func()) (*os.File, error) {
+	f, err := os.OpenFile(filepath.Join(images, lockFile), os.O_RDWR|os.O_CREATE, 0o600)
+	if err != nil {
+		return nil, err
+	}
+	if err := unix.Flock(int(f.Fd()), unix.LOCK_EX|unix.LOCK_NB); err == nil {
+		return f, nil
+	} else if !errors.Is(err, unix.EWOULDBLOCK) {
+		f.Close()
+		return nil, &os.SyscallError{Syscall: "flock", Err: err}
+	}
+	wait()
+	if err := unix.Flock(int(f.Fd()), unix.LOCK_EX); err != nil {
+		f.Close()
+		return nil, &os.SyscallError{Syscall: "flock", Err: err}
+	}
+	return f, nil
+}
+
+// removeStaleBuilds removes every images/.build-* directory: builds that failed or were
+// interrupted, and old images replaced by a forced build. The caller must hold the store
+// lock, so none of them belongs to a build still running.
+func removeStaleBuilds(images string) error {
+	entries, err := os.ReadDir(images)
+	if err != nil {
+		return err
+	}
+	for _, e := range entries {
+		if strings.HasPrefix(e.Name(), buildPrefix) {
+			if err := removeTree(filepath.Join(images, e.Name())); err != nil {
+				return fmt.Errorf("removing stale build: %w", err)
+			}
+		}
+	}
+	return nil
+}
+
+// removeTree removes dir and everything in it, like os.RemoveAll, but first detaches any
+// mount left under it (an interrupted bootstrapper leaves proc, sysfs, devpts or bind
+// mounts of host device nodes in its chroot) and refuses to descend into a directory on
+// another filesystem. os.RemoveAll alone would walk into such a mount and could delete
+// host files through it.
+func removeTree(dir string) error {
+	if err := unmountUnder(dir); err != nil {
+		return err
+	}
+	fi, err := os.Lstat(dir)
+	if errors.Is(err, fs.ErrNotExist) {
+		return nil
+	} else if err != nil {
+		return err
+	}
+	if !fi.IsDir() {
+		return os.Remove(dir)
+	}
+	return removeSameDevice(dir, fi.Sys().(*syscall.Stat_t).Dev)
+}
+
+func removeSameDevice(dir string, dev uint64) error {
+	entries, err := os.ReadDir(dir)
+	if err != nil {
+		return err
+	}
+	for _, e := range entries {
+		p := filepath.Join(dir, e.Name())
+		if e.IsDir() { // DirEntry.IsDir never follows symlinks
+			fi, err := os.Lstat(p)
+			if err != nil {
+				return err
+			}
+			if d := fi.Sys().(*syscall.Stat_t).Dev; d != dev {
+				return fmt.Errorf("refusing to remove %q: it is on another filesystem (a mount that could not be detached?)", p)
+			}
+			if err := removeSameDevice(p, dev); err != nil {
+				return err
+			}
+			continue
+		}
+		if err := os.Remove(p); err != nil && !errors.Is(err, fs.ErrNotExist) {
+			return err
+		}
+	}
+	return os.Remove(dir)
+}
+
+// unmountUnder lazily detaches every mount point strictly under dir, deepest first.
+func unmountUnder(dir string) error {
+	abs, err := filepath.Abs(dir)
+	if err != nil {
+		return err
+	}
+	// Resolve symlinks so the prefix compares with the kernel's view in mountinfo.
+	if r, err := filepath.EvalSymlinks(abs); err == nil {
+		abs = r
+	}
+	points, err := mountPoints()
+	if err != nil {
+		return err
+	}
+	var under []string
+	for _, p := range points {
+		if strings.HasPrefix(p, abs+"/") {
+			under = append(under, p)
+		}
+	}
+	// Longest path first: children before parents.
+	sort.Slice(under, func(i, j int) bool { return len(under[i]) > len(under[j]) })
+	for _, p := range under {
+		if err := unix.Unmount(p, unix.MNT_DETACH); err != nil && !errors.Is(err, unix.EINVAL) && !errors.Is(err, unix.ENOENT) {
+			return &os.SyscallError{Syscall: "umount " + strconv.Quote(p), Err: err}
+		}
+	}
+	return nil
+}
+
+// mountPoints lists the mount points in /proc/self/mountinfo (field 5, octal-escaped).
+func mountPoints() ([]string, error) {
+	f, err := os.Open("/proc/self/mountinfo")
+	if err != nil {
+		return nil, err
+	}
+	defer f.Close()
+	var points []string
+	sc := bufio.NewScanner(f)
+	sc.Buffer(make([]byte, 64<<10), 1<<20)
+	for sc.Scan() {
+		fields := strings.Fields(sc.Text())
+		if len(fields) < 5 {
+			continue
+		}
+		points = append(points, unescapeMountinfo(fields[4]))
+	}
+	return points, sc.Err()
+}
+
+// unescapeMountinfo undoes the kernel's \ooo escaping of space, tab, newline and backslash.
+func unescapeMountinfo(s string) string {
+	if !strings.Contains(s, `\`) {
+		return s
+	}
+	var b strings.Builder
+	for i := 0; i < len(s); i++ {
+		if s[i] == '\\' && i+3 < len(s) {
+			if n, err := strconv.ParseUint(s[i+1:i+4], 8, 8); err == nil {
+				b.WriteByte(byte(n))
+				i += 3
+				continue
+			}
+		}
+		b.WriteByte(s[i])
+	}
+	return b.String()
+}
+
+// treeSize sums the sizes of the regular files under root, never following symlinks.
+func treeSize(root string) (int64, error) {
+	var total int64
+	err := filepath.WalkDir(root, func(p string, d fs.DirEntry, err error) error {
+		if err != nil {
+			return err
+		}
+		if !d.Type().IsRegular() {
+			return nil
+		}
+		fi, err := os.Lstat(p)
+		if err != nil {
+			return err
+		}
+		total += fi.Size()
+		return nil
+	})
+	return total, err
+}
