@@ -30,7 +30,8 @@ type Limits struct {
 // Stats is what a group has used.
 type Stats struct {
 	CPUTime        time.Duration
-	MaxMemoryBytes int64
+	MemoryBytes    int64 // in use now
+	MaxMemoryBytes int64 // the peak
 	OOMKills       int64
 }
 
@@ -268,12 +269,14 @@ func (g *Group) Stats() (Stats, error) {
 		cpu, e1 := readKeyed(filepath.Join(g.dir("cpu"), "cpu.stat"), "usage_usec")
 		s.CPUTime = time.Duration(cpu) * time.Microsecond
 		s.MaxMemoryBytes, err = readInt(filepath.Join(g.dir("memory"), "memory.peak"))
+		s.MemoryBytes, _ = readInt(filepath.Join(g.dir("memory"), "memory.current"))
 		s.OOMKills, _ = readKeyed(filepath.Join(g.dir("memory"), "memory.events"), "oom_kill")
 		return s, errors.Join(e1, err)
 	}
 	ns, e1 := readInt(filepath.Join(g.dir("cpuacct"), "cpuacct.usage"))
 	s.CPUTime = time.Duration(ns)
 	s.MaxMemoryBytes, err = readInt(filepath.Join(g.dir("memory"), "memory.max_usage_in_bytes"))
+	s.MemoryBytes, _ = readInt(filepath.Join(g.dir("memory"), "memory.usage_in_bytes"))
 	s.OOMKills, _ = readKeyed(filepath.Join(g.dir("memory"), "memory.oom_control"), "oom_kill")
 	return s, errors.Join(e1, err)
 }

@@ -108,41 +108,12 @@ func (r *Runner) cleanupLater(f func()) {
 
 // runWarm runs req in a child forked from the zygote: the same namespaces, limits and
 // unprivileged uid as the cold path, without paying for the interpreter's start and
-// imports.
+// imports. It is a session of one execution.
 func (r *Runner) runWarm(ctx context.Context, req *Request, z *zygote) (*Result, error) {
-	l := req.Limits
-	s, err := r.takeSlot(z, l)
+	sess, err := r.newSession(z, req.Limits)
 	if err != nil {
 		return nil, err
 	}
-	defer r.cleanupLater(s.release)
-	work := s.c.workDir()
-	if err := work.writeInputs(req.Files); err != nil {
-		return nil, fmt.Errorf("sandbox: %w", err)
-	}
-	o, w, alive, err := s.c.exec(ctx, req, s.g)
-	if err != nil {
-		return nil, err
-	}
-	var files []FileInfo
-	var filesTruncated bool
-	var filesErr error
-	if alive {
-		// The work dir lives in the child's mount namespace: read it before the kill.
-		files, filesTruncated, filesErr = work.produced(req.OutputDir)
-	}
-	s.c.kill()
-	o.report = w.waitOutput(5 * time.Second)
-	o.stats, o.statsErr = s.g.Stats()
-	res := o.result(l, w)
-	if filesErr != nil {
-		return nil, fmt.Errorf("sandbox: collect files: %w", filesErr)
-	}
-	if files != nil {
-		res.Files, res.FilesTruncated = files, filesTruncated
-	}
-	if err := saveImages(res.Images, req.OutputDir); err != nil {
-		return nil, fmt.Errorf("sandbox: save figures: %w", err)
-	}
-	return res, nil
+	defer sess.Close()
+	return sess.run(ctx, req, true)
 }

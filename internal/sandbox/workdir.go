@@ -105,9 +105,11 @@ func asFSUser(uid int, f func() error) error {
 	return <-errc
 }
 
-// produced lists the regular files the program created or changed, and copies them to
-// outDir when it is set. Symlinks and other special files are never followed.
-// Call it only after every sandbox process is gone.
+// produced lists the regular files the program created or changed since the inputs
+// were written or produced was last called, and copies them to outDir when it is
+// set. Symlinks and other special files are never followed. Call it only when no
+// sandbox process can change the work dir under it, or accept a racy listing (a
+// session's background processes).
 func (w *workDir) produced(outDir string) (files []FileInfo, truncated bool, err error) {
 	root, err := os.OpenRoot(w.dir)
 	if err != nil {
@@ -115,6 +117,7 @@ func (w *workDir) produced(outDir string) (files []FileInfo, truncated bool, err
 	}
 	defer root.Close()
 	files = []FileInfo{}
+	seen := map[string]fileStamp{}
 	err = fs.WalkDir(root.FS(), ".", func(p string, d fs.DirEntry, err error) error {
 		if err != nil || !d.Type().IsRegular() {
 			return nil
@@ -123,12 +126,14 @@ func (w *workDir) produced(outDir string) (files []FileInfo, truncated bool, err
 		if err != nil {
 			return nil
 		}
-		if in, ok := w.inputs[p]; ok && in.size == fi.Size() && in.mtime.Equal(fi.ModTime()) {
+		stamp := fileStamp{fi.Size(), fi.ModTime()}
+		seen[p] = stamp
+		if w.inputs[p] == stamp {
 			return nil
 		}
 		if len(files) == maxListedFiles {
 			truncated = true
-			return fs.SkipAll
+			return nil
 		}
 		files = append(files, FileInfo{Path: p, Size: fi.Size()})
 		if outDir != "" {
@@ -138,6 +143,7 @@ func (w *workDir) produced(outDir string) (files []FileInfo, truncated bool, err
 		}
 		return nil
 	})
+	w.inputs = seen
 	return files, truncated, err
 }
 

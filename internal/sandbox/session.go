@@ -1,0 +1,218 @@
+package sandbox
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"os"
+	"sync"
+	"time"
+
+	"golang.org/x/sys/unix"
+)
+
+// ErrSessionEnded is returned by a Session whose interpreter is gone: closed, or
+// killed by a limit. Its state is lost; make a new session.
+var ErrSessionEnded = errors.New("sandbox: session ended")
+
+// ErrNoWarm is returned when a session is asked for but the warm path is disabled or
+// its zygote cannot run. Sessions need the warm path.
+var ErrNoWarm = errors.New("sandbox: sessions need the warm path")
+
+// Session is an interpreter kept alive between executions: variables, imports and
+// files in /work persist from one Run to the next, in a sandbox exactly like a single
+// execution's. Executions in a session run one at a time. The creator must call
+// Close.
+type Session struct {
+	r      *Runner
+	limits Limits
+
+	mu     sync.Mutex // held for the whole of an execution
+	s      *slot
+	work   *workDir
+	ended  error // why the session is over, once it is
+	cpuUse time.Duration
+}
+
+// NewSession starts a session whose memory, process, CPU and disk limits are l's
+// for its whole life; each Run may lower the time and output limits. The caller must
+// call Close.
+func (r *Runner) NewSession(l Limits) (*Session, error) {
+	if err := l.Validate(); err != nil {
+		return nil, err
+	}
+	if !r.cfg.Warm {
+		return nil, ErrNoWarm
+	}
+	z, err := r.zygote()
+	if err != nil {
+		return nil, fmt.Errorf("%w: %v", ErrNoWarm, err)
+	}
+	return r.newSession(z, l)
+}
+
+func (r *Runner) newSession(z *zygote, l Limits) (*Session, error) {
+	s, err := r.takeSlot(z, l)
+	if err != nil {
+		return nil, err
+	}
+	return &Session{r: r, limits: l, s: s, work: s.c.workDir()}, nil
+}
+
+// Run executes req in the session. req.Limits may lower the session's timeout and
+// output limits; the others are the session's. If the program exceeds a limit or
+// kills the interpreter, the session ends and the Result says why.
+func (s *Session) Run(ctx context.Context, req *Request) (*Result, error) {
+	l := s.limits
+	l.Timeout = min(l.Timeout, req.Limits.Timeout)
+	l.OutputBytes = min(l.OutputBytes, req.Limits.OutputBytes)
+	call := *req
+	call.Limits = l
+	if err := call.Validate(); err != nil {
+		return nil, err
+	}
+	return s.run(ctx, &call, false)
+}
+
+// run executes req; with last, the interpreter is killed afterwards.
+func (s *Session) run(ctx context.Context, req *Request, last bool) (*Result, error) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if s.ended != nil {
+		return nil, s.ended
+	}
+	c, g := s.s.c, s.s.g
+	if err := s.work.writeInputs(req.Files); err != nil {
+		return nil, fmt.Errorf("sandbox: %w", err)
+	}
+	o, w, alive, err := c.exec(ctx, req, g)
+	if err != nil {
+		s.end(err)
+		return nil, err
+	}
+	var files []FileInfo
+	var filesTruncated bool
+	var filesErr error
+	if alive {
+		// The work dir lives in the child's mount namespace: read it before any kill.
+		files, filesTruncated, filesErr = s.work.produced(req.OutputDir)
+	}
+	grace := outputGrace
+	if last || !alive {
+		c.kill()
+		grace = 5 * time.Second // the kill closes every pipe
+	}
+	o.report = w.waitOutput(grace)
+	o.stats, o.statsErr = g.Stats()
+	// CPU time is the group's total; report this execution's share.
+	total := o.stats.CPUTime
+	o.stats.CPUTime -= s.cpuUse
+	s.cpuUse = total
+	res := o.result(req.Limits, w)
+	if !alive {
+		s.end(fmt.Errorf("%w: the interpreter stopped (%s)", ErrSessionEnded, res.Status))
+	}
+	if filesErr != nil {
+		return nil, fmt.Errorf("sandbox: collect files: %w", filesErr)
+	}
+	if files != nil {
+		res.Files, res.FilesTruncated = files, filesTruncated
+	}
+	if err := saveImages(res.Images, req.OutputDir); err != nil {
+		return nil, fmt.Errorf("sandbox: save figures: %w", err)
+	}
+	return res, nil
+}
+
+// end marks the session over for reason and releases its interpreter in the
+// background. s.mu must be held.
+func (s *Session) end(reason error) {
+	if s.ended != nil {
+		return
+	}
+	s.ended = reason
+	s.r.cleanupLater(s.s.release)
+}
+
+// Close ends the session: its processes and files are gone. It waits for a running
+// execution to finish.
+func (s *Session) Close() {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	s.end(fmt.Errorf("%w: closed", ErrSessionEnded))
+}
+
+// Alive reports whether the session can still run code.
+func (s *Session) Alive() bool {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.ended == nil && s.s.c.running()
+}
+
+// MemoryBytes is the memory the session's processes use now, as its cgroup counts it.
+func (s *Session) MemoryBytes() (int64, error) {
+	st, err := s.s.g.Stats()
+	return st.MemoryBytes, err
+}
+
+// WriteFile puts data at p in the session's work dir.
+func (s *Session) WriteFile(p string, data []byte) error {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if s.ended != nil {
+		return s.ended
+	}
+	return s.work.writeInputs([]InputFile{{Path: p, Data: data}})
+}
+
+// ReadFile returns the content of the regular file p in the session's work dir, at
+// most max bytes of it; symlinks are not followed.
+func (s *Session) ReadFile(p string, max int64) ([]byte, error) {
+	clean, err := CleanInputPath(p)
+	if err != nil {
+		return nil, err
+	}
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if s.ended != nil {
+		return nil, s.ended
+	}
+	root, err := os.OpenRoot(s.work.dir)
+	if err != nil {
+		return nil, err
+	}
+	defer root.Close()
+	// The program may swap the file under us: check what was opened, not the path.
+	f, err := root.OpenFile(clean, os.O_RDONLY|unix.O_NOFOLLOW|unix.O_NONBLOCK, 0)
+	if err != nil {
+		return nil, err
+	}
+	defer f.Close()
+	fi, err := f.Stat()
+	if err != nil {
+		return nil, err
+	}
+	if !fi.Mode().IsRegular() {
+		return nil, fmt.Errorf("sandbox: %q is not a regular file", clean)
+	}
+	data, err := io.ReadAll(io.LimitReader(f, max+1))
+	if err != nil {
+		return nil, err
+	}
+	if int64(len(data)) > max {
+		return nil, fmt.Errorf("sandbox: %q has more than the %d bytes allowed", clean, max)
+	}
+	return data, nil
+}
+
+// Files lists the regular files in the session's work dir.
+func (s *Session) Files() ([]FileInfo, bool, error) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if s.ended != nil {
+		return nil, false, s.ended
+	}
+	all := &workDir{dir: s.work.dir, inputs: map[string]fileStamp{}}
+	return all.produced("")
+}
