@@ -329,3 +329,6 @@ func (r *Runner) startInit(spec *initSpec, fd3 *os.File, stdout, stderr io.Write
 	}
 	return cmd, nil
 }
+
+// PoolSize is the number of warm children ready for an execution.
+func (r *Runner) PoolSize() int { return len(r.slots) }

@@ -1,0 +1,190 @@
+// Package api serves codeexec's HTTP API: direct execution, sessions and their
+// files, health and metrics, with OpenAI-style errors.
+package api
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"log/slog"
+	"net/http"
+	"strconv"
+	"time"
+
+	"github.com/codeexec/codeexec/internal/sandbox"
+	"github.com/codeexec/codeexec/internal/session"
+	"github.com/prometheus/client_golang/prometheus"
+	"github.com/prometheus/client_golang/prometheus/promhttp"
+)
+
+// Executor runs one execution in a fresh sandbox; *sandbox.Runner is one.
+type Executor interface {
+	Run(ctx context.Context, req *sandbox.Request) (*sandbox.Result, error)
+}
+
+// Config is the API's policy: limits, sizes and keys. Plain data; see DefaultConfig.
+type Config struct {
+	// MaxLimits caps what a request may ask for; DefaultLimits are used when it asks
+	// for nothing. Every default must be within its maximum.
+	MaxLimits     sandbox.Limits
+	DefaultLimits sandbox.Limits
+	// MaxBodyBytes bounds a request body (JSON or an uploaded file).
+	MaxBodyBytes int64
+	// MaxCodeBytes bounds the code of one execution.
+	MaxCodeBytes int
+	// MaxDownloadBytes bounds a file read back from a session.
+	MaxDownloadBytes int64
+	// MaxConcurrent executions run at once; up to MaxQueued more wait their turn and
+	// the rest are refused with 429.
+	MaxConcurrent int
+	MaxQueued     int
+	// APIKeys, when not empty, are required as "Authorization: Bearer <key>" on /v1.
+	APIKeys []string
+}
+
+// DefaultConfig is the API's policy unless configured otherwise.
+func DefaultConfig() Config {
+	l := sandbox.DefaultLimits()
+	max := l
+	max.Timeout = 5 * time.Minute
+	max.MemoryBytes = 4 << 30
+	return Config{
+		MaxLimits:        max,
+		DefaultLimits:    l,
+		MaxBodyBytes:     32 << 20,
+		MaxCodeBytes:     1 << 20,
+		MaxDownloadBytes: 64 << 20,
+		MaxConcurrent:    16,
+		MaxQueued:        64,
+	}
+}
+
+// Server is the HTTP API over an executor and a session manager.
+type Server struct {
+	cfg      Config
+	exec     Executor
+	sessions *session.Manager
+	ready    func() error
+	log      *slog.Logger
+	queue    *queue
+	metrics  *metrics
+	registry *prometheus.Registry
+}
+
+// New makes a Server. ready reports whether executions can run (image present,
+// zygote up); it backs /readyz.
+func New(cfg Config, exec Executor, sessions *session.Manager, ready func() error, log *slog.Logger) *Server {
+	if log == nil {
+		log = slog.New(slog.DiscardHandler)
+	}
+	reg := prometheus.NewRegistry()
+	s := &Server{cfg: cfg, exec: exec, sessions: sessions, ready: ready, log: log,
+		queue: newQueue(cfg.MaxConcurrent, cfg.MaxQueued), registry: reg}
+	s.metrics = newMetrics(reg, s)
+	return s
+}
+
+// Handler routes every endpoint of the API.
+func (s *Server) Handler() http.Handler {
+	mux := http.NewServeMux()
+	v1 := func(pattern string, h http.HandlerFunc) {
+		mux.Handle(pattern, s.auth(h))
+	}
+	v1("POST /v1/execute", s.handleExecute)
+	v1("POST /v1/sessions", s.handleCreateSession)
+	v1("GET /v1/sessions/{id}", s.handleGetSession)
+	v1("DELETE /v1/sessions/{id}", s.handleDeleteSession)
+	v1("POST /v1/sessions/{id}/execute", s.handleSessionExecute)
+	v1("PUT /v1/sessions/{id}/files/{path...}", s.handlePutFile)
+	v1("GET /v1/sessions/{id}/files", s.handleListFiles)
+	v1("GET /v1/sessions/{id}/files/{path...}", s.handleGetFile)
+	mux.HandleFunc("GET /healthz", func(w http.ResponseWriter, r *http.Request) {
+		writeJSON(w, http.StatusOK, map[string]string{"status": "ok"})
+	})
+	mux.HandleFunc("GET /readyz", s.handleReady)
+	mux.Handle("GET /metrics", promhttp.HandlerFor(s.registry, promhttp.HandlerOpts{}))
+	mux.HandleFunc("/", func(w http.ResponseWriter, r *http.Request) {
+		writeError(w, http.StatusNotFound, "not_found", "no route for "+r.Method+" "+r.URL.Path)
+	})
+	return s.logRequests(mux)
+}
+
+func (s *Server) handleReady(w http.ResponseWriter, r *http.Request) {
+	if err := s.ready(); err != nil {
+		writeError(w, http.StatusServiceUnavailable, "not_ready", err.Error())
+		return
+	}
+	writeJSON(w, http.StatusOK, map[string]string{"status": "ready"})
+}
+
+// errorBody is OpenAI's error shape.
+type errorBody struct {
+	Error apiError `json:"error"`
+}
+
+type apiError struct {
+	Message string `json:"message"`
+	Type    string `json:"type"`
+	Code    string `json:"code"`
+}
+
+// errorType maps a status to OpenAI's error type names.
+func errorType(status int) string {
+	switch {
+	case status == http.StatusUnauthorized:
+		return "authentication_error"
+	case status == http.StatusNotFound:
+		return "not_found_error"
+	case status == http.StatusTooManyRequests:
+		return "rate_limit_error"
+	case status >= 500:
+		return "server_error"
+	}
+	return "invalid_request_error"
+}
+
+// writeError is the one place an API error is written.
+func writeError(w http.ResponseWriter, status int, code, message string) {
+	writeJSON(w, status, errorBody{Error: apiError{Message: message, Type: errorType(status), Code: code}})
+}
+
+func writeJSON(w http.ResponseWriter, status int, v any) {
+	w.Header().Set("Content-Type", "application/json")
+	w.WriteHeader(status)
+	_ = json.NewEncoder(w).Encode(v)
+}
+
+// statusRecorder remembers the status a handler wrote, for the request log.
+type statusRecorder struct {
+	http.ResponseWriter
+	status int
+}
+
+func (r *statusRecorder) WriteHeader(code int) {
+	r.status = code
+	r.ResponseWriter.WriteHeader(code)
+}
+
+func (r *statusRecorder) Unwrap() http.ResponseWriter { return r.ResponseWriter }
+
+func (s *Server) logRequests(next http.Handler) http.Handler {
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		start := time.Now()
+		rec := &statusRecorder{ResponseWriter: w, status: http.StatusOK}
+		defer func() {
+			if v := recover(); v != nil {
+				// A bug must cost one request, never the server.
+				s.log.Error("panic in handler", "path", r.URL.Path, "panic", v)
+				writeError(rec, http.StatusInternalServerError, "internal_error", "internal error")
+			}
+			s.log.Info("request", "method", r.Method, "path", r.URL.Path, "status", rec.status,
+				"ms", strconv.FormatFloat(float64(time.Since(start).Microseconds())/1000, 'f', 2, 64))
+		}()
+		next.ServeHTTP(rec, r)
+	})
+}
+
+// isClientGone reports whether err came from the caller going away.
+func isClientGone(err error) bool {
+	return errors.Is(err, context.Canceled)
+}

@@ -1,0 +1,225 @@
+package api
+
+import (
+	"bytes"
+	"encoding/base64"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"net/http"
+	"time"
+
+	"github.com/codeexec/codeexec/internal/sandbox"
+	"github.com/codeexec/codeexec/internal/session"
+)
+
+// ExecuteRequest is the body of POST /v1/execute and /v1/sessions/{id}/execute.
+type ExecuteRequest struct {
+	Code      *string     `json:"code"`
+	Language  string      `json:"language,omitempty"`
+	SessionID string      `json:"session_id,omitempty"`
+	TimeoutMS *int64      `json:"timeout_ms,omitempty"`
+	MemoryMB  *int64      `json:"memory_mb,omitempty"`
+	Network   string      `json:"network,omitempty"`
+	Files     []InputFile `json:"files,omitempty"`
+}
+
+// InputFile is a file placed in the work dir before the code runs.
+type InputFile struct {
+	Path          string `json:"path"`
+	ContentBase64 string `json:"content_base64"`
+}
+
+// requestError is a client mistake: its status, stable code and message.
+type requestError struct {
+	status  int
+	code    string
+	message string
+}
+
+func (e *requestError) Error() string { return e.message }
+
+func badRequest(code, format string, args ...any) *requestError {
+	return &requestError{http.StatusBadRequest, code, fmt.Sprintf(format, args...)}
+}
+
+// decodeJSON reads a JSON body strictly: unknown fields and trailing data are errors.
+func decodeJSON(r io.Reader, v any) *requestError {
+	dec := json.NewDecoder(r)
+	dec.DisallowUnknownFields()
+	if err := dec.Decode(v); err != nil {
+		var tooBig *http.MaxBytesError
+		if errors.As(err, &tooBig) {
+			return &requestError{http.StatusRequestEntityTooLarge, "body_too_large",
+				fmt.Sprintf("request body exceeds %d bytes", tooBig.Limit)}
+		}
+		if errors.Is(err, io.EOF) {
+			return badRequest("invalid_json", "request body is empty; expected a JSON object")
+		}
+		return badRequest("invalid_json", "request body is not valid JSON for this endpoint: %v", err)
+	}
+	if dec.More() {
+		return badRequest("invalid_json", "request body has data after the JSON object")
+	}
+	return nil
+}
+
+// DecodeExecute parses and checks an execute body into a sandbox request within the
+// policy of cfg. It never runs anything.
+func DecodeExecute(body []byte, cfg *Config) (*ExecuteRequest, *sandbox.Request, error) {
+	var req ExecuteRequest
+	if err := decodeJSON(bytes.NewReader(body), &req); err != nil {
+		return nil, nil, err
+	}
+	sb, err := req.toSandbox(cfg)
+	if err != nil {
+		return nil, nil, err
+	}
+	return &req, sb, nil
+}
+
+func (req *ExecuteRequest) toSandbox(cfg *Config) (*sandbox.Request, *requestError) {
+	if req.Code == nil {
+		return nil, badRequest("missing_code", `"code" is required`)
+	}
+	if len(*req.Code) > cfg.MaxCodeBytes {
+		return nil, badRequest("code_too_large", "code has %d bytes; the limit is %d", len(*req.Code), cfg.MaxCodeBytes)
+	}
+	if req.Language != "" && req.Language != "python" {
+		return nil, badRequest("unsupported_language", "language %q is not supported; use \"python\"", req.Language)
+	}
+	if req.Network != "" && req.Network != "none" {
+		return nil, badRequest("unsupported_network", "network %q is not supported; only \"none\" is available", req.Network)
+	}
+	l := cfg.DefaultLimits
+	if req.TimeoutMS != nil {
+		t := time.Duration(*req.TimeoutMS) * time.Millisecond
+		if *req.TimeoutMS <= 0 || t > cfg.MaxLimits.Timeout {
+			return nil, badRequest("invalid_timeout", "timeout_ms %d is outside 1..%d", *req.TimeoutMS, cfg.MaxLimits.Timeout.Milliseconds())
+		}
+		l.Timeout = t
+	}
+	if req.MemoryMB != nil {
+		maxMB := cfg.MaxLimits.MemoryBytes >> 20
+		if *req.MemoryMB < 16 || *req.MemoryMB > maxMB {
+			return nil, badRequest("invalid_memory", "memory_mb %d is outside 16..%d", *req.MemoryMB, maxMB)
+		}
+		l.MemoryBytes = *req.MemoryMB << 20
+	}
+	sb := &sandbox.Request{Code: *req.Code, Limits: l}
+	var total int64
+	for i, f := range req.Files {
+		data, err := base64.StdEncoding.DecodeString(f.ContentBase64)
+		if err != nil {
+			return nil, badRequest("invalid_file", "files[%d] (%q): content_base64 is not valid base64: %v", i, f.Path, err)
+		}
+		p, err := sandbox.CleanInputPath(f.Path)
+		if err != nil {
+			return nil, badRequest("invalid_file_path", "files[%d]: %v", i, err)
+		}
+		total += int64(len(data))
+		sb.Files = append(sb.Files, sandbox.InputFile{Path: p, Data: data})
+	}
+	if total > l.WorkBytes {
+		return nil, badRequest("files_too_large", "files total %d bytes; the work dir holds %d", total, l.WorkBytes)
+	}
+	if err := sb.Validate(); err != nil {
+		return nil, badRequest("invalid_request", "%v", err)
+	}
+	return sb, nil
+}
+
+// readBody reads a request body within the size limit.
+func (s *Server) readBody(w http.ResponseWriter, r *http.Request) ([]byte, *requestError) {
+	data, err := io.ReadAll(http.MaxBytesReader(w, r.Body, s.cfg.MaxBodyBytes))
+	if err != nil {
+		var tooBig *http.MaxBytesError
+		if errors.As(err, &tooBig) {
+			return nil, &requestError{http.StatusRequestEntityTooLarge, "body_too_large",
+				fmt.Sprintf("request body exceeds %d bytes", s.cfg.MaxBodyBytes)}
+		}
+		return nil, badRequest("unreadable_body", "reading the request body: %v", err)
+	}
+	return data, nil
+}
+
+func (s *Server) handleExecute(w http.ResponseWriter, r *http.Request) {
+	s.execute(w, r, "")
+}
+
+func (s *Server) handleSessionExecute(w http.ResponseWriter, r *http.Request) {
+	s.execute(w, r, r.PathValue("id"))
+}
+
+// execute runs an execute request, in session sessionID when it is set (from the path
+// or the body).
+func (s *Server) execute(w http.ResponseWriter, r *http.Request, sessionID string) {
+	body, rerr := s.readBody(w, r)
+	if rerr != nil {
+		writeRequestError(w, rerr)
+		return
+	}
+	req, sb, err := DecodeExecute(body, &s.cfg)
+	if err != nil {
+		writeRequestError(w, err)
+		return
+	}
+	if sessionID == "" {
+		sessionID = req.SessionID
+	} else if req.SessionID != "" && req.SessionID != sessionID {
+		writeError(w, http.StatusBadRequest, "session_mismatch", "session_id in the body differs from the one in the path")
+		return
+	}
+	var sess *session.Session
+	if sessionID != "" {
+		if sess, err = s.sessions.Get(sessionID); err != nil {
+			writeSessionError(w, sessionID, err)
+			return
+		}
+	}
+	release, err := s.queue.acquire(r.Context())
+	if err != nil {
+		if errors.Is(err, errQueueFull) {
+			w.Header().Set("Retry-After", "1")
+			writeError(w, http.StatusTooManyRequests, "queue_full", "too many executions are running or waiting; retry shortly")
+			return
+		}
+		writeError(w, 499, "client_closed", "the request was cancelled while waiting")
+		return
+	}
+	defer release()
+	start := time.Now()
+	var res *sandbox.Result
+	if sess != nil {
+		sess.Touch(start, true)
+		res, err = sess.Sandbox().Run(r.Context(), sb)
+		sess.Touch(time.Now(), false)
+	} else {
+		res, err = s.exec.Run(r.Context(), sb)
+	}
+	if err != nil {
+		if errors.Is(err, sandbox.ErrSessionEnded) {
+			writeError(w, http.StatusGone, "session_ended", fmt.Sprintf("session %q has ended (%v); create a new one", sessionID, err))
+			return
+		}
+		if isClientGone(r.Context().Err()) {
+			writeError(w, 499, "client_closed", "the request was cancelled")
+			return
+		}
+		s.log.Error("execution failed", "err", err)
+		writeError(w, http.StatusInternalServerError, "sandbox_error", "the sandbox failed: "+err.Error())
+		return
+	}
+	s.metrics.observe(res, "python", time.Since(start))
+	writeJSON(w, http.StatusOK, res)
+}
+
+func writeRequestError(w http.ResponseWriter, err error) {
+	var re *requestError
+	if errors.As(err, &re) {
+		writeError(w, re.status, re.code, re.message)
+		return
+	}
+	writeError(w, http.StatusBadRequest, "invalid_request", err.Error())
+}

@@ -1,0 +1,52 @@
+package api
+
+import (
+	"time"
+
+	"github.com/codeexec/codeexec/internal/sandbox"
+	"github.com/prometheus/client_golang/prometheus"
+)
+
+// metrics are the API's Prometheus series.
+type metrics struct {
+	executions *prometheus.CounterVec
+	duration   prometheus.Histogram
+}
+
+func newMetrics(reg *prometheus.Registry, s *Server) *metrics {
+	m := &metrics{
+		executions: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "codeexec_executions_total",
+			Help: "Executions by final status and language.",
+		}, []string{"status", "language"}),
+		duration: prometheus.NewHistogram(prometheus.HistogramOpts{
+			Name:    "codeexec_execution_duration_seconds",
+			Help:    "Wall time of executions, including the wait for a sandbox.",
+			Buckets: prometheus.ExponentialBuckets(0.001, 2, 16),
+		}),
+	}
+	reg.MustRegister(m.executions, m.duration,
+		prometheus.NewGaugeFunc(prometheus.GaugeOpts{
+			Name: "codeexec_queue_depth",
+			Help: "Executions running or waiting for a turn.",
+		}, func() float64 { return float64(s.queue.depth()) }),
+		prometheus.NewGaugeFunc(prometheus.GaugeOpts{
+			Name: "codeexec_sessions_active",
+			Help: "Live sessions.",
+		}, func() float64 { return float64(s.sessions.Len()) }),
+		prometheus.NewGoCollector(),
+		prometheus.NewProcessCollector(prometheus.ProcessCollectorOpts{}),
+	)
+	if p, ok := s.exec.(interface{ PoolSize() int }); ok {
+		reg.MustRegister(prometheus.NewGaugeFunc(prometheus.GaugeOpts{
+			Name: "codeexec_pool_ready",
+			Help: "Warm interpreters forked and ready for an execution.",
+		}, func() float64 { return float64(p.PoolSize()) }))
+	}
+	return m
+}
+
+func (m *metrics) observe(res *sandbox.Result, language string, d time.Duration) {
+	m.executions.WithLabelValues(string(res.Status), language).Inc()
+	m.duration.Observe(d.Seconds())
+}

@@ -1,0 +1,252 @@
+// Package session keeps the stateful execution sessions of the API: their ids,
+// lifetimes, idle expiry and the cap on how many exist.
+package session
+
+import (
+	"crypto/rand"
+	"encoding/hex"
+	"errors"
+	"fmt"
+	"sync"
+	"time"
+
+	"github.com/codeexec/codeexec/internal/sandbox"
+)
+
+// Errors of the manager, for the API to map to status codes.
+var (
+	ErrNotFound = errors.New("session: not found")
+	ErrTooMany  = errors.New("session: too many sessions")
+	ErrClosed   = errors.New("session: manager closed")
+	ErrBadTTL   = errors.New("session: bad ttl")
+)
+
+// Starter makes sandbox sessions; *sandbox.Runner is one.
+type Starter interface {
+	NewSession(l sandbox.Limits) (*sandbox.Session, error)
+}
+
+// Config bounds the sessions of a Manager.
+type Config struct {
+	Max         int           // most sessions at once
+	IdleTTL     time.Duration // default time a session lives after its last use
+	MaxIdleTTL  time.Duration // the most idle time a caller may ask for
+	MaxLifetime time.Duration // no session lives longer, however busy
+}
+
+// Session is one live session as the API sees it.
+type Session struct {
+	ID        string
+	Created   time.Time
+	sb        *sandbox.Session
+	ttl       time.Duration
+	mu        sync.Mutex
+	lastUsed  time.Time
+	execCount int
+	maxExpiry time.Time
+}
+
+// Sandbox returns the session's interpreter.
+func (s *Session) Sandbox() *sandbox.Session { return s.sb }
+
+// Touch records a use, which pushes the idle expiry back.
+func (s *Session) Touch(now time.Time, execution bool) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	s.lastUsed = now
+	if execution {
+		s.execCount++
+	}
+}
+
+// Info is what the API reports about a session.
+type Info struct {
+	ID          string    `json:"id"`
+	CreatedAt   time.Time `json:"created_at"`
+	LastUsedAt  time.Time `json:"last_used_at"`
+	ExpiresAt   time.Time `json:"expires_at"`
+	Executions  int       `json:"executions"`
+	Alive       bool      `json:"alive"`
+	MemoryBytes int64     `json:"memory_bytes"`
+}
+
+// ExpiresAt is when the session ends unless it is used again.
+func (s *Session) ExpiresAt() time.Time {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.expiresLocked()
+}
+
+func (s *Session) expiresLocked() time.Time {
+	e := s.lastUsed.Add(s.ttl)
+	if e.After(s.maxExpiry) {
+		return s.maxExpiry
+	}
+	return e
+}
+
+// Info describes the session now.
+func (s *Session) Info() Info {
+	mem, _ := s.sb.MemoryBytes()
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return Info{ID: s.ID, CreatedAt: s.Created, LastUsedAt: s.lastUsed, ExpiresAt: s.expiresLocked(),
+		Executions: s.execCount, Alive: s.sb.Alive(), MemoryBytes: mem}
+}
+
+// Manager owns every session: it creates, finds, expires and ends them. The creator
+// must call Close.
+type Manager struct {
+	cfg     Config
+	starter Starter
+	now     func() time.Time
+
+	mu       sync.Mutex
+	sessions map[string]*Session
+	pending  int // sessions being started, counted against Max
+	closed   bool
+	stop     chan struct{}
+	done     chan struct{}
+}
+
+// NewManager starts a manager and its expiry loop. The caller must call Close.
+func NewManager(cfg Config, starter Starter) *Manager {
+	m := &Manager{cfg: cfg, starter: starter, now: time.Now, sessions: map[string]*Session{},
+		stop: make(chan struct{}), done: make(chan struct{})}
+	go m.expireLoop()
+	return m
+}
+
+// Create starts a session with limits l that expires after ttl of idleness (0: the
+// default; more than the maximum is an error).
+func (m *Manager) Create(l sandbox.Limits, ttl time.Duration) (*Session, error) {
+	if ttl == 0 {
+		ttl = m.cfg.IdleTTL
+	}
+	if ttl < 0 || ttl > m.cfg.MaxIdleTTL {
+		return nil, fmt.Errorf("%w: %v is outside 1s..%v", ErrBadTTL, ttl, m.cfg.MaxIdleTTL)
+	}
+	m.mu.Lock()
+	if m.closed {
+		m.mu.Unlock()
+		return nil, ErrClosed
+	}
+	if len(m.sessions)+m.pending >= m.cfg.Max {
+		m.mu.Unlock()
+		return nil, fmt.Errorf("%w: the limit is %d", ErrTooMany, m.cfg.Max)
+	}
+	m.pending++
+	m.mu.Unlock()
+
+	sb, err := m.starter.NewSession(l)
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	m.pending--
+	if err != nil {
+		return nil, err
+	}
+	if m.closed {
+		sb.Close()
+		return nil, ErrClosed
+	}
+	now := m.now()
+	s := &Session{ID: newID(), Created: now, sb: sb, ttl: ttl, lastUsed: now, maxExpiry: now.Add(m.cfg.MaxLifetime)}
+	m.sessions[s.ID] = s
+	return s, nil
+}
+
+// newID returns an unguessable session id: whoever knows it can use the session.
+func newID() string {
+	var b [16]byte
+	_, _ = rand.Read(b[:])
+	return "sess_" + hex.EncodeToString(b[:])
+}
+
+// Get returns the live session id.
+func (m *Manager) Get(id string) (*Session, error) {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	s, ok := m.sessions[id]
+	if !ok {
+		return nil, ErrNotFound
+	}
+	return s, nil
+}
+
+// Delete ends session id: its processes and files are gone.
+func (m *Manager) Delete(id string) error {
+	m.mu.Lock()
+	s, ok := m.sessions[id]
+	delete(m.sessions, id)
+	m.mu.Unlock()
+	if !ok {
+		return ErrNotFound
+	}
+	s.sb.Close()
+	return nil
+}
+
+// Len is the number of live sessions.
+func (m *Manager) Len() int {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	return len(m.sessions)
+}
+
+// ExpireNow ends every session past its expiry and returns how many it ended. A
+// session whose interpreter died stays until then, so that its users learn why.
+func (m *Manager) ExpireNow() int {
+	now := m.now()
+	var ended []*Session
+	m.mu.Lock()
+	for id, s := range m.sessions {
+		if now.After(s.ExpiresAt()) {
+			ended = append(ended, s)
+			delete(m.sessions, id)
+		}
+	}
+	m.mu.Unlock()
+	for _, s := range ended {
+		s.sb.Close()
+	}
+	return len(ended)
+}
+
+func (m *Manager) expireLoop() {
+	defer close(m.done)
+	t := time.NewTicker(time.Second)
+	defer t.Stop()
+	for {
+		select {
+		case <-m.stop:
+			return
+		case <-t.C:
+			m.ExpireNow()
+		}
+	}
+}
+
+// Close ends every session and stops the expiry loop. It waits for executions in
+// progress to finish; cancel their contexts first to end them sooner.
+func (m *Manager) Close() {
+	m.mu.Lock()
+	if m.closed {
+		m.mu.Unlock()
+		return
+	}
+	m.closed = true
+	all := m.sessions
+	m.sessions = map[string]*Session{}
+	m.mu.Unlock()
+	close(m.stop)
+	<-m.done
+	var wg sync.WaitGroup
+	for _, s := range all {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			s.sb.Close()
+		}()
+	}
+	wg.Wait()
+}
