@@ -1,0 +1,61 @@
+package sandbox
+
+import (
+	"context"
+	"errors"
+	"testing"
+	"time"
+)
+
+func TestZygoteRestartsAfterDeath(t *testing.T) {
+	t.Run("warm", func(t *testing.T) {
+		r := newTestRunner(t)
+		first, err := r.zygote()
+		if err != nil {
+			t.Fatal(err)
+		}
+		// Let the prefork loop fill the pool with children of the first zygote.
+		deadline := time.Now().Add(10 * time.Second)
+		for r.PoolSize() < r.cfg.Prefork && time.Now().Before(deadline) {
+			time.Sleep(10 * time.Millisecond)
+		}
+		_ = first.cmd.Process.Kill()
+		<-first.dead
+		for i := 0; i < 3; i++ {
+			res, err := r.Run(context.Background(), &Request{Code: "import numpy\nprint('ok')", Limits: DefaultLimits()})
+			if err != nil || res.Status != StatusOK || res.Stdout != "ok\n" {
+				t.Fatalf("run %d after the zygote died: %v %+v", i, err, res)
+			}
+		}
+		second, err := r.zygote()
+		if err != nil || second == first || !second.alive() {
+			t.Fatalf("zygote was not restarted: %v", err)
+		}
+		assertNoSandboxProcesses(t)
+	})
+}
+
+func TestColdFallbackWhenZygoteCannotStart(t *testing.T) {
+	t.Run("warm", func(t *testing.T) {
+		r := newTestRunner(t)
+		r.zmu.Lock()
+		r.zyg.close()
+		r.zyg = nil
+		// A start that failed a moment ago is not retried before zygoteRetry.
+		r.zygErr, r.zygFailed = errTestZygote, time.Now()
+		r.zmu.Unlock()
+		res, err := r.Run(context.Background(), &Request{Code: "import sys\nprint(len(sys.modules) < 200)", Limits: DefaultLimits()})
+		if err != nil || res.Status != StatusOK {
+			t.Fatalf("run without a zygote: %v %+v", err, res)
+		}
+		// A fresh interpreter has imported little; a zygote child has the whole stack.
+		if res.Stdout != "True\n" {
+			t.Errorf("run was not cold: %q", res.Stdout)
+		}
+		if _, err := r.NewSession(DefaultLimits()); err == nil {
+			t.Error("a session started without a zygote")
+		}
+	})
+}
+
+var errTestZygote = errors.New("test: zygote start disabled")
