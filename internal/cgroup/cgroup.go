@@ -61,7 +61,7 @@ var v1Controllers = []string{"memory", "pids", "cpu", "cpuacct"}
 // Open finds the cgroup hierarchy, preferring v2 when it has the controllers, and
 // makes the parent group named by parent (e.g. "codeexec") in it.
 func Open(parent string) (*Hierarchy, error) {
-	mounts, err := readMounts("/proc/self/mountinfo")
+	mounts, err := readMounts()
 	if err != nil {
 		return nil, err
 	}

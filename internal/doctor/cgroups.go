@@ -1,7 +1,6 @@
 package doctor
 
 import (
-	"bufio"
 	"errors"
 	"fmt"
 	"io"
@@ -12,6 +11,7 @@ import (
 	"syscall"
 
 	"github.com/codeexec/codeexec/internal/cgroup"
+	"github.com/codeexec/codeexec/internal/mountinfo"
 )
 
 // cgroupParent is the parent group doctor makes, and removes, to test the hierarchy; it
@@ -45,36 +45,14 @@ type cgroupMounts struct {
 	v2 []string          // cgroup2 mount points
 }
 
-// parseCgroupMounts reads proc(5) mountinfo lines such as
-// "30 24 0:26 / /sys/fs/cgroup/memory rw,relatime shared:8 - cgroup cgroup rw,memory".
+// parseCgroupMounts reads a mountinfo table for its cgroup file systems.
 func parseCgroupMounts(r io.Reader) (cgroupMounts, error) {
-	m := cgroupMounts{v1: map[string]string{}}
-	sc := bufio.NewScanner(r)
-	sc.Buffer(make([]byte, 64<<10), 1<<20)
-	for sc.Scan() {
-		pre, post, ok := strings.Cut(sc.Text(), " - ")
-		if !ok {
-			continue
-		}
-		pf, qf := strings.Fields(pre), strings.Fields(post)
-		if len(pf) < 5 || len(qf) < 3 {
-			continue
-		}
-		switch qf[0] {
-		case "cgroup2":
-			m.v2 = append(m.v2, pf[4])
-		case "cgroup":
-			for _, opt := range strings.Split(qf[2], ",") {
-				if opt == "rw" || opt == "ro" {
-					continue
-				}
-				if _, seen := m.v1[opt]; !seen {
-					m.v1[opt] = pf[4]
-				}
-			}
-		}
+	mounts, err := mountinfo.Parse(r)
+	if err != nil {
+		return cgroupMounts{}, err
 	}
-	return m, sc.Err()
+	v1, v2 := cgroup.FromMounts(mounts)
+	return cgroupMounts{v1: v1, v2: v2}, nil
 }
 
 // mountPoints lists each distinct cgroup mount point once.

@@ -1,7 +1,6 @@
 package image
 
 import (
-	"bufio"
 	"bytes"
 	"encoding/json"
 	"errors"
@@ -10,12 +9,11 @@ import (
 	"io/fs"
 	"os"
 	"path/filepath"
-	"sort"
-	"strconv"
 	"strings"
 	"syscall"
 	"time"
 
+	"github.com/codeexec/codeexec/internal/mountinfo"
 	"golang.org/x/sys/unix"
 )
 
@@ -209,7 +207,7 @@ func removeStaleBuilds(images string) error {
 // another filesystem. os.RemoveAll alone would walk into such a mount and could delete
 // host files through it.
 func removeTree(dir string) error {
-	if err := unmountUnder(dir); err != nil {
+	if err := mountinfo.UnmountUnder(dir); err != nil {
 		return err
 	}
 	fi, err := os.Lstat(dir)
@@ -249,75 +247,6 @@ func removeSameDevice(dir string, dev uint64) error {
 		}
 	}
 	return os.Remove(dir)
-}
-
-// unmountUnder lazily detaches every mount point strictly under dir, deepest first.
-func unmountUnder(dir string) error {
-	abs, err := filepath.Abs(dir)
-	if err != nil {
-		return err
-	}
-	// Resolve symlinks so the prefix compares with the kernel's view in mountinfo.
-	if r, err := filepath.EvalSymlinks(abs); err == nil {
-		abs = r
-	}
-	points, err := mountPoints()
-	if err != nil {
-		return err
-	}
-	var under []string
-	for _, p := range points {
-		if strings.HasPrefix(p, abs+"/") {
-			under = append(under, p)
-		}
-	}
-	// Longest path first: children before parents.
-	sort.Slice(under, func(i, j int) bool { return len(under[i]) > len(under[j]) })
-	for _, p := range under {
-		if err := unix.Unmount(p, unix.MNT_DETACH); err != nil && !errors.Is(err, unix.EINVAL) && !errors.Is(err, unix.ENOENT) {
-			return &os.SyscallError{Syscall: "umount " + strconv.Quote(p), Err: err}
-		}
-	}
-	return nil
-}
-
-// mountPoints lists the mount points in /proc/self/mountinfo (field 5, octal-escaped).
-func mountPoints() ([]string, error) {
-	f, err := os.Open("/proc/self/mountinfo")
-	if err != nil {
-		return nil, err
-	}
-	defer f.Close()
-	var points []string
-	sc := bufio.NewScanner(f)
-	sc.Buffer(make([]byte, 64<<10), 1<<20)
-	for sc.Scan() {
-		fields := strings.Fields(sc.Text())
-		if len(fields) < 5 {
-			continue
-		}
-		points = append(points, unescapeMountinfo(fields[4]))
-	}
-	return points, sc.Err()
-}
-
-// unescapeMountinfo undoes the kernel's \ooo escaping of space, tab, newline and backslash.
-func unescapeMountinfo(s string) string {
-	if !strings.Contains(s, `\`) {
-		return s
-	}
-	var b strings.Builder
-	for i := 0; i < len(s); i++ {
-		if s[i] == '\\' && i+3 < len(s) {
-			if n, err := strconv.ParseUint(s[i+1:i+4], 8, 8); err == nil {
-				b.WriteByte(byte(n))
-				i += 3
-				continue
-			}
-		}
-		b.WriteByte(s[i])
-	}
-	return b.String()
 }
 
 // treeSize sums the sizes of the regular files under root, never following symlinks.

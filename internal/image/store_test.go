@@ -245,20 +245,6 @@ func TestRemoveTreeDetachesMounts(t *testing.T) {
 	}
 }
 
-func TestUnescapeMountinfo(t *testing.T) {
-	for in, want := range map[string]string{
-		`/plain`:            "/plain",
-		`/a\040b`:           "/a b",
-		`/tab\011x\134y`:    "/tab\tx\\y",
-		`/trailing\04`:      `/trailing\04`,
-		`/not\xyzoctal\777`: `/not\xyzoctal\777`,
-	} {
-		if got := unescapeMountinfo(in); got != want {
-			t.Errorf("unescapeMountinfo(%q) = %q, want %q", in, got, want)
-		}
-	}
-}
-
 func TestInstall(t *testing.T) {
 	images := t.TempDir()
 	final := filepath.Join(images, "python-abc")

@@ -1,17 +1,15 @@
 package sandbox
 
 import (
-	"bufio"
 	"crypto/rand"
 	"encoding/hex"
 	"errors"
-	"fmt"
 	"os"
 	"path/filepath"
-	"sort"
 	"strings"
 
 	"github.com/codeexec/codeexec/internal/cgroup"
+	"github.com/codeexec/codeexec/internal/mountinfo"
 	"golang.org/x/sys/unix"
 )
 
@@ -69,7 +67,7 @@ func openInstance(state string) (*instance, error) {
 }
 
 func (in *instance) close() error {
-	err := unmountUnder(in.dir)
+	err := mountinfo.UnmountUnder(in.dir)
 	if e := os.RemoveAll(in.dir); e != nil {
 		err = errors.Join(err, e)
 	}
@@ -94,7 +92,7 @@ func sweepState(state string, cg *cgroup.Hierarchy) error {
 			live[e.Name()] = true
 			continue
 		}
-		if err := unmountUnder(dir); err != nil {
+		if err := mountinfo.UnmountUnder(dir); err != nil {
 			errs = append(errs, err)
 			continue
 		}
@@ -124,29 +122,4 @@ func held(lockPath string) bool {
 	}
 	_ = unix.Flock(int(f.Fd()), unix.LOCK_UN)
 	return false
-}
-
-// unmountUnder detaches every mount at or below dir, deepest first.
-func unmountUnder(dir string) error {
-	f, err := os.Open("/proc/self/mountinfo")
-	if err != nil {
-		return err
-	}
-	defer f.Close()
-	var points []string
-	sc := bufio.NewScanner(f)
-	for sc.Scan() {
-		fields := strings.Fields(sc.Text())
-		if len(fields) > 4 && (fields[4] == dir || strings.HasPrefix(fields[4], dir+"/")) {
-			points = append(points, fields[4])
-		}
-	}
-	sort.Sort(sort.Reverse(sort.StringSlice(points)))
-	var errs []error
-	for _, p := range points {
-		if err := unix.Unmount(p, unix.MNT_DETACH); err != nil && !errors.Is(err, unix.EINVAL) {
-			errs = append(errs, fmt.Errorf("unmount %q: %w", p, err))
-		}
-	}
-	return errors.Join(errs...)
 }
