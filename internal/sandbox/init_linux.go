@@ -11,6 +11,7 @@ import (
 	"strings"
 	"syscall"
 
+	"github.com/codeexec/codeexec/internal/image"
 	"golang.org/x/sys/unix"
 )
 
@@ -27,14 +28,14 @@ const (
 	initExeFD    = 6 // the codeexec executable itself, executed as /proc/self/fd/6
 )
 
-// Paths and ids inside the sandbox.
+// Paths and ids inside the sandbox: the image is made for them.
 const (
-	sandboxWorkDir  = "/work"
-	sandboxUID      = 1000
-	sandboxGID      = 1000
-	sandboxHostname = "sandbox"
-	mplSeedDir      = "/usr/share/codeexec/mplconfig"
-	mplConfigDir    = "/tmp/.matplotlib"
+	sandboxWorkDir  = image.WorkDir
+	sandboxUID      = image.SandboxUID
+	sandboxGID      = image.SandboxGID
+	sandboxHostname = image.Hostname
+	mplSeedDir      = image.MPLConfigDir
+	mplConfigDir    = "/tmp/.matplotlib" // writable: matplotlib ignores a read-only one
 )
 
 // initSpec is everything the init stage needs; it travels over a pipe, never through
