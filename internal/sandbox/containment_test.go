@@ -401,3 +401,48 @@ func mountsUnder(t *testing.T, dir string) []string {
 	}
 	return out
 }
+
+func TestKernelSurfaceDenied(t *testing.T) {
+	bothPaths(t, func(t *testing.T) {
+		res := run(t, `
+import ctypes, ctypes.util, errno, os
+libc = ctypes.CDLL(None, use_errno=True)
+def call(name, *args):
+    r = getattr(libc, name)(*args)
+    return "ok" if r >= 0 else errno.errorcode[ctypes.get_errno()]
+out = {
+    "mount": call("mount", b"tmpfs", b"/tmp", b"tmpfs", 0, None),
+    "unshare_user": call("unshare", 0x10000000),
+    "unshare_net": call("unshare", 0x40000000),
+    "ptrace": call("ptrace", 16, 1, 0, 0),
+    "bpf": call("syscall", 321, 0, 0, 0),
+    "keyctl": call("syscall", 250, 0, 0, 0),
+    "userfaultfd": call("syscall", 323, 0),
+    "io_uring_setup": call("syscall", 425, 1, 0),
+    "clone_newuser": call("syscall", 56, 0x10000000 | 17, 0, 0, 0, 0),
+    "chroot": call("chroot", b"/tmp"),
+    "mknod": call("mknod", b"/tmp/x", 0o20666, 0x0103),
+}
+print(sorted(out.items()))
+pid = os.fork()
+if pid == 0:
+    os._exit(7)
+print("fork", os.waitstatus_to_exitcode(os.waitpid(pid, 0)[1]))
+print([l.strip() for l in open("/proc/self/status") if l.startswith("Seccomp:")])
+`, nil)
+		if res.Status != StatusOK {
+			t.Fatalf("status %s stderr %q", res.Status, res.Stderr)
+		}
+		for _, name := range []string{"mount", "unshare_user", "unshare_net", "ptrace", "bpf", "keyctl", "userfaultfd", "io_uring_setup", "clone_newuser", "chroot", "mknod"} {
+			if !strings.Contains(res.Stdout, fmt.Sprintf("('%s', 'EPERM')", name)) {
+				t.Errorf("%s was not refused with EPERM: %s", name, res.Stdout)
+			}
+		}
+		if !strings.Contains(res.Stdout, `['Seccomp:\t2']`) {
+			t.Errorf("no seccomp filter installed: %s", res.Stdout)
+		}
+		if !strings.Contains(res.Stdout, "fork 7") {
+			t.Errorf("ordinary fork broken by the filter: %s", res.Stdout)
+		}
+	})
+}

@@ -12,6 +12,7 @@ import (
 	"syscall"
 
 	"github.com/codeexec/codeexec/internal/image"
+	"github.com/codeexec/codeexec/internal/seccomp"
 	"golang.org/x/sys/unix"
 )
 
@@ -49,6 +50,8 @@ type initSpec struct {
 	Env       []string `json:"env"`
 	Args      []string `json:"args"`
 	Code      string   `json:"code"`
+	// Seccomp is the filter program (seccomp.Encode) installed just before exec.
+	Seccomp []byte `json:"seccomp"`
 	// Zygote starts the fork server instead of one program: no work dir, no code,
 	// and privileges kept for the children to make their own namespaces.
 	Zygote bool `json:"zygote"`
@@ -125,7 +128,20 @@ func runInit() error {
 	if err := os.Chdir(sandboxWorkDir); err != nil {
 		return err
 	}
+	// Seccomp comes last: it must not refuse a syscall of the setup above, and
+	// nothing runs between it and the program.
+	if err := applySeccomp(spec.Seccomp); err != nil {
+		return err
+	}
 	return syscall.Exec(spec.Args[0], spec.Args, spec.Env)
+}
+
+func applySeccomp(encoded []byte) error {
+	prog, err := seccomp.Decode(encoded)
+	if err != nil {
+		return err
+	}
+	return seccomp.Install(prog)
 }
 
 func readSpec() (*initSpec, error) {

@@ -21,6 +21,7 @@ import (
 	"time"
 
 	"github.com/codeexec/codeexec/internal/cgroup"
+	"github.com/codeexec/codeexec/internal/seccomp"
 )
 
 // Config configures a Runner. It is plain data; New validates it.
@@ -60,10 +61,12 @@ type Runner struct {
 	// self is this executable, opened once: the sandbox's init stage runs as an
 	// unprivileged uid that may not be able to reach it by path (e.g. under /root).
 	self *os.File
-	cg   *cgroup.Hierarchy
-	inst *instance
-	seq  atomic.Uint64
-	log  *slog.Logger
+	// filter is the seccomp program every sandbox process runs under (seccomp.Encode).
+	filter []byte
+	cg     *cgroup.Hierarchy
+	inst   *instance
+	seq    atomic.Uint64
+	log    *slog.Logger
 
 	slots    chan *slot     // preforked children
 	bg       sync.WaitGroup // the prefork loop
@@ -107,6 +110,10 @@ func New(cfg Config) (*Runner, error) {
 	if err := sweepState(cfg.StateDir, cg); err != nil && !errors.Is(err, os.ErrNotExist) {
 		return nil, fmt.Errorf("sandbox: clean up after earlier runs: %w", err)
 	}
+	prog, err := seccomp.Program()
+	if err != nil {
+		return nil, err
+	}
 	self, err := os.Open("/proc/self/exe")
 	if err != nil {
 		return nil, fmt.Errorf("sandbox: open own executable: %w", err)
@@ -120,7 +127,7 @@ func New(cfg Config) (*Runner, error) {
 	if log == nil {
 		log = slog.New(slog.DiscardHandler)
 	}
-	r := &Runner{cfg: cfg, self: self, cg: cg, inst: inst, log: log, slots: make(chan *slot, max(cfg.Prefork, 0))}
+	r := &Runner{cfg: cfg, self: self, filter: seccomp.Encode(prog), cg: cg, inst: inst, log: log, slots: make(chan *slot, max(cfg.Prefork, 0))}
 	ctx, cancel := context.WithCancel(context.Background())
 	r.stopBg = cancel
 	if cfg.Warm && cfg.Prefork > 0 {

@@ -46,6 +46,7 @@ type ctlMsg struct {
 	WorkBytes int64  `json:"work_bytes,omitempty"`
 	FileBytes int64  `json:"file_bytes,omitempty"`
 	OpenFiles uint64 `json:"open_files,omitempty"`
+	Seccomp   []byte `json:"seccomp,omitempty"` // base64 in JSON
 }
 
 // zygote is a running fork server: a Python process, sandboxed like any execution,
@@ -240,7 +241,7 @@ func (z *zygote) spawn(l Limits) (*child, error) {
 	z.mu.Lock()
 	z.waiters[c.id] = c.exit
 	z.mu.Unlock()
-	if err := z.send(ctlMsg{Op: "spawn", ID: c.id, TmpBytes: l.TmpBytes, WorkBytes: l.WorkBytes}, theirs); err != nil {
+	if err := z.send(ctlMsg{Op: "spawn", ID: c.id, TmpBytes: l.TmpBytes, WorkBytes: l.WorkBytes, Seccomp: z.r.filter}, theirs); err != nil {
 		c.forget()
 		return nil, fmt.Errorf("sandbox: zygote: %w", err)
 	}

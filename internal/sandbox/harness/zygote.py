@@ -8,7 +8,8 @@
 # drops all of it before user code runs.
 #
 # Control messages (JSON), server -> zygote:
-#   {"op": "spawn", "id": N, "tmp_bytes": .., "work_bytes": ..}  + SCM_RIGHTS [channel]
+#   {"op": "spawn", "id": N, "tmp_bytes": .., "work_bytes": .., "seccomp": base64}
+#                                                  + SCM_RIGHTS [channel]
 # zygote -> server:
 #   {"op": "ready"}                               once, after the imports
 #   {"op": "exit", "id": N, "status": S}          a child ended (wait status)
@@ -19,6 +20,7 @@
 #   "ready" (the server reads the child's host pid from SCM_CREDENTIALS), then
 #   {"op": "done", "exit_code": N} after each run.
 import ctypes
+import errno
 import fcntl
 import gc
 import selectors
@@ -37,7 +39,8 @@ CLONE_NEWPID = 0x20000000
 CLONE_NEWNET = 0x40000000
 MS_RDONLY, MS_NOSUID, MS_NODEV, MS_NOEXEC = 1, 2, 4, 8
 MS_REMOUNT, MS_BIND, MS_REC = 32, 4096, 16384
-PR_SET_PDEATHSIG, PR_SET_DUMPABLE, PR_CAPBSET_DROP, PR_SET_NO_NEW_PRIVS, PR_CAP_AMBIENT = 1, 4, 24, 38, 47
+PR_SET_PDEATHSIG, PR_SET_DUMPABLE, PR_SET_SECCOMP, PR_CAPBSET_DROP = 1, 4, 22, 24
+PR_SET_NO_NEW_PRIVS, PR_CAP_AMBIENT, SECCOMP_MODE_FILTER = 38, 47, 2
 PR_CAP_AMBIENT_CLEAR_ALL = 4
 SIOCGIFFLAGS, SIOCSIFFLAGS, IFF_UP = 0x8913, 0x8914, 0x1
 SANDBOX_UID = SANDBOX_GID = 1000
@@ -70,6 +73,19 @@ def unshare(flags):
 
 def prctl(option, arg):
     _check(libc.prctl(option, ctypes.c_ulong(arg), 0, 0, 0), "prctl(%d)" % option)
+
+
+class _SockFprog(ctypes.Structure):
+    _fields_ = [("len", ctypes.c_ushort), ("filter", ctypes.c_char_p)]
+
+
+def install_seccomp(program):
+    """Installs the server's filter (struct sock_filter array); it is never lifted."""
+    if not program or len(program) % 8:
+        raise OSError(errno.EINVAL, "no seccomp program")
+    fprog = _SockFprog(len(program) // 8, program)
+    _check(libc.prctl(PR_SET_SECCOMP, ctypes.c_ulong(SECCOMP_MODE_FILTER), ctypes.byref(fprog), 0, 0),
+           "prctl(PR_SET_SECCOMP)")
 
 
 class _CapHeader(ctypes.Structure):
@@ -126,7 +142,7 @@ def setup_child(req):
     os.chdir("/work")
 
 
-def drop_privileges(run):
+def drop_privileges(run, program):
     """Leaves the child unprivileged for good, just before the first program runs."""
     # The cgroup namespace is made only now that the server has moved us into the
     # execution's cgroup, so that group is our "/".
@@ -148,6 +164,8 @@ def drop_privileges(run):
     # like any exec'd program (the cold path) does.
     prctl(PR_SET_PDEATHSIG, signal.SIGKILL)
     prctl(PR_SET_DUMPABLE, 1)
+    # Last: nothing privileged is left to do, and the program runs next.
+    install_seccomp(program)
 
 
 def reap():
@@ -169,6 +187,7 @@ def child_main(req, chan_fd):
     chan = socket.socket(fileno=3)
     signal.signal(signal.SIGCHLD, signal.SIG_DFL)
     setup_child(req)
+    seccomp_program = base64.b64decode(req.get("seccomp") or "")
     chan.send(b"ready")
     namespace = new_namespace()
     setup_process()
@@ -182,7 +201,7 @@ def child_main(req, chan_fd):
         if run.get("op") != "run" or len(fds) != 4:
             os._exit(2)
         if privileged:
-            drop_privileges(run)
+            drop_privileges(run, seccomp_program)
             privileged = False
         code_fd, out_fd, err_fd, rep_fd = fds
         with os.fdopen(code_fd, "rb") as f:
