@@ -16,8 +16,10 @@ import (
 	"syscall"
 	"time"
 
+	"github.com/codeexec/codeexec/internal/agent"
 	"github.com/codeexec/codeexec/internal/api"
 	"github.com/codeexec/codeexec/internal/image"
+	"github.com/codeexec/codeexec/internal/llm"
 	"github.com/codeexec/codeexec/internal/sandbox"
 	"github.com/codeexec/codeexec/internal/session"
 	"github.com/spf13/cobra"
@@ -41,7 +43,12 @@ type serveConfig struct {
 	SessionMaxAge duration `json:"session_max_age"`
 	MaxTimeout    duration `json:"max_timeout"`
 	MaxMemory     string   `json:"max_memory"`
-	apiKeys       []string
+	// LLMConfig is the upstream providers file; without it the upstream is read from
+	// OPENAI_BASE_URL and OPENAI_API_KEY.
+	LLMConfig string `json:"llm_config"`
+	// MaxSteps bounds the model calls of one chat completion.
+	MaxSteps int `json:"max_steps"`
+	apiKeys  []string
 }
 
 func defaultServeConfig() serveConfig {
@@ -56,6 +63,7 @@ func defaultServeConfig() serveConfig {
 		SessionMaxAge: duration(4 * time.Hour),
 		MaxTimeout:    duration(5 * time.Minute),
 		MaxMemory:     "4GiB",
+		MaxSteps:      10,
 	}
 }
 
@@ -107,6 +115,7 @@ Without API keys the server listens on loopback addresses only, unless
 	f.IntVar(&cfg.MaxConcurrent, "max-concurrent", cfg.MaxConcurrent, "executions running at once")
 	f.IntVar(&cfg.MaxQueued, "max-queued", cfg.MaxQueued, "executions waiting for a turn before 429")
 	f.IntVar(&cfg.MaxSessions, "max-sessions", cfg.MaxSessions, "sessions alive at once")
+	f.StringVar(&cfg.LLMConfig, "llm-config", "", "JSON file of upstream model providers (default: OPENAI_BASE_URL and OPENAI_API_KEY)")
 	return cmd
 }
 
@@ -150,6 +159,8 @@ func (c *serveConfig) load(file string, flags *pflag.FlagSet) error {
 			c.MaxQueued = fromFlags.MaxQueued
 		case "max-sessions":
 			c.MaxSessions = fromFlags.MaxSessions
+		case "llm-config":
+			c.LLMConfig = fromFlags.LLMConfig
 		}
 	})
 	c.Store = storeDir(c.Store)
@@ -190,6 +201,20 @@ func readAPIKeys(file, list string) ([]string, error) {
 		}
 	}
 	return keys, nil
+}
+
+// newUpstreams routes models to the providers of the config file, or to the one
+// upstream the OpenAI SDKs would use.
+func newUpstreams(configFile string) (*llm.Router, error) {
+	if configFile == "" {
+		p := llm.DefaultProvider()
+		return llm.NewRouter(p.Name, p)
+	}
+	cfg, err := llm.LoadConfig(configFile)
+	if err != nil {
+		return nil, err
+	}
+	return cfg.Router()
 }
 
 // loopbackOnly reports whether addr can be reached only from this machine.
@@ -254,6 +279,14 @@ func serve(ctx context.Context, c serveConfig) error {
 		return runner.Warm()
 	}
 	srv := api.New(acfg, runner, sessions, ready, log)
+	upstreams, err := newUpstreams(c.LLMConfig)
+	if err != nil {
+		return err
+	}
+	srv.SetGateway(&api.Gateway{Upstreams: upstreams, Agent: &agent.Agent{
+		NewSandbox: agent.Sessions(runner, acfg.DefaultLimits),
+		MaxSteps:   c.MaxSteps,
+	}})
 
 	ln, err := net.Listen("tcp", c.Addr)
 	if err != nil {

@@ -4,6 +4,8 @@ package api
 
 import (
 	"context"
+	"crypto/rand"
+	"encoding/hex"
 	"encoding/json"
 	"errors"
 	"log/slog"
@@ -69,7 +71,11 @@ type Server struct {
 	queue    *queue
 	metrics  *metrics
 	registry *prometheus.Registry
+	gateway  *Gateway // nil: no upstream model, chat endpoints answer 503
 }
+
+// SetGateway enables /v1/chat/completions and /v1/models. Call it before Handler.
+func (s *Server) SetGateway(g *Gateway) { s.gateway = g }
 
 // New makes a Server. ready reports whether executions can run (image present,
 // zygote up); it backs /readyz.
@@ -90,6 +96,8 @@ func (s *Server) Handler() http.Handler {
 	v1 := func(pattern string, h http.HandlerFunc) {
 		mux.Handle(pattern, s.auth(h))
 	}
+	v1("POST /v1/chat/completions", s.handleChat)
+	v1("GET /v1/models", s.handleModels)
 	v1("POST /v1/execute", s.handleExecute)
 	v1("POST /v1/sessions", s.handleCreateSession)
 	v1("GET /v1/sessions/{id}", s.handleGetSession)
@@ -182,6 +190,13 @@ func (s *Server) logRequests(next http.Handler) http.Handler {
 		}()
 		next.ServeHTTP(rec, r)
 	})
+}
+
+// newID returns a random identifier for replies the server makes itself.
+func newID() string {
+	var b [12]byte
+	_, _ = rand.Read(b[:])
+	return hex.EncodeToString(b[:])
 }
 
 // isClientGone reports whether err came from the caller going away.
