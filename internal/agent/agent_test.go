@@ -315,4 +315,3 @@ func TestBadRequests(t *testing.T) {
 		t.Errorf("bad base64 file: %v, want ErrBadRequest", err)
 	}
 }
-

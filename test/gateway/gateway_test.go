@@ -86,7 +86,9 @@ type judge struct {
 	err     error
 }
 
-func (j judge) Check(ctx context.Context, code string) (agent.Verdict, error) { return j.verdict, j.err }
+func (j judge) Check(ctx context.Context, code string) (agent.Verdict, error) {
+	return j.verdict, j.err
+}
 
 // gateway starts a codeexec server whose upstream is the fake up.
 func gateway(t *testing.T, up *llmtest.Server, j agent.Judge) *httptest.Server {
