@@ -24,6 +24,19 @@ type Model interface {
 	ChatStream(ctx context.Context, req *llm.ChatRequest) (ChunkStream, error)
 }
 
+// Upstream adapts an upstream client to Model.
+func Upstream(c *llm.Client) Model { return upstream{c} }
+
+type upstream struct{ c *llm.Client }
+
+func (u upstream) Chat(ctx context.Context, req *llm.ChatRequest) (*llm.ChatResponse, error) {
+	return u.c.Chat(ctx, req)
+}
+
+func (u upstream) ChatStream(ctx context.Context, req *llm.ChatRequest) (ChunkStream, error) {
+	return u.c.ChatStream(ctx, req)
+}
+
 // ChunkStream is a streamed reply; *llm.Stream is one.
 type ChunkStream interface {
 	Next() (*llm.ChatChunk, error)

@@ -28,16 +28,6 @@ type Gateway struct {
 	Agent     *agent.Agent
 }
 
-// model adapts *llm.Client to agent.Model.
-type model struct{ c *llm.Client }
-
-func (m model) Chat(ctx context.Context, req *llm.ChatRequest) (*llm.ChatResponse, error) {
-	return m.c.Chat(ctx, req)
-}
-
-func (m model) ChatStream(ctx context.Context, req *llm.ChatRequest) (agent.ChunkStream, error) {
-	return m.c.ChatStream(ctx, req)
-}
 
 func (s *Server) handleModels(w http.ResponseWriter, r *http.Request) {
 	if s.gateway == nil {
@@ -83,7 +73,7 @@ func (s *Server) handleChat(w http.ResponseWriter, r *http.Request) {
 		writeError(w, http.StatusBadRequest, "unknown_model", err.Error())
 		return
 	}
-	m := model{client}
+	m := agent.Upstream(client)
 	if !agent.HasCodeTool(req) {
 		s.proxyChat(w, r, m, req)
 		return
@@ -101,7 +91,7 @@ func (s *Server) handleChat(w http.ResponseWriter, r *http.Request) {
 }
 
 // proxyChat forwards a request without the code tool as it is.
-func (s *Server) proxyChat(w http.ResponseWriter, r *http.Request, m model, req *llm.ChatRequest) {
+func (s *Server) proxyChat(w http.ResponseWriter, r *http.Request, m agent.Model, req *llm.ChatRequest) {
 	if !req.Stream {
 		resp, err := m.Chat(r.Context(), req)
 		if err != nil {
@@ -134,7 +124,7 @@ func (s *Server) proxyChat(w http.ResponseWriter, r *http.Request, m model, req 
 
 // streamAgent runs the tool loop and streams it as OpenAI chunks: the model's text
 // as it comes, each execution's code when it starts and its output when it ends.
-func (s *Server) streamAgent(w http.ResponseWriter, r *http.Request, m model, req *llm.ChatRequest) {
+func (s *Server) streamAgent(w http.ResponseWriter, r *http.Request, m agent.Model, req *llm.ChatRequest) {
 	ev := &sseEvents{sse: newSSE(w), id: "chatcmpl-" + newID(), model: req.Model, created: time.Now().Unix()}
 	ev.role()
 	resp, err := s.gateway.Agent.Complete(r.Context(), m, req, ev)
