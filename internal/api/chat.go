@@ -28,7 +28,6 @@ type Gateway struct {
 	Agent     *agent.Agent
 }
 
-
 func (s *Server) handleModels(w http.ResponseWriter, r *http.Request) {
 	if s.gateway == nil {
 		writeError(w, http.StatusServiceUnavailable, "gateway_disabled", "no upstream model is configured")
