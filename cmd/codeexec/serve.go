@@ -48,6 +48,10 @@ type serveConfig struct {
 	LLMConfig string `json:"llm_config"`
 	// MaxSteps bounds the model calls of one chat completion.
 	MaxSteps int `json:"max_steps"`
+	// Safety is the judge of model-written code: off, static or llm.
+	Safety string `json:"safety"`
+	// JudgeModel is the model the llm judge asks, routed like a request's.
+	JudgeModel string `json:"judge_model"`
 	apiKeys  []string
 }
 
@@ -64,6 +68,8 @@ func defaultServeConfig() serveConfig {
 		MaxTimeout:    duration(5 * time.Minute),
 		MaxMemory:     "4GiB",
 		MaxSteps:      10,
+		Safety:        "off",
+		JudgeModel:    "gpt-4o-mini",
 	}
 }
 
@@ -115,6 +121,8 @@ Without API keys the server listens on loopback addresses only, unless
 	f.IntVar(&cfg.MaxConcurrent, "max-concurrent", cfg.MaxConcurrent, "executions running at once")
 	f.IntVar(&cfg.MaxQueued, "max-queued", cfg.MaxQueued, "executions waiting for a turn before 429")
 	f.IntVar(&cfg.MaxSessions, "max-sessions", cfg.MaxSessions, "sessions alive at once")
+	f.StringVar(&cfg.Safety, "safety", cfg.Safety, "judge model-written code before it runs: off, static or llm (static, then a model)")
+	f.StringVar(&cfg.JudgeModel, "judge-model", cfg.JudgeModel, "the model the llm judge asks")
 	f.StringVar(&cfg.LLMConfig, "llm-config", "", "JSON file of upstream model providers (default: OPENAI_BASE_URL and OPENAI_API_KEY)")
 	return cmd
 }
@@ -161,6 +169,10 @@ func (c *serveConfig) load(file string, flags *pflag.FlagSet) error {
 			c.MaxSessions = fromFlags.MaxSessions
 		case "llm-config":
 			c.LLMConfig = fromFlags.LLMConfig
+		case "safety":
+			c.Safety = fromFlags.Safety
+		case "judge-model":
+			c.JudgeModel = fromFlags.JudgeModel
 		}
 	})
 	c.Store = storeDir(c.Store)
@@ -283,8 +295,19 @@ func serve(ctx context.Context, c serveConfig) error {
 	if err != nil {
 		return err
 	}
+	var judgeClient *llm.Client
+	if c.Safety == "llm" {
+		if judgeClient, err = upstreams.Route(c.JudgeModel); err != nil {
+			return fmt.Errorf("judge model: %w", err)
+		}
+	}
+	judge, err := newJudge(c.Safety, runner, judgeClient, c.JudgeModel)
+	if err != nil {
+		return err
+	}
 	srv.SetGateway(&api.Gateway{Upstreams: upstreams, Agent: &agent.Agent{
 		NewSandbox: agent.Sessions(runner, acfg.DefaultLimits),
+		Judge:      judge,
 		MaxSteps:   c.MaxSteps,
 	}})
 
@@ -301,7 +324,7 @@ func serve(ctx context.Context, c serveConfig) error {
 		log.Warn("no API keys configured: anyone who can reach the address can run code", "addr", ln.Addr().String())
 	}
 	log.Info("serving", "addr", ln.Addr().String(), "store", c.Store, "image", img.Manifest.Name+"-"+img.Manifest.RecipeHash,
-		"cgroup", "v"+strconv.Itoa(int(runner.CgroupVersion())), "warm", !c.Cold, "keys", len(c.apiKeys))
+		"cgroup", "v"+strconv.Itoa(int(runner.CgroupVersion())), "warm", !c.Cold, "keys", len(c.apiKeys), "safety", c.Safety)
 
 	ctx, stop := signal.NotifyContext(ctx, os.Interrupt, syscall.SIGTERM)
 	defer stop()
