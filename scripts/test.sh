@@ -16,3 +16,16 @@ go vet ./...
 
 echo "test: go test"
 CODEEXEC_REQUIRE_INTEGRATION=1 go test -count=1 -timeout 20m ./...
+
+# Every decoder of untrusted input gets a short fuzzing run: HTTP bodies, upstream
+# replies and streams, and the sandbox harness's report.
+echo "test: fuzz"
+for target in \
+  ./internal/api:FuzzDecodeExecute \
+  ./internal/sandbox/harness:FuzzParse \
+  ./internal/llm:FuzzDecodeChatRequest \
+  ./internal/llm:FuzzDecodeChatResponse \
+  ./internal/llm:FuzzStream; do
+  pkg=${target%%:*} name=${target##*:}
+  go test -run '^$' -fuzz "^${name}\$" -fuzztime "${FUZZTIME:-10s}" "$pkg"
+done
