@@ -6,6 +6,16 @@ cd "$(dirname "$0")/.."
 
 scripts/setup.sh
 
+# The client tests drive the gateway with Node's openai package and curl.
+need=()
+command -v node >/dev/null || need+=(nodejs npm)
+command -v curl >/dev/null || need+=(curl)
+if [ ${#need[@]} -gt 0 ]; then
+  echo "test: installing ${need[*]}"
+  apt-get update -qq
+  DEBIAN_FRONTEND=noninteractive apt-get install -y -qq "${need[@]}" >/dev/null
+fi
+
 echo "test: gofmt and go vet"
 unformatted=$(gofmt -l $(git ls-files '*.go' 2>/dev/null || find . -name '*.go'))
 if [ -n "$unformatted" ]; then
