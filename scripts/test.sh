@@ -37,5 +37,5 @@ for target in \
   ./internal/llm:FuzzDecodeChatResponse \
   ./internal/llm:FuzzStream; do
   pkg=${target%%:*} name=${target##*:}
-  go test -run '^$' -fuzz "^${name}\$" -fuzztime "${FUZZTIME:-10s}" "$pkg"
+  go test -run '^$' -fuzz "^${name}\$" -fuzztime "${FUZZTIME:-10s}" -fuzzminimizetime 1s "$pkg"
 done

@@ -52,7 +52,7 @@ type serveConfig struct {
 	Safety string `json:"safety"`
 	// JudgeModel is the model the llm judge asks, routed like a request's.
 	JudgeModel string `json:"judge_model"`
-	apiKeys  []string
+	apiKeys    []string
 }
 
 func defaultServeConfig() serveConfig {

@@ -78,10 +78,10 @@ func (c *Client) Chat(ctx context.Context, req *ChatRequest) (*ChatResponse, err
 	}
 	resp, err := DecodeChatResponse(b)
 	if err != nil {
-		return nil, c.invalid("chat completion", b, err)
+		return nil, c.invalid("chat completion is not valid JSON: "+err.Error(), b)
 	}
 	if len(resp.Choices) == 0 {
-		return nil, c.invalid("chat completion", b, errors.New("no choices"))
+		return nil, c.invalid("chat completion has no choices", b)
 	}
 	return resp, nil
 }
@@ -107,7 +107,7 @@ func (c *Client) ChatStream(ctx context.Context, req *ChatRequest) (*Stream, err
 			defer w.stop()
 			defer resp.Body.Close()
 			b, _ := io.ReadAll(io.LimitReader(resp.Body, maxErrorBody))
-			return &failure{err: c.invalid("stream", b, errors.New("got application/json instead of text/event-stream"))}
+			return &failure{err: c.invalid("asked for a stream, got application/json", b)}
 		}
 		s = newStream(c.p.Name, resp.Body, w, c.maxBody)
 		return nil
@@ -126,7 +126,7 @@ func (c *Client) Models(ctx context.Context) ([]Model, error) {
 	}
 	var list ModelList
 	if err := decodeObject(b, &list); err != nil {
-		return nil, c.invalid("model list", b, err)
+		return nil, c.invalid("model list is not valid JSON: "+err.Error(), b)
 	}
 	return list.Data, nil
 }
@@ -225,8 +225,8 @@ func (c *Client) transportFailure(ctx context.Context, w *watchdog, err error) *
 }
 
 // invalid is the error for an upstream body that is not what was asked for.
-func (c *Client) invalid(what string, body []byte, err error) error {
-	return fmt.Errorf("upstream %q: %w in %s: %v (body begins %s)", c.p.Name, ErrInvalidResponse, what, err, snippet(body))
+func (c *Client) invalid(problem string, body []byte) error {
+	return fmt.Errorf("upstream %q: %w: %s (body begins %s)", c.p.Name, ErrInvalidResponse, problem, snippet(body))
 }
 
 // readCapped reads r to the end, or fails with ErrTooLarge after max bytes.

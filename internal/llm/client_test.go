@@ -184,6 +184,7 @@ func TestChatRetries(t *testing.T) {
 func TestChatTimeout(t *testing.T) {
 	release := make(chan struct{})
 	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		io.Copy(io.Discard, r.Body)
 		select {
 		case <-r.Context().Done():
 		case <-release:
@@ -225,7 +226,10 @@ func TestChatContextCancelStopsWaiting(t *testing.T) {
 }
 
 func TestChatCancelledDuringRequest(t *testing.T) {
-	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) { <-r.Context().Done() }))
+	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		io.Copy(io.Discard, r.Body) // the server notices a closed connection only after the body
+		<-r.Context().Done()
+	}))
 	defer srv.Close()
 	c, _ := testClient(srv, Provider{})
 	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Millisecond)
@@ -241,10 +245,10 @@ func TestChatBadBodies(t *testing.T) {
 		name, body, want string
 		is               error
 	}{
-		{"cut-off JSON", `{"id":"chatcmpl-1","choices":[`, `upstream "p": invalid JSON in chat completion: unexpected end of JSON input (body begins "{\"id\":\"chatcmpl-1\",\"choices\":[")`, ErrInvalidResponse},
+		{"cut-off JSON", `{"id":"chatcmpl-1","choices":[`, `upstream "p": invalid response: chat completion is not valid JSON: unexpected end of JSON input (body begins "{\"id\":\"chatcmpl-1\",\"choices\":[")`, ErrInvalidResponse},
 		{"HTML", `<html><body>Bad gateway</body></html>`, `want a JSON object, got "<html>`, ErrInvalidResponse},
-		{"empty", ``, `invalid JSON in chat completion: empty body`, ErrInvalidResponse},
-		{"no choices", `{"id":"x","choices":[]}`, `invalid JSON in chat completion: no choices`, ErrInvalidResponse},
+		{"empty", ``, `invalid response: chat completion is not valid JSON: empty body`, ErrInvalidResponse},
+		{"no choices", `{"id":"x","choices":[]}`, `invalid response: chat completion has no choices`, ErrInvalidResponse},
 		{"too large", `{"id":"` + strings.Repeat("x", 2000) + `"}`, `upstream "p": POST /chat/completions: response too large: body exceeds 1024 bytes`, ErrTooLarge},
 	}
 	for _, tt := range tests {
@@ -326,6 +330,7 @@ func TestNoAuthorizationWithoutKey(t *testing.T) {
 
 func sseServer(t *testing.T, handler func(w http.ResponseWriter, r *http.Request, flush func())) *httptest.Server {
 	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		io.Copy(io.Discard, r.Body) // the server notices a closed connection only after the body
 		w.Header().Set("Content-Type", "text/event-stream")
 		w.WriteHeader(200)
 		handler(w, r, w.(http.Flusher).Flush)
@@ -368,7 +373,7 @@ func TestChatStreamJSONInsteadOfSSE(t *testing.T) {
 	srv := newScriptServer(t, answer{status: 200, body: okCompletion})
 	c, _ := testClient(srv.Server, Provider{})
 	_, err := c.ChatStream(context.Background(), simpleRequest())
-	if !errors.Is(err, ErrInvalidResponse) || !strings.Contains(err.Error(), "got application/json instead of text/event-stream") {
+	if !errors.Is(err, ErrInvalidResponse) || !strings.Contains(err.Error(), "asked for a stream, got application/json") {
 		t.Errorf("ChatStream error = %v, want ErrInvalidResponse about the content type", err)
 	}
 }

@@ -13,8 +13,9 @@ import (
 
 // Sentinel errors, wrapped with context by the client; test them with errors.Is.
 var (
-	// ErrInvalidResponse: the upstream's answer is not the JSON it should be.
-	ErrInvalidResponse = errors.New("invalid JSON")
+	// ErrInvalidResponse: the upstream's answer is not valid JSON, or not the JSON
+	// it should be.
+	ErrInvalidResponse = errors.New("invalid response")
 	// ErrTimeout: the upstream did not answer, or stopped streaming, within the
 	// provider's Timeout.
 	ErrTimeout = errors.New("timed out")

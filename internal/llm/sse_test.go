@@ -209,3 +209,18 @@ func TestStreamClose(t *testing.T) {
 		t.Errorf("body closed %d times after Close, want 1", body.closes)
 	}
 }
+
+func TestStreamCloseFromAnotherGoroutine(t *testing.T) {
+	pr, pw := io.Pipe()
+	defer pw.Close()
+	s := newStream("p", pr, nil, 1<<20)
+	done := make(chan error)
+	go func() {
+		_, err := s.Next() // blocks: nothing is written
+		done <- err
+	}()
+	s.Close()
+	if err := <-done; !errors.Is(err, errStreamClosed) {
+		t.Errorf("Next aborted by Close: error = %v, want %v", err, errStreamClosed)
+	}
+}

@@ -6,32 +6,41 @@ import (
 	"fmt"
 	"io"
 	"strings"
+	"sync"
+	"sync/atomic"
 )
 
 // errStreamClosed is what Next returns after Close.
 var errStreamClosed = errors.New("llm: Next called on a closed stream")
 
-// Stream is a streaming chat completion being read. Its methods are not safe for
-// concurrent use. It holds no goroutine: Next reads the body in the caller's
-// goroutine, and Close (or the context ending) closes the body.
+// Stream is a streaming chat completion being read. Next must be called from one
+// goroutine at a time; Close may be called from any, also to abort a Next that is
+// waiting. It holds no goroutine: Next reads the body in the caller's goroutine,
+// and Close (or the context ending) closes the body.
 type Stream struct {
 	provider string
-	body     io.ReadCloser
 	events   *sseReader
 	w        *watchdog // nil when not reading from the network (tests)
 	err      error     // the error every later Next returns: io.EOF or the failure
-	closed   bool
+	closed   atomic.Bool
+	release  func() error // stops the watchdog and closes the body, once
 }
 
 // newStream reads chunks from body, an upstream's text/event-stream. w, if not nil,
 // is kicked by every read and stopped by Close.
 func newStream(provider string, body io.ReadCloser, w *watchdog, maxEvent int64) *Stream {
-	s := &Stream{provider: provider, body: body, w: w}
+	s := &Stream{provider: provider, w: w}
 	var r io.Reader = body
 	if w != nil {
 		r = &kickReader{r: body, w: w}
 	}
 	s.events = newSSEReader(r, int(maxEvent))
+	s.release = sync.OnceValue(func() error {
+		if w != nil {
+			w.stop()
+		}
+		return body.Close()
+	})
 	return s
 }
 
@@ -40,7 +49,7 @@ func newStream(provider string, body io.ReadCloser, w *watchdog, maxEvent int64)
 // ErrTimeout, ErrInvalidResponse, ErrTooLarge, or the context's error. After a
 // final error or io.EOF the body is already closed, but Close is still allowed.
 func (s *Stream) Next() (*ChatChunk, error) {
-	if s.closed {
+	if s.closed.Load() {
 		return nil, errStreamClosed
 	}
 	if s.err != nil {
@@ -73,7 +82,7 @@ func (s *Stream) next() (*ChatChunk, error) {
 		}
 		chunk, err := DecodeChatChunk([]byte(ev.Data))
 		if err != nil {
-			return nil, fmt.Errorf("upstream %q: %w in stream event: %v (data begins %s)",
+			return nil, fmt.Errorf("upstream %q: %w: stream event is not valid JSON: %v (data begins %s)",
 				s.provider, ErrInvalidResponse, err, snippet([]byte(ev.Data)))
 		}
 		if raw, ok := chunk.Extra["error"]; ok {
@@ -87,6 +96,8 @@ func (s *Stream) next() (*ChatChunk, error) {
 // readError explains why reading the body failed.
 func (s *Stream) readError(err error) error {
 	switch {
+	case s.closed.Load():
+		return errStreamClosed
 	case err == io.EOF:
 		return fmt.Errorf("upstream %q: %w", s.provider, ErrStreamTruncated)
 	case errors.Is(err, ErrTooLarge):
@@ -100,26 +111,11 @@ func (s *Stream) readError(err error) error {
 	return fmt.Errorf("upstream %q: reading stream: %w", s.provider, err)
 }
 
-// Close ends the stream and closes the body; it may be called more than once.
+// Close ends the stream and closes the body; it may be called more than once, and
+// while another goroutine waits in Next, which then returns an error.
 func (s *Stream) Close() error {
-	if s.closed {
-		return nil
-	}
-	s.closed = true
+	s.closed.Store(true)
 	return s.release()
-}
-
-// release stops the watchdog and closes the body, once.
-func (s *Stream) release() error {
-	if s.body == nil {
-		return nil
-	}
-	if s.w != nil {
-		s.w.stop()
-	}
-	err := s.body.Close()
-	s.body = nil
-	return err
 }
 
 // kickReader tells the watchdog about every read that brought data, so that only

@@ -52,7 +52,8 @@ func (r ChatRequest) MarshalJSON() ([]byte, error) {
 
 // DecodeChatRequest decodes a client's chat completion request. Unknown fields are
 // kept in Extra, not rejected: they belong to the upstream (DESIGN: OpenAI-compatible
-// bodies are the one exception to DisallowUnknownFields).
+// bodies are the one exception to DisallowUnknownFields). The caller bounds the size
+// of r, e.g. with http.MaxBytesReader.
 func DecodeChatRequest(r io.Reader) (*ChatRequest, error) {
 	dec := json.NewDecoder(r)
 	var req ChatRequest

@@ -130,7 +130,8 @@ func New(cfg Config) (*Runner, error) {
 	r := &Runner{cfg: cfg, self: self, filter: seccomp.Encode(prog), cg: cg, inst: inst, log: log, slots: make(chan *slot, max(cfg.Prefork, 0))}
 	ctx, cancel := context.WithCancel(context.Background())
 	r.stopBg = cancel
-	if cfg.Warm && cfg.Prefork > 0 {
+	// Two refill loops: a child's setup runs while the zygote forks the next.
+	for i := 0; cfg.Warm && i < min(cfg.Prefork, 2); i++ {
 		r.bg.Add(1)
 		go r.prefork(ctx)
 	}

@@ -22,21 +22,16 @@ func (s *slot) release() {
 	_ = s.g.Destroy()
 }
 
-// newSlot forks a child from z and places it in a new cgroup with limits l.
+// newSlot makes a cgroup with limits l and forks a child from z into it.
 func (r *Runner) newSlot(z *zygote, l Limits) (*slot, error) {
-	c, err := z.spawn(l)
-	if err != nil {
-		return nil, err
-	}
 	g, err := r.cg.New(r.nextName(), cgroupLimits(l))
 	if err != nil {
-		c.close()
 		return nil, fmt.Errorf("sandbox: %w", err)
 	}
-	if err := g.Add(c.pid); err != nil {
-		c.close()
+	c, err := z.spawn(l, g)
+	if err != nil {
 		_ = g.Destroy()
-		return nil, fmt.Errorf("sandbox: %w", err)
+		return nil, err
 	}
 	return &slot{c: c, g: g, limits: l}, nil
 }

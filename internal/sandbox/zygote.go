@@ -213,8 +213,9 @@ type child struct {
 	exit  chan ctlMsg // the zygote's report of the child's end
 }
 
-// spawn forks a child sized for l and waits until its namespaces and mounts are ready.
-func (z *zygote) spawn(l Limits) (*child, error) {
+// spawn forks a child sized for l, moves it into g before it does anything, and
+// waits until its namespaces and mounts are ready.
+func (z *zygote) spawn(l Limits, g *cgroup.Group) (*child, error) {
 	if !z.alive() {
 		return nil, ErrZygoteGone
 	}
@@ -246,16 +247,37 @@ func (z *zygote) spawn(l Limits) (*child, error) {
 		return nil, fmt.Errorf("sandbox: zygote: %w", err)
 	}
 	theirs.Close()
-	if err := c.awaitReady(); err != nil {
+	if err := c.attach(g); err != nil {
 		c.close()
 		return nil, err
 	}
 	return c, nil
 }
 
-func (c *child) awaitReady() error {
+// attach learns the child's pid from its first message, moves it into g, and waits
+// for it to be ready.
+func (c *child) attach(g *cgroup.Group) error {
 	c.ch.SetReadDeadline(time.Now().Add(childReadyTimeout))
 	defer c.ch.SetReadDeadline(time.Time{})
+	if err := c.readPid(); err != nil {
+		return err
+	}
+	if err := g.Add(c.pid); err != nil {
+		return fmt.Errorf("sandbox: %w", err)
+	}
+	if _, err := c.ch.Write([]byte("attached")); err != nil {
+		return fmt.Errorf("sandbox: child: %w", err)
+	}
+	buf := make([]byte, 16)
+	n, err := c.ch.Read(buf)
+	if err != nil || string(buf[:n]) != "ready" {
+		return fmt.Errorf("sandbox: child did not get ready (%v): %s", err, c.z.log.String())
+	}
+	return nil
+}
+
+// readPid reads the child's first message and the host pid the kernel attached.
+func (c *child) readPid() error {
 	buf := make([]byte, 64)
 	oob := make([]byte, unix.CmsgSpace(unix.SizeofUcred))
 	n, oobn, _, _, err := c.ch.ReadMsgUnix(buf, oob)

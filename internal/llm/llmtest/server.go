@@ -185,9 +185,9 @@ func (s *Server) chat(w http.ResponseWriter, r *http.Request) {
 		w.WriteHeader(cmp.Or(turn.Status, http.StatusOK))
 		io.WriteString(w, turn.Body)
 	case req.Stream:
-		s.stream(w, r, req, turn, n+1, len(body))
+		s.stream(w, r, req, turn, n+1)
 	default:
-		writeJSON(w, completion(req, turn, n+1, len(body)))
+		writeJSON(w, completion(req, turn, n+1))
 	}
 }
 
@@ -208,7 +208,7 @@ func (s *Server) wait(r *http.Request, d time.Duration) bool {
 }
 
 // completion is the non-streaming answer to request number n.
-func completion(req *llm.ChatRequest, t Turn, n, reqSize int) *llm.ChatResponse {
+func completion(req *llm.ChatRequest, t Turn, n int) *llm.ChatResponse {
 	msg := llm.Message{Role: "assistant", Content: llm.TextContent(t.Content)}
 	if t.Content == "" && len(t.Calls) > 0 {
 		msg.Content = llm.NullContent()
@@ -222,7 +222,7 @@ func completion(req *llm.ChatRequest, t Turn, n, reqSize int) *llm.ChatResponse 
 	return &llm.ChatResponse{
 		ID: completionID(n), Object: "chat.completion", Created: Created, Model: req.Model,
 		Choices: []llm.Choice{{Index: 0, Message: msg, FinishReason: finishReason(t)}},
-		Usage:   usage(t, reqSize),
+		Usage:   usage(req, t),
 	}
 }
 
@@ -230,7 +230,7 @@ func completion(req *llm.ChatRequest, t Turn, n, reqSize int) *llm.ChatResponse 
 // content in pieces, each tool call as a chunk with its index, id, type and name
 // and then argument pieces, a last chunk with the finish reason and an empty delta,
 // a usage chunk if asked for, and data: [DONE].
-func (s *Server) stream(w http.ResponseWriter, r *http.Request, req *llm.ChatRequest, t Turn, n, reqSize int) {
+func (s *Server) stream(w http.ResponseWriter, r *http.Request, req *llm.ChatRequest, t Turn, n int) {
 	w.Header().Set("Content-Type", "text/event-stream")
 	w.Header().Set("Cache-Control", "no-cache")
 	w.WriteHeader(http.StatusOK)
@@ -291,7 +291,7 @@ func (s *Server) stream(w http.ResponseWriter, r *http.Request, req *llm.ChatReq
 	}
 	if req.StreamOptions != nil && req.StreamOptions.IncludeUsage {
 		last := chunk(llm.Message{}, nil)
-		last.Choices, last.Usage = []llm.ChunkChoice{}, usage(t, reqSize)
+		last.Choices, last.Usage = []llm.ChunkChoice{}, usage(req, t)
 		if !send(last) {
 			return
 		}
@@ -339,17 +339,22 @@ func finishReason(t Turn) string {
 	return "stop"
 }
 
-// usage is t.Usage, or about a token per four bytes of request and of answer.
-func usage(t Turn, reqSize int) *llm.Usage {
+// usage is t.Usage, or about a token per four bytes of the messages' text and of
+// the answer, so that a streaming and a non-streaming request count the same.
+func usage(req *llm.ChatRequest, t Turn) *llm.Usage {
 	if t.Usage != nil {
 		u := *t.Usage
 		return &u
+	}
+	in := 0
+	for _, m := range req.Messages {
+		in += len(m.Text())
 	}
 	out := len(t.Content)
 	for _, c := range t.Calls {
 		out += len(c.Name) + len(c.Arguments)
 	}
-	u := llm.Usage{PromptTokens: reqSize/4 + 1, CompletionTokens: out/4 + 1}
+	u := llm.Usage{PromptTokens: in/4 + len(req.Messages), CompletionTokens: out/4 + 1}
 	u.TotalTokens = u.PromptTokens + u.CompletionTokens
 	return &u
 }

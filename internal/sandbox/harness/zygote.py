@@ -16,9 +16,10 @@
 #   {"op": "exit", "id": N, "error": "..."}       a child could not be made
 # Channel messages, server -> child:
 #   {"op": "run", "file_bytes": .., "open_files": ..}  + [code memfd, stdout, stderr, report]
-# child -> server:
-#   "ready" (the server reads the child's host pid from SCM_CREDENTIALS), then
-#   {"op": "done", "exit_code": N} after each run.
+# child -> server: "hello" (the server reads the child's host pid from
+#   SCM_CREDENTIALS, moves it into its cgroup and answers "attached"), "ready" once
+#   its namespaces and mounts are made, then {"op": "done", "exit_code": N} after each
+#   run.
 import ctypes
 import errno
 import fcntl
@@ -186,6 +187,11 @@ def child_main(req, chan_fd):
     os.closerange(4, 65536)
     chan = socket.socket(fileno=3)
     signal.signal(signal.SIGCHLD, signal.SIG_DFL)
+    # Wait to be moved into the execution's cgroup before touching memory: pages a
+    # process dirties are charged to the group it is in at the time.
+    chan.send(b"hello")
+    if chan.recv(16) != b"attached":
+        os._exit(3)
     setup_child(req)
     seccomp_program = base64.b64decode(req.get("seccomp") or "")
     chan.send(b"ready")
