@@ -1,0 +1,495 @@
+// Command bench compares, side by side on one machine, the ways codeexec can run
+// Python — the warm path, the cold path — with bubblewrap and a plain chroot on the
+// same image, and prints a Markdown report.
+//
+//	go run ./bench [-out bench/RESULTS.md]
+//
+// It needs root and a built image (`codeexec image build`). It is a benchmark, not a
+// test: targets live here, never in timed unit tests.
+package main
+
+import (
+	"bytes"
+	"context"
+	"errors"
+	"flag"
+	"fmt"
+	"io"
+	"os"
+	"os/exec"
+	"os/signal"
+	"path/filepath"
+	"strconv"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"syscall"
+	"time"
+
+	"github.com/codeexec/codeexec/internal/image"
+	"github.com/codeexec/codeexec/internal/sandbox"
+)
+
+// config is the benchmark's flags.
+type config struct {
+	store       string
+	prefork     int
+	nWarm       int // latency executions per workload on the warm path
+	nCold       int // latency executions per workload on the cold path and the peers
+	tputN       int // executions per concurrency level, warm
+	tputColdN   int // executions per concurrency level, cold
+	concurrency []int
+	sessions    int
+	out         string
+	args        []string // as given, for the report
+}
+
+func parseFlags() (config, error) {
+	var c config
+	store := os.Getenv("CODEEXEC_STORE")
+	if store == "" {
+		store = "/var/lib/codeexec"
+	}
+	conc := "1,4,16,64"
+	flag.StringVar(&c.store, "store", store, "store holding the image ($CODEEXEC_STORE)")
+	flag.IntVar(&c.prefork, "prefork", 4, "warm children kept forked and ready")
+	flag.IntVar(&c.nWarm, "n-warm", 200, "latency executions per workload on the warm path")
+	flag.IntVar(&c.nCold, "n-cold", 20, "latency executions per workload on the cold, bwrap and chroot paths")
+	flag.IntVar(&c.tputN, "tput-n", 400, "executions per concurrency level for warm throughput")
+	flag.IntVar(&c.tputColdN, "tput-cold-n", 20, "executions per concurrency level for cold throughput (levels 1 and 4)")
+	flag.StringVar(&conc, "concurrency", conc, "comma-separated concurrency levels for warm throughput")
+	flag.IntVar(&c.sessions, "sessions", 50, "idle sessions for the memory figure")
+	flag.StringVar(&c.out, "out", "", "also write the report to this file")
+	flag.Parse()
+	c.args = os.Args[1:]
+	for _, f := range strings.Split(conc, ",") {
+		n, err := strconv.Atoi(strings.TrimSpace(f))
+		if err != nil || n < 1 {
+			return c, fmt.Errorf("-concurrency: %q is not a positive number", f)
+		}
+		c.concurrency = append(c.concurrency, n)
+	}
+	for name, v := range map[string]int{"-n-warm": c.nWarm, "-n-cold": c.nCold, "-tput-n": c.tputN, "-tput-cold-n": c.tputColdN, "-sessions": c.sessions} {
+		if v < 1 {
+			return c, fmt.Errorf("%s %d must be at least 1", name, v)
+		}
+	}
+	if c.prefork < 0 {
+		return c, fmt.Errorf("-prefork %d must not be negative", c.prefork)
+	}
+	return c, nil
+}
+
+func main() {
+	// The runner re-executes this binary as the sandbox's init stage.
+	sandbox.MaybeInit()
+	cfg, err := parseFlags()
+	if err == nil {
+		ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
+		err = run(ctx, cfg)
+		stop()
+	}
+	if err != nil {
+		fmt.Fprintln(os.Stderr, "bench:", err)
+		os.Exit(1)
+	}
+}
+
+// run measures everything and writes the report. Runners are closed on every path
+// (Close removes their state dirs and cgroups).
+func run(ctx context.Context, cfg config) error {
+	img, err := image.Find(cfg.store, image.DefaultRecipe())
+	if err != nil {
+		return err
+	}
+	warm, err := newRunner(cfg, img.Rootfs, true)
+	if err != nil {
+		return fmt.Errorf("warm runner: %w", err)
+	}
+	defer warm.Close()
+	if err := warm.Warm(); err != nil {
+		return fmt.Errorf("starting the zygote: %w", err)
+	}
+	cold, err := newRunner(cfg, img.Rootfs, false)
+	if err != nil {
+		return fmt.Errorf("cold runner: %w", err)
+	}
+	defer cold.Close()
+	paths, rep, err := makePaths(cfg, img.Rootfs, warm, cold)
+	if err != nil {
+		return err
+	}
+	rep.machine = machineInfo(img, warm)
+	loadStart := loadAvg()
+
+	if rep.latency, err = latencyAll(ctx, cfg, paths, warm); err != nil {
+		return err
+	}
+	if rep.tput, err = throughputAll(ctx, cfg, warm, cold); err != nil {
+		return err
+	}
+	if rep.rss, err = selfRSS(); err != nil {
+		return err
+	}
+	if rep.mem, err = measureSessions(ctx, warm, cfg.sessions); err != nil {
+		return err
+	}
+	rep.machine = append(rep.machine, [2]string{"load average (1, 5, 15 min): start → end", loadStart + " → " + loadAvg()})
+	return output(cfg, rep)
+}
+
+// cgroupParent holds the benchmark runners' cgroups (and nothing else's).
+const cgroupParent = "codeexec-bench"
+
+// newRunner makes the Runner for the warm or the cold path. The caller must Close it.
+func newRunner(cfg config, rootfs string, warm bool) (*sandbox.Runner, error) {
+	return sandbox.New(sandbox.Config{
+		Rootfs:       rootfs,
+		StateDir:     filepath.Join(cfg.store, "run"),
+		CgroupParent: cgroupParent,
+		HostUID:      sandbox.DefaultHostUID,
+		Warm:         warm,
+		Prefork:      cfg.prefork,
+	})
+}
+
+// makePaths returns the paths in report order and a report that records the
+// peers' command lines.
+func makePaths(cfg config, rootfs string, warm, cold *sandbox.Runner) ([]path, *report, error) {
+	bwrap, err := exec.LookPath("bwrap")
+	if err != nil {
+		return nil, nil, fmt.Errorf("bubblewrap: %w (apt-get install bubblewrap)", err)
+	}
+	chroot, err := exec.LookPath("chroot")
+	if err != nil {
+		return nil, nil, err
+	}
+	bwrapFn, err := bwrapRun(bwrap, rootfs)
+	if err != nil {
+		return nil, nil, err
+	}
+	version, err := exec.Command(bwrap, "--version").Output()
+	if err != nil {
+		return nil, nil, fmt.Errorf("bwrap --version: %w", err)
+	}
+	caches, err := fontCaches(rootfs)
+	if err != nil {
+		return nil, nil, err
+	}
+	rep := &report{cfg: cfg, peerArgs: map[string]string{
+		"bwrap":         "bwrap " + strings.Join(bwrapArgs("ROOTFS", relTo(rootfs, caches), "CODE"), " "),
+		"bwrap-version": strings.TrimPrefix(strings.TrimSpace(string(version)), "bubblewrap "),
+		"chroot":        "env -i " + strings.Join(chrootEnv(), " ") + " " + chroot + " ROOTFS /usr/bin/python3 -c CODE",
+	}}
+	refill := func(ctx context.Context) error { return waitPool(ctx, warm, cfg.prefork) }
+	return []path{
+		{name: "warm", run: sandboxRun(warm)},
+		{name: warmIdle, run: sandboxRun(warm), pace: refill},
+		{name: "cold", run: sandboxRun(cold)},
+		{name: "bwrap", run: bwrapFn},
+		{name: "chroot", run: chrootRun(chroot, rootfs)},
+	}, rep, nil
+}
+
+// relTo rewrites paths under rootfs to start with "ROOTFS", for the report.
+func relTo(rootfs string, paths []string) []string {
+	out := make([]string, len(paths))
+	for i, p := range paths {
+		out[i] = "ROOTFS" + strings.TrimPrefix(p, rootfs)
+	}
+	return out
+}
+
+// warmIdle is the warm path measured one execution at a time on an idle server: the
+// pool is refilled before each execution.
+const warmIdle = "warm idle"
+
+// latencyRow is the latency of one workload on one path.
+type latencyRow struct {
+	path, workload string
+	wall           summary
+	inside         summary // from the Result; zero for peers
+}
+
+// latencySlices is how many slices each path's executions of a workload are cut
+// into. The paths take turns slice by slice, so that a change in the machine's other
+// load while a workload is measured hits every path alike.
+const latencySlices = 5
+
+// latencyAll measures every workload on every path.
+func latencyAll(ctx context.Context, cfg config, paths []path, warm *sandbox.Runner) ([]latencyRow, error) {
+	var rows []latencyRow
+	for _, w := range workloads {
+		cells := make([]latencyCell, len(paths))
+		for i, p := range paths {
+			n := cfg.nCold
+			if p.name == "warm" || p.name == warmIdle {
+				n = cfg.nWarm
+			}
+			cells[i] = latencyCell{p: p, w: w, n: n}
+			progress("latency %s/%s: %d executions", w.name, p.name, n)
+		}
+		for s := range latencySlices {
+			for i := range cells {
+				c := &cells[i]
+				if c.p.name == "warm" || c.p.name == warmIdle {
+					if err := waitPool(ctx, warm, cfg.prefork); err != nil {
+						return nil, err
+					}
+				}
+				if s == 0 {
+					if _, err := c.p.run(ctx, w); err != nil {
+						return nil, fmt.Errorf("%s on %s (warm-up execution): %w", w.name, c.p.name, err)
+					}
+				}
+				if err := c.measure(ctx, c.n*(s+1)/latencySlices-c.n*s/latencySlices); err != nil {
+					return nil, err
+				}
+			}
+		}
+		for _, c := range cells {
+			rows = append(rows, latencyRow{path: c.p.name, workload: w.name, wall: summarize(c.wall), inside: summarize(c.inside)})
+		}
+	}
+	return rows, nil
+}
+
+// latencyCell collects the latencies of one workload on one path.
+type latencyCell struct {
+	p            path
+	w            workload
+	n            int // executions in all
+	wall, inside []time.Duration
+}
+
+// measure runs the cell's workload k more times, one after another.
+func (c *latencyCell) measure(ctx context.Context, k int) error {
+	for range k {
+		if c.p.pace != nil {
+			if err := c.p.pace(ctx); err != nil {
+				return err
+			}
+		}
+		start := time.Now()
+		in, err := c.p.run(ctx, c.w)
+		d := time.Since(start)
+		if err != nil {
+			return fmt.Errorf("%s on %s (execution %d of %d): %w", c.w.name, c.p.name, len(c.wall)+1, c.n, err)
+		}
+		c.wall = append(c.wall, d)
+		if in > 0 {
+			c.inside = append(c.inside, in)
+		}
+	}
+	return nil
+}
+
+// waitPool waits until r has n preforked children ready, so that every measurement
+// starts from the same state.
+func waitPool(ctx context.Context, r *sandbox.Runner, n int) error {
+	deadline := time.Now().Add(30 * time.Second)
+	for r.PoolSize() < n {
+		if time.Now().After(deadline) {
+			return fmt.Errorf("the warm pool holds %d children after 30s, want %d", r.PoolSize(), n)
+		}
+		select {
+		case <-ctx.Done():
+			return ctx.Err()
+		case <-time.After(5 * time.Millisecond):
+		}
+	}
+	return nil
+}
+
+// tputRow is one throughput level.
+type tputRow struct {
+	path        string
+	concurrency int
+	n           int
+	elapsed     time.Duration
+}
+
+// throughputAll measures print(1) throughput on the warm path at every configured
+// level, and on the cold path at 1 and 4 for comparison.
+func throughputAll(ctx context.Context, cfg config, warm, cold *sandbox.Runner) ([]tputRow, error) {
+	type level struct {
+		path string
+		r    *sandbox.Runner
+		conc int
+		n    int
+	}
+	var levels []level
+	for _, c := range cfg.concurrency {
+		levels = append(levels, level{"warm", warm, c, cfg.tputN})
+	}
+	levels = append(levels, level{"cold", cold, 1, cfg.tputColdN}, level{"cold", cold, 4, cfg.tputColdN})
+	var rows []tputRow
+	for _, l := range levels {
+		if l.path == "warm" {
+			if err := waitPool(ctx, warm, cfg.prefork); err != nil {
+				return nil, err
+			}
+		}
+		progress("throughput %s: %d executions at concurrency %d", l.path, l.n, l.conc)
+		d, err := throughput(ctx, sandboxRun(l.r), workloads[0], l.conc, l.n)
+		if err != nil {
+			return nil, fmt.Errorf("throughput %s at concurrency %d: %w", l.path, l.conc, err)
+		}
+		rows = append(rows, tputRow{path: l.path, concurrency: l.conc, n: l.n, elapsed: d})
+	}
+	return rows, nil
+}
+
+// throughput runs w total times from conc goroutines and returns the wall time. The
+// first failure stops the others and is returned.
+func throughput(ctx context.Context, run runFunc, w workload, conc, total int) (time.Duration, error) {
+	ctx, cancel := context.WithCancelCause(ctx)
+	defer cancel(nil)
+	var next atomic.Int64
+	var wg sync.WaitGroup
+	start := time.Now()
+	for range conc {
+		wg.Go(func() {
+			for next.Add(1) <= int64(total) && ctx.Err() == nil {
+				if _, err := run(ctx, w); err != nil {
+					cancel(err)
+					return
+				}
+			}
+		})
+	}
+	wg.Wait()
+	elapsed := time.Since(start)
+	if err := context.Cause(ctx); err != nil {
+		return 0, err
+	}
+	return elapsed, nil
+}
+
+// sessionCode is what each idle session holds.
+const sessionCode = "import pandas as pd\ndf = pd.DataFrame({'a': range(100), 'b': [x * 0.5 for x in range(100)]})"
+
+// sessionMemory is the memory of idle session children.
+type sessionMemory struct {
+	fresh  []int64 // cgroup-measured, right after NewSession
+	loaded []int64 // cgroup-measured, after sessionCode, read once all sessions exist
+	// private is each session child's own memory by /proc/PID/smaps_rollup
+	// (Private_Clean + Private_Dirty), read at the same time as loaded.
+	private []int64
+}
+
+// measureSessions opens k sessions, runs sessionCode in each and reads every one's
+// memory while all are alive and idle. It closes them before returning.
+func measureSessions(ctx context.Context, r *sandbox.Runner, k int) (sessionMemory, error) {
+	progress("memory: %d idle sessions", k)
+	var m sessionMemory
+	sessions := make([]*sandbox.Session, 0, k)
+	defer func() {
+		for _, s := range sessions {
+			s.Close()
+		}
+	}()
+	w := workload{name: "session", code: sessionCode}
+	for i := range k {
+		s, err := r.NewSession(sandbox.DefaultLimits())
+		if err != nil {
+			return m, fmt.Errorf("session %d of %d: %w", i+1, k, err)
+		}
+		sessions = append(sessions, s)
+		b, err := s.MemoryBytes()
+		if err != nil {
+			return m, fmt.Errorf("session %d memory: %w", i+1, err)
+		}
+		m.fresh = append(m.fresh, b)
+		res, err := s.Run(ctx, &sandbox.Request{Code: sessionCode, Limits: sandbox.DefaultLimits()})
+		if err == nil {
+			err = checkResult(res, w)
+		}
+		if err != nil {
+			return m, fmt.Errorf("session %d of %d: %w", i+1, k, err)
+		}
+	}
+	for i, s := range sessions {
+		b, err := s.MemoryBytes()
+		if err != nil {
+			return m, fmt.Errorf("session %d memory: %w", i+1, err)
+		}
+		m.loaded = append(m.loaded, b)
+	}
+	var err error
+	if m.private, err = privateMemory(cgroupParent, sandbox.DefaultHostUID+image.SandboxUID); err != nil {
+		return m, fmt.Errorf("reading the session children's smaps: %w", err)
+	}
+	return m, nil
+}
+
+// privateMemory returns the private memory (Private_Clean + Private_Dirty in
+// smaps_rollup: what killing it would free) of every process that runs as host uid
+// uid in a cgroup under parent. With the warm pool's children still privileged (uid
+// HostUID) and the zygote too, that is the children that have run code.
+func privateMemory(parent string, uid int) ([]int64, error) {
+	procs, err := filepath.Glob("/proc/[0-9]*")
+	if err != nil {
+		return nil, err
+	}
+	var out []int64
+	for _, dir := range procs {
+		cg, err := os.ReadFile(filepath.Join(dir, "cgroup"))
+		if err != nil || !strings.Contains(string(cg), ":/"+parent+"/") {
+			continue // gone, or not ours
+		}
+		if u, err := procUID(dir); err != nil || u != uid {
+			continue
+		}
+		clean, err1 := procKB(filepath.Join(dir, "smaps_rollup"), "Private_Clean")
+		dirty, err2 := procKB(filepath.Join(dir, "smaps_rollup"), "Private_Dirty")
+		if err := errors.Join(err1, err2); err != nil {
+			return nil, err
+		}
+		out = append(out, (clean+dirty)<<10)
+	}
+	return out, nil
+}
+
+// procUID returns the real uid of the process whose /proc directory is dir.
+func procUID(dir string) (int, error) {
+	b, err := os.ReadFile(filepath.Join(dir, "status"))
+	if err != nil {
+		return 0, err
+	}
+	for line := range strings.Lines(string(b)) {
+		if v, ok := strings.CutPrefix(line, "Uid:"); ok {
+			f := strings.Fields(v)
+			if len(f) > 0 {
+				return strconv.Atoi(f[0])
+			}
+		}
+	}
+	return 0, fmt.Errorf("%s/status has no Uid", dir)
+}
+
+// selfRSS is this process's resident set size (VmRSS) in bytes.
+func selfRSS() (int64, error) {
+	kb, err := procKB("/proc/self/status", "VmRSS")
+	return kb << 10, err
+}
+
+// output prints the report and, with -out, writes it to a file.
+func output(cfg config, rep *report) error {
+	var buf bytes.Buffer
+	writeReport(&buf, rep)
+	if _, err := io.Copy(os.Stdout, bytes.NewReader(buf.Bytes())); err != nil {
+		return err
+	}
+	if cfg.out != "" {
+		if err := os.WriteFile(cfg.out, buf.Bytes(), 0o644); err != nil {
+			return fmt.Errorf("writing the report: %w", err)
+		}
+	}
+	return nil
+}
+
+// progress tells the operator what is running; the report goes to stdout.
+func progress(format string, args ...any) {
+	fmt.Fprintf(os.Stderr, "bench: "+format+"\n", args...)
+}

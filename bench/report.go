@@ -1,0 +1,233 @@
+package main
+
+import (
+	"fmt"
+	"io"
+	"strings"
+	"time"
+)
+
+// table is a Markdown table built row by row.
+type table struct {
+	header []string
+	rows   [][]string
+}
+
+func newTable(header ...string) *table { return &table{header: header} }
+
+func (t *table) add(cells ...string) { t.rows = append(t.rows, cells) }
+
+// write prints t as a GitHub-flavoured Markdown table followed by a blank line.
+func (t *table) write(w io.Writer) {
+	line := func(cells []string) {
+		fmt.Fprintf(w, "| %s |\n", strings.Join(cells, " | "))
+	}
+	line(t.header)
+	sep := make([]string, len(t.header))
+	for i := range sep {
+		sep[i] = "---"
+	}
+	line(sep)
+	for _, r := range t.rows {
+		line(r)
+	}
+	fmt.Fprintln(w)
+}
+
+// ms formats d in milliseconds with precision suited to its size.
+func ms(d time.Duration) string {
+	f := float64(d) / float64(time.Millisecond)
+	switch {
+	case f < 10:
+		return fmt.Sprintf("%.2f ms", f)
+	case f < 100:
+		return fmt.Sprintf("%.1f ms", f)
+	default:
+		return fmt.Sprintf("%.0f ms", f)
+	}
+}
+
+// mib formats a byte count in MiB.
+func mib(b int64) string { return fmt.Sprintf("%.1f MiB", float64(b)/(1<<20)) }
+
+// report is everything one run measured.
+type report struct {
+	machine  [][2]string
+	cfg      config
+	peerArgs map[string]string // path name → its command line, for the record
+	latency  []latencyRow
+	tput     []tputRow
+	rss      int64
+	mem      sessionMemory
+}
+
+// writeReport prints rep as Markdown.
+func writeReport(w io.Writer, rep *report) {
+	fmt.Fprintf(w, "# codeexec benchmark\n\n")
+	fmt.Fprintf(w, "Produced by `go run ./bench %s`. The machine is shared and noisy: "+
+		"treat minimums as the cost and medians as typical.\n\n", strings.Join(rep.cfg.args, " "))
+	writeMachine(w, rep)
+	writePaths(w, rep)
+	writeTargets(w, rep)
+	writeLatency(w, rep)
+	writeThroughput(w, rep)
+	writeMemory(w, rep)
+}
+
+func writeMachine(w io.Writer, rep *report) {
+	fmt.Fprintf(w, "## Machine\n\n")
+	t := newTable("", "")
+	for _, kv := range rep.machine {
+		t.add(kv[0], kv[1])
+	}
+	t.write(w)
+}
+
+func writePaths(w io.Writer, rep *report) {
+	fmt.Fprintf(w, "## Paths\n\n")
+	fmt.Fprintf(w, "- `warm`: `Runner.Run` with `Warm: true, Prefork: %d` — a child forked from the zygote, "+
+		"full sandbox (namespaces, cgroup limits, unprivileged uid), result captured by the harness.\n", rep.cfg.prefork)
+	fmt.Fprintf(w, "- `warm idle`: the same, but before each timed execution the benchmark waits (untimed) until the pool "+
+		"holds %d ready children again, so each execution meets an idle server. `warm` runs back to back, in runs of %d executions "+
+		"that each start with a full pool (see Latency), and its executions share the CPUs with the refilling of the pool "+
+		"and the teardown of the executions before.\n", rep.cfg.prefork, rep.cfg.nWarm/latencySlices)
+	fmt.Fprintf(w, "- `cold`: `Runner.Run` with `Warm: false` — the same sandbox around a fresh interpreter.\n")
+	fmt.Fprintf(w, "- `bwrap`: bubblewrap %s and a fresh `python3 -c CODE` on the same image. "+
+		"**No cgroup limits and no result capture.** Run as root, it maps the sandbox's uid 1000 to host root. Command:\n\n"+
+		"  `%s`\n", rep.peerArgs["bwrap-version"], rep.peerArgs["bwrap"])
+	fmt.Fprintf(w, "- `chroot`: **no sandbox at all**, as root: `%s`\n\n", rep.peerArgs["chroot"])
+	fmt.Fprintf(w, "Peers get the sandbox's matplotlib font cache (`MPLCONFIGDIR`; without it matplotlib "+
+		"rebuilds the cache at every start) and one BLAS thread (the sandbox's 1-CPU limit). "+
+		"The plot workload renders its PNG into memory on the peers, as the harness does "+
+		"(`plt.savefig(io.BytesIO(), format='png')`, not `/tmp/p.png`: the chroot path has no tmpfs and would "+
+		"write into the image). Every execution is checked (status ok and exit code 0 on the sandbox paths, "+
+		"exit 0 on the peers; `print` also checks its output, `plot` that one figure came back); "+
+		"a failed one stops the benchmark.\n\n")
+	fmt.Fprintf(w, "Workloads:\n\n")
+	for _, wl := range workloads {
+		fmt.Fprintf(w, "- `%s`: `%s`\n", wl.name, strings.ReplaceAll(wl.code, "\n", "; "))
+	}
+	fmt.Fprintln(w)
+}
+
+// target is one goal from the project issue.
+type target struct {
+	what, goal string
+	measured   string
+	known, met bool
+}
+
+func targets(rep *report) []target {
+	var ts []target
+	lat := func(path, wl string) (summary, bool) {
+		for _, r := range rep.latency {
+			if r.path == path && r.workload == wl {
+				return r.wall, true
+			}
+		}
+		return summary{}, false
+	}
+	for _, p := range []string{"warm", warmIdle} {
+		s, ok := lat(p, "print")
+		ts = append(ts,
+			target{what: "`print(1)` via the Go API (" + p + "), p50", goal: "≤ 3.5 ms", measured: ms(s.p50), known: ok, met: s.p50 <= 3500*time.Microsecond},
+			target{what: "`print(1)` via the Go API (" + p + "), p99", goal: "≤ 10 ms", measured: ms(s.p99), known: ok, met: s.p99 <= 10*time.Millisecond})
+	}
+	for _, p := range []string{"warm", warmIdle} {
+		s, ok := lat(p, "plot")
+		ts = append(ts, target{what: "matplotlib plot → PNG (" + p + "), p50", goal: "≤ 55 ms", measured: ms(s.p50), known: ok, met: s.p50 <= 55*time.Millisecond})
+	}
+	t := target{what: "isolated executions/s at concurrency 16 (warm, `print(1)`)", goal: "≥ 500/s"}
+	for _, r := range rep.tput {
+		if r.path == "warm" && r.concurrency == 16 {
+			perSec := rate(r.n, r.elapsed)
+			t.measured, t.known, t.met = fmt.Sprintf("%.0f/s", perSec), true, perSec >= 500
+		}
+	}
+	ts = append(ts, t)
+	med, _, _ := median(rep.mem.loaded)
+	ts = append(ts, target{what: "memory per idle session child holding a small DataFrame, median (cgroup)", goal: "≤ 6 MiB",
+		measured: mib(med), known: len(rep.mem.loaded) > 0, met: med <= 6<<20})
+	med, _, _ = median(rep.mem.private)
+	ts = append(ts, target{what: "the same, median (private memory by smaps_rollup)", goal: "≤ 6 MiB",
+		measured: mib(med), known: len(rep.mem.private) > 0, met: med <= 6<<20})
+	return ts
+}
+
+func writeTargets(w io.Writer, rep *report) {
+	fmt.Fprintf(w, "## Targets\n\n")
+	t := newTable("target", "goal", "measured", "")
+	for _, tg := range targets(rep) {
+		verdict := "not measured"
+		switch {
+		case tg.known && tg.met:
+			verdict = "met"
+		case tg.known:
+			verdict = "**not met**"
+		}
+		if !tg.known {
+			tg.measured = "—"
+		}
+		t.add(tg.what, tg.goal, tg.measured, verdict)
+	}
+	t.write(w)
+}
+
+func writeLatency(w io.Writer, rep *report) {
+	fmt.Fprintf(w, "## Latency\n\n")
+	fmt.Fprintf(w, "Wall time around one `Run` call (sandbox paths) or `exec.Cmd.Run` (peers), one execution at a time, "+
+		"after one untimed warm-up execution per cell. The paths take turns in %d slices of each workload's executions, "+
+		"so that changes in the machine's other load hit them alike. p99 is nearest-rank: with fewer than 100 executions it is the maximum. "+
+		"\"in sandbox p50\" is the Result's `duration_ms` (program sent → program done); "+
+		"the rest of the wall time is making the sandbox, collecting the result and tearing down. "+
+		"\"× chroot\" is p50 over the chroot path's p50 for the same workload.\n\n", latencySlices)
+	chroot := map[string]time.Duration{}
+	for _, r := range rep.latency {
+		if r.path == "chroot" {
+			chroot[r.workload] = r.wall.p50
+		}
+	}
+	t := newTable("workload", "path", "n", "min", "p50", "p99", "in sandbox p50", "× chroot")
+	for _, r := range rep.latency {
+		inside, ratio := "—", "—"
+		if r.inside.p50 > 0 {
+			inside = ms(r.inside.p50)
+		}
+		if c := chroot[r.workload]; c > 0 {
+			ratio = fmt.Sprintf("%.2f", float64(r.wall.p50)/float64(c))
+		}
+		t.add(r.workload, r.path, fmt.Sprint(r.wall.n), ms(r.wall.min), ms(r.wall.p50), ms(r.wall.p99), inside, ratio)
+	}
+	t.write(w)
+}
+
+func writeThroughput(w io.Writer, rep *report) {
+	fmt.Fprintf(w, "## Throughput\n\n")
+	fmt.Fprintf(w, "`print(1)` executions through one Runner, with that many goroutines calling `Run`; "+
+		"the warm pool is refilled to %d before each level.\n\n", rep.cfg.prefork)
+	t := newTable("path", "concurrency", "executions", "wall", "executions/s")
+	for _, r := range rep.tput {
+		t.add(r.path, fmt.Sprint(r.concurrency), fmt.Sprint(r.n), ms(r.elapsed), fmt.Sprintf("%.1f", rate(r.n, r.elapsed)))
+	}
+	t.write(w)
+}
+
+func writeMemory(w io.Writer, rep *report) {
+	fmt.Fprintf(w, "## Memory\n\n")
+	fmt.Fprintf(w, "Idle session children (warm path), all %d alive at once. \"fresh\" is right after `NewSession`; "+
+		"\"with a DataFrame\" after running `%s` in each. \"cgroup\" is `Session.MemoryBytes`, the session's cgroup; "+
+		"\"private\" is Private_Clean + Private_Dirty of each session child's `/proc/PID/smaps_rollup`, "+
+		"read at the same moment (pages shared with the zygote are in neither).\n\n",
+		len(rep.mem.loaded), strings.ReplaceAll(sessionCode, "\n", "; "))
+	t := newTable("session state", "measured by", "sessions", "median", "min", "max")
+	for _, row := range []struct {
+		name, by string
+		xs       []int64
+	}{{"fresh", "cgroup", rep.mem.fresh}, {"with a DataFrame", "cgroup", rep.mem.loaded}, {"with a DataFrame", "private", rep.mem.private}} {
+		med, lo, hi := median(row.xs)
+		t.add(row.name, row.by, fmt.Sprint(len(row.xs)), mib(med), mib(lo), mib(hi))
+	}
+	t.write(w)
+	fmt.Fprintf(w, "server RSS (the process hosting the runner), after the warm latency and throughput runs: %s.\n",
+		mib(rep.rss))
+}
