@@ -13,6 +13,7 @@ import (
 	"github.com/codeexec/codeexec/internal/image"
 	"github.com/codeexec/codeexec/internal/llm"
 	"github.com/codeexec/codeexec/internal/repl"
+	"github.com/codeexec/codeexec/internal/safety"
 	"github.com/codeexec/codeexec/internal/sandbox"
 	"github.com/spf13/cobra"
 )
@@ -92,7 +93,7 @@ func runChat(ctx context.Context, f chatFlags, in io.Reader, out io.Writer) erro
 		return fmt.Errorf("opening sandbox: %w", err)
 	}
 	defer runner.Close()
-	judge, err := newJudge(f.safety, runner, client, f.model)
+	judge, err := safety.New(f.safety, runner, client, f.model)
 	if err != nil {
 		return usageError{err}
 	}

@@ -20,6 +20,7 @@ import (
 	"github.com/codeexec/codeexec/internal/api"
 	"github.com/codeexec/codeexec/internal/image"
 	"github.com/codeexec/codeexec/internal/llm"
+	"github.com/codeexec/codeexec/internal/safety"
 	"github.com/codeexec/codeexec/internal/sandbox"
 	"github.com/codeexec/codeexec/internal/session"
 	"github.com/spf13/cobra"
@@ -301,7 +302,7 @@ func serve(ctx context.Context, c serveConfig) error {
 			return fmt.Errorf("judge model: %w", err)
 		}
 	}
-	judge, err := newJudge(c.Safety, runner, judgeClient, c.JudgeModel)
+	judge, err := safety.New(c.Safety, runner, judgeClient, c.JudgeModel)
 	if err != nil {
 		return err
 	}

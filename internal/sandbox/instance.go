@@ -74,14 +74,15 @@ func (in *instance) close() error {
 	return errors.Join(err, in.lock.Close())
 }
 
-// sweepState removes the instance dirs under state whose owner is gone, and the cgroups
-// of instances that no longer exist.
+// sweepState removes the instance dirs under state whose owner is gone, and those
+// instances' cgroups. Cgroups of instances it does not know are left alone: they may
+// belong to a live runner with another state dir.
 func sweepState(state string, cg *cgroup.Hierarchy) error {
 	entries, err := os.ReadDir(state)
 	if err != nil {
 		return err
 	}
-	live := map[string]bool{}
+	dead := map[string]bool{}
 	var errs []error
 	for _, e := range entries {
 		if !e.IsDir() || strings.HasPrefix(e.Name(), ".") {
@@ -89,9 +90,9 @@ func sweepState(state string, cg *cgroup.Hierarchy) error {
 		}
 		dir := filepath.Join(state, e.Name())
 		if held(filepath.Join(dir, "lock")) {
-			live[e.Name()] = true
 			continue
 		}
+		dead[e.Name()] = true
 		if err := mountinfo.UnmountUnder(dir); err != nil {
 			errs = append(errs, err)
 			continue
@@ -100,10 +101,10 @@ func sweepState(state string, cg *cgroup.Hierarchy) error {
 			errs = append(errs, err)
 		}
 	}
-	if cg != nil {
+	if cg != nil && len(dead) > 0 {
 		err := cg.Sweep(func(name string) bool {
 			id, _, _ := strings.Cut(name, "-")
-			return live[id]
+			return !dead[id]
 		})
 		errs = append(errs, err)
 	}

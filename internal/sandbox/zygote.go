@@ -214,8 +214,28 @@ type child struct {
 }
 
 // spawn forks a child sized for l, moves it into g before it does anything, and
-// waits until its namespaces and mounts are ready.
+// waits until its namespaces and mounts are ready. An error because the zygote died
+// wraps ErrZygoteGone, so that the caller can restart it or run cold.
 func (z *zygote) spawn(l Limits, g *cgroup.Group) (*child, error) {
+	c, err := z.spawnChild(l, g)
+	if err != nil && !errors.Is(err, ErrZygoteGone) && z.diedBy(time.Second) {
+		err = fmt.Errorf("%w: %v", ErrZygoteGone, err)
+	}
+	return c, err
+}
+
+// diedBy reports whether the zygote has exited, waiting up to d for the exit to be
+// observed: a broken socket can come before the wait status.
+func (z *zygote) diedBy(d time.Duration) bool {
+	select {
+	case <-z.dead:
+		return true
+	case <-time.After(d):
+		return false
+	}
+}
+
+func (z *zygote) spawnChild(l Limits, g *cgroup.Group) (*child, error) {
 	if !z.alive() {
 		return nil, ErrZygoteGone
 	}

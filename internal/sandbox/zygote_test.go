@@ -59,3 +59,26 @@ func TestColdFallbackWhenZygoteCannotStart(t *testing.T) {
 }
 
 var errTestZygote = errors.New("test: zygote start disabled")
+
+// Two runners with separate state dirs share the cgroup parent (two servers, or
+// parallel test binaries): starting one must not sweep the other's cgroups.
+func TestRunnersDoNotSweepEachOther(t *testing.T) {
+	t.Run("warm", func(t *testing.T) {
+		first := newTestRunner(t)
+		z, err := first.zygote()
+		if err != nil {
+			t.Fatal(err)
+		}
+		second := newTestRunner(t)
+		if _, err := second.Run(context.Background(), &Request{Code: "1", Limits: DefaultLimits()}); err != nil {
+			t.Fatal(err)
+		}
+		res, err := first.Run(context.Background(), &Request{Code: "print('still here')", Limits: DefaultLimits()})
+		if err != nil || res.Stdout != "still here\n" {
+			t.Fatalf("first runner after the second started: %v %+v", err, res)
+		}
+		if again, _ := first.zygote(); again != z || !z.alive() {
+			t.Error("the second runner's start killed the first one's zygote")
+		}
+	})
+}

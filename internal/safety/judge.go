@@ -1,0 +1,63 @@
+// Package safety decides, before code runs, whether it may: a static AST check run
+// inside the sandbox, an LLM judge, and both combined. Every judge is fail-closed:
+// an error means "not safe". The sandbox, not the judge, is the security boundary.
+package safety
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"strings"
+
+	"github.com/codeexec/codeexec/internal/agent"
+	"github.com/codeexec/codeexec/internal/llm"
+)
+
+// Modes are the values of `codeexec serve --safety`, as New takes them.
+var Modes = []string{"off", "static", "llm"}
+
+// Combined is Static then LLM: code the static check refuses is refused without
+// asking the model (no tokens, no latency); other code is judged by the model.
+type Combined struct {
+	// Static runs first; its error or unsafe verdict is final.
+	Static agent.Judge
+	// LLM judges what Static passes.
+	LLM agent.Judge
+}
+
+// Check implements agent.Judge; an error means the code must not run.
+func (c *Combined) Check(ctx context.Context, code string) (agent.Verdict, error) {
+	v, err := c.Static.Check(ctx, code)
+	if err != nil || !v.Safe {
+		return v, err
+	}
+	return c.LLM.Check(ctx, code)
+}
+
+// New returns the judge of a --safety mode. "off" is no judge (nil, nil). "static"
+// is the static check run on r. "llm" is the static check and then the model on
+// upstream: the static check is fast and free and catches the obvious, so it
+// always runs before the LLM judge rather than being a separate mode.
+func New(mode string, r Runner, upstream *llm.Client, model string) (agent.Judge, error) {
+	switch mode {
+	case "off":
+		return nil, nil
+	case "static", "llm":
+		if r == nil {
+			return nil, fmt.Errorf("safety: mode %q needs a sandbox runner for the static check", mode)
+		}
+	default:
+		return nil, fmt.Errorf("safety: mode %q is not one of %s", mode, strings.Join(Modes, ", "))
+	}
+	static := NewStatic(r)
+	if mode == "static" {
+		return static, nil
+	}
+	if upstream == nil {
+		return nil, errors.New(`safety: mode "llm" needs an upstream for the judge model`)
+	}
+	if model == "" {
+		return nil, errors.New(`safety: mode "llm" needs a judge model name`)
+	}
+	return &Combined{Static: static, LLM: NewLLM(upstream, model)}, nil
+}
