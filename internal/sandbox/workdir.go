@@ -88,19 +88,32 @@ func (w *workDir) writeInputs(files []InputFile) error {
 // asFSUser runs f with the file system uid and gid set to uid, so that what f
 // creates belongs to that user and f has no more file access than the user has.
 // A warm sandbox's tmpfs even requires it: its user namespace cannot represent files
-// owned by host root. fsuid is per thread, so f runs on a thread of its own that is
-// discarded afterwards rather than returned to the Go scheduler with changed ids.
+// owned by host root. fsuid is per thread, so f runs on a thread locked to it, whose
+// ids are restored before it is unlocked.
+//
+// The thread must not simply be left to exit instead: sandboxes get a parent-death
+// signal, which the kernel sends when the *thread* that forked them exits (Go issue
+// 27505), so an exiting thread could kill a zygote or a running sandbox.
 func asFSUser(uid int, f func() error) error {
 	errc := make(chan error, 1)
 	go func() {
-		runtime.LockOSThread() // never unlocked: the thread exits with the goroutine
+		runtime.LockOSThread()
 		unix.Setfsgid(uid)
 		unix.Setfsuid(uid)
+		var err error
 		if got, _ := unix.SetfsuidRetUid(-1); got != uid {
-			errc <- fmt.Errorf("setfsuid(%d) did not take effect", uid)
-			return
+			err = fmt.Errorf("setfsuid(%d) did not take effect", uid)
+		} else {
+			err = f()
 		}
-		errc <- f()
+		unix.Setfsuid(0)
+		unix.Setfsgid(0)
+		backUID, _ := unix.SetfsuidRetUid(-1)
+		backGID, _ := unix.SetfsgidRetGid(-1)
+		if backUID == 0 && backGID == 0 {
+			runtime.UnlockOSThread()
+		} // else the thread keeps its lock and exits with the goroutine: better than reuse
+		errc <- err
 	}()
 	return <-errc
 }

@@ -3,6 +3,8 @@ package sandbox
 import (
 	"context"
 	"errors"
+	"fmt"
+	"sync"
 	"testing"
 	"time"
 )
@@ -79,6 +81,38 @@ func TestRunnersDoNotSweepEachOther(t *testing.T) {
 		}
 		if again, _ := first.zygote(); again != z || !z.alive() {
 			t.Error("the second runner's start killed the first one's zygote")
+		}
+	})
+}
+
+// Writing input files switches a thread's file system ids; that thread must live on,
+// or the parent-death signal of whatever it forked (the zygote) fires.
+func TestInputFilesDoNotKillTheZygote(t *testing.T) {
+	t.Run("warm", func(t *testing.T) {
+		r := newTestRunner(t)
+		z, err := r.zygote()
+		if err != nil {
+			t.Fatal(err)
+		}
+		s, err := r.NewSession(DefaultLimits())
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer s.Close()
+		var wg sync.WaitGroup
+		for i := 0; i < 50; i++ {
+			wg.Add(1)
+			go func() {
+				defer wg.Done()
+				if err := s.WriteFile(fmt.Sprintf("f%d.txt", i), []byte("x")); err != nil {
+					t.Error(err)
+				}
+			}()
+		}
+		wg.Wait()
+		time.Sleep(100 * time.Millisecond)
+		if !z.alive() || !s.Alive() {
+			t.Fatalf("zygote alive %v, session alive %v after writing files", z.alive(), s.Alive())
 		}
 	})
 }
