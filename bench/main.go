@@ -40,6 +40,9 @@ type config struct {
 	tputColdN   int // executions per concurrency level, cold
 	concurrency []int
 	sessions    int
+	http        bool // measure the HTTP API too
+	httpN       int  // latency requests over HTTP, per path
+	httpTputN   int  // requests per concurrency level over HTTP
 	out         string
 	args        []string // as given, for the report
 }
@@ -59,6 +62,9 @@ func parseFlags() (config, error) {
 	flag.IntVar(&c.tputColdN, "tput-cold-n", 20, "executions per concurrency level for cold throughput (levels 1 and 4)")
 	flag.StringVar(&conc, "concurrency", conc, "comma-separated concurrency levels for warm throughput")
 	flag.IntVar(&c.sessions, "sessions", 50, "idle sessions for the memory figure")
+	flag.BoolVar(&c.http, "http", true, "also measure POST /v1/execute over HTTP, the API server in-process on loopback")
+	flag.IntVar(&c.httpN, "http-n", 200, "latency requests of print(1) over HTTP, per path (http, http idle)")
+	flag.IntVar(&c.httpTputN, "http-tput-n", 400, "requests per concurrency level for HTTP throughput")
 	flag.StringVar(&c.out, "out", "", "also write the report to this file")
 	flag.Parse()
 	c.args = os.Args[1:]
@@ -69,7 +75,8 @@ func parseFlags() (config, error) {
 		}
 		c.concurrency = append(c.concurrency, n)
 	}
-	for name, v := range map[string]int{"-n-warm": c.nWarm, "-n-cold": c.nCold, "-tput-n": c.tputN, "-tput-cold-n": c.tputColdN, "-sessions": c.sessions} {
+	for name, v := range map[string]int{"-n-warm": c.nWarm, "-n-cold": c.nCold, "-tput-n": c.tputN, "-tput-cold-n": c.tputColdN, "-sessions": c.sessions,
+		"-http-n": c.httpN, "-http-tput-n": c.httpTputN} {
 		if v < 1 {
 			return c, fmt.Errorf("%s %d must be at least 1", name, v)
 		}
@@ -115,7 +122,12 @@ func run(ctx context.Context, cfg config) error {
 		return fmt.Errorf("cold runner: %w", err)
 	}
 	defer cold.Close()
-	paths, rep, err := makePaths(cfg, img.Rootfs, warm, cold)
+	viaHTTP, closeHTTP, err := startHTTP(cfg, warm)
+	if err != nil {
+		return err
+	}
+	defer closeHTTP()
+	paths, rep, err := makePaths(cfg, img.Rootfs, warm, cold, viaHTTP)
 	if err != nil {
 		return err
 	}
@@ -125,7 +137,7 @@ func run(ctx context.Context, cfg config) error {
 	if rep.latency, err = latencyAll(ctx, cfg, paths, warm); err != nil {
 		return err
 	}
-	if rep.tput, err = throughputAll(ctx, cfg, warm, cold); err != nil {
+	if rep.tput, err = throughputAll(ctx, cfg, warm, cold, viaHTTP); err != nil {
 		return err
 	}
 	if rep.rss, err = selfRSS(); err != nil {
@@ -154,8 +166,8 @@ func newRunner(cfg config, rootfs string, warm bool) (*sandbox.Runner, error) {
 }
 
 // makePaths returns the paths in report order and a report that records the
-// peers' command lines.
-func makePaths(cfg config, rootfs string, warm, cold *sandbox.Runner) ([]path, *report, error) {
+// peers' command lines. viaHTTP, when not nil, adds the HTTP paths (print only).
+func makePaths(cfg config, rootfs string, warm, cold *sandbox.Runner, viaHTTP runFunc) ([]path, *report, error) {
 	bwrap, err := exec.LookPath("bwrap")
 	if err != nil {
 		return nil, nil, fmt.Errorf("bubblewrap: %w (apt-get install bubblewrap)", err)
@@ -182,13 +194,20 @@ func makePaths(cfg config, rootfs string, warm, cold *sandbox.Runner) ([]path, *
 		"chroot":        "env -i " + strings.Join(chrootEnv(), " ") + " " + chroot + " ROOTFS /usr/bin/python3 -c CODE",
 	}}
 	refill := func(ctx context.Context) error { return waitPool(ctx, warm, cfg.prefork) }
-	return []path{
-		{name: "warm", run: sandboxRun(warm)},
-		{name: warmIdle, run: sandboxRun(warm), pace: refill},
-		{name: "cold", run: sandboxRun(cold)},
-		{name: "bwrap", run: bwrapFn},
-		{name: "chroot", run: chrootRun(chroot, rootfs)},
-	}, rep, nil
+	paths := []path{
+		{name: "warm", run: sandboxRun(warm), n: cfg.nWarm, warmPool: true},
+		{name: warmIdle, run: sandboxRun(warm), pace: refill, n: cfg.nWarm, warmPool: true},
+	}
+	if viaHTTP != nil {
+		paths = append(paths,
+			path{name: httpPath, run: viaHTTP, n: cfg.httpN, warmPool: true, only: "print"},
+			path{name: httpIdle, run: viaHTTP, pace: refill, n: cfg.httpN, warmPool: true, only: "print"})
+	}
+	return append(paths,
+		path{name: "cold", run: sandboxRun(cold), n: cfg.nCold},
+		path{name: "bwrap", run: bwrapFn, n: cfg.nCold},
+		path{name: "chroot", run: chrootRun(chroot, rootfs), n: cfg.nCold},
+	), rep, nil
 }
 
 // relTo rewrites paths under rootfs to start with "ROOTFS", for the report.
@@ -216,23 +235,22 @@ type latencyRow struct {
 // load while a workload is measured hits every path alike.
 const latencySlices = 5
 
-// latencyAll measures every workload on every path.
+// latencyAll measures every workload on every path that runs it.
 func latencyAll(ctx context.Context, cfg config, paths []path, warm *sandbox.Runner) ([]latencyRow, error) {
 	var rows []latencyRow
 	for _, w := range workloads {
-		cells := make([]latencyCell, len(paths))
-		for i, p := range paths {
-			n := cfg.nCold
-			if p.name == "warm" || p.name == warmIdle {
-				n = cfg.nWarm
+		var cells []latencyCell
+		for _, p := range paths {
+			if p.only != "" && p.only != w.name {
+				continue
 			}
-			cells[i] = latencyCell{p: p, w: w, n: n}
-			progress("latency %s/%s: %d executions", w.name, p.name, n)
+			cells = append(cells, latencyCell{p: p, w: w, n: p.n})
+			progress("latency %s/%s: %d executions", w.name, p.name, p.n)
 		}
 		for s := range latencySlices {
 			for i := range cells {
 				c := &cells[i]
-				if c.p.name == "warm" || c.p.name == warmIdle {
+				if c.p.warmPool {
 					if err := waitPool(ctx, warm, cfg.prefork); err != nil {
 						return nil, err
 					}
@@ -310,28 +328,35 @@ type tputRow struct {
 }
 
 // throughputAll measures print(1) throughput on the warm path at every configured
-// level, and on the cold path at 1 and 4 for comparison.
-func throughputAll(ctx context.Context, cfg config, warm, cold *sandbox.Runner) ([]tputRow, error) {
+// level, over HTTP (when viaHTTP is not nil) at the same levels, and on the cold
+// path at 1 and 4 for comparison.
+func throughputAll(ctx context.Context, cfg config, warm, cold *sandbox.Runner, viaHTTP runFunc) ([]tputRow, error) {
 	type level struct {
-		path string
-		r    *sandbox.Runner
-		conc int
-		n    int
+		path     string
+		run      runFunc
+		warmPool bool // refill the warm pool before the level
+		conc     int
+		n        int
 	}
 	var levels []level
 	for _, c := range cfg.concurrency {
-		levels = append(levels, level{"warm", warm, c, cfg.tputN})
+		levels = append(levels, level{"warm", sandboxRun(warm), true, c, cfg.tputN})
 	}
-	levels = append(levels, level{"cold", cold, 1, cfg.tputColdN}, level{"cold", cold, 4, cfg.tputColdN})
+	if viaHTTP != nil {
+		for _, c := range cfg.concurrency {
+			levels = append(levels, level{httpPath, viaHTTP, true, c, cfg.httpTputN})
+		}
+	}
+	levels = append(levels, level{"cold", sandboxRun(cold), false, 1, cfg.tputColdN}, level{"cold", sandboxRun(cold), false, 4, cfg.tputColdN})
 	var rows []tputRow
 	for _, l := range levels {
-		if l.path == "warm" {
+		if l.warmPool {
 			if err := waitPool(ctx, warm, cfg.prefork); err != nil {
 				return nil, err
 			}
 		}
 		progress("throughput %s: %d executions at concurrency %d", l.path, l.n, l.conc)
-		d, err := throughput(ctx, sandboxRun(l.r), workloads[0], l.conc, l.n)
+		d, err := throughput(ctx, l.run, workloads[0], l.conc, l.n)
 		if err != nil {
 			return nil, fmt.Errorf("throughput %s at concurrency %d: %w", l.path, l.conc, err)
 		}

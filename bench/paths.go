@@ -25,6 +25,13 @@ type path struct {
 	// return to idle (the warm pool full again) so that the execution meets an idle
 	// server rather than the aftermath of the one before.
 	pace func(ctx context.Context) error
+	// n is the path's latency executions per workload.
+	n int
+	// warmPool is set for paths on the warm Runner: each latency slice starts with a
+	// full pool.
+	warmPool bool
+	// only, when set, is the one workload the path runs.
+	only string
 }
 
 // workload is one Python program, the same on every path.
