@@ -12,9 +12,9 @@ func (s *Server) auth(next http.Handler) http.Handler {
 		return next
 	}
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		h := r.Header.Get("Authorization")
-		key, ok := strings.CutPrefix(h, "Bearer ")
-		if h == "" || !ok || key == "" {
+		// The scheme is case-insensitive (RFC 7235, section 2.1): "bearer" is "Bearer".
+		scheme, key, _ := strings.Cut(r.Header.Get("Authorization"), " ")
+		if !strings.EqualFold(scheme, "Bearer") || key == "" {
 			writeError(w, http.StatusUnauthorized, "missing_api_key", "an API key is required: send \"Authorization: Bearer <key>\"")
 			return
 		}

@@ -94,11 +94,13 @@ func (req *ExecuteRequest) toSandbox(cfg *Config) (*sandbox.Request, *requestErr
 	}
 	l := cfg.DefaultLimits
 	if req.TimeoutMS != nil {
-		t := time.Duration(*req.TimeoutMS) * time.Millisecond
-		if *req.TimeoutMS <= 0 || t > cfg.MaxLimits.Timeout {
-			return nil, badRequest("invalid_timeout", "timeout_ms %d is outside 1..%d", *req.TimeoutMS, cfg.MaxLimits.Timeout.Milliseconds())
+		// Compared in milliseconds, before any conversion: a Duration of a huge
+		// timeout_ms overflows and could wrap into a small timeout that passes.
+		maxMS := cfg.MaxLimits.Timeout.Milliseconds()
+		if *req.TimeoutMS <= 0 || *req.TimeoutMS > maxMS {
+			return nil, badRequest("invalid_timeout", "timeout_ms %d is outside 1..%d", *req.TimeoutMS, maxMS)
 		}
-		l.Timeout = t
+		l.Timeout = time.Duration(*req.TimeoutMS) * time.Millisecond
 	}
 	if req.MemoryMB != nil {
 		maxMB := cfg.MaxLimits.MemoryBytes >> 20
@@ -192,9 +194,9 @@ func (s *Server) execute(w http.ResponseWriter, r *http.Request, sessionID strin
 	start := time.Now()
 	var res *sandbox.Result
 	if sess != nil {
-		sess.Touch(start, true)
+		sess.Begin(start)
 		res, err = sess.Sandbox().Run(r.Context(), sb)
-		sess.Touch(time.Now(), false)
+		sess.End(time.Now())
 	} else {
 		res, err = s.exec.Run(r.Context(), sb)
 	}

@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"errors"
 	"fmt"
+	"math"
 	"net/http"
 	"os"
 	"time"
@@ -48,8 +49,10 @@ func (s *Server) handleCreateSession(w http.ResponseWriter, r *http.Request) {
 	}
 	var ttl time.Duration
 	if req.TTLSecs != nil {
-		if *req.TTLSecs <= 0 {
-			writeError(w, http.StatusBadRequest, "invalid_ttl", fmt.Sprintf("ttl_s %d must be positive", *req.TTLSecs))
+		// A ttl_s beyond what a Duration holds would wrap, possibly into a small
+		// positive ttl that the manager accepts.
+		if *req.TTLSecs <= 0 || *req.TTLSecs > int64(math.MaxInt64/time.Second) {
+			writeError(w, http.StatusBadRequest, "invalid_ttl", fmt.Sprintf("ttl_s %d is not a positive number of seconds within range", *req.TTLSecs))
 			return
 		}
 		ttl = time.Duration(*req.TTLSecs) * time.Second
@@ -102,7 +105,7 @@ func (s *Server) handlePutFile(w http.ResponseWriter, r *http.Request) {
 		writeRequestError(w, rerr)
 		return
 	}
-	sess.Touch(time.Now(), false)
+	sess.Touch(time.Now())
 	if err := sess.Sandbox().WriteFile(p, data); err != nil {
 		writeFileError(w, p, err)
 		return
@@ -135,7 +138,7 @@ func (s *Server) handleGetFile(w http.ResponseWriter, r *http.Request) {
 		writeError(w, http.StatusBadRequest, "invalid_file_path", err.Error())
 		return
 	}
-	sess.Touch(time.Now(), false)
+	sess.Touch(time.Now())
 	data, err := sess.Sandbox().ReadFile(p, s.cfg.MaxDownloadBytes)
 	if err != nil {
 		writeFileError(w, p, err)

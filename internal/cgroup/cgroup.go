@@ -16,6 +16,7 @@ import (
 	"slices"
 	"strconv"
 	"strings"
+	"sync"
 	"syscall"
 	"time"
 )
@@ -138,11 +139,14 @@ func openV1(mounts mountTable, parent string) (*Hierarchy, error) {
 	return h, nil
 }
 
-// Group is one execution's control group. The creator must call Destroy.
+// Group is one execution's control group, safe for concurrent use (a session's
+// statistics may be read while it is torn down). The creator must call Destroy.
 type Group struct {
 	h    *Hierarchy
 	name string
-	// dirs are the group's directories, one per v1 controller or the single v2 one.
+	mu   sync.Mutex
+	// dirs are the group's directories, one per v1 controller or the single v2 one;
+	// Destroy removes the entries of those it deleted.
 	dirs map[string]string
 }
 
@@ -166,10 +170,23 @@ func (h *Hierarchy) New(name string, l Limits) (*Group, error) {
 }
 
 func (g *Group) dir(controller string) string {
+	g.mu.Lock()
+	defer g.mu.Unlock()
 	if g.h.version == V2 {
 		return g.dirs[""]
 	}
 	return g.dirs[controller]
+}
+
+// controllers lists the group's controllers.
+func (g *Group) controllers() []string {
+	g.mu.Lock()
+	defer g.mu.Unlock()
+	var cs []string
+	for c := range g.dirs {
+		cs = append(cs, c)
+	}
+	return cs
 }
 
 func (g *Group) write(controller, file, value string) error {
@@ -253,7 +270,7 @@ func (g *Group) Set(l Limits) error {
 // Add moves process pid (and its future children) into the group.
 func (g *Group) Add(pid int) error {
 	v := strconv.Itoa(pid)
-	for c := range g.dirs {
+	for _, c := range g.controllers() {
 		if err := g.write(c, "cgroup.procs", v); err != nil {
 			return err
 		}
@@ -322,17 +339,20 @@ func (g *Group) Kill() error {
 // Destroy kills what is left in the group and removes it. It is safe to call on a
 // partly created group and more than once.
 func (g *Group) Destroy() error {
-	if len(g.dirs) == 0 {
+	if len(g.controllers()) == 0 {
 		return nil
 	}
 	_ = g.Kill()
 	var errs []error
-	for c, dir := range g.dirs {
+	for _, c := range g.controllers() {
+		dir := g.dir(c)
 		if err := rmdirRetry(dir); err != nil {
 			errs = append(errs, fmt.Errorf("remove cgroup %s: %w", dir, err))
 			continue
 		}
+		g.mu.Lock()
 		delete(g.dirs, c)
+		g.mu.Unlock()
 	}
 	return errors.Join(errs...)
 }

@@ -46,11 +46,10 @@ func newWatch(l Limits) *watch {
 func (w *watch) start(ctx context.Context, kill func()) {
 	w.mu.Lock()
 	w.kill = kill
-	early := w.stopped != ""
-	w.mu.Unlock()
-	if early {
+	if w.stopped != "" {
 		kill()
 	}
+	w.mu.Unlock()
 	go func() {
 		select {
 		case <-ctx.Done():
@@ -101,17 +100,24 @@ func (w *watch) disarm() {
 	}
 }
 
-// stop kills the sandbox for reason s, unless it was already stopped.
+// stop kills the sandbox for reason s, unless it was already stopped or the watch
+// is disarmed: a cancellation that comes after the program finished (net/http
+// cancels a request's context when the handler returns) must not kill a session's
+// interpreter, nor signal a pidfd its owner has closed.
 func (w *watch) stop(s Status) {
 	w.mu.Lock()
-	first := w.stopped == ""
-	if first {
-		w.stopped = s
+	defer w.mu.Unlock()
+	select {
+	case <-w.done:
+		return
+	default:
 	}
-	kill := w.kill
-	w.mu.Unlock()
-	if first && kill != nil {
-		kill()
+	if w.stopped != "" {
+		return
+	}
+	w.stopped = s
+	if w.kill != nil {
+		w.kill()
 	}
 }
 

@@ -151,6 +151,7 @@ func (s *Session) Alive() bool {
 }
 
 // MemoryBytes is the memory the session's processes use now, as its cgroup counts it.
+// It does not wait for a running execution.
 func (s *Session) MemoryBytes() (int64, error) {
 	st, err := s.s.g.Stats()
 	return st.MemoryBytes, err

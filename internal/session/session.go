@@ -43,20 +43,46 @@ type Session struct {
 	mu        sync.Mutex
 	lastUsed  time.Time
 	execCount int
+	running   int // executions in progress: a busy session does not expire
 	maxExpiry time.Time
+}
+
+// Begin records the start of an execution; the caller must call End after it.
+func (s *Session) Begin(now time.Time) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	s.running++
+	s.execCount++
+	s.lastUsed = now
+}
+
+// End records the end of an execution, which counts as a use.
+func (s *Session) End(now time.Time) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	s.running--
+	s.lastUsed = now
+}
+
+// expired reports whether the session is idle past its expiry at now.
+func (s *Session) expired(now time.Time) bool {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if s.running > 0 && now.Before(s.maxExpiry) {
+		return false
+	}
+	return now.After(s.expiresLocked())
 }
 
 // Sandbox returns the session's interpreter.
 func (s *Session) Sandbox() *sandbox.Session { return s.sb }
 
-// Touch records a use, which pushes the idle expiry back.
-func (s *Session) Touch(now time.Time, execution bool) {
+// Touch records a use other than an execution (a file upload, say), which pushes
+// the idle expiry back.
+func (s *Session) Touch(now time.Time) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	s.lastUsed = now
-	if execution {
-		s.execCount++
-	}
 }
 
 // Info is what the API reports about a session.
@@ -194,13 +220,14 @@ func (m *Manager) Len() int {
 }
 
 // ExpireNow ends every session past its expiry and returns how many it ended. A
-// session whose interpreter died stays until then, so that its users learn why.
+// session running an execution is left alone until its maximum lifetime. A session
+// whose interpreter died stays until its expiry, so that its users learn why.
 func (m *Manager) ExpireNow() int {
 	now := m.now()
 	var ended []*Session
 	m.mu.Lock()
 	for id, s := range m.sessions {
-		if now.After(s.ExpiresAt()) {
+		if s.expired(now) {
 			ended = append(ended, s)
 			delete(m.sessions, id)
 		}

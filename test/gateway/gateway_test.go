@@ -9,76 +9,24 @@ import (
 	"context"
 	"encoding/json"
 	"io"
-	"log/slog"
 	"net/http"
 	"net/http/httptest"
 	"os"
-	"path/filepath"
 	"strings"
-	"sync"
 	"testing"
 	"time"
 
 	"github.com/codeexec/codeexec/internal/agent"
-	"github.com/codeexec/codeexec/internal/api"
-	"github.com/codeexec/codeexec/internal/image"
-	"github.com/codeexec/codeexec/internal/llm"
 	"github.com/codeexec/codeexec/internal/llm/llmtest"
 	"github.com/codeexec/codeexec/internal/sandbox"
-	"github.com/codeexec/codeexec/internal/session"
+	"github.com/codeexec/codeexec/test/testenv"
 )
 
 func TestMain(m *testing.M) {
 	sandbox.MaybeInit()
 	code := m.Run()
-	if shared.r != nil {
-		shared.r.Close()
-		os.RemoveAll(shared.dir)
-	}
+	testenv.Close()
 	os.Exit(code)
-}
-
-var shared struct {
-	once sync.Once
-	r    *sandbox.Runner
-	dir  string
-	err  error
-}
-
-func runner(t *testing.T) *sandbox.Runner {
-	t.Helper()
-	skip := func(reason string) {
-		if os.Getenv("CODEEXEC_REQUIRE_INTEGRATION") == "1" {
-			t.Fatalf("integration test cannot run: %s", reason)
-		}
-		t.Skip(reason)
-	}
-	if os.Geteuid() != 0 {
-		skip("sandboxes need root")
-	}
-	store := os.Getenv("CODEEXEC_STORE")
-	if store == "" {
-		store = "/var/lib/codeexec"
-	}
-	img, err := image.Find(store, image.DefaultRecipe())
-	if err != nil {
-		skip("no sandbox image: " + err.Error())
-	}
-	shared.once.Do(func() {
-		if shared.dir, shared.err = os.MkdirTemp("", "codeexec-gateway-test-"); shared.err != nil {
-			return
-		}
-		os.Chmod(shared.dir, 0o711)
-		shared.r, shared.err = sandbox.New(sandbox.Config{Rootfs: img.Rootfs, StateDir: filepath.Join(shared.dir, "state"),
-			CgroupParent: "codeexec-gateway-test", HostUID: sandbox.DefaultHostUID, Warm: true, Prefork: 2})
-		if shared.err == nil {
-			shared.err = shared.r.Warm()
-		}
-	})
-	if shared.err != nil {
-		t.Fatal(shared.err)
-	}
-	return shared.r
 }
 
 type judge struct {
@@ -90,22 +38,8 @@ func (j judge) Check(ctx context.Context, code string) (agent.Verdict, error) {
 	return j.verdict, j.err
 }
 
-// gateway starts a codeexec server whose upstream is the fake up.
 func gateway(t *testing.T, up *llmtest.Server, j agent.Judge) *httptest.Server {
-	t.Helper()
-	r := runner(t)
-	router, err := llm.NewRouter("fake", up.Provider())
-	if err != nil {
-		t.Fatal(err)
-	}
-	sessions := session.NewManager(session.Config{Max: 10, IdleTTL: time.Minute, MaxIdleTTL: time.Hour, MaxLifetime: time.Hour}, r)
-	t.Cleanup(sessions.Close)
-	srv := api.New(api.DefaultConfig(), r, sessions, func() error { return nil }, slog.New(slog.DiscardHandler))
-	srv.SetGateway(&api.Gateway{Upstreams: router, Agent: &agent.Agent{
-		NewSandbox: agent.Sessions(r, sandbox.DefaultLimits()), Judge: j, MaxSteps: 5}})
-	hs := httptest.NewServer(srv.Handler())
-	t.Cleanup(hs.Close)
-	return hs
+	return testenv.Gateway(t, up.Provider(), j)
 }
 
 func post(t *testing.T, url, body string) (int, []byte) {
@@ -299,14 +233,7 @@ func TestUpstreamFailures(t *testing.T) {
 			up := llmtest.NewServer(t, tt.turn)
 			p := up.Provider()
 			p.Timeout = time.Second
-			router, _ := llm.NewRouter("fake", p)
-			r := runner(t)
-			sessions := session.NewManager(session.Config{Max: 1, IdleTTL: time.Minute, MaxIdleTTL: time.Hour, MaxLifetime: time.Hour}, r)
-			defer sessions.Close()
-			srv := api.New(api.DefaultConfig(), r, sessions, func() error { return nil }, nil)
-			srv.SetGateway(&api.Gateway{Upstreams: router, Agent: &agent.Agent{NewSandbox: agent.Sessions(r, sandbox.DefaultLimits())}})
-			hs := httptest.NewServer(srv.Handler())
-			defer hs.Close()
+			hs := testenv.Gateway(t, p, nil)
 			start := time.Now()
 			status, data := post(t, hs.URL, userBody("hi", codeTool))
 			r2 := decode(t, data)
