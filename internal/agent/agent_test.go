@@ -6,69 +6,26 @@ import (
 	"encoding/json"
 	"errors"
 	"os"
-	"path/filepath"
 	"strings"
-	"sync"
 	"testing"
 
-	"github.com/codeexec/codeexec/internal/image"
 	"github.com/codeexec/codeexec/internal/llm"
 	"github.com/codeexec/codeexec/internal/sandbox"
+	"github.com/codeexec/codeexec/internal/sandbox/sandboxtest"
 )
 
 func TestMain(m *testing.M) {
 	sandbox.MaybeInit()
 	code := m.Run()
-	if runner.r != nil {
-		runner.r.Close()
-		os.RemoveAll(runner.dir)
-	}
+	sandboxtest.Close()
 	os.Exit(code)
-}
-
-var runner struct {
-	once sync.Once
-	r    *sandbox.Runner
-	dir  string
-	err  error
 }
 
 // testAgent returns an agent on a real warm sandbox runner.
 func testAgent(t *testing.T) *Agent {
 	t.Helper()
-	skip := func(reason string) {
-		if os.Getenv("CODEEXEC_REQUIRE_INTEGRATION") == "1" {
-			t.Fatalf("integration test cannot run: %s", reason)
-		}
-		t.Skip(reason)
-	}
-	if os.Geteuid() != 0 {
-		skip("sandboxes need root")
-	}
-	store := os.Getenv("CODEEXEC_STORE")
-	if store == "" {
-		store = "/var/lib/codeexec"
-	}
-	img, err := image.Find(store, image.DefaultRecipe())
-	if err != nil {
-		skip("no sandbox image: " + err.Error())
-	}
-	runner.once.Do(func() {
-		runner.dir, runner.err = os.MkdirTemp("", "codeexec-agent-test-")
-		if runner.err != nil {
-			return
-		}
-		os.Chmod(runner.dir, 0o711)
-		runner.r, runner.err = sandbox.New(sandbox.Config{Rootfs: img.Rootfs, StateDir: filepath.Join(runner.dir, "state"),
-			CgroupParent: "codeexec-agent-test", HostUID: sandbox.DefaultHostUID, Warm: true, Prefork: 1})
-		if runner.err == nil {
-			runner.err = runner.r.Warm()
-		}
-	})
-	if runner.err != nil {
-		t.Fatal(runner.err)
-	}
-	return &Agent{NewSandbox: Sessions(runner.r, sandbox.DefaultLimits()), MaxSteps: 5}
+	r := sandboxtest.Shared(t)
+	return &Agent{NewSandbox: Sessions(r, sandbox.DefaultLimits()), MaxSteps: 5}
 }
 
 // fakeModel answers with scripted messages and records what it was sent. It is the

@@ -20,6 +20,7 @@ import (
 	"github.com/codeexec/codeexec/internal/cgroup"
 	"github.com/codeexec/codeexec/internal/image"
 	"github.com/codeexec/codeexec/internal/sandbox"
+	"github.com/codeexec/codeexec/internal/sandbox/sandboxtest"
 	"github.com/codeexec/codeexec/internal/session"
 )
 
@@ -97,7 +98,7 @@ func TestLoad(t *testing.T) {
 		t.Skip("load test skipped in -short mode")
 	}
 	const total, concurrency = 2000, 32
-	rootfs := testImage(t)
+	rootfs := sandboxtest.Rootfs(t)
 	dir, err := os.MkdirTemp("", "codeexec-api-load-")
 	if err != nil {
 		t.Fatal(err)
@@ -293,31 +294,6 @@ func readResponse(resp *http.Response) (response, error) {
 	defer resp.Body.Close()
 	data, err := io.ReadAll(resp.Body)
 	return response{resp.StatusCode, resp.Header, data}, err
-}
-
-// testImage returns the sandbox image's root file system, skipping the test without
-// root or the image (failing it under CODEEXEC_REQUIRE_INTEGRATION=1).
-func testImage(t testing.TB) string {
-	t.Helper()
-	skip := func(reason string) {
-		t.Helper()
-		if os.Getenv("CODEEXEC_REQUIRE_INTEGRATION") == "1" {
-			t.Fatalf("integration test cannot run: %s", reason)
-		}
-		t.Skip(reason)
-	}
-	if os.Geteuid() != 0 {
-		skip("sandboxes need root")
-	}
-	store := os.Getenv("CODEEXEC_STORE")
-	if store == "" {
-		store = "/var/lib/codeexec"
-	}
-	img, err := image.Find(store, image.DefaultRecipe())
-	if err != nil {
-		skip("no sandbox image (" + err.Error() + "); build it with `codeexec image build`")
-	}
-	return img.Rootfs
 }
 
 // latencySummary formats the count and percentiles of ds.

@@ -10,69 +10,24 @@ import (
 	"net/http"
 	"net/http/httptest"
 	"os"
-	"path/filepath"
 	"strings"
-	"sync"
 	"testing"
 	"time"
 
-	"github.com/codeexec/codeexec/internal/image"
 	"github.com/codeexec/codeexec/internal/sandbox"
+	"github.com/codeexec/codeexec/internal/sandbox/sandboxtest"
 	"github.com/codeexec/codeexec/internal/session"
 )
 
 func TestMain(m *testing.M) {
 	sandbox.MaybeInit()
+	sandboxtest.CgroupParent = apiTestCgroup // the leak checks find this package's sandboxes by it
 	code := m.Run()
-	if shared.r != nil {
-		shared.r.Close()
-		os.RemoveAll(shared.dir)
-	}
+	sandboxtest.Close()
 	os.Exit(code)
 }
 
-var shared struct {
-	once sync.Once
-	r    *sandbox.Runner
-	dir  string
-	err  error
-}
-
-func testRunner(t testing.TB) *sandbox.Runner {
-	t.Helper()
-	skip := func(reason string) {
-		if os.Getenv("CODEEXEC_REQUIRE_INTEGRATION") == "1" {
-			t.Fatalf("integration test cannot run: %s", reason)
-		}
-		t.Skip(reason)
-	}
-	if os.Geteuid() != 0 {
-		skip("sandboxes need root")
-	}
-	store := os.Getenv("CODEEXEC_STORE")
-	if store == "" {
-		store = "/var/lib/codeexec"
-	}
-	img, err := image.Find(store, image.DefaultRecipe())
-	if err != nil {
-		skip("no sandbox image: " + err.Error())
-	}
-	shared.once.Do(func() {
-		if shared.dir, shared.err = os.MkdirTemp("", "codeexec-api-test-"); shared.err != nil {
-			return
-		}
-		os.Chmod(shared.dir, 0o711)
-		shared.r, shared.err = sandbox.New(sandbox.Config{Rootfs: img.Rootfs, StateDir: filepath.Join(shared.dir, "state"),
-			CgroupParent: "codeexec-api-test", HostUID: sandbox.DefaultHostUID, Warm: true, Prefork: 4})
-		if shared.err == nil {
-			shared.err = shared.r.Warm()
-		}
-	})
-	if shared.err != nil {
-		t.Fatal(shared.err)
-	}
-	return shared.r
-}
+func testRunner(t testing.TB) *sandbox.Runner { return sandboxtest.Shared(t) }
 
 // testServer starts the API on loopback with the real sandbox; adjust changes its
 // config first.

@@ -4,71 +4,24 @@ import (
 	"context"
 	"errors"
 	"os"
-	"path/filepath"
 	"reflect"
 	"strings"
-	"sync"
 	"testing"
 
-	"github.com/codeexec/codeexec/internal/image"
 	"github.com/codeexec/codeexec/internal/sandbox"
+	"github.com/codeexec/codeexec/internal/sandbox/sandboxtest"
 )
 
 func TestMain(m *testing.M) {
 	sandbox.MaybeInit()
 	code := m.Run()
-	if runner.r != nil {
-		runner.r.Close() // removes its own instance dir; the state dir is shared
-	}
+	sandboxtest.Close()
 	os.Exit(code)
 }
 
-var runner struct {
-	once sync.Once
-	r    *sandbox.Runner
-	err  error
-}
-
-// testStateDir is shared by every process running these tests. A runner's start
-// sweeps the cgroups under its CgroupParent whose instance it cannot see locked in
-// its own state dir, so two test processes (go test ./... runs packages in
-// parallel, and a developer may run this one meanwhile) with a temp dir each would
-// kill each other's zygotes.
-var testStateDir = filepath.Join(os.TempDir(), "codeexec-safety-test")
-
 // testRunner returns a real warm sandbox runner, skipping (or failing under
 // CODEEXEC_REQUIRE_INTEGRATION=1) when this host cannot make sandboxes.
-func testRunner(t *testing.T) *sandbox.Runner {
-	t.Helper()
-	skip := func(reason string) {
-		if os.Getenv("CODEEXEC_REQUIRE_INTEGRATION") == "1" {
-			t.Fatalf("integration test cannot run: %s", reason)
-		}
-		t.Skip(reason)
-	}
-	if os.Geteuid() != 0 {
-		skip("sandboxes need root")
-	}
-	store := os.Getenv("CODEEXEC_STORE")
-	if store == "" {
-		store = "/var/lib/codeexec"
-	}
-	img, err := image.Find(store, image.DefaultRecipe())
-	if err != nil {
-		skip("no sandbox image: " + err.Error())
-	}
-	runner.once.Do(func() {
-		runner.r, runner.err = sandbox.New(sandbox.Config{Rootfs: img.Rootfs, StateDir: testStateDir,
-			CgroupParent: "codeexec-safety-test", HostUID: sandbox.DefaultHostUID, Warm: true, Prefork: 1})
-		if runner.err == nil {
-			runner.err = runner.r.Warm()
-		}
-	})
-	if runner.err != nil {
-		t.Fatal(runner.err)
-	}
-	return runner.r
-}
+func testRunner(t *testing.T) *sandbox.Runner { return sandboxtest.Shared(t) }
 
 // staticCases are programs and what the static check must say of them. want is a
 // substring of the reason: the finding's name for unsafe code.

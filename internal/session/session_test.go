@@ -13,6 +13,7 @@ import (
 
 	"github.com/codeexec/codeexec/internal/image"
 	"github.com/codeexec/codeexec/internal/sandbox"
+	"github.com/codeexec/codeexec/internal/sandbox/sandboxtest"
 )
 
 // testCgroupParent is the parent cgroup of this package's sandboxes: processes found
@@ -22,65 +23,19 @@ const testCgroupParent = "codeexec-sessiontest"
 func TestMain(m *testing.M) {
 	// The runner re-executes this binary as the sandbox's init stage.
 	sandbox.MaybeInit()
+	sandboxtest.CgroupParent = testCgroupParent
 	code := m.Run()
-	if shared.r != nil {
-		shared.r.Close()
-		os.RemoveAll(shared.dir)
-	}
+	sandboxtest.Close()
 	os.Exit(code)
-}
-
-var shared struct {
-	once sync.Once
-	r    *sandbox.Runner
-	dir  string
-	err  error
 }
 
 // skipOrFail skips a test that cannot run here, or fails it under
 // CODEEXEC_REQUIRE_INTEGRATION=1 so that CI never skips silently.
-func skipOrFail(t testing.TB, reason string) {
-	t.Helper()
-	if os.Getenv("CODEEXEC_REQUIRE_INTEGRATION") == "1" {
-		t.Fatalf("integration test cannot run: %s", reason)
-	}
-	t.Skip(reason)
-}
+func skipOrFail(t testing.TB, reason string) { sandboxtest.Skip(t, reason) }
 
 // testRunner returns the package's warm Runner, made on first use; tests that need
 // real sandbox sessions skip without root or the image.
-func testRunner(t testing.TB) *sandbox.Runner {
-	t.Helper()
-	if os.Geteuid() != 0 {
-		skipOrFail(t, "sandbox sessions need root")
-	}
-	store := os.Getenv("CODEEXEC_STORE")
-	if store == "" {
-		store = "/var/lib/codeexec"
-	}
-	img, err := image.Find(store, image.DefaultRecipe())
-	if err != nil {
-		skipOrFail(t, "no sandbox image ("+err.Error()+"); build it with `codeexec image build`")
-	}
-	shared.once.Do(func() {
-		if shared.dir, shared.err = os.MkdirTemp("", "codeexec-session-test-"); shared.err != nil {
-			return
-		}
-		// The sandbox's unprivileged init must traverse to its work dir.
-		if shared.err = os.Chmod(shared.dir, 0o711); shared.err != nil {
-			return
-		}
-		shared.r, shared.err = sandbox.New(sandbox.Config{Rootfs: img.Rootfs, StateDir: filepath.Join(shared.dir, "state"),
-			CgroupParent: testCgroupParent, HostUID: sandbox.DefaultHostUID, Warm: true, Prefork: 2})
-		if shared.err == nil {
-			shared.err = shared.r.Warm()
-		}
-	})
-	if shared.err != nil {
-		t.Fatalf("sandbox runner: %v", shared.err)
-	}
-	return shared.r
-}
+func testRunner(t testing.TB) *sandbox.Runner { return sandboxtest.Shared(t) }
 
 // fakeClock is a clock the test moves by hand.
 type fakeClock struct {

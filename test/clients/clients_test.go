@@ -6,11 +6,13 @@ package clients_test
 import (
 	"context"
 	"encoding/json"
+	"errors"
 	"os"
 	"os/exec"
 	"path/filepath"
 	"strings"
 	"testing"
+	"time"
 
 	"github.com/codeexec/codeexec/internal/agent"
 	"github.com/codeexec/codeexec/internal/llm/llmtest"
@@ -18,6 +20,7 @@ import (
 	"github.com/codeexec/codeexec/test/testenv"
 	"github.com/openai/openai-go/v3"
 	"github.com/openai/openai-go/v3/option"
+	"github.com/openai/openai-go/v3/packages/param"
 )
 
 func TestMain(m *testing.M) {
@@ -29,173 +32,300 @@ func TestMain(m *testing.M) {
 
 // The xAI seed example: the first 20 Fibonacci numbers.
 const (
+	question  = "Calculate the first 20 Fibonacci numbers"
 	fibCode   = "def fibonacci(n):\n    fibs = [0, 1]\n    for i in range(2, n):\n        fibs.append(fibs[-1] + fibs[-2])\n    return fibs[:n]\n\nprint(fibonacci(20))"
 	fibOutput = "[0, 1, 1, 2, 3, 5, 8, 13, 21, 34, 55, 89, 144, 233, 377, 610, 987, 1597, 2584, 4181]\n"
-	fibAnswer = "Here are the first 20 Fibonacci numbers."
+	fibAnswer = "Here are the first 20 Fibonacci numbers: [0, 1, 1, 2, 3, 5, 8, 13, 21, 34, 55, 89, 144, 233, 377, 610, 987, 1597, 2584, 4181]"
 )
 
-// fibTurns scripts the model for n client requests: code, then the answer.
+// fibTurns scripts the model for n client requests: each runs the code, then answers.
 func fibTurns(n int) []llmtest.Turn {
 	args, _ := json.Marshal(map[string]string{"code": fibCode})
 	var turns []llmtest.Turn
-	for i := 0; i < n; i++ {
+	for range n {
 		turns = append(turns, llmtest.Calls(llmtest.Call{Name: agent.ToolName, Arguments: string(args)}), llmtest.Text(fibAnswer))
 	}
 	return turns
 }
 
+// fake starts a fake upstream scripted for n client requests and a gateway in front
+// of it, and checks at the end of the test that the clients used the whole script
+// (each request made exactly its two model calls, none was retried).
+func fake(t *testing.T, n int) string {
+	t.Helper()
+	up, gw := testenv.Fake(t, fibTurns(n)...)
+	t.Cleanup(func() {
+		if left := up.Remaining(); left != 0 && !t.Failed() {
+			t.Errorf("%d of the %d scripted model turns were not used: got %d upstream requests, want %d", left, 2*n, len(up.ChatRequests()), 2*n)
+		}
+	})
+	return gw.URL
+}
+
+// entry is a tool_calls entry's code_execution object.
 type entry struct {
 	Code   string `json:"code"`
 	Output string `json:"output"`
+	Status string `json:"status"`
 }
 
 func checkEntries(t *testing.T, who string, content string, entries []entry) {
 	t.Helper()
-	if content != fibAnswer || len(entries) != 1 || entries[0].Code != fibCode || entries[0].Output != fibOutput {
-		t.Errorf("%s read content %q and code_execution entries %+v, want %q and one entry with the Fibonacci code and output", who, content, entries, fibAnswer)
+	if content != fibAnswer {
+		t.Errorf("%s read content %q, want %q", who, content, fibAnswer)
+	}
+	if len(entries) != 1 {
+		t.Fatalf("%s read %d code_execution entries %+v, want 1", who, len(entries), entries)
+	}
+	e := entries[0]
+	if e.Code != fibCode {
+		t.Errorf("%s read code %q, want %q", who, e.Code, fibCode)
+	}
+	if e.Output != fibOutput {
+		t.Errorf("%s read output %q, want %q", who, e.Output, fibOutput)
+	}
+	if e.Status != "ok" {
+		t.Errorf("%s read status %q, want \"ok\"", who, e.Status)
 	}
 }
 
-func TestGoOpenAI(t *testing.T) {
-	_, gw := testenv.Fake(t, fibTurns(2)...)
-	client := openai.NewClient(option.WithBaseURL(gw.URL+"/v1/"), option.WithAPIKey("sk-test"), option.WithMaxRetries(0))
-	params := openai.ChatCompletionNewParams{
-		Model:    "fake-model",
-		Messages: []openai.ChatCompletionMessageParamUnion{openai.UserMessage("Calculate the first 20 Fibonacci numbers")},
-	}
-	// The SDK has no type for the server-side tool: set it in the body directly.
-	tool := option.WithJSONSet("tools", []any{map[string]string{"type": "code_execution"}})
+func goClient(url string) openai.Client {
+	return openai.NewClient(option.WithBaseURL(url+"/v1/"), option.WithAPIKey("sk-test"),
+		option.WithMaxRetries(0), option.WithRequestTimeout(30*time.Second))
+}
 
-	resp, err := client.Chat.Completions.New(context.Background(), params, tool)
+func goParams() openai.ChatCompletionNewParams {
+	return openai.ChatCompletionNewParams{
+		Model:    "fake-model",
+		Messages: []openai.ChatCompletionMessageParamUnion{openai.UserMessage(question)},
+	}
+}
+
+// codeTool is the server-side tool as a Tools element. openai-go's tool union only
+// has function and custom variants; param.Override makes an element marshal as the
+// given JSON, so the tool still mixes with typed function tools.
+var codeTool = param.Override[openai.ChatCompletionToolUnionParam](json.RawMessage(`{"type":"code_execution"}`))
+
+func TestGoOpenAI(t *testing.T) {
+	// Both ways of sending the tool put the same "tools" in the body.
+	sends := []struct {
+		name string
+		set  func(*openai.ChatCompletionNewParams) []option.RequestOption
+	}{
+		{"param.Override", func(p *openai.ChatCompletionNewParams) []option.RequestOption {
+			p.Tools = []openai.ChatCompletionToolUnionParam{codeTool}
+			return nil
+		}},
+		{"WithJSONSet", func(p *openai.ChatCompletionNewParams) []option.RequestOption {
+			return []option.RequestOption{option.WithJSONSet("tools", []any{map[string]string{"type": "code_execution"}})}
+		}},
+	}
+	for _, s := range sends {
+		t.Run("non-streaming/"+s.name, func(t *testing.T) {
+			client := goClient(fake(t, 1))
+			params := goParams()
+			opts := s.set(&params)
+			resp, err := client.Chat.Completions.New(t.Context(), params, opts...)
+			if err != nil {
+				t.Fatalf("openai-go Chat.Completions.New: %v", err)
+			}
+			if len(resp.Choices) != 1 {
+				t.Fatalf("got %d choices, want 1: %s", len(resp.Choices), resp.RawJSON())
+			}
+			msg := resp.Choices[0].Message
+			if fr := resp.Choices[0].FinishReason; fr != "stop" {
+				t.Errorf("finish_reason %q, want \"stop\"", fr)
+			}
+			// The SDK keeps a tool call of an unknown type: its Type and ID are set,
+			// AsAny() is nil and the code_execution object is only in its raw JSON.
+			var entries []entry
+			for i, c := range msg.ToolCalls {
+				if c.Type != "code_execution" || c.ID == "" {
+					t.Errorf("tool_calls[%d] has type %q and id %q, want type \"code_execution\" and an id", i, c.Type, c.ID)
+					continue
+				}
+				var raw struct {
+					CodeExecution entry `json:"code_execution"`
+				}
+				if err := json.Unmarshal([]byte(c.RawJSON()), &raw); err != nil {
+					t.Fatalf("tool_calls[%d] raw JSON: %v: %s", i, err, c.RawJSON())
+				}
+				entries = append(entries, raw.CodeExecution)
+			}
+			checkEntries(t, "openai-go", msg.Content, entries)
+		})
+	}
+
+	t.Run("streaming", func(t *testing.T) {
+		client := goClient(fake(t, 1))
+		params := goParams()
+		params.Tools = []openai.ChatCompletionToolUnionParam{codeTool}
+		params.StreamOptions.IncludeUsage = openai.Bool(true)
+		stream := client.Chat.Completions.NewStreaming(t.Context(), params)
+		defer stream.Close()
+		// The accumulator gathers the content; it keeps a code_execution call's id
+		// and type but drops the code_execution object, which is read from each
+		// delta's raw JSON (openai-go also lists it in the delta's JSON.ExtraFields).
+		var acc openai.ChatCompletionAccumulator
+		var content strings.Builder
+		var entries []entry
+		chunks := 0
+		for stream.Next() {
+			chunk := stream.Current()
+			chunks++
+			if !acc.AddChunk(chunk) {
+				t.Errorf("the accumulator refused chunk %d: %s", chunks, chunk.RawJSON())
+			}
+			for _, ch := range chunk.Choices {
+				content.WriteString(ch.Delta.Content)
+				for _, tc := range ch.Delta.ToolCalls {
+					if tc.Type != "code_execution" || tc.Index != 0 {
+						t.Fatalf("tool call delta has type %q index %d, want type \"code_execution\" index 0: %s", tc.Type, tc.Index, chunk.RawJSON())
+					}
+					var raw struct {
+						CodeExecution entry `json:"code_execution"`
+					}
+					if err := json.Unmarshal([]byte(tc.RawJSON()), &raw); err != nil {
+						t.Fatalf("tool call delta raw JSON: %v: %s", err, tc.RawJSON())
+					}
+					for len(entries) <= int(tc.Index) {
+						entries = append(entries, entry{})
+					}
+					e := &entries[tc.Index]
+					if e.Code == "" {
+						e.Code = raw.CodeExecution.Code
+					}
+					e.Output += raw.CodeExecution.Output
+					if raw.CodeExecution.Status != "" {
+						e.Status = raw.CodeExecution.Status
+					}
+				}
+			}
+		}
+		if err := stream.Err(); err != nil {
+			t.Fatalf("openai-go stream after %d chunks: %v", chunks, err)
+		}
+		checkEntries(t, "openai-go streaming", content.String(), entries)
+		if len(acc.Choices) != 1 || acc.Choices[0].Message.Content != fibAnswer || acc.Choices[0].FinishReason != "stop" {
+			t.Errorf("accumulated completion %s, want content %q and finish_reason \"stop\"", acc.RawJSON(), fibAnswer)
+		}
+		if acc.Usage.TotalTokens == 0 {
+			t.Errorf("no usage chunk although stream_options.include_usage was set")
+		}
+	})
+}
+
+// nodeDir returns test/clients/node with its dependencies installed, running npm ci
+// when node_modules lacks the openai version package.json pins.
+func nodeDir(t *testing.T) string {
+	t.Helper()
+	if _, err := exec.LookPath("node"); err != nil {
+		testenv.Skip(t, "node is not on PATH")
+	}
+	dir, err := filepath.Abs("node")
 	if err != nil {
 		t.Fatal(err)
 	}
-	// Entries of a type the SDK does not know are read from the raw JSON.
-	var msg struct {
-		ToolCalls []struct {
-			Type          string `json:"type"`
-			CodeExecution entry  `json:"code_execution"`
-		} `json:"tool_calls"`
+	var pkg struct {
+		Dependencies map[string]string `json:"dependencies"`
 	}
-	if err := json.Unmarshal([]byte(resp.Choices[0].Message.RawJSON()), &msg); err != nil {
-		t.Fatal(err)
+	var installed struct {
+		Version string `json:"version"`
 	}
-	var entries []entry
-	for _, c := range msg.ToolCalls {
-		if c.Type == "code_execution" {
-			entries = append(entries, c.CodeExecution)
-		}
+	data, err := os.ReadFile(filepath.Join(dir, "package.json"))
+	if err == nil {
+		err = json.Unmarshal(data, &pkg)
 	}
-	checkEntries(t, "openai-go", resp.Choices[0].Message.Content, entries)
-
-	stream := client.Chat.Completions.NewStreaming(context.Background(), params, tool)
-	var content strings.Builder
-	var streamed []entry
-	for stream.Next() {
-		chunk := stream.Current()
-		var raw struct {
-			Choices []struct {
-				Delta struct {
-					ToolCalls []struct {
-						Index         int    `json:"index"`
-						Type          string `json:"type"`
-						CodeExecution entry  `json:"code_execution"`
-					} `json:"tool_calls"`
-				} `json:"delta"`
-			} `json:"choices"`
-		}
-		if err := json.Unmarshal([]byte(chunk.RawJSON()), &raw); err != nil {
-			t.Fatal(err)
-		}
-		for i, ch := range chunk.Choices {
-			content.WriteString(ch.Delta.Content)
-			for _, tc := range raw.Choices[i].Delta.ToolCalls {
-				for len(streamed) <= tc.Index {
-					streamed = append(streamed, entry{})
-				}
-				if streamed[tc.Index].Code == "" {
-					streamed[tc.Index].Code = tc.CodeExecution.Code
-				}
-				streamed[tc.Index].Output += tc.CodeExecution.Output
-			}
-		}
+	if err != nil || pkg.Dependencies["openai"] == "" {
+		t.Fatalf("node/package.json does not pin openai: %v %s", err, data)
 	}
-	if err := stream.Err(); err != nil {
-		t.Fatal(err)
+	if data, err := os.ReadFile(filepath.Join(dir, "node_modules", "openai", "package.json")); err == nil {
+		json.Unmarshal(data, &installed)
 	}
-	checkEntries(t, "openai-go streaming", content.String(), streamed)
+	if installed.Version == pkg.Dependencies["openai"] {
+		return dir
+	}
+	if _, err := exec.LookPath("npm"); err != nil {
+		testenv.Skip(t, "npm is not on PATH, and node/node_modules lacks openai "+pkg.Dependencies["openai"])
+	}
+	ctx, cancel := context.WithTimeout(t.Context(), 3*time.Minute)
+	defer cancel()
+	npm := exec.CommandContext(ctx, "npm", "ci", "--no-audit", "--no-fund")
+	npm.Dir = dir
+	start := time.Now()
+	if out, err := npm.CombinedOutput(); err != nil {
+		t.Fatalf("npm ci in %s: %v\n%s", dir, err, out)
+	}
+	t.Logf("npm ci installed openai %s in %v", pkg.Dependencies["openai"], time.Since(start).Round(time.Millisecond))
+	return dir
 }
 
 func TestNodeOpenAI(t *testing.T) {
-	if _, err := exec.LookPath("node"); err != nil {
-		testenv.Skip(t, "node is not installed")
-	}
-	dir, _ := filepath.Abs("node")
-	if _, err := os.Stat(filepath.Join(dir, "node_modules", "openai")); err != nil {
-		npm := exec.Command("npm", "ci", "--no-audit", "--no-fund")
-		npm.Dir = dir
-		if out, err := npm.CombinedOutput(); err != nil {
-			t.Fatalf("npm ci: %v\n%s", err, out)
-		}
-	}
-	_, gw := testenv.Fake(t, fibTurns(2)...)
-	cmd := exec.Command("node", "chat.mjs", "Calculate the first 20 Fibonacci numbers")
+	dir := nodeDir(t)
+	url := fake(t, 2) // one non-streaming request, one streaming
+	ctx, cancel := context.WithTimeout(t.Context(), time.Minute)
+	defer cancel()
+	cmd := exec.CommandContext(ctx, "node", "chat.mjs", question)
 	cmd.Dir = dir
-	cmd.Env = append(os.Environ(), "CODEEXEC_URL="+gw.URL)
+	cmd.Env = append(os.Environ(), "CODEEXEC_URL="+url)
 	out, err := cmd.Output()
 	if err != nil {
 		var stderr []byte
-		if ee, ok := err.(*exec.ExitError); ok {
+		if ee, ok := errors.AsType[*exec.ExitError](err); ok {
 			stderr = ee.Stderr
 		}
-		t.Fatalf("node chat.mjs: %v\n%s%s", err, out, stderr)
+		t.Fatalf("node chat.mjs: %v\nstdout: %s\nstderr: %s", err, out, stderr)
+	}
+	type result struct {
+		Content string  `json:"content"`
+		Entries []entry `json:"entries"`
+		Finish  string  `json:"finish"`
 	}
 	var got struct {
-		Plain struct {
-			Content string  `json:"content"`
-			Entries []entry `json:"entries"`
-			Finish  string  `json:"finish"`
-		} `json:"plain"`
-		Stream struct {
-			Content string  `json:"content"`
-			Entries []entry `json:"entries"`
-		} `json:"stream"`
+		Plain  result `json:"plain"`
+		Stream result `json:"stream"`
 	}
 	if err := json.Unmarshal(out, &got); err != nil {
-		t.Fatalf("node output is not JSON: %v: %s", err, out)
+		t.Fatalf("node chat.mjs printed no JSON: %v: %s", err, out)
 	}
 	checkEntries(t, "node openai", got.Plain.Content, got.Plain.Entries)
 	checkEntries(t, "node openai streaming", got.Stream.Content, got.Stream.Entries)
-	if got.Plain.Finish != "stop" {
-		t.Errorf("finish_reason %q", got.Plain.Finish)
+	if got.Plain.Finish != "stop" || got.Stream.Finish != "stop" {
+		t.Errorf("node openai read finish_reason %q, streaming %q, want \"stop\"", got.Plain.Finish, got.Stream.Finish)
 	}
 }
 
 func TestCurl(t *testing.T) {
 	if _, err := exec.LookPath("curl"); err != nil {
-		testenv.Skip(t, "curl is not installed")
+		testenv.Skip(t, "curl is not on PATH")
 	}
-	_, gw := testenv.Fake(t, fibTurns(1)...)
-	out, err := exec.Command("curl", "-sS", gw.URL+"/v1/chat/completions", "-d",
-		`{"model": "fake-model", "messages": [{"role": "user", "content": "Calculate the first 20 Fibonacci numbers"}], "tools": [{"type": "code_execution"}]}`).Output()
+	url := fake(t, 1)
+	body := `{"model": "fake-model", "messages": [{"role": "user", "content": "` + question + `"}], "tools": [{"type": "code_execution"}]}`
+	ctx, cancel := context.WithTimeout(t.Context(), time.Minute)
+	defer cancel()
+	out, err := exec.CommandContext(ctx, "curl", "-sS", "--max-time", "30", url+"/v1/chat/completions", "-d", body).Output()
 	if err != nil {
-		t.Fatalf("curl: %v", err)
+		t.Fatalf("curl: %v: %s", err, out)
 	}
 	var r struct {
 		Choices []struct {
 			Message struct {
 				Content   string `json:"content"`
 				ToolCalls []struct {
-					CodeExecution entry `json:"code_execution"`
+					Type          string `json:"type"`
+					CodeExecution entry  `json:"code_execution"`
 				} `json:"tool_calls"`
 			} `json:"message"`
 		} `json:"choices"`
 	}
 	if err := json.Unmarshal(out, &r); err != nil || len(r.Choices) != 1 {
-		t.Fatalf("curl got %v: %s", err, out)
+		t.Fatalf("curl got %v, want one choice: %s", err, out)
 	}
 	var entries []entry
-	for _, c := range r.Choices[0].Message.ToolCalls {
+	for i, c := range r.Choices[0].Message.ToolCalls {
+		if c.Type != "code_execution" {
+			t.Errorf("tool_calls[%d].type is %q, want \"code_execution\"", i, c.Type)
+		}
 		entries = append(entries, c.CodeExecution)
 	}
 	checkEntries(t, "curl", r.Choices[0].Message.Content, entries)

@@ -6,76 +6,26 @@ package testenv
 import (
 	"log/slog"
 	"net/http/httptest"
-	"os"
-	"path/filepath"
-	"sync"
 	"testing"
 	"time"
 
 	"github.com/codeexec/codeexec/internal/agent"
 	"github.com/codeexec/codeexec/internal/api"
-	"github.com/codeexec/codeexec/internal/image"
 	"github.com/codeexec/codeexec/internal/llm"
 	"github.com/codeexec/codeexec/internal/llm/llmtest"
 	"github.com/codeexec/codeexec/internal/sandbox"
+	"github.com/codeexec/codeexec/internal/sandbox/sandboxtest"
 	"github.com/codeexec/codeexec/internal/session"
 )
 
-var shared struct {
-	once sync.Once
-	r    *sandbox.Runner
-	dir  string
-	err  error
-}
-
 // Close releases the shared runner; call it from TestMain after m.Run.
-func Close() {
-	if shared.r != nil {
-		shared.r.Close()
-		os.RemoveAll(shared.dir)
-	}
-}
+func Close() { sandboxtest.Close() }
 
-// Skip skips the test for reason, or fails it under CODEEXEC_REQUIRE_INTEGRATION=1
-// (set by scripts/test.sh, so that CI never skips these tests).
-func Skip(t testing.TB, reason string) {
-	t.Helper()
-	if os.Getenv("CODEEXEC_REQUIRE_INTEGRATION") == "1" {
-		t.Fatalf("integration test cannot run: %s", reason)
-	}
-	t.Skip(reason)
-}
+// Skip skips the test for reason, or fails it under CODEEXEC_REQUIRE_INTEGRATION=1.
+func Skip(t testing.TB, reason string) { sandboxtest.Skip(t, reason) }
 
 // Runner returns the process's warm sandbox runner, made on first use.
-func Runner(t testing.TB) *sandbox.Runner {
-	t.Helper()
-	if os.Geteuid() != 0 {
-		Skip(t, "sandboxes need root")
-	}
-	store := os.Getenv("CODEEXEC_STORE")
-	if store == "" {
-		store = "/var/lib/codeexec"
-	}
-	img, err := image.Find(store, image.DefaultRecipe())
-	if err != nil {
-		Skip(t, "no sandbox image: "+err.Error())
-	}
-	shared.once.Do(func() {
-		if shared.dir, shared.err = os.MkdirTemp("", "codeexec-e2e-test-"); shared.err != nil {
-			return
-		}
-		os.Chmod(shared.dir, 0o711)
-		shared.r, shared.err = sandbox.New(sandbox.Config{Rootfs: img.Rootfs, StateDir: filepath.Join(shared.dir, "state"),
-			CgroupParent: "codeexec-e2e-test", HostUID: sandbox.DefaultHostUID, Warm: true, Prefork: 2})
-		if shared.err == nil {
-			shared.err = shared.r.Warm()
-		}
-	})
-	if shared.err != nil {
-		t.Fatal(shared.err)
-	}
-	return shared.r
-}
+func Runner(t testing.TB) *sandbox.Runner { return sandboxtest.Shared(t) }
 
 // Gateway starts a codeexec API server whose only upstream is p (usually a fake's
 // Provider), with judge j (nil: none). It is closed when the test ends.
