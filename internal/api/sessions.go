@@ -89,15 +89,26 @@ type FileReply struct {
 	Size int64  `json:"size"`
 }
 
-func (s *Server) handlePutFile(w http.ResponseWriter, r *http.Request) {
+// sessionFile finds the session and the file path a files route names, or answers
+// the error itself and returns ok false.
+func (s *Server) sessionFile(w http.ResponseWriter, r *http.Request) (sess *session.Session, path string, ok bool) {
 	sess, err := s.sessions.Get(r.PathValue("id"))
 	if err != nil {
 		writeSessionError(w, r.PathValue("id"), err)
-		return
+		return nil, "", false
 	}
-	p, err := sandbox.CleanInputPath(r.PathValue("path"))
+	path, err = sandbox.CleanInputPath(r.PathValue("path"))
 	if err != nil {
 		writeError(w, http.StatusBadRequest, "invalid_file_path", err.Error())
+		return nil, "", false
+	}
+	sess.Touch(time.Now())
+	return sess, path, true
+}
+
+func (s *Server) handlePutFile(w http.ResponseWriter, r *http.Request) {
+	sess, p, ok := s.sessionFile(w, r)
+	if !ok {
 		return
 	}
 	data, rerr := s.readBody(w, r)
@@ -105,7 +116,6 @@ func (s *Server) handlePutFile(w http.ResponseWriter, r *http.Request) {
 		writeRequestError(w, rerr)
 		return
 	}
-	sess.Touch(time.Now())
 	if err := sess.Sandbox().WriteFile(p, data); err != nil {
 		writeFileError(w, p, err)
 		return
@@ -128,17 +138,10 @@ func (s *Server) handleListFiles(w http.ResponseWriter, r *http.Request) {
 }
 
 func (s *Server) handleGetFile(w http.ResponseWriter, r *http.Request) {
-	sess, err := s.sessions.Get(r.PathValue("id"))
-	if err != nil {
-		writeSessionError(w, r.PathValue("id"), err)
+	sess, p, ok := s.sessionFile(w, r)
+	if !ok {
 		return
 	}
-	p, err := sandbox.CleanInputPath(r.PathValue("path"))
-	if err != nil {
-		writeError(w, http.StatusBadRequest, "invalid_file_path", err.Error())
-		return
-	}
-	sess.Touch(time.Now())
 	data, err := sess.Sandbox().ReadFile(p, s.cfg.MaxDownloadBytes)
 	if err != nil {
 		writeFileError(w, p, err)
