@@ -8,6 +8,7 @@ import (
 	"path/filepath"
 	"strconv"
 	"strings"
+	"sync"
 	"testing"
 	"time"
 )
@@ -444,5 +445,44 @@ print([l.strip() for l in open("/proc/self/status") if l.startswith("Seccomp:")]
 		if !strings.Contains(res.Stdout, "fork 7") {
 			t.Errorf("ordinary fork broken by the filter: %s", res.Stdout)
 		}
+	})
+}
+
+// While a fork bomb and a memory bomb run in two sandboxes, a third still answers:
+// each bomb is held by its own cgroup.
+func TestNeighboursStayResponsive(t *testing.T) {
+	bothPaths(t, func(t *testing.T) {
+		bombs := []string{
+			"import os\nwhile True:\n    try:\n        os.fork()\n    except OSError:\n        pass",
+			"l = []\nwhile True:\n    l.append(bytearray(1 << 20))",
+		}
+		var wg sync.WaitGroup
+		statuses := make([]Status, len(bombs))
+		for i, code := range bombs {
+			wg.Add(1)
+			go func() {
+				defer wg.Done()
+				res := run(t, code, func(r *Request) { r.Limits.Timeout = 4 * time.Second; r.Limits.MemoryBytes = 128 << 20 })
+				statuses[i] = res.Status
+			}()
+		}
+		time.Sleep(500 * time.Millisecond) // let the bombs get going
+		var worst time.Duration
+		for i := 0; i < 5; i++ {
+			start := time.Now()
+			res := run(t, "print(1)", nil)
+			if d := time.Since(start); d > worst {
+				worst = d
+			}
+			if res.Status != StatusOK || res.Stdout != "1\n" {
+				t.Fatalf("neighbour run %d: %s %q", i, res.Status, res.Stdout)
+			}
+		}
+		t.Logf("print(1) beside a fork bomb and a memory bomb: slowest of 5 took %v", worst)
+		wg.Wait()
+		if statuses[0] != StatusTimeout || statuses[1] != StatusMemoryLimit {
+			t.Errorf("bombs ended %v, want timeout (fork bomb) and memory_limit", statuses)
+		}
+		assertNoSandboxProcesses(t)
 	})
 }
