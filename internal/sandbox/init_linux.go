@@ -7,6 +7,7 @@ import (
 	"os"
 	"path/filepath"
 	"runtime"
+	"slices"
 	"strconv"
 	"strings"
 	"syscall"
@@ -111,7 +112,11 @@ func runInit() error {
 	}
 	if spec.Zygote {
 		// The zygote's children drop privileges and set limits themselves, each
-		// after making its own namespaces, which needs CAP_SYS_ADMIN here.
+		// after making its own namespaces, which needs CAP_SYS_ADMIN here. Every
+		// capability they do not need leaves the bounding set now.
+		if err := limitBoundingSet(zygoteCaps); err != nil {
+			return err
+		}
 		if err := unix.Prctl(unix.PR_SET_PDEATHSIG, uintptr(unix.SIGKILL), 0, 0, 0); err != nil {
 			return &os.SyscallError{Syscall: "prctl(PR_SET_PDEATHSIG)", Err: err}
 		}
@@ -392,18 +397,36 @@ func setRlimits(s *initSpec) error {
 	return nil
 }
 
-// dropPrivileges leaves the process with no capabilities, no way to gain any, and the
-// unprivileged sandbox uid and gid.
-func dropPrivileges() error {
+// zygoteCaps are the capabilities (in the sandbox's user namespace) a zygote child
+// needs before it drops them all: namespaces, mounts and setns (SYS_ADMIN), its
+// loopback (NET_ADMIN), the switch to the sandbox user (SETUID, SETGID), dropping the
+// bounding set (SETPCAP), and entering its 0700 work dir as root (DAC_OVERRIDE).
+var zygoteCaps = []uintptr{unix.CAP_SYS_ADMIN, unix.CAP_NET_ADMIN, unix.CAP_SETUID, unix.CAP_SETGID,
+	unix.CAP_SETPCAP, unix.CAP_DAC_OVERRIDE}
+
+// limitBoundingSet drops every capability but keep from the bounding set.
+func limitBoundingSet(keep []uintptr) error {
 	last, err := capLastCap()
 	if err != nil {
 		return err
 	}
-	// The bounding set must go while we still hold CAP_SETPCAP, i.e. before setuid.
 	for c := 0; c <= last; c++ {
+		if slices.Contains(keep, uintptr(c)) {
+			continue
+		}
 		if err := unix.Prctl(unix.PR_CAPBSET_DROP, uintptr(c), 0, 0, 0); err != nil {
 			return &os.SyscallError{Syscall: "prctl(PR_CAPBSET_DROP)", Err: err}
 		}
+	}
+	return nil
+}
+
+// dropPrivileges leaves the process with no capabilities, no way to gain any, and the
+// unprivileged sandbox uid and gid.
+func dropPrivileges() error {
+	// The bounding set must go while we still hold CAP_SETPCAP, i.e. before setuid.
+	if err := limitBoundingSet(nil); err != nil {
+		return err
 	}
 	if err := unix.Prctl(unix.PR_CAP_AMBIENT, unix.PR_CAP_AMBIENT_CLEAR_ALL, 0, 0, 0); err != nil {
 		return &os.SyscallError{Syscall: "prctl(PR_CAP_AMBIENT_CLEAR_ALL)", Err: err}

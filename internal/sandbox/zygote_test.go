@@ -4,6 +4,8 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"os"
+	"strings"
 	"sync"
 	"testing"
 	"time"
@@ -113,6 +115,30 @@ func TestInputFilesDoNotKillTheZygote(t *testing.T) {
 		time.Sleep(100 * time.Millisecond)
 		if !z.alive() || !s.Alive() {
 			t.Fatalf("zygote alive %v, session alive %v after writing files", z.alive(), s.Alive())
+		}
+	})
+}
+
+// The zygote keeps only the capabilities its children need for their setup.
+func TestZygoteCapabilities(t *testing.T) {
+	t.Run("warm", func(t *testing.T) {
+		z, err := sharedRunner(t).zygote()
+		if err != nil {
+			t.Fatal(err)
+		}
+		status, err := os.ReadFile(fmt.Sprintf("/proc/%d/status", z.cmd.Process.Pid))
+		if err != nil {
+			t.Fatal(err)
+		}
+		var want uint64
+		for _, c := range zygoteCaps {
+			want |= 1 << c
+		}
+		for _, field := range []string{"CapEff", "CapPrm", "CapBnd"} {
+			wantLine := fmt.Sprintf("%s:\t%016x", field, want)
+			if !strings.Contains(string(status), wantLine) {
+				t.Errorf("zygote status lacks %q:\n%s", wantLine, status)
+			}
 		}
 	})
 }
