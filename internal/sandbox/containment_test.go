@@ -362,30 +362,64 @@ func assertNoSandboxProcesses(t *testing.T) {
 	}
 }
 
+// sandboxProcesses lists the processes running as the sandbox user that descend
+// from this test process. Other test binaries (go test runs packages in parallel)
+// have sandboxes of their own at the same host uid; those are not ours to judge.
 func sandboxProcesses(t *testing.T) []string {
 	entries, _ := os.ReadDir("/proc")
 	var left []string
 	for _, e := range entries {
-		if _, err := strconv.Atoi(e.Name()); err != nil {
-			continue
-		}
-		f, err := os.Open(filepath.Join("/proc", e.Name(), "status"))
+		pid, err := strconv.Atoi(e.Name())
 		if err != nil {
 			continue
 		}
-		sc := bufio.NewScanner(f)
-		for sc.Scan() {
-			fields := strings.Fields(sc.Text())
-			if len(fields) >= 2 && fields[0] == "Uid:" {
-				uid, _ := strconv.Atoi(fields[1])
-				if uid == DefaultHostUID+sandboxUID {
-					left = append(left, e.Name())
-				}
-			}
+		uid, _, ok := procStatus(pid)
+		if ok && uid == DefaultHostUID+sandboxUID && descendsFrom(pid, os.Getpid()) {
+			left = append(left, e.Name())
 		}
-		f.Close()
 	}
 	return left
+}
+
+// procStatus reads a process's real uid and parent pid.
+func procStatus(pid int) (uid, ppid int, ok bool) {
+	f, err := os.Open(filepath.Join("/proc", strconv.Itoa(pid), "status"))
+	if err != nil {
+		return 0, 0, false
+	}
+	defer f.Close()
+	sc := bufio.NewScanner(f)
+	seen := 0
+	for sc.Scan() {
+		fields := strings.Fields(sc.Text())
+		if len(fields) < 2 {
+			continue
+		}
+		switch fields[0] {
+		case "Uid:":
+			uid, _ = strconv.Atoi(fields[1])
+			seen++
+		case "PPid:":
+			ppid, _ = strconv.Atoi(fields[1])
+			seen++
+		}
+	}
+	return uid, ppid, seen == 2
+}
+
+// descendsFrom reports whether pid is a descendant of ancestor.
+func descendsFrom(pid, ancestor int) bool {
+	for i := 0; i < 64 && pid > 1; i++ {
+		_, ppid, ok := procStatus(pid)
+		if !ok {
+			return false
+		}
+		if ppid == ancestor {
+			return true
+		}
+		pid = ppid
+	}
+	return false
 }
 
 func mountsUnder(t *testing.T, dir string) []string {
