@@ -514,8 +514,9 @@ func TestNeighboursStayResponsive(t *testing.T) {
 		}
 		t.Logf("print(1) beside a fork bomb and a memory bomb: slowest of 5 took %v", worst)
 		wg.Wait()
-		if statuses[0] != StatusTimeout || statuses[1] != StatusMemoryLimit {
-			t.Errorf("bombs ended %v, want timeout (fork bomb) and memory_limit", statuses)
+		// A fork bomb of forked interpreters may run out of memory before time.
+		if (statuses[0] != StatusTimeout && statuses[0] != StatusMemoryLimit) || statuses[1] != StatusMemoryLimit {
+			t.Errorf("bombs ended %v, want timeout or memory_limit (fork bomb) and memory_limit", statuses)
 		}
 		assertNoSandboxProcesses(t)
 	})
