@@ -21,7 +21,7 @@ fi
 
 export PATH="$PATH:/usr/local/go/bin"
 if ! command -v go >/dev/null; then
-  echo "setup: Go 1.24 or newer is needed on PATH (https://go.dev/doc/install)" >&2
+  echo "setup: Go (1.21 or newer; it fetches the 1.26 toolchain itself) is needed on PATH (https://go.dev/doc/install)" >&2
   exit 1
 fi
 
