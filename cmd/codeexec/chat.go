@@ -3,14 +3,12 @@ package main
 import (
 	"context"
 	"errors"
-	"fmt"
 	"io"
 	"os"
 	"os/signal"
 	"strings"
 
 	"github.com/codeexec/codeexec/internal/agent"
-	"github.com/codeexec/codeexec/internal/image"
 	"github.com/codeexec/codeexec/internal/llm"
 	"github.com/codeexec/codeexec/internal/repl"
 	"github.com/codeexec/codeexec/internal/safety"
@@ -82,15 +80,9 @@ func runChat(ctx context.Context, f chatFlags, in io.Reader, out io.Writer) erro
 	if err != nil {
 		return usageError{err}
 	}
-	store := storeDir(f.store)
-	img, err := image.Find(store, image.DefaultRecipe())
+	runner, _, err := openRunner(storeDir(f.store), func(cfg *sandbox.Config) { cfg.Warm, cfg.Prefork = true, 1 })
 	if err != nil {
 		return err
-	}
-	runner, err := sandbox.New(sandbox.Config{Rootfs: img.Rootfs, StateDir: store + "/run", CgroupParent: "codeexec",
-		HostUID: sandbox.DefaultHostUID, Warm: true, Prefork: 1})
-	if err != nil {
-		return fmt.Errorf("opening sandbox: %w", err)
 	}
 	defer runner.Close()
 	judge, err := safety.New(f.safety, runner, client, f.model)

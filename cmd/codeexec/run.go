@@ -133,7 +133,7 @@ func runOnce(ctx context.Context, f runFlags, src string) error {
 	if err != nil {
 		return err
 	}
-	runner, err := openRunner(f.store)
+	runner, _, err := openRunner(storeDir(f.store), nil)
 	if err != nil {
 		return err
 	}

@@ -14,24 +14,30 @@ import (
 
 func init() { verifyImage = verifyInSandbox }
 
-// openRunner opens a sandbox runner on the default image in the store. The caller
-// must call Close.
-func openRunner(storeFlag string) (*sandbox.Runner, error) {
-	store := storeDir(storeFlag)
+// openRunner opens a sandbox runner on the default image in store, configured by
+// adjust (nil: the cold path's defaults). The caller must call Close.
+func openRunner(store string, adjust func(*sandbox.Config)) (*sandbox.Runner, *image.Image, error) {
 	img, err := image.Find(store, image.DefaultRecipe())
 	if err != nil {
-		return nil, err
+		return nil, nil, err
 	}
-	return newRunner(store, img.Rootfs)
+	r, err := newRunner(store, img.Rootfs, adjust)
+	return r, img, err
 }
 
-func newRunner(store, rootfs string) (*sandbox.Runner, error) {
-	r, err := sandbox.New(sandbox.Config{
+// newRunner opens a runner on rootfs with the store's state dir; every command's
+// sandboxes share the "codeexec" cgroup parent and the default host ids.
+func newRunner(store, rootfs string, adjust func(*sandbox.Config)) (*sandbox.Runner, error) {
+	cfg := sandbox.Config{
 		Rootfs:       rootfs,
 		StateDir:     filepath.Join(store, "run"),
 		CgroupParent: "codeexec",
 		HostUID:      sandbox.DefaultHostUID,
-	})
+	}
+	if adjust != nil {
+		adjust(&cfg)
+	}
+	r, err := sandbox.New(cfg)
 	if err != nil {
 		return nil, fmt.Errorf("opening sandbox: %w", err)
 	}
@@ -52,7 +58,7 @@ print(json.dumps({"python": sys.version.split()[0], "numpy": numpy.__version__,
 // store's run dir beside the image is used for the sandbox's state.
 func verifyInSandbox(ctx context.Context, rootfs string) (map[string]string, error) {
 	store := filepath.Dir(filepath.Dir(filepath.Dir(filepath.Clean(rootfs)))) // <store>/images/<id>/rootfs
-	r, err := newRunner(store, rootfs)
+	r, err := newRunner(store, rootfs, nil)
 	if err != nil {
 		return nil, err
 	}

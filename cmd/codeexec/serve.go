@@ -18,7 +18,6 @@ import (
 
 	"github.com/codeexec/codeexec/internal/agent"
 	"github.com/codeexec/codeexec/internal/api"
-	"github.com/codeexec/codeexec/internal/image"
 	"github.com/codeexec/codeexec/internal/llm"
 	"github.com/codeexec/codeexec/internal/safety"
 	"github.com/codeexec/codeexec/internal/sandbox"
@@ -245,21 +244,11 @@ func loopbackOnly(addr string) bool {
 
 func serve(ctx context.Context, c serveConfig) error {
 	log := slog.New(slog.NewTextHandler(os.Stderr, nil))
-	img, err := image.Find(c.Store, image.DefaultRecipe())
-	if err != nil {
-		return err
-	}
-	runner, err := sandbox.New(sandbox.Config{
-		Rootfs:       img.Rootfs,
-		StateDir:     c.Store + "/run",
-		CgroupParent: "codeexec",
-		HostUID:      sandbox.DefaultHostUID,
-		Warm:         !c.Cold,
-		Prefork:      c.Prefork,
-		Logger:       log,
+	runner, img, err := openRunner(c.Store, func(cfg *sandbox.Config) {
+		cfg.Warm, cfg.Prefork, cfg.Logger = !c.Cold, c.Prefork, log
 	})
 	if err != nil {
-		return fmt.Errorf("opening sandbox: %w", err)
+		return err
 	}
 	defer runner.Close()
 	if !c.Cold {
