@@ -35,7 +35,7 @@ func (s *Server) handleModels(w http.ResponseWriter, r *http.Request) {
 	}
 	models, err := s.gateway.Upstreams.Models(r.Context())
 	if err != nil {
-		writeUpstreamError(w, err)
+		writeAgentError(w, err)
 		return
 	}
 	if models == nil {
@@ -94,7 +94,7 @@ func (s *Server) proxyChat(w http.ResponseWriter, r *http.Request, m agent.Model
 	if !req.Stream {
 		resp, err := m.Chat(r.Context(), req)
 		if err != nil {
-			writeUpstreamError(w, err)
+			writeAgentError(w, err)
 			return
 		}
 		writeJSON(w, http.StatusOK, resp)
@@ -102,7 +102,7 @@ func (s *Server) proxyChat(w http.ResponseWriter, r *http.Request, m agent.Model
 	}
 	stream, err := m.ChatStream(r.Context(), req)
 	if err != nil {
-		writeUpstreamError(w, err)
+		writeAgentError(w, err)
 		return
 	}
 	defer stream.Close()
@@ -268,5 +268,3 @@ func writeAgentError(w http.ResponseWriter, err error) {
 	status, code, msg := classifyError(err)
 	writeError(w, status, code, msg)
 }
-
-func writeUpstreamError(w http.ResponseWriter, err error) { writeAgentError(w, err) }
