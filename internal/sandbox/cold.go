@@ -51,6 +51,7 @@ func (r *Runner) runCold(ctx context.Context, req *Request) (*Result, error) {
 		Args:      []string{"/usr/bin/python3", "-B", "-s", "-c", harness.Source},
 		Code:      req.Code,
 		Seccomp:   r.filter,
+		Landlock:  r.landlock,
 	}
 	start := time.Now()
 	cmd, err := r.startInit(spec, reportW, w.stdout, w.stderr, g)

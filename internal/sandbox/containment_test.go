@@ -521,3 +521,39 @@ func TestNeighboursStayResponsive(t *testing.T) {
 		assertNoSandboxProcesses(t)
 	})
 }
+
+// Landlock is a second wall behind the mounts: a file that the mount namespace leaves
+// writable (the process's own /proc entries) cannot be written, and the writable
+// dirs still work.
+func TestLandlockConfinesWrites(t *testing.T) {
+	if landlockABI() < 1 {
+		skipOrFail(t, "the kernel has no Landlock")
+	}
+	bothPaths(t, func(t *testing.T) {
+		res := run(t, `
+import errno, os, subprocess
+def attempt(path):
+    try:
+        with open(path, "w") as f:
+            f.write("x")
+        return "ok"
+    except OSError as e:
+        return errno.errorcode[e.errno]
+out = {p: attempt(p) for p in ["/proc/self/comm", "/proc/self/attr/current", "/work/a", "/tmp/a", "/dev/shm/a", "/dev/null"]}
+print(sorted(out.items()))
+# A subprocess inherits the domain.
+print("child", subprocess.run(["python3", "-c", "open('/proc/self/comm', 'w').write('x')"], capture_output=True).returncode)
+`, nil)
+		if res.Status != StatusOK {
+			t.Fatalf("status %s stderr %q", res.Status, res.Stderr)
+		}
+		for _, want := range []string{"('/proc/self/comm', 'EACCES')", "('/work/a', 'ok')", "('/tmp/a', 'ok')", "('/dev/shm/a', 'ok')", "('/dev/null', 'ok')", "child 1"} {
+			if !strings.Contains(res.Stdout, want) {
+				t.Errorf("want %s in %s", want, res.Stdout)
+			}
+		}
+		if strings.Contains(res.Stdout, "('/proc/self/attr/current', 'ok')") {
+			t.Errorf("wrote /proc/self/attr/current: %s", res.Stdout)
+		}
+	})
+}

@@ -53,6 +53,8 @@ type initSpec struct {
 	Code      string   `json:"code"`
 	// Seccomp is the filter program (seccomp.Encode) installed just before exec.
 	Seccomp []byte `json:"seccomp"`
+	// Landlock is the ruleset applied before the filter; nil without kernel support.
+	Landlock *landlockPlan `json:"landlock,omitempty"`
 	// Zygote starts the fork server instead of one program: no work dir, no code,
 	// and privileges kept for the children to make their own namespaces.
 	Zygote bool `json:"zygote"`
@@ -132,6 +134,11 @@ func runInit() error {
 	}
 	if err := os.Chdir(sandboxWorkDir); err != nil {
 		return err
+	}
+	if spec.Landlock != nil {
+		if err := spec.Landlock.apply(); err != nil {
+			return err
+		}
 	}
 	// Seccomp comes last: it must not refuse a syscall of the setup above, and
 	// nothing runs between it and the program.

@@ -13,6 +13,9 @@ import (
 
 func TestMain(m *testing.M) {
 	MaybeInit()
+	if os.Getenv(landlockHelperEnv) != "" {
+		landlockHelper()
+	}
 	code := m.Run()
 	for _, sr := range shared {
 		if sr.r != nil {

@@ -63,10 +63,13 @@ type Runner struct {
 	self *os.File
 	// filter is the seccomp program every sandbox process runs under (seccomp.Encode).
 	filter []byte
-	cg     *cgroup.Hierarchy
-	inst   *instance
-	seq    atomic.Uint64
-	log    *slog.Logger
+	// landlock is the Landlock ruleset every sandbox process runs under; nil when
+	// the kernel has none.
+	landlock *landlockPlan
+	cg       *cgroup.Hierarchy
+	inst     *instance
+	seq      atomic.Uint64
+	log      *slog.Logger
 
 	slots    chan *slot     // preforked children
 	bg       sync.WaitGroup // the prefork loop
@@ -127,7 +130,10 @@ func New(cfg Config) (*Runner, error) {
 	if log == nil {
 		log = slog.New(slog.DiscardHandler)
 	}
-	r := &Runner{cfg: cfg, self: self, filter: seccomp.Encode(prog), cg: cg, inst: inst, log: log, slots: make(chan *slot, max(cfg.Prefork, 0))}
+	r := &Runner{cfg: cfg, self: self, filter: seccomp.Encode(prog), landlock: newLandlockPlan(landlockABI()), cg: cg, inst: inst, log: log, slots: make(chan *slot, max(cfg.Prefork, 0))}
+	if r.landlock == nil {
+		log.Warn("the kernel has no Landlock; sandboxes are confined by namespaces, mounts and seccomp only")
+	}
 	ctx, cancel := context.WithCancel(context.Background())
 	r.stopBg = cancel
 	// Two refill loops: a child's setup runs while the zygote forks the next.

@@ -37,16 +37,17 @@ var ErrZygoteGone = errors.New("sandbox: zygote exited")
 // ctlMsg is one message on the zygote's control socket or a child's channel (see
 // the protocol in zygote.py). Every field that comes from the sandbox is untrusted.
 type ctlMsg struct {
-	Op        string `json:"op"`
-	ID        uint64 `json:"id,omitempty"`
-	Status    *int   `json:"status,omitempty"`
-	Error     string `json:"error,omitempty"`
-	ExitCode  int    `json:"exit_code,omitempty"`
-	TmpBytes  int64  `json:"tmp_bytes,omitempty"`
-	WorkBytes int64  `json:"work_bytes,omitempty"`
-	FileBytes int64  `json:"file_bytes,omitempty"`
-	OpenFiles uint64 `json:"open_files,omitempty"`
-	Seccomp   []byte `json:"seccomp,omitempty"` // base64 in JSON
+	Op        string        `json:"op"`
+	ID        uint64        `json:"id,omitempty"`
+	Status    *int          `json:"status,omitempty"`
+	Error     string        `json:"error,omitempty"`
+	ExitCode  int           `json:"exit_code,omitempty"`
+	TmpBytes  int64         `json:"tmp_bytes,omitempty"`
+	WorkBytes int64         `json:"work_bytes,omitempty"`
+	FileBytes int64         `json:"file_bytes,omitempty"`
+	OpenFiles uint64        `json:"open_files,omitempty"`
+	Seccomp   []byte        `json:"seccomp,omitempty"` // base64 in JSON
+	Landlock  *landlockPlan `json:"landlock,omitempty"`
 }
 
 // zygote is a running fork server: a Python process, sandboxed like any execution,
@@ -262,7 +263,7 @@ func (z *zygote) spawnChild(l Limits, g *cgroup.Group) (*child, error) {
 	z.mu.Lock()
 	z.waiters[c.id] = c.exit
 	z.mu.Unlock()
-	if err := z.send(ctlMsg{Op: "spawn", ID: c.id, TmpBytes: l.TmpBytes, WorkBytes: l.WorkBytes, Seccomp: z.r.filter}, theirs); err != nil {
+	if err := z.send(ctlMsg{Op: "spawn", ID: c.id, TmpBytes: l.TmpBytes, WorkBytes: l.WorkBytes, Seccomp: z.r.filter, Landlock: z.r.landlock}, theirs); err != nil {
 		c.forget()
 		return nil, fmt.Errorf("sandbox: zygote: %w", err)
 	}

@@ -8,7 +8,8 @@
 # drops all of it before user code runs.
 #
 # Control messages (JSON), server -> zygote:
-#   {"op": "spawn", "id": N, "tmp_bytes": .., "work_bytes": .., "seccomp": base64}
+#   {"op": "spawn", "id": N, "tmp_bytes": .., "work_bytes": .., "seccomp": base64,
+#    "landlock": {"abi", "fs", "scoped", "rules": [{"path", "access"}]} or absent}
 #                                                  + SCM_RIGHTS [channel]
 # zygote -> server:
 #   {"op": "ready"}                               once, after the imports
@@ -44,6 +45,8 @@ PR_SET_PDEATHSIG, PR_SET_DUMPABLE, PR_SET_SECCOMP, PR_CAPBSET_DROP = 1, 4, 22, 2
 PR_SET_NO_NEW_PRIVS, PR_CAP_AMBIENT, SECCOMP_MODE_FILTER = 38, 47, 2
 PR_CAP_AMBIENT_CLEAR_ALL = 4
 SIOCGIFFLAGS, SIOCSIFFLAGS, IFF_UP = 0x8913, 0x8914, 0x1
+SYS_LANDLOCK_CREATE_RULESET, SYS_LANDLOCK_ADD_RULE, SYS_LANDLOCK_RESTRICT_SELF = 444, 445, 446
+LANDLOCK_RULE_PATH_BENEATH = 1
 SANDBOX_UID = SANDBOX_GID = 1000
 
 PROC_READ_ONLY = ["/proc/sys", "/proc/sysrq-trigger", "/proc/irq", "/proc/bus", "/proc/fs"]
@@ -87,6 +90,38 @@ def install_seccomp(program):
     fprog = _SockFprog(len(program) // 8, program)
     _check(libc.prctl(PR_SET_SECCOMP, ctypes.c_ulong(SECCOMP_MODE_FILTER), ctypes.byref(fprog), 0, 0),
            "prctl(PR_SET_SECCOMP)")
+
+
+def _syscall(nr, *args):
+    # syscall(2) is variadic and reads longs: pass every integer as one.
+    return libc.syscall(ctypes.c_long(nr), *[ctypes.c_long(a) if isinstance(a, int) else a for a in args])
+
+
+def apply_landlock(plan):
+    """Restricts this process to the server's Landlock plan (the same one the cold
+    path applies in Go, see landlock.go). no_new_privs must be set."""
+    # struct landlock_ruleset_attr grew with the ABI: scoped arrived in ABI 6.
+    attr = struct.pack("=QQQ", plan["fs"], 0, plan["scoped"]) if plan["abi"] >= 6 \
+        else struct.pack("=QQ", plan["fs"], 0)
+    ruleset = _syscall(SYS_LANDLOCK_CREATE_RULESET, attr, len(attr), 0)
+    if ruleset < 0:
+        _check(-1, "landlock_create_ruleset")
+    try:
+        for rule in plan["rules"]:
+            try:
+                fd = os.open(rule["path"], os.O_PATH | os.O_CLOEXEC)
+            except FileNotFoundError:
+                continue  # nothing there to grant access to
+            try:
+                # struct landlock_path_beneath_attr is packed: u64 access, s32 fd.
+                beneath = struct.pack("=Qi", rule["access"], fd)
+                _check(_syscall(SYS_LANDLOCK_ADD_RULE, ruleset, LANDLOCK_RULE_PATH_BENEATH, beneath, 0),
+                       "landlock_add_rule %s" % rule["path"])
+            finally:
+                os.close(fd)
+        _check(_syscall(SYS_LANDLOCK_RESTRICT_SELF, ruleset, 0), "landlock_restrict_self")
+    finally:
+        os.close(ruleset)
 
 
 class _CapHeader(ctypes.Structure):
@@ -143,7 +178,7 @@ def setup_child(req):
     os.chdir("/work")
 
 
-def drop_privileges(run, program):
+def drop_privileges(run, program, landlock):
     """Leaves the child unprivileged for good, just before the first program runs."""
     # The cgroup namespace is made only now that the server has moved us into the
     # execution's cgroup, so that group is our "/".
@@ -165,6 +200,8 @@ def drop_privileges(run, program):
     # like any exec'd program (the cold path) does.
     prctl(PR_SET_PDEATHSIG, signal.SIGKILL)
     prctl(PR_SET_DUMPABLE, 1)
+    if landlock:
+        apply_landlock(landlock)
     # Last: nothing privileged is left to do, and the program runs next.
     install_seccomp(program)
 
@@ -207,7 +244,7 @@ def child_main(req, chan_fd):
         if run.get("op") != "run" or len(fds) != 4:
             os._exit(2)
         if privileged:
-            drop_privileges(run, seccomp_program)
+            drop_privileges(run, seccomp_program, req.get("landlock"))
             privileged = False
         code_fd, out_fd, err_fd, rep_fd = fds
         with os.fdopen(code_fd, "rb") as f:
