@@ -28,11 +28,12 @@ echo "test: go test"
 CODEEXEC_REQUIRE_INTEGRATION=1 go test -count=1 -timeout 20m ./...
 
 # Every decoder of untrusted input gets a short fuzzing run: HTTP bodies, upstream
-# replies and streams, and the sandbox harness's report.
+# replies and streams, the sandbox harness's report and the zygote's messages.
 echo "test: fuzz"
 for target in \
   ./internal/api:FuzzDecodeExecute \
   ./internal/sandbox/harness:FuzzParse \
+  ./internal/sandbox:FuzzParseCtl \
   ./internal/llm:FuzzDecodeChatRequest \
   ./internal/llm:FuzzDecodeChatResponse \
   ./internal/llm:FuzzStream; do

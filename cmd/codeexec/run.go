@@ -13,6 +13,7 @@ import (
 	"syscall"
 	"time"
 
+	"github.com/codeexec/codeexec/internal/egress"
 	"github.com/codeexec/codeexec/internal/sandbox"
 	"github.com/spf13/cobra"
 )
@@ -72,7 +73,7 @@ With --json, the Result is printed as JSON and the exit code is 0.`,
 	fl.StringVar(&f.lang, "lang", "python", "language of the program")
 	fl.DurationVar(&f.timeout, "timeout", 30*time.Second, "wall-clock limit")
 	fl.StringVar(&f.memory, "memory", "512MiB", "memory limit (RAM and swap)")
-	fl.StringVar(&f.net, "net", "none", "network access: none")
+	fl.StringVar(&f.net, "net", "none", "network access: none, or allow=HOST[,HOST…] (through the egress proxy; *.example.com allows subdomains)")
 	fl.StringArrayVar(&f.files, "file", nil, "copy a local file into the work dir as SRC[:DEST] (repeatable)")
 	fl.StringVar(&f.out, "out", "", "save produced files and figures in this directory")
 	fl.BoolVar(&f.json, "json", false, "print the Result as JSON")
@@ -83,8 +84,9 @@ func (f runFlags) request(code string) (*sandbox.Request, error) {
 	if f.lang != "python" {
 		return nil, usageError{fmt.Errorf("--lang %q: only python is supported", f.lang)}
 	}
-	if f.net != "none" {
-		return nil, usageError{fmt.Errorf("--net %q: only \"none\" is supported so far", f.net)}
+	hosts, err := egress.ParseSpec(f.net)
+	if err != nil {
+		return nil, usageError{fmt.Errorf("--net: %w", err)}
 	}
 	mem, err := parseSize(f.memory)
 	if err != nil {
@@ -93,6 +95,9 @@ func (f runFlags) request(code string) (*sandbox.Request, error) {
 	l := sandbox.DefaultLimits()
 	l.Timeout, l.MemoryBytes = f.timeout, mem
 	req := &sandbox.Request{Code: code, Limits: l, OutputDir: f.out}
+	if hosts != nil {
+		req.Network = &egress.Policy{Allow: hosts}
+	}
 	for _, spec := range f.files {
 		src, dest, ok := strings.Cut(spec, ":")
 		if !ok {

@@ -18,6 +18,7 @@ import (
 
 	"github.com/codeexec/codeexec/internal/agent"
 	"github.com/codeexec/codeexec/internal/api"
+	"github.com/codeexec/codeexec/internal/egress"
 	"github.com/codeexec/codeexec/internal/llm"
 	"github.com/codeexec/codeexec/internal/safety"
 	"github.com/codeexec/codeexec/internal/sandbox"
@@ -52,7 +53,10 @@ type serveConfig struct {
 	Safety string `json:"safety"`
 	// JudgeModel is the model the llm judge asks, routed like a request's.
 	JudgeModel string `json:"judge_model"`
-	apiKeys    []string
+	// NetAllow are the host patterns executions may ask to reach ("network":
+	// "allow=…"); empty: no execution gets network.
+	NetAllow []string `json:"net_allow"`
+	apiKeys  []string
 }
 
 func defaultServeConfig() serveConfig {
@@ -98,7 +102,11 @@ func newServeCmd() *cobra.Command {
 		Long: `Serve the HTTP API: /v1/execute, sessions and their files, /healthz, /readyz and
 /metrics. Configuration comes from defaults, then --config FILE (JSON), then CODEEXEC_*
 variables (CODEEXEC_ADDR, CODEEXEC_STORE, CODEEXEC_API_KEYS as a comma-separated
-list, CODEEXEC_API_KEYS_FILE), then flags.
+list, CODEEXEC_API_KEYS_FILE, CODEEXEC_NET_ALLOW as a comma-separated list), then flags.
+
+Executions have no network unless a request asks for "network": "allow=HOST,…" and
+every host it names is covered by --net-allow; their traffic then leaves only through
+codeexec's egress proxy, which refuses other hosts and private or local addresses.
 
 Without API keys the server listens on loopback addresses only, unless
 --insecure-no-auth says otherwise.`,
@@ -124,6 +132,7 @@ Without API keys the server listens on loopback addresses only, unless
 	f.StringVar(&cfg.Safety, "safety", cfg.Safety, "judge model-written code before it runs: off, static or llm (static, then a model)")
 	f.StringVar(&cfg.JudgeModel, "judge-model", cfg.JudgeModel, "the model the llm judge asks")
 	f.StringVar(&cfg.LLMConfig, "llm-config", "", "JSON file of upstream model providers (default: OPENAI_BASE_URL and OPENAI_API_KEY)")
+	f.StringSliceVar(&cfg.NetAllow, "net-allow", nil, "hosts executions may reach through the egress proxy, e.g. example.com,*.pypi.org (default: none)")
 	return cmd
 }
 
@@ -146,6 +155,9 @@ func (c *serveConfig) load(file string, flags *pflag.FlagSet) error {
 	}
 	if v := os.Getenv("CODEEXEC_API_KEYS_FILE"); v != "" {
 		c.APIKeysFile = v
+	}
+	if v := os.Getenv("CODEEXEC_NET_ALLOW"); v != "" {
+		c.NetAllow = strings.Split(v, ",")
 	}
 	flags.Visit(func(f *pflag.Flag) {
 		switch f.Name {
@@ -173,6 +185,8 @@ func (c *serveConfig) load(file string, flags *pflag.FlagSet) error {
 			c.Safety = fromFlags.Safety
 		case "judge-model":
 			c.JudgeModel = fromFlags.JudgeModel
+		case "net-allow":
+			c.NetAllow = fromFlags.NetAllow
 		}
 	})
 	c.Store = storeDir(c.Store)
@@ -181,6 +195,12 @@ func (c *serveConfig) load(file string, flags *pflag.FlagSet) error {
 		return err
 	}
 	c.apiKeys = keys
+	for i, h := range c.NetAllow {
+		c.NetAllow[i] = strings.TrimSpace(h)
+		if err := egress.ValidatePattern(c.NetAllow[i]); err != nil {
+			return fmt.Errorf("net-allow: %w", err)
+		}
+	}
 	if c.MaxConcurrent < 1 || c.MaxQueued < 0 || c.MaxSessions < 0 || c.Prefork < 0 {
 		return errors.New("max-concurrent must be positive; max-queued, max-sessions and prefork not negative")
 	}
@@ -269,6 +289,7 @@ func serve(ctx context.Context, c serveConfig) error {
 
 	acfg := api.DefaultConfig()
 	acfg.APIKeys = c.apiKeys
+	acfg.NetworkAllow = c.NetAllow
 	acfg.MaxConcurrent, acfg.MaxQueued = c.MaxConcurrent, c.MaxQueued
 	acfg.MaxLimits.Timeout = time.Duration(c.MaxTimeout)
 	if acfg.MaxLimits.MemoryBytes, err = parseSize(c.MaxMemory); err != nil {

@@ -42,6 +42,9 @@ type Config struct {
 	MaxQueued     int
 	// APIKeys, when not empty, are required as "Authorization: Bearer <key>" on /v1.
 	APIKeys []string
+	// NetworkAllow are the host patterns ("example.com", "*.example.com") a request's
+	// "network": "allow=…" may name; empty: requests get no network.
+	NetworkAllow []string
 }
 
 // DefaultConfig is the API's policy unless configured otherwise.
@@ -141,6 +144,8 @@ func errorType(status int) string {
 	switch {
 	case status == http.StatusUnauthorized:
 		return "authentication_error"
+	case status == http.StatusForbidden:
+		return "permission_error"
 	case status == http.StatusNotFound:
 		return "not_found_error"
 	case status == http.StatusTooManyRequests:

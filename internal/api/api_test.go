@@ -64,7 +64,7 @@ func contractServer(t testing.TB, exec Executor, ready func() error, adjust func
 // wantTypes are OpenAI's error types by status.
 var wantTypes = map[int]string{
 	400: "invalid_request_error", 413: "invalid_request_error", 401: "authentication_error",
-	404: "not_found_error", 410: "invalid_request_error", 429: "rate_limit_error", 503: "server_error",
+	403: "permission_error", 404: "not_found_error", 410: "invalid_request_error", 429: "rate_limit_error", 503: "server_error",
 }
 
 // wantError checks that r is exactly an OpenAI-style error:
@@ -120,8 +120,11 @@ func TestErrorContract(t *testing.T) {
 		{"POST", "/v1/execute", `{"code": "` + big + `"}`, 413, "body_too_large"},
 		{"POST", "/v1/execute", `{"code": "1", "language": "ruby"}`, 400, "unsupported_language"},
 		{"POST", "/v1/execute", `{"code": "1", "language": "Python"}`, 400, "unsupported_language"},
-		{"POST", "/v1/execute", `{"code": "1", "network": "allow=example.com"}`, 400, "unsupported_network"},
-		{"POST", "/v1/execute", `{"code": "1", "network": "host"}`, 400, "unsupported_network"},
+		// The test server permits no network (see the network test for a permitted one).
+		{"POST", "/v1/execute", `{"code": "1", "network": "allow=example.com"}`, 403, "network_not_permitted"},
+		{"POST", "/v1/execute", `{"code": "1", "network": "host"}`, 400, "invalid_network"},
+		{"POST", "/v1/execute", `{"code": "1", "network": "allow="}`, 400, "invalid_network"},
+		{"POST", "/v1/execute", `{"code": "1", "network": "allow=a b"}`, 400, "invalid_network"},
 		{"POST", "/v1/execute", `{"code": "1", "timeout_ms": 300001}`, 400, "invalid_timeout"},
 		{"POST", "/v1/execute", `{"code": "1", "timeout_ms": 0}`, 400, "invalid_timeout"},
 		{"POST", "/v1/execute", `{"code": "1", "timeout_ms": -1}`, 400, "invalid_timeout"},

@@ -10,6 +10,7 @@ import (
 	"net/http"
 	"time"
 
+	"github.com/codeexec/codeexec/internal/egress"
 	"github.com/codeexec/codeexec/internal/sandbox"
 	"github.com/codeexec/codeexec/internal/session"
 )
@@ -89,8 +90,9 @@ func (req *ExecuteRequest) toSandbox(cfg *Config) (*sandbox.Request, *requestErr
 	if req.Language != "" && req.Language != "python" {
 		return nil, badRequest("unsupported_language", "language %q is not supported; use \"python\"", req.Language)
 	}
-	if req.Network != "" && req.Network != "none" {
-		return nil, badRequest("unsupported_network", "network %q is not supported; only \"none\" is available", req.Network)
+	network, nerr := networkPolicy(req.Network, cfg.NetworkAllow)
+	if nerr != nil {
+		return nil, nerr
 	}
 	l := cfg.DefaultLimits
 	if req.TimeoutMS != nil {
@@ -109,7 +111,7 @@ func (req *ExecuteRequest) toSandbox(cfg *Config) (*sandbox.Request, *requestErr
 		}
 		l.MemoryBytes = *req.MemoryMB << 20
 	}
-	sb := &sandbox.Request{Code: *req.Code, Limits: l}
+	sb := &sandbox.Request{Code: *req.Code, Limits: l, Network: network}
 	var total int64
 	for i, f := range req.Files {
 		data, err := base64.StdEncoding.DecodeString(f.ContentBase64)
@@ -130,6 +132,26 @@ func (req *ExecuteRequest) toSandbox(cfg *Config) (*sandbox.Request, *requestErr
 		return nil, badRequest("invalid_request", "%v", err)
 	}
 	return sb, nil
+}
+
+// networkPolicy turns a request's network setting into the egress policy of its
+// execution: nil for none, and only hosts the operator's permitted patterns cover.
+func networkPolicy(spec string, permitted []string) (*egress.Policy, *requestError) {
+	hosts, err := egress.ParseSpec(spec)
+	if err != nil {
+		return nil, badRequest("invalid_network", "%v", err)
+	}
+	if hosts == nil {
+		return nil, nil
+	}
+	if len(permitted) == 0 {
+		return nil, &requestError{http.StatusForbidden, "network_not_permitted",
+			"this server permits no network access; its operator can allow hosts with `codeexec serve --net-allow`"}
+	}
+	if err := egress.Covered(hosts, permitted); err != nil {
+		return nil, &requestError{http.StatusForbidden, "network_not_permitted", err.Error()}
+	}
+	return &egress.Policy{Allow: hosts}, nil
 }
 
 // readBody reads a request body within the size limit.

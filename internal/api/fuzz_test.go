@@ -8,6 +8,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/codeexec/codeexec/internal/egress"
 	"github.com/codeexec/codeexec/internal/sandbox"
 )
 
@@ -44,6 +45,9 @@ func FuzzDecodeExecute(f *testing.F) {
 		`{"code": "1", "memory_mb": 9223372036854775807}`,
 		`{"code": "1", "language": "ruby"}`,
 		`{"code": "1", "network": "allow=example.com"}`,
+		`{"code": "1", "network": "allow=api.example.com,*.pypi.org"}`,
+		`{"code": "1", "network": "allow=*.example.com"}`,
+		`{"code": "1", "network": "allow=127.0.0.1"}`,
 		`{"code": "1", "cod": 2}`,
 		`{"code": 1}`, `{}`, `[]`, `null`, ``, ` `, `{"code": "1"} x`, `{"code": "1"}{}`,
 		`{"timeout_ms": -5, "code": ""}`, `{"code": "\ud800"}`, `{"code": "1", "code": "2"}`,
@@ -59,6 +63,7 @@ func FuzzDecodeExecute(f *testing.F) {
 	small.DefaultLimits.MemoryBytes = 32 << 20
 	small.DefaultLimits.WorkBytes = 1 << 20
 	small.DefaultLimits.FileBytes = 1 << 20
+	small.NetworkAllow = []string{"*.example.com", "files.pypi.org"}
 	configs["small"] = small
 
 	f.Fuzz(func(t *testing.T, body []byte) {
@@ -70,9 +75,9 @@ func FuzzDecodeExecute(f *testing.F) {
 			}
 			if err != nil {
 				var re *requestError
-				if !errors.As(err, &re) || (re.status != http.StatusBadRequest && re.status != http.StatusRequestEntityTooLarge) ||
-					re.code == "" || re.message == "" {
-					t.Fatalf("[%s] DecodeExecute(%q) error %#v, want a 400 or 413 request error with a code and message", name, body, err)
+				if !errors.As(err, &re) || (re.status != http.StatusBadRequest && re.status != http.StatusRequestEntityTooLarge &&
+					re.status != http.StatusForbidden) || re.code == "" || re.message == "" {
+					t.Fatalf("[%s] DecodeExecute(%q) error %#v, want a 400, 403 or 413 request error with a code and message", name, body, err)
 				}
 				continue
 			}
@@ -98,8 +103,16 @@ func checkAccepted(t *testing.T, name string, cfg *Config, body []byte, ereq *Ex
 	if req.Code != *ereq.Code || len(req.Code) > cfg.MaxCodeBytes {
 		fail("code %q (%d bytes, max %d)", req.Code, len(req.Code), cfg.MaxCodeBytes)
 	}
-	if (ereq.Language != "" && ereq.Language != "python") || (ereq.Network != "" && ereq.Network != "none") {
-		fail("language %q, network %q", ereq.Language, ereq.Network)
+	if ereq.Language != "" && ereq.Language != "python" {
+		fail("language %q", ereq.Language)
+	}
+	if req.Network != nil {
+		// Every host must be one the operator permits.
+		if err := egress.Covered(req.Network.Allow, cfg.NetworkAllow); err != nil || len(req.Network.Allow) == 0 {
+			fail("network %q became %+v beyond the permitted %q: %v", ereq.Network, req.Network, cfg.NetworkAllow, err)
+		}
+	} else if hosts, _ := egress.ParseSpec(ereq.Network); hosts != nil {
+		fail("network %q was dropped", ereq.Network)
 	}
 	want := cfg.DefaultLimits
 	if ereq.TimeoutMS != nil {

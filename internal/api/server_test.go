@@ -146,7 +146,8 @@ func TestExecuteErrors(t *testing.T) {
 		{"code too large", `{"code": "` + strings.Repeat("x", 1001) + `"}`, 400, "code_too_large"},
 		{"oversize body", `{"code": "` + strings.Repeat("x", 5000) + `"}`, 413, "body_too_large"},
 		{"language", `{"code": "1", "language": "ruby"}`, 400, "unsupported_language"},
-		{"network", `{"code": "1", "network": "allow=example.com"}`, 400, "unsupported_network"},
+		{"network", `{"code": "1", "network": "allow=example.com"}`, 403, "network_not_permitted"},
+		{"network syntax", `{"code": "1", "network": "everything"}`, 400, "invalid_network"},
 		{"timeout above max", `{"code": "1", "timeout_ms": 99999999}`, 400, "invalid_timeout"},
 		{"negative timeout", `{"code": "1", "timeout_ms": -1}`, 400, "invalid_timeout"},
 		{"memory above max", `{"code": "1", "memory_mb": 999999}`, 400, "invalid_memory"},
@@ -306,4 +307,27 @@ func ExampleDecodeExecute() {
 	_, req, err := DecodeExecute([]byte(`{"code": "print(1)", "timeout_ms": 2000}`), &cfg)
 	fmt.Println(req.Code, req.Limits.Timeout, err)
 	// Output: print(1) 2s <nil>
+}
+
+// A request that names permitted hosts gets the egress proxy; one that does not has
+// no network at all. No DNS lookup or outside connection is made: the proxy refuses
+// an address literal that is not on the list before dialing anything.
+func TestExecuteWithNetwork(t *testing.T) {
+	hs, _ := testServer(t, func(c *Config) { c.NetworkAllow = []string{"*.example.com"} }, session.Config{})
+	code := `
+import os, requests
+print(os.environ.get("HTTPS_PROXY"))
+r = requests.get("http://127.0.0.2:8080/")  # NO_PROXY sends 127.0.0.1 direct
+print(r.status_code, r.headers.get("X-Codeexec-Egress-Error"))`
+	body, _ := json.Marshal(map[string]string{"code": code, "network": "allow=api.example.com"})
+	res := result(t, do(t, "POST", hs.URL+"/v1/execute", string(body)))
+	if res.Status != sandbox.StatusOK || res.Stdout != "http://127.0.0.1:3128\n403 host_not_allowed\n" {
+		t.Errorf("with network: %s %q %q", res.Status, res.Stdout, res.Stderr)
+	}
+	body, _ = json.Marshal(map[string]string{"code": code})
+	res = result(t, do(t, "POST", hs.URL+"/v1/execute", string(body)))
+	if res.Status != sandbox.StatusError || !strings.HasPrefix(res.Stdout, "None\n") || res.Error == nil || res.Error.Name != "ConnectionError" {
+		t.Errorf("without network: %s %q %+v", res.Status, res.Stdout, res.Error)
+	}
+	apiErr(t, do(t, "POST", hs.URL+"/v1/execute", `{"code": "1", "network": "allow=example.com"}`), 403, "network_not_permitted")
 }

@@ -11,6 +11,7 @@ import (
 	"github.com/codeexec/codeexec/internal/cgroup"
 	"github.com/codeexec/codeexec/internal/cleanup"
 	"github.com/codeexec/codeexec/internal/sandbox/harness"
+	"golang.org/x/sys/unix"
 )
 
 // runCold runs req in a sandbox of its own with a fresh interpreter: the slow path,
@@ -53,8 +54,23 @@ func (r *Runner) runCold(ctx context.Context, req *Request) (*Result, error) {
 		Seccomp:   r.filter,
 		Landlock:  r.landlock,
 	}
+	var link *egressLink
+	defer func() { link.close() }()
+	var prepare func(int) error
+	if req.Network != nil {
+		spec.Env = append(spec.Env, proxyEnv()...)
+		prepare = func(pid int) error {
+			ns, err := pidNetns(pid)
+			if err != nil {
+				return err
+			}
+			defer unix.Close(ns)
+			link, err = r.openEgress(ns, req.Network)
+			return err
+		}
+	}
 	start := time.Now()
-	cmd, err := r.startInit(spec, reportW, w.stdout, w.stderr, g)
+	cmd, err := r.startInit(spec, reportW, w.stdout, w.stderr, g, prepare)
 	reportW.Close()
 	if err != nil {
 		return nil, fmt.Errorf("sandbox: %w", err)

@@ -6,6 +6,8 @@ import (
 	"path"
 	"strings"
 	"time"
+
+	"github.com/codeexec/codeexec/internal/egress"
 )
 
 // Limits bound what one execution may use. Every field must be set; DefaultLimits
@@ -102,6 +104,9 @@ type Request struct {
 	// OutputDir, when set, receives a copy of every file the program created or
 	// changed in its work dir and of every figure.
 	OutputDir string
+	// Network, when set, lets the program reach the hosts it allows through the
+	// egress proxy; nil means no network beyond the sandbox's own loopback.
+	Network *egress.Policy
 }
 
 // MaxInputPathLen bounds the length of an input file's path.

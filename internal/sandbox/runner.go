@@ -21,6 +21,7 @@ import (
 	"time"
 
 	"github.com/codeexec/codeexec/internal/cgroup"
+	"github.com/codeexec/codeexec/internal/egress"
 	"github.com/codeexec/codeexec/internal/seccomp"
 )
 
@@ -45,6 +46,9 @@ type Config struct {
 	Prefork int
 	// Logger receives diagnostics such as zygote restarts; nil discards them.
 	Logger *slog.Logger
+	// Egress configures the egress proxy of executions with a Network policy; the
+	// zero value uses the system resolver and lets only public addresses through.
+	Egress egress.Options
 }
 
 // DefaultHostUID is the default Config.HostUID, far above the ids of real users.
@@ -277,8 +281,9 @@ func sandboxEnv(l Limits) []string {
 // startInit starts the sandbox init stage with spec, places it in group g before it
 // does anything, and returns once it has exec'd the program. fd3 becomes the
 // program's fd 3 (the report pipe or the zygote's control socket). On error nothing
-// is left running.
-func (r *Runner) startInit(spec *initSpec, fd3 *os.File, stdout, stderr io.Writer, g *cgroup.Group) (*exec.Cmd, error) {
+// is left running. prepare, when set, runs once the process exists but before it
+// starts its setup.
+func (r *Runner) startInit(spec *initSpec, fd3 *os.File, stdout, stderr io.Writer, g *cgroup.Group, prepare func(pid int) error) (*exec.Cmd, error) {
 	specR, specW, err := os.Pipe()
 	if err != nil {
 		return nil, err
@@ -331,6 +336,11 @@ func (r *Runner) startInit(spec *initSpec, fd3 *os.File, stdout, stderr io.Write
 	// before it can allocate memory or fork.
 	if err := g.Add(cmd.Process.Pid); err != nil {
 		return fail(err)
+	}
+	if prepare != nil {
+		if err := prepare(cmd.Process.Pid); err != nil {
+			return fail(err)
+		}
 	}
 	if err := json.NewEncoder(specW).Encode(spec); err != nil {
 		return fail(fmt.Errorf("send spec: %w", err))

@@ -48,6 +48,7 @@ type ctlMsg struct {
 	OpenFiles uint64        `json:"open_files,omitempty"`
 	Seccomp   []byte        `json:"seccomp,omitempty"` // base64 in JSON
 	Landlock  *landlockPlan `json:"landlock,omitempty"`
+	Env       []string      `json:"env,omitempty"` // a run's proxy variables
 }
 
 // zygote is a running fork server: a Python process, sandboxed like any execution,
@@ -87,7 +88,7 @@ func (r *Runner) startZygote() (*zygote, error) {
 		Args:     []string{"/usr/bin/python3", "-B", "-s", "-c", harness.ZygoteSource},
 		Zygote:   true,
 	}
-	cmd, err := r.startInit(spec, theirs, log, log, g)
+	cmd, err := r.startInit(spec, theirs, log, log, g, nil)
 	if err != nil {
 		ours.Close()
 		g.Destroy()
@@ -136,8 +137,13 @@ func readCtl(c *net.UnixConn) (ctlMsg, error) {
 	if n == 0 {
 		return ctlMsg{}, io.EOF
 	}
+	return parseCtl(buf[:n])
+}
+
+// parseCtl decodes one message from a zygote or a child: untrusted bytes.
+func parseCtl(data []byte) (ctlMsg, error) {
 	var m ctlMsg
-	if err := json.Unmarshal(buf[:n], &m); err != nil {
+	if err := json.Unmarshal(data, &m); err != nil {
 		return ctlMsg{}, fmt.Errorf("bad message from sandbox: %w", err)
 	}
 	return m, nil
@@ -398,6 +404,16 @@ func (c *child) exec(ctx context.Context, req *Request, g *cgroup.Group) (o outc
 		return o, nil, false, err
 	}
 	defer code.Close()
+	run := ctlMsg{Op: "run", FileBytes: l.FileBytes, OpenFiles: l.OpenFiles}
+	if req.Network != nil {
+		// The proxy serves this run only; its connections end with it.
+		link, err := c.z.r.openEgress(c.pidfd, req.Network)
+		if err != nil {
+			return o, nil, false, err
+		}
+		defer link.close()
+		run.Env = proxyEnv()
+	}
 	var ends []*os.File
 	defer func() {
 		for _, f := range ends {
@@ -427,7 +443,7 @@ func (c *child) exec(ctx context.Context, req *Request, g *cgroup.Group) (o outc
 	w = newWatch(l)
 	w.readOutput(outR, errR, repR)
 	start := time.Now()
-	data, _ := json.Marshal(ctlMsg{Op: "run", FileBytes: l.FileBytes, OpenFiles: l.OpenFiles})
+	data, _ := json.Marshal(run)
 	if _, _, err := c.ch.WriteMsgUnix(data, unix.UnixRights(int(code.Fd()), int(outW.Fd()), int(errW.Fd()), int(repW.Fd())), nil); err != nil {
 		c.kill()
 		w.disarm()

@@ -16,7 +16,8 @@
 #   {"op": "exit", "id": N, "status": S}          a child ended (wait status)
 #   {"op": "exit", "id": N, "error": "..."}       a child could not be made
 # Channel messages, server -> child:
-#   {"op": "run", "file_bytes": .., "open_files": ..}  + [code memfd, stdout, stderr, report]
+#   {"op": "run", "file_bytes": .., "open_files": .., "env": ["K=V", ..]}
+#                                                  + [code memfd, stdout, stderr, report]
 # child -> server: "hello" (the server reads the child's host pid from
 #   SCM_CREDENTIALS, moves it into its cgroup and answers "attached"), "ready" once
 #   its namespaces and mounts are made, then {"op": "done", "exit_code": N} after each
@@ -47,6 +48,7 @@ PR_CAP_AMBIENT_CLEAR_ALL = 4
 SIOCGIFFLAGS, SIOCSIFFLAGS, IFF_UP = 0x8913, 0x8914, 0x1
 SYS_LANDLOCK_CREATE_RULESET, SYS_LANDLOCK_ADD_RULE, SYS_LANDLOCK_RESTRICT_SELF = 444, 445, 446
 LANDLOCK_RULE_PATH_BENEATH = 1
+PROXY_VARS = ["HTTP_PROXY", "HTTPS_PROXY", "http_proxy", "https_proxy", "NO_PROXY", "no_proxy"]
 SANDBOX_UID = SANDBOX_GID = 1000
 
 PROC_READ_ONLY = ["/proc/sys", "/proc/sysrq-trigger", "/proc/irq", "/proc/bus", "/proc/fs"]
@@ -246,6 +248,12 @@ def child_main(req, chan_fd):
         if privileged:
             drop_privileges(run, seccomp_program, req.get("landlock"))
             privileged = False
+        # A run with limited network gets the proxy variables; any other run none.
+        for k in PROXY_VARS:
+            os.environ.pop(k, None)
+        for kv in run.get("env") or []:
+            k, _, v = kv.partition("=")
+            os.environ[k] = v
         code_fd, out_fd, err_fd, rep_fd = fds
         with os.fdopen(code_fd, "rb") as f:
             source = f.read().decode("utf-8", errors="replace")

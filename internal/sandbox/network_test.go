@@ -1,0 +1,177 @@
+package sandbox
+
+import (
+	"context"
+	"fmt"
+	"io"
+	"net"
+	"net/http"
+	"net/http/httptest"
+	"net/netip"
+	"net/url"
+	"os"
+	"path/filepath"
+	"strconv"
+	"strings"
+	"testing"
+
+	"github.com/codeexec/codeexec/internal/egress"
+)
+
+// fakeResolver answers for the test's made-up host names only.
+type fakeResolver map[string]netip.Addr
+
+func (f fakeResolver) LookupNetIP(_ context.Context, _, host string) ([]netip.Addr, error) {
+	if a, ok := f[strings.TrimSuffix(host, ".")]; ok {
+		return []netip.Addr{a}, nil
+	}
+	return nil, &net.DNSError{Err: "no such host", Name: host, IsNotFound: true}
+}
+
+// networkRunner is a runner of the test's path whose egress proxy resolves the test
+// names to loopback and lets 127.0.0.1 (only) through, standing in for the internet.
+func networkRunner(t *testing.T) *Runner {
+	t.Helper()
+	rootfs := testRootfs(t)
+	dir, err := os.MkdirTemp("", "codeexec-net-test-")
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { os.RemoveAll(dir) })
+	os.Chmod(dir, 0o711)
+	cfg := testConfig(rootfs, filepath.Join(dir, "state"), pathOf(t))
+	lo := netip.MustParseAddr("127.0.0.1")
+	cfg.Egress = egress.Options{
+		Resolver: fakeResolver{
+			"allowed.test":  lo,
+			"other.test":    lo,
+			"loopback.test": netip.MustParseAddr("127.0.0.2"), // allowed by name, not by address
+		},
+		AddrAllowed: func(a netip.Addr) bool { return a == lo },
+	}
+	r, err := New(cfg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { r.Close() })
+	if cfg.Warm {
+		if err := r.Warm(); err != nil {
+			t.Fatal(err)
+		}
+	}
+	return r
+}
+
+func TestLimitedNetwork(t *testing.T) {
+	web := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		body, _ := io.ReadAll(r.Body)
+		fmt.Fprintf(w, "hello from the web: %s %s %s", r.Method, r.URL.Path, body)
+	}))
+	defer web.Close()
+	tls := httptest.NewTLSServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		fmt.Fprint(w, "hello over TLS")
+	}))
+	defer tls.Close()
+	port := func(s *httptest.Server) int {
+		u, _ := url.Parse(s.URL)
+		p, _ := strconv.Atoi(u.Port())
+		return p
+	}
+	policy := &egress.Policy{Allow: []string{"allowed.test", "loopback.test"}, Ports: []int{port(web), port(tls)}}
+	code := fmt.Sprintf(`
+import os, socket, requests, urllib3
+urllib3.disable_warnings()
+def attempt(f):
+    try:
+        return f()
+    except Exception as e:
+        return "%%s: %%s" %% (type(e).__name__, e)
+print("get:", attempt(lambda: requests.get("http://allowed.test:%[1]d/x").text))
+print("post:", attempt(lambda: requests.post("http://allowed.test:%[1]d/y", data=b"body").text))
+print("tls:", attempt(lambda: requests.get("https://allowed.test:%[2]d/", verify=False).text))
+def refused(url):
+    r = requests.get(url)
+    return "%%d %%s %%s" %% (r.status_code, r.headers.get("X-Codeexec-Egress-Error"), r.text)
+print("other:", attempt(lambda: refused("http://other.test:%[1]d/")))
+print("other tls:", attempt(lambda: requests.get("https://other.test:%[2]d/")))
+print("private:", attempt(lambda: refused("http://loopback.test:%[1]d/")))
+print("port:", attempt(lambda: refused("http://allowed.test:1/")))
+print("direct:", attempt(lambda: socket.create_connection(("127.0.0.1", %[1]d), timeout=2)))
+print("dns:", attempt(lambda: socket.getaddrinfo("allowed.test", 80)))
+`, port(web), port(tls))
+	bothPaths(t, func(t *testing.T) {
+		r := networkRunner(t)
+		res, err := r.Run(context.Background(), &Request{Code: code, Limits: DefaultLimits(), Network: policy})
+		if err != nil {
+			t.Fatal(err)
+		}
+		if res.Status != StatusOK {
+			t.Fatalf("status %s stderr %q", res.Status, res.Stderr)
+		}
+		out := res.Stdout
+		for _, want := range []string{
+			"get: hello from the web: GET /x",
+			"post: hello from the web: POST /y body",
+			"tls: hello over TLS",
+			`other: 403 host_not_allowed codeexec egress: host "other.test" is not in this execution's network allowlist`,
+			`other tls: ProxyError`, `Tunnel connection failed: 403`,
+			"private: 403 address_not_allowed", "private or local addresses",
+			"port: 403 port_not_allowed",
+			"direct: ConnectionRefusedError", // the sandbox's loopback is its own
+			"dns: gaierror",
+		} {
+			if !strings.Contains(out, want) {
+				t.Errorf("want %q in:\n%s", want, out)
+			}
+		}
+		// Without a policy the same runner gives no network and no proxy.
+		res, err = r.Run(context.Background(), &Request{Code: `
+import os, socket
+print(sorted(k for k in os.environ if "proxy" in k.lower()))
+try:
+    socket.create_connection(("127.0.0.1", 3128), timeout=2)
+except OSError as e:
+    print(type(e).__name__)`, Limits: DefaultLimits()})
+		if err != nil {
+			t.Fatal(err)
+		}
+		if res.Stdout != "[]\nConnectionRefusedError\n" {
+			t.Errorf("an execution without network: %q %q", res.Stdout, res.Stderr)
+		}
+	})
+}
+
+// A session's network is per execution: the proxy of one run is gone in the next.
+func TestSessionNetworkPerExecution(t *testing.T) {
+	web := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) { fmt.Fprint(w, "ok") }))
+	defer web.Close()
+	u, _ := url.Parse(web.URL)
+	p, _ := strconv.Atoi(u.Port())
+	t.Run("warm", func(t *testing.T) {
+		r := networkRunner(t)
+		s, err := r.NewSession(DefaultLimits())
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer s.Close()
+		code := fmt.Sprintf(`
+import requests
+try:
+    print(requests.get("http://allowed.test:%d/", timeout=5).text)
+except Exception as e:
+    print(type(e).__name__)`, p)
+		policy := &egress.Policy{Allow: []string{"allowed.test"}, Ports: []int{p}}
+		for i, tc := range []struct {
+			network *egress.Policy
+			want    string
+		}{{policy, "ok\n"}, {nil, "ConnectionError\n"}, {policy, "ok\n"}} {
+			res, err := s.Run(context.Background(), &Request{Code: code, Limits: DefaultLimits(), Network: tc.network})
+			if err != nil {
+				t.Fatal(err)
+			}
+			if res.Stdout != tc.want {
+				t.Errorf("run %d: %q (stderr %q), want %q", i, res.Stdout, res.Stderr, tc.want)
+			}
+		}
+	})
+}
