@@ -28,12 +28,14 @@ echo "test: go test"
 CODEEXEC_REQUIRE_INTEGRATION=1 go test -count=1 -timeout 20m ./...
 
 # Every decoder of untrusted input gets a short fuzzing run: HTTP bodies, upstream
-# replies and streams, the sandbox harness's report and the zygote's messages.
+# replies and streams, the sandbox harness's report, the zygote's messages and the
+# egress proxy's reading of a sandbox's proxy requests.
 echo "test: fuzz"
 for target in \
   ./internal/api:FuzzDecodeExecute \
   ./internal/sandbox/harness:FuzzParse \
   ./internal/sandbox:FuzzParseCtl \
+  ./internal/egress:FuzzCheck \
   ./internal/llm:FuzzDecodeChatRequest \
   ./internal/llm:FuzzDecodeChatResponse \
   ./internal/llm:FuzzStream; do
