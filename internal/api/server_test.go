@@ -331,3 +331,47 @@ print(r.status_code, r.headers.get("X-Codeexec-Egress-Error"))`
 	}
 	apiErr(t, do(t, "POST", hs.URL+"/v1/execute", `{"code": "1", "network": "allow=example.com"}`), 403, "network_not_permitted")
 }
+
+// While a fork bomb and a memory bomb run through the API, the server still answers
+// health checks and a third execution: each bomb is held by its own cgroup.
+func TestServerResponsiveBesideBombs(t *testing.T) {
+	hs, _ := testServer(t, nil, session.Config{})
+	bombs := []string{
+		`{"code": "import os\nwhile True:\n    try:\n        os.fork()\n    except OSError:\n        pass", "timeout_ms": 4000, "memory_mb": 128}`,
+		`{"code": "l = []\nwhile True:\n    l.append(bytearray(1 << 20))", "timeout_ms": 4000, "memory_mb": 128}`,
+	}
+	statuses := make(chan sandbox.Status, len(bombs))
+	for _, b := range bombs {
+		go func() { // not t.Fatal here: this is not the test's goroutine
+			var res sandbox.Result
+			resp, err := http.Post(hs.URL+"/v1/execute", "application/json", strings.NewReader(b))
+			if err == nil {
+				err = json.NewDecoder(resp.Body).Decode(&res)
+				resp.Body.Close()
+			}
+			if err != nil {
+				res.Status = sandbox.Status("request failed: " + err.Error())
+			}
+			statuses <- res.Status
+		}()
+	}
+	time.Sleep(500 * time.Millisecond) // let the bombs get going
+	var worst time.Duration
+	for i := 0; i < 5; i++ {
+		start := time.Now()
+		if r := do(t, "GET", hs.URL+"/healthz", ""); r.status != http.StatusOK {
+			t.Fatalf("healthz: %d", r.status)
+		}
+		res := result(t, do(t, "POST", hs.URL+"/v1/execute", `{"code": "print(1)"}`))
+		if res.Status != sandbox.StatusOK || res.Stdout != "1\n" {
+			t.Fatalf("neighbour %d: %s %q", i, res.Status, res.Stdout)
+		}
+		worst = max(worst, time.Since(start))
+	}
+	t.Logf("healthz + print(1) over HTTP beside a fork bomb and a memory bomb: slowest of 5 took %v", worst)
+	for range bombs {
+		if s := <-statuses; s != sandbox.StatusTimeout && s != sandbox.StatusMemoryLimit {
+			t.Errorf("a bomb ended %s, want timeout or memory_limit", s)
+		}
+	}
+}
