@@ -58,15 +58,17 @@ func (r *Runner) runCold(ctx context.Context, req *Request) (*Result, error) {
 	defer func() { link.close() }()
 	var prepare func(int) error
 	if req.Network != nil {
-		spec.Env = append(spec.Env, proxyEnv()...)
 		prepare = func(pid int) error {
 			ns, err := pidNetns(pid)
 			if err != nil {
 				return err
 			}
 			defer unix.Close(ns)
-			link, err = r.openEgress(ns, req.Network)
-			return err
+			if link, err = r.openEgress(ns, req.Network); err != nil {
+				return err
+			}
+			spec.Env = append(spec.Env, proxyEnv(link.addr)...)
+			return nil
 		}
 	}
 	start := time.Now()

@@ -12,15 +12,17 @@ import (
 	"golang.org/x/sys/unix"
 )
 
-// proxyAddr is where a sandbox with limited network finds the egress proxy, on its own
-// loopback. The listening socket lives in the sandbox's network namespace but is
-// served by the server, outside the sandbox: no route to anywhere else exists.
-const proxyAddr = "127.0.0.1:3128"
+// proxyListenAddr is where a sandbox with limited network finds the egress proxy: on
+// its own loopback, at a port the kernel picks, so that a program (of an earlier run
+// in a session, say) holding some port cannot stand in the way. The listening socket
+// lives in the sandbox's network namespace but is served by the server, outside the
+// sandbox: no route to anywhere else exists.
+const proxyListenAddr = "127.0.0.1:0"
 
-// proxyEnv points Python's HTTP libraries (requests, urllib) at the egress proxy;
-// loopback inside the sandbox stays direct.
-func proxyEnv() []string {
-	url := "http://" + proxyAddr
+// proxyEnv points Python's HTTP libraries (requests, urllib) at the egress proxy at
+// addr; loopback inside the sandbox stays direct.
+func proxyEnv(addr string) []string {
+	url := "http://" + addr
 	return []string{
 		"HTTP_PROXY=" + url, "HTTPS_PROXY=" + url, "http_proxy=" + url, "https_proxy=" + url,
 		"NO_PROXY=localhost,127.0.0.1,::1", "no_proxy=localhost,127.0.0.1,::1",
@@ -30,13 +32,14 @@ func proxyEnv() []string {
 // egressLink is one execution's egress proxy; close stops it and cuts its connections.
 type egressLink struct {
 	p    *egress.Proxy
+	addr string // inside the sandbox
 	done chan struct{}
 }
 
-// openEgress serves policy on a listener at proxyAddr inside the network namespace
+// openEgress serves policy on a listener on the loopback of the network namespace
 // nsfd refers to (a pidfd or an nsfs file).
 func (r *Runner) openEgress(nsfd int, policy *egress.Policy) (*egressLink, error) {
-	ln, err := listenInNetns(nsfd, proxyAddr)
+	ln, err := listenInNetns(nsfd, proxyListenAddr)
 	if err != nil {
 		return nil, fmt.Errorf("sandbox: egress proxy: %w", err)
 	}
@@ -49,7 +52,7 @@ func (r *Runner) openEgress(nsfd int, policy *egress.Policy) (*egressLink, error
 		ln.Close()
 		return nil, fmt.Errorf("sandbox: egress proxy: %w", err)
 	}
-	l := &egressLink{p: p, done: make(chan struct{})}
+	l := &egressLink{p: p, addr: ln.Addr().String(), done: make(chan struct{})}
 	go func() {
 		defer close(l.done)
 		_ = p.Serve(ln)

@@ -412,7 +412,7 @@ func (c *child) exec(ctx context.Context, req *Request, g *cgroup.Group) (o outc
 			return o, nil, false, err
 		}
 		defer link.close()
-		run.Env = proxyEnv()
+		run.Env = proxyEnv(link.addr)
 	}
 	var ends []*os.File
 	defer func() {
