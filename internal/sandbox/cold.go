@@ -55,7 +55,7 @@ func (r *Runner) runCold(ctx context.Context, req *Request) (*Result, error) {
 		Landlock:  r.landlock,
 	}
 	var link *egressLink
-	defer func() { link.close() }()
+	defer func() { link.close() }() // on the error paths; closing twice is harmless
 	var prepare func(int) error
 	if req.Network != nil {
 		prepare = func(pid int) error {
@@ -83,7 +83,7 @@ func (r *Runner) runCold(ctx context.Context, req *Request) (*Result, error) {
 	go func() { reportCh <- readReport(reportR) }()
 	waitErr := cmd.Wait()
 	w.disarm()
-	o := outcome{stopped: w.reason(), report: <-reportCh, duration: time.Since(start)}
+	o := outcome{stopped: w.reason(), report: <-reportCh, duration: time.Since(start), network: link.close()}
 	if ws := waitStatus(waitErr); ws != nil {
 		o.signaled, o.signal, o.exitCode = ws.Signaled(), ws.Signal(), ws.ExitStatus()
 	}

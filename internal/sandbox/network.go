@@ -60,12 +60,19 @@ func (r *Runner) openEgress(nsfd int, policy *egress.Policy) (*egressLink, error
 	return l, nil
 }
 
-func (l *egressLink) close() {
+// close stops the proxy and returns what went through it; nil for no link.
+func (l *egressLink) close() *NetworkUsage {
 	if l == nil {
-		return
+		return nil
 	}
 	_ = l.p.Close()
 	<-l.done
+	st := l.p.Stats()
+	u := &NetworkUsage{Connections: st.Conns, BytesSent: st.BytesUp, BytesReceived: st.BytesDown}
+	for _, n := range st.Denied {
+		u.Denied += n
+	}
+	return u
 }
 
 // listenInNetns opens a TCP listener on addr in another network namespace. A socket

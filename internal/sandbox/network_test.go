@@ -124,6 +124,10 @@ print("dns:", attempt(lambda: socket.getaddrinfo("allowed.test", 80)))
 				t.Errorf("want %q in:\n%s", want, out)
 			}
 		}
+		// get, post and tls reached the web; other (twice), private and port did not.
+		if u := res.Usage.Network; u == nil || u.Connections != 3 || u.Denied != 4 || u.BytesSent == 0 || u.BytesReceived == 0 {
+			t.Errorf("network usage %+v, want 3 connections, 4 refusals and bytes both ways", u)
+		}
 		// Without a policy the same runner gives no network and no proxy: nothing
 		// listens in the sandbox (state 0A in /proc/net/tcp).
 		res, err = r.Run(context.Background(), &Request{Code: `
@@ -133,8 +137,8 @@ print([l.split()[1] for l in open("/proc/net/tcp").readlines()[1:] if l.split()[
 		if err != nil {
 			t.Fatal(err)
 		}
-		if res.Stdout != "[]\n[]\n" {
-			t.Errorf("an execution without network: %q %q", res.Stdout, res.Stderr)
+		if res.Stdout != "[]\n[]\n" || res.Usage.Network != nil {
+			t.Errorf("an execution without network: %q %q %+v", res.Stdout, res.Stderr, res.Usage.Network)
 		}
 	})
 }

@@ -137,6 +137,7 @@ type outcome struct {
 	statsErr error
 	report   []byte
 	duration time.Duration
+	network  *NetworkUsage // with limited network only
 }
 
 // result builds the Result. Limits come from what the runner and the kernel saw;
@@ -154,6 +155,7 @@ func (o *outcome) result(l Limits, w *watch) *Result {
 	if o.statsErr == nil {
 		res.Usage = Usage{CPUMS: float64(o.stats.CPUTime.Microseconds()) / 1000, MaxMemoryBytes: o.stats.MaxMemoryBytes}
 	}
+	res.Usage.Network = o.network
 	rep, repErr := harness.Parse(o.report)
 	if len(o.report) > maxReportBytes {
 		rep, repErr = nil, fmt.Errorf("report exceeds %d bytes", maxReportBytes)

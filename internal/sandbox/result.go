@@ -56,8 +56,19 @@ type FileInfo struct {
 	Size int64  `json:"size"`
 }
 
-// Usage is the resource consumption measured by the kernel.
+// Usage is the resource consumption measured by the kernel (and, with limited
+// network, by the egress proxy).
 type Usage struct {
-	CPUMS          float64 `json:"cpu_ms"`
-	MaxMemoryBytes int64   `json:"max_memory_bytes"`
+	CPUMS          float64       `json:"cpu_ms"`
+	MaxMemoryBytes int64         `json:"max_memory_bytes"`
+	Network        *NetworkUsage `json:"network,omitempty"`
+}
+
+// NetworkUsage is what an execution with limited network did through the egress
+// proxy.
+type NetworkUsage struct {
+	Connections   int   `json:"connections"`    // upstream connections opened
+	Denied        int   `json:"denied"`         // requests the proxy refused
+	BytesSent     int64 `json:"bytes_sent"`     // to upstream hosts
+	BytesReceived int64 `json:"bytes_received"` // from upstream hosts
 }

@@ -411,7 +411,7 @@ func (c *child) exec(ctx context.Context, req *Request, g *cgroup.Group) (o outc
 		if err != nil {
 			return o, nil, false, err
 		}
-		defer link.close()
+		defer func() { o.network = link.close() }()
 		run.Env = proxyEnv(link.addr)
 	}
 	var ends []*os.File
