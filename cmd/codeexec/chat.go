@@ -3,6 +3,7 @@ package main
 import (
 	"context"
 	"errors"
+	"fmt"
 	"io"
 	"os"
 	"os/signal"
@@ -23,6 +24,7 @@ type chatFlags struct {
 	server    string
 	safety    string
 	store     string
+	net       string
 }
 
 func newChatCmd() *cobra.Command {
@@ -54,6 +56,7 @@ running codeexec server instead. Type "exit" or end the input to leave.`,
 	fl.StringVar(&f.llmConfig, "llm-config", "", "JSON file of upstream model providers")
 	fl.StringVar(&f.server, "server", "", "use a running codeexec server at this URL (key from $CODEEXEC_API_KEY)")
 	fl.StringVar(&f.safety, "safety", "off", "safety judge: off, static or llm")
+	fl.StringVar(&f.net, "net", "none", "network for the model's code: none, or allow=HOST[,HOST…] through the egress proxy")
 	fl.StringVar(&f.store, "store", "", "image and state directory (default $CODEEXEC_STORE or "+defaultStore+")")
 	return cmd
 }
@@ -67,10 +70,14 @@ func envOr(key, def string) string {
 
 func runChat(ctx context.Context, f chatFlags, in io.Reader, out io.Writer) error {
 	if f.server != "" {
-		if f.safety != "off" {
-			return usageError{errors.New("--safety is the server's setting when --server is used")}
+		if f.safety != "off" || f.net != "none" {
+			return usageError{errors.New("--safety and --net are the server's settings when --server is used")}
 		}
 		return repl.Run(ctx, in, out, serverTurn(f.server, f.model))
+	}
+	network, err := networkFlag(f.net)
+	if err != nil {
+		return usageError{fmt.Errorf("--net: %w", err)}
 	}
 	router, err := chatUpstreams(f)
 	if err != nil {
@@ -90,12 +97,13 @@ func runChat(ctx context.Context, f chatFlags, in io.Reader, out io.Writer) erro
 		return usageError{err}
 	}
 	// One sandbox for the whole conversation, so that variables persist across turns.
-	sb, err := agent.Sessions(runner, sandbox.DefaultLimits())(ctx)
+	sb, err := agent.Sessions(runner, sandbox.DefaultLimits(), network)(ctx)
 	if err != nil {
 		return err
 	}
 	defer sb.Close()
-	a := &agent.Agent{NewSandbox: func(context.Context) (agent.Sandbox, error) { return keepOpen{sb}, nil }, Judge: judge, MaxSteps: 10}
+	a := &agent.Agent{NewSandbox: func(context.Context) (agent.Sandbox, error) { return keepOpen{sb}, nil }, Judge: judge, MaxSteps: 10,
+		Network: allowed(network)}
 	model := agent.Upstream(client)
 	return repl.Run(ctx, in, out, func(ctx context.Context, history []llm.Message, p *repl.Printer) (llm.Message, error) {
 		req := &llm.ChatRequest{Model: f.model, Messages: history, Tools: []llm.Tool{{Type: llm.ToolTypeCodeExecution}}, Stream: true}

@@ -84,7 +84,7 @@ func (f runFlags) request(code string) (*sandbox.Request, error) {
 	if f.lang != "python" {
 		return nil, usageError{fmt.Errorf("--lang %q: only python is supported", f.lang)}
 	}
-	hosts, err := egress.ParseSpec(f.net)
+	network, err := networkFlag(f.net)
 	if err != nil {
 		return nil, usageError{fmt.Errorf("--net: %w", err)}
 	}
@@ -94,10 +94,7 @@ func (f runFlags) request(code string) (*sandbox.Request, error) {
 	}
 	l := sandbox.DefaultLimits()
 	l.Timeout, l.MemoryBytes = f.timeout, mem
-	req := &sandbox.Request{Code: code, Limits: l, OutputDir: f.out}
-	if hosts != nil {
-		req.Network = &egress.Policy{Allow: hosts}
-	}
+	req := &sandbox.Request{Code: code, Limits: l, OutputDir: f.out, Network: network}
 	for _, spec := range f.files {
 		src, dest, ok := strings.Cut(spec, ":")
 		if !ok {
@@ -113,6 +110,23 @@ func (f runFlags) request(code string) (*sandbox.Request, error) {
 		return nil, usageError{err}
 	}
 	return req, nil
+}
+
+// networkFlag reads a --net value: nil for none, else the egress policy.
+func networkFlag(spec string) (*egress.Policy, error) {
+	hosts, err := egress.ParseSpec(spec)
+	if err != nil || hosts == nil {
+		return nil, err
+	}
+	return &egress.Policy{Allow: hosts}, nil
+}
+
+// allowed lists the hosts of p, none for nil.
+func allowed(p *egress.Policy) []string {
+	if p == nil {
+		return nil
+	}
+	return p.Allow
 }
 
 func readProgram(src string) (string, error) {

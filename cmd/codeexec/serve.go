@@ -56,7 +56,10 @@ type serveConfig struct {
 	// NetAllow are the host patterns executions may ask to reach ("network":
 	// "allow=…"); empty: no execution gets network.
 	NetAllow []string `json:"net_allow"`
-	apiKeys  []string
+	// ChatNet is the network of the gateway's code_execution tool: "none" or
+	// "allow=HOST,…".
+	ChatNet string `json:"chat_net"`
+	apiKeys []string
 }
 
 func defaultServeConfig() serveConfig {
@@ -74,6 +77,7 @@ func defaultServeConfig() serveConfig {
 		MaxSteps:      10,
 		Safety:        "off",
 		JudgeModel:    "gpt-4o-mini",
+		ChatNet:       "none",
 	}
 }
 
@@ -132,6 +136,7 @@ Without API keys the server listens on loopback addresses only, unless
 	f.StringVar(&cfg.Safety, "safety", cfg.Safety, "judge model-written code before it runs: off, static or llm (static, then a model)")
 	f.StringVar(&cfg.JudgeModel, "judge-model", cfg.JudgeModel, "the model the llm judge asks")
 	f.StringVar(&cfg.LLMConfig, "llm-config", "", "JSON file of upstream model providers (default: OPENAI_BASE_URL and OPENAI_API_KEY)")
+	f.StringVar(&cfg.ChatNet, "chat-net", cfg.ChatNet, "network of the gateway's code_execution tool: none, or allow=HOST[,HOST…]")
 	f.StringSliceVar(&cfg.NetAllow, "net-allow", nil, "hosts executions may reach through the egress proxy, e.g. example.com,*.pypi.org (default: none)")
 	return cmd
 }
@@ -187,6 +192,8 @@ func (c *serveConfig) load(file string, flags *pflag.FlagSet) error {
 			c.JudgeModel = fromFlags.JudgeModel
 		case "net-allow":
 			c.NetAllow = fromFlags.NetAllow
+		case "chat-net":
+			c.ChatNet = fromFlags.ChatNet
 		}
 	})
 	c.Store = storeDir(c.Store)
@@ -200,6 +207,9 @@ func (c *serveConfig) load(file string, flags *pflag.FlagSet) error {
 		if err := egress.ValidatePattern(c.NetAllow[i]); err != nil {
 			return fmt.Errorf("net-allow: %w", err)
 		}
+	}
+	if _, err := networkFlag(c.ChatNet); err != nil {
+		return fmt.Errorf("chat-net: %w", err)
 	}
 	if c.MaxConcurrent < 1 || c.MaxQueued < 0 || c.MaxSessions < 0 || c.Prefork < 0 {
 		return errors.New("max-concurrent must be positive; max-queued, max-sessions and prefork not negative")
@@ -316,10 +326,15 @@ func serve(ctx context.Context, c serveConfig) error {
 	if err != nil {
 		return err
 	}
+	chatNet, err := networkFlag(c.ChatNet)
+	if err != nil {
+		return fmt.Errorf("chat-net: %w", err)
+	}
 	srv.SetGateway(&api.Gateway{Upstreams: upstreams, Agent: &agent.Agent{
-		NewSandbox: agent.Sessions(runner, acfg.DefaultLimits),
+		NewSandbox: agent.Sessions(runner, acfg.DefaultLimits, chatNet),
 		Judge:      judge,
 		MaxSteps:   c.MaxSteps,
+		Network:    allowed(chatNet),
 	}})
 
 	ln, err := net.Listen("tcp", c.Addr)

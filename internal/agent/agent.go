@@ -82,6 +82,9 @@ type Agent struct {
 	MaxSteps int
 	// MaxToolOutput bounds what the model is shown of one execution.
 	MaxToolOutput int
+	// Network are the hosts the code may reach (as given to Sessions); the model is
+	// told of them. Empty: no network.
+	Network []string
 }
 
 // ErrBadRequest marks a request the loop cannot serve as asked.
@@ -120,7 +123,7 @@ func (a *Agent) Complete(ctx context.Context, model Model, req *llm.ChatRequest,
 	if ev == nil {
 		ev = nopEvents{}
 	}
-	up, err := upstreamRequest(req)
+	up, err := upstreamRequest(req, a.Network)
 	if err != nil {
 		return nil, err
 	}

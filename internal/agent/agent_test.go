@@ -9,6 +9,7 @@ import (
 	"strings"
 	"testing"
 
+	"github.com/codeexec/codeexec/internal/egress"
 	"github.com/codeexec/codeexec/internal/llm"
 	"github.com/codeexec/codeexec/internal/sandbox"
 	"github.com/codeexec/codeexec/internal/sandbox/sandboxtest"
@@ -25,7 +26,7 @@ func TestMain(m *testing.M) {
 func testAgent(t *testing.T) *Agent {
 	t.Helper()
 	r := sandboxtest.Shared(t)
-	return &Agent{NewSandbox: Sessions(r, sandbox.DefaultLimits()), MaxSteps: 5}
+	return &Agent{NewSandbox: Sessions(r, sandbox.DefaultLimits(), nil), MaxSteps: 5}
 }
 
 // fakeModel answers with scripted messages and records what it was sent. It is the
@@ -270,5 +271,36 @@ func TestBadRequests(t *testing.T) {
 	bad.Messages[0].Content = llm.PartsContent(llm.ContentPart{Type: "file", File: &llm.File{Filename: "a.csv", FileData: "data:text/csv;base64,%%%"}})
 	if _, err := a.Complete(context.Background(), &fakeModel{}, bad, nil); !errors.Is(err, ErrBadRequest) {
 		t.Errorf("bad base64 file: %v, want ErrBadRequest", err)
+	}
+}
+
+// With a network allowlist, the model is told which hosts it may reach and its code
+// runs with the egress proxy; without one, it is told there is no network.
+func TestNetworkHintAndProxy(t *testing.T) {
+	r := sandboxtest.Shared(t)
+	for _, tc := range []struct {
+		hosts []string
+		hint  string
+		out   string // whether the code saw the proxy
+	}{
+		{nil, "with no network access", "False\n"},
+		{[]string{"api.example.com"}, "to these hosts, through a proxy that refuses all others: api.example.com", "True\n"},
+	} {
+		var policy *egress.Policy
+		if tc.hosts != nil {
+			policy = &egress.Policy{Allow: tc.hosts}
+		}
+		a := &Agent{NewSandbox: Sessions(r, sandbox.DefaultLimits(), policy), MaxSteps: 3, Network: tc.hosts}
+		m := &fakeModel{turns: []llm.Message{codeCall("call_1", `import os; print("HTTPS_PROXY" in os.environ)`), answer("done")}}
+		resp, err := a.Complete(context.Background(), m, userRequest("Is there a proxy?"), nil)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if hint := m.got[0].Messages[0].Text(); !strings.Contains(hint, tc.hint) {
+			t.Errorf("hosts %q: hint %q, want %q in it", tc.hosts, hint, tc.hint)
+		}
+		if e := codeEntries(t, resp); len(e) != 1 || e[0].Output != tc.out {
+			t.Errorf("hosts %q: code_execution entries %+v", tc.hosts, e)
+		}
 	}
 }

@@ -15,13 +15,24 @@ import (
 // codeToolParams is the JSON schema of the code tool's arguments.
 const codeToolParams = `{"type":"object","properties":{"code":{"type":"string","description":"Python 3 source to run. State persists between calls in this conversation."}},"required":["code"]}`
 
-// systemHint tells the model what the tool can do and how results come back.
-const systemHint = `You can run Python 3.11 code with the code_execution tool, in a secure sandbox with no network access. numpy, pandas, matplotlib, scipy, sympy and requests are installed. Variables and files persist between calls in this conversation; the working directory is /work, where the user's files are. Each call returns stdout, stderr and the value of the last expression (or of a variable named result); on an error you get the traceback, so fix the code and try again. matplotlib figures are captured automatically and shown to the user: do not call plt.savefig unless asked for a file. Use code for any calculation, data analysis or statistics rather than computing in your head, then answer with the actual numbers.`
+// systemHint tells the model what the tool can do and how results come back; %s is
+// what it says of the network (see networkHint).
+const systemHint = `You can run Python 3.11 code with the code_execution tool, in a secure sandbox %s. numpy, pandas, matplotlib, scipy, sympy and requests are installed. Variables and files persist between calls in this conversation; the working directory is /work, where the user's files are. Each call returns stdout, stderr and the value of the last expression (or of a variable named result); on an error you get the traceback, so fix the code and try again. matplotlib figures are captured automatically and shown to the user: do not call plt.savefig unless asked for a file. Use code for any calculation, data analysis or statistics rather than computing in your head, then answer with the actual numbers.`
+
+// networkHint describes the sandbox's network to the model: none, or HTTP(S) to the
+// hosts of the egress allowlist.
+func networkHint(hosts []string) string {
+	if len(hosts) == 0 {
+		return "with no network access"
+	}
+	return "whose only network access is HTTP(S) (e.g. with requests) to these hosts, through a proxy that refuses all others: " + strings.Join(hosts, ", ")
+}
 
 // upstreamRequest turns a client's request into what the upstream model sees: the
-// code tool becomes a function, the hint is added, and code executions in the
-// history become function calls and their results.
-func upstreamRequest(req *llm.ChatRequest) (*llm.ChatRequest, error) {
+// code tool becomes a function, the hint (saying what network the code has) is
+// added, and code executions in the history become function calls and their results.
+func upstreamRequest(req *llm.ChatRequest, network []string) (*llm.ChatRequest, error) {
+	hint := fmt.Sprintf(systemHint, networkHint(network))
 	up := req.Clone()
 	up.Tools = nil
 	for _, t := range req.Tools {
@@ -42,13 +53,13 @@ func upstreamRequest(req *llm.ChatRequest) (*llm.ChatRequest, error) {
 	hinted := false
 	for _, m := range req.Messages {
 		if !hinted && m.Role != "system" && m.Role != "developer" {
-			msgs = append(msgs, llm.Message{Role: "system", Content: llm.TextContent(systemHint)})
+			msgs = append(msgs, llm.Message{Role: "system", Content: llm.TextContent(hint)})
 			hinted = true
 		}
 		msgs = append(msgs, expandHistory(m)...)
 	}
 	if !hinted {
-		msgs = append(msgs, llm.Message{Role: "system", Content: llm.TextContent(systemHint)})
+		msgs = append(msgs, llm.Message{Role: "system", Content: llm.TextContent(hint)})
 	}
 	up.Messages = msgs
 	return up, nil

@@ -40,7 +40,7 @@ func Gateway(t testing.TB, p llm.Provider, j agent.Judge) *httptest.Server {
 	t.Cleanup(sessions.Close)
 	srv := api.New(api.DefaultConfig(), r, sessions, func() error { return nil }, slog.New(slog.DiscardHandler))
 	srv.SetGateway(&api.Gateway{Upstreams: router, Agent: &agent.Agent{
-		NewSandbox: agent.Sessions(r, sandbox.DefaultLimits()), Judge: j, MaxSteps: 5}})
+		NewSandbox: agent.Sessions(r, sandbox.DefaultLimits(), nil), Judge: j, MaxSteps: 5}})
 	hs := httptest.NewServer(srv.Handler())
 	t.Cleanup(hs.Close)
 	return hs
