@@ -4,6 +4,7 @@ import (
 	"encoding/json"
 	"fmt"
 	"io"
+	"math"
 	"os"
 	"path/filepath"
 	"runtime"
@@ -111,6 +112,13 @@ func runInit() error {
 	}
 	if err := setupFDs(spec); err != nil {
 		return err
+	}
+	// Nothing but stdio, the report (or control) fd and the code may cross the exec:
+	// the server may hold descriptors without close-on-exec (inherited from whatever
+	// started it, or opened by a library between our fork and exec), and os/exec
+	// passes them all on. runc does the same (CloseExecFrom).
+	if err := unix.CloseRange(5, math.MaxUint32, unix.CLOSE_RANGE_CLOEXEC); err != nil {
+		return &os.SyscallError{Syscall: "close_range", Err: err}
 	}
 	if spec.Zygote {
 		// The zygote's children drop privileges and set limits themselves, each
