@@ -7,6 +7,7 @@ import (
 	"path/filepath"
 	"strings"
 	"testing"
+	"time"
 )
 
 func TestLibraries(t *testing.T) {
@@ -182,4 +183,21 @@ func TestInputPathValidation(t *testing.T) {
 	if err := req.Validate(); err != nil || req.Files[0].Path != "a/b.txt" {
 		t.Errorf("Validate(./a//b.txt) = %v, path %q; want a/b.txt", err, req.Files[0].Path)
 	}
+}
+
+// A program stopped by a limit still returns the files it wrote before: the warm
+// path holds its child's work dir open past the child's end, like the cold path's
+// host tmpfs.
+func TestFilesKeptWhenLimitHit(t *testing.T) {
+	bothPaths(t, func(t *testing.T) {
+		res := run(t, "open('partial.csv', 'w').write('a,b\\n1,2\\n')\nwhile True:\n    pass", func(r *Request) {
+			r.Limits.Timeout = time.Second
+		})
+		if res.Status != StatusTimeout {
+			t.Fatalf("status %s, want timeout", res.Status)
+		}
+		if len(res.Files) != 1 || res.Files[0].Path != "partial.csv" || res.Files[0].Size != 8 {
+			t.Errorf("files %+v, want partial.csv of 8 bytes", res.Files)
+		}
+	})
 }

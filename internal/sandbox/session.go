@@ -57,7 +57,12 @@ func (r *Runner) newSession(z *zygote, l Limits) (*Session, error) {
 	if err != nil {
 		return nil, err
 	}
-	return &Session{r: r, limits: l, s: s, work: s.c.workDir()}, nil
+	work, err := s.c.workDir()
+	if err != nil {
+		r.cleanupLater(s.release)
+		return nil, fmt.Errorf("sandbox: open the work dir: %w", err)
+	}
+	return &Session{r: r, limits: l, s: s, work: work}, nil
 }
 
 // Run executes req in the session. req.Limits may lower the session's timeout and
@@ -86,18 +91,14 @@ func (s *Session) run(ctx context.Context, req *Request, last bool) (*Result, er
 	if err := s.work.writeInputs(req.Files); err != nil {
 		return nil, fmt.Errorf("sandbox: %w", err)
 	}
-	o, w, alive, err := c.exec(ctx, req, g)
+	o, w, alive, err := c.exec(ctx, req, g, last)
 	if err != nil {
 		s.end(err)
 		return nil, err
 	}
-	var files []FileInfo
-	var filesTruncated bool
-	var filesErr error
-	if alive {
-		// The work dir lives in the child's mount namespace: read it before any kill.
-		files, filesTruncated, filesErr = s.work.produced(req.OutputDir)
-	}
+	// The work dir is held open: it can be read even when the child is gone. A
+	// session's background processes may still change it, racing this listing.
+	files, filesTruncated, filesErr := s.work.produced(req.OutputDir)
 	grace := outputGrace
 	if last || !alive {
 		c.kill()
@@ -132,7 +133,10 @@ func (s *Session) end(reason error) {
 		return
 	}
 	s.ended = reason
-	s.r.cleanupLater(s.s.release)
+	s.r.cleanupLater(func() {
+		s.s.release()
+		s.work.close()
+	})
 }
 
 // Close ends the session: its processes and files are gone. It waits for a running
@@ -179,11 +183,11 @@ func (s *Session) ReadFile(p string, max int64) ([]byte, error) {
 	if s.ended != nil {
 		return nil, s.ended
 	}
-	root, err := os.OpenRoot(s.work.dir)
+	root, release, err := s.work.open()
 	if err != nil {
 		return nil, err
 	}
-	defer root.Close()
+	defer release()
 	// The program may swap the file under us: check what was opened, not the path.
 	f, err := root.OpenFile(clean, os.O_RDONLY|unix.O_NOFOLLOW|unix.O_NONBLOCK, 0)
 	if err != nil {
@@ -214,6 +218,6 @@ func (s *Session) Files() ([]FileInfo, bool, error) {
 	if s.ended != nil {
 		return nil, false, s.ended
 	}
-	all := &workDir{dir: s.work.dir, inputs: map[string]fileStamp{}}
+	all := &workDir{dir: s.work.dir, root: s.work.root, inputs: map[string]fileStamp{}}
 	return all.produced("")
 }

@@ -22,9 +22,32 @@ const maxListedFiles = 1000
 // host, bind-mounted into the sandbox as /work. Living on the host lets the runner
 // place input files before and read produced files after the sandbox.
 type workDir struct {
-	dir    string // host path of the tmpfs mount
-	uid    int    // host uid that owns the files (the sandbox user)
+	dir string // host path of the tmpfs mount
+	// root, when set, is the work dir held open: a warm child's /work lives in its
+	// mount namespace, and an open directory keeps it readable after the child (and
+	// with it the namespace) is gone, so that a run killed by a limit keeps its files.
+	root   *os.Root
+	uid    int // host uid that owns the files (the sandbox user)
 	inputs map[string]fileStamp
+}
+
+// open returns the work dir and a function that releases it.
+func (w *workDir) open() (*os.Root, func(), error) {
+	if w.root != nil {
+		return w.root, func() {}, nil
+	}
+	r, err := os.OpenRoot(w.dir)
+	if err != nil {
+		return nil, nil, err
+	}
+	return r, func() { r.Close() }, nil
+}
+
+// close releases a held work dir.
+func (w *workDir) close() {
+	if w.root != nil {
+		w.root.Close()
+	}
 }
 
 type fileStamp struct {
@@ -61,11 +84,11 @@ func (w *workDir) writeInputs(files []InputFile) error {
 		return nil
 	}
 	return asFSUser(w.uid, func() error {
-		root, err := os.OpenRoot(w.dir)
+		root, release, err := w.open()
 		if err != nil {
 			return err
 		}
-		defer root.Close()
+		defer release()
 		for _, f := range files {
 			if dir := path.Dir(f.Path); dir != "." {
 				if err := root.MkdirAll(dir, 0o755); err != nil {
@@ -124,11 +147,11 @@ func asFSUser(uid int, f func() error) error {
 // sandbox process can change the work dir under it, or accept a racy listing (a
 // session's background processes).
 func (w *workDir) produced(outDir string) (files []FileInfo, truncated bool, err error) {
-	root, err := os.OpenRoot(w.dir)
+	root, release, err := w.open()
 	if err != nil {
 		return nil, false, err
 	}
-	defer root.Close()
+	defer release()
 	files = []FileInfo{}
 	seen := map[string]fileStamp{}
 	err = fs.WalkDir(root.FS(), ".", func(p string, d fs.DirEntry, err error) error {

@@ -48,7 +48,8 @@ type ctlMsg struct {
 	OpenFiles uint64        `json:"open_files,omitempty"`
 	Seccomp   []byte        `json:"seccomp,omitempty"` // base64 in JSON
 	Landlock  *landlockPlan `json:"landlock,omitempty"`
-	Env       []string      `json:"env,omitempty"` // a run's proxy variables
+	Env       []string      `json:"env,omitempty"`  // a run's proxy variables
+	Last      bool          `json:"last,omitempty"` // the child exits after this run
 }
 
 // zygote is a running fork server: a Python process, sandboxed like any execution,
@@ -385,26 +386,28 @@ func (c *child) close() {
 	c.forget()
 }
 
-// workDir is the child's /work as the host reaches it.
-func (c *child) workDir() *workDir {
-	return &workDir{
-		dir:    "/proc/" + strconv.Itoa(c.pid) + "/root" + sandboxWorkDir,
-		uid:    c.z.r.cfg.HostUID + sandboxUID,
-		inputs: map[string]fileStamp{},
+// workDir opens the child's /work as the host reaches it, before any program of the
+// child runs; the caller must close it.
+func (c *child) workDir() (*workDir, error) {
+	dir := "/proc/" + strconv.Itoa(c.pid) + "/root" + sandboxWorkDir
+	root, err := os.OpenRoot(dir)
+	if err != nil {
+		return nil, err
 	}
+	return &workDir{dir: dir, root: root, uid: c.z.r.cfg.HostUID + sandboxUID, inputs: map[string]fileStamp{}}, nil
 }
 
 // exec runs one program in the child, which must already be in its cgroup g. It
 // returns when the program has finished (alive: the child waits for more) or the
 // child has died. The output readers may still run; call w.waitOutput.
-func (c *child) exec(ctx context.Context, req *Request, g *cgroup.Group) (o outcome, w *watch, alive bool, err error) {
+func (c *child) exec(ctx context.Context, req *Request, g *cgroup.Group, last bool) (o outcome, w *watch, alive bool, err error) {
 	l := req.Limits
 	code, err := memfdWith("code", req.Code)
 	if err != nil {
 		return o, nil, false, err
 	}
 	defer code.Close()
-	run := ctlMsg{Op: "run", FileBytes: l.FileBytes, OpenFiles: l.OpenFiles}
+	run := ctlMsg{Op: "run", FileBytes: l.FileBytes, OpenFiles: l.OpenFiles, Last: last}
 	if req.Network != nil {
 		// The proxy serves this run only; its connections end with it.
 		link, err := c.z.r.openEgress(c.pidfd, req.Network)
@@ -454,6 +457,21 @@ func (c *child) exec(ctx context.Context, req *Request, g *cgroup.Group) (o outc
 	}
 	ends = nil
 	w.start(ctx, func() { c.kill(); _ = g.Kill() })
+	if last {
+		// The program's end is the child's exit, as the zygote's wait reports it:
+		// whatever the program writes on its channel is ignored.
+		m := <-c.exit
+		c.exit <- m // kept for close
+		o.duration = time.Since(start)
+		w.disarm()
+		o.stopped = w.reason()
+		if m.Status == nil {
+			return o, w, false, fmt.Errorf("sandbox: child %d: %s", c.id, m.Error)
+		}
+		ws := syscall.WaitStatus(*m.Status)
+		o.signaled, o.signal, o.exitCode = ws.Signaled(), ws.Signal(), ws.ExitStatus()
+		return o, w, false, nil
+	}
 	m, rerr := readCtl(c.ch)
 	o.duration = time.Since(start)
 	w.disarm()

@@ -16,8 +16,9 @@
 #   {"op": "exit", "id": N, "status": S}          a child ended (wait status)
 #   {"op": "exit", "id": N, "error": "..."}       a child could not be made
 # Channel messages, server -> child:
-#   {"op": "run", "file_bytes": .., "open_files": .., "env": ["K=V", ..]}
+#   {"op": "run", "file_bytes": .., "open_files": .., "env": ["K=V", ..], "last": bool}
 #                                                  + [code memfd, stdout, stderr, report]
+#   (with "last", the child exits with the program's exit code instead of sending done)
 # child -> server: "hello" (the server reads the child's host pid from
 #   SCM_CREDENTIALS, moves it into its cgroup and answers "attached"), "ready" once
 #   its namespaces and mounts are made, then {"op": "done", "exit_code": N} after each
@@ -264,6 +265,12 @@ def child_main(req, chan_fd):
         os.set_inheritable(rep_fd, False)
         with os.fdopen(rep_fd, "w", encoding="utf-8") as report:
             code = execute(source, namespace, report)
+        if run.get("last"):
+            # A one-shot run ends like a program: the server takes its status from
+            # the wait status, not from a message the program could forge on fd 3.
+            sys.stdout.flush()
+            sys.stderr.flush()
+            os._exit(code)
         os.dup2(devnull, 1)
         os.dup2(devnull, 2)
         reap()
