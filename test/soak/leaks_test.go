@@ -1,7 +1,6 @@
 package soak_test
 
 import (
-	"bufio"
 	"fmt"
 	"os"
 	"path/filepath"
@@ -15,80 +14,6 @@ import (
 
 	"github.com/codeexec/codeexec/internal/mountinfo"
 )
-
-// proc is a process as /proc/<pid>/status shows it.
-type proc struct {
-	pid, ppid, uid int
-	name           string
-	depth          int // 1: a child of the test process, 2: a grandchild, …
-}
-
-func (p proc) String() string {
-	return fmt.Sprintf("%d(%s uid %d ppid %d depth %d)", p.pid, p.name, p.uid, p.ppid, p.depth)
-}
-
-// descendants lists the living processes descended from this test process. Other
-// test binaries run sandboxes at the same host uids; only descent tells ours apart.
-func descendants() []proc {
-	entries, _ := os.ReadDir("/proc")
-	all := map[int]proc{}
-	children := map[int][]int{}
-	for _, e := range entries {
-		pid, err := strconv.Atoi(e.Name())
-		if err != nil {
-			continue
-		}
-		p, ok := readProc(pid)
-		if !ok {
-			continue
-		}
-		all[pid] = p
-		children[p.ppid] = append(children[p.ppid], pid)
-	}
-	var out []proc
-	var walk func(pid, depth int)
-	walk = func(pid, depth int) {
-		for _, c := range children[pid] {
-			p := all[c]
-			p.depth = depth
-			out = append(out, p)
-			walk(c, depth+1)
-		}
-	}
-	walk(os.Getpid(), 1)
-	return out
-}
-
-// readProc reads a process's name, parent and real uid; ok is false once it is gone.
-func readProc(pid int) (p proc, ok bool) {
-	f, err := os.Open(filepath.Join("/proc", strconv.Itoa(pid), "status"))
-	if err != nil {
-		return p, false
-	}
-	defer f.Close()
-	p.pid = pid
-	seen := 0
-	sc := bufio.NewScanner(f)
-	for sc.Scan() {
-		k, v, _ := strings.Cut(sc.Text(), ":")
-		fields := strings.Fields(v)
-		if len(fields) == 0 {
-			continue
-		}
-		switch k {
-		case "Name":
-			p.name = fields[0]
-			seen++
-		case "PPid":
-			p.ppid, _ = strconv.Atoi(fields[0])
-			seen++
-		case "Uid":
-			p.uid, _ = strconv.Atoi(fields[0])
-			seen++
-		}
-	}
-	return p, seen == 3
-}
 
 // cgroupParents lists the directories of the cgroup parent in every mounted
 // hierarchy where it exists: the v1 memory, pids, cpu and cpuacct hierarchies or the

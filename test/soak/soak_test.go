@@ -478,13 +478,13 @@ func (c *idleCheck) wait() error {
 		if n := c.runner.PoolSize(); n != prefork {
 			return fmt.Errorf("%d preforked children ready, want %d", n, prefork)
 		}
-		procs := descendants()
-		var zygotes, forked, other []proc
+		procs := sandboxtest.Descendants()
+		var zygotes, forked, other []sandboxtest.Proc
 		for _, p := range procs {
 			switch {
-			case p.depth == 1 && p.uid == c.cfg.HostUID:
+			case p.Depth == 1 && p.UID == c.cfg.HostUID:
 				zygotes = append(zygotes, p)
-			case p.depth == 2 && p.uid == c.cfg.HostUID:
+			case p.Depth == 2 && p.UID == c.cfg.HostUID:
 				forked = append(forked, p)
 			default:
 				other = append(other, p)
@@ -494,10 +494,10 @@ func (c *idleCheck) wait() error {
 			return fmt.Errorf("processes of this test: zygotes %v (want 1), preforked %v (want %d), others %v (want none; uid %d is the sandbox user)",
 				zygotes, forked, children, other, c.cfg.HostUID+image.SandboxUID)
 		}
-		c.zygote = zygotes[0].pid
+		c.zygote = zygotes[0].Pid
 		ours := map[int]bool{c.zygote: true}
 		for _, p := range forked {
-			ours[p.pid] = true
+			ours[p.Pid] = true
 		}
 		for _, parent := range cgroupParents(c.t, soakCgroup) {
 			groups := c.fresh(cgroupsUnder([]string{parent}))
@@ -530,7 +530,7 @@ func (c *idleCheck) wait() error {
 func (c *idleCheck) closed(baseGoroutines int) {
 	t := c.t
 	if err := eventually(10*time.Second, func() error {
-		if left := descendants(); len(left) > 0 {
+		if left := sandboxtest.Descendants(); len(left) > 0 {
 			return fmt.Errorf("processes of this test after Close: %v", left)
 		}
 		return nil
