@@ -457,28 +457,19 @@ func (c *child) exec(ctx context.Context, req *Request, g *cgroup.Group, last bo
 	}
 	ends = nil
 	w.start(ctx, func() { c.kill(); _ = g.Kill() })
-	if last {
-		// The program's end is the child's exit, as the zygote's wait reports it:
-		// whatever the program writes on its channel is ignored.
-		m := <-c.exit
-		c.exit <- m // kept for close
-		o.duration = time.Since(start)
-		w.disarm()
-		o.stopped = w.reason()
-		if m.Status == nil {
-			return o, w, false, fmt.Errorf("sandbox: child %d: %s", c.id, m.Error)
-		}
-		ws := syscall.WaitStatus(*m.Status)
-		o.signaled, o.signal, o.exitCode = ws.Signaled(), ws.Signal(), ws.ExitStatus()
-		return o, w, false, nil
-	}
 	m, rerr := readCtl(c.ch)
 	o.duration = time.Since(start)
+	if last {
+		// The harness exits right after "done". The program could forge the message
+		// and carry on, so the run is over only once the child has exited; until
+		// then the watch still enforces every limit.
+		waitExit(c.pidfd)
+	}
 	w.disarm()
 	o.stopped = w.reason()
 	if rerr == nil && m.Op == "done" && o.stopped == "" {
 		o.exitCode = m.ExitCode
-		return o, w, true, nil
+		return o, w, !last, nil
 	}
 	// The child is gone (or must be): its wait status says how.
 	c.kill()
@@ -488,6 +479,17 @@ func (c *child) exec(ctx context.Context, req *Request, g *cgroup.Group, last bo
 	}
 	o.signaled, o.signal, o.exitCode = ws.Signaled(), ws.Signal(), ws.ExitStatus()
 	return o, w, false, nil
+}
+
+// waitExit returns once the process pidfd refers to has exited (not necessarily
+// been reaped).
+func waitExit(pidfd int) {
+	fds := []unix.PollFd{{Fd: int32(pidfd), Events: unix.POLLIN}}
+	for {
+		if _, err := unix.Poll(fds, -1); err != unix.EINTR {
+			return
+		}
+	}
 }
 
 // memfdWith returns an anonymous file holding s, positioned at its start.

@@ -18,7 +18,7 @@
 # Channel messages, server -> child:
 #   {"op": "run", "file_bytes": .., "open_files": .., "env": ["K=V", ..], "last": bool}
 #                                                  + [code memfd, stdout, stderr, report]
-#   (with "last", the child exits with the program's exit code instead of sending done)
+#   (with "last", the child exits right after sending done)
 # child -> server: "hello" (the server reads the child's host pid from
 #   SCM_CREDENTIALS, moves it into its cgroup and answers "attached"), "ready" once
 #   its namespaces and mounts are made, then {"op": "done", "exit_code": N} after each
@@ -266,10 +266,12 @@ def child_main(req, chan_fd):
         with os.fdopen(rep_fd, "w", encoding="utf-8") as report:
             code = execute(source, namespace, report)
         if run.get("last"):
-            # A one-shot run ends like a program: the server takes its status from
-            # the wait status, not from a message the program could forge on fd 3.
+            # A one-shot run ends like a program: the server believes "done" only
+            # once this process has exited, so the program cannot end its run early
+            # by forging the message on fd 3 and carrying on.
             sys.stdout.flush()
             sys.stderr.flush()
+            chan.send(json.dumps({"op": "done", "exit_code": code}).encode())
             os._exit(code)
         os.dup2(devnull, 1)
         os.dup2(devnull, 2)
