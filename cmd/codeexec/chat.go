@@ -10,6 +10,7 @@ import (
 	"strings"
 
 	"github.com/codeexec/codeexec/internal/agent"
+	"github.com/codeexec/codeexec/internal/egress"
 	"github.com/codeexec/codeexec/internal/llm"
 	"github.com/codeexec/codeexec/internal/repl"
 	"github.com/codeexec/codeexec/internal/safety"
@@ -75,7 +76,7 @@ func runChat(ctx context.Context, f chatFlags, in io.Reader, out io.Writer) erro
 		}
 		return repl.Run(ctx, in, out, serverTurn(f.server, f.model))
 	}
-	network, err := networkFlag(f.net)
+	network, err := egress.ParseSpec(f.net)
 	if err != nil {
 		return usageError{fmt.Errorf("--net: %w", err)}
 	}
@@ -103,7 +104,7 @@ func runChat(ctx context.Context, f chatFlags, in io.Reader, out io.Writer) erro
 	}
 	defer sb.Close()
 	a := &agent.Agent{NewSandbox: func(context.Context) (agent.Sandbox, error) { return keepOpen{sb}, nil }, Judge: judge, MaxSteps: 10,
-		Network: allowed(network)}
+		Network: network}
 	model := agent.Upstream(client)
 	return repl.Run(ctx, in, out, func(ctx context.Context, history []llm.Message, p *repl.Printer) (llm.Message, error) {
 		req := &llm.ChatRequest{Model: f.model, Messages: history, Tools: []llm.Tool{{Type: llm.ToolTypeCodeExecution}}, Stream: true}

@@ -84,7 +84,7 @@ func (f runFlags) request(code string) (*sandbox.Request, error) {
 	if f.lang != "python" {
 		return nil, usageError{fmt.Errorf("--lang %q: only python is supported", f.lang)}
 	}
-	network, err := networkFlag(f.net)
+	network, err := egress.ParseSpec(f.net)
 	if err != nil {
 		return nil, usageError{fmt.Errorf("--net: %w", err)}
 	}
@@ -110,23 +110,6 @@ func (f runFlags) request(code string) (*sandbox.Request, error) {
 		return nil, usageError{err}
 	}
 	return req, nil
-}
-
-// networkFlag reads a --net value: nil for none, else the egress policy.
-func networkFlag(spec string) (*egress.Policy, error) {
-	hosts, err := egress.ParseSpec(spec)
-	if err != nil || hosts == nil {
-		return nil, err
-	}
-	return &egress.Policy{Allow: hosts}, nil
-}
-
-// allowed lists the hosts of p, none for nil.
-func allowed(p *egress.Policy) []string {
-	if p == nil {
-		return nil
-	}
-	return p.Allow
 }
 
 func readProgram(src string) (string, error) {

@@ -60,6 +60,7 @@ type serveConfig struct {
 	// "allow=HOST,…".
 	ChatNet string `json:"chat_net"`
 	apiKeys []string
+	chatNet *egress.Policy // ChatNet, parsed
 }
 
 func defaultServeConfig() serveConfig {
@@ -208,7 +209,7 @@ func (c *serveConfig) load(file string, flags *pflag.FlagSet) error {
 			return fmt.Errorf("net-allow: %w", err)
 		}
 	}
-	if _, err := networkFlag(c.ChatNet); err != nil {
+	if c.chatNet, err = egress.ParseSpec(c.ChatNet); err != nil {
 		return fmt.Errorf("chat-net: %w", err)
 	}
 	if c.MaxConcurrent < 1 || c.MaxQueued < 0 || c.MaxSessions < 0 || c.Prefork < 0 {
@@ -326,15 +327,11 @@ func serve(ctx context.Context, c serveConfig) error {
 	if err != nil {
 		return err
 	}
-	chatNet, err := networkFlag(c.ChatNet)
-	if err != nil {
-		return fmt.Errorf("chat-net: %w", err)
-	}
 	srv.SetGateway(&api.Gateway{Upstreams: upstreams, Agent: &agent.Agent{
-		NewSandbox: agent.Sessions(runner, acfg.DefaultLimits, chatNet),
+		NewSandbox: agent.Sessions(runner, acfg.DefaultLimits, c.chatNet),
 		Judge:      judge,
 		MaxSteps:   c.MaxSteps,
-		Network:    allowed(chatNet),
+		Network:    c.chatNet,
 	}})
 
 	ln, err := net.Listen("tcp", c.Addr)

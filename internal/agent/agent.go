@@ -11,6 +11,7 @@ import (
 	"io"
 	"strings"
 
+	"github.com/codeexec/codeexec/internal/egress"
 	"github.com/codeexec/codeexec/internal/llm"
 	"github.com/codeexec/codeexec/internal/sandbox"
 )
@@ -82,9 +83,9 @@ type Agent struct {
 	MaxSteps int
 	// MaxToolOutput bounds what the model is shown of one execution.
 	MaxToolOutput int
-	// Network are the hosts the code may reach (as given to Sessions); the model is
-	// told of them. Empty: no network.
-	Network []string
+	// Network is what the code may reach (the policy given to Sessions); the model
+	// is told of it. nil: no network.
+	Network *egress.Policy
 }
 
 // ErrBadRequest marks a request the loop cannot serve as asked.

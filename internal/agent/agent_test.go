@@ -290,7 +290,7 @@ func TestNetworkHintAndProxy(t *testing.T) {
 		if tc.hosts != nil {
 			policy = &egress.Policy{Allow: tc.hosts}
 		}
-		a := &Agent{NewSandbox: Sessions(r, sandbox.DefaultLimits(), policy), MaxSteps: 3, Network: tc.hosts}
+		a := &Agent{NewSandbox: Sessions(r, sandbox.DefaultLimits(), policy), MaxSteps: 3, Network: policy}
 		m := &fakeModel{turns: []llm.Message{codeCall("call_1", `import os; print("HTTPS_PROXY" in os.environ)`), answer("done")}}
 		resp, err := a.Complete(context.Background(), m, userRequest("Is there a proxy?"), nil)
 		if err != nil {

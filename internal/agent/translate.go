@@ -8,6 +8,7 @@ import (
 	"path"
 	"strings"
 
+	"github.com/codeexec/codeexec/internal/egress"
 	"github.com/codeexec/codeexec/internal/llm"
 	"github.com/codeexec/codeexec/internal/sandbox"
 )
@@ -21,17 +22,17 @@ const systemHint = `You can run Python 3.11 code with the code_execution tool, i
 
 // networkHint describes the sandbox's network to the model: none, or HTTP(S) to the
 // hosts of the egress allowlist.
-func networkHint(hosts []string) string {
-	if len(hosts) == 0 {
+func networkHint(p *egress.Policy) string {
+	if p == nil || len(p.Allow) == 0 {
 		return "with no network access"
 	}
-	return "whose only network access is HTTP(S) (e.g. with requests) to these hosts, through a proxy that refuses all others: " + strings.Join(hosts, ", ")
+	return "whose only network access is HTTP(S) (e.g. with requests) to these hosts, through a proxy that refuses all others: " + strings.Join(p.Allow, ", ")
 }
 
 // upstreamRequest turns a client's request into what the upstream model sees: the
 // code tool becomes a function, the hint (saying what network the code has) is
 // added, and code executions in the history become function calls and their results.
-func upstreamRequest(req *llm.ChatRequest, network []string) (*llm.ChatRequest, error) {
+func upstreamRequest(req *llm.ChatRequest, network *egress.Policy) (*llm.ChatRequest, error) {
 	hint := fmt.Sprintf(systemHint, networkHint(network))
 	up := req.Clone()
 	up.Tools = nil

@@ -137,21 +137,21 @@ func (req *ExecuteRequest) toSandbox(cfg *Config) (*sandbox.Request, *requestErr
 // networkPolicy turns a request's network setting into the egress policy of its
 // execution: nil for none, and only hosts the operator's permitted patterns cover.
 func networkPolicy(spec string, permitted []string) (*egress.Policy, *requestError) {
-	hosts, err := egress.ParseSpec(spec)
+	policy, err := egress.ParseSpec(spec)
 	if err != nil {
 		return nil, badRequest("invalid_network", "%v", err)
 	}
-	if hosts == nil {
+	if policy == nil {
 		return nil, nil
 	}
 	if len(permitted) == 0 {
 		return nil, &requestError{http.StatusForbidden, "network_not_permitted",
 			"this server permits no network access; its operator can allow hosts with `codeexec serve --net-allow`"}
 	}
-	if err := egress.Covered(hosts, permitted); err != nil {
+	if err := egress.Covered(policy.Allow, permitted); err != nil {
 		return nil, &requestError{http.StatusForbidden, "network_not_permitted", err.Error()}
 	}
-	return &egress.Policy{Allow: hosts}, nil
+	return policy, nil
 }
 
 // readBody reads a request body within the size limit.

@@ -111,7 +111,7 @@ func checkAccepted(t *testing.T, name string, cfg *Config, body []byte, ereq *Ex
 		if err := egress.Covered(req.Network.Allow, cfg.NetworkAllow); err != nil || len(req.Network.Allow) == 0 {
 			fail("network %q became %+v beyond the permitted %q: %v", ereq.Network, req.Network, cfg.NetworkAllow, err)
 		}
-	} else if hosts, _ := egress.ParseSpec(ereq.Network); hosts != nil {
+	} else if asked, _ := egress.ParseSpec(ereq.Network); asked != nil {
 		fail("network %q was dropped", ereq.Network)
 	}
 	want := cfg.DefaultLimits

@@ -1,15 +1,14 @@
 package egress
 
 import (
-	"errors"
 	"fmt"
 	"strings"
 )
 
 // ParseSpec reads a network setting as the CLI and the API write it: "none" (or "")
 // for no network, or "allow=HOST[,HOST…]" for the hosts the egress proxy may reach.
-// It returns the allowlist, nil for none.
-func ParseSpec(s string) ([]string, error) {
+// It returns the policy that allows those hosts (with the default caps), nil for none.
+func ParseSpec(s string) (*Policy, error) {
 	s = strings.TrimSpace(s)
 	if s == "" || s == "none" {
 		return nil, nil
@@ -26,8 +25,5 @@ func ParseSpec(s string) ([]string, error) {
 		}
 		hosts = append(hosts, h)
 	}
-	if len(hosts) == 0 {
-		return nil, errors.New("network: allow= names no host")
-	}
-	return hosts, nil
+	return &Policy{Allow: hosts}, nil
 }

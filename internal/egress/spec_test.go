@@ -26,8 +26,11 @@ func TestParseSpec(t *testing.T) {
 			t.Errorf("ParseSpec(%q) error %v, want error %v", tc.in, err, tc.wantErr)
 			continue
 		}
-		if !tc.wantErr && !slices.Equal(got, tc.want) {
-			t.Errorf("ParseSpec(%q) = %q, want %q", tc.in, got, tc.want)
+		if tc.wantErr {
+			continue
+		}
+		if (got == nil) != (tc.want == nil) || got != nil && !slices.Equal(got.Allow, tc.want) {
+			t.Errorf("ParseSpec(%q) = %+v, want allow %q", tc.in, got, tc.want)
 		}
 	}
 }
