@@ -1,7 +1,6 @@
 package sandbox
 
 import (
-	"bufio"
 	"fmt"
 	"net"
 	"os"
@@ -11,6 +10,8 @@ import (
 	"sync"
 	"testing"
 	"time"
+
+	"github.com/codeexec/codeexec/internal/proctree"
 )
 
 // The containment tests run attacks and assert on their outcome, never on the
@@ -366,60 +367,13 @@ func assertNoSandboxProcesses(t *testing.T) {
 // from this test process. Other test binaries (go test runs packages in parallel)
 // have sandboxes of their own at the same host uid; those are not ours to judge.
 func sandboxProcesses(t *testing.T) []string {
-	entries, _ := os.ReadDir("/proc")
 	var left []string
-	for _, e := range entries {
-		pid, err := strconv.Atoi(e.Name())
-		if err != nil {
-			continue
-		}
-		uid, _, ok := procStatus(pid)
-		if ok && uid == DefaultHostUID+sandboxUID && descendsFrom(pid, os.Getpid()) {
-			left = append(left, e.Name())
+	for _, p := range proctree.Descendants(os.Getpid()) {
+		if p.UID == DefaultHostUID+sandboxUID {
+			left = append(left, strconv.Itoa(p.Pid))
 		}
 	}
 	return left
-}
-
-// procStatus reads a process's real uid and parent pid.
-func procStatus(pid int) (uid, ppid int, ok bool) {
-	f, err := os.Open(filepath.Join("/proc", strconv.Itoa(pid), "status"))
-	if err != nil {
-		return 0, 0, false
-	}
-	defer f.Close()
-	sc := bufio.NewScanner(f)
-	seen := 0
-	for sc.Scan() {
-		fields := strings.Fields(sc.Text())
-		if len(fields) < 2 {
-			continue
-		}
-		switch fields[0] {
-		case "Uid:":
-			uid, _ = strconv.Atoi(fields[1])
-			seen++
-		case "PPid:":
-			ppid, _ = strconv.Atoi(fields[1])
-			seen++
-		}
-	}
-	return uid, ppid, seen == 2
-}
-
-// descendsFrom reports whether pid is a descendant of ancestor.
-func descendsFrom(pid, ancestor int) bool {
-	for i := 0; i < 64 && pid > 1; i++ {
-		_, ppid, ok := procStatus(pid)
-		if !ok {
-			return false
-		}
-		if ppid == ancestor {
-			return true
-		}
-		pid = ppid
-	}
-	return false
 }
 
 func mountsUnder(t *testing.T, dir string) []string {

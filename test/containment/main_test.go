@@ -22,6 +22,7 @@ import (
 
 	"golang.org/x/sys/unix"
 
+	"github.com/codeexec/codeexec/internal/proctree"
 	"github.com/codeexec/codeexec/internal/sandbox"
 	"github.com/codeexec/codeexec/internal/sandbox/sandboxtest"
 )
@@ -374,7 +375,7 @@ func waitNoProcesses(uid int, d time.Duration) []int {
 // their own at the same host uids; those are not ours to judge.
 func processesOf(uid int) []int {
 	var pids []int
-	for _, p := range sandboxtest.Descendants() {
+	for _, p := range proctree.Descendants(os.Getpid()) {
 		if p.UID == uid {
 			pids = append(pids, p.Pid)
 		}

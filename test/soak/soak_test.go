@@ -27,6 +27,7 @@ import (
 	"github.com/codeexec/codeexec/internal/api"
 	"github.com/codeexec/codeexec/internal/image"
 	"github.com/codeexec/codeexec/internal/mountinfo"
+	"github.com/codeexec/codeexec/internal/proctree"
 	"github.com/codeexec/codeexec/internal/sandbox"
 	"github.com/codeexec/codeexec/internal/sandbox/sandboxtest"
 	"github.com/codeexec/codeexec/internal/session"
@@ -478,8 +479,8 @@ func (c *idleCheck) wait() error {
 		if n := c.runner.PoolSize(); n != prefork {
 			return fmt.Errorf("%d preforked children ready, want %d", n, prefork)
 		}
-		procs := sandboxtest.Descendants()
-		var zygotes, forked, other []sandboxtest.Proc
+		procs := proctree.Descendants(os.Getpid())
+		var zygotes, forked, other []proctree.Proc
 		for _, p := range procs {
 			switch {
 			case p.Depth == 1 && p.UID == c.cfg.HostUID:
@@ -530,7 +531,7 @@ func (c *idleCheck) wait() error {
 func (c *idleCheck) closed(baseGoroutines int) {
 	t := c.t
 	if err := eventually(10*time.Second, func() error {
-		if left := sandboxtest.Descendants(); len(left) > 0 {
+		if left := proctree.Descendants(os.Getpid()); len(left) > 0 {
 			return fmt.Errorf("processes of this test after Close: %v", left)
 		}
 		return nil

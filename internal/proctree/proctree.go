@@ -1,4 +1,7 @@
-package sandboxtest
+// Package proctree lists a process's descendants from /proc. Tests use it to find the
+// sandbox processes they started: test binaries run in parallel with sandboxes at the
+// same host uids, and only descent tells one binary's apart.
+package proctree
 
 import (
 	"bufio"
@@ -13,17 +16,16 @@ import (
 type Proc struct {
 	Pid, PPid, UID int
 	Name           string
-	Depth          int // 1: a child of the test process, 2: a grandchild, …
+	Depth          int // 1: a child of the root process, 2: a grandchild, …
 }
 
 func (p Proc) String() string {
 	return fmt.Sprintf("%d(%s uid %d ppid %d depth %d)", p.Pid, p.Name, p.UID, p.PPid, p.Depth)
 }
 
-// Descendants lists the living processes descended from this test process. Other
-// test binaries run sandboxes at the same host uids in parallel; only descent tells
-// this binary's apart.
-func Descendants() []Proc {
+// Descendants lists the living processes descended from root, parents before their
+// children.
+func Descendants(root int) []Proc {
 	entries, _ := os.ReadDir("/proc")
 	all := map[int]Proc{}
 	children := map[int][]int{}
@@ -49,7 +51,7 @@ func Descendants() []Proc {
 			walk(c, depth+1)
 		}
 	}
-	walk(os.Getpid(), 1)
+	walk(root, 1)
 	return out
 }
 
