@@ -251,11 +251,25 @@ func pivotRoot(root string) error {
 	return unix.Chdir("/")
 }
 
-// Parts of /proc that reveal or change host state: read-only, or hidden (as runc does).
+// Parts of /proc that reveal or change host state: read-only, or hidden (a file
+// behind /dev/null, a directory behind an empty read-only tmpfs). Both paths use
+// these lists: the cold init here, each warm child from its spawn request.
 var (
 	procReadOnly = []string{"/proc/sys", "/proc/sysrq-trigger", "/proc/irq", "/proc/bus", "/proc/fs"}
-	procMasked   = []string{"/proc/kcore", "/proc/keys", "/proc/timer_list", "/proc/sched_debug",
-		"/proc/latency_stats", "/proc/acpi", "/proc/scsi"}
+	procMasked   = []string{
+		// Docker's and runc's default masked paths
+		"/proc/acpi", "/proc/asound", "/proc/interrupts", "/proc/kcore", "/proc/keys",
+		"/proc/latency_stats", "/proc/sched_debug", "/proc/scsi", "/proc/timer_list",
+		"/proc/timer_stats",
+		// and what tells an exploit about the kernel it attacks: its build
+		// configuration, symbols, modules, the physical memory and I/O map, and the
+		// page and slab allocators' state (heap grooming reads these). Some are
+		// readable by root only, but a mask does not depend on the host's sysctls
+		// (kptr_restrict, perf_event_paranoid) or on a file mode.
+		"/proc/config.gz", "/proc/kallsyms", "/proc/modules", "/proc/iomem", "/proc/ioports",
+		"/proc/zoneinfo", "/proc/buddyinfo", "/proc/pagetypeinfo", "/proc/slabinfo",
+		"/proc/vmallocinfo", "/proc/kpageflags", "/proc/kpagecount", "/proc/kpagecgroup",
+	}
 )
 
 // finishMounts makes the image and /dev read-only and masks /proc, after pivot_root.

@@ -50,6 +50,9 @@ type ctlMsg struct {
 	Landlock  *landlockPlan `json:"landlock,omitempty"`
 	Env       []string      `json:"env,omitempty"`  // a run's proxy variables
 	Last      bool          `json:"last,omitempty"` // the child exits after this run
+	// The /proc paths a child makes read-only and masks (spawn only, never empty).
+	ProcReadOnly []string `json:"proc_read_only,omitempty"`
+	ProcMasked   []string `json:"proc_masked,omitempty"`
 }
 
 // zygote is a running fork server: a Python process, sandboxed like any execution,
@@ -270,7 +273,8 @@ func (z *zygote) spawnChild(l Limits, g *cgroup.Group) (*child, error) {
 	z.mu.Lock()
 	z.waiters[c.id] = c.exit
 	z.mu.Unlock()
-	if err := z.send(ctlMsg{Op: "spawn", ID: c.id, TmpBytes: l.TmpBytes, WorkBytes: l.WorkBytes, Seccomp: z.r.filter, Landlock: z.r.landlock}, theirs); err != nil {
+	if err := z.send(ctlMsg{Op: "spawn", ID: c.id, TmpBytes: l.TmpBytes, WorkBytes: l.WorkBytes, Seccomp: z.r.filter, Landlock: z.r.landlock,
+		ProcReadOnly: procReadOnly, ProcMasked: procMasked}, theirs); err != nil {
 		c.forget()
 		return nil, fmt.Errorf("sandbox: zygote: %w", err)
 	}

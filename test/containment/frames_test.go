@@ -133,9 +133,9 @@ func TestFakeFrames(t *testing.T) {
 	runAttacks(t, framesAttacks())
 }
 
-// TestThroughServer runs the protocol forgeries and the descriptor inventory through
-// the real HTTP API, so that what the server adds (JSON encoding, its own descriptors)
-// is covered too.
+// TestThroughServer runs the protocol forgeries, the descriptor inventory and the
+// socket families through the real HTTP API, so that what the server adds (JSON
+// encoding, its own descriptors) is covered too.
 func TestThroughServer(t *testing.T) {
 	servers := map[string]string{}
 	for _, p := range paths {
@@ -147,7 +147,7 @@ func TestThroughServer(t *testing.T) {
 		t.Cleanup(hs.Close)
 		servers[p] = hs.URL
 	}
-	list := append(framesAttacks(), attack{
+	list := append(framesAttacks(), socketFamiliesAttack, attack{
 		// Lists the descriptors of a program started by an HTTP request.
 		name:  "file_descriptors",
 		code:  fdInventoryCode,

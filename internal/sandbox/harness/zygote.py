@@ -9,7 +9,8 @@
 #
 # Control messages (JSON), server -> zygote:
 #   {"op": "spawn", "id": N, "tmp_bytes": .., "work_bytes": .., "seccomp": base64,
-#    "landlock": {"abi", "fs", "scoped", "rules": [{"path", "access"}]} or absent}
+#    "landlock": {"abi", "fs", "scoped", "rules": [{"path", "access"}]} or absent,
+#    "proc_read_only": [path, ..], "proc_masked": [path, ..]}
 #                                                  + SCM_RIGHTS [channel]
 # zygote -> server:
 #   {"op": "ready"}                               once, after the imports
@@ -51,10 +52,6 @@ SYS_LANDLOCK_CREATE_RULESET, SYS_LANDLOCK_ADD_RULE, SYS_LANDLOCK_RESTRICT_SELF =
 LANDLOCK_RULE_PATH_BENEATH = 1
 PROXY_VARS = ["HTTP_PROXY", "HTTPS_PROXY", "http_proxy", "https_proxy", "NO_PROXY", "no_proxy"]
 SANDBOX_UID = SANDBOX_GID = 1000
-
-PROC_READ_ONLY = ["/proc/sys", "/proc/sysrq-trigger", "/proc/irq", "/proc/bus", "/proc/fs"]
-PROC_MASKED = ["/proc/kcore", "/proc/keys", "/proc/timer_list", "/proc/sched_debug",
-               "/proc/latency_stats", "/proc/acpi", "/proc/scsi"]
 
 CAP_LAST_CAP = int(open("/proc/sys/kernel/cap_last_cap").read())
 
@@ -157,11 +154,13 @@ def setup_child(req):
     """Gives a new child its own namespaces and writable mounts (still privileged)."""
     unshare(CLONE_NEWNS | CLONE_NEWNET | CLONE_NEWIPC | CLONE_NEWUTS)
     mount("proc", "/proc", "proc", MS_NOSUID | MS_NODEV | MS_NOEXEC)
-    for p in PROC_READ_ONLY:
+    # The server's lists (init_linux.go), the same the cold path masks; a request
+    # without them is refused rather than served with a /proc unmasked.
+    for p in req["proc_read_only"]:
         if os.path.exists(p):
             mount(p, p, None, MS_BIND | MS_REC)
             mount(None, p, None, MS_BIND | MS_REMOUNT | MS_RDONLY | MS_NOSUID | MS_NODEV | MS_NOEXEC)
-    for p in PROC_MASKED:
+    for p in req["proc_masked"]:
         if os.path.isdir(p):
             mount("tmpfs", p, "tmpfs", MS_RDONLY | MS_NOSUID | MS_NODEV | MS_NOEXEC, "size=0")
         elif os.path.exists(p):
