@@ -35,6 +35,7 @@ for target in \
   ./internal/api:FuzzDecodeExecute \
   ./internal/sandbox/harness:FuzzParse \
   ./internal/sandbox:FuzzParseCtl \
+  ./internal/sandbox:FuzzResult \
   ./internal/egress:FuzzCheck \
   ./internal/llm:FuzzDecodeChatRequest \
   ./internal/llm:FuzzDecodeChatResponse \
