@@ -254,3 +254,30 @@ func TestReportCaps(t *testing.T) {
 		}
 	})
 }
+
+// A program's own figure-1.png and a file of an earlier run in the output dir are
+// kept: the figure and the new file take free names (issue: run --out replaced them).
+func TestOutputDirNeverReplaces(t *testing.T) {
+	bothPaths(t, func(t *testing.T) {
+		out := t.TempDir()
+		if err := os.WriteFile(filepath.Join(out, "data.csv"), []byte("earlier run"), 0o644); err != nil {
+			t.Fatal(err)
+		}
+		res := run(t, "import matplotlib.pyplot as plt\nopen('figure-1.png', 'w').write('mine')\nopen('data.csv', 'w').write('new')\nplt.plot([1, 2])", func(r *Request) {
+			r.OutputDir = out
+		})
+		if res.Status != StatusOK || len(res.Images) != 1 || len(res.Files) != 2 {
+			t.Fatalf("status %s, %d figures, files %+v", res.Status, len(res.Images), res.Files)
+		}
+		want := map[string]string{"figure-1.png": "mine", "data.csv": "earlier run", "data (2).csv": "new"}
+		for name, data := range want {
+			if got, err := os.ReadFile(filepath.Join(out, name)); err != nil || string(got) != data {
+				t.Errorf("%s holds %q (%v), want %q", name, got, err, data)
+			}
+		}
+		fig := filepath.Join(out, "figure-1 (2).png")
+		if got, err := os.ReadFile(fig); err != nil || !bytes.HasPrefix(got, []byte("\x89PNG")) || res.Images[0].SavedAs != fig {
+			t.Errorf("the figure was saved as %q, want %q holding a PNG (%v)", res.Images[0].SavedAs, fig, err)
+		}
+	})
+}

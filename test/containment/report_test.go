@@ -244,6 +244,11 @@ forge({"ok": True, "result": None, "error": None, "images": [{"name": "../../x.p
 			if figures != 2 {
 				t.Errorf("%d figures saved, want 2 (files %v)", figures, keys(got))
 			}
+			for _, im := range res.Images {
+				if !strings.HasPrefix(im.SavedAs, out+string(filepath.Separator)) || im.SaveError != "" {
+					t.Errorf("figure %s saved as %q (%s)", im.Name, im.SavedAs, im.SaveError)
+				}
+			}
 		})
 	}
 }
