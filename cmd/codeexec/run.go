@@ -76,7 +76,7 @@ With --json, the Result is printed as JSON and the exit code is 0.`,
 	fl.StringVar(&f.memory, "memory", "512MiB", "memory limit (RAM and swap)")
 	fl.StringVar(&f.net, "net", "none", "network access: none, or allow=HOST[,HOST…] (through the egress proxy; *.example.com allows subdomains)")
 	fl.StringArrayVar(&f.files, "file", nil, "copy a local file into the work dir as SRC[:DEST] (repeatable)")
-	fl.StringVar(&f.out, "out", "", "save produced files and figures in this directory")
+	fl.StringVar(&f.out, "out", "", "save produced files and figures in this directory, never replacing a file (a taken name gets \"NAME (2).EXT\")")
 	fl.BoolVar(&f.json, "json", false, "print the Result as JSON")
 	return cmd
 }
