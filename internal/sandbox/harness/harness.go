@@ -93,7 +93,7 @@ type Report struct {
 	Result          *string      `json:"result"`
 	ResultTruncated bool         `json:"result_truncated"`
 	Error           *ReportError `json:"error"`
-	Images          []Image      `json:"images"`
+	Images          Images       `json:"images"`
 	ImagesTruncated bool         `json:"images_truncated"`
 	ExitCode        int          `json:"exit_code"`
 }
@@ -116,6 +116,43 @@ type Image struct {
 	Data     []byte `json:"data"` // base64 in JSON
 }
 
+// Images are a report's figures. They decode one at a time, and no further than
+// MaxImages: a forged report of 185,000 tiny figures costs no more to refuse than
+// one of 17.
+type Images []Image
+
+// UnmarshalJSON decodes a JSON array of at most MaxImages figures, each with known
+// fields only.
+func (ims *Images) UnmarshalJSON(data []byte) error {
+	if string(data) == "null" {
+		*ims = nil
+		return nil
+	}
+	dec := json.NewDecoder(bytes.NewReader(data))
+	if t, err := dec.Token(); err != nil || t != json.Delim('[') {
+		return errors.New("figures are not a list")
+	}
+	list := Images{}
+	for dec.More() {
+		if len(list) == MaxImages {
+			return capError(fmt.Sprintf("has more than %d figures", MaxImages))
+		}
+		var im Image
+		dec.DisallowUnknownFields()
+		if err := dec.Decode(&im); err != nil {
+			return err
+		}
+		list = append(list, im)
+	}
+	*ims = list
+	return nil
+}
+
+// capError is a cap the report breaks.
+type capError string
+
+func (e capError) Error() string { return string(e) }
+
 // ErrEmpty means the harness wrote no report: the interpreter died before it could.
 var ErrEmpty = errors.New("harness: no report")
 
@@ -136,6 +173,10 @@ func Parse(data []byte) (*Report, error) {
 	dec := json.NewDecoder(bytes.NewReader(data))
 	dec.DisallowUnknownFields()
 	if err := dec.Decode(&r); err != nil {
+		var ce capError
+		if errors.As(err, &ce) {
+			return nil, fmt.Errorf("harness: report %w", ce)
+		}
 		// The decoder quotes the input (an unknown field's name): keep it short.
 		return nil, fmt.Errorf("harness: bad report: %s", clip(err.Error(), 200))
 	}
@@ -150,8 +191,8 @@ func Parse(data []byte) (*Report, error) {
 
 // check holds a decoded report to the caps.
 func (r *Report) check() error {
-	if len(r.Images) > MaxImages {
-		return fmt.Errorf("has %d figures, more than %d", len(r.Images), MaxImages)
+	if len(r.Images) > MaxImages { // Images.UnmarshalJSON stops at the cap; a guard
+		return capError(fmt.Sprintf("has more than %d figures", MaxImages))
 	}
 	total := 0
 	for i, im := range r.Images {
