@@ -42,6 +42,7 @@ for target in \
   ./internal/api:FuzzDecodeExecute \
   ./internal/sandbox/harness:FuzzParse \
   ./internal/sandbox:FuzzParseCtl \
+  ./internal/sandbox:FuzzResult \
   ./internal/egress:FuzzCheck \
   ./internal/llm:FuzzDecodeChatRequest \
   ./internal/llm:FuzzDecodeChatResponse \

@@ -6,6 +6,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"io/fs"
 	"os"
 	"os/signal"
 	"path/filepath"
@@ -75,7 +76,7 @@ With --json, the Result is printed as JSON and the exit code is 0.`,
 	fl.StringVar(&f.memory, "memory", "512MiB", "memory limit (RAM and swap)")
 	fl.StringVar(&f.net, "net", "none", "network access: none, or allow=HOST[,HOST…] (through the egress proxy; *.example.com allows subdomains)")
 	fl.StringArrayVar(&f.files, "file", nil, "copy a local file into the work dir as SRC[:DEST] (repeatable)")
-	fl.StringVar(&f.out, "out", "", "save produced files and figures in this directory")
+	fl.StringVar(&f.out, "out", "", "save produced files and figures in this directory, never replacing a file (a taken name gets \"NAME (2).EXT\")")
 	fl.BoolVar(&f.json, "json", false, "print the Result as JSON")
 	return cmd
 }
@@ -135,6 +136,12 @@ func runOnce(ctx context.Context, f runFlags, src string) error {
 	if err != nil {
 		return err
 	}
+	if f.out != "" {
+		// Before the program runs: its files would have nowhere to go.
+		if err := checkOutDir(f.out); err != nil {
+			return usageError{err}
+		}
+	}
 	runner, _, err := openRunner(storeDir(f.store), nil)
 	if err != nil {
 		return err
@@ -146,6 +153,7 @@ func runOnce(ctx context.Context, f runFlags, src string) error {
 	if err != nil {
 		return fmt.Errorf("running program: %w", err)
 	}
+	noteSaved(res, f.out)
 	if f.json {
 		enc := json.NewEncoder(os.Stdout)
 		enc.SetIndent("", "  ")
@@ -176,5 +184,54 @@ func printResult(res *sandbox.Result, out string) {
 	}
 	if out == "" && (len(res.Images) > 0 || len(res.Files) > 0) {
 		note("%d figure(s) and %d file(s) produced; use --out DIR to save them", len(res.Images), len(res.Files))
+	}
+}
+
+// checkOutDir makes sure dir is, or can be made, a directory this process can write
+// in: it creates it if need be and a file in it.
+func checkOutDir(dir string) error {
+	fi, err := os.Stat(dir)
+	if errors.Is(err, fs.ErrNotExist) {
+		if err := os.MkdirAll(dir, 0o755); err != nil {
+			return fmt.Errorf("--out %q: cannot create the directory: %w", dir, err)
+		}
+		fi, err = os.Stat(dir)
+	}
+	if err != nil {
+		return fmt.Errorf("--out %q: %w", dir, err)
+	}
+	if !fi.IsDir() {
+		return fmt.Errorf("--out %q is not a directory", dir)
+	}
+	probe, err := os.CreateTemp(dir, ".codeexec-probe-*")
+	if err != nil {
+		return fmt.Errorf("--out %q is not writable: %w", dir, err)
+	}
+	probe.Close()
+	return os.Remove(probe.Name())
+}
+
+// noteSaved says on stderr which produced files and figures --out could not save, and
+// which it saved under another name because theirs was taken.
+func noteSaved(res *sandbox.Result, out string) {
+	if out == "" {
+		return
+	}
+	note := func(what, name string, s sandbox.Saved) {
+		switch {
+		case s.SaveError != "":
+			fmt.Fprintf(os.Stderr, "codeexec: %s %s was not saved: %s\n", what, name, s.SaveError)
+		case s.SavedAs != filepath.Join(out, filepath.FromSlash(name)):
+			fmt.Fprintf(os.Stderr, "codeexec: %s %s saved as %s (the name was taken)\n", what, name, s.SavedAs)
+		}
+	}
+	for _, f := range res.Files {
+		note("file", f.Path, f.Saved)
+	}
+	for _, im := range res.Images {
+		note("figure", im.Name, im.Saved)
+	}
+	if res.FilesTruncated {
+		fmt.Fprintf(os.Stderr, "codeexec: files_truncated: the work dir held more files than the %d listed and saved\n", len(res.Files))
 	}
 }

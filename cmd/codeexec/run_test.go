@@ -2,7 +2,10 @@ package main
 
 import (
 	"errors"
+	"os"
+	"path/filepath"
 	"slices"
+	"strings"
 	"testing"
 
 	"github.com/spf13/pflag"
@@ -53,5 +56,39 @@ func TestServeNetAllow(t *testing.T) {
 	c = defaultServeConfig()
 	if err := c.load("", pflag.NewFlagSet("serve", pflag.ContinueOnError)); err == nil {
 		t.Error("a malformed host was accepted")
+	}
+}
+
+// run --out refuses, before the program runs, a directory it could not save into.
+func TestCheckOutDir(t *testing.T) {
+	dir := t.TempDir()
+	file := filepath.Join(dir, "file")
+	if err := os.WriteFile(file, nil, 0o644); err != nil {
+		t.Fatal(err)
+	}
+	for _, tc := range []struct {
+		out  string
+		want string // a word of the error; "" for none
+	}{
+		{filepath.Join(dir, "new", "sub"), ""},
+		{dir, ""},
+		{file, "not a directory"},
+		{filepath.Join(file, "sub"), "not a directory"},
+		{"/proc/self", "not writable"},
+		{"/proc/self/new", "cannot create"},
+	} {
+		err := checkOutDir(tc.out)
+		switch {
+		case tc.want == "" && err != nil:
+			t.Errorf("checkOutDir(%q) = %v, want nil", tc.out, err)
+		case tc.want != "" && (err == nil || !strings.Contains(err.Error(), tc.want)):
+			t.Errorf("checkOutDir(%q) = %v, want an error about %q", tc.out, err, tc.want)
+		}
+	}
+	if fi, err := os.Stat(filepath.Join(dir, "new", "sub")); err != nil || !fi.IsDir() {
+		t.Errorf("checkOutDir did not create the missing directory: %v", err)
+	}
+	if entries, _ := os.ReadDir(dir); len(entries) != 2 {
+		t.Errorf("checkOutDir left files behind: %v", entries)
 	}
 }

@@ -92,12 +92,10 @@ func (r *Runner) runCold(ctx context.Context, req *Request) (*Result, error) {
 		return nil, fmt.Errorf("sandbox: %w", err)
 	}
 	res := o.result(l, w)
-	if res.Files, res.FilesTruncated, err = work.produced(req.OutputDir); err != nil {
+	if res.Files, res.FilesTruncated, err = work.produced(); err != nil {
 		return nil, fmt.Errorf("sandbox: collect files: %w", err)
 	}
-	if err := saveImages(res.Images, req.OutputDir); err != nil {
-		return nil, fmt.Errorf("sandbox: save figures: %w", err)
-	}
+	saveOutputs(work, res, req.OutputDir)
 	return res, nil
 }
 

@@ -2,12 +2,15 @@ package sandbox
 
 import (
 	"bytes"
+	"fmt"
 	"image/png"
 	"os"
 	"path/filepath"
 	"strings"
 	"testing"
 	"time"
+
+	"github.com/codeexec/codeexec/internal/sandbox/harness"
 )
 
 func TestLibraries(t *testing.T) {
@@ -198,6 +201,83 @@ func TestFilesKeptWhenLimitHit(t *testing.T) {
 		}
 		if len(res.Files) != 1 || res.Files[0].Path != "partial.csv" || res.Files[0].Size != 8 {
 			t.Errorf("files %+v, want partial.csv of 8 bytes", res.Files)
+		}
+	})
+}
+
+// TestReportCaps runs programs whose genuine output reaches every cap of the report:
+// the harness cuts and flags it, and the server takes the report (a report beyond a
+// cap would be refused as the program's forgery).
+func TestReportCaps(t *testing.T) {
+	bothPaths(t, func(t *testing.T) {
+		tests := []struct {
+			name, code string
+			check      func(res *Result) bool
+		}{
+			{"long result", "'é' * 100000", func(res *Result) bool {
+				return res.Status == StatusOK && res.ResultTruncated && len(*res.Result) <= harness.MaxResultBytes && len(*res.Result) > harness.MaxResultBytes-4
+			}},
+			{"long message", "raise ValueError('m' * 1000000)", func(res *Result) bool {
+				return res.Error.Name == "ValueError" && res.Error.Truncated && len(res.Error.Message) == harness.MaxErrorMessageBytes &&
+					strings.HasSuffix(res.Error.Traceback, "mmm\n") && len(res.Error.Traceback) <= harness.MaxTracebackBytes
+			}},
+			{"long name", "E = type('E' * 100000, (Exception,), {})\nraise E('m')", func(res *Result) bool {
+				return res.Error.Truncated && res.Error.Name == strings.Repeat("E", harness.MaxErrorNameBytes) && res.Error.Message == "m"
+			}},
+			// Alternating frames: Python folds only repeats of one line.
+			{"deep traceback", "import sys\nsys.setrecursionlimit(100000)\ndef f(n):\n    return g(n + 1) if n < 5000 else 1 / 0\ndef g(n):\n    return f(n + 1)\nf(0)", func(res *Result) bool {
+				return res.Error.Name == "ZeroDivisionError" && res.Error.Truncated && len(res.Error.Traceback) <= harness.MaxTracebackBytes &&
+					strings.HasSuffix(res.Error.Traceback, "ZeroDivisionError: division by zero\n")
+			}},
+			{"long exit message", "import sys\nsys.exit('bye' * 100000)", func(res *Result) bool {
+				return res.Error.Name == "SystemExit" && res.Error.Truncated && len(res.Error.Message) <= harness.MaxErrorMessageBytes && res.ExitCode == 1
+			}},
+			{"broken __str__", "class E(Exception):\n    def __str__(self):\n        raise RuntimeError\nraise E()", func(res *Result) bool {
+				return res.Error.Name == "E" && !res.Error.Truncated
+			}},
+			{"too many figures", "import matplotlib.pyplot as plt\nfor i in range(20):\n    plt.figure(i * 1000000)", func(res *Result) bool {
+				return res.Status == StatusOK && res.ImagesTruncated && len(res.Images) == harness.MaxImages &&
+					res.Images[harness.MaxImages-1].Name == "figure-16.png"
+			}},
+		}
+		for _, tt := range tests {
+			t.Run(tt.name, func(t *testing.T) {
+				res := run(t, tt.code, nil)
+				if res.Error != nil && res.Error.Name == ReportErrorName {
+					t.Fatalf("the harness's own report was refused: %s", res.Error.Message)
+				}
+				if (res.Status == StatusError) == (res.Error == nil) || !tt.check(res) {
+					e := fmt.Sprintf("%+v", res.Error)
+					t.Fatalf("status %s result %.100s (truncated %v), %d images (truncated %v), error %.300s", res.Status, deref(res.Result), res.ResultTruncated, len(res.Images), res.ImagesTruncated, e)
+				}
+			})
+		}
+	})
+}
+
+// A program's own figure-1.png and a file of an earlier run in the output dir are
+// kept: the figure and the new file take free names (issue: run --out replaced them).
+func TestOutputDirNeverReplaces(t *testing.T) {
+	bothPaths(t, func(t *testing.T) {
+		out := t.TempDir()
+		if err := os.WriteFile(filepath.Join(out, "data.csv"), []byte("earlier run"), 0o644); err != nil {
+			t.Fatal(err)
+		}
+		res := run(t, "import matplotlib.pyplot as plt\nopen('figure-1.png', 'w').write('mine')\nopen('data.csv', 'w').write('new')\nplt.plot([1, 2])", func(r *Request) {
+			r.OutputDir = out
+		})
+		if res.Status != StatusOK || len(res.Images) != 1 || len(res.Files) != 2 {
+			t.Fatalf("status %s, %d figures, files %+v", res.Status, len(res.Images), res.Files)
+		}
+		want := map[string]string{"figure-1.png": "mine", "data.csv": "earlier run", "data (2).csv": "new"}
+		for name, data := range want {
+			if got, err := os.ReadFile(filepath.Join(out, name)); err != nil || string(got) != data {
+				t.Errorf("%s holds %q (%v), want %q", name, got, err, data)
+			}
+		}
+		fig := filepath.Join(out, "figure-1 (2).png")
+		if got, err := os.ReadFile(fig); err != nil || !bytes.HasPrefix(got, []byte("\x89PNG")) || res.Images[0].SavedAs != fig {
+			t.Errorf("the figure was saved as %q, want %q holding a PNG (%v)", res.Images[0].SavedAs, fig, err)
 		}
 	})
 }

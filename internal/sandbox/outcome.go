@@ -8,6 +8,7 @@ import (
 	"io"
 	"os"
 	"os/exec"
+	"strconv"
 	"strings"
 	"sync"
 	"syscall"
@@ -141,7 +142,9 @@ type outcome struct {
 }
 
 // result builds the Result. Limits come from what the runner and the kernel saw;
-// the harness report only describes the program's own output.
+// the harness report only describes the program's own output, and only within the
+// report's caps: a report that breaks one (harness.Parse) was written by the program,
+// so the run is an error and nothing of the report is used.
 func (o *outcome) result(l Limits, w *watch) *Result {
 	res := &Result{
 		Stdout:          w.stdout.String(),
@@ -157,14 +160,12 @@ func (o *outcome) result(l Limits, w *watch) *Result {
 	}
 	res.Usage.Network = o.network
 	rep, repErr := harness.Parse(o.report)
-	if len(o.report) > maxReportBytes {
-		rep, repErr = nil, fmt.Errorf("report exceeds %d bytes", maxReportBytes)
-	}
 	if rep != nil {
 		res.Result, res.ResultTruncated = rep.Result, rep.ResultTruncated
 		res.ImagesTruncated = rep.ImagesTruncated
-		for _, im := range rep.Images {
-			res.Images = append(res.Images, Image{Name: im.Name, MimeType: im.MimeType, Data: im.Data})
+		for i, im := range rep.Images {
+			// Named here: the report's names are the program's to choose.
+			res.Images = append(res.Images, Image{Name: "figure-" + strconv.Itoa(i+1) + ".png", MimeType: im.MimeType, Data: im.Data})
 		}
 	}
 	switch {
@@ -188,24 +189,30 @@ func (o *outcome) result(l Limits, w *watch) *Result {
 		res.Status = StatusOK
 		if !rep.OK {
 			res.Status = StatusError
-			if rep.Error != nil {
-				res.Error = &Error{Name: rep.Error.Name, Message: rep.Error.Message, Traceback: rep.Error.Traceback}
-			}
+			e := rep.Error // Parse makes sure a failed run has one
+			res.Error = &Error{Name: e.Name, Message: e.Message, Traceback: e.Traceback, Truncated: e.Truncated}
 		}
+	case !errors.Is(repErr, harness.ErrEmpty):
+		// Only the program can have written this: the harness keeps to the caps.
+		res.Status, res.ExitCode = StatusError, o.exitCode
+		if res.ExitCode == 0 {
+			res.ExitCode = 1
+		}
+		res.Error = &Error{Name: ReportErrorName, Message: fmt.Sprintf("the run's report was refused (%v): the program wrote to the harness's report pipe, so its result, error and figures are not trusted", repErr)}
 	default:
 		res.ExitCode = o.exitCode
 		res.Status = StatusOK
 		if res.ExitCode != 0 {
 			res.Status = StatusError
-			msg := fmt.Sprintf("the interpreter exited with status %d before reporting", res.ExitCode)
-			if repErr != nil && !errors.Is(repErr, harness.ErrEmpty) {
-				msg += " (" + repErr.Error() + ")"
-			}
-			res.Error = &Error{Name: "ProcessExit", Message: msg}
+			res.Error = &Error{Name: "ProcessExit", Message: fmt.Sprintf("the interpreter exited with status %d before reporting", res.ExitCode)}
 		}
 	}
 	return res
 }
+
+// ReportErrorName is the Error.Name of a run whose report was refused: it broke the
+// protocol or one of its caps (harness.Parse), which only the program can have done.
+const ReportErrorName = "ReportError"
 
 func waitStatus(err error) *syscall.WaitStatus {
 	if err == nil {

@@ -41,19 +41,38 @@ type Error struct {
 	Name      string `json:"name"`
 	Message   string `json:"message"`
 	Traceback string `json:"traceback,omitempty"`
+	// Truncated is set when the name, message or traceback was cut to its limit
+	// (the traceback keeps its end).
+	Truncated bool `json:"truncated,omitempty"`
 }
 
 // Image is a figure rendered by the code.
 type Image struct {
+	// Name is given by the server: figure-1.png, figure-2.png, … in the order the
+	// figures were rendered.
 	Name     string `json:"name"`
 	MimeType string `json:"mime_type"`
 	Data     []byte `json:"data"` // base64 in JSON
+	Saved
 }
 
 // FileInfo names a file the code created or changed in its work dir.
 type FileInfo struct {
 	Path string `json:"path"`
 	Size int64  `json:"size"`
+	Saved
+}
+
+// Saved says where a produced file or figure was copied when the Request has an
+// OutputDir (run --out); both are empty without one.
+type Saved struct {
+	// SavedAs is the path of the copy: OutputDir joined with the file's path, or
+	// with the next free name ("a (2).csv") when that is taken, since no file in
+	// OutputDir is ever replaced.
+	SavedAs string `json:"saved_as,omitempty"`
+	// SaveError says why it could not be copied (a name clash, a name too long for
+	// OutputDir, …); the other files are copied all the same.
+	SaveError string `json:"save_error,omitempty"`
 }
 
 // Usage is the resource consumption measured by the kernel (and, with limited

@@ -22,6 +22,7 @@ import (
 
 	"github.com/codeexec/codeexec/internal/cgroup"
 	"github.com/codeexec/codeexec/internal/egress"
+	"github.com/codeexec/codeexec/internal/sandbox/harness"
 	"github.com/codeexec/codeexec/internal/seccomp"
 )
 
@@ -54,9 +55,9 @@ type Config struct {
 // DefaultHostUID is the default Config.HostUID, far above the ids of real users.
 const DefaultHostUID = 1_100_000
 
-// maxReportBytes bounds the harness report: figures (8 MiB of PNG, base64-encoded) plus
-// the result repr and error.
-const maxReportBytes = 16 << 20
+// maxReportBytes bounds the harness report as read from its pipe; harness.Parse
+// holds what is read to the report's other caps.
+const maxReportBytes = harness.MaxReportBytes
 
 // Runner executes code in fresh sandboxes (the cold path). It is safe for concurrent
 // use. The creator must call Close.
@@ -267,8 +268,9 @@ func sandboxEnv(l Limits) []string {
 		"MPLCONFIGDIR=" + mplConfigDir,
 		"OPENBLAS_NUM_THREADS=" + threads,
 		"OMP_NUM_THREADS=" + threads,
-		"CODEEXEC_MAX_RESULT=65536",
 	}
+	// The report's caps, which the harness keeps to and reads from here.
+	env = append(env, harness.Env()...)
 	// Some CPUs need these for Debian's OpenBLAS to compute correctly.
 	for _, k := range []string{"OPENBLAS_CORETYPE", "OPENBLAS_L2_SIZE"} {
 		if v, ok := os.LookupEnv(k); ok {

@@ -98,7 +98,7 @@ func (s *Session) run(ctx context.Context, req *Request, last bool) (*Result, er
 	}
 	// The work dir is held open: it can be read even when the child is gone. A
 	// session's background processes may still change it, racing this listing.
-	files, filesTruncated, filesErr := s.work.produced(req.OutputDir)
+	files, filesTruncated, filesErr := s.work.produced()
 	grace := outputGrace
 	if last || !alive {
 		c.kill()
@@ -111,17 +111,16 @@ func (s *Session) run(ctx context.Context, req *Request, last bool) (*Result, er
 	o.stats.CPUTime -= s.cpuUse
 	s.cpuUse = total
 	res := o.result(req.Limits, w)
+	if filesErr == nil {
+		res.Files, res.FilesTruncated = files, filesTruncated
+		// Before end, which releases the work dir.
+		saveOutputs(s.work, res, req.OutputDir)
+	}
 	if !alive {
 		s.end(fmt.Errorf("%w: the interpreter stopped (%s)", ErrSessionEnded, res.Status))
 	}
 	if filesErr != nil {
 		return nil, fmt.Errorf("sandbox: collect files: %w", filesErr)
-	}
-	if files != nil {
-		res.Files, res.FilesTruncated = files, filesTruncated
-	}
-	if err := saveImages(res.Images, req.OutputDir); err != nil {
-		return nil, fmt.Errorf("sandbox: save figures: %w", err)
 	}
 	return res, nil
 }
@@ -211,13 +210,14 @@ func (s *Session) ReadFile(p string, max int64) ([]byte, error) {
 	return data, nil
 }
 
-// Files lists the regular files in the session's work dir.
+// Files lists the regular files in the session's work dir: at most maxListedFiles,
+// within the walk budgets; the bool says when some were left out.
 func (s *Session) Files() ([]FileInfo, bool, error) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	if s.ended != nil {
 		return nil, false, s.ended
 	}
-	all := &workDir{dir: s.work.dir, root: s.work.root, inputs: map[string]fileStamp{}}
-	return all.produced("")
+	files, _, truncated, err := s.work.list(s.work.inputs.fresh())
+	return files, truncated, err
 }

@@ -3,14 +3,10 @@ package sandbox
 import (
 	"errors"
 	"fmt"
-	"io"
-	"io/fs"
+	"hash/maphash"
 	"os"
 	"path"
-	"path/filepath"
 	"runtime"
-	"strconv"
-	"time"
 
 	"golang.org/x/sys/unix"
 )
@@ -26,9 +22,11 @@ type workDir struct {
 	// root, when set, is the work dir held open: a warm child's /work lives in its
 	// mount namespace, and an open directory keeps it readable after the child (and
 	// with it the namespace) is gone, so that a run killed by a limit keeps its files.
-	root   *os.Root
-	uid    int // host uid that owns the files (the sandbox user)
-	inputs map[string]fileStamp
+	root *os.Root
+	uid  int // host uid that owns the files (the sandbox user)
+	// inputs are the stamps of the files that are not the program's doing: those the
+	// server wrote, and in a session those seen after the previous run.
+	inputs stamps
 }
 
 // open returns the work dir and a function that releases it.
@@ -51,9 +49,36 @@ func (w *workDir) close() {
 }
 
 type fileStamp struct {
-	size  int64
-	mtime time.Time
+	size    int64
+	mtimeNs int64
 }
+
+func stampOf(st *unix.Stat_t) fileStamp {
+	return fileStamp{st.Size, st.Mtim.Nano()}
+}
+
+// stamps remembers files' stamps by a keyed hash of their path: an entry has a fixed
+// size however long the path, and the program, which names the files, cannot predict
+// the key to make two paths collide. There are at most walkMaxEntries of them.
+type stamps struct {
+	seed maphash.Seed
+	m    map[uint64]fileStamp
+}
+
+func newStamps() stamps { return stamps{seed: maphash.MakeSeed(), m: map[uint64]fileStamp{}} }
+
+func (s stamps) key(p string) uint64 { return maphash.String(s.seed, p) }
+
+// add remembers p's stamp unless the budget is spent: a file the server wrote and
+// forgot is then reported as produced — listed once too often, never hidden.
+func (s stamps) add(p string, st fileStamp) {
+	if len(s.m) < walkMaxEntries {
+		s.m[s.key(p)] = st
+	}
+}
+
+// fresh returns an empty set with the same key, to replace s.
+func (s stamps) fresh() stamps { return stamps{seed: s.seed, m: map[uint64]fileStamp{}} }
 
 // newWorkDir mounts a tmpfs of size bytes at dir, owned by host uid/gid. The caller
 // must call remove.
@@ -66,7 +91,7 @@ func newWorkDir(dir string, size int64, uid int) (*workDir, error) {
 		os.Remove(dir)
 		return nil, fmt.Errorf("mount work tmpfs on %q: %w", dir, err)
 	}
-	return &workDir{dir: dir, uid: uid, inputs: map[string]fileStamp{}}, nil
+	return &workDir{dir: dir, uid: uid, inputs: newStamps()}, nil
 }
 
 // remove unmounts and deletes the work dir and everything in it.
@@ -102,7 +127,7 @@ func (w *workDir) writeInputs(files []InputFile) error {
 			if err != nil {
 				return err
 			}
-			w.inputs[f.Path] = fileStamp{fi.Size(), fi.ModTime()}
+			w.inputs.add(f.Path, fileStamp{fi.Size(), fi.ModTime().UnixNano()})
 		}
 		return nil
 	})
@@ -142,84 +167,46 @@ func asFSUser(uid int, f func() error) error {
 }
 
 // produced lists the regular files the program created or changed since the inputs
-// were written or produced was last called, and copies them to outDir when it is
-// set. Symlinks and other special files are never followed. Call it only when no
-// sandbox process can change the work dir under it, or accept a racy listing (a
-// session's background processes).
-func (w *workDir) produced(outDir string) (files []FileInfo, truncated bool, err error) {
-	root, release, err := w.open()
-	if err != nil {
-		return nil, false, err
+// were written or produced was last called (at most maxListedFiles, within the walk
+// budgets; truncated says when some were left out). Symlinks and other special files
+// are never followed. Call it only when no sandbox process can change the work dir
+// under it, or accept a racy listing (a session's background processes).
+func (w *workDir) produced() (files []FileInfo, truncated bool, err error) {
+	files, seen, truncated, err := w.list(w.inputs)
+	if err == nil {
+		w.inputs = seen
 	}
-	defer release()
-	files = []FileInfo{}
-	seen := map[string]fileStamp{}
-	err = fs.WalkDir(root.FS(), ".", func(p string, d fs.DirEntry, err error) error {
-		if err != nil || !d.Type().IsRegular() {
-			return nil
-		}
-		fi, err := d.Info()
-		if err != nil {
-			return nil
-		}
-		stamp := fileStamp{fi.Size(), fi.ModTime()}
-		seen[p] = stamp
-		if w.inputs[p] == stamp {
-			return nil
-		}
-		if len(files) == maxListedFiles {
-			truncated = true
-			return nil
-		}
-		files = append(files, FileInfo{Path: p, Size: fi.Size()})
-		if outDir != "" {
-			if err := copyOut(root, p, outDir); err != nil {
-				return err
-			}
-		}
-		return nil
-	})
-	w.inputs = seen
 	return files, truncated, err
 }
 
-func copyOut(root *os.Root, p, outDir string) error {
-	src, err := root.OpenFile(p, os.O_RDONLY|unix.O_NOFOLLOW, 0)
+// list lists the regular files of the work dir whose stamp is not in skip, at most
+// maxListedFiles of them, and returns the stamps of every file it saw.
+func (w *workDir) list(skip stamps) (files []FileInfo, seen stamps, truncated bool, err error) {
+	root, release, err := w.open()
 	if err != nil {
-		return err
+		return nil, skip, false, err
 	}
-	defer src.Close()
-	dst := filepath.Join(outDir, filepath.FromSlash(p))
-	if err := os.MkdirAll(filepath.Dir(dst), 0o755); err != nil {
-		return err
-	}
-	out, err := os.Create(dst)
+	defer release()
+	dir, err := root.Open(".")
 	if err != nil {
-		return err
+		return nil, skip, false, err
 	}
-	if _, err := io.Copy(out, src); err != nil {
-		out.Close()
-		return fmt.Errorf("copy %q to %q: %w", p, dst, err)
-	}
-	return out.Close()
-}
-
-// saveImages writes figures to outDir.
-func saveImages(images []Image, outDir string) error {
-	if outDir == "" || len(images) == 0 {
-		return nil
-	}
-	if err := os.MkdirAll(outDir, 0o755); err != nil {
-		return err
-	}
-	for i, im := range images {
-		name := filepath.Base(im.Name)
-		if name == "." || name == "/" {
-			name = "figure-" + strconv.Itoa(i+1) + ".png"
+	defer dir.Close()
+	files, seen = []FileInfo{}, skip.fresh()
+	cut, err := walkFiles(dir, func(rel string, st *unix.Stat_t) {
+		stamp := stampOf(st)
+		seen.add(rel, stamp)
+		if old, ok := skip.m[skip.key(rel)]; ok && old == stamp {
+			return
 		}
-		if err := os.WriteFile(filepath.Join(outDir, name), im.Data, 0o644); err != nil {
-			return err
+		if len(files) == maxListedFiles {
+			truncated = true
+			return
 		}
+		files = append(files, FileInfo{Path: rel, Size: st.Size})
+	})
+	if err != nil {
+		return nil, skip, false, fmt.Errorf("list the work dir: %w", err)
 	}
-	return nil
+	return files, seen, truncated || cut, nil
 }

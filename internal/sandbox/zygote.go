@@ -398,7 +398,7 @@ func (c *child) workDir() (*workDir, error) {
 	if err != nil {
 		return nil, err
 	}
-	return &workDir{dir: dir, root: root, uid: c.z.r.cfg.HostUID + sandboxUID, inputs: map[string]fileStamp{}}, nil
+	return &workDir{dir: dir, root: root, uid: c.z.r.cfg.HostUID + sandboxUID, inputs: newStamps()}, nil
 }
 
 // exec runs one program in the child, which must already be in its cgroup g. It

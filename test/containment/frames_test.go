@@ -147,7 +147,7 @@ func TestThroughServer(t *testing.T) {
 		t.Cleanup(hs.Close)
 		servers[p] = hs.URL
 	}
-	list := append(framesAttacks(), socketFamiliesAttack, attack{
+	list := append(append(append(framesAttacks(), reportAttacks()...), treeAttacks()...), socketFamiliesAttack, attack{
 		// Lists the descriptors of a program started by an HTTP request.
 		name:  "file_descriptors",
 		code:  fdInventoryCode,

@@ -311,8 +311,10 @@ func TestInfoLeaks(t *testing.T) {
 import subprocess
 allowed = {"PATH", "HOME", "USER", "LANG", "PYTHONUNBUFFERED", "PYTHONIOENCODING", "MPLBACKEND", "MPLCONFIGDIR",
            "OPENBLAS_NUM_THREADS", "OMP_NUM_THREADS", "OPENBLAS_CORETYPE", "OPENBLAS_L2_SIZE"}
-# The harness's own setting: it takes it out of os.environ, the initial environment keeps it.
-initial = allowed | {"CODEEXEC_MAX_RESULT"}
+# The harness's own settings (the report's caps): it takes them out of os.environ, the
+# initial environment keeps them.
+initial = allowed | {"CODEEXEC_MAX_RESULT", "CODEEXEC_MAX_IMAGES", "CODEEXEC_MAX_IMAGE_BYTES",
+                     "CODEEXEC_MAX_ERROR_NAME", "CODEEXEC_MAX_ERROR_MESSAGE", "CODEEXEC_MAX_TRACEBACK"}
 print("extra", sorted(set(os.environ) - allowed))
 blob = rd("/proc/1/environ") + rd("/proc/self/environ") + subprocess.run(["env"], capture_output=True).stdout
 print("keys", sorted(set(kv.split(b"=")[0].decode() for kv in blob.replace(b"\n", b"\0").split(b"\0") if kv) - initial))

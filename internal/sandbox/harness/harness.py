@@ -17,9 +17,15 @@ import types
 import warnings
 
 FILENAME = "<code>"
-MAX_RESULT = int(os.environ.pop("CODEEXEC_MAX_RESULT", "65536"))
-MAX_IMAGES = int(os.environ.pop("CODEEXEC_MAX_IMAGES", "16"))
-MAX_IMAGE_BYTES = int(os.environ.pop("CODEEXEC_MAX_IMAGE_BYTES", str(8 << 20)))
+# The report's caps. The server is their authority (harness.go Env): it refuses a
+# report beyond any of them, so the harness cuts and flags rather than exceed one.
+# Sizes are bytes of UTF-8.
+MAX_RESULT = int(os.environ.pop("CODEEXEC_MAX_RESULT"))
+MAX_IMAGES = int(os.environ.pop("CODEEXEC_MAX_IMAGES"))
+MAX_IMAGE_BYTES = int(os.environ.pop("CODEEXEC_MAX_IMAGE_BYTES"))
+MAX_ERROR_NAME = int(os.environ.pop("CODEEXEC_MAX_ERROR_NAME"))
+MAX_ERROR_MESSAGE = int(os.environ.pop("CODEEXEC_MAX_ERROR_MESSAGE"))
+MAX_TRACEBACK = int(os.environ.pop("CODEEXEC_MAX_TRACEBACK"))
 
 
 def _read_code():
@@ -46,21 +52,54 @@ def _user_traceback(exc):
     return "".join(traceback.format_exception(type(exc), exc, tb))
 
 
+def _cut(text, limit, tail=False):
+    """Returns text cut to at most limit bytes of UTF-8 on a character boundary (its
+    end with tail), and whether it was cut. Bytes are counted as the server will
+    count them after JSON: a lone surrogate takes three."""
+    if len(text) <= limit // 4:
+        return text, False
+    data = text.encode("utf-8", "surrogatepass")
+    if len(data) <= limit:
+        return text, False
+    if tail:
+        start = len(data) - limit
+        while start < len(data) and data[start] & 0xC0 == 0x80:
+            start += 1
+        return data[start:].decode("utf-8", "surrogatepass"), True
+    end = limit
+    while end > 0 and data[end] & 0xC0 == 0x80:
+        end -= 1
+    return data[:end].decode("utf-8", "surrogatepass"), True
+
+
+def _text(value):
+    """str(value) as a plain str; a broken __str__ must not lose the report."""
+    try:
+        return str.__str__(str(value))
+    except BaseException as e:
+        return "<str() failed: %s>" % type(e).__name__
+
+
 def _error(exc):
-    message = str(exc)
-    if isinstance(exc, SyntaxError):
-        message = exc.msg or message
-    return {"name": type(exc).__name__, "message": message, "traceback": _user_traceback(exc)}
+    """The report's error for exc, each part within its cap; the whole traceback is
+    returned as well, for stderr."""
+    message = _text(exc)
+    if isinstance(exc, SyntaxError) and exc.msg:
+        message = _text(exc.msg)
+    full = _user_traceback(exc)
+    name, cut_name = _cut(_text(type(exc).__name__), MAX_ERROR_NAME)
+    message, cut_message = _cut(message, MAX_ERROR_MESSAGE)
+    traceback_, cut_traceback = _cut(full, MAX_TRACEBACK, tail=True)
+    return {"name": name, "message": message, "traceback": traceback_,
+            "truncated": cut_name or cut_message or cut_traceback}, full
 
 
 def _repr(value):
     try:
-        text = repr(value)
+        text = str.__str__(repr(value))
     except BaseException as e:  # a broken __repr__ must not lose the run's other output
-        text = "<repr failed: %s: %s>" % (type(e).__name__, e)
-    if len(text) > MAX_RESULT:
-        return text[:MAX_RESULT], True
-    return text, False
+        text = "<repr failed: %s: %s>" % (type(e).__name__, _text(e))
+    return _cut(text, MAX_RESULT)
 
 
 def _figures():
@@ -82,7 +121,7 @@ def _figures():
                 dropped = True
                 continue
             total += len(data)
-            images.append({"name": "figure-%d.png" % n, "mime_type": "image/png",
+            images.append({"name": "figure-%d.png" % (len(images) + 1), "mime_type": "image/png",
                            "data": base64.b64encode(data).decode("ascii")})
         plt.close("all")
     except BaseException as e:
@@ -134,17 +173,19 @@ def execute(source, namespace, report):
         code = e.code
         if code is None or code == 0:
             out["exit_code"] = 0
-        elif isinstance(code, int):
-            out["ok"], out["exit_code"] = False, code & 0xFF or 1
-            out["error"] = {"name": "SystemExit", "message": str(code), "traceback": ""}
         else:
-            sys.stderr.write("%s\n" % (code,))
-            out["ok"], out["exit_code"] = False, 1
-            out["error"] = {"name": "SystemExit", "message": str(code), "traceback": ""}
+            message = _text(code)
+            if isinstance(code, int):
+                out["ok"], out["exit_code"] = False, code & 0xFF or 1
+            else:
+                sys.stderr.write("%s\n" % message)
+                out["ok"], out["exit_code"] = False, 1
+            message, cut = _cut(message, MAX_ERROR_MESSAGE)
+            out["error"] = {"name": "SystemExit", "message": message, "traceback": "", "truncated": cut}
     except BaseException as e:
         out["ok"], out["exit_code"] = False, 1
-        out["error"] = _error(e)
-        sys.stderr.write(out["error"]["traceback"])
+        out["error"], full = _error(e)
+        sys.stderr.write(full)
 
     if out["ok"]:
         value = namespace["result"] if "result" in namespace else last
