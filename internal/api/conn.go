@@ -75,9 +75,11 @@ func (l ConnLimits) Validate() error {
 // HTTPServer returns the http.Server of the API, with the header, idle and header
 // size limits of its config; requests run under base. Serve it on a listener from
 // LimitListener. Its ReadTimeout and WriteTimeout stay off on purpose: a ReadTimeout
-// would also end the wait for the client's next byte during a long execution and
-// cancel its request, and a WriteTimeout would cut a long execution's reply or a
-// stream. The body and send limits are set per request by the handler instead.
+// is one fixed time for header and body, which either cuts a large upload over a
+// slow but steady link or lets a trickle hold the connection long; a WriteTimeout
+// runs from the end of the header, through the handler, so it would cut the reply
+// of a long execution and any stream. The handler sets body and send deadlines
+// that move with the data instead.
 func (s *Server) HTTPServer(base context.Context) *http.Server {
 	l := s.cfg.Conn
 	return &http.Server{
@@ -90,18 +92,14 @@ func (s *Server) HTTPServer(base context.Context) *http.Server {
 	}
 }
 
-// bodyDeadlines gives each request body its deadline and lifts it once the body has
-// arrived, so that the connection's read deadline never cuts the handler that runs
-// after. It also clears a send deadline left by the connection's previous request.
+// bodyDeadlines gives each request body its deadline. Once the body has arrived the
+// server lifts the read deadline itself, so that it never cuts the handler that
+// runs after; it clears the write deadline after each request as well.
 func (s *Server) bodyDeadlines(next http.Handler) http.Handler {
 	l := s.cfg.Conn
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		rc := http.NewResponseController(w)
-		// The previous reply's deadline may have passed: it must not fail this
-		// request's "100 Continue".
-		_ = rc.SetWriteDeadline(time.Time{})
 		if l.BodyTimeout > 0 && r.Body != nil && r.Body != http.NoBody {
-			b := &deadlineBody{ReadCloser: r.Body, rc: rc, start: time.Now(), timeout: l.BodyTimeout, rate: l.BodyMinRate}
+			b := &deadlineBody{ReadCloser: r.Body, rc: http.NewResponseController(w), start: time.Now(), timeout: l.BodyTimeout, rate: l.BodyMinRate}
 			// Unsupported (not an HTTP/1 connection): the body has no deadline.
 			if b.extend() == nil {
 				r.Body = b
@@ -112,7 +110,7 @@ func (s *Server) bodyDeadlines(next http.Handler) http.Handler {
 }
 
 // deadlineBody is a request body whose connection's read deadline moves with it:
-// start+timeout, one second later for every rate bytes read, and none after EOF.
+// start+timeout, one second later for every rate bytes read.
 type deadlineBody struct {
 	io.ReadCloser
 	rc      *http.ResponseController
@@ -138,14 +136,10 @@ func (b *deadlineBody) Read(p []byte) (int, error) {
 	}
 	b.read += int64(n)
 	switch {
-	case errors.Is(err, io.EOF):
-		// The server now waits in the background for the client's next byte (to see
-		// it leave); that wait must last as long as the handler does.
-		b.done = true
-		_ = b.rc.SetReadDeadline(time.Time{})
 	case err != nil:
-		// The deadline stays: the server discards what is left of the body after the
-		// handler, and must not wait for it forever.
+		// At EOF the server has lifted the deadline itself, to wait for the client's
+		// next byte as long as the handler runs. After an error the deadline stays:
+		// the server discards what is left of the body, and must not wait forever.
 		b.done = true
 	case n > 0:
 		_ = b.extend()
