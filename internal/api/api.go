@@ -260,6 +260,9 @@ func (s *Server) logRequests(next http.Handler) http.Handler {
 			rec.send = &sendDeadline{rc: http.NewResponseController(w), timeout: d}
 		}
 		defer func() {
+			// The server flushes the end of the reply after this: give it a fresh
+			// deadline, whenever the handler last wrote.
+			rec.send.arm()
 			if v := recover(); v != nil {
 				// A bug must cost one request, never the server.
 				s.log.Error("panic in handler", "path", r.URL.Path, "panic", v)

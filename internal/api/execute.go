@@ -212,7 +212,7 @@ func (s *Server) execute(w http.ResponseWriter, r *http.Request, sessionID strin
 	if !ok {
 		w.Header().Set("Retry-After", "1")
 		writeError(w, http.StatusTooManyRequests, "tenant_concurrency_limit",
-			fmt.Sprintf("your key's tenant has %d executions running or waiting, its limit; retry when one ends", t.MaxConcurrent))
+			fmt.Sprintf("your key's tenant is at its limit of %d executions running or waiting; retry when one ends", t.MaxConcurrent))
 		return
 	}
 	defer leave()

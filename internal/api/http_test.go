@@ -114,7 +114,7 @@ func TestTenantConcurrency(t *testing.T) {
 		if r.header.Get("Retry-After") == "" {
 			t.Errorf("429 tenant_concurrency_limit without Retry-After")
 		}
-		if msg := errorMessage(t, r); !strings.Contains(msg, "1 executions") {
+		if msg := errorMessage(t, r); !strings.Contains(msg, "limit of 1 executions") {
 			t.Errorf("message %q does not name the limit", msg)
 		}
 	}
