@@ -1,16 +1,17 @@
 package main
 
 import (
-	"bytes"
 	"context"
 	"encoding/json"
 	"errors"
 	"fmt"
 	"log/slog"
+	"maps"
 	"net"
-	"net/http"
 	"os"
 	"os/signal"
+	"reflect"
+	"slices"
 	"strconv"
 	"strings"
 	"syscall"
@@ -23,8 +24,10 @@ import (
 	"github.com/codeexec/codeexec/internal/safety"
 	"github.com/codeexec/codeexec/internal/sandbox"
 	"github.com/codeexec/codeexec/internal/session"
+	"github.com/codeexec/codeexec/internal/tenant"
 	"github.com/spf13/cobra"
 	"github.com/spf13/pflag"
+	"golang.org/x/sys/unix"
 )
 
 // serveConfig is the server's configuration: defaults, then the config file, then
@@ -59,11 +62,22 @@ type serveConfig struct {
 	// ChatNet is the network of the gateway's code_execution tool: "none" or
 	// "allow=HOST,…".
 	ChatNet string `json:"chat_net"`
-	apiKeys []string
-	chatNet *egress.Policy // ChatNet, parsed
+	// What one client can hold of the server (api.ConnLimits); 0 turns a limit off.
+	HeaderTimeout     duration `json:"header_timeout"`
+	BodyTimeout       duration `json:"body_timeout"`
+	BodyMinRate       string   `json:"body_min_rate"` // bytes per second
+	SendTimeout       duration `json:"send_timeout"`
+	IdleTimeout       duration `json:"idle_timeout"`
+	MaxHeaderBytes    string   `json:"max_header_bytes"`
+	MaxConns          int      `json:"max_conns"`
+	MaxConnsPerClient int      `json:"max_conns_per_client"`
+	apiKeys           []tenant.Key
+	chatNet           *egress.Policy // ChatNet, parsed
+	conn              api.ConnLimits // the connection limits, parsed
 }
 
 func defaultServeConfig() serveConfig {
+	conn := api.DefaultConnLimits()
 	return serveConfig{
 		Addr:          "127.0.0.1:8080",
 		Prefork:       4,
@@ -79,6 +93,15 @@ func defaultServeConfig() serveConfig {
 		Safety:        "off",
 		JudgeModel:    "gpt-4o-mini",
 		ChatNet:       "none",
+
+		HeaderTimeout:     duration(conn.HeaderTimeout),
+		BodyTimeout:       duration(conn.BodyTimeout),
+		BodyMinRate:       strconv.FormatInt(conn.BodyMinRate>>10, 10) + "KiB",
+		SendTimeout:       duration(conn.SendTimeout),
+		IdleTimeout:       duration(conn.IdleTimeout),
+		MaxHeaderBytes:    strconv.Itoa(conn.MaxHeaderBytes>>10) + "KiB",
+		MaxConns:          conn.MaxConns,
+		MaxConnsPerClient: conn.MaxConnsPerClient,
 	}
 }
 
@@ -88,11 +111,11 @@ type duration time.Duration
 func (d *duration) UnmarshalJSON(b []byte) error {
 	var s string
 	if err := json.Unmarshal(b, &s); err != nil {
-		return fmt.Errorf("want a duration such as \"30s\": %w", err)
+		return fmt.Errorf("expected a duration such as \"30s\", got %s", b)
 	}
 	v, err := time.ParseDuration(s)
 	if err != nil {
-		return err
+		return fmt.Errorf("%q is not a duration such as \"30s\"", s)
 	}
 	*d = duration(v)
 	return nil
@@ -109,6 +132,10 @@ func newServeCmd() *cobra.Command {
 variables (CODEEXEC_ADDR, CODEEXEC_STORE, CODEEXEC_API_KEYS as a comma-separated
 list, CODEEXEC_API_KEYS_FILE, CODEEXEC_NET_ALLOW as a comma-separated list), then flags.
 
+A keys file holds a key a line, optionally with options: "KEY tenant=NAME
+max_sessions=N max_concurrent=N". Sessions belong to the tenant of the key that made
+them; a key without a tenant is a tenant of its own.
+
 Executions have no network unless a request asks for "network": "allow=HOST,…" and
 every host it names is covered by --net-allow; their traffic then leaves only through
 codeexec's egress proxy, which refuses other hosts and private or local addresses.
@@ -123,11 +150,16 @@ Without API keys the server listens on loopback addresses only, unless
 			return serve(cmd.Context(), cfg)
 		},
 	}
-	f := cmd.Flags()
-	f.StringVar(&configFile, "config", "", "JSON config file")
+	cmd.Flags().StringVar(&configFile, "config", "", "JSON config file")
+	bindServeFlags(cmd.Flags(), &cfg)
+	return cmd
+}
+
+// bindServeFlags defines serve's flags, each with its default from cfg, into cfg.
+func bindServeFlags(f *pflag.FlagSet, cfg *serveConfig) {
 	f.StringVar(&cfg.Addr, "addr", cfg.Addr, "listen address")
 	f.StringVar(&cfg.Store, "store", "", "image and state directory (default $CODEEXEC_STORE or "+defaultStore+")")
-	f.StringVar(&cfg.APIKeysFile, "api-keys-file", "", "file of API keys, one per line")
+	f.StringVar(&cfg.APIKeysFile, "api-keys-file", "", "file of API keys, one per line, each optionally with tenant=NAME max_sessions=N max_concurrent=N")
 	f.BoolVar(&cfg.InsecureNoKey, "insecure-no-auth", false, "allow listening beyond loopback without API keys")
 	f.BoolVar(&cfg.Cold, "cold", false, "start a fresh interpreter per execution instead of forking a warm one (no sessions)")
 	f.IntVar(&cfg.Prefork, "prefork", cfg.Prefork, "warm interpreters kept ready")
@@ -139,7 +171,8 @@ Without API keys the server listens on loopback addresses only, unless
 	f.StringVar(&cfg.LLMConfig, "llm-config", "", "JSON file of upstream model providers (default: OPENAI_BASE_URL and OPENAI_API_KEY)")
 	f.StringVar(&cfg.ChatNet, "chat-net", cfg.ChatNet, "network of the gateway's code_execution tool: none, or allow=HOST[,HOST…]")
 	f.StringSliceVar(&cfg.NetAllow, "net-allow", nil, "hosts executions may reach through the egress proxy, e.g. example.com,*.pypi.org (default: none)")
-	return cmd
+	f.IntVar(&cfg.MaxConns, "max-conns", cfg.MaxConns, "client connections open at once (0: no limit)")
+	f.IntVar(&cfg.MaxConnsPerClient, "max-conns-per-client", cfg.MaxConnsPerClient, "client connections open at once from one address, an IPv6 /64 (0: no limit; behind a reverse proxy every client is the proxy)")
 }
 
 // load applies the config file, then the environment, then the flags that were set.
@@ -150,9 +183,7 @@ func (c *serveConfig) load(file string, flags *pflag.FlagSet) error {
 		if err != nil {
 			return fmt.Errorf("config: %w", err)
 		}
-		dec := json.NewDecoder(bytes.NewReader(data))
-		dec.DisallowUnknownFields()
-		if err := dec.Decode(c); err != nil {
+		if err := decodeConfig(data, c); err != nil {
 			return fmt.Errorf("config %q: %w", file, err)
 		}
 	}
@@ -195,6 +226,10 @@ func (c *serveConfig) load(file string, flags *pflag.FlagSet) error {
 			c.NetAllow = fromFlags.NetAllow
 		case "chat-net":
 			c.ChatNet = fromFlags.ChatNet
+		case "max-conns":
+			c.MaxConns = fromFlags.MaxConns
+		case "max-conns-per-client":
+			c.MaxConnsPerClient = fromFlags.MaxConnsPerClient
 		}
 	})
 	c.Store = storeDir(c.Store)
@@ -215,33 +250,95 @@ func (c *serveConfig) load(file string, flags *pflag.FlagSet) error {
 	if c.MaxConcurrent < 1 || c.MaxQueued < 0 || c.MaxSessions < 0 || c.Prefork < 0 {
 		return errors.New("max-concurrent must be positive; max-queued, max-sessions and prefork not negative")
 	}
+	if c.conn, err = c.connLimits(); err != nil {
+		return err
+	}
 	if len(keys) == 0 && !c.InsecureNoKey && !loopbackOnly(c.Addr) {
 		return fmt.Errorf("refusing to listen on %q without API keys: use --api-keys-file (or CODEEXEC_API_KEYS), a loopback address, or --insecure-no-auth", c.Addr)
 	}
 	return nil
 }
 
-// readAPIKeys collects keys from a file (one per line, # comments) and a list.
-func readAPIKeys(file, list string) ([]string, error) {
-	var keys []string
+// connLimits checks and converts the connection limits of the config.
+func (c *serveConfig) connLimits() (api.ConnLimits, error) {
+	l := api.ConnLimits{
+		HeaderTimeout:     time.Duration(c.HeaderTimeout),
+		BodyTimeout:       time.Duration(c.BodyTimeout),
+		SendTimeout:       time.Duration(c.SendTimeout),
+		IdleTimeout:       time.Duration(c.IdleTimeout),
+		MaxConns:          c.MaxConns,
+		MaxConnsPerClient: c.MaxConnsPerClient,
+	}
+	var err error
+	if l.BodyMinRate, err = parseSize(c.BodyMinRate); err != nil {
+		return l, fmt.Errorf("body_min_rate: %w", err)
+	}
+	headerBytes, err := parseSize(c.MaxHeaderBytes)
+	if err != nil || headerBytes > 1<<30 {
+		return l, fmt.Errorf("max_header_bytes: %q is not a size up to 1GiB", c.MaxHeaderBytes)
+	}
+	l.MaxHeaderBytes = int(headerBytes)
+	return l, l.Validate()
+}
+
+// decodeConfig reads a JSON config file into c key by key, so that a mistake names
+// its key, and an unknown key the valid ones.
+func decodeConfig(data []byte, c *serveConfig) error {
+	var raw map[string]json.RawMessage
+	if err := json.Unmarshal(data, &raw); err != nil {
+		return errors.New(api.DescribeJSONError(err, &raw))
+	}
+	fields := configFields(c)
+	for _, key := range slices.Sorted(maps.Keys(raw)) {
+		f, ok := fields[key]
+		if !ok {
+			return fmt.Errorf("unknown key %q; the keys are %s", key, strings.Join(slices.Sorted(maps.Keys(fields)), ", "))
+		}
+		if err := json.Unmarshal(raw[key], f.Addr().Interface()); err != nil {
+			return fmt.Errorf("%s: %s", key, api.DescribeJSONError(err, f.Interface()))
+		}
+	}
+	return nil
+}
+
+// configFields maps the JSON keys of c's fields to those fields.
+func configFields(c *serveConfig) map[string]reflect.Value {
+	v := reflect.ValueOf(c).Elem()
+	fields := map[string]reflect.Value{}
+	for _, f := range reflect.VisibleFields(v.Type()) {
+		if name, _, _ := strings.Cut(f.Tag.Get("json"), ","); f.IsExported() && name != "" && name != "-" {
+			fields[name] = v.FieldByIndex(f.Index)
+		}
+	}
+	return fields
+}
+
+// readAPIKeys collects keys from a keys file (see tenant.ParseKeysFile) and a
+// comma-separated list, and gives each its tenant.
+func readAPIKeys(file, list string) ([]tenant.Key, error) {
+	var specs []tenant.KeySpec
 	if file != "" {
 		data, err := os.ReadFile(file)
 		if err != nil {
 			return nil, fmt.Errorf("api keys: %w", err)
 		}
-		for _, line := range strings.Split(string(data), "\n") {
-			if k := strings.TrimSpace(line); k != "" && !strings.HasPrefix(k, "#") {
-				keys = append(keys, k)
-			}
-		}
-		if len(keys) == 0 {
-			return nil, fmt.Errorf("api keys: %q holds no key", file)
+		if specs, err = tenant.ParseKeysFile(file, data); err != nil {
+			return nil, fmt.Errorf("api keys: %w", err)
 		}
 	}
+	var plain []string
 	for _, k := range strings.Split(list, ",") {
 		if k = strings.TrimSpace(k); k != "" {
-			keys = append(keys, k)
+			plain = append(plain, k)
 		}
+	}
+	listed, err := tenant.PlainKeys("CODEEXEC_API_KEYS", plain)
+	if err != nil {
+		return nil, fmt.Errorf("api keys: %w", err)
+	}
+	keys, err := tenant.Resolve(append(specs, listed...))
+	if err != nil {
+		return nil, fmt.Errorf("api keys: %w", err)
 	}
 	return keys, nil
 }
@@ -273,6 +370,30 @@ func loopbackOnly(addr string) bool {
 	return ip != nil && ip.IsLoopback()
 }
 
+// tenantCount is the number of distinct tenants of keys.
+func tenantCount(keys []tenant.Key) int {
+	seen := map[*tenant.Tenant]bool{}
+	for _, k := range keys {
+		seen[k.Tenant] = true
+	}
+	return len(seen)
+}
+
+// warnFileLimit warns when maxConns connections would take most of the descriptors
+// the process may open: the sandboxes need theirs too.
+func warnFileLimit(log *slog.Logger, maxConns int) {
+	var lim unix.Rlimit
+	if err := unix.Getrlimit(unix.RLIMIT_NOFILE, &lim); err != nil {
+		return
+	}
+	if maxConns == 0 {
+		log.Warn("max_conns is 0: client connections are not limited", "open_file_limit", lim.Cur)
+	} else if uint64(maxConns) > lim.Cur/2 {
+		log.Warn("max_conns leaves too few file descriptors for the sandboxes; lower it or raise the open file limit",
+			"max_conns", maxConns, "open_file_limit", lim.Cur)
+	}
+}
+
 func serve(ctx context.Context, c serveConfig) error {
 	log := slog.New(slog.NewTextHandler(os.Stderr, nil))
 	runner, img, err := openRunner(c.Store, func(cfg *sandbox.Config) {
@@ -299,7 +420,8 @@ func serve(ctx context.Context, c serveConfig) error {
 	defer sessions.Close()
 
 	acfg := api.DefaultConfig()
-	acfg.APIKeys = c.apiKeys
+	acfg.Keys = c.apiKeys
+	acfg.Conn = c.conn
 	acfg.NetworkAllow = c.NetAllow
 	acfg.MaxConcurrent, acfg.MaxQueued = c.MaxConcurrent, c.MaxQueued
 	acfg.MaxLimits.Timeout = time.Duration(c.MaxTimeout)
@@ -341,18 +463,19 @@ func serve(ctx context.Context, c serveConfig) error {
 	// Requests run under reqCtx: cancelling it stops every execution at shutdown.
 	reqCtx, cancelRequests := context.WithCancel(context.Background())
 	defer cancelRequests()
-	hs := &http.Server{Handler: srv.Handler(), BaseContext: func(net.Listener) context.Context { return reqCtx },
-		ReadHeaderTimeout: 10 * time.Second}
+	hs := srv.HTTPServer(reqCtx)
 	if len(c.apiKeys) == 0 {
 		log.Warn("no API keys configured: anyone who can reach the address can run code", "addr", ln.Addr().String())
 	}
+	warnFileLimit(log, c.conn.MaxConns)
 	log.Info("serving", "addr", ln.Addr().String(), "store", c.Store, "image", img.Manifest.Name+"-"+img.Manifest.RecipeHash,
-		"cgroup", "v"+strconv.Itoa(int(runner.CgroupVersion())), "warm", !c.Cold, "keys", len(c.apiKeys), "safety", c.Safety)
+		"cgroup", "v"+strconv.Itoa(int(runner.CgroupVersion())), "warm", !c.Cold, "keys", len(c.apiKeys),
+		"tenants", tenantCount(c.apiKeys), "safety", c.Safety, "max_conns", c.conn.MaxConns, "max_conns_per_client", c.conn.MaxConnsPerClient)
 
 	ctx, stop := signal.NotifyContext(ctx, os.Interrupt, syscall.SIGTERM)
 	defer stop()
 	errc := make(chan error, 1)
-	go func() { errc <- hs.Serve(ln) }()
+	go func() { errc <- hs.Serve(srv.LimitListener(ln)) }()
 	select {
 	case err := <-errc:
 		return fmt.Errorf("serving: %w", err)

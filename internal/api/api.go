@@ -8,13 +8,16 @@ import (
 	"encoding/hex"
 	"encoding/json"
 	"errors"
+	"fmt"
 	"log/slog"
 	"net/http"
 	"strconv"
+	"strings"
 	"time"
 
 	"github.com/codeexec/codeexec/internal/sandbox"
 	"github.com/codeexec/codeexec/internal/session"
+	"github.com/codeexec/codeexec/internal/tenant"
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/client_golang/prometheus/promhttp"
 )
@@ -40,11 +43,17 @@ type Config struct {
 	// the rest are refused with 429.
 	MaxConcurrent int
 	MaxQueued     int
-	// APIKeys, when not empty, are required as "Authorization: Bearer <key>" on /v1.
+	// Keys, when there are any, are required as "Authorization: Bearer <key>" on /v1,
+	// and each request acts for its key's tenant. APIKeys are keys each of a tenant
+	// of its own (named "key#N" by their place), checked after Keys.
+	Keys    []tenant.Key
 	APIKeys []string
 	// NetworkAllow are the host patterns ("example.com", "*.example.com") a request's
 	// "network": "allow=…" may name; empty: requests get no network.
 	NetworkAllow []string
+	// Conn bounds what one client can hold of the server (see HTTPServer and
+	// LimitListener).
+	Conn ConnLimits
 }
 
 // DefaultConfig is the API's policy unless configured otherwise.
@@ -61,6 +70,7 @@ func DefaultConfig() Config {
 		MaxDownloadBytes: 64 << 20,
 		MaxConcurrent:    16,
 		MaxQueued:        64,
+		Conn:             DefaultConnLimits(),
 	}
 }
 
@@ -72,6 +82,8 @@ type Server struct {
 	ready    func() error
 	log      *slog.Logger
 	queue    *queue
+	tenants  *tenantGate
+	keys     []tenant.Key // cfg.Keys, then cfg.APIKeys
 	metrics  *metrics
 	registry *prometheus.Registry
 	gateway  *Gateway // nil: no upstream model, chat endpoints answer 503
@@ -88,7 +100,11 @@ func New(cfg Config, exec Executor, sessions *session.Manager, ready func() erro
 	}
 	reg := prometheus.NewRegistry()
 	s := &Server{cfg: cfg, exec: exec, sessions: sessions, ready: ready, log: log,
-		queue: newQueue(cfg.MaxConcurrent, cfg.MaxQueued), registry: reg}
+		queue: newQueue(cfg.MaxConcurrent, cfg.MaxQueued), tenants: newTenantGate(), registry: reg}
+	s.keys = append(s.keys, cfg.Keys...)
+	for i, k := range cfg.APIKeys {
+		s.keys = append(s.keys, tenant.Key{Secret: k, Tenant: &tenant.Tenant{Name: "key#" + strconv.Itoa(len(cfg.Keys)+i+1)}})
+	}
 	s.metrics = newMetrics(reg, s)
 	return s
 }
@@ -103,21 +119,50 @@ func (s *Server) Handler() http.Handler {
 	v1("GET /v1/models", s.handleModels)
 	v1("POST /v1/execute", s.handleExecute)
 	v1("POST /v1/sessions", s.handleCreateSession)
+	v1("GET /v1/sessions", s.handleListSessions)
 	v1("GET /v1/sessions/{id}", s.handleGetSession)
 	v1("DELETE /v1/sessions/{id}", s.handleDeleteSession)
 	v1("POST /v1/sessions/{id}/execute", s.handleSessionExecute)
 	v1("PUT /v1/sessions/{id}/files/{path...}", s.handlePutFile)
 	v1("GET /v1/sessions/{id}/files", s.handleListFiles)
 	v1("GET /v1/sessions/{id}/files/{path...}", s.handleGetFile)
+	v1("DELETE /v1/sessions/{id}/files/{path...}", s.handleDeleteFile)
 	mux.HandleFunc("GET /healthz", func(w http.ResponseWriter, r *http.Request) {
 		writeJSON(w, http.StatusOK, map[string]string{"status": "ok"})
 	})
 	mux.HandleFunc("GET /readyz", s.handleReady)
 	mux.Handle("GET /metrics", promhttp.HandlerFor(s.registry, promhttp.HandlerOpts{}))
-	mux.HandleFunc("/", func(w http.ResponseWriter, r *http.Request) {
-		writeError(w, http.StatusNotFound, "not_found", "no route for "+r.Method+" "+r.URL.Path)
+	return s.logRequests(s.bodyDeadlines(routeOrRefuse(mux)))
+}
+
+// methods are those a request may be refused with 405 for; routes use no others.
+var methods = []string{"DELETE", "GET", "HEAD", "POST", "PUT"}
+
+// routeOrRefuse serves what mux routes, and answers the rest in the API's error
+// shape: 405 with Allow when the path has routes for other methods, else 404. The
+// mux's own answers to those are plain text.
+func routeOrRefuse(mux *http.ServeMux) http.Handler {
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if _, pattern := mux.Handler(r); pattern != "" {
+			mux.ServeHTTP(w, r)
+			return
+		}
+		var allow []string
+		for _, m := range methods {
+			probe := r.Clone(r.Context())
+			probe.Method = m
+			if _, pattern := mux.Handler(probe); pattern != "" {
+				allow = append(allow, m)
+			}
+		}
+		if len(allow) == 0 {
+			writeError(w, http.StatusNotFound, "not_found", "no route for "+r.Method+" "+r.URL.Path)
+			return
+		}
+		w.Header().Set("Allow", strings.Join(allow, ", "))
+		writeError(w, http.StatusMethodNotAllowed, "method_not_allowed",
+			fmt.Sprintf("%s is not allowed on %s; it takes %s", r.Method, r.URL.Path, strings.Join(allow, ", ")))
 	})
-	return s.logRequests(mux)
 }
 
 func (s *Server) handleReady(w http.ResponseWriter, r *http.Request) {
@@ -167,15 +212,42 @@ func writeJSON(w http.ResponseWriter, status int, v any) {
 	_ = json.NewEncoder(w).Encode(v)
 }
 
-// statusRecorder remembers the status a handler wrote, for the request log.
+// statusRecorder remembers the status a handler wrote, for the request log, and
+// gives each piece of the reply its send deadline (nil: none).
 type statusRecorder struct {
 	http.ResponseWriter
 	status int
+	send   *sendDeadline
 }
 
 func (r *statusRecorder) WriteHeader(code int) {
 	r.status = code
+	r.send.arm()
 	r.ResponseWriter.WriteHeader(code)
+}
+
+func (r *statusRecorder) Write(p []byte) (int, error) {
+	if r.send == nil {
+		return r.ResponseWriter.Write(p)
+	}
+	written := 0
+	for len(p) > 0 {
+		piece := p[:min(len(p), sendPiece)]
+		r.send.arm()
+		n, err := r.ResponseWriter.Write(piece)
+		written += n
+		if err != nil {
+			return written, err
+		}
+		p = p[n:]
+	}
+	return written, nil
+}
+
+// Flush sends what is buffered: streams depend on it (http.Flusher).
+func (r *statusRecorder) Flush() {
+	r.send.arm()
+	_ = http.NewResponseController(r.ResponseWriter).Flush()
 }
 
 func (r *statusRecorder) Unwrap() http.ResponseWriter { return r.ResponseWriter }
@@ -184,7 +256,13 @@ func (s *Server) logRequests(next http.Handler) http.Handler {
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		start := time.Now()
 		rec := &statusRecorder{ResponseWriter: w, status: http.StatusOK}
+		if d := s.cfg.Conn.SendTimeout; d > 0 {
+			rec.send = &sendDeadline{rc: http.NewResponseController(w), timeout: d}
+		}
 		defer func() {
+			// The server flushes the end of the reply after this: give it a fresh
+			// deadline, whenever the handler last wrote.
+			rec.send.arm()
 			if v := recover(); v != nil {
 				// A bug must cost one request, never the server.
 				s.log.Error("panic in handler", "path", r.URL.Path, "panic", v)

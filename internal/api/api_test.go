@@ -64,8 +64,13 @@ func contractServer(t testing.TB, exec Executor, ready func() error, adjust func
 // wantTypes are OpenAI's error types by status.
 var wantTypes = map[int]string{
 	400: "invalid_request_error", 413: "invalid_request_error", 401: "authentication_error",
-	403: "permission_error", 404: "not_found_error", 410: "invalid_request_error", 429: "rate_limit_error", 503: "server_error",
+	403: "permission_error", 404: "not_found_error", 405: "invalid_request_error", 408: "invalid_request_error",
+	410: "invalid_request_error", 429: "rate_limit_error", 503: "server_error",
 }
+
+// goNames are what an error message must not show: Go's names for types and
+// encoding/json's prefix.
+var goNames = regexp.MustCompile(`json: |Go (struct|value)|int64|\bint\b|\[\]|\bapi\.|ExecuteRequest|CreateSessionRequest|InputFile`)
 
 // wantError checks that r is exactly an OpenAI-style error:
 // {"error":{"message","type","code"}} with the given status and code, nothing more.
@@ -83,6 +88,9 @@ func wantError(t testing.TB, req string, r response, status int, code string) {
 	}
 	if r.status != status || gotCode != code || typ != wantTypes[status] {
 		t.Errorf("%s: got %d code %q type %q, want %d code %q type %q (message %q)", req, r.status, gotCode, typ, status, code, wantTypes[status], msg)
+	}
+	if m := goNames.FindString(msg); m != "" {
+		t.Errorf("%s: message %q shows %q, a name of the server's code", req, msg, m)
 	}
 	if ct := r.header.Get("Content-Type"); ct != "application/json" {
 		t.Errorf("%s: Content-Type %q, want application/json", req, ct)
@@ -173,13 +181,15 @@ func TestErrorContract(t *testing.T) {
 		{"GET", "/v1/sessions/sess_nope/files", ``, 404, "session_not_found"},
 		{"GET", "/v1/sessions/sess_nope/files/a.txt", ``, 404, "session_not_found"},
 		{"PUT", "/v1/sessions/sess_nope/files/a.txt", `x`, 404, "session_not_found"},
+		{"DELETE", "/v1/sessions/sess_nope/files/a.txt", ``, 404, "session_not_found"},
 
 		// Routes.
 		{"GET", "/v1/nothing", ``, 404, "not_found"},
-		{"GET", "/v1/execute", ``, 404, "not_found"},
-		{"PATCH", "/v1/sessions/sess_a", ``, 404, "not_found"},
-		{"POST", "/healthz", ``, 404, "not_found"},
 		{"GET", "/", ``, 404, "not_found"},
+		{"GET", "/v1/sessions/sess_a/nothing", ``, 404, "not_found"},
+		{"GET", "/v1/execute", ``, 405, "method_not_allowed"},
+		{"PATCH", "/v1/sessions/sess_a", ``, 405, "method_not_allowed"},
+		{"POST", "/healthz", ``, 405, "method_not_allowed"},
 		{"GET", "/v1/models", ``, 503, "gateway_disabled"},
 		{"POST", "/v1/chat/completions", `{"model": "m", "messages": [{"role": "user", "content": "hi"}]}`, 503, "gateway_disabled"},
 	}
@@ -198,10 +208,11 @@ func TestErrorContract(t *testing.T) {
 func TestAuthEveryRoute(t *testing.T) {
 	hs := contractServer(t, nil, nil, func(c *Config) { c.APIKeys = []string{"key-one", "key-two"} })
 	routes := []struct{ method, path string }{
-		{"POST", "/v1/execute"}, {"POST", "/v1/sessions"}, {"GET", "/v1/sessions/sess_a"},
+		{"POST", "/v1/execute"}, {"POST", "/v1/sessions"}, {"GET", "/v1/sessions"}, {"GET", "/v1/sessions/sess_a"},
 		{"DELETE", "/v1/sessions/sess_a"}, {"POST", "/v1/sessions/sess_a/execute"},
 		{"PUT", "/v1/sessions/sess_a/files/a"}, {"GET", "/v1/sessions/sess_a/files"},
-		{"GET", "/v1/sessions/sess_a/files/a"}, {"POST", "/v1/chat/completions"}, {"GET", "/v1/models"},
+		{"GET", "/v1/sessions/sess_a/files/a"}, {"DELETE", "/v1/sessions/sess_a/files/a"},
+		{"POST", "/v1/chat/completions"}, {"GET", "/v1/models"},
 	}
 	for _, rt := range routes {
 		for _, h := range []struct {
@@ -217,7 +228,17 @@ func TestAuthEveryRoute(t *testing.T) {
 			{[]string{"Authorization", "Bearer KEY-ONE"}, "invalid_api_key"},
 		} {
 			req := fmt.Sprintf("%s %s with %q", rt.method, rt.path, h.header)
-			wantError(t, req, do(t, rt.method, hs.URL+rt.path, `{"code": "1"}`, h.header...), http.StatusUnauthorized, h.code)
+			r := do(t, rt.method, hs.URL+rt.path, `{"code": "1"}`, h.header...)
+			wantError(t, req, r, http.StatusUnauthorized, h.code)
+			// RFC 7235 section 3.1: a 401 names the scheme; RFC 6750 section 3.1: a
+			// bad token says so.
+			want := `Bearer realm="codeexec"`
+			if h.code == "invalid_api_key" {
+				want += `, error="invalid_token"`
+			}
+			if got := r.header.Get("WWW-Authenticate"); got != want {
+				t.Errorf("%s: WWW-Authenticate %q, want %q", req, got, want)
+			}
 		}
 	}
 	// A valid key gets past auth to the handler's own answer.

@@ -58,7 +58,7 @@ func decodeJSON(r io.Reader, v any) *requestError {
 		if errors.Is(err, io.EOF) {
 			return badRequest("invalid_json", "request body is empty; expected a JSON object")
 		}
-		return badRequest("invalid_json", "request body is not valid JSON for this endpoint: %v", err)
+		return badRequest("invalid_json", "request body: %s", DescribeJSONError(err, v))
 	}
 	if dec.More() {
 		return badRequest("invalid_json", "request body has data after the JSON object")
@@ -163,6 +163,11 @@ func (s *Server) readBody(w http.ResponseWriter, r *http.Request) ([]byte, *requ
 			return nil, &requestError{http.StatusRequestEntityTooLarge, "body_too_large",
 				fmt.Sprintf("request body exceeds %d bytes", s.cfg.MaxBodyBytes)}
 		}
+		if isDeadline(err) {
+			l := s.cfg.Conn
+			return nil, &requestError{http.StatusRequestTimeout, "body_timeout",
+				fmt.Sprintf("the request body did not arrive in time (%v, plus 1s for every %d bytes received)", l.BodyTimeout, l.BodyMinRate)}
+		}
 		return nil, badRequest("unreadable_body", "reading the request body: %v", err)
 	}
 	return data, nil
@@ -195,13 +200,22 @@ func (s *Server) execute(w http.ResponseWriter, r *http.Request, sessionID strin
 		writeError(w, http.StatusBadRequest, "session_mismatch", "session_id in the body differs from the one in the path")
 		return
 	}
+	t := tenantOf(r)
 	var sess *session.Session
 	if sessionID != "" {
-		if sess, err = s.sessions.Get(sessionID); err != nil {
+		if sess, err = s.sessions.Get(t.Name, sessionID); err != nil {
 			writeSessionError(w, sessionID, err)
 			return
 		}
 	}
+	leave, ok := s.tenants.enter(t)
+	if !ok {
+		w.Header().Set("Retry-After", "1")
+		writeError(w, http.StatusTooManyRequests, "tenant_concurrency_limit",
+			fmt.Sprintf("your key's tenant is at its limit of %d executions running or waiting; retry when one ends", t.MaxConcurrent))
+		return
+	}
+	defer leave()
 	release, err := s.queue.acquire(r.Context())
 	if err != nil {
 		if errors.Is(err, errQueueFull) {

@@ -9,8 +9,10 @@ import (
 
 // metrics are the API's Prometheus series.
 type metrics struct {
-	executions *prometheus.CounterVec
-	duration   prometheus.Histogram
+	executions   *prometheus.CounterVec
+	duration     prometheus.Histogram
+	connsOpen    prometheus.Gauge
+	connsRefused *prometheus.CounterVec
 }
 
 func newMetrics(reg *prometheus.Registry, s *Server) *metrics {
@@ -24,8 +26,16 @@ func newMetrics(reg *prometheus.Registry, s *Server) *metrics {
 			Help:    "Wall time of executions, including the wait for a sandbox.",
 			Buckets: prometheus.ExponentialBuckets(0.001, 2, 16),
 		}),
+		connsOpen: prometheus.NewGauge(prometheus.GaugeOpts{
+			Name: "codeexec_connections_open",
+			Help: "Client connections open on the server's limited listeners.",
+		}),
+		connsRefused: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "codeexec_connections_refused_total",
+			Help: "Client connections refused at once, by the cap they met: per_client or total.",
+		}, []string{"cap"}),
 	}
-	reg.MustRegister(m.executions, m.duration,
+	reg.MustRegister(m.executions, m.duration, m.connsOpen, m.connsRefused,
 		prometheus.NewGaugeFunc(prometheus.GaugeOpts{
 			Name: "codeexec_queue_depth",
 			Help: "Executions running or waiting for a turn.",

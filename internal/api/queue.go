@@ -3,7 +3,10 @@ package api
 import (
 	"context"
 	"errors"
+	"sync"
 	"sync/atomic"
+
+	"github.com/codeexec/codeexec/internal/tenant"
 )
 
 var errQueueFull = errors.New("api: execution queue full")
@@ -40,3 +43,33 @@ func (q *queue) acquire(ctx context.Context) (release func(), err error) {
 
 // depth is the number of executions running or waiting.
 func (q *queue) depth() int64 { return q.current.Load() }
+
+// tenantGate holds each tenant to its MaxConcurrent executions in flight (running or
+// waiting in the queue), so that one tenant cannot fill the queue for all.
+type tenantGate struct {
+	mu       sync.Mutex
+	inFlight map[string]int
+}
+
+func newTenantGate() *tenantGate { return &tenantGate{inFlight: map[string]int{}} }
+
+// enter admits one more execution of t, or returns false when t is at its cap. The
+// caller must call leave once the execution is over.
+func (g *tenantGate) enter(t *tenant.Tenant) (leave func(), ok bool) {
+	if t.MaxConcurrent <= 0 {
+		return func() {}, true
+	}
+	g.mu.Lock()
+	defer g.mu.Unlock()
+	if g.inFlight[t.Name] >= t.MaxConcurrent {
+		return nil, false
+	}
+	g.inFlight[t.Name]++
+	return func() {
+		g.mu.Lock()
+		defer g.mu.Unlock()
+		if g.inFlight[t.Name]--; g.inFlight[t.Name] <= 0 {
+			delete(g.inFlight, t.Name)
+		}
+	}, true
+}

@@ -162,7 +162,7 @@ func TestExecuteErrors(t *testing.T) {
 		})
 	}
 	apiErr(t, do(t, "GET", hs.URL+"/v1/nothing", ""), 404, "not_found")
-	apiErr(t, do(t, "GET", url, ""), 404, "not_found") // wrong method
+	apiErr(t, do(t, "GET", url, ""), 405, "method_not_allowed") // wrong method
 }
 
 func TestAuth(t *testing.T) {

@@ -5,8 +5,12 @@ import (
 	"errors"
 	"fmt"
 	"math"
+	"mime"
 	"net/http"
 	"os"
+	"path"
+	"strconv"
+	"strings"
 	"time"
 
 	"github.com/codeexec/codeexec/internal/sandbox"
@@ -57,7 +61,7 @@ func (s *Server) handleCreateSession(w http.ResponseWriter, r *http.Request) {
 		}
 		ttl = time.Duration(*req.TTLSecs) * time.Second
 	}
-	sess, cerr := s.sessions.Create(l.Limits, ttl)
+	sess, cerr := s.sessions.Create(tenantOf(r), l.Limits, ttl)
 	if cerr != nil {
 		writeSessionError(w, "", cerr)
 		return
@@ -65,8 +69,21 @@ func (s *Server) handleCreateSession(w http.ResponseWriter, r *http.Request) {
 	writeJSON(w, http.StatusCreated, CreateSessionReply{ID: sess.ID, ExpiresAt: sess.ExpiresAt()})
 }
 
+// SessionList is the reply to GET /v1/sessions: the caller's sessions, oldest first.
+type SessionList struct {
+	Sessions []session.Info `json:"sessions"`
+}
+
+func (s *Server) handleListSessions(w http.ResponseWriter, r *http.Request) {
+	list := SessionList{Sessions: []session.Info{}}
+	for _, sess := range s.sessions.List(tenantOf(r).Name) {
+		list.Sessions = append(list.Sessions, sess.Info())
+	}
+	writeJSON(w, http.StatusOK, list)
+}
+
 func (s *Server) handleGetSession(w http.ResponseWriter, r *http.Request) {
-	sess, err := s.sessions.Get(r.PathValue("id"))
+	sess, err := s.sessions.Get(tenantOf(r).Name, r.PathValue("id"))
 	if err != nil {
 		writeSessionError(w, r.PathValue("id"), err)
 		return
@@ -76,7 +93,7 @@ func (s *Server) handleGetSession(w http.ResponseWriter, r *http.Request) {
 
 func (s *Server) handleDeleteSession(w http.ResponseWriter, r *http.Request) {
 	id := r.PathValue("id")
-	if err := s.sessions.Delete(id); err != nil {
+	if err := s.sessions.Delete(tenantOf(r).Name, id); err != nil {
 		writeSessionError(w, id, err)
 		return
 	}
@@ -92,7 +109,7 @@ type FileReply struct {
 // sessionFile finds the session and the file path a files route names, or answers
 // the error itself and returns ok false.
 func (s *Server) sessionFile(w http.ResponseWriter, r *http.Request) (sess *session.Session, path string, ok bool) {
-	sess, err := s.sessions.Get(r.PathValue("id"))
+	sess, err := s.sessions.Get(tenantOf(r).Name, r.PathValue("id"))
 	if err != nil {
 		writeSessionError(w, r.PathValue("id"), err)
 		return nil, "", false
@@ -124,7 +141,7 @@ func (s *Server) handlePutFile(w http.ResponseWriter, r *http.Request) {
 }
 
 func (s *Server) handleListFiles(w http.ResponseWriter, r *http.Request) {
-	sess, err := s.sessions.Get(r.PathValue("id"))
+	sess, err := s.sessions.Get(tenantOf(r).Name, r.PathValue("id"))
 	if err != nil {
 		writeSessionError(w, r.PathValue("id"), err)
 		return
@@ -147,15 +164,50 @@ func (s *Server) handleGetFile(w http.ResponseWriter, r *http.Request) {
 		writeFileError(w, p, err)
 		return
 	}
-	w.Header().Set("Content-Type", "application/octet-stream")
+	h := w.Header()
+	h.Set("Content-Type", contentType(p, data))
+	h.Set("Content-Length", strconv.Itoa(len(data)))
+	// The bytes are the program's: a browser must save them, never render them
+	// as a page of this origin (an HTML file would run its scripts here).
+	disposition := mime.FormatMediaType("attachment", map[string]string{"filename": path.Base(p)})
+	if disposition == "" {
+		disposition = "attachment"
+	}
+	h.Set("Content-Disposition", disposition)
+	h.Set("X-Content-Type-Options", "nosniff")
+	h.Set("Content-Security-Policy", "sandbox")
 	w.WriteHeader(http.StatusOK)
 	_, _ = w.Write(data)
+}
+
+// contentType is the media type of a downloaded file: from its name's extension,
+// else from its first bytes (text or application/octet-stream).
+func contentType(name string, data []byte) string {
+	if t := mime.TypeByExtension(path.Ext(name)); t != "" {
+		return t
+	}
+	return http.DetectContentType(data)
+}
+
+func (s *Server) handleDeleteFile(w http.ResponseWriter, r *http.Request) {
+	sess, p, ok := s.sessionFile(w, r)
+	if !ok {
+		return
+	}
+	if err := sess.Sandbox().RemoveFile(p); err != nil {
+		writeFileError(w, p, err)
+		return
+	}
+	writeJSON(w, http.StatusOK, map[string]any{"path": p, "deleted": true})
 }
 
 func writeSessionError(w http.ResponseWriter, id string, err error) {
 	switch {
 	case errors.Is(err, session.ErrNotFound):
 		writeError(w, http.StatusNotFound, "session_not_found", fmt.Sprintf("no session %q (it may have expired)", id))
+	case errors.Is(err, session.ErrTenantTooMany):
+		writeError(w, http.StatusTooManyRequests, "tenant_session_limit",
+			strings.TrimPrefix(err.Error(), "session: ")+"; delete one of its sessions (GET /v1/sessions lists them) or wait for one to expire")
 	case errors.Is(err, session.ErrTooMany):
 		w.Header().Set("Retry-After", "10")
 		writeError(w, http.StatusTooManyRequests, "too_many_sessions", err.Error()+"; delete a session or wait for one to expire")
@@ -178,6 +230,8 @@ func writeFileError(w http.ResponseWriter, p string, err error) {
 		writeError(w, http.StatusNotFound, "file_not_found", fmt.Sprintf("no file %q in the session", p))
 	case errors.Is(err, sandbox.ErrBadPath):
 		writeError(w, http.StatusBadRequest, "invalid_file_path", err.Error())
+	case errors.Is(err, sandbox.ErrNotAFile):
+		writeError(w, http.StatusBadRequest, "not_a_file", fmt.Sprintf("%q is not a regular file (a directory, say); name a file", p))
 	default:
 		writeError(w, http.StatusBadRequest, "file_error", err.Error())
 	}

@@ -16,6 +16,10 @@ import (
 // killed by a limit. Its state is lost; make a new session.
 var ErrSessionEnded = errors.New("sandbox: session ended")
 
+// ErrNotAFile is returned for a path in a work dir that names a directory or
+// another thing that is not a file.
+var ErrNotAFile = errors.New("sandbox: not a regular file")
+
 // ErrNoWarm is returned when a session is asked for but the warm path is disabled or
 // its zygote cannot run. Sessions need the warm path.
 var ErrNoWarm = errors.New("sandbox: sessions need the warm path")
@@ -198,7 +202,7 @@ func (s *Session) ReadFile(p string, max int64) ([]byte, error) {
 		return nil, err
 	}
 	if !fi.Mode().IsRegular() {
-		return nil, fmt.Errorf("sandbox: %q is not a regular file", clean)
+		return nil, fmt.Errorf("%w: %q", ErrNotAFile, clean)
 	}
 	data, err := io.ReadAll(io.LimitReader(f, max+1))
 	if err != nil {
@@ -208,6 +212,40 @@ func (s *Session) ReadFile(p string, max int64) ([]byte, error) {
 		return nil, fmt.Errorf("sandbox: %q has more than the %d bytes allowed", clean, max)
 	}
 	return data, nil
+}
+
+// RemoveFile deletes p from the session's work dir: a file, or a symlink (never
+// followed); a directory is ErrNotAFile. It waits for a running execution.
+func (s *Session) RemoveFile(p string) error {
+	clean, err := CleanInputPath(p)
+	if err != nil {
+		return err
+	}
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if s.ended != nil {
+		return s.ended
+	}
+	// As the sandbox user: the server removes nothing the program could not.
+	return asFSUser(s.work.uid, func() error {
+		root, release, err := s.work.open()
+		if err != nil {
+			return err
+		}
+		defer release()
+		fi, err := root.Lstat(clean)
+		if err != nil {
+			return err
+		}
+		if fi.IsDir() {
+			return fmt.Errorf("%w: %q is a directory", ErrNotAFile, clean)
+		}
+		if err := root.Remove(clean); err != nil {
+			return err
+		}
+		s.work.inputs.remove(clean)
+		return nil
+	})
 }
 
 // Files lists the regular files in the session's work dir: at most maxListedFiles,

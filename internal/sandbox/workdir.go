@@ -78,6 +78,9 @@ func (s stamps) add(p string, st fileStamp) {
 }
 
 // fresh returns an empty set with the same key, to replace s.
+// remove forgets p's stamp.
+func (s stamps) remove(p string) { delete(s.m, s.key(p)) }
+
 func (s stamps) fresh() stamps { return stamps{seed: s.seed, m: map[uint64]fileStamp{}} }
 
 // newWorkDir mounts a tmpfs of size bytes at dir, owned by host uid/gid. The caller

@@ -1,5 +1,5 @@
 // Package session keeps the stateful execution sessions of the API: their ids,
-// lifetimes, idle expiry and the cap on how many exist.
+// owners, lifetimes, idle expiry and the caps on how many exist.
 package session
 
 import (
@@ -7,18 +7,23 @@ import (
 	"encoding/hex"
 	"errors"
 	"fmt"
+	"slices"
+	"strings"
 	"sync"
 	"time"
 
 	"github.com/codeexec/codeexec/internal/sandbox"
+	"github.com/codeexec/codeexec/internal/tenant"
 )
 
 // Errors of the manager, for the API to map to status codes.
 var (
 	ErrNotFound = errors.New("session: not found")
 	ErrTooMany  = errors.New("session: too many sessions")
-	ErrClosed   = errors.New("session: manager closed")
-	ErrBadTTL   = errors.New("session: bad ttl")
+	// ErrTenantTooMany: the tenant has as many sessions as its keys allow.
+	ErrTenantTooMany = errors.New("session: too many sessions for this tenant")
+	ErrClosed        = errors.New("session: manager closed")
+	ErrBadTTL        = errors.New("session: bad ttl")
 )
 
 // Starter makes sandbox sessions; *sandbox.Runner is one.
@@ -36,8 +41,11 @@ type Config struct {
 
 // Session is one live session as the API sees it.
 type Session struct {
-	ID        string
-	Created   time.Time
+	ID      string
+	Created time.Time
+	// Owner is the name of the tenant that created the session; to anyone else it
+	// does not exist.
+	Owner     string
 	sb        *sandbox.Session
 	ttl       time.Duration
 	mu        sync.Mutex
@@ -120,8 +128,9 @@ func (s *Session) Info() Info {
 		Executions: s.execCount, Alive: s.sb.Alive(), MemoryBytes: mem}
 }
 
-// Manager owns every session: it creates, finds, expires and ends them. The creator
-// must call Close.
+// Manager owns every session: it creates, finds, expires and ends them. Each session
+// belongs to the tenant that created it: the manager finds it for that tenant only.
+// The creator must call Close.
 type Manager struct {
 	cfg     Config
 	starter Starter
@@ -129,7 +138,8 @@ type Manager struct {
 
 	mu       sync.Mutex
 	sessions map[string]*Session
-	pending  int // sessions being started, counted against Max
+	pending  int            // sessions being started, counted against Max
+	owned    map[string]int // live and starting sessions by owner, for tenants' caps
 	closed   bool
 	stop     chan struct{}
 	done     chan struct{}
@@ -138,14 +148,15 @@ type Manager struct {
 // NewManager starts a manager and its expiry loop. The caller must call Close.
 func NewManager(cfg Config, starter Starter) *Manager {
 	m := &Manager{cfg: cfg, starter: starter, now: time.Now, sessions: map[string]*Session{},
-		stop: make(chan struct{}), done: make(chan struct{})}
+		owned: map[string]int{}, stop: make(chan struct{}), done: make(chan struct{})}
 	go m.expireLoop()
 	return m
 }
 
-// Create starts a session with limits l that expires after ttl of idleness (0: the
-// default; more than the maximum is an error).
-func (m *Manager) Create(l sandbox.Limits, ttl time.Duration) (*Session, error) {
+// Create starts a session for owner with limits l that expires after ttl of idleness
+// (0: the default; more than the maximum is an error). The owner's MaxSessions, when
+// set, caps its sessions below the manager's Max.
+func (m *Manager) Create(owner *tenant.Tenant, l sandbox.Limits, ttl time.Duration) (*Session, error) {
 	if ttl == 0 {
 		ttl = m.cfg.IdleTTL
 	}
@@ -157,11 +168,17 @@ func (m *Manager) Create(l sandbox.Limits, ttl time.Duration) (*Session, error) 
 		m.mu.Unlock()
 		return nil, ErrClosed
 	}
+	// The tenant's cap first: it is the one its caller can do something about.
+	if owner.MaxSessions > 0 && m.owned[owner.Name] >= owner.MaxSessions {
+		m.mu.Unlock()
+		return nil, fmt.Errorf("%w: its limit is %d", ErrTenantTooMany, owner.MaxSessions)
+	}
 	if len(m.sessions)+m.pending >= m.cfg.Max {
 		m.mu.Unlock()
 		return nil, fmt.Errorf("%w: the limit is %d", ErrTooMany, m.cfg.Max)
 	}
 	m.pending++
+	m.owned[owner.Name]++
 	m.mu.Unlock()
 
 	sb, err := m.starter.NewSession(l)
@@ -169,43 +186,76 @@ func (m *Manager) Create(l sandbox.Limits, ttl time.Duration) (*Session, error) 
 	defer m.mu.Unlock()
 	m.pending--
 	if err != nil {
+		m.disown(owner.Name)
 		return nil, err
 	}
 	if m.closed {
+		m.disown(owner.Name)
 		sb.Close()
 		return nil, ErrClosed
 	}
 	now := m.now()
-	s := &Session{ID: newID(), Created: now, sb: sb, ttl: ttl, lastUsed: now, maxExpiry: now.Add(m.cfg.MaxLifetime)}
+	s := &Session{ID: newID(), Created: now, Owner: owner.Name, sb: sb, ttl: ttl, lastUsed: now, maxExpiry: now.Add(m.cfg.MaxLifetime)}
 	m.sessions[s.ID] = s
 	return s, nil
 }
 
-// newID returns an unguessable session id: whoever knows it can use the session.
+// disown forgets one session of owner. m.mu must be held.
+func (m *Manager) disown(owner string) {
+	if m.owned[owner]--; m.owned[owner] <= 0 {
+		delete(m.owned, owner)
+	}
+}
+
+// newID returns an unguessable session id. The id alone does not give access: a
+// session is found only for its owner.
 func newID() string {
 	var b [16]byte
 	_, _ = rand.Read(b[:])
 	return "sess_" + hex.EncodeToString(b[:])
 }
 
-// Get returns the live session id.
-func (m *Manager) Get(id string) (*Session, error) {
+// Get returns the live session id if owner owns it. A session of another owner is
+// ErrNotFound, exactly like one that does not exist.
+func (m *Manager) Get(owner, id string) (*Session, error) {
 	m.mu.Lock()
 	defer m.mu.Unlock()
 	s, ok := m.sessions[id]
-	if !ok {
+	if !ok || s.Owner != owner {
 		return nil, ErrNotFound
 	}
 	return s, nil
 }
 
-// Delete ends session id: its processes and files are gone.
-func (m *Manager) Delete(id string) error {
+// List returns owner's live sessions, oldest first.
+func (m *Manager) List(owner string) []*Session {
+	m.mu.Lock()
+	var list []*Session
+	for _, s := range m.sessions {
+		if s.Owner == owner {
+			list = append(list, s)
+		}
+	}
+	m.mu.Unlock()
+	slices.SortFunc(list, func(a, b *Session) int {
+		if c := a.Created.Compare(b.Created); c != 0 {
+			return c
+		}
+		return strings.Compare(a.ID, b.ID)
+	})
+	return list
+}
+
+// Delete ends session id if owner owns it: its processes and files are gone.
+func (m *Manager) Delete(owner, id string) error {
 	m.mu.Lock()
 	s, ok := m.sessions[id]
-	delete(m.sessions, id)
+	if ok && s.Owner == owner {
+		delete(m.sessions, id)
+		m.disown(owner)
+	}
 	m.mu.Unlock()
-	if !ok {
+	if !ok || s.Owner != owner {
 		return ErrNotFound
 	}
 	s.sb.Close()
@@ -230,6 +280,7 @@ func (m *Manager) ExpireNow() int {
 		if s.expired(now) {
 			ended = append(ended, s)
 			delete(m.sessions, id)
+			m.disown(s.Owner)
 		}
 	}
 	m.mu.Unlock()
@@ -264,6 +315,7 @@ func (m *Manager) Close() {
 	m.closed = true
 	all := m.sessions
 	m.sessions = map[string]*Session{}
+	m.owned = map[string]int{}
 	m.mu.Unlock()
 	close(m.stop)
 	<-m.done

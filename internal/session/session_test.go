@@ -14,6 +14,7 @@ import (
 	"github.com/codeexec/codeexec/internal/image"
 	"github.com/codeexec/codeexec/internal/sandbox"
 	"github.com/codeexec/codeexec/internal/sandbox/sandboxtest"
+	"github.com/codeexec/codeexec/internal/tenant"
 )
 
 // testCgroupParent is the parent cgroup of this package's sandboxes: processes found
@@ -228,7 +229,7 @@ func TestCreateTTL(t *testing.T) {
 	for _, tt := range tests {
 		st := &countingStarter{err: errStart}
 		m := newManager(t, testConfig, st, nil)
-		s, err := m.Create(sessionLimits(), tt.ttl)
+		s, err := m.Create(tenant.Anonymous, sessionLimits(), tt.ttl)
 		if s != nil || !errors.Is(err, tt.wantErr) {
 			t.Errorf("Create(ttl %v) = %v, %v; want the error %v", tt.ttl, s, err, tt.wantErr)
 			continue
@@ -249,7 +250,7 @@ func TestDefaultTTLOutsideMaximum(t *testing.T) {
 	cfg := testConfig
 	cfg.IdleTTL = 2 * cfg.MaxIdleTTL
 	m := newManager(t, cfg, &countingStarter{err: errStart}, nil)
-	if _, err := m.Create(sessionLimits(), 0); !errors.Is(err, ErrBadTTL) {
+	if _, err := m.Create(tenant.Anonymous, sessionLimits(), 0); !errors.Is(err, ErrBadTTL) {
 		t.Errorf("Create(default ttl %v above max %v) error %v, want ErrBadTTL", cfg.IdleTTL, cfg.MaxIdleTTL, err)
 	}
 }
@@ -261,7 +262,7 @@ func TestStartFailure(t *testing.T) {
 	st := &countingStarter{err: errStart}
 	m := newManager(t, cfg, st, nil)
 	for i := range 3 {
-		if _, err := m.Create(sessionLimits(), 0); !errors.Is(err, errStart) {
+		if _, err := m.Create(tenant.Anonymous, sessionLimits(), 0); !errors.Is(err, errStart) {
 			t.Fatalf("Create #%d error %v, want the starter's %v (a failed start must not hold a place)", i, err, errStart)
 		}
 	}
@@ -279,11 +280,11 @@ func TestPendingCountsAgainstMax(t *testing.T) {
 	m := newManager(t, cfg, st, nil)
 	first := make(chan error, 1)
 	go func() {
-		_, err := m.Create(sessionLimits(), 0)
+		_, err := m.Create(tenant.Anonymous, sessionLimits(), 0)
 		first <- err
 	}()
 	<-st.entered
-	if _, err := m.Create(sessionLimits(), 0); !errors.Is(err, ErrTooMany) {
+	if _, err := m.Create(tenant.Anonymous, sessionLimits(), 0); !errors.Is(err, ErrTooMany) {
 		t.Errorf("Create while one is starting (Max 1): error %v, want ErrTooMany", err)
 	}
 	close(st.gate)
@@ -291,7 +292,7 @@ func TestPendingCountsAgainstMax(t *testing.T) {
 		t.Errorf("first Create: error %v, want %v", err, errStart)
 	}
 	st.entered = nil
-	if _, err := m.Create(sessionLimits(), 0); !errors.Is(err, errStart) {
+	if _, err := m.Create(tenant.Anonymous, sessionLimits(), 0); !errors.Is(err, errStart) {
 		t.Errorf("Create after the pending start failed: error %v, want %v", err, errStart)
 	}
 }
@@ -299,10 +300,10 @@ func TestPendingCountsAgainstMax(t *testing.T) {
 func TestNotFound(t *testing.T) {
 	m := newManager(t, testConfig, &countingStarter{err: errStart}, nil)
 	for _, id := range []string{"", "sess_", "sess_00000000000000000000000000000000", "../x"} {
-		if s, err := m.Get(id); s != nil || !errors.Is(err, ErrNotFound) {
+		if s, err := m.Get(tenant.AnonymousName, id); s != nil || !errors.Is(err, ErrNotFound) {
 			t.Errorf("Get(%q) = %v, %v; want ErrNotFound", id, s, err)
 		}
-		if err := m.Delete(id); !errors.Is(err, ErrNotFound) {
+		if err := m.Delete(tenant.AnonymousName, id); !errors.Is(err, ErrNotFound) {
 			t.Errorf("Delete(%q) = %v, want ErrNotFound", id, err)
 		}
 	}
@@ -313,11 +314,11 @@ func TestCreateGetInfo(t *testing.T) {
 	clock := newFakeClock()
 	start := clock.Now()
 	m := newManager(t, testConfig, r, clock)
-	a, err := m.Create(sessionLimits(), 0)
+	a, err := m.Create(tenant.Anonymous, sessionLimits(), 0)
 	if err != nil {
 		t.Fatalf("Create: %v", err)
 	}
-	b, err := m.Create(sessionLimits(), 30*time.Second)
+	b, err := m.Create(tenant.Anonymous, sessionLimits(), 30*time.Second)
 	if err != nil {
 		t.Fatalf("Create: %v", err)
 	}
@@ -329,7 +330,7 @@ func TestCreateGetInfo(t *testing.T) {
 	if a.ID == b.ID {
 		t.Errorf("two sessions share the id %q", a.ID)
 	}
-	if got, err := m.Get(a.ID); got != a || err != nil {
+	if got, err := m.Get(tenant.AnonymousName, a.ID); got != a || err != nil {
 		t.Errorf("Get(%q) = %p, %v; want %p", a.ID, got, err, a)
 	}
 	if n := m.Len(); n != 2 {
@@ -368,20 +369,20 @@ func TestMax(t *testing.T) {
 	m := newManager(t, cfg, r, nil)
 	var ids []string
 	for range 2 {
-		s, err := m.Create(sessionLimits(), 0)
+		s, err := m.Create(tenant.Anonymous, sessionLimits(), 0)
 		if err != nil {
 			t.Fatalf("Create: %v", err)
 		}
 		ids = append(ids, s.ID)
 	}
-	s, err := m.Create(sessionLimits(), 0)
+	s, err := m.Create(tenant.Anonymous, sessionLimits(), 0)
 	if s != nil || !errors.Is(err, ErrTooMany) || !strings.Contains(err.Error(), "2") {
 		t.Fatalf("third Create with Max 2 = %v, %v; want ErrTooMany naming the limit", s, err)
 	}
-	if err := m.Delete(ids[0]); err != nil {
+	if err := m.Delete(tenant.AnonymousName, ids[0]); err != nil {
 		t.Fatalf("Delete: %v", err)
 	}
-	if _, err := m.Create(sessionLimits(), 0); err != nil {
+	if _, err := m.Create(tenant.Anonymous, sessionLimits(), 0); err != nil {
 		t.Errorf("Create after a Delete freed a place: %v", err)
 	}
 }
@@ -399,7 +400,7 @@ func TestMaxConcurrent(t *testing.T) {
 		wg.Add(1)
 		go func() {
 			defer wg.Done()
-			_, err := m.Create(sessionLimits(), 0)
+			_, err := m.Create(tenant.Anonymous, sessionLimits(), 0)
 			errs <- err
 		}()
 	}
@@ -425,18 +426,18 @@ func TestMaxConcurrent(t *testing.T) {
 func TestDelete(t *testing.T) {
 	r := testRunner(t)
 	m := newManager(t, testConfig, r, nil)
-	s, err := m.Create(sessionLimits(), 0)
+	s, err := m.Create(tenant.Anonymous, sessionLimits(), 0)
 	if err != nil {
 		t.Fatalf("Create: %v", err)
 	}
 	procs := sessionProcs(t, s)
-	if err := m.Delete(s.ID); err != nil {
+	if err := m.Delete(tenant.AnonymousName, s.ID); err != nil {
 		t.Fatalf("Delete(%q): %v", s.ID, err)
 	}
-	if got, err := m.Get(s.ID); got != nil || !errors.Is(err, ErrNotFound) {
+	if got, err := m.Get(tenant.AnonymousName, s.ID); got != nil || !errors.Is(err, ErrNotFound) {
 		t.Errorf("Get after Delete = %v, %v; want ErrNotFound", got, err)
 	}
-	if err := m.Delete(s.ID); !errors.Is(err, ErrNotFound) {
+	if err := m.Delete(tenant.AnonymousName, s.ID); !errors.Is(err, ErrNotFound) {
 		t.Errorf("second Delete = %v, want ErrNotFound", err)
 	}
 	if n := m.Len(); n != 0 {
@@ -457,11 +458,11 @@ func TestExpiry(t *testing.T) {
 	start := clock.Now()
 	cfg := Config{Max: 5, IdleTTL: time.Minute, MaxIdleTTL: time.Hour, MaxLifetime: 3 * time.Minute}
 	m := newManager(t, cfg, r, clock)
-	a, err := m.Create(sessionLimits(), 0) // idle ttl 1m
+	a, err := m.Create(tenant.Anonymous, sessionLimits(), 0) // idle ttl 1m
 	if err != nil {
 		t.Fatalf("Create: %v", err)
 	}
-	b, err := m.Create(sessionLimits(), 2*time.Minute)
+	b, err := m.Create(tenant.Anonymous, sessionLimits(), 2*time.Minute)
 	if err != nil {
 		t.Fatalf("Create: %v", err)
 	}
@@ -477,7 +478,7 @@ func TestExpiry(t *testing.T) {
 			t.Errorf("Len() at +%v = %d, want %d", at, n, len(alive))
 		}
 		for _, s := range alive {
-			if _, err := m.Get(s.ID); err != nil {
+			if _, err := m.Get(tenant.AnonymousName, s.ID); err != nil {
 				t.Errorf("Get(%s) at +%v: %v, want the session", s.ID, at, err)
 			}
 		}
@@ -495,7 +496,7 @@ func TestExpiry(t *testing.T) {
 		t.Errorf("b.ExpiresAt() = %v, want the lifetime's end %v", got, want)
 	}
 	expire(time.Minute+59*time.Second+time.Millisecond, 1, b)
-	if _, err := m.Get(a.ID); !errors.Is(err, ErrNotFound) {
+	if _, err := m.Get(tenant.AnonymousName, a.ID); !errors.Is(err, ErrNotFound) {
 		t.Errorf("Get of the expired session: %v, want ErrNotFound", err)
 	}
 	if a.Sandbox().Alive() {
@@ -516,7 +517,7 @@ func TestExpiry(t *testing.T) {
 func TestExpireLoop(t *testing.T) {
 	r := testRunner(t)
 	m := newManager(t, testConfig, r, nil)
-	s, err := m.Create(sessionLimits(), time.Second)
+	s, err := m.Create(tenant.Anonymous, sessionLimits(), time.Second)
 	if err != nil {
 		t.Fatalf("Create: %v", err)
 	}
@@ -524,7 +525,7 @@ func TestExpireLoop(t *testing.T) {
 	for deadline := time.Now().Add(15 * time.Second); m.Len() > 0 && time.Now().Before(deadline); {
 		time.Sleep(100 * time.Millisecond)
 	}
-	if _, err := m.Get(s.ID); !errors.Is(err, ErrNotFound) {
+	if _, err := m.Get(tenant.AnonymousName, s.ID); !errors.Is(err, ErrNotFound) {
 		t.Fatalf("a session with a 1s ttl is still there 15s later (Get: %v)", err)
 	}
 	waitGone(t, "session expired by the loop", procs)
@@ -536,7 +537,7 @@ func TestClose(t *testing.T) {
 	var sessions []*Session
 	procs := map[string][]int{}
 	for range 2 {
-		s, err := m.Create(sessionLimits(), 0)
+		s, err := m.Create(tenant.Anonymous, sessionLimits(), 0)
 		if err != nil {
 			t.Fatalf("Create: %v", err)
 		}
@@ -553,12 +554,12 @@ func TestClose(t *testing.T) {
 		if s.Sandbox().Alive() {
 			t.Errorf("session %s alive after Close", s.ID)
 		}
-		if _, err := m.Get(s.ID); !errors.Is(err, ErrNotFound) {
+		if _, err := m.Get(tenant.AnonymousName, s.ID); !errors.Is(err, ErrNotFound) {
 			t.Errorf("Get(%s) after Close: %v, want ErrNotFound", s.ID, err)
 		}
 	}
 	waitGone(t, "sessions after Close", procs)
-	if s, err := m.Create(sessionLimits(), 0); s != nil || !errors.Is(err, ErrClosed) {
+	if s, err := m.Create(tenant.Anonymous, sessionLimits(), 0); s != nil || !errors.Is(err, ErrClosed) {
 		t.Errorf("Create after Close = %v, %v; want ErrClosed", s, err)
 	}
 	m.Close() // a second Close is harmless
@@ -590,7 +591,7 @@ func TestCloseWhileStarting(t *testing.T) {
 	m := newManager(t, testConfig, g, nil)
 	done := make(chan error, 1)
 	go func() {
-		_, err := m.Create(sessionLimits(), 0)
+		_, err := m.Create(tenant.Anonymous, sessionLimits(), 0)
 		done <- err
 	}()
 	<-g.entered
@@ -613,7 +614,7 @@ func TestCloseWhileStarting(t *testing.T) {
 func TestBusySessionNotExpired(t *testing.T) {
 	r := testRunner(t)
 	m := newManager(t, testConfig, r, nil)
-	s, err := m.Create(sessionLimits(), time.Second)
+	s, err := m.Create(tenant.Anonymous, sessionLimits(), time.Second)
 	if err != nil {
 		t.Fatalf("Create: %v", err)
 	}
@@ -624,7 +625,132 @@ func TestBusySessionNotExpired(t *testing.T) {
 	if err != nil || res.Status != sandbox.StatusOK {
 		t.Fatalf("a 2.5s execution: %v, %v", res, err)
 	}
-	if _, err := m.Get(s.ID); err != nil {
+	if _, err := m.Get(tenant.AnonymousName, s.ID); err != nil {
 		t.Errorf("Get right after a 2.5s execution in a session with a 1s idle ttl: %v, want the session", err)
+	}
+}
+
+// TestOwners: a session exists for its owner only. To another tenant every call
+// answers exactly as for an id that was never made.
+func TestOwners(t *testing.T) {
+	r := testRunner(t)
+	clock := newFakeClock()
+	m := newManager(t, testConfig, r, clock)
+	alice, bob := &tenant.Tenant{Name: "alice"}, &tenant.Tenant{Name: "bob"}
+	a1, err := m.Create(alice, sessionLimits(), 0)
+	if err != nil {
+		t.Fatalf("Create for alice: %v", err)
+	}
+	clock.Advance(time.Second)
+	a2, err := m.Create(alice, sessionLimits(), 0)
+	if err != nil {
+		t.Fatalf("Create for alice: %v", err)
+	}
+	b1, err := m.Create(bob, sessionLimits(), 0)
+	if err != nil {
+		t.Fatalf("Create for bob: %v", err)
+	}
+	if a1.Owner != "alice" || b1.Owner != "bob" {
+		t.Errorf("owners %q and %q, want alice and bob", a1.Owner, b1.Owner)
+	}
+	_, unknown := m.Get("bob", "sess_00000000000000000000000000000000")
+	for _, who := range []string{"bob", tenant.AnonymousName, "", "Alice"} {
+		s, err := m.Get(who, a1.ID)
+		if s != nil || !errors.Is(err, ErrNotFound) || err.Error() != unknown.Error() {
+			t.Errorf("Get(%q, alice's session) = %v, %v; want %v, as for an unknown id", who, s, err, unknown)
+		}
+		if err := m.Delete(who, a1.ID); !errors.Is(err, ErrNotFound) || err.Error() != unknown.Error() {
+			t.Errorf("Delete(%q, alice's session) = %v; want %v, as for an unknown id", who, err, unknown)
+		}
+	}
+	if got, err := m.Get("alice", a1.ID); got != a1 || err != nil {
+		t.Fatalf("Get(alice, a1) after bob's tries = %v, %v; want the session", got, err)
+	}
+	if !a1.Sandbox().Alive() {
+		t.Error("alice's session died of bob's Delete")
+	}
+	ids := func(list []*Session) []string {
+		var out []string
+		for _, s := range list {
+			out = append(out, s.ID)
+		}
+		return out
+	}
+	for _, c := range []struct {
+		owner string
+		want  []string
+	}{{"alice", []string{a1.ID, a2.ID}}, {"bob", []string{b1.ID}}, {"carol", nil}} {
+		if got := ids(m.List(c.owner)); strings.Join(got, ",") != strings.Join(c.want, ",") {
+			t.Errorf("List(%q) = %v, want %v (oldest first)", c.owner, got, c.want)
+		}
+	}
+	if err := m.Delete("alice", a1.ID); err != nil {
+		t.Errorf("Delete(alice, a1): %v", err)
+	}
+	if got := ids(m.List("alice")); len(got) != 1 || got[0] != a2.ID {
+		t.Errorf("List(alice) after a Delete = %v, want [%s]", got, a2.ID)
+	}
+}
+
+// TestTenantMax: a tenant's MaxSessions caps its own sessions, counting those still
+// starting; deletes, failed starts and expiry give places back; other tenants are
+// not affected.
+func TestTenantMax(t *testing.T) {
+	r := testRunner(t)
+	clock := newFakeClock()
+	m := newManager(t, testConfig, r, clock)
+	capped, other := &tenant.Tenant{Name: "capped", MaxSessions: 2}, &tenant.Tenant{Name: "other"}
+	var mine []*Session
+	for range 2 {
+		s, err := m.Create(capped, sessionLimits(), time.Minute)
+		if err != nil {
+			t.Fatalf("Create: %v", err)
+		}
+		mine = append(mine, s)
+	}
+	s, err := m.Create(capped, sessionLimits(), 0)
+	if s != nil || !errors.Is(err, ErrTenantTooMany) || !strings.Contains(err.Error(), "2") {
+		t.Fatalf("third Create of a tenant with MaxSessions 2 = %v, %v; want ErrTenantTooMany naming the limit", s, err)
+	}
+	if _, err := m.Create(other, sessionLimits(), 0); err != nil {
+		t.Errorf("Create for another tenant while capped is full: %v", err)
+	}
+	if err := m.Delete("capped", mine[0].ID); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := m.Create(capped, sessionLimits(), 0); err != nil {
+		t.Errorf("Create after a Delete gave a place back: %v", err)
+	}
+	if _, err := m.Create(capped, sessionLimits(), 0); !errors.Is(err, ErrTenantTooMany) {
+		t.Errorf("Create beyond the cap again: %v, want ErrTenantTooMany", err)
+	}
+	clock.Advance(time.Minute + time.Second) // mine[1] (ttl 1m) expires
+	if n := m.ExpireNow(); n != 1 {
+		t.Errorf("ExpireNow ended %d, want 1", n)
+	}
+	if _, err := m.Create(capped, sessionLimits(), 0); err != nil {
+		t.Errorf("Create after an expiry gave a place back: %v", err)
+	}
+
+	// Starting sessions hold their place; a failed start gives it back.
+	st := &countingStarter{err: errStart, gate: make(chan struct{}), entered: make(chan struct{}, 1)}
+	m2 := newManager(t, testConfig, st, nil)
+	one := &tenant.Tenant{Name: "one", MaxSessions: 1}
+	first := make(chan error, 1)
+	go func() {
+		_, err := m2.Create(one, sessionLimits(), 0)
+		first <- err
+	}()
+	<-st.entered
+	if _, err := m2.Create(one, sessionLimits(), 0); !errors.Is(err, ErrTenantTooMany) {
+		t.Errorf("Create while the tenant's one session is starting: %v, want ErrTenantTooMany", err)
+	}
+	close(st.gate)
+	if err := <-first; !errors.Is(err, errStart) {
+		t.Errorf("first Create: %v, want %v", err, errStart)
+	}
+	st.entered = nil
+	if _, err := m2.Create(one, sessionLimits(), 0); !errors.Is(err, errStart) {
+		t.Errorf("Create after the failed start: %v, want %v (the place given back)", err, errStart)
 	}
 }
