@@ -268,25 +268,25 @@ func TestSessionFilesDeepTree(t *testing.T) {
 	attackCount.Add(1)
 	url := testServer(t, "warm")
 	var created api.CreateSessionReply
-	call(t, "POST", url+"/v1/sessions", `{}`, &created)
-	t.Cleanup(func() { call(t, "DELETE", url+"/v1/sessions/"+created.ID, "", nil) })
+	callJSON(t, "POST", url+"/v1/sessions", `{}`, &created)
+	t.Cleanup(func() { callJSON(t, "DELETE", url+"/v1/sessions/"+created.ID, "", nil) })
 	code := prelude + deepTreeCode
 	body, _ := json.Marshal(api.ExecuteRequest{Code: &code})
 	var res sandbox.Result
-	call(t, "POST", url+"/v1/sessions/"+created.ID+"/execute", string(body), &res)
+	callJSON(t, "POST", url+"/v1/sessions/"+created.ID+"/execute", string(body), &res)
 	okLines("built")(t, &res)
 	treeCheck(t, res.Files, res.FilesTruncated)
 	var list struct {
 		Files     []sandbox.FileInfo `json:"files"`
 		Truncated bool               `json:"truncated"`
 	}
-	call(t, "GET", url+"/v1/sessions/"+created.ID+"/files", "", &list)
+	callJSON(t, "GET", url+"/v1/sessions/"+created.ID+"/files", "", &list)
 	treeCheck(t, list.Files, list.Truncated)
 	// The session is still usable.
 	one := "print(1)"
 	body, _ = json.Marshal(api.ExecuteRequest{Code: &one})
 	res = sandbox.Result{}
-	call(t, "POST", url+"/v1/sessions/"+created.ID+"/execute", string(body), &res)
+	callJSON(t, "POST", url+"/v1/sessions/"+created.ID+"/execute", string(body), &res)
 	if res.Status != sandbox.StatusOK || res.Stdout != "1\n" {
 		t.Errorf("print(1) after the tree: %s %q", res.Status, res.Stdout)
 	}
@@ -304,7 +304,7 @@ func testServer(t *testing.T, path string) string {
 }
 
 // call makes an API request and decodes a 2xx reply into reply (when not nil).
-func call(t *testing.T, method, url, body string, reply any) {
+func callJSON(t *testing.T, method, url, body string, reply any) {
 	t.Helper()
 	req, err := http.NewRequest(method, url, strings.NewReader(body))
 	if err != nil {
