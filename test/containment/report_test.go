@@ -303,7 +303,7 @@ func testServer(t *testing.T, path string) string {
 	return hs.URL
 }
 
-// call makes an API request and decodes a 2xx reply into reply (when not nil).
+// callJSON makes an API request and decodes a 2xx reply into reply (when not nil).
 func callJSON(t *testing.T, method, url, body string, reply any) {
 	t.Helper()
 	req, err := http.NewRequest(method, url, strings.NewReader(body))
