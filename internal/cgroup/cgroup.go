@@ -217,6 +217,17 @@ func (g *Group) anyDir() string {
 	return ""
 }
 
+// Paths lists the group's directories, for diagnostics.
+func (g *Group) Paths() []string {
+	g.mu.Lock()
+	defer g.mu.Unlock()
+	var out []string
+	for _, d := range g.dirs {
+		out = append(out, d)
+	}
+	return out
+}
+
 // controllers lists the group's controllers.
 func (g *Group) controllers() []string {
 	g.mu.Lock()
