@@ -18,6 +18,7 @@ import (
 
 	"github.com/codeexec/codeexec/internal/agent"
 	"github.com/codeexec/codeexec/internal/api"
+	"github.com/codeexec/codeexec/internal/cgroup"
 	"github.com/codeexec/codeexec/internal/egress"
 	"github.com/codeexec/codeexec/internal/llm"
 	"github.com/codeexec/codeexec/internal/safety"
@@ -44,6 +45,12 @@ type serveConfig struct {
 	SessionMaxAge duration `json:"session_max_age"`
 	MaxTimeout    duration `json:"max_timeout"`
 	MaxMemory     string   `json:"max_memory"`
+	// MaxTotalMemory, MaxTotalPids and MaxTotalCPUs bound all sandboxes together
+	// (their parent cgroup): executions, sessions and the warm interpreters. Unset
+	// (empty or 0): derived from the machine, see cgroup.MachineTotals.
+	MaxTotalMemory string  `json:"max_total_memory"`
+	MaxTotalPids   int64   `json:"max_total_pids"`
+	MaxTotalCPUs   float64 `json:"max_total_cpus"`
 	// LLMConfig is the upstream providers file; without it the upstream is read from
 	// OPENAI_BASE_URL and OPENAI_API_KEY.
 	LLMConfig string `json:"llm_config"`
@@ -61,6 +68,7 @@ type serveConfig struct {
 	ChatNet string `json:"chat_net"`
 	apiKeys []string
 	chatNet *egress.Policy // ChatNet, parsed
+	totals  cgroup.Limits  // the MaxTotal* settings, resolved
 }
 
 func defaultServeConfig() serveConfig {
@@ -139,6 +147,9 @@ Without API keys the server listens on loopback addresses only, unless
 	f.StringVar(&cfg.LLMConfig, "llm-config", "", "JSON file of upstream model providers (default: OPENAI_BASE_URL and OPENAI_API_KEY)")
 	f.StringVar(&cfg.ChatNet, "chat-net", cfg.ChatNet, "network of the gateway's code_execution tool: none, or allow=HOST[,HOST…]")
 	f.StringSliceVar(&cfg.NetAllow, "net-allow", nil, "hosts executions may reach through the egress proxy, e.g. example.com,*.pypi.org (default: none)")
+	f.StringVar(&cfg.MaxTotalMemory, "max-total-memory", "", "memory of all sandboxes together, e.g. 16GiB (default: 3/4 of RAM less 512MiB)")
+	f.Int64Var(&cfg.MaxTotalPids, "max-total-pids", 0, "processes and threads of all sandboxes together (default: 8192, at most half the kernel's pid_max and threads-max)")
+	f.Float64Var(&cfg.MaxTotalCPUs, "max-total-cpus", 0, "CPU cores all sandboxes together may use (default: all but a tenth, at least 0.5 and at most 2 kept)")
 	return cmd
 }
 
@@ -195,6 +206,12 @@ func (c *serveConfig) load(file string, flags *pflag.FlagSet) error {
 			c.NetAllow = fromFlags.NetAllow
 		case "chat-net":
 			c.ChatNet = fromFlags.ChatNet
+		case "max-total-memory":
+			c.MaxTotalMemory = fromFlags.MaxTotalMemory
+		case "max-total-pids":
+			c.MaxTotalPids = fromFlags.MaxTotalPids
+		case "max-total-cpus":
+			c.MaxTotalCPUs = fromFlags.MaxTotalCPUs
 		}
 	})
 	c.Store = storeDir(c.Store)
@@ -212,6 +229,13 @@ func (c *serveConfig) load(file string, flags *pflag.FlagSet) error {
 	if c.chatNet, err = egress.ParseSpec(c.ChatNet); err != nil {
 		return fmt.Errorf("chat-net: %w", err)
 	}
+	machine, err := cgroup.MachineTotals()
+	if err != nil {
+		return fmt.Errorf("size the limits of all sandboxes: %w", err)
+	}
+	if c.totals, err = c.resolveTotals(machine); err != nil {
+		return err
+	}
 	if c.MaxConcurrent < 1 || c.MaxQueued < 0 || c.MaxSessions < 0 || c.Prefork < 0 {
 		return errors.New("max-concurrent must be positive; max-queued, max-sessions and prefork not negative")
 	}
@@ -219,6 +243,41 @@ func (c *serveConfig) load(file string, flags *pflag.FlagSet) error {
 		return fmt.Errorf("refusing to listen on %q without API keys: use --api-keys-file (or CODEEXEC_API_KEYS), a loopback address, or --insecure-no-auth", c.Addr)
 	}
 	return nil
+}
+
+// resolveTotals turns the MaxTotal* settings into the limits of all sandboxes
+// together, taking machine's for those not set.
+func (c *serveConfig) resolveTotals(machine cgroup.Limits) (cgroup.Limits, error) {
+	t := machine
+	if c.MaxTotalMemory != "" {
+		n, err := parseSize(c.MaxTotalMemory)
+		if err != nil || n < 64<<20 {
+			return t, fmt.Errorf("max-total-memory %q: want a size of at least 64MiB, such as 16GiB", c.MaxTotalMemory)
+		}
+		t.MemoryBytes = n
+	}
+	switch {
+	case c.MaxTotalPids < 0 || c.MaxTotalPids > 0 && c.MaxTotalPids < 64:
+		return t, fmt.Errorf("max-total-pids %d: want at least 64 (or 0 for the default, %d)", c.MaxTotalPids, machine.Pids)
+	case c.MaxTotalPids > 0:
+		t.Pids = c.MaxTotalPids
+	}
+	switch {
+	case c.MaxTotalCPUs < 0 || c.MaxTotalCPUs > 0 && c.MaxTotalCPUs < 0.1:
+		return t, fmt.Errorf("max-total-cpus %v: want at least 0.1 (or 0 for the default, %v)", c.MaxTotalCPUs, machine.CPUs)
+	case c.MaxTotalCPUs > 0:
+		t.CPUs = c.MaxTotalCPUs
+	}
+	return t, nil
+}
+
+// withinTotals lowers each limit of l above the totals to them: no execution can be
+// given more than all of them together.
+func withinTotals(l sandbox.Limits, t cgroup.Limits) sandbox.Limits {
+	l.MemoryBytes = min(l.MemoryBytes, t.MemoryBytes)
+	l.Pids = min(l.Pids, t.Pids)
+	l.CPUs = min(l.CPUs, t.CPUs)
+	return l
 }
 
 // readAPIKeys collects keys from a file (one per line, # comments) and a list.
@@ -276,7 +335,7 @@ func loopbackOnly(addr string) bool {
 func serve(ctx context.Context, c serveConfig) error {
 	log := slog.New(slog.NewTextHandler(os.Stderr, nil))
 	runner, img, err := openRunner(c.Store, func(cfg *sandbox.Config) {
-		cfg.Warm, cfg.Prefork, cfg.Logger = !c.Cold, c.Prefork, log
+		cfg.Warm, cfg.Prefork, cfg.Logger, cfg.Total = !c.Cold, c.Prefork, log, c.totals
 	})
 	if err != nil {
 		return err
@@ -306,6 +365,12 @@ func serve(ctx context.Context, c serveConfig) error {
 	if acfg.MaxLimits.MemoryBytes, err = parseSize(c.MaxMemory); err != nil {
 		return fmt.Errorf("max_memory: %w", err)
 	}
+	if acfg.MaxLimits.MemoryBytes > c.totals.MemoryBytes {
+		log.Warn("max_memory is above what all sandboxes together may use; executions get at most the total",
+			"max_memory_mib", acfg.MaxLimits.MemoryBytes>>20, "max_total_memory_mib", c.totals.MemoryBytes>>20)
+	}
+	acfg.MaxLimits = withinTotals(acfg.MaxLimits, c.totals)
+	acfg.DefaultLimits = withinTotals(acfg.DefaultLimits, c.totals)
 	ready := func() error {
 		if c.Cold {
 			return nil
@@ -347,7 +412,8 @@ func serve(ctx context.Context, c serveConfig) error {
 		log.Warn("no API keys configured: anyone who can reach the address can run code", "addr", ln.Addr().String())
 	}
 	log.Info("serving", "addr", ln.Addr().String(), "store", c.Store, "image", img.Manifest.Name+"-"+img.Manifest.RecipeHash,
-		"cgroup", "v"+strconv.Itoa(int(runner.CgroupVersion())), "warm", !c.Cold, "keys", len(c.apiKeys), "safety", c.Safety)
+		"cgroup", "v"+strconv.Itoa(int(runner.CgroupVersion())), "warm", !c.Cold, "keys", len(c.apiKeys), "safety", c.Safety,
+		"total_memory_mib", c.totals.MemoryBytes>>20, "total_pids", c.totals.Pids, "total_cpus", c.totals.CPUs)
 
 	ctx, stop := signal.NotifyContext(ctx, os.Interrupt, syscall.SIGTERM)
 	defer stop()
