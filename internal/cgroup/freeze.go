@@ -105,3 +105,24 @@ func (g *Group) freezeV2() error {
 		time.Sleep(pause)
 	}
 }
+
+// HoldFreezer makes an empty group name and keeps it frozen, until the caller
+// destroys it; on cgroup v2 it does nothing and returns nil. The v1 freezer switches a
+// kernel static key on when the first group on the machine freezes and off when the
+// last thaws, patching the kernel's code each time: about 80 µs a switch (Linux 6.18,
+// measured here), twice per session run when no other group is frozen. With one group
+// held frozen, a session's freeze and thaw cost a few µs each.
+func (h *Hierarchy) HoldFreezer(name string) (*Group, error) {
+	if h.version != V1 {
+		return nil, nil
+	}
+	g, err := h.New(name, Limits{})
+	if err != nil {
+		return nil, err
+	}
+	if err := g.Freeze(); err != nil {
+		_ = g.Destroy()
+		return nil, err
+	}
+	return g, nil
+}

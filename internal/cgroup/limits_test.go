@@ -156,6 +156,24 @@ func TestFreeze(t *testing.T) {
 		}
 		ends(t, cmd)
 	})
+	t.Run("held frozen", func(t *testing.T) {
+		g, err := h.HoldFreezer("held")
+		if err != nil {
+			t.Fatalf("HoldFreezer: %v", err)
+		}
+		if h.Version() == V2 {
+			if g != nil {
+				t.Error("HoldFreezer made a group on v2")
+			}
+			return
+		}
+		if got := readFile(t, filepath.Join(g.dir("freezer"), "freezer.state")); got != "FROZEN" {
+			t.Errorf("held group is %s", got)
+		}
+		if err := g.Destroy(); err != nil {
+			t.Errorf("Destroy of the held group: %v", err)
+		}
+	})
 	t.Run("swept frozen", func(t *testing.T) {
 		g, err := h.New("swept", Limits{})
 		if err != nil {

@@ -77,6 +77,7 @@ type Runner struct {
 	// the kernel has none.
 	landlock *landlockPlan
 	cg       *cgroup.Hierarchy
+	held     *cgroup.Group // kept frozen: see cgroup.HoldFreezer; nil on v2
 	inst     *instance
 	seq      atomic.Uint64
 	log      *slog.Logger
@@ -152,6 +153,12 @@ func New(cfg Config) (*Runner, error) {
 	if r.landlock == nil {
 		log.Warn("the kernel has no Landlock; sandboxes are confined by namespaces, mounts and seccomp only")
 	}
+	if cfg.Warm {
+		// Only a cost: sessions are frozen between runs either way.
+		if r.held, err = cg.HoldFreezer(inst.id + "-freeze"); err != nil {
+			log.Warn("could not hold a group frozen; freezing sessions costs more", "err", err)
+		}
+	}
 	ctx, cancel := context.WithCancel(context.Background())
 	r.stopBg = cancel
 	// Two refill loops: a child's setup runs while the zygote forks the next.
@@ -203,7 +210,11 @@ func (r *Runner) close() error {
 		r.zyg = nil
 	}
 	r.zmu.Unlock()
-	return errors.Join(r.inst.close(), r.self.Close())
+	var heldErr error
+	if r.held != nil {
+		heldErr = r.held.Destroy()
+	}
+	return errors.Join(heldErr, r.inst.close(), r.self.Close())
 }
 
 // zygote returns a running zygote, starting one if needed.

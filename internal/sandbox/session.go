@@ -214,16 +214,8 @@ func (s *Session) run(ctx context.Context, req *Request, last bool) (*Result, er
 		s.end(err, EndError)
 		return nil, err
 	}
-	var freezeErr error
-	if alive && !last {
-		// Stop whatever the program left running until the next run, and before its
-		// files are listed, so that nothing changes them meanwhile.
-		if freezeErr = s.freeze(); freezeErr != nil {
-			s.r.log.Warn("a session could not be frozen between runs; ending it", "err", freezeErr)
-			alive = false
-		}
-	}
-	// The work dir is held open: it can be read even when the child is gone.
+	// The work dir is held open: it can be read even when the child is gone. A
+	// session's background processes may still change it, racing this listing.
 	files, filesTruncated, filesErr := s.work.produced(req.OutputDir)
 	grace := outputGrace
 	if last || !alive {
@@ -231,6 +223,17 @@ func (s *Session) run(ctx context.Context, req *Request, last bool) (*Result, er
 		grace = 5 * time.Second // the kill closes every pipe
 	}
 	o.report = w.waitOutput(grace)
+	var freezeErr error
+	if alive && !last {
+		// Stop whatever the program left running until the next run. Last, so that
+		// the interpreter has gone back to waiting for its next program: a process
+		// asleep freezes at once, a running one only when it next gets a CPU.
+		if freezeErr = s.freeze(); freezeErr != nil {
+			s.r.log.Warn("a session could not be frozen between runs; ending it", "err", freezeErr)
+			c.kill()
+			alive = false
+		}
+	}
 	o.stats, o.statsErr = g.Stats()
 	o.stats, o.statsErr = o.stats.Since(before), errors.Join(o.statsErr, beforeErr)
 	res := o.result(req.Limits, w)
