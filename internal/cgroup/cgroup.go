@@ -179,11 +179,16 @@ type Group struct {
 // call Destroy on the returned group.
 func (h *Hierarchy) New(name string, l Limits) (*Group, error) {
 	g := &Group{h: h, name: name, dirs: map[string]string{}}
+	made := map[string]bool{}
 	for c, parent := range h.dirs {
 		dir := filepath.Join(parent, name)
-		if err := os.Mkdir(dir, 0o755); err != nil {
-			g.Destroy()
-			return nil, fmt.Errorf("create cgroup: %w", err)
+		// Controllers mounted together (v1's usual cpu,cpuacct) share a directory.
+		if !made[dir] {
+			if err := os.Mkdir(dir, 0o755); err != nil {
+				g.Destroy()
+				return nil, fmt.Errorf("create cgroup: %w", err)
+			}
+			made[dir] = true
 		}
 		g.dirs[c] = dir
 	}

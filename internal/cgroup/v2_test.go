@@ -119,3 +119,26 @@ func TestV2NeedsFreezer(t *testing.T) {
 		t.Error("openV2 accepted a hierarchy without cgroup.freeze")
 	}
 }
+
+// TestV1Comounted: controllers mounted together (cpu,cpuacct) share a directory, which
+// a group makes and removes once.
+func TestV1Comounted(t *testing.T) {
+	root := t.TempDir()
+	cpu, mem := filepath.Join(root, "cpu,cpuacct", "codeexec"), filepath.Join(root, "memory", "codeexec")
+	for _, d := range []string{cpu, mem} {
+		if err := os.MkdirAll(d, 0o755); err != nil {
+			t.Fatal(err)
+		}
+	}
+	h := &Hierarchy{version: V1, dirs: map[string]string{"cpu": cpu, "cpuacct": cpu, "memory": mem}}
+	g, err := h.New("g", Limits{})
+	if err != nil {
+		t.Fatalf("New with co-mounted controllers: %v", err)
+	}
+	if !dirExists(filepath.Join(cpu, "g")) || !dirExists(filepath.Join(mem, "g")) {
+		t.Fatal("group directories not made")
+	}
+	if err := g.Destroy(); err != nil || dirExists(filepath.Join(cpu, "g")) {
+		t.Errorf("Destroy: %v", err)
+	}
+}
