@@ -19,6 +19,7 @@ import (
 
 	"github.com/codeexec/codeexec/internal/agent"
 	"github.com/codeexec/codeexec/internal/api"
+	"github.com/codeexec/codeexec/internal/cgroup"
 	"github.com/codeexec/codeexec/internal/egress"
 	"github.com/codeexec/codeexec/internal/llm"
 	"github.com/codeexec/codeexec/internal/safety"
@@ -47,6 +48,12 @@ type serveConfig struct {
 	SessionMaxAge duration `json:"session_max_age"`
 	MaxTimeout    duration `json:"max_timeout"`
 	MaxMemory     string   `json:"max_memory"`
+	// MaxTotalMemory, MaxTotalPids and MaxTotalCPUs bound all sandboxes together
+	// (their parent cgroup): executions, sessions and the warm interpreters. Unset
+	// (empty or 0): derived from the machine, see cgroup.MachineTotals.
+	MaxTotalMemory string  `json:"max_total_memory"`
+	MaxTotalPids   int64   `json:"max_total_pids"`
+	MaxTotalCPUs   float64 `json:"max_total_cpus"`
 	// LLMConfig is the upstream providers file; without it the upstream is read from
 	// OPENAI_BASE_URL and OPENAI_API_KEY.
 	LLMConfig string `json:"llm_config"`
@@ -73,6 +80,7 @@ type serveConfig struct {
 	MaxConnsPerClient int      `json:"max_conns_per_client"`
 	apiKeys           []tenant.Key
 	chatNet           *egress.Policy // ChatNet, parsed
+	totals            cgroup.Limits  // the MaxTotal* settings, resolved
 	conn              api.ConnLimits // the connection limits, parsed
 }
 
@@ -173,6 +181,9 @@ func bindServeFlags(f *pflag.FlagSet, cfg *serveConfig) {
 	f.StringSliceVar(&cfg.NetAllow, "net-allow", nil, "hosts executions may reach through the egress proxy, e.g. example.com,*.pypi.org (default: none)")
 	f.IntVar(&cfg.MaxConns, "max-conns", cfg.MaxConns, "client connections open at once (0: no limit)")
 	f.IntVar(&cfg.MaxConnsPerClient, "max-conns-per-client", cfg.MaxConnsPerClient, "client connections open at once from one address, an IPv6 /64 (0: no limit; behind a reverse proxy every client is the proxy)")
+	f.StringVar(&cfg.MaxTotalMemory, "max-total-memory", "", "memory of all sandboxes together, e.g. 16GiB (default: 3/4 of RAM less 512MiB)")
+	f.Int64Var(&cfg.MaxTotalPids, "max-total-pids", 0, "processes and threads of all sandboxes together (default: 8192, at most half the kernel's pid_max and threads-max)")
+	f.Float64Var(&cfg.MaxTotalCPUs, "max-total-cpus", 0, "CPU cores all sandboxes together may use (default: all but a tenth, at least 0.5 and at most 2 kept)")
 }
 
 // load applies the config file, then the environment, then the flags that were set.
@@ -230,6 +241,12 @@ func (c *serveConfig) load(file string, flags *pflag.FlagSet) error {
 			c.MaxConns = fromFlags.MaxConns
 		case "max-conns-per-client":
 			c.MaxConnsPerClient = fromFlags.MaxConnsPerClient
+		case "max-total-memory":
+			c.MaxTotalMemory = fromFlags.MaxTotalMemory
+		case "max-total-pids":
+			c.MaxTotalPids = fromFlags.MaxTotalPids
+		case "max-total-cpus":
+			c.MaxTotalCPUs = fromFlags.MaxTotalCPUs
 		}
 	})
 	c.Store = storeDir(c.Store)
@@ -247,6 +264,13 @@ func (c *serveConfig) load(file string, flags *pflag.FlagSet) error {
 	if c.chatNet, err = egress.ParseSpec(c.ChatNet); err != nil {
 		return fmt.Errorf("chat-net: %w", err)
 	}
+	machine, err := cgroup.MachineTotals()
+	if err != nil {
+		return fmt.Errorf("size the limits of all sandboxes: %w", err)
+	}
+	if c.totals, err = c.resolveTotals(machine); err != nil {
+		return err
+	}
 	if c.MaxConcurrent < 1 || c.MaxQueued < 0 || c.MaxSessions < 0 || c.Prefork < 0 {
 		return errors.New("max-concurrent must be positive; max-queued, max-sessions and prefork not negative")
 	}
@@ -257,6 +281,41 @@ func (c *serveConfig) load(file string, flags *pflag.FlagSet) error {
 		return fmt.Errorf("refusing to listen on %q without API keys: use --api-keys-file (or CODEEXEC_API_KEYS), a loopback address, or --insecure-no-auth", c.Addr)
 	}
 	return nil
+}
+
+// resolveTotals turns the MaxTotal* settings into the limits of all sandboxes
+// together, taking machine's for those not set.
+func (c *serveConfig) resolveTotals(machine cgroup.Limits) (cgroup.Limits, error) {
+	t := machine
+	if c.MaxTotalMemory != "" {
+		n, err := parseSize(c.MaxTotalMemory)
+		if err != nil || n < 64<<20 {
+			return t, fmt.Errorf("max-total-memory %q: want a size of at least 64MiB, such as 16GiB", c.MaxTotalMemory)
+		}
+		t.MemoryBytes = n
+	}
+	switch {
+	case c.MaxTotalPids < 0 || c.MaxTotalPids > 0 && c.MaxTotalPids < 64:
+		return t, fmt.Errorf("max-total-pids %d: want at least 64 (or 0 for the default, %d)", c.MaxTotalPids, machine.Pids)
+	case c.MaxTotalPids > 0:
+		t.Pids = c.MaxTotalPids
+	}
+	switch {
+	case c.MaxTotalCPUs < 0 || c.MaxTotalCPUs > 0 && c.MaxTotalCPUs < 0.1:
+		return t, fmt.Errorf("max-total-cpus %v: want at least 0.1 (or 0 for the default, %v)", c.MaxTotalCPUs, machine.CPUs)
+	case c.MaxTotalCPUs > 0:
+		t.CPUs = c.MaxTotalCPUs
+	}
+	return t, nil
+}
+
+// withinTotals lowers each limit of l above the totals to them: no execution can be
+// given more than all of them together.
+func withinTotals(l sandbox.Limits, t cgroup.Limits) sandbox.Limits {
+	l.MemoryBytes = min(l.MemoryBytes, t.MemoryBytes)
+	l.Pids = min(l.Pids, t.Pids)
+	l.CPUs = min(l.CPUs, t.CPUs)
+	return l
 }
 
 // connLimits checks and converts the connection limits of the config.
@@ -397,7 +456,7 @@ func warnFileLimit(log *slog.Logger, maxConns int) {
 func serve(ctx context.Context, c serveConfig) error {
 	log := slog.New(slog.NewTextHandler(os.Stderr, nil))
 	runner, img, err := openRunner(c.Store, func(cfg *sandbox.Config) {
-		cfg.Warm, cfg.Prefork, cfg.Logger = !c.Cold, c.Prefork, log
+		cfg.Warm, cfg.Prefork, cfg.Logger, cfg.Total = !c.Cold, c.Prefork, log, c.totals
 	})
 	if err != nil {
 		return err
@@ -428,6 +487,12 @@ func serve(ctx context.Context, c serveConfig) error {
 	if acfg.MaxLimits.MemoryBytes, err = parseSize(c.MaxMemory); err != nil {
 		return fmt.Errorf("max_memory: %w", err)
 	}
+	if acfg.MaxLimits.MemoryBytes > c.totals.MemoryBytes {
+		log.Warn("max_memory is above what all sandboxes together may use; executions get at most the total",
+			"max_memory_mib", acfg.MaxLimits.MemoryBytes>>20, "max_total_memory_mib", c.totals.MemoryBytes>>20)
+	}
+	acfg.MaxLimits = withinTotals(acfg.MaxLimits, c.totals)
+	acfg.DefaultLimits = withinTotals(acfg.DefaultLimits, c.totals)
 	ready := func() error {
 		if c.Cold {
 			return nil
@@ -470,7 +535,8 @@ func serve(ctx context.Context, c serveConfig) error {
 	warnFileLimit(log, c.conn.MaxConns)
 	log.Info("serving", "addr", ln.Addr().String(), "store", c.Store, "image", img.Manifest.Name+"-"+img.Manifest.RecipeHash,
 		"cgroup", "v"+strconv.Itoa(int(runner.CgroupVersion())), "warm", !c.Cold, "keys", len(c.apiKeys),
-		"tenants", tenantCount(c.apiKeys), "safety", c.Safety, "max_conns", c.conn.MaxConns, "max_conns_per_client", c.conn.MaxConnsPerClient)
+		"tenants", tenantCount(c.apiKeys), "safety", c.Safety, "max_conns", c.conn.MaxConns, "max_conns_per_client", c.conn.MaxConnsPerClient,
+		"total_memory_mib", c.totals.MemoryBytes>>20, "total_pids", c.totals.Pids, "total_cpus", c.totals.CPUs)
 
 	ctx, stop := signal.NotifyContext(ctx, os.Interrupt, syscall.SIGTERM)
 	defer stop()

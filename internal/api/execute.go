@@ -207,6 +207,11 @@ func (s *Server) execute(w http.ResponseWriter, r *http.Request, sessionID strin
 			writeSessionError(w, sessionID, err)
 			return
 		}
+		var rerr *requestError
+		if sb.Limits, rerr = sessionRunLimits(req, sess.Sandbox().Limits()); rerr != nil {
+			writeRequestError(w, rerr)
+			return
+		}
 	}
 	leave, ok := s.tenants.enter(t)
 	if !ok {
@@ -241,6 +246,10 @@ func (s *Server) execute(w http.ResponseWriter, r *http.Request, sessionID strin
 			writeError(w, http.StatusGone, "session_ended", fmt.Sprintf("session %q has ended (%v); create a new one", sessionID, err))
 			return
 		}
+		if errors.Is(err, sandbox.ErrSessionLimits) || errors.Is(err, sandbox.ErrAboveTotal) {
+			writeError(w, http.StatusBadRequest, "invalid_limits", err.Error())
+			return
+		}
 		if isClientGone(r.Context().Err()) {
 			writeError(w, 499, "client_closed", "the request was cancelled")
 			return
@@ -250,7 +259,63 @@ func (s *Server) execute(w http.ResponseWriter, r *http.Request, sessionID strin
 		return
 	}
 	s.metrics.observe(res, "python", time.Since(start))
-	writeJSON(w, http.StatusOK, res)
+	if sess == nil {
+		writeJSON(w, http.StatusOK, res)
+		return
+	}
+	state := SessionState{ID: sess.ID, Ended: !sess.Sandbox().Alive(), Reason: sess.Sandbox().EndReason()}
+	if state.Ended && state.Reason == "" {
+		state.Reason = sandbox.EndExited
+	}
+	writeJSON(w, http.StatusOK, SessionExecuteReply{Result: res, Session: state})
+}
+
+// SessionExecuteReply is the reply to an execute in a session: the Result, and
+// whether the session lives on.
+type SessionExecuteReply struct {
+	*sandbox.Result
+	Session SessionState `json:"session"`
+}
+
+// SessionState tells the caller of a session execute what became of the session.
+type SessionState struct {
+	ID string `json:"id"`
+	// Ended is true once the session's interpreter is gone, with its variables and
+	// files: this run hit a limit that kills it (timeout, memory, output, a
+	// cancellation) or the interpreter exited. Every later call answers 410
+	// session_ended.
+	Ended bool `json:"ended"`
+	// Reason says why, when Ended: the Status of the run that ended it (timeout,
+	// memory_limit, output_limit, killed), "exited" when the interpreter exited or
+	// crashed by itself, "freeze_failed" when what the run left running could not be
+	// paused until the next run.
+	Reason string `json:"reason,omitempty"`
+}
+
+// sessionRunLimits are the limits of an execute in a session with limits have: only
+// those the body names, the session's own for the rest. A session's memory is set
+// when it is created, because everything it keeps between runs lives in it: a lower
+// limit for one run would count that state (and a cut below it would make the kernel
+// kill the interpreter), a higher one would break the session's bound. So memory_mb
+// may only repeat the session's; timeout_ms may lower the session's, not raise it.
+// Anything else is refused with 400, never ignored.
+func sessionRunLimits(req *ExecuteRequest, have sandbox.Limits) (sandbox.Limits, *requestError) {
+	var l sandbox.Limits
+	if req.MemoryMB != nil {
+		if *req.MemoryMB<<20 != have.MemoryBytes {
+			return l, badRequest("session_limit", "memory_mb %d: a session's memory limit is set when it is created (this one has %d MiB, which holds everything it keeps between runs); leave memory_mb out, or create a session with \"memory_mb\": %d",
+				*req.MemoryMB, have.MemoryBytes>>20, *req.MemoryMB)
+		}
+		l.MemoryBytes = have.MemoryBytes
+	}
+	if req.TimeoutMS != nil {
+		if maxMS := have.Timeout.Milliseconds(); *req.TimeoutMS > maxMS {
+			return l, badRequest("session_limit", "timeout_ms %d is more than this session's %d, set when it was created; ask for less, or create a session with \"timeout_ms\": %d",
+				*req.TimeoutMS, maxMS, *req.TimeoutMS)
+		}
+		l.Timeout = time.Duration(*req.TimeoutMS) * time.Millisecond
+	}
+	return l, nil
 }
 
 func writeRequestError(w http.ResponseWriter, err error) {

@@ -217,6 +217,8 @@ func writeSessionError(w http.ResponseWriter, id string, err error) {
 		writeError(w, http.StatusServiceUnavailable, "shutting_down", "the server is shutting down")
 	case errors.Is(err, session.ErrBadTTL):
 		writeError(w, http.StatusBadRequest, "invalid_ttl", err.Error())
+	case errors.Is(err, sandbox.ErrAboveTotal):
+		writeError(w, http.StatusBadRequest, "invalid_limits", err.Error())
 	default:
 		writeError(w, http.StatusInternalServerError, "sandbox_error", "the session could not be started: "+err.Error())
 	}

@@ -20,8 +20,8 @@ const cgroupParent = "codeexec-doctor"
 
 // The controllers cgroup.Open needs.
 var (
-	v2Controllers = []string{"memory", "pids", "cpu"}
-	v1Controllers = []string{"memory", "pids", "cpu", "cpuacct"}
+	v2Controllers = cgroup.V2Controllers
+	v1Controllers = cgroup.V1Controllers
 )
 
 // cgroupProbe is what opening a cgroup hierarchy showed. Two checks read it.
@@ -37,6 +37,9 @@ type cgroupProbe struct {
 	swapLimited bool
 	// cleanupErr is set if a directory doctor created could not be removed.
 	cleanupErr error
+	// totals are serve's default limits of all sandboxes together on this machine;
+	// zero if they could not be worked out.
+	totals cgroup.Limits
 }
 
 // cgroupMounts is what /proc/self/mountinfo says about cgroup file systems.
@@ -113,6 +116,7 @@ func probeCgroups(parent string, euid int) cgroupProbe {
 		}
 	}
 	p.cleanupErr = errors.Join(errs...)
+	p.totals, _ = cgroup.MachineTotals()
 	return p
 }
 
@@ -156,7 +160,7 @@ func diagnoseCgroups(m cgroupMounts, v2Have []string, err error) (detail, fix st
 		// host, where a controller bound to v1 cannot also be used in v2.
 		lack := missing(v1Controllers, v1Have)
 		if len(lack) == 0 {
-			return fmt.Sprintf("cgroup v1 has memory, pids, cpu and cpuacct mounted but is unusable: %v", err),
+			return fmt.Sprintf("cgroup v1 has %s mounted but is unusable: %v", strings.Join(v1Controllers, ", "), err),
 				"make the hierarchies under /sys/fs/cgroup writable by root (in a container: run it with --privileged)"
 		}
 		var cmds []string
@@ -164,7 +168,7 @@ func diagnoseCgroups(m cgroupMounts, v2Have []string, err error) (detail, fix st
 			dir := "/sys/fs/cgroup/" + c
 			cmds = append(cmds, fmt.Sprintf("mkdir -p %s && mount -t cgroup -o %s cgroup %s", dir, c, dir))
 		}
-		return fmt.Sprintf("cgroup v1 needs memory, pids, cpu and cpuacct hierarchies; not mounted: %s", strings.Join(lack, ", ")),
+		return fmt.Sprintf("cgroup v1 needs %s hierarchies; not mounted: %s", strings.Join(v1Controllers, ", "), strings.Join(lack, ", ")),
 			"mount them: `" + strings.Join(cmds, " && ") + "`, " + toV2
 
 	default:
@@ -173,7 +177,7 @@ func diagnoseCgroups(m cgroupMounts, v2Have []string, err error) (detail, fix st
 			return fmt.Sprintf("cgroup v2 at %q lacks %s in cgroup.controllers (it needs memory, pids and cpu)", root, strings.Join(lack, ", ")),
 				"boot without cgroup_disable= for them and with systemd.unified_cgroup_hierarchy=1; in a container, give it its own cgroup namespace with those controllers delegated"
 		}
-		return fmt.Sprintf("cgroup v2 at %q has memory, pids and cpu but cannot delegate them: %v", root, err),
+		return fmt.Sprintf("cgroup v2 at %q has memory, pids and cpu but cannot delegate them, or lacks the freezer (cgroup.freeze, Linux 5.2): %v", root, err),
 			fmt.Sprintf("`echo +memory +pids +cpu > %s`; if that says \"device or resource busy\", move the processes in that group into a child group first",
 				filepath.Join(root, "cgroup.subtree_control"))
 	}
@@ -198,6 +202,10 @@ func checkCgroups(p cgroupProbe) Check {
 	}
 	c.Status = OK
 	c.Detail = fmt.Sprintf("cgroup v%d: %s", p.version, strings.Join(roots, ", "))
+	if t := p.totals; t != (cgroup.Limits{}) {
+		c.Detail += fmt.Sprintf("; serve caps all sandboxes together at %.1f GiB, %d processes and %g CPUs unless told otherwise (--max-total-*)",
+			float64(t.MemoryBytes)/(1<<30), t.Pids, t.CPUs)
+	}
 	return c
 }
 

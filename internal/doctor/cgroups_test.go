@@ -84,9 +84,15 @@ func TestDiagnoseCgroups(t *testing.T) {
 		},
 		{
 			name:   "v1 complete but unusable",
-			mounts: cgroupMounts{v1: map[string]string{"memory": "/m", "pids": "/p", "cpu": "/c", "cpuacct": "/c"}},
+			mounts: cgroupMounts{v1: map[string]string{"memory": "/m", "pids": "/p", "cpu": "/c", "cpuacct": "/c", "freezer": "/f"}},
 			detail: "unusable: open failed",
 			fix:    "--privileged",
+		},
+		{
+			name:   "v1 without the freezer",
+			mounts: cgroupMounts{v1: map[string]string{"memory": "/m", "pids": "/p", "cpu": "/c", "cpuacct": "/c"}},
+			detail: "not mounted: freezer",
+			fix:    "mount -t cgroup -o freezer cgroup /sys/fs/cgroup/freezer",
 		},
 		{
 			name:   "v2 without memory",
@@ -99,7 +105,7 @@ func TestDiagnoseCgroups(t *testing.T) {
 			name:   "v2 not delegated",
 			mounts: cgroupMounts{v1: map[string]string{}, v2: []string{"/sys/fs/cgroup"}},
 			v2Have: []string{"cpu", "memory", "pids"},
-			detail: "cannot delegate them: open failed",
+			detail: "cannot delegate them, or lacks the freezer",
 			fix:    "`echo +memory +pids +cpu > /sys/fs/cgroup/cgroup.subtree_control`",
 		},
 	}
@@ -180,6 +186,11 @@ func TestCheckCgroups(t *testing.T) {
 	ok := cgroupProbe{version: cgroup.V2, paths: []string{"/sys/fs/cgroup/codeexec-doctor"}}
 	if c := checkCgroups(ok); c.Status != OK || c.Detail != "cgroup v2: /sys/fs/cgroup" {
 		t.Errorf("checkCgroups(%+v) = %+v, want ok naming the version and hierarchy", ok, c)
+	}
+	withTotals := ok
+	withTotals.totals = cgroup.Limits{MemoryBytes: 17 << 30, Pids: 8192, CPUs: 1.5}
+	if c := checkCgroups(withTotals); c.Status != OK || !strings.Contains(c.Detail, "17.0 GiB, 8192 processes and 1.5 CPUs") {
+		t.Errorf("checkCgroups(%+v) = %+v, want the default totals named", withTotals, c)
 	}
 	leaked := ok
 	leaked.cleanupErr = errors.New("rmdir /sys/fs/cgroup/codeexec-doctor: device or resource busy")

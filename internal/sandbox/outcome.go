@@ -180,7 +180,13 @@ func (o *outcome) result(l Limits, w *watch) *Result {
 		res.Error = &Error{Name: "Killed", Message: "execution was cancelled"}
 	case o.stats.OOMKills > 0 && (o.signaled || rep == nil):
 		res.Status, res.ExitCode = StatusMemoryLimit, 137
-		res.Error = &Error{Name: "MemoryError", Message: fmt.Sprintf("execution exceeded the %d MiB memory limit and was killed", l.MemoryBytes>>20)}
+		msg := fmt.Sprintf("execution exceeded the %d MiB memory limit and was killed", l.MemoryBytes>>20)
+		if o.stats.MemoryLimitHits == 0 {
+			// Killed without reaching its own limit: all sandboxes together reached
+			// the server's total (Config.Total).
+			msg = fmt.Sprintf("the server's memory for all sandboxes together ran out and this execution was killed to free some (it had used at most %d MiB of its %d MiB limit)", o.stats.MaxMemoryBytes>>20, l.MemoryBytes>>20)
+		}
+		res.Error = &Error{Name: "MemoryError", Message: msg}
 	case o.signaled:
 		res.Status, res.ExitCode = StatusKilled, 128+int(o.signal)
 		res.Error = &Error{Name: "Killed", Message: "the program was killed by signal " + o.signal.String()}

@@ -35,6 +35,12 @@ type Config struct {
 	StateDir string
 	// CgroupParent names the parent cgroup of every execution's group.
 	CgroupParent string
+	// Total limits the memory, processes and CPU of all the parent's groups together
+	// (cgroup.MachineTotals gives defaults for a server). Zero fields leave the
+	// parent's limits as they are: a one-off runner beside a server sharing its
+	// parent must not change the server's. An execution may not ask for more memory
+	// or processes than the total; a CPU limit above it is lowered to it.
+	Total cgroup.Limits
 	// HostUID is the first host uid (and gid) sandboxes map to: sandbox root maps to
 	// HostUID and the sandbox user to HostUID+1000. No host user should own these ids.
 	HostUID int
@@ -72,10 +78,12 @@ type Runner struct {
 	// the kernel has none.
 	landlock *landlockPlan
 	cg       *cgroup.Hierarchy
+	held     *cgroup.Group // kept frozen: see cgroup.HoldFreezer; nil on v2
 	inst     *instance
 	seq      atomic.Uint64
 	log      *slog.Logger
 
+	live     liveSessions   // sessions not yet ended, for Close
 	slots    chan *slot     // preforked children
 	bg       sync.WaitGroup // the prefork loop
 	cleanups sync.WaitGroup // teardowns of finished executions
@@ -118,6 +126,13 @@ func New(cfg Config) (*Runner, error) {
 	if err := sweepState(cfg.StateDir, cg); err != nil && !errors.Is(err, os.ErrNotExist) {
 		return nil, fmt.Errorf("sandbox: clean up after earlier runs: %w", err)
 	}
+	// Before the zygote and the first group: v1 refuses a parent CPU quota below a
+	// child's.
+	if cfg.Total != (cgroup.Limits{}) {
+		if err := cg.SetLimits(cfg.Total); err != nil {
+			return nil, fmt.Errorf("sandbox: %w", err)
+		}
+	}
 	prog, err := seccomp.Program()
 	if err != nil {
 		return nil, err
@@ -138,6 +153,12 @@ func New(cfg Config) (*Runner, error) {
 	r := &Runner{cfg: cfg, self: self, filter: seccomp.Encode(prog), landlock: newLandlockPlan(landlockABI()), cg: cg, inst: inst, log: log, slots: make(chan *slot, max(cfg.Prefork, 0))}
 	if r.landlock == nil {
 		log.Warn("the kernel has no Landlock; sandboxes are confined by namespaces, mounts and seccomp only")
+	}
+	if cfg.Warm {
+		// Only a cost: sessions are frozen between runs either way.
+		if r.held, err = cg.HoldFreezer(inst.id + "-freeze"); err != nil {
+			log.Warn("could not hold a group frozen; freezing sessions costs more", "err", err)
+		}
 	}
 	ctx, cancel := context.WithCancel(context.Background())
 	r.stopBg = cancel
@@ -180,6 +201,9 @@ func (r *Runner) close() error {
 	for len(r.slots) > 0 {
 		(<-r.slots).release()
 	}
+	// The zygote, pid 1 of its namespace, exits only once every process in it has,
+	// and a frozen session's processes die only when their group kills and thaws them.
+	r.live.killAll()
 	r.cleanups.Wait()
 	r.zmu.Lock()
 	if r.zyg != nil {
@@ -187,7 +211,11 @@ func (r *Runner) close() error {
 		r.zyg = nil
 	}
 	r.zmu.Unlock()
-	return errors.Join(r.inst.close(), r.self.Close())
+	var heldErr error
+	if r.held != nil {
+		heldErr = r.held.Destroy()
+	}
+	return errors.Join(heldErr, r.inst.close(), r.self.Close())
 }
 
 // zygote returns a running zygote, starting one if needed.
@@ -228,11 +256,30 @@ func (r *Runner) Warm() error {
 // CgroupVersion reports the cgroup interface the runner uses.
 func (r *Runner) CgroupVersion() cgroup.Version { return r.cg.Version() }
 
+// ErrAboveTotal is returned for an execution or session that asks for more memory or
+// processes than all sandboxes together may use (Config.Total).
+var ErrAboveTotal = errors.New("sandbox: limit above the total of all sandboxes")
+
+// checkTotal refuses limits l that the parent group could never give.
+func (r *Runner) checkTotal(l Limits) error {
+	t := r.cfg.Total
+	switch {
+	case t.MemoryBytes > 0 && l.MemoryBytes > t.MemoryBytes:
+		return fmt.Errorf("%w: memory %d MiB is more than the %d MiB all sandboxes together may use", ErrAboveTotal, l.MemoryBytes>>20, t.MemoryBytes>>20)
+	case t.Pids > 0 && l.Pids > t.Pids:
+		return fmt.Errorf("%w: pids %d is more than the %d all sandboxes together may have", ErrAboveTotal, l.Pids, t.Pids)
+	}
+	return nil
+}
+
 // Run executes req in a fresh sandbox. A non-nil error means the sandbox could not be
 // made or observed; whatever the code itself did, including crashing or exceeding a
 // limit, is reported in the Result.
 func (r *Runner) Run(ctx context.Context, req *Request) (*Result, error) {
 	if err := req.Validate(); err != nil {
+		return nil, err
+	}
+	if err := r.checkTotal(req.Limits); err != nil {
 		return nil, err
 	}
 	if r.cfg.Warm {
@@ -339,6 +386,13 @@ func (r *Runner) startInit(spec *initSpec, fd3 *os.File, stdout, stderr io.Write
 	if err := g.Add(cmd.Process.Pid); err != nil {
 		return fail(err)
 	}
+	// The zygote keeps the server's score: it is the one process whose death would
+	// end every session.
+	if !spec.Zygote {
+		if err := setOOMScoreAdj(cmd.Process.Pid); err != nil {
+			return fail(err)
+		}
+	}
 	if prepare != nil {
 		if err := prepare(cmd.Process.Pid); err != nil {
 			return fail(err)
@@ -354,6 +408,23 @@ func (r *Runner) startInit(spec *initSpec, fd3 *os.File, stdout, stderr io.Write
 		return fail(fmt.Errorf("sandbox setup: %s", msg))
 	}
 	return cmd, nil
+}
+
+// sandboxOOMScoreAdj makes sandbox processes the OOM killer's first choice: when all
+// sandboxes together reach Config.Total, or the host runs out, a sandbox dies rather
+// than the zygote (whose death would end every session) or the server. Written by
+// the host's root, the value also becomes the process's floor (oom_score_adj_min),
+// which the sandbox, without CAP_SYS_RESOURCE on the host, cannot go below.
+const sandboxOOMScoreAdj = 500
+
+// setOOMScoreAdj gives process pid, and so everything it will start, the sandbox OOM
+// score.
+func setOOMScoreAdj(pid int) error {
+	p := "/proc/" + strconv.Itoa(pid) + "/oom_score_adj"
+	if err := os.WriteFile(p, []byte(strconv.Itoa(sandboxOOMScoreAdj)), 0); err != nil {
+		return fmt.Errorf("sandbox: set the OOM score: %w", err)
+	}
+	return nil
 }
 
 // PoolSize is the number of warm children ready for an execution.

@@ -24,19 +24,70 @@ var ErrNotAFile = errors.New("sandbox: not a regular file")
 // its zygote cannot run. Sessions need the warm path.
 var ErrNoWarm = errors.New("sandbox: sessions need the warm path")
 
+// ErrSessionLimits is returned by Session.Run for limits a session cannot give one
+// run: more time or output than the session's, or memory, process, CPU or disk
+// limits other than the session's own.
+var ErrSessionLimits = errors.New("sandbox: a session's limits are set when it is made")
+
+// Reasons a session ended, as Session.EndReason reports them. A run that ends the
+// session because of a limit gives that limit's Status (timeout, memory_limit,
+// output_limit, killed).
+const (
+	EndExited       = "exited"        // the interpreter exited or crashed by itself
+	EndFreezeFailed = "freeze_failed" // what the run left running could not be stopped
+	EndClosed       = "closed"        // Close, or the runner's
+	EndError        = "error"         // the sandbox failed
+)
+
 // Session is an interpreter kept alive between executions: variables, imports and
 // files in /work persist from one Run to the next, in a sandbox exactly like a single
-// execution's. Executions in a session run one at a time. The creator must call
-// Close.
+// execution's. Executions in a session run one at a time. Between them the session's
+// processes are frozen (cgroup freezer): a thread or process a run leaves behind gets
+// no CPU until the next run. The creator must call Close.
 type Session struct {
 	r      *Runner
 	limits Limits
 
-	mu     sync.Mutex // held for the whole of an execution
-	s      *slot
-	work   *workDir
-	ended  error // why the session is over, once it is
-	cpuUse time.Duration
+	mu        sync.Mutex // held for the whole of an execution
+	s         *slot
+	work      *workDir
+	ended     error  // why the session is over, once it is
+	endReason string // ended's reason code: a Status or an End* constant
+	// frozen is set while the session's group is frozen. Reading and writing its
+	// files from the host needs no thaw; anything that needs a process of the
+	// session to run (its interpreter above all) must call thaw first.
+	frozen bool
+}
+
+// liveSessions are a runner's sessions that have not ended.
+type liveSessions struct {
+	mu  sync.Mutex
+	set map[*Session]struct{}
+}
+
+func (l *liveSessions) add(s *Session) {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	if l.set == nil {
+		l.set = map[*Session]struct{}{}
+	}
+	l.set[s] = struct{}{}
+}
+
+func (l *liveSessions) remove(s *Session) {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	delete(l.set, s)
+}
+
+// killAll kills the processes of every live session, frozen ones too. The sessions
+// still end, and release what they hold, when they are closed.
+func (l *liveSessions) killAll() {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	for s := range l.set {
+		_ = s.s.g.Kill()
+	}
 }
 
 // NewSession starts a session whose memory, process, CPU and disk limits are l's
@@ -44,6 +95,9 @@ type Session struct {
 // call Close.
 func (r *Runner) NewSession(l Limits) (*Session, error) {
 	if err := l.Validate(); err != nil {
+		return nil, err
+	}
+	if err := r.checkTotal(l); err != nil {
 		return nil, err
 	}
 	if !r.cfg.Warm {
@@ -66,22 +120,68 @@ func (r *Runner) newSession(z *zygote, l Limits) (*Session, error) {
 		r.cleanupLater(s.release)
 		return nil, fmt.Errorf("sandbox: open the work dir: %w", err)
 	}
-	return &Session{r: r, limits: l, s: s, work: work}, nil
+	sess := &Session{r: r, limits: l, s: s, work: work}
+	r.live.add(sess)
+	return sess, nil
 }
 
-// Run executes req in the session. req.Limits may lower the session's timeout and
-// output limits; the others are the session's. If the program exceeds a limit or
-// kills the interpreter, the session ends and the Result says why.
+// Limits are the session's limits, fixed when it was made.
+func (s *Session) Limits() Limits { return s.limits }
+
+// Run executes req in the session. A zero field of req.Limits means the session's.
+// Timeout and OutputBytes may lower the session's for this run. The other limits are
+// the session's for its whole life: a memory limit in particular bounds the state
+// that every run leaves, so one run cannot have another (a cut below what the state
+// holds would make the kernel kill the interpreter), and req.Limits may only repeat
+// them. Anything else is refused with ErrSessionLimits, never ignored. If the program
+// exceeds a limit or kills the interpreter, the session ends and the Result says why.
 func (s *Session) Run(ctx context.Context, req *Request) (*Result, error) {
-	l := s.limits
-	l.Timeout = min(l.Timeout, req.Limits.Timeout)
-	l.OutputBytes = min(l.OutputBytes, req.Limits.OutputBytes)
+	l, err := s.runLimits(req.Limits)
+	if err != nil {
+		return nil, err
+	}
 	call := *req
 	call.Limits = l
 	if err := call.Validate(); err != nil {
 		return nil, err
 	}
 	return s.run(ctx, &call, false)
+}
+
+// runLimits merges a run's limits asked into the session's, or says which cannot be.
+func (s *Session) runLimits(ask Limits) (Limits, error) {
+	l := s.limits
+	if ask.Timeout != 0 {
+		if ask.Timeout > l.Timeout {
+			return Limits{}, fmt.Errorf("%w: timeout %v is more than the session's %v", ErrSessionLimits, ask.Timeout, l.Timeout)
+		}
+		l.Timeout = ask.Timeout
+	}
+	if ask.OutputBytes != 0 {
+		if ask.OutputBytes > l.OutputBytes {
+			return Limits{}, fmt.Errorf("%w: output %d bytes is more than the session's %d", ErrSessionLimits, ask.OutputBytes, l.OutputBytes)
+		}
+		l.OutputBytes = ask.OutputBytes
+	}
+	fixed := []struct {
+		name      string
+		ask, have any
+		zero      bool
+	}{
+		{"memory", ask.MemoryBytes, l.MemoryBytes, ask.MemoryBytes == 0},
+		{"pids", ask.Pids, l.Pids, ask.Pids == 0},
+		{"cpus", ask.CPUs, l.CPUs, ask.CPUs == 0},
+		{"work dir bytes", ask.WorkBytes, l.WorkBytes, ask.WorkBytes == 0},
+		{"tmp bytes", ask.TmpBytes, l.TmpBytes, ask.TmpBytes == 0},
+		{"file bytes", ask.FileBytes, l.FileBytes, ask.FileBytes == 0},
+		{"open files", ask.OpenFiles, l.OpenFiles, ask.OpenFiles == 0},
+	}
+	for _, f := range fixed {
+		if !f.zero && f.ask != f.have {
+			return Limits{}, fmt.Errorf("%w: %s %v differs from the session's %v", ErrSessionLimits, f.name, f.ask, f.have)
+		}
+	}
+	return l, nil
 }
 
 // run executes req; with last, the interpreter is killed afterwards.
@@ -92,12 +192,30 @@ func (s *Session) run(ctx context.Context, req *Request, last bool) (*Result, er
 		return nil, s.ended
 	}
 	c, g := s.s.c, s.s.g
+	if !c.running() {
+		// Killed while idle: by the runner's Close, or by the kernel when all
+		// sandboxes together ran out of memory (a frozen process can still be
+		// chosen, and dies).
+		reason := EndExited
+		if st, err := g.Stats(); err == nil && st.OOMKills > 0 {
+			reason = string(StatusMemoryLimit)
+		}
+		s.end(fmt.Errorf("%w: the interpreter was killed between runs (%s)", ErrSessionEnded, reason), reason)
+		return nil, s.ended
+	}
 	if err := s.work.writeInputs(req.Files); err != nil {
 		return nil, fmt.Errorf("sandbox: %w", err)
 	}
+	if err := s.thaw(); err != nil {
+		s.end(err, EndError)
+		return nil, err
+	}
+	// The group's counters run for the session's whole life: this run's share is
+	// the difference from here.
+	before, beforeErr := g.Stats()
 	o, w, alive, err := c.exec(ctx, req, g, last)
 	if err != nil {
-		s.end(err)
+		s.end(err, EndError)
 		return nil, err
 	}
 	// The work dir is held open: it can be read even when the child is gone. A
@@ -109,19 +227,34 @@ func (s *Session) run(ctx context.Context, req *Request, last bool) (*Result, er
 		grace = 5 * time.Second // the kill closes every pipe
 	}
 	o.report = w.waitOutput(grace)
+	var freezeErr error
+	if alive && !last {
+		// Stop whatever the program left running until the next run. Last, so that
+		// the interpreter has gone back to waiting for its next program: a process
+		// asleep freezes at once, a running one only when it next gets a CPU.
+		if freezeErr = s.freeze(); freezeErr != nil {
+			s.r.log.Warn("a session could not be frozen between runs; ending it", "err", freezeErr)
+			c.kill()
+			alive = false
+		}
+	}
 	o.stats, o.statsErr = g.Stats()
-	// CPU time is the group's total; report this execution's share.
-	total := o.stats.CPUTime
-	o.stats.CPUTime -= s.cpuUse
-	s.cpuUse = total
+	o.stats, o.statsErr = o.stats.Since(before), errors.Join(o.statsErr, beforeErr)
 	res := o.result(req.Limits, w)
 	if filesErr == nil {
 		res.Files, res.FilesTruncated = files, filesTruncated
 		// Before end, which releases the work dir.
 		saveOutputs(s.work, res, req.OutputDir)
 	}
-	if !alive {
-		s.end(fmt.Errorf("%w: the interpreter stopped (%s)", ErrSessionEnded, res.Status))
+	if !alive && !last {
+		reason := endReason(res.Status)
+		if freezeErr != nil {
+			reason = EndFreezeFailed
+		}
+		s.end(fmt.Errorf("%w: the interpreter stopped (%s)", ErrSessionEnded, reason), reason)
+		if res.Error != nil {
+			res.Error.Message += "; the session has ended with it: its variables and files are gone"
+		}
 	}
 	if filesErr != nil {
 		return nil, fmt.Errorf("sandbox: collect files: %w", filesErr)
@@ -129,14 +262,48 @@ func (s *Session) run(ctx context.Context, req *Request, last bool) (*Result, er
 	return res, nil
 }
 
-// end marks the session over for reason and releases its interpreter in the
-// background. s.mu must be held.
-func (s *Session) end(reason error) {
+// endReason names why a run ended its session, from the run's status.
+func endReason(st Status) string {
+	switch st {
+	case StatusTimeout, StatusMemoryLimit, StatusOutputLimit, StatusKilled:
+		return string(st)
+	}
+	return EndExited
+}
+
+// freeze stops the session's processes until thaw. s.mu must be held.
+func (s *Session) freeze() error {
+	if err := s.s.g.Freeze(); err != nil {
+		return fmt.Errorf("sandbox: pause the session: %w", err)
+	}
+	s.frozen = true
+	return nil
+}
+
+// thaw lets the session's processes run again. s.mu must be held.
+func (s *Session) thaw() error {
+	if !s.frozen {
+		return nil
+	}
+	if err := s.s.g.Thaw(); err != nil {
+		return fmt.Errorf("sandbox: resume the session: %w", err)
+	}
+	s.frozen = false
+	return nil
+}
+
+// end marks the session over for reason (code: see EndReason) and releases its
+// interpreter in the background. s.mu must be held.
+func (s *Session) end(reason error, code string) {
 	if s.ended != nil {
 		return
 	}
-	s.ended = reason
+	s.ended, s.endReason = reason, code
+	s.r.live.remove(s)
 	s.r.cleanupLater(func() {
+		// Through the group first: a frozen process dies only when the group that
+		// froze it kills and thaws it.
+		_ = s.s.g.Kill()
 		s.s.release()
 		s.work.close()
 	})
@@ -147,7 +314,16 @@ func (s *Session) end(reason error) {
 func (s *Session) Close() {
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	s.end(fmt.Errorf("%w: closed", ErrSessionEnded))
+	s.end(fmt.Errorf("%w: closed", ErrSessionEnded), EndClosed)
+}
+
+// EndReason says why the session ended: "" while it has not, else the Status of the
+// run that ended it (timeout, memory_limit, output_limit, killed), or EndExited,
+// EndFreezeFailed, EndClosed or EndError.
+func (s *Session) EndReason() string {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.endReason
 }
 
 // Alive reports whether the session can still run code.

@@ -82,9 +82,13 @@ func (r *Runner) takeSlot(z *zygote, l Limits) (*slot, error) {
 			}
 			return r.newSlot(z, l)
 		}
+		// Its group was made for the default limits: set this run's, raising or
+		// lowering each. Should the kernel refuse (a cut below what the idle child
+		// holds), a group made for l from the start takes its place.
 		if err := s.g.Set(cgroupLimits(l)); err != nil {
+			r.log.Warn("a preforked child could not take the run's limits; forking another", "err", err)
 			r.cleanupLater(s.release)
-			return nil, fmt.Errorf("sandbox: %w", err)
+			return r.newSlot(z, l)
 		}
 		s.limits = l
 		return s, nil

@@ -297,6 +297,9 @@ func (c *child) attach(g *cgroup.Group) error {
 	if err := g.Add(c.pid); err != nil {
 		return fmt.Errorf("sandbox: %w", err)
 	}
+	if err := setOOMScoreAdj(c.pid); err != nil {
+		return err
+	}
 	if _, err := c.ch.Write([]byte("attached")); err != nil {
 		return fmt.Errorf("sandbox: child: %w", err)
 	}

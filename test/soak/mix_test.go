@@ -254,14 +254,22 @@ var knownStatuses = []sandbox.Status{sandbox.StatusOK, sandbox.StatusError, sand
 
 // decodeResult decodes a Result strictly and checks that it is well-formed whatever
 // its status: a known status, an error exactly when the code failed, sane numbers,
-// images that are base64 PNG.
+// images that are base64 PNG. A session's execute adds what became of the session.
 func decodeResult(data []byte) (*sandbox.Result, error) {
 	dec := json.NewDecoder(bytes.NewReader(data))
 	dec.DisallowUnknownFields()
-	var res sandbox.Result
-	if err := dec.Decode(&res); err != nil {
+	var reply struct {
+		sandbox.Result
+		Session *struct {
+			ID     string `json:"id"`
+			Ended  bool   `json:"ended"`
+			Reason string `json:"reason"`
+		} `json:"session"`
+	}
+	if err := dec.Decode(&reply); err != nil {
 		return nil, fmt.Errorf("not a Result: %v", err)
 	}
+	res := reply.Result
 	if dec.More() {
 		return nil, fmt.Errorf("data after the Result")
 	}
