@@ -150,9 +150,12 @@ func TestTotalMemory(t *testing.T) {
 				t.Errorf("the kill does not say the total ran out: %+v", res.Error)
 			}
 		}
+		// One is killed; the other usually finishes, but on a loaded machine the first
+		// one's memory may not be free yet when the second needs it, and the kernel
+		// may then take both: each is a memory_limit, never another failure.
 		slices.Sort(statuses)
-		if want := []Status{StatusMemoryLimit, StatusOK}; !slices.Equal(statuses, want) {
-			t.Errorf("statuses %v, want %v", statuses, want)
+		if len(statuses) != 2 || statuses[0] != StatusMemoryLimit || (statuses[1] != StatusOK && statuses[1] != StatusMemoryLimit) {
+			t.Errorf("statuses %v, want [memory_limit ok] (or two memory_limit)", statuses)
 		}
 		if z, err := r.zygote(); err != nil || z != r.zyg {
 			t.Errorf("the zygote did not survive: %v", err)
