@@ -48,10 +48,11 @@ type ctlMsg struct {
 	OpenFiles uint64        `json:"open_files,omitempty"`
 	Seccomp   []byte        `json:"seccomp,omitempty"` // base64 in JSON
 	Landlock  *landlockPlan `json:"landlock,omitempty"`
-	Env       []string      `json:"env,omitempty"`   // a run's proxy variables
-	Last      bool          `json:"last,omitempty"`  // the child exits after this run
-	Argv      []string      `json:"argv,omitempty"`  // a run's name and arguments
-	Stdin     bool          `json:"stdin,omitempty"` // a run's stdin pipe follows its fds
+	Env       []string      `json:"env,omitempty"`  // a run's proxy variables
+	Last      bool          `json:"last,omitempty"` // the child exits after this run
+
+	Argv  []string `json:"argv,omitempty"`  // a run's name and arguments
+	Stdin bool     `json:"stdin,omitempty"` // a run's stdin pipe follows its fds
 }
 
 // zygote is a running fork server: a Python process, sandboxed like any execution,
