@@ -14,6 +14,11 @@ const StreamDrainTimeout = 10 * time.Second
 // streamDrainTimeout is StreamDrainTimeout; tests shorten it.
 var streamDrainTimeout = StreamDrainTimeout
 
+// streamBatch is how long the tee lets output gather before it delivers it: print()
+// writes a line and its end apart, and a busy program writes many lines; a moment's
+// wait delivers them in fewer, whole chunks (one event each over HTTP, not two).
+const streamBatch = 5 * time.Millisecond
+
 // tee gives a Request's Stdout and Stderr the output its capWriters keep, as it
 // arrives. It reads the capWriters' buffers, never the pipes, so the pipes drain at
 // the program's pace whatever the writers do, and it holds no copy: what it has not
@@ -55,10 +60,18 @@ func newTee(w *watch, stdout, stderr io.Writer) *tee {
 
 func (t *tee) run() {
 	defer close(t.done)
+	batch := time.NewTimer(streamBatch)
+	defer batch.Stop()
 	for {
 		last := false
 		select {
 		case <-t.wake:
+			batch.Reset(streamBatch)
+			select {
+			case <-batch.C:
+			case <-t.drained:
+				last = true
+			}
 		case <-t.drained:
 			last = true
 		}
