@@ -160,8 +160,8 @@ func runOnce(ctx context.Context, f runFlags, src string, args []string, std std
 		return usageError{err}
 	}
 	if src != "-" {
-		// Through the sandbox's pipe, never as our own fd: a terminal's fd would let
-		// the program type into the user's shell (TIOCSTI).
+		// Through the sandbox's pipe, never as our own fd: a terminal's would hand
+		// the program the terminal itself (its modes; TIOCSTI where permitted).
 		req.Stdin = std.in
 		if std.inTerminal {
 			// Reading the terminal in the background must not stop codeexec (a
