@@ -53,20 +53,31 @@ type runFlags struct {
 func newRunCmd() *cobra.Command {
 	var f runFlags
 	cmd := &cobra.Command{
-		Use:   "run [flags] [FILE|-]",
+		Use:   "run [flags] [FILE|-] [-- ARGS...]",
 		Short: "Run code once in a fresh sandbox",
 		Long: `Run a Python program in a fresh sandbox and print its output.
 
-Without --json, the program's stdout and stderr are printed as they are and codeexec
-exits with the program's exit code (124 on timeout, 137 when killed or out of memory).
-With --json, the Result is printed as JSON and the exit code is 0.`,
-		Args: cobra.MaximumNArgs(1),
+The program comes from FILE, or from standard input with - (the default). ARGS after
+-- are its sys.argv[1:]. A program from FILE reads codeexec's standard input.
+
+Without --json, the program's stdout and stderr are printed as it writes them, then
+the value of its last expression (or of its variable result), as a REPL would, and
+codeexec exits with the program's exit code (124 on timeout, 137 when killed or out of
+memory). With --json, the Result is printed as JSON and the exit code is 0.`,
+		Args: cobra.ArbitraryArgs,
 		RunE: func(cmd *cobra.Command, args []string) error {
+			var progArgs []string
+			if dash := cmd.ArgsLenAtDash(); dash >= 0 {
+				args, progArgs = args[:dash], args[dash:]
+			}
+			if len(args) > 1 {
+				return usageError{fmt.Errorf("the program's arguments go after --: codeexec run [flags] %s -- %s", args[0], strings.Join(args[1:], " "))}
+			}
 			src := "-"
 			if len(args) == 1 {
 				src = args[0]
 			}
-			return runOnce(cmd.Context(), f, src)
+			return runOnce(cmd.Context(), f, src, progArgs, osStdio())
 		},
 	}
 	fl := cmd.Flags()
@@ -113,11 +124,18 @@ func (f runFlags) request(code string) (*sandbox.Request, error) {
 	return req, nil
 }
 
-func readProgram(src string) (string, error) {
+// stdinNoteDelay is how long a program that reads a terminal may stay silent
+// before codeexec says where its input comes from.
+const stdinNoteDelay = time.Second
+
+func readProgram(src string, std stdio) (string, error) {
 	var data []byte
 	var err error
 	if src == "-" {
-		data, err = io.ReadAll(os.Stdin)
+		if std.inTerminal {
+			fmt.Fprintln(std.err, "codeexec: reading the program from the terminal; end it with Ctrl-D")
+		}
+		data, err = io.ReadAll(std.in)
 	} else {
 		data, err = os.ReadFile(src)
 	}
@@ -127,8 +145,9 @@ func readProgram(src string) (string, error) {
 	return string(data), nil
 }
 
-func runOnce(ctx context.Context, f runFlags, src string) error {
-	code, err := readProgram(src)
+// runOnce runs the program src (a file, or - for std.in) with arguments args.
+func runOnce(ctx context.Context, f runFlags, src string, args []string, std stdio) error {
+	code, err := readProgram(src, std)
 	if err != nil {
 		return err
 	}
@@ -142,6 +161,22 @@ func runOnce(ctx context.Context, f runFlags, src string) error {
 			return usageError{err}
 		}
 	}
+	// sys.argv[0] as Python shows it: the script's path as given, or - for stdin.
+	req.Name, req.Args = src, args
+	if err := req.Validate(); err != nil {
+		return usageError{err}
+	}
+	if src != "-" {
+		// Through the sandbox's pipe, never as our own fd: a terminal's would hand
+		// the program the terminal itself (its modes; TIOCSTI where permitted).
+		req.Stdin = std.in
+		if std.inTerminal {
+			// Reading the terminal in the background must not stop codeexec (a
+			// program run with & that never reads): the read fails, the program
+			// sees the end of its input.
+			signal.Ignore(syscall.SIGTTIN)
+		}
+	}
 	runner, _, err := openRunner(storeDir(f.store), nil)
 	if err != nil {
 		return err
@@ -149,29 +184,48 @@ func runOnce(ctx context.Context, f runFlags, src string) error {
 	defer runner.Close()
 	ctx, stop := signal.NotifyContext(ctx, os.Interrupt, syscall.SIGTERM)
 	defer stop()
+	con := newConsole(std.out, std.err)
+	if !f.json {
+		req.Stdout, req.Stderr = con.stdout(), con.stderr()
+	}
+	note := time.AfterFunc(stdinNoteDelay, func() {
+		if req.Stdin != nil && std.inTerminal {
+			con.noteIfSilent("codeexec: (the program is running; its standard input is this terminal, Ctrl-D ends it)\n")
+		}
+	})
 	res, err := runner.Run(ctx, req)
+	note.Stop()
+	lineEnded := con.close()
 	if err != nil {
 		return fmt.Errorf("running program: %w", err)
 	}
 	noteSaved(res, f.out)
 	if f.json {
-		enc := json.NewEncoder(os.Stdout)
+		enc := json.NewEncoder(std.out)
 		enc.SetIndent("", "  ")
 		return enc.Encode(res)
 	}
-	printResult(res, f.out)
+	printResult(std, res, f.out, lineEnded)
 	if res.ExitCode != 0 {
 		return exitError{res.ExitCode}
 	}
 	return nil
 }
 
-// printResult writes the program's output as it was, then notes on stderr what the
-// output alone does not show.
-func printResult(res *sandbox.Result, out string) {
-	os.Stdout.WriteString(res.Stdout)
-	os.Stderr.WriteString(res.Stderr)
-	note := func(format string, args ...any) { fmt.Fprintf(os.Stderr, "codeexec: "+format+"\n", args...) }
+// printResult follows the program's output, which was printed as it came: the value
+// of its last expression on stdout, as a REPL shows it (on a line of its own), then
+// notes on stderr of what the output alone does not show.
+func printResult(std stdio, res *sandbox.Result, out string, lineEnded bool) {
+	if res.Result != nil {
+		if !lineEnded {
+			fmt.Fprintln(std.out)
+		}
+		fmt.Fprintln(std.out, *res.Result)
+	}
+	note := func(format string, args ...any) { fmt.Fprintf(std.err, "codeexec: "+format+"\n", args...) }
+	if res.ResultTruncated {
+		note("the value's repr was longer than the limit and was cut")
+	}
 	if res.StdoutTruncated {
 		note("stdout was truncated")
 	}

@@ -123,6 +123,7 @@ func (s *Server) Handler() http.Handler {
 	v1("GET /v1/sessions/{id}", s.handleGetSession)
 	v1("DELETE /v1/sessions/{id}", s.handleDeleteSession)
 	v1("POST /v1/sessions/{id}/execute", s.handleSessionExecute)
+	v1("POST /v1/sessions/{id}/interrupt", s.handleInterruptSession)
 	v1("PUT /v1/sessions/{id}/files/{path...}", s.handlePutFile)
 	v1("GET /v1/sessions/{id}/files", s.handleListFiles)
 	v1("GET /v1/sessions/{id}/files/{path...}", s.handleGetFile)

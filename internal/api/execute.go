@@ -24,6 +24,8 @@ type ExecuteRequest struct {
 	MemoryMB  *int64      `json:"memory_mb,omitempty"`
 	Network   string      `json:"network,omitempty"`
 	Files     []InputFile `json:"files,omitempty"`
+	// Stream answers with server-sent events as the program prints (see stream.go).
+	Stream bool `json:"stream,omitempty"`
 }
 
 // InputFile is a file placed in the work dir before the code runs.
@@ -232,6 +234,19 @@ func (s *Server) execute(w http.ResponseWriter, r *http.Request, sessionID strin
 		return
 	}
 	defer release()
+	var stream *execStream
+	if req.Stream {
+		stream = startExecStream(w)
+		defer stream.close()
+		sb.Stdout, sb.Stderr = stream.output(0), stream.output(1)
+	}
+	fail := func(status int, code, message string) {
+		if stream != nil {
+			stream.fail(status, code, message)
+			return
+		}
+		writeError(w, status, code, message)
+	}
 	start := time.Now()
 	var res *sandbox.Result
 	if sess != nil {
@@ -243,31 +258,35 @@ func (s *Server) execute(w http.ResponseWriter, r *http.Request, sessionID strin
 	}
 	if err != nil {
 		if errors.Is(err, sandbox.ErrSessionEnded) {
-			writeError(w, http.StatusGone, "session_ended", fmt.Sprintf("session %q has ended (%v); create a new one", sessionID, err))
+			fail(http.StatusGone, "session_ended", fmt.Sprintf("session %q has ended (%v); create a new one", sessionID, err))
 			return
 		}
 		if errors.Is(err, sandbox.ErrSessionLimits) || errors.Is(err, sandbox.ErrAboveTotal) {
-			writeError(w, http.StatusBadRequest, "invalid_limits", err.Error())
+			fail(http.StatusBadRequest, "invalid_limits", err.Error())
 			return
 		}
 		if isClientGone(r.Context().Err()) {
-			writeError(w, 499, "client_closed", "the request was cancelled")
+			fail(499, "client_closed", "the request was cancelled")
 			return
 		}
 		s.log.Error("execution failed", "err", err)
-		writeError(w, http.StatusInternalServerError, "sandbox_error", "the sandbox failed: "+err.Error())
+		fail(http.StatusInternalServerError, "sandbox_error", "the sandbox failed: "+err.Error())
 		return
 	}
 	s.metrics.observe(res, "python", time.Since(start))
-	if sess == nil {
-		writeJSON(w, http.StatusOK, res)
+	var reply any = res
+	if sess != nil {
+		state := SessionState{ID: sess.ID, Ended: !sess.Sandbox().Alive(), Reason: sess.Sandbox().EndReason()}
+		if state.Ended && state.Reason == "" {
+			state.Reason = sandbox.EndExited
+		}
+		reply = SessionExecuteReply{Result: res, Session: state}
+	}
+	if stream != nil {
+		stream.finish("result", reply)
 		return
 	}
-	state := SessionState{ID: sess.ID, Ended: !sess.Sandbox().Alive(), Reason: sess.Sandbox().EndReason()}
-	if state.Ended && state.Reason == "" {
-		state.Reason = sandbox.EndExited
-	}
-	writeJSON(w, http.StatusOK, SessionExecuteReply{Result: res, Session: state})
+	writeJSON(w, http.StatusOK, reply)
 }
 
 // SessionExecuteReply is the reply to an execute in a session: the Result, and

@@ -201,6 +201,38 @@ func (s *Server) handleDeleteFile(w http.ResponseWriter, r *http.Request) {
 	writeJSON(w, http.StatusOK, map[string]any{"path": p, "deleted": true})
 }
 
+// InterruptReply is the reply to POST /v1/sessions/{id}/interrupt.
+type InterruptReply struct {
+	ID string `json:"id"`
+	// Interrupted says whether an execution was running and got the interrupt; false
+	// means there was nothing to stop.
+	Interrupted bool `json:"interrupted"`
+}
+
+// handleInterruptSession stops the session's running execution as Ctrl-C would: the
+// program gets KeyboardInterrupt, its execute call answers with that error, and the
+// session keeps its variables and files.
+func (s *Server) handleInterruptSession(w http.ResponseWriter, r *http.Request) {
+	id := r.PathValue("id")
+	sess, err := s.sessions.Get(tenantOf(r).Name, id)
+	if err != nil {
+		writeSessionError(w, id, err)
+		return
+	}
+	sess.Touch(time.Now())
+	switch err := sess.Sandbox().Interrupt(); {
+	case err == nil:
+		writeJSON(w, http.StatusOK, InterruptReply{ID: id, Interrupted: true})
+	case errors.Is(err, sandbox.ErrNotRunning):
+		writeJSON(w, http.StatusOK, InterruptReply{ID: id, Interrupted: false})
+	case errors.Is(err, sandbox.ErrSessionEnded):
+		writeError(w, http.StatusGone, "session_ended", fmt.Sprintf("session %q has ended (%v); create a new one", id, err))
+	default:
+		s.log.Error("interrupt failed", "session", id, "err", err)
+		writeError(w, http.StatusInternalServerError, "sandbox_error", "the interrupt could not be sent: "+err.Error())
+	}
+}
+
 func writeSessionError(w http.ResponseWriter, id string, err error) {
 	switch {
 	case errors.Is(err, session.ErrNotFound):

@@ -41,6 +41,12 @@ func (r *Runner) runCold(ctx context.Context, req *Request) (*Result, error) {
 		return nil, err
 	}
 	defer reportR.Close()
+	stdin, err := newStdinFeed(req.Stdin)
+	if err != nil {
+		reportW.Close()
+		return nil, fmt.Errorf("sandbox: stdin: %w", err)
+	}
+	defer stdin.close()
 	w := newWatch(l)
 	spec := &initSpec{
 		Rootfs:    r.cfg.Rootfs,
@@ -49,7 +55,7 @@ func (r *Runner) runCold(ctx context.Context, req *Request) (*Result, error) {
 		FileBytes: l.FileBytes,
 		OpenFiles: l.OpenFiles,
 		Env:       sandboxEnv(l),
-		Args:      []string{"/usr/bin/python3", "-B", "-s", "-c", harness.Source},
+		Args:      append([]string{"/usr/bin/python3", "-B", "-s", "-c", harness.Source, req.Name}, req.Args...),
 		Code:      req.Code,
 		Seccomp:   r.filter,
 		Landlock:  r.landlock,
@@ -72,17 +78,21 @@ func (r *Runner) runCold(ctx context.Context, req *Request) (*Result, error) {
 		}
 	}
 	start := time.Now()
-	cmd, err := r.startInit(spec, reportW, w.stdout, w.stderr, g, prepare)
+	cmd, err := r.startInit(spec, reportW, stdin.file(), w.stdout, w.stderr, g, prepare)
 	reportW.Close()
 	if err != nil {
 		return nil, fmt.Errorf("sandbox: %w", err)
 	}
+	stdin.start()
+	w.tee = newTee(w, req.Stdout, req.Stderr) // from the first byte kept, whenever it came
 	// pid 1 of the sandbox's pid namespace: its death kills every process in it.
 	w.start(ctx, func() { _ = cmd.Process.Kill(); _ = g.Kill() })
 	reportCh := make(chan []byte, 1)
 	go func() { reportCh <- readReport(reportR) }()
-	waitErr := cmd.Wait()
+	waitErr := cmd.Wait() // after the copies of stdout and stderr are complete
 	w.disarm()
+	stdin.close()
+	w.tee.finish()
 	o := outcome{stopped: w.reason(), report: <-reportCh, duration: time.Since(start), network: link.close()}
 	if ws := waitStatus(waitErr); ws != nil {
 		o.signaled, o.signal, o.exitCode = ws.Signaled(), ws.Signal(), ws.ExitStatus()

@@ -3,9 +3,11 @@ package sandbox
 import (
 	"errors"
 	"fmt"
+	"io"
 	"path"
 	"strings"
 	"time"
+	"unicode/utf8"
 
 	"github.com/codeexec/codeexec/internal/egress"
 )
@@ -107,7 +109,31 @@ type Request struct {
 	// Network, when set, lets the program reach the hosts it allows through the
 	// egress proxy; nil means no network beyond the sandbox's own loopback.
 	Network *egress.Policy
+
+	// Name is the program's sys.argv[0], e.g. the file it came from as the caller
+	// named it (Python shows a script's path as given); empty means "<code>".
+	Name string
+	// Args are the program's arguments, sys.argv[1:]: valid UTF-8 without NUL bytes,
+	// at most MaxArgsBytes together with Name.
+	Args []string
+	// Stdin, when set, is the program's standard input, fed through a pipe as the
+	// program reads it; nil gives it an empty one (/dev/null). When the program ends,
+	// the pipe is closed and a Read of Stdin still in progress is abandoned: Run does
+	// not wait for it, and what it returns is dropped.
+	Stdin io.Reader
+	// Stdout and Stderr, when set, receive the program's output as it arrives: the
+	// bytes the Result keeps, in order, at most Limits.OutputBytes of each. They are
+	// fed from the kept copy by one goroutine, never concurrently, so a slow or failing
+	// writer never holds up the program, its limits or the Result. After an error from
+	// a writer it gets nothing more. Run returns once both are up to date, or after
+	// StreamDrainTimeout if a Write blocks: that Write may then return after Run, but
+	// no other starts.
+	Stdout, Stderr io.Writer
 }
+
+// MaxArgsBytes bounds a Request's Name and Args together (each counted with a
+// terminating byte, as execve does).
+const MaxArgsBytes = 16 << 10
 
 // MaxInputPathLen bounds the length of an input file's path.
 const MaxInputPathLen = 255
@@ -144,6 +170,26 @@ func (r *Request) Validate() error {
 	}
 	if total > r.Limits.WorkBytes {
 		return fmt.Errorf("sandbox: input files total %d bytes, more than the %d-byte work dir", total, r.Limits.WorkBytes)
+	}
+	return r.validateArgs()
+}
+
+// validateArgs checks Name and Args: execve refuses NUL bytes on the cold path, and
+// the warm path carries them as JSON, which would alter invalid UTF-8.
+func (r *Request) validateArgs() error {
+	size := 0
+	for i, a := range append([]string{r.Name}, r.Args...) {
+		what := "program name"
+		if i > 0 {
+			what = fmt.Sprintf("argument %d", i)
+		}
+		if strings.ContainsRune(a, 0) || !utf8.ValidString(a) {
+			return fmt.Errorf("sandbox: %s %q is not UTF-8 text without NUL bytes", what, a)
+		}
+		size += len(a) + 1
+	}
+	if size > MaxArgsBytes {
+		return fmt.Errorf("sandbox: the program's arguments take %d bytes; the limit is %d", size, MaxArgsBytes)
 	}
 	return nil
 }

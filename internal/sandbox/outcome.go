@@ -22,6 +22,7 @@ import (
 // remembers the first reason it stopped the sandbox.
 type watch struct {
 	stdout, stderr *capWriter
+	tee            *tee // streams the kept output to the Request's writers, if any
 
 	readers sync.WaitGroup
 	outputs []*os.File
@@ -71,7 +72,8 @@ func (w *watch) readOutput(stdout, stderr, report *os.File) {
 }
 
 // waitOutput waits up to grace for the readers to reach EOF, then stops them; a
-// process the program left running may hold the pipes open. It returns the report.
+// process the program left running may hold the pipes open. It then lets the tee
+// deliver the rest (see tee.finish) and returns the report.
 func (w *watch) waitOutput(grace time.Duration) []byte {
 	done := make(chan struct{})
 	go func() { w.readers.Wait(); close(done) }()
@@ -86,6 +88,7 @@ func (w *watch) waitOutput(grace time.Duration) []byte {
 	for _, f := range w.outputs {
 		f.Close()
 	}
+	w.tee.finish()
 	return w.report
 }
 
@@ -245,6 +248,7 @@ type capWriter struct {
 	n         int64
 	truncated bool
 	onLimit   func()
+	wake      chan struct{} // when set, signalled (without blocking) after bytes are kept
 }
 
 func (w *capWriter) Write(p []byte) (int, error) {
@@ -252,6 +256,12 @@ func (w *capWriter) Write(p []byte) (int, error) {
 	room := w.limit - int64(w.buf.Len())
 	if room > 0 {
 		w.buf.Write(p[:min(int64(len(p)), room)])
+		if w.wake != nil {
+			select {
+			case w.wake <- struct{}{}:
+			default:
+			}
+		}
 	}
 	w.n += int64(len(p))
 	over := w.n > w.limit && !w.truncated
@@ -263,6 +273,21 @@ func (w *capWriter) Write(p []byte) (int, error) {
 		w.onLimit()
 	}
 	return len(p), nil
+}
+
+// notify makes w signal wake, without blocking, whenever it keeps bytes.
+func (w *capWriter) notify(wake chan struct{}) {
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	w.wake = wake
+}
+
+// kept returns the bytes kept from offset from on. The buffer only ever grows, so the
+// slice stays valid and unchanged after the lock is released.
+func (w *capWriter) kept(from int) []byte {
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	return w.buf.Bytes()[from:]
 }
 
 // String returns the kept output as valid UTF-8.

@@ -329,10 +329,10 @@ func sandboxEnv(l Limits) []string {
 
 // startInit starts the sandbox init stage with spec, places it in group g before it
 // does anything, and returns once it has exec'd the program. fd3 becomes the
-// program's fd 3 (the report pipe or the zygote's control socket). On error nothing
-// is left running. prepare, when set, runs once the process exists but before it
+// program's fd 3 (the report pipe or the zygote's control socket); stdin its fd 0
+// (nil: /dev/null). On error nothing is left running. prepare, when set, runs once the process exists but before it
 // starts its setup.
-func (r *Runner) startInit(spec *initSpec, fd3 *os.File, stdout, stderr io.Writer, g *cgroup.Group, prepare func(pid int) error) (*exec.Cmd, error) {
+func (r *Runner) startInit(spec *initSpec, fd3, stdin *os.File, stdout, stderr io.Writer, g *cgroup.Group, prepare func(pid int) error) (*exec.Cmd, error) {
 	specR, specW, err := os.Pipe()
 	if err != nil {
 		return nil, err
@@ -369,6 +369,9 @@ func (r *Runner) startInit(spec *initSpec, fd3 *os.File, stdout, stderr io.Write
 			Setsid:                     true,
 			Pdeathsig:                  syscall.SIGKILL,
 		},
+	}
+	if stdin != nil {
+		cmd.Stdin = stdin
 	}
 	err = cmd.Start()
 	specR.Close()

@@ -20,6 +20,9 @@ var ErrSessionEnded = errors.New("sandbox: session ended")
 // another thing that is not a file.
 var ErrNotAFile = errors.New("sandbox: not a regular file")
 
+// ErrNotRunning is returned by Interrupt when the session runs nothing.
+var ErrNotRunning = errors.New("sandbox: no execution is running in the session")
+
 // ErrNoWarm is returned when a session is asked for but the warm path is disabled or
 // its zygote cannot run. Sessions need the warm path.
 var ErrNoWarm = errors.New("sandbox: sessions need the warm path")
@@ -51,12 +54,17 @@ type Session struct {
 	mu        sync.Mutex // held for the whole of an execution
 	s         *slot
 	work      *workDir
-	ended     error  // why the session is over, once it is
+	ended     error  // why the session is over, once it is; written under mu and runMu
 	endReason string // ended's reason code: a Status or an End* constant
 	// frozen is set while the session's group is frozen. Reading and writing its
 	// files from the host needs no thaw; anything that needs a process of the
 	// session to run (its interpreter above all) must call thaw first.
 	frozen bool
+
+	// runMu guards running; it is never held across an execution, so that Interrupt
+	// need not wait for the execution it is meant to stop.
+	runMu   sync.Mutex
+	running bool // the interpreter is running a program (from before it is sent)
 }
 
 // liveSessions are a runner's sessions that have not ended.
@@ -213,8 +221,13 @@ func (s *Session) run(ctx context.Context, req *Request, last bool) (*Result, er
 	// The group's counters run for the session's whole life: this run's share is
 	// the difference from here.
 	before, beforeErr := g.Stats()
+	s.setRunning(true)
 	o, w, alive, err := c.exec(ctx, req, g, last)
+	s.setRunning(false)
 	if err != nil {
+		if w != nil {
+			w.tee.finish() // no Result comes: stop streaming
+		}
 		s.end(err, EndError)
 		return nil, err
 	}
@@ -298,7 +311,9 @@ func (s *Session) end(reason error, code string) {
 	if s.ended != nil {
 		return
 	}
+	s.runMu.Lock()
 	s.ended, s.endReason = reason, code
+	s.runMu.Unlock()
 	s.r.live.remove(s)
 	s.r.cleanupLater(func() {
 		// Through the group first: a frozen process dies only when the group that
@@ -307,6 +322,33 @@ func (s *Session) end(reason error, code string) {
 		s.s.release()
 		s.work.close()
 	})
+}
+
+func (s *Session) setRunning(b bool) {
+	s.runMu.Lock()
+	defer s.runMu.Unlock()
+	s.running = b
+}
+
+// Interrupt stops the running execution as Ctrl-C would, and keeps the session: it
+// sends SIGINT to the interpreter, Python raises KeyboardInterrupt in the program's
+// code, and the Result reports that error. Processes the program started are not
+// signalled (Python's subprocess.run kills its child when interrupted). Code that
+// catches KeyboardInterrupt carries on, within the execution's time limit; a SIGINT
+// that comes while no program code runs (just before it starts, or while the
+// harness reports) is ignored. It returns ErrNotRunning when nothing runs, and the
+// reason the session ended when it has.
+func (s *Session) Interrupt() error {
+	s.runMu.Lock()
+	defer s.runMu.Unlock()
+	switch {
+	case s.ended != nil:
+		return s.ended
+	case !s.running:
+		return ErrNotRunning
+	}
+	// The child outlives this call: it is released only after running is cleared.
+	return s.s.c.signal(unix.SIGINT)
 }
 
 // Close ends the session: its processes and files are gone. It waits for a running

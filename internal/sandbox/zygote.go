@@ -53,6 +53,9 @@ type ctlMsg struct {
 	// The /proc paths a child makes read-only and masks (spawn only, never empty).
 	ProcReadOnly []string `json:"proc_read_only,omitempty"`
 	ProcMasked   []string `json:"proc_masked,omitempty"`
+
+	Argv  []string `json:"argv,omitempty"`  // a run's name and arguments
+	Stdin bool     `json:"stdin,omitempty"` // a run's stdin pipe follows its fds
 }
 
 // zygote is a running fork server: a Python process, sandboxed like any execution,
@@ -92,7 +95,7 @@ func (r *Runner) startZygote() (*zygote, error) {
 		Args:     []string{"/usr/bin/python3", "-B", "-s", "-c", harness.ZygoteSource},
 		Zygote:   true,
 	}
-	cmd, err := r.startInit(spec, theirs, log, log, g, nil)
+	cmd, err := r.startInit(spec, theirs, nil, log, log, g, nil)
 	if err != nil {
 		ours.Close()
 		g.Destroy()
@@ -360,6 +363,18 @@ func (c *child) kill() {
 	}
 }
 
+// signal sends sig to the child through its pidfd, which no recycled pid can stand
+// for. A child that has already exited is no error: its end is reported anyway.
+func (c *child) signal(sig unix.Signal) error {
+	if c.pidfd < 0 {
+		return nil
+	}
+	if err := unix.PidfdSendSignal(c.pidfd, sig, nil, 0); err != nil && err != unix.ESRCH {
+		return &os.SyscallError{Syscall: "pidfd_send_signal", Err: err}
+	}
+	return nil
+}
+
 // wait returns the child's wait status once the zygote has reaped it.
 func (c *child) wait() (syscall.WaitStatus, error) {
 	select {
@@ -414,7 +429,8 @@ func (c *child) exec(ctx context.Context, req *Request, g *cgroup.Group, last bo
 		return o, nil, false, err
 	}
 	defer code.Close()
-	run := ctlMsg{Op: "run", FileBytes: l.FileBytes, OpenFiles: l.OpenFiles, Last: last}
+	run := ctlMsg{Op: "run", FileBytes: l.FileBytes, OpenFiles: l.OpenFiles, Last: last,
+		Argv: append([]string{req.Name}, req.Args...)}
 	if req.Network != nil {
 		// The proxy serves this run only; its connections end with it.
 		link, err := c.z.r.openEgress(c.pidfd, req.Network)
@@ -450,11 +466,24 @@ func (c *child) exec(ctx context.Context, req *Request, g *cgroup.Group, last bo
 		}
 		return o, nil, false, err
 	}
+	stdin, err := newStdinFeed(req.Stdin)
+	if err != nil {
+		for _, f := range []*os.File{outR, errR, repR} {
+			f.Close()
+		}
+		return o, nil, false, fmt.Errorf("sandbox: stdin: %w", err)
+	}
+	defer stdin.close()
+	fds := []int{int(code.Fd()), int(outW.Fd()), int(errW.Fd()), int(repW.Fd())}
+	if stdin != nil {
+		run.Stdin = true
+		fds = append(fds, int(stdin.file().Fd()))
+	}
 	w = newWatch(l)
 	w.readOutput(outR, errR, repR)
 	start := time.Now()
 	data, _ := json.Marshal(run)
-	if _, _, err := c.ch.WriteMsgUnix(data, unix.UnixRights(int(code.Fd()), int(outW.Fd()), int(errW.Fd()), int(repW.Fd())), nil); err != nil {
+	if _, _, err := c.ch.WriteMsgUnix(data, unix.UnixRights(fds...), nil); err != nil {
 		c.kill()
 		w.disarm()
 		return o, w, false, fmt.Errorf("sandbox: send program: %w", err)
@@ -463,6 +492,8 @@ func (c *child) exec(ctx context.Context, req *Request, g *cgroup.Group, last bo
 		f.Close()
 	}
 	ends = nil
+	stdin.start()
+	w.tee = newTee(w, req.Stdout, req.Stderr) // from the first byte kept, whenever it came
 	w.start(ctx, func() { c.kill(); _ = g.Kill() })
 	m, rerr := readCtl(c.ch)
 	o.duration = time.Since(start)

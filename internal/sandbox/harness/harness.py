@@ -1,7 +1,8 @@
 # codeexec harness: runs one program inside the sandbox and reports its outcome.
 #
 # Protocol (see harness.go): the program's source is read from fd 4, the report is
-# written as one JSON object to fd 3. stdout and stderr belong to the program; the
+# written as one JSON object to fd 3; the program's name and arguments follow
+# `-c SOURCE` on the command line. stdout and stderr belong to the program; the
 # server never reads control data from them. The server treats the report as
 # untrusted data of this execution only: status limits (timeout, memory, output)
 # come from the kernel, not from here.
@@ -11,6 +12,7 @@ import io
 import json
 import linecache
 import os
+import signal
 import sys
 import traceback
 import types
@@ -44,6 +46,13 @@ def _user_traceback(exc):
     tb = exc.__traceback__
     while tb is not None and tb.tb_frame.f_code.co_filename != FILENAME:
         tb = tb.tb_next
+    # An interrupt is raised by _on_interrupt, called from the program's frame: the
+    # handler's own frame is the harness's, not the program's.
+    t = tb
+    while t is not None and t.tb_next is not None:
+        if t.tb_next.tb_frame.f_code is _on_interrupt.__code__:
+            t.tb_next = None
+        t = t.tb_next
     if isinstance(exc, SyntaxError) or tb is None:
         lines = traceback.format_exception_only(type(exc), exc)
         if not isinstance(exc, SyntaxError):
@@ -149,6 +158,18 @@ def new_namespace():
     return main_mod.__dict__
 
 
+def _on_interrupt(signum, frame):
+    """Raises KeyboardInterrupt in the program's own code, as Ctrl-C would, and
+    ignores SIGINT anywhere else: an interrupt that arrives while the harness reports
+    a run or waits for the next must not break the interpreter a session keeps.
+    (Rejected: switching the handler on and off around each run, which leaves a
+    window where a pending signal raises in the harness.)"""
+    while frame is not None:
+        if frame.f_code.co_filename == FILENAME:
+            raise KeyboardInterrupt
+        frame = frame.f_back
+
+
 def setup_process():
     """Process-wide settings, made once before any program runs."""
     warnings.filterwarnings("ignore", message=".*non-GUI backend.*")
@@ -156,6 +177,13 @@ def setup_process():
     sys.argv = [FILENAME]
     if os.getcwd() not in sys.path:
         sys.path.insert(0, os.getcwd())
+    signal.signal(signal.SIGINT, _on_interrupt)
+
+
+def set_argv(argv):
+    """Gives the program its sys.argv: argv is [name, arguments...] as the server
+    sent it; an empty name is shown as FILENAME."""
+    sys.argv = [(argv[0] if argv else "") or FILENAME] + list(argv[1:])
 
 
 def execute(source, namespace, report):
@@ -204,9 +232,11 @@ def execute(source, namespace, report):
 
 
 def main():
+    argv = sys.argv[1:]  # what followed -c SOURCE: the program's name and arguments
     report = _report_file()
     source = _read_code()
     setup_process()
+    set_argv(argv)
     code = execute(source, new_namespace(), report)
     report.close()
     return code

@@ -17,9 +17,12 @@
 #   {"op": "exit", "id": N, "status": S}          a child ended (wait status)
 #   {"op": "exit", "id": N, "error": "..."}       a child could not be made
 # Channel messages, server -> child:
-#   {"op": "run", "file_bytes": .., "open_files": .., "env": ["K=V", ..], "last": bool}
+#   {"op": "run", "file_bytes": .., "open_files": .., "env": ["K=V", ..], "last": bool,
+#    "argv": [name, args..], "stdin": bool}
 #                                                  + [code memfd, stdout, stderr, report]
-#   (with "last", the child exits right after sending done)
+#                                                    + [stdin] when "stdin" is set
+#   (with "last", the child exits right after sending done; without "stdin", the
+#   program's stdin is /dev/null)
 # child -> server: "hello" (the server reads the child's host pid from
 #   SCM_CREDENTIALS, moves it into its cgroup and answers "attached"), "ready" once
 #   its namespaces and mounts are made, then {"op": "done", "exit_code": N} after each
@@ -208,6 +211,19 @@ def drop_privileges(run, program, landlock):
     install_seccomp(program)
 
 
+# How Python made sys.stdin at startup, as the cold path's program gets it.
+STDIN_ENCODING, STDIN_ERRORS = sys.stdin.encoding, sys.stdin.errors
+
+
+def fresh_stdin():
+    """Gives the program a sys.stdin over the fd 0 of this run: the one before may
+    hold input an earlier run of the session read ahead, or be the program's own."""
+    raw = io.FileIO(0, "rb", closefd=False)
+    raw.name = "<stdin>"
+    sys.stdin = sys.__stdin__ = io.TextIOWrapper(io.BufferedReader(raw), encoding=STDIN_ENCODING,
+                                                 errors=STDIN_ERRORS)
+
+
 def reap():
     """Collects exited descendants: this child is pid 1 of its namespace."""
     while True:
@@ -236,14 +252,14 @@ def child_main(req, chan_fd):
     chan.send(b"ready")
     namespace = new_namespace()
     setup_process()
-    devnull = os.open("/dev/null", os.O_WRONLY)
+    devnull = os.open("/dev/null", os.O_RDWR)
     privileged = True
     while True:
-        msg, fds, _, _ = socket.recv_fds(chan, 1 << 16, 4)
+        msg, fds, _, _ = socket.recv_fds(chan, 1 << 17, 5)
         if not msg:
             os._exit(0)
         run = json.loads(msg)
-        if run.get("op") != "run" or len(fds) != 4:
+        if run.get("op") != "run" or len(fds) != (5 if run.get("stdin") else 4):
             os._exit(2)
         if privileged:
             drop_privileges(run, seccomp_program, req.get("landlock"))
@@ -254,13 +270,16 @@ def child_main(req, chan_fd):
         for kv in run.get("env") or []:
             k, _, v = kv.partition("=")
             os.environ[k] = v
-        code_fd, out_fd, err_fd, rep_fd = fds
+        code_fd, out_fd, err_fd, rep_fd = fds[:4]
         with os.fdopen(code_fd, "rb") as f:
             source = f.read().decode("utf-8", errors="replace")
+        os.dup2(fds[4] if run.get("stdin") else devnull, 0)
         os.dup2(out_fd, 1)
         os.dup2(err_fd, 2)
-        os.close(out_fd)
-        os.close(err_fd)
+        for fd in fds[1:3] + fds[4:]:
+            os.close(fd)
+        fresh_stdin()
+        set_argv(run.get("argv") or [])
         os.set_inheritable(rep_fd, False)
         with os.fdopen(rep_fd, "w", encoding="utf-8") as report:
             code = execute(source, namespace, report)
@@ -272,6 +291,7 @@ def child_main(req, chan_fd):
             sys.stderr.flush()
             chan.send(json.dumps({"op": "done", "exit_code": code}).encode())
             os._exit(code)
+        os.dup2(devnull, 0)
         os.dup2(devnull, 1)
         os.dup2(devnull, 2)
         reap()
