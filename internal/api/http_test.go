@@ -64,7 +64,7 @@ func TestJSONErrorMessages(t *testing.T) {
 		{"/v1/execute", `{"code": "1", "files": [{"path": 3}]}`, "request body: files.path: expected a string, got a number"},
 		{"/v1/execute", `[1]`, "request body: expected an object, got an array"},
 		{"/v1/execute", `"print(1)"`, "request body: expected an object, got a string"},
-		{"/v1/execute", `{"code": "1", "cod": 2}`, `request body: unknown field "cod"; the fields are code, language, session_id, timeout_ms, memory_mb, network, files (path, content_base64)`},
+		{"/v1/execute", `{"code": "1", "cod": 2}`, `request body: unknown field "cod"; the fields are code, language, session_id, timeout_ms, memory_mb, network, files (path, content_base64), stream`},
 		{"/v1/execute", `{"code": `, "request body: not valid JSON: it ends before its last value does"},
 		{"/v1/execute", `{"code": "1"}x`, "request body has data after the JSON object"},
 		{"/v1/execute", `{"code" "1"}`, "request body: not valid JSON: invalid character '\"' after object key (at byte 9)"},
