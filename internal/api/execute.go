@@ -2,6 +2,7 @@ package api
 
 import (
 	"bytes"
+	"context"
 	"encoding/base64"
 	"encoding/json"
 	"errors"
@@ -10,6 +11,7 @@ import (
 	"net/http"
 	"time"
 
+	"github.com/codeexec/codeexec/internal/agent"
 	"github.com/codeexec/codeexec/internal/egress"
 	"github.com/codeexec/codeexec/internal/sandbox"
 	"github.com/codeexec/codeexec/internal/session"
@@ -202,6 +204,13 @@ func (s *Server) execute(w http.ResponseWriter, r *http.Request, sessionID strin
 			return
 		}
 	}
+	if s.judge != nil {
+		if res := s.judged(r.Context(), sb); res != nil {
+			s.metrics.observe(res, "python", 0)
+			writeJSON(w, http.StatusOK, res)
+			return
+		}
+	}
 	release, err := s.queue.acquire(r.Context())
 	if err != nil {
 		if errors.Is(err, errQueueFull) {
@@ -237,6 +246,21 @@ func (s *Server) execute(w http.ResponseWriter, r *http.Request, sessionID strin
 	}
 	s.metrics.observe(res, "python", time.Since(start))
 	writeJSON(w, http.StatusOK, res)
+}
+
+// judged asks the judge about req's code, for the network req runs with, and
+// returns the Result of a refusal, or nil when the code may run. A judge that fails
+// refuses (fail-closed), as in the gateway.
+func (s *Server) judged(ctx context.Context, req *sandbox.Request) *sandbox.Result {
+	v, err := s.judge.Check(ctx, req.Code, req.Network)
+	if err != nil {
+		v = agent.Verdict{Reason: "the safety check failed (" + err.Error() + "), so the code was not run"}
+	}
+	if v.Safe {
+		return nil
+	}
+	return &sandbox.Result{Status: sandbox.StatusRejected, Error: &sandbox.Error{Name: "Rejected", Message: v.Reason},
+		Images: []sandbox.Image{}, Files: []sandbox.FileInfo{}}
 }
 
 func writeRequestError(w http.ResponseWriter, err error) {
