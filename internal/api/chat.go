@@ -148,9 +148,11 @@ func (s *Server) proxyChat(w http.ResponseWriter, r *http.Request, m agent.Model
 // as it comes, each execution's code when it starts and its output when it ends.
 func (s *Server) streamAgent(w http.ResponseWriter, r *http.Request, m agent.Model, req *llm.ChatRequest, sb *gatewaySandbox) {
 	ev := &sseEvents{sse: newSSE(w), id: "chatcmpl-" + newID(), model: req.Model, created: time.Now().Unix(), sb: sb}
-	ev.role()
 	resp, err := s.gateway.Agent.Complete(r.Context(), m, req, sb, ev)
 	if err != nil {
+		if !ev.roleSent {
+			sb.endCreated() // the client never saw its id
+		}
 		ev.sse.fail(err)
 		return
 	}
@@ -181,6 +183,7 @@ func (s *sse) write(data []byte) {
 		h.Set("Content-Type", "text/event-stream")
 		h.Set("Cache-Control", "no-cache")
 		h.Set("Connection", "keep-alive")
+		h.Set("X-Accel-Buffering", "no") // nor may a proxy in front (nginx) hold the events back
 		s.w.WriteHeader(http.StatusOK)
 		s.started = true
 	}
@@ -221,6 +224,8 @@ type sseEvents struct {
 	model   string
 	created int64
 	sb      *gatewaySandbox
+	// roleSent is set once the first chunk, with the role, is sent.
+	roleSent bool
 }
 
 func (e *sseEvents) chunk(delta llm.Message, finish *string) *llm.ChatChunk {
@@ -228,23 +233,30 @@ func (e *sseEvents) chunk(delta llm.Message, finish *string) *llm.ChatChunk {
 		Choices: []llm.ChunkChoice{{Index: 0, Delta: delta, FinishReason: finish}}}
 }
 
-func (e *sseEvents) role() {
-	e.sse.send(e.chunk(llm.Message{Role: "assistant", Content: llm.TextContent("")}, nil))
+// send sends c, after the chunk with the role if it is the first. The role waits
+// for the first event, so that a request refused before anything happens (a bad
+// attachment, an unknown container) gets its HTTP status, not an error event.
+func (e *sseEvents) send(c *llm.ChatChunk) {
+	if !e.roleSent {
+		e.roleSent = true
+		e.sse.send(e.chunk(llm.Message{Role: "assistant", Content: llm.TextContent("")}, nil))
+	}
+	e.sse.send(c)
 }
 
 func (e *sseEvents) Content(delta string) {
-	e.sse.send(e.chunk(llm.Message{Content: llm.TextContent(delta)}, nil))
+	e.send(e.chunk(llm.Message{Content: llm.TextContent(delta)}, nil))
 }
 
 func (e *sseEvents) CodeStarted(index int, id string, exec *llm.CodeExecution) {
-	e.sse.send(e.chunk(llm.Message{ToolCalls: []llm.ToolCall{{Index: &index, ID: id, Type: llm.ToolTypeCodeExecution,
+	e.send(e.chunk(llm.Message{ToolCalls: []llm.ToolCall{{Index: &index, ID: id, Type: llm.ToolTypeCodeExecution,
 		CodeExecution: exec}}}, nil))
 }
 
 func (e *sseEvents) CodeFinished(index int, id string, exec *llm.CodeExecution) {
 	linked := *exec
 	linkFiles(&linked)
-	e.sse.send(e.chunk(llm.Message{ToolCalls: []llm.ToolCall{{Index: &index, ID: id, Type: llm.ToolTypeCodeExecution,
+	e.send(e.chunk(llm.Message{ToolCalls: []llm.ToolCall{{Index: &index, ID: id, Type: llm.ToolTypeCodeExecution,
 		CodeExecution: &linked}}}, nil))
 }
 
@@ -261,17 +273,17 @@ func (e *sseEvents) finish(resp *llm.ChatResponse, usage bool) {
 		}
 	}
 	if len(client) > 0 {
-		e.sse.send(e.chunk(llm.Message{ToolCalls: client}, nil))
+		e.send(e.chunk(llm.Message{ToolCalls: client}, nil))
 	}
 	reason := choice.FinishReason
 	last := e.chunk(llm.Message{}, &reason)
 	last.Extra = e.sb.describe(nil)
-	e.sse.send(last)
+	e.send(last)
 	if usage && resp.Usage != nil {
 		c := e.chunk(llm.Message{}, nil)
 		c.Choices = []llm.ChunkChoice{}
 		c.Usage = resp.Usage
-		e.sse.send(c)
+		e.send(c)
 	}
 	e.sse.done()
 }

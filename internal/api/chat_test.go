@@ -113,6 +113,9 @@ func TestChatRefusals(t *testing.T) {
 		t.Run(tc.name, func(t *testing.T) {
 			r := do(t, "POST", hs.URL+"/v1/chat/completions", `{"model":"fake-model",`+tc.body+`}`)
 			wantError(t, tc.name, r, tc.status, tc.code)
+			// Streaming too: refused before the stream starts, with the status.
+			r = do(t, "POST", hs.URL+"/v1/chat/completions", `{"model":"fake-model","stream":true,`+tc.body+`}`)
+			wantError(t, tc.name+" (streaming)", r, tc.status, tc.code)
 		})
 	}
 	if n := len(up.Requests()); n != 0 {
