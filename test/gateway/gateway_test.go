@@ -425,7 +425,12 @@ func TestStreamingOrder(t *testing.T) {
 	up := llmtest.NewServer(t, first, llmtest.Text("It ran."))
 	j := gatedJudge{held: make(chan string, 1), release: make(chan struct{})}
 	hs := testenv.Gateway(t, up.Provider(), j)
-	resp, err := http.Post(hs.URL+"/v1/chat/completions", "application/json", strings.NewReader(userBody("run it", codeTool, `"stream":true`)))
+	// Were nothing streamed, nothing would come until the end, which waits for this
+	// test: the deadline turns that hang into a failure.
+	ctx, cancel := context.WithTimeout(t.Context(), 2*time.Minute)
+	defer cancel()
+	req, _ := http.NewRequestWithContext(ctx, "POST", hs.URL+"/v1/chat/completions", strings.NewReader(userBody("run it", codeTool, `"stream":true`)))
+	resp, err := http.DefaultClient.Do(req)
 	if err != nil {
 		t.Fatal(err)
 	}
