@@ -481,7 +481,7 @@ func TestEntries(t *testing.T) {
 	}
 }
 
-// TestEntryJSON: a finished entry has every field, empty ones included, and the
+// TestEntryJSON: a finished entry has every field, empty ones included, the
 // fragment announcing a run only its code, status and container.
 func TestEntryJSON(t *testing.T) {
 	for _, tc := range []struct {
@@ -489,6 +489,8 @@ func TestEntryJSON(t *testing.T) {
 		want string
 	}{
 		{llm.CodeExecution{Code: "1", Status: llm.StatusRunning, ContainerID: "sess_1"}, `{"code":"1","status":"running","container_id":"sess_1"}`},
+		// One a client wrote in its history, without a status: passed on as it came.
+		{llm.CodeExecution{Code: "1", Output: "1\n"}, `{"code":"1","output":"1\n"}`},
 		{llm.CodeExecution{Code: "x=1", Output: "", Status: "ok"},
 			`{"code":"x=1","output":"","status":"ok","stdout":"","stderr":"","stdout_truncated":false,"stderr_truncated":false,"result":null,"error":null,"images":[],"files":[]}`},
 	} {

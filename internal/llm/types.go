@@ -234,7 +234,8 @@ type CodeExecution struct {
 	// traceback is in stderr). Kept for the clients that read only it.
 	Output string `json:"output"`
 	// Status is the outcome (ok, error, timeout, memory_limit, output_limit, killed,
-	// rejected), or "running" in the streamed fragment that announces the run.
+	// rejected), or "running" in the streamed fragment that announces the run. Every
+	// entry codeexec writes has one.
 	Status          string `json:"status"`
 	Stdout          string `json:"stdout"`
 	Stderr          string `json:"stderr"`
@@ -257,15 +258,35 @@ type CodeExecution struct {
 const StatusRunning = "running"
 
 // MarshalJSON writes a finished run with every field, empty ones included (as
-// /v1/execute's Result), and the fragment announcing a run with its code, status
-// and container only.
+// /v1/execute's Result); the fragment announcing a run with its code, status and
+// container only; and an entry without a status (one a client wrote, passed
+// through) with the fields it has, so that it goes upstream as it came.
 func (e CodeExecution) MarshalJSON() ([]byte, error) {
-	if e.Status == StatusRunning {
+	switch e.Status {
+	case StatusRunning:
 		return marshalNoEscape(struct {
 			Code        string `json:"code"`
 			Status      string `json:"status"`
 			ContainerID string `json:"container_id,omitempty"`
 		}{e.Code, e.Status, e.ContainerID})
+	case "":
+		return marshalNoEscape(struct {
+			Code            string      `json:"code"`
+			Output          string      `json:"output"`
+			Status          string      `json:"status,omitempty"`
+			Stdout          string      `json:"stdout,omitempty"`
+			Stderr          string      `json:"stderr,omitempty"`
+			StdoutTruncated bool        `json:"stdout_truncated,omitempty"`
+			StderrTruncated bool        `json:"stderr_truncated,omitempty"`
+			Result          *string     `json:"result,omitempty"`
+			ResultTruncated bool        `json:"result_truncated,omitempty"`
+			Error           *CodeError  `json:"error,omitempty"`
+			Images          []CodeImage `json:"images,omitempty"`
+			ImagesTruncated bool        `json:"images_truncated,omitempty"`
+			Files           []CodeFile  `json:"files,omitempty"`
+			FilesTruncated  bool        `json:"files_truncated,omitempty"`
+			ContainerID     string      `json:"container_id,omitempty"`
+		}(e))
 	}
 	type plain CodeExecution
 	if e.Images == nil {
