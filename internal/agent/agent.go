@@ -56,8 +56,8 @@ type Sandbox interface {
 	// Started reports whether an interpreter is running, holding what the code run
 	// in it so far defined.
 	Started() bool
-	// ID names the running interpreter's sandbox for the client to come back to
-	// (a session id); "" when it has no such name or is not started.
+	// ID names the sandbox for the client to come back to (a session id), also
+	// after its interpreter ended; "" when it has no such name or never started.
 	ID() string
 	// Run runs code, starting an interpreter if none is running. A program that
 	// ends the interpreter (a limit) returns its Result; Started is false after it.
@@ -371,11 +371,11 @@ func (c *completion) execute(ctx context.Context, tc llm.ToolCall) (string, erro
 	c.record(index, tc.ID, e)
 	out := toolMessage(res, c.a.maxToolOutput())
 	if restarted {
-		out = "note: a limit stopped the interpreter earlier, so this ran in a fresh one: variables and files defined before are gone.\n" + out
+		out = "note: the interpreter had ended since the last call, so this ran in a fresh one: variables and files defined before are gone.\n" + out
 	}
 	c.state = c.sb.Started()
 	if !c.state {
-		out += "The interpreter was stopped by this limit: variables and files defined so far are gone, and the next call starts a fresh one.\n"
+		out += "The interpreter ended with this run (a limit stopped it, or the code exited): variables and files defined so far are gone, and the next call starts a fresh one.\n"
 	}
 	return out, nil
 }

@@ -423,7 +423,7 @@ func TestLimitStopsInterpreter(t *testing.T) {
 		t.Fatal(err)
 	}
 	told := m.got[1].Messages[len(m.got[1].Messages)-1].Text()
-	if !strings.Contains(told, "status: timeout") || !strings.Contains(told, "The interpreter was stopped by this limit") {
+	if !strings.Contains(told, "status: timeout") || !strings.Contains(told, "The interpreter ended with this run") {
 		t.Errorf("after the timeout the model was told %q", told)
 	}
 	if sb.starts != 2 {

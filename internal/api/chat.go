@@ -189,7 +189,6 @@ func (s *sse) write(data []byte) {
 	}
 	_, _ = fmt.Fprintf(s.w, "data: %s\n\n", data)
 	_ = s.rc.Flush() // fails only when the client is gone, and the next write says so
-
 }
 
 func (s *sse) send(v any) {

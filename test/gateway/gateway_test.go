@@ -595,7 +595,7 @@ func TestInterpreterStopped(t *testing.T) {
 		t.Errorf("runs in %q then %q, reply names %+v: want the second run in a new container, named", a, b, r.Container)
 	}
 	told := up.ChatRequests()[1].Messages
-	if msg := told[len(told)-1].Text(); !strings.Contains(msg, "The interpreter was stopped") {
+	if msg := told[len(told)-1].Text(); !strings.Contains(msg, "The interpreter ended with this run") {
 		t.Errorf("the model was told %q", msg)
 	}
 }
