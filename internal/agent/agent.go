@@ -162,16 +162,21 @@ func (a *Agent) Complete(ctx context.Context, model Model, req *llm.ChatRequest,
 	if ev == nil {
 		ev = nopEvents{}
 	}
+	if err := checkTools(req); err != nil {
+		return nil, err
+	}
 	resumed := sb.Started()
-	up, err := upstreamRequest(req, a.Network, resumed)
+	c := &completion{a: a, model: model, ev: ev, sb: sb, stream: req.Stream, state: resumed}
+	in := req.Clone()
+	in.Messages = slices.Clone(req.Messages)
+	if err := c.placeFiles(ctx, in, resumed); err != nil {
+		return nil, err
+	}
+	up, err := upstreamRequest(in, a.Network, resumed)
 	if err != nil {
 		return nil, err
 	}
 	declared := clientTools(req)
-	c := &completion{a: a, model: model, ev: ev, sb: sb, stream: req.Stream, state: resumed}
-	if err := c.placeFiles(ctx, up, resumed); err != nil {
-		return nil, err
-	}
 	maxSteps := a.MaxSteps
 	if maxSteps <= 0 {
 		maxSteps = 10

@@ -296,6 +296,24 @@ func TestBadRequests(t *testing.T) {
 	}
 }
 
+// TestBadFileNamesItsPart: the error names the part as the client numbered it, and
+// no file of a request with a bad one is written.
+func TestBadFileNamesItsPart(t *testing.T) {
+	req := &llm.ChatRequest{Model: "m", Tools: []llm.Tool{{Type: "code_execution"}}, Messages: []llm.Message{
+		{Role: "system", Content: llm.TextContent("be brief")},
+		{Role: "user", Content: llm.PartsContent(
+			llm.ContentPart{Type: "file", File: &llm.File{Filename: "good.csv", FileData: "eA=="}},
+			llm.ContentPart{Type: "file", File: &llm.File{FileID: "file-1"}})},
+	}}
+	_, err := (&Agent{}).Complete(context.Background(), &fakeModel{}, req, &fakeSandbox{t: t, forbidden: true}, nil)
+	if err == nil || !strings.HasPrefix(err.Error(), "messages[1].content[1]: ") {
+		t.Errorf("Complete = %v, want an error naming messages[1].content[1]", err)
+	}
+	if req.Messages[1].Parts()[0].File == nil {
+		t.Errorf("the client's request was changed: %+v", req.Messages[1])
+	}
+}
+
 // fakeSandbox stands in for the sandbox where a test is about the loop, not the
 // code: its runs answer with results in order, and the ones marked stop end its
 // interpreter, as a limit does. It needs no root.

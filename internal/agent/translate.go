@@ -53,17 +53,16 @@ func stateHint(resumed bool) string {
 // whether earlier state is there) is added, and code executions in the history
 // become function calls and their results.
 func upstreamRequest(req *llm.ChatRequest, network *egress.Policy, resumed bool) (*llm.ChatRequest, error) {
+	if err := checkTools(req); err != nil {
+		return nil, err
+	}
 	hint := fmt.Sprintf(systemHint, networkHint(network), stateHint(resumed))
 	up := req.Clone()
 	up.Tools = nil
 	for _, t := range req.Tools {
-		if isCodeTool(t) {
-			continue
+		if !isCodeTool(t) {
+			up.Tools = append(up.Tools, t)
 		}
-		if t.Function != nil && t.Function.Name == ToolName {
-			return nil, badRequest("invalid_tools", "a client function may not be named %q: codeexec runs that tool", ToolName)
-		}
-		up.Tools = append(up.Tools, t)
 	}
 	up.Tools = append(up.Tools, llm.Tool{Type: llm.ToolTypeFunction, Function: &llm.FunctionDef{
 		Name:        ToolName,
@@ -84,6 +83,16 @@ func upstreamRequest(req *llm.ChatRequest, network *egress.Policy, resumed bool)
 	}
 	up.Messages = msgs
 	return up, nil
+}
+
+// checkTools refuses a client function that would stand in for the code tool.
+func checkTools(req *llm.ChatRequest) error {
+	for _, t := range req.Tools {
+		if !isCodeTool(t) && t.Function != nil && t.Function.Name == ToolName {
+			return badRequest("invalid_tools", "a client function may not be named %q: codeexec runs that tool", ToolName)
+		}
+	}
+	return nil
 }
 
 // Container returns the container (a session id) that req's code tool names with
@@ -197,10 +206,12 @@ func historyResult(e *llm.CodeExecution) string {
 }
 
 // placeFiles moves files attached to user messages (file parts, and images sent as
-// data URLs) into the sandbox's work dir and tells the model their names. In a
-// resumed sandbox, the files of messages before the last assistant message were
-// placed by an earlier request and are not written again: the code may have changed
-// them since.
+// data URLs) into the sandbox's work dir and tells the model their names. req is
+// the client's request (its message indices are the client's), which placeFiles
+// changes: the caller passes a copy. Every attachment is checked before any is
+// written. In a resumed sandbox, the files of messages before the last assistant
+// message were placed by an earlier request and are not written again: the code
+// may have changed them since.
 func (c *completion) placeFiles(ctx context.Context, req *llm.ChatRequest, resumed bool) error {
 	placedBefore := -1
 	if resumed {
@@ -210,6 +221,11 @@ func (c *completion) placeFiles(ctx context.Context, req *llm.ChatRequest, resum
 			}
 		}
 	}
+	type placed struct {
+		file
+		mi, pi int
+	}
+	var writes []placed
 	names := map[string][sha256.Size]byte{} // name → content, to keep two files apart
 	for mi, m := range req.Messages {
 		if m.Role != "user" || !m.Content.IsParts() {
@@ -225,13 +241,11 @@ func (c *completion) placeFiles(ctx context.Context, req *llm.ChatRequest, resum
 			if a == nil {
 				continue
 			}
-			name := uniqueName(a.name, sha256.Sum256(a.data), names)
+			a.name = uniqueName(a.name, sha256.Sum256(a.data), names)
 			if mi > placedBefore {
-				if err := c.sb.WriteFile(name, a.data); err != nil {
-					return badRequest("invalid_file", "messages[%d].content[%d]: file %q: %v", mi, pi, name, err)
-				}
+				writes = append(writes, placed{*a, mi, pi})
 			}
-			note := llm.ContentPart{Type: llm.PartText, Text: fmt.Sprintf("[The file %s (%d bytes) is in the working directory /work for the code_execution tool.]", name, len(a.data))}
+			note := llm.ContentPart{Type: llm.PartText, Text: fmt.Sprintf("[The file %s (%d bytes) is in the working directory /work for the code_execution tool.]", a.name, len(a.data))}
 			if p.Type == llm.PartImageURL {
 				parts = append(parts, note) // keep the image itself for models that see
 			} else {
@@ -241,6 +255,11 @@ func (c *completion) placeFiles(ctx context.Context, req *llm.ChatRequest, resum
 		}
 		if changed {
 			req.Messages[mi].Content = llm.PartsContent(parts...)
+		}
+	}
+	for _, w := range writes {
+		if err := c.sb.WriteFile(w.name, w.data); err != nil {
+			return badRequest("invalid_file", "messages[%d].content[%d]: file %q: %v", w.mi, w.pi, w.name, err)
 		}
 	}
 	return nil
