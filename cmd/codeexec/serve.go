@@ -61,6 +61,9 @@ type serveConfig struct {
 	MaxSteps int `json:"max_steps"`
 	// Safety is the judge of model-written code: off, static or llm.
 	Safety string `json:"safety"`
+	// SafetyScope is what the judge checks: "chat" (the gateway's code tool) or
+	// "all" (also /v1/execute and session executions).
+	SafetyScope string `json:"safety_scope"`
 	// JudgeModel is the model the llm judge asks, routed like a request's.
 	JudgeModel string `json:"judge_model"`
 	// NetAllow are the host patterns executions may ask to reach ("network":
@@ -99,6 +102,7 @@ func defaultServeConfig() serveConfig {
 		MaxMemory:     "4GiB",
 		MaxSteps:      10,
 		Safety:        "off",
+		SafetyScope:   "chat",
 		JudgeModel:    "gpt-4o-mini",
 		ChatNet:       "none",
 
@@ -175,6 +179,7 @@ func bindServeFlags(f *pflag.FlagSet, cfg *serveConfig) {
 	f.IntVar(&cfg.MaxQueued, "max-queued", cfg.MaxQueued, "executions waiting for a turn before 429")
 	f.IntVar(&cfg.MaxSessions, "max-sessions", cfg.MaxSessions, "sessions alive at once")
 	f.StringVar(&cfg.Safety, "safety", cfg.Safety, "judge model-written code before it runs: off, static or llm (static, then a model)")
+	f.StringVar(&cfg.SafetyScope, "safety-scope", cfg.SafetyScope, "what --safety judges: chat (the gateway's code tool) or all (also /v1/execute and sessions)")
 	f.StringVar(&cfg.JudgeModel, "judge-model", cfg.JudgeModel, "the model the llm judge asks")
 	f.StringVar(&cfg.LLMConfig, "llm-config", "", "JSON file of upstream model providers (default: OPENAI_BASE_URL and OPENAI_API_KEY)")
 	f.StringVar(&cfg.ChatNet, "chat-net", cfg.ChatNet, "network of the gateway's code_execution tool: none, or allow=HOST[,HOST…]")
@@ -231,6 +236,8 @@ func (c *serveConfig) load(file string, flags *pflag.FlagSet) error {
 			c.LLMConfig = fromFlags.LLMConfig
 		case "safety":
 			c.Safety = fromFlags.Safety
+		case "safety-scope":
+			c.SafetyScope = fromFlags.SafetyScope
 		case "judge-model":
 			c.JudgeModel = fromFlags.JudgeModel
 		case "net-allow":
@@ -270,6 +277,12 @@ func (c *serveConfig) load(file string, flags *pflag.FlagSet) error {
 	}
 	if c.totals, err = c.resolveTotals(machine); err != nil {
 		return err
+	}
+	if c.SafetyScope != "chat" && c.SafetyScope != "all" {
+		return fmt.Errorf("safety-scope %q is not chat or all", c.SafetyScope)
+	}
+	if c.SafetyScope == "all" && c.Safety == "off" {
+		return errors.New(`safety-scope "all" needs a judge: set --safety static or llm`)
 	}
 	if c.MaxConcurrent < 1 || c.MaxQueued < 0 || c.MaxSessions < 0 || c.Prefork < 0 {
 		return errors.New("max-concurrent must be positive; max-queued, max-sessions and prefork not negative")
@@ -515,11 +528,13 @@ func serve(ctx context.Context, c serveConfig) error {
 		return err
 	}
 	srv.SetGateway(&api.Gateway{Upstreams: upstreams, Agent: &agent.Agent{
-		NewSandbox: agent.Sessions(runner, acfg.DefaultLimits, c.chatNet),
-		Judge:      judge,
-		MaxSteps:   c.MaxSteps,
-		Network:    c.chatNet,
+		Judge:    judge,
+		MaxSteps: c.MaxSteps,
+		Network:  c.chatNet,
 	}})
+	if c.SafetyScope == "all" {
+		srv.SetJudge(judge)
+	}
 
 	ln, err := net.Listen("tcp", c.Addr)
 	if err != nil {
@@ -536,7 +551,7 @@ func serve(ctx context.Context, c serveConfig) error {
 	log.Info("serving", "addr", ln.Addr().String(), "store", c.Store, "image", img.Manifest.Name+"-"+img.Manifest.RecipeHash,
 		"cgroup", "v"+strconv.Itoa(int(runner.CgroupVersion())), "warm", !c.Cold, "keys", len(c.apiKeys),
 		"tenants", tenantCount(c.apiKeys), "safety", c.Safety, "max_conns", c.conn.MaxConns, "max_conns_per_client", c.conn.MaxConnsPerClient,
-		"total_memory_mib", c.totals.MemoryBytes>>20, "total_pids", c.totals.Pids, "total_cpus", c.totals.CPUs)
+		"total_memory_mib", c.totals.MemoryBytes>>20, "total_pids", c.totals.Pids, "total_cpus", c.totals.CPUs, "safety_scope", c.SafetyScope)
 
 	ctx, stop := signal.NotifyContext(ctx, os.Interrupt, syscall.SIGTERM)
 	defer stop()

@@ -9,6 +9,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"slices"
 	"strings"
 
 	"github.com/codeexec/codeexec/internal/egress"
@@ -44,11 +45,26 @@ type ChunkStream interface {
 	Close() error
 }
 
-// Sandbox runs the code of one conversation; variables persist between runs.
+// Sandbox is where a completion's code runs: an interpreter whose variables and
+// files persist from one run to the next. The caller of Complete owns it: it makes
+// it, may lend it to several completions of one conversation, and ends it; Complete
+// never does.
 type Sandbox interface {
+	// Start starts an interpreter unless one is running: at first use, or after a
+	// limit stopped the last one, whose variables and files are then gone.
+	Start(ctx context.Context) error
+	// Started reports whether an interpreter is running, holding what the code run
+	// in it so far defined.
+	Started() bool
+	// ID names the sandbox for the client to come back to (a session id), also
+	// after its interpreter ended; "" when it has no such name or never started.
+	ID() string
+	// Run runs code, starting an interpreter if none is running. A program that
+	// ends the interpreter (a limit) returns its Result; Started is false after it.
 	Run(ctx context.Context, code string) (*sandbox.Result, error)
+	// WriteFile puts a file in the work dir, starting an interpreter if none is
+	// running.
 	WriteFile(path string, data []byte) error
-	Close()
 }
 
 // Verdict is a safety judge's decision on a piece of code.
@@ -59,7 +75,9 @@ type Verdict struct {
 
 // Judge decides whether code may run. An error means "do not run" (fail-closed).
 type Judge interface {
-	Check(ctx context.Context, code string) (Verdict, error)
+	// Check judges code that may reach what network allows (nil: no network): a
+	// program that uses that access is not unsafe for it.
+	Check(ctx context.Context, code string, network *egress.Policy) (Verdict, error)
 }
 
 // Events receives what happens during a completion, as it happens; the streaming
@@ -67,29 +85,44 @@ type Judge interface {
 type Events interface {
 	// Content is a piece of the model's answer text.
 	Content(delta string)
-	// CodeStarted is called when the model asks to run code.
-	CodeStarted(index int, id, code string)
+	// CodeStarted is called when the model's code is about to run (before the
+	// judge, if any): exec has its code, status "running" and container.
+	CodeStarted(index int, id string, exec *llm.CodeExecution)
 	// CodeFinished is called with the outcome of that run.
 	CodeFinished(index int, id string, exec *llm.CodeExecution)
 }
 
 // Agent runs completions. It is plain configuration and safe for concurrent use.
 type Agent struct {
-	// NewSandbox makes the sandbox of one completion; it is closed at the end.
-	NewSandbox func(ctx context.Context) (Sandbox, error)
 	// Judge, when set, must approve each program before it runs.
 	Judge Judge
 	// MaxSteps bounds the model calls of one completion.
 	MaxSteps int
 	// MaxToolOutput bounds what the model is shown of one execution.
 	MaxToolOutput int
-	// Network is what the code may reach (the policy given to Sessions); the model
-	// is told of it. nil: no network.
+	// Network is what the code may reach (the policy the Sandbox runs with); the
+	// model and the judge are told of it. nil: no network.
 	Network *egress.Policy
 }
 
-// ErrBadRequest marks a request the loop cannot serve as asked.
+// ErrBadRequest marks a request the loop cannot serve as asked; every such error is
+// a *RequestError.
 var ErrBadRequest = errors.New("agent: bad request")
+
+// RequestError is a client's mistake: a stable code and a message saying what to fix.
+type RequestError struct {
+	Code    string
+	Message string
+}
+
+func (e *RequestError) Error() string { return e.Message }
+
+// Is makes errors.Is(err, ErrBadRequest) true.
+func (e *RequestError) Is(target error) bool { return target == ErrBadRequest }
+
+func badRequest(code, format string, args ...any) error {
+	return &RequestError{Code: code, Message: fmt.Sprintf(format, args...)}
+}
 
 // HasCodeTool reports whether req asks for server-side code execution.
 func HasCodeTool(req *llm.ChatRequest) bool {
@@ -115,28 +148,35 @@ type completion struct {
 	usage  llm.Usage
 	execs  []llm.ToolCall // code_execution entries for the reply
 	stream bool
+	// state is whether the model believes the interpreter holds what earlier code
+	// defined: false once it was told that a limit stopped the interpreter.
+	state bool
 }
 
-// Complete answers req, running code as the model asks. The reply's message carries
-// one code_execution entry per run and, if the model called client tools, those
-// calls with finish_reason "tool_calls".
-func (a *Agent) Complete(ctx context.Context, model Model, req *llm.ChatRequest, ev Events) (*llm.ChatResponse, error) {
+// Complete answers req, running code in sb as the model asks. The reply's message
+// carries one code_execution entry per run and, if the model called client tools,
+// those calls with finish_reason "tool_calls". A call to a tool the client did not
+// declare is answered to the model as an error and the loop goes on: the client
+// never sees it.
+func (a *Agent) Complete(ctx context.Context, model Model, req *llm.ChatRequest, sb Sandbox, ev Events) (*llm.ChatResponse, error) {
 	if ev == nil {
 		ev = nopEvents{}
 	}
-	up, err := upstreamRequest(req, a.Network)
+	if err := checkTools(req); err != nil {
+		return nil, err
+	}
+	resumed := sb.Started()
+	c := &completion{a: a, model: model, ev: ev, sb: sb, stream: req.Stream, state: resumed}
+	in := req.Clone()
+	in.Messages = slices.Clone(req.Messages)
+	if err := c.placeFiles(ctx, in, resumed); err != nil {
+		return nil, err
+	}
+	up, err := upstreamRequest(in, a.Network, resumed)
 	if err != nil {
 		return nil, err
 	}
-	c := &completion{a: a, model: model, ev: ev, stream: req.Stream}
-	defer func() {
-		if c.sb != nil {
-			c.sb.Close()
-		}
-	}()
-	if err := c.placeFiles(ctx, up); err != nil {
-		return nil, err
-	}
+	declared := clientTools(req)
 	maxSteps := a.MaxSteps
 	if maxSteps <= 0 {
 		maxSteps = 10
@@ -152,22 +192,32 @@ func (a *Agent) Complete(ctx context.Context, model Model, req *llm.ChatRequest,
 			return nil, fmt.Errorf("agent: upstream reply has no choices")
 		}
 		msg := resp.Choices[0].Message
-		var codeCalls, clientCalls []llm.ToolCall
+		var clientCalls []llm.ToolCall
+		ours := 0 // code calls and calls of undeclared tools, answered here
 		for _, tc := range msg.ToolCalls {
-			if tc.Function != nil && tc.Function.Name == ToolName {
-				codeCalls = append(codeCalls, tc)
+			if tc.Function != nil && (tc.Function.Name == ToolName || !declared[tc.Function.Name]) {
+				ours++
 			} else {
 				clientCalls = append(clientCalls, tc)
 			}
 		}
-		if len(codeCalls) == 0 {
+		if ours == 0 {
 			return c.reply(resp, msg, clientCalls), nil
 		}
 		up.Messages = append(up.Messages, msg)
-		for _, tc := range codeCalls {
-			out, err := c.execute(ctx, tc)
-			if err != nil {
-				return nil, err
+		for _, tc := range msg.ToolCalls {
+			var out string
+			switch {
+			case tc.Function == nil:
+				continue
+			case tc.Function.Name == ToolName:
+				if out, err = c.execute(ctx, tc); err != nil {
+					return nil, err
+				}
+			case !declared[tc.Function.Name]:
+				out = unknownTool(tc.Function.Name, declared)
+			default:
+				continue
 			}
 			up.Messages = append(up.Messages, llm.Message{Role: "tool", ToolCallID: tc.ID, Content: llm.TextContent(out)})
 		}
@@ -183,6 +233,28 @@ func (a *Agent) Complete(ctx context.Context, model Model, req *llm.ChatRequest,
 	resp := c.reply(last, msg, nil)
 	resp.Choices[0].FinishReason = "length"
 	return resp, nil
+}
+
+// clientTools are the names of the function tools the client declared.
+func clientTools(req *llm.ChatRequest) map[string]bool {
+	names := map[string]bool{}
+	for _, t := range req.Tools {
+		if t.Function != nil && !isCodeTool(t) {
+			names[t.Function.Name] = true
+		}
+	}
+	return names
+}
+
+// unknownTool is what the model is told of a call to a tool that does not exist:
+// forwarding it would hand the client a call it cannot answer.
+func unknownTool(name string, declared map[string]bool) string {
+	names := []string{ToolName}
+	for n := range declared {
+		names = append(names, n)
+	}
+	slices.Sort(names[1:])
+	return fmt.Sprintf("error: there is no tool named %q; the tools you can call are: %s.", name, strings.Join(names, ", "))
 }
 
 // reply builds the client's reply from the model's last message.
@@ -265,50 +337,59 @@ func (c *completion) execute(ctx context.Context, tc llm.ToolCall) (string, erro
 		if err != nil {
 			msg += fmt.Sprintf(" (%v)", err)
 		}
-		c.record(index, tc.ID, &llm.CodeExecution{Code: tc.Function.Arguments, Output: msg})
+		c.record(index, tc.ID, notRun(tc.Function.Arguments, sandbox.StatusError, "InvalidArguments", msg))
 		return msg, nil
 	}
-	c.ev.CodeStarted(index, tc.ID, args.Code)
+	restarted := c.state && !c.sb.Started()
+	if err := c.sb.Start(ctx); err != nil {
+		return "", fmt.Errorf("agent: start the sandbox: %w", err)
+	}
+	container := c.sb.ID()
+	c.ev.CodeStarted(index, tc.ID, &llm.CodeExecution{Code: args.Code, Status: llm.StatusRunning, ContainerID: container})
 	if c.a.Judge != nil {
-		v, err := c.a.Judge.Check(ctx, args.Code)
+		v, err := c.a.Judge.Check(ctx, args.Code, c.a.Network)
 		if err != nil {
 			v = Verdict{Safe: false, Reason: "the safety check failed (" + err.Error() + "), so the code was not run"}
 		}
 		if !v.Safe {
-			out := "Rejected: " + v.Reason
-			c.record(index, tc.ID, &llm.CodeExecution{Code: args.Code, Output: out, Status: string(sandbox.StatusRejected)})
-			return "The code was NOT run: the safety policy refused it. Reason: " + v.Reason +
-				"\nDo not try to get around this. Answer the user without running it (you may show the code for them to run themselves).", nil
+			e := notRun(args.Code, sandbox.StatusRejected, "Rejected", v.Reason)
+			e.ContainerID = container
+			c.record(index, tc.ID, e)
+			return rejectedMessage(v.Reason), nil
 		}
-	}
-	if c.sb == nil {
-		sb, err := c.a.NewSandbox(ctx)
-		if err != nil {
-			return "", fmt.Errorf("agent: sandbox: %w", err)
-		}
-		c.sb = sb
 	}
 	res, err := c.sb.Run(ctx, args.Code)
+	if errors.Is(err, sandbox.ErrSessionEnded) {
+		// The interpreter stopped between Start and Run: the next call starts another.
+		c.state = false
+		msg := "error: the interpreter had stopped, so the code did not run, and variables from before are gone. Run the code again, defining what it needs."
+		e := notRun(args.Code, sandbox.StatusKilled, "SessionEnded", msg)
+		e.ContainerID = container
+		c.record(index, tc.ID, e)
+		return msg, nil
+	}
 	if err != nil {
-		if errors.Is(err, sandbox.ErrSessionEnded) {
-			// A limit killed the interpreter earlier: start over with a fresh one.
-			c.sb.Close()
-			c.sb = nil
-			msg := "error: the interpreter was restarted after an earlier limit; variables from before are gone. Run the code again, redefining what it needs."
-			c.record(index, tc.ID, &llm.CodeExecution{Code: args.Code, Output: msg, Status: string(sandbox.StatusKilled)})
-			return msg, nil
-		}
 		return "", fmt.Errorf("agent: run code: %w", err)
 	}
-	c.record(index, tc.ID, execution(args.Code, res))
-	return toolMessage(res, c.a.maxToolOutput()), nil
+	e := execution(args.Code, res)
+	e.ContainerID = container
+	c.record(index, tc.ID, e)
+	out := toolMessage(res, c.a.maxToolOutput())
+	if restarted {
+		out = "note: the interpreter had ended since the last call, so this ran in a fresh one: variables and files defined before are gone.\n" + out
+	}
+	c.state = c.sb.Started()
+	if !c.state {
+		out += "The interpreter ended with this run (a limit stopped it, or the code exited): variables and files defined so far are gone, and the next call starts a fresh one.\n"
+	}
+	return out, nil
 }
 
 func (a *Agent) maxToolOutput() int {
 	if a.MaxToolOutput > 0 {
 		return a.MaxToolOutput
 	}
-	return 20000
+	return defaultMaxToolOutput
 }
 
 func (c *completion) record(index int, id string, e *llm.CodeExecution) {
@@ -319,5 +400,5 @@ func (c *completion) record(index int, id string, e *llm.CodeExecution) {
 type nopEvents struct{}
 
 func (nopEvents) Content(string)                               {}
-func (nopEvents) CodeStarted(int, string, string)              {}
+func (nopEvents) CodeStarted(int, string, *llm.CodeExecution)  {}
 func (nopEvents) CodeFinished(int, string, *llm.CodeExecution) {}

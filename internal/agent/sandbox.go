@@ -7,30 +7,62 @@ import (
 	"github.com/codeexec/codeexec/internal/sandbox"
 )
 
-// sessionSandbox is a Sandbox backed by a warm sandbox session.
-type sessionSandbox struct {
-	s       *sandbox.Session
-	limits  sandbox.Limits
-	network *egress.Policy
+// RunnerSandbox is a Sandbox on warm sessions of a Runner, for a caller that has no
+// session manager (codeexec chat, tests): it starts a session at first use, and a
+// new one after a limit stopped the last. The server's gateway uses its session
+// manager instead, so that its sandboxes count against the session cap. The zero
+// value is not usable: set Runner and Limits. It serves one completion at a time.
+// The caller must call Close.
+type RunnerSandbox struct {
+	Runner *sandbox.Runner
+	// Limits bound the session; every run of the code has them.
+	Limits sandbox.Limits
+	// Network is what the code may reach through the egress proxy; nil: nothing.
+	Network *egress.Policy
+
+	s *sandbox.Session
 }
 
-// Sessions returns a NewSandbox function that gives each completion its own sandbox
-// session from r, with limits l, whose code may reach the hosts of network (none if
-// it is nil) through the egress proxy.
-func Sessions(r *sandbox.Runner, l sandbox.Limits, network *egress.Policy) func(ctx context.Context) (Sandbox, error) {
-	return func(ctx context.Context) (Sandbox, error) {
-		s, err := r.NewSession(l)
-		if err != nil {
-			return nil, err
-		}
-		return &sessionSandbox{s: s, limits: l, network: network}, nil
+// Start starts a session unless one is alive.
+func (r *RunnerSandbox) Start(ctx context.Context) error {
+	if r.Started() {
+		return nil
+	}
+	r.Close()
+	s, err := r.Runner.NewSession(r.Limits)
+	if err != nil {
+		return err
+	}
+	r.s = s
+	return nil
+}
+
+// Started reports whether a session is alive.
+func (r *RunnerSandbox) Started() bool { return r.s != nil && r.s.Alive() }
+
+// ID is "": a runner's sessions have no name a client could come back with.
+func (r *RunnerSandbox) ID() string { return "" }
+
+// Run runs code in the session, starting one if needed.
+func (r *RunnerSandbox) Run(ctx context.Context, code string) (*sandbox.Result, error) {
+	if err := r.Start(ctx); err != nil {
+		return nil, err
+	}
+	return r.s.Run(ctx, &sandbox.Request{Code: code, Limits: r.Limits, Network: r.Network})
+}
+
+// WriteFile puts a file in the session's work dir, starting one if needed.
+func (r *RunnerSandbox) WriteFile(path string, data []byte) error {
+	if err := r.Start(context.Background()); err != nil {
+		return err
+	}
+	return r.s.WriteFile(path, data)
+}
+
+// Close ends the session, if any; the next use starts another.
+func (r *RunnerSandbox) Close() {
+	if r.s != nil {
+		r.s.Close()
+		r.s = nil
 	}
 }
-
-func (s *sessionSandbox) Run(ctx context.Context, code string) (*sandbox.Result, error) {
-	return s.s.Run(ctx, &sandbox.Request{Code: code, Limits: s.limits, Network: s.network})
-}
-
-func (s *sessionSandbox) WriteFile(path string, data []byte) error { return s.s.WriteFile(path, data) }
-
-func (s *sessionSandbox) Close() { s.s.Close() }

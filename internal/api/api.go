@@ -15,6 +15,7 @@ import (
 	"strings"
 	"time"
 
+	"github.com/codeexec/codeexec/internal/agent"
 	"github.com/codeexec/codeexec/internal/sandbox"
 	"github.com/codeexec/codeexec/internal/session"
 	"github.com/codeexec/codeexec/internal/tenant"
@@ -87,7 +88,13 @@ type Server struct {
 	metrics  *metrics
 	registry *prometheus.Registry
 	gateway  *Gateway // nil: no upstream model, chat endpoints answer 503
+	judge    agent.Judge
 }
+
+// SetJudge makes j judge the code of /v1/execute and session executions before it
+// runs (serve --safety-scope all); the gateway's code tool has its own, in its
+// Agent. Call it before Handler.
+func (s *Server) SetJudge(j agent.Judge) { s.judge = j }
 
 // SetGateway enables /v1/chat/completions and /v1/models. Call it before Handler.
 func (s *Server) SetGateway(g *Gateway) { s.gateway = g }

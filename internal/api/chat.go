@@ -13,6 +13,8 @@ import (
 
 	"github.com/codeexec/codeexec/internal/agent"
 	"github.com/codeexec/codeexec/internal/llm"
+	"github.com/codeexec/codeexec/internal/sandbox"
+	"github.com/codeexec/codeexec/internal/session"
 )
 
 // Upstreams chooses the upstream client for a model; *llm.Router is one.
@@ -77,15 +79,36 @@ func (s *Server) handleChat(w http.ResponseWriter, r *http.Request) {
 		s.proxyChat(w, r, m, req)
 		return
 	}
-	if req.Stream {
-		s.streamAgent(w, r, m, req)
-		return
-	}
-	resp, err := s.gateway.Agent.Complete(r.Context(), m, req, nil)
+	container, err := agent.Container(req)
 	if err != nil {
 		writeAgentError(w, err)
 		return
 	}
+	sb := s.gatewaySandbox(tenantOf(r))
+	if container != "" {
+		if sb.sess, err = s.sessions.Get(sb.owner.Name, container); err != nil {
+			writeContainerError(w, container, err)
+			return
+		}
+	}
+	if req.Stream {
+		s.streamAgent(w, r, m, req, sb)
+		return
+	}
+	resp, err := s.gateway.Agent.Complete(r.Context(), m, req, sb, nil)
+	if err != nil {
+		// The client never learns the id of a session this request started: end it
+		// rather than leave it to expire.
+		sb.endCreated()
+		writeAgentError(w, err)
+		return
+	}
+	for _, tc := range resp.Choices[0].Message.ToolCalls {
+		if tc.CodeExecution != nil {
+			linkFiles(tc.CodeExecution)
+		}
+	}
+	resp.Extra = sb.describe(resp.Extra)
 	writeJSON(w, http.StatusOK, resp)
 }
 
@@ -123,11 +146,13 @@ func (s *Server) proxyChat(w http.ResponseWriter, r *http.Request, m agent.Model
 
 // streamAgent runs the tool loop and streams it as OpenAI chunks: the model's text
 // as it comes, each execution's code when it starts and its output when it ends.
-func (s *Server) streamAgent(w http.ResponseWriter, r *http.Request, m agent.Model, req *llm.ChatRequest) {
-	ev := &sseEvents{sse: newSSE(w), id: "chatcmpl-" + newID(), model: req.Model, created: time.Now().Unix()}
-	ev.role()
-	resp, err := s.gateway.Agent.Complete(r.Context(), m, req, ev)
+func (s *Server) streamAgent(w http.ResponseWriter, r *http.Request, m agent.Model, req *llm.ChatRequest, sb *gatewaySandbox) {
+	ev := &sseEvents{sse: newSSE(w), id: "chatcmpl-" + newID(), model: req.Model, created: time.Now().Unix(), sb: sb}
+	resp, err := s.gateway.Agent.Complete(r.Context(), m, req, sb, ev)
 	if err != nil {
+		if !ev.roleSent {
+			sb.endCreated() // the client never saw its id
+		}
 		ev.sse.fail(err)
 		return
 	}
@@ -138,13 +163,16 @@ func (s *Server) streamAgent(w http.ResponseWriter, r *http.Request, m agent.Mod
 type sse struct {
 	mu      sync.Mutex
 	w       http.ResponseWriter
-	flusher http.Flusher
+	rc      *http.ResponseController
 	started bool
 }
 
+// newSSE writes events to w, flushing each: w may be a wrapper (the request log's
+// status recorder) that is no http.Flusher itself, so the flush goes through
+// http.ResponseController, which unwraps it. Without it, every event waited in the
+// server's buffer until the handler ended.
 func newSSE(w http.ResponseWriter) *sse {
-	f, _ := w.(http.Flusher)
-	return &sse{w: w, flusher: f}
+	return &sse{w: w, rc: http.NewResponseController(w)}
 }
 
 func (s *sse) write(data []byte) {
@@ -155,13 +183,12 @@ func (s *sse) write(data []byte) {
 		h.Set("Content-Type", "text/event-stream")
 		h.Set("Cache-Control", "no-cache")
 		h.Set("Connection", "keep-alive")
+		h.Set("X-Accel-Buffering", "no") // nor may a proxy in front (nginx) hold the events back
 		s.w.WriteHeader(http.StatusOK)
 		s.started = true
 	}
 	_, _ = fmt.Fprintf(s.w, "data: %s\n\n", data)
-	if s.flusher != nil {
-		s.flusher.Flush()
-	}
+	_ = s.rc.Flush() // fails only when the client is gone, and the next write says so
 }
 
 func (s *sse) send(v any) {
@@ -195,6 +222,9 @@ type sseEvents struct {
 	id      string
 	model   string
 	created int64
+	sb      *gatewaySandbox
+	// roleSent is set once the first chunk, with the role, is sent.
+	roleSent bool
 }
 
 func (e *sseEvents) chunk(delta llm.Message, finish *string) *llm.ChatChunk {
@@ -202,22 +232,31 @@ func (e *sseEvents) chunk(delta llm.Message, finish *string) *llm.ChatChunk {
 		Choices: []llm.ChunkChoice{{Index: 0, Delta: delta, FinishReason: finish}}}
 }
 
-func (e *sseEvents) role() {
-	e.sse.send(e.chunk(llm.Message{Role: "assistant", Content: llm.TextContent("")}, nil))
+// send sends c, after the chunk with the role if it is the first. The role waits
+// for the first event, so that a request refused before anything happens (a bad
+// attachment, an unknown container) gets its HTTP status, not an error event.
+func (e *sseEvents) send(c *llm.ChatChunk) {
+	if !e.roleSent {
+		e.roleSent = true
+		e.sse.send(e.chunk(llm.Message{Role: "assistant", Content: llm.TextContent("")}, nil))
+	}
+	e.sse.send(c)
 }
 
 func (e *sseEvents) Content(delta string) {
-	e.sse.send(e.chunk(llm.Message{Content: llm.TextContent(delta)}, nil))
+	e.send(e.chunk(llm.Message{Content: llm.TextContent(delta)}, nil))
 }
 
-func (e *sseEvents) CodeStarted(index int, id, code string) {
-	e.sse.send(e.chunk(llm.Message{ToolCalls: []llm.ToolCall{{Index: &index, ID: id, Type: llm.ToolTypeCodeExecution,
-		CodeExecution: &llm.CodeExecution{Code: code}}}}, nil))
+func (e *sseEvents) CodeStarted(index int, id string, exec *llm.CodeExecution) {
+	e.send(e.chunk(llm.Message{ToolCalls: []llm.ToolCall{{Index: &index, ID: id, Type: llm.ToolTypeCodeExecution,
+		CodeExecution: exec}}}, nil))
 }
 
 func (e *sseEvents) CodeFinished(index int, id string, exec *llm.CodeExecution) {
-	e.sse.send(e.chunk(llm.Message{ToolCalls: []llm.ToolCall{{Index: &index, ID: id, Type: llm.ToolTypeCodeExecution,
-		CodeExecution: exec}}}, nil))
+	linked := *exec
+	linkFiles(&linked)
+	e.send(e.chunk(llm.Message{ToolCalls: []llm.ToolCall{{Index: &index, ID: id, Type: llm.ToolTypeCodeExecution,
+		CodeExecution: &linked}}}, nil))
 }
 
 // finish sends the client's tool calls (if the model made any), the finish reason,
@@ -233,25 +272,37 @@ func (e *sseEvents) finish(resp *llm.ChatResponse, usage bool) {
 		}
 	}
 	if len(client) > 0 {
-		e.sse.send(e.chunk(llm.Message{ToolCalls: client}, nil))
+		e.send(e.chunk(llm.Message{ToolCalls: client}, nil))
 	}
 	reason := choice.FinishReason
-	e.sse.send(e.chunk(llm.Message{}, &reason))
+	last := e.chunk(llm.Message{}, &reason)
+	last.Extra = e.sb.describe(nil)
+	e.send(last)
 	if usage && resp.Usage != nil {
 		c := e.chunk(llm.Message{}, nil)
 		c.Choices = []llm.ChunkChoice{}
 		c.Usage = resp.Usage
-		e.sse.send(c)
+		e.send(c)
 	}
 	e.sse.done()
 }
 
-// classifyError maps an agent or upstream failure to a status, code and message.
+// classifyError maps an agent, sandbox or upstream failure to a status, code and
+// message.
 func classifyError(err error) (int, string, string) {
 	var apiErr *llm.APIError
+	var reqErr *agent.RequestError
 	switch {
-	case errors.Is(err, agent.ErrBadRequest):
-		return http.StatusBadRequest, "invalid_request", err.Error()
+	case errors.As(err, &reqErr):
+		return http.StatusBadRequest, reqErr.Code, reqErr.Message
+	case errors.Is(err, errQueueFull):
+		return http.StatusTooManyRequests, "queue_full", "too many executions are running or waiting; retry shortly"
+	case errors.Is(err, session.ErrTooMany):
+		return http.StatusTooManyRequests, "too_many_sessions", "the code could not get a sandbox: " + err.Error() + "; delete a session or wait for one to expire"
+	case errors.Is(err, sandbox.ErrNoWarm):
+		return http.StatusServiceUnavailable, "sessions_unavailable", "the code could not get a sandbox: " + err.Error()
+	case errors.Is(err, session.ErrClosed):
+		return http.StatusServiceUnavailable, "shutting_down", "the server is shutting down"
 	case errors.Is(err, context.Canceled):
 		return 499, "client_closed", "the request was cancelled"
 	case errors.Is(err, llm.ErrTimeout), errors.Is(err, context.DeadlineExceeded):
@@ -266,5 +317,19 @@ func classifyError(err error) (int, string, string) {
 
 func writeAgentError(w http.ResponseWriter, err error) {
 	status, code, msg := classifyError(err)
+	if status == http.StatusTooManyRequests {
+		w.Header().Set("Retry-After", "1")
+	}
 	writeError(w, status, code, msg)
+}
+
+// writeContainerError answers a request whose code tool names a container that
+// cannot be used.
+func writeContainerError(w http.ResponseWriter, id string, err error) {
+	if errors.Is(err, session.ErrNotFound) {
+		writeError(w, http.StatusNotFound, "session_not_found", fmt.Sprintf(
+			"no container %q: it expired (a session ends after a while without use) or never existed; leave \"container\" out to start a new one", id))
+		return
+	}
+	writeSessionError(w, id, err)
 }

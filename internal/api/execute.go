@@ -2,6 +2,7 @@ package api
 
 import (
 	"bytes"
+	"context"
 	"encoding/base64"
 	"encoding/json"
 	"errors"
@@ -10,6 +11,7 @@ import (
 	"net/http"
 	"time"
 
+	"github.com/codeexec/codeexec/internal/agent"
 	"github.com/codeexec/codeexec/internal/egress"
 	"github.com/codeexec/codeexec/internal/sandbox"
 	"github.com/codeexec/codeexec/internal/session"
@@ -223,6 +225,18 @@ func (s *Server) execute(w http.ResponseWriter, r *http.Request, sessionID strin
 		return
 	}
 	defer leave()
+	if s.judge != nil {
+		if res := s.judged(r.Context(), sb); res != nil {
+			s.metrics.observe(res, "python", 0)
+			var stream *execStream
+			if req.Stream {
+				stream = startExecStream(w)
+				defer stream.close()
+			}
+			writeExecuteReply(w, stream, sess, res)
+			return
+		}
+	}
 	release, err := s.queue.acquire(r.Context())
 	if err != nil {
 		if errors.Is(err, errQueueFull) {
@@ -274,6 +288,12 @@ func (s *Server) execute(w http.ResponseWriter, r *http.Request, sessionID strin
 		return
 	}
 	s.metrics.observe(res, "python", time.Since(start))
+	writeExecuteReply(w, stream, sess, res)
+}
+
+// writeExecuteReply answers an execute with its Result: as JSON, or as the stream's
+// last event; in a session, with what became of the session.
+func writeExecuteReply(w http.ResponseWriter, stream *execStream, sess *session.Session, res *sandbox.Result) {
 	var reply any = res
 	if sess != nil {
 		state := SessionState{ID: sess.ID, Ended: !sess.Sandbox().Alive(), Reason: sess.Sandbox().EndReason()}
@@ -335,6 +355,21 @@ func sessionRunLimits(req *ExecuteRequest, have sandbox.Limits) (sandbox.Limits,
 		l.Timeout = time.Duration(*req.TimeoutMS) * time.Millisecond
 	}
 	return l, nil
+}
+
+// judged asks the judge about req's code, for the network req runs with, and
+// returns the Result of a refusal, or nil when the code may run. A judge that fails
+// refuses (fail-closed), as in the gateway.
+func (s *Server) judged(ctx context.Context, req *sandbox.Request) *sandbox.Result {
+	v, err := s.judge.Check(ctx, req.Code, req.Network)
+	if err != nil {
+		v = agent.Verdict{Reason: "the safety check failed (" + err.Error() + "), so the code was not run"}
+	}
+	if v.Safe {
+		return nil
+	}
+	return &sandbox.Result{Status: sandbox.StatusRejected, Error: &sandbox.Error{Name: "Rejected", Message: v.Reason},
+		Images: []sandbox.Image{}, Files: []sandbox.FileInfo{}}
 }
 
 func writeRequestError(w http.ResponseWriter, err error) {

@@ -225,15 +225,84 @@ type FunctionCall struct {
 	Arguments string `json:"arguments"`
 }
 
-// CodeExecution is one code run that codeexec reports in a reply's tool_calls.
+// CodeExecution is one code run that codeexec reports in a reply's tool_calls: what
+// the model was shown of it, field by field as /v1/execute's Result has them.
 type CodeExecution struct {
-	Code   string `json:"code"`
+	Code string `json:"code"`
+	// Output is the run as a terminal shows it: stdout, stderr, then the value of the
+	// last expression, then the error's message when the status is not "error" (whose
+	// traceback is in stderr). Kept for the clients that read only it.
 	Output string `json:"output"`
-	// Status is the execution's outcome (ok, error, timeout, rejected, …); empty in
-	// a streamed fragment that carries only the code.
-	Status string `json:"status,omitempty"`
-	// Images are the figures the code drew, shown to the user.
-	Images []CodeImage `json:"images,omitempty"`
+	// Status is the outcome (ok, error, timeout, memory_limit, output_limit, killed,
+	// rejected), or "running" in the streamed fragment that announces the run. Every
+	// entry codeexec writes has one.
+	Status          string `json:"status"`
+	Stdout          string `json:"stdout"`
+	Stderr          string `json:"stderr"`
+	StdoutTruncated bool   `json:"stdout_truncated"`
+	StderrTruncated bool   `json:"stderr_truncated"`
+	// Result is the repr of the last expression (or of a variable named result).
+	Result          *string     `json:"result"`
+	ResultTruncated bool        `json:"result_truncated,omitempty"`
+	Error           *CodeError  `json:"error"`
+	Images          []CodeImage `json:"images"`
+	ImagesTruncated bool        `json:"images_truncated,omitempty"`
+	Files           []CodeFile  `json:"files"`
+	FilesTruncated  bool        `json:"files_truncated,omitempty"`
+	// ContainerID is the session the code ran in: pass it as the code tool's
+	// "container" to run later code with the same variables and files.
+	ContainerID string `json:"container_id,omitempty"`
+}
+
+// StatusRunning is the status of the streamed fragment that announces a run.
+const StatusRunning = "running"
+
+// MarshalJSON writes a finished run with every field, empty ones included (as
+// /v1/execute's Result); the fragment announcing a run with its code, status and
+// container only; and an entry without a status (one a client wrote, passed
+// through) with the fields it has, so that it goes upstream as it came.
+func (e CodeExecution) MarshalJSON() ([]byte, error) {
+	switch e.Status {
+	case StatusRunning:
+		return marshalNoEscape(struct {
+			Code        string `json:"code"`
+			Status      string `json:"status"`
+			ContainerID string `json:"container_id,omitempty"`
+		}{e.Code, e.Status, e.ContainerID})
+	case "":
+		return marshalNoEscape(struct {
+			Code            string      `json:"code"`
+			Output          string      `json:"output"`
+			Status          string      `json:"status,omitempty"`
+			Stdout          string      `json:"stdout,omitempty"`
+			Stderr          string      `json:"stderr,omitempty"`
+			StdoutTruncated bool        `json:"stdout_truncated,omitempty"`
+			StderrTruncated bool        `json:"stderr_truncated,omitempty"`
+			Result          *string     `json:"result,omitempty"`
+			ResultTruncated bool        `json:"result_truncated,omitempty"`
+			Error           *CodeError  `json:"error,omitempty"`
+			Images          []CodeImage `json:"images,omitempty"`
+			ImagesTruncated bool        `json:"images_truncated,omitempty"`
+			Files           []CodeFile  `json:"files,omitempty"`
+			FilesTruncated  bool        `json:"files_truncated,omitempty"`
+			ContainerID     string      `json:"container_id,omitempty"`
+		}(e))
+	}
+	type plain CodeExecution
+	if e.Images == nil {
+		e.Images = []CodeImage{}
+	}
+	if e.Files == nil {
+		e.Files = []CodeFile{}
+	}
+	return marshalNoEscape(plain(e))
+}
+
+// CodeError is why a run failed.
+type CodeError struct {
+	Name      string `json:"name"`
+	Message   string `json:"message"`
+	Traceback string `json:"traceback,omitempty"`
 }
 
 // CodeImage is a figure from a code execution.
@@ -241,6 +310,14 @@ type CodeImage struct {
 	Name     string `json:"name"`
 	MimeType string `json:"mime_type"`
 	Data     []byte `json:"data"` // base64 in JSON
+}
+
+// CodeFile is a file the code wrote in its work dir.
+type CodeFile struct {
+	Path string `json:"path"`
+	Size int64  `json:"size"`
+	// URL downloads it (GET, relative to the server) while its container lives.
+	URL string `json:"url,omitempty"`
 }
 
 // isJSONNull reports whether data is the JSON literal null.

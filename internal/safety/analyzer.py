@@ -26,6 +26,11 @@ import posixpath
 import sys
 
 CODE_FILE = "code.txt"
+# OPTIONS_FILE, when present, says what the program may do: {"network": true} when
+# it runs with limited network (HTTP(S) through codeexec's egress proxy, which
+# decides the hosts). Then HTTP clients and URL readers are not findings; sockets
+# and other protocols still are.
+OPTIONS_FILE = "options.json"
 MAX_FINDINGS = 50
 MAX_DEPTH = 40  # bound on recursion over one expression (resolve, path_of)
 MAX_LITERAL_NESTING = 2  # eval("eval('...')") is analyzed this deep
@@ -55,6 +60,11 @@ NAME_RULES = [
         "os.unshare", "os.setns",
     ]),
 ]
+
+# With network, these HTTP(S) clients are allowed (names match as in NAME_RULES).
+HTTP_CLIENTS = ["requests", "urllib.request", "urllib3", "http.client", "httpx", "aiohttp"]
+HTTP_SCHEMES = ("http://", "https://")
+NETWORK = False  # set by main from OPTIONS_FILE
 
 # Calls that run or import code given as data: flagged unless the argument is a
 # literal (a literal program is analyzed like the rest; a literal module name is
@@ -132,6 +142,8 @@ def matches(name, rule):
 
 
 def name_category(name):
+    if NETWORK and any(matches(name, rule) for rule in HTTP_CLIENTS):
+        return None
     for category, rules in NAME_RULES:
         for rule in rules:
             if matches(name, rule):
@@ -485,6 +497,8 @@ class Analyzer:
         for a in call.args[:1] + [k.value for k in call.keywords if k.arg in URL_KEYWORDS]:
             p = self.path_of(a)
             if p and p[0].lower().startswith(URL_SCHEMES):
+                if NETWORK and p[0].lower().startswith(HTTP_SCHEMES):
+                    continue
                 self.add(call, "network access: %s" % short(call))
 
     def check_literal_code(self, call, src):
@@ -523,7 +537,20 @@ def verdict(source):
     return {"safe": False, "reason": reason_of(findings), "findings": findings[:MAX_FINDINGS]}
 
 
+def read_options():
+    try:
+        with open(OPTIONS_FILE, "rb") as f:
+            options = json.loads(f.read())
+    except FileNotFoundError:
+        return {}
+    if not isinstance(options, dict) or set(options) - {"network"} or not isinstance(options.get("network", False), bool):
+        raise ValueError("bad options: %r" % (options,))
+    return options
+
+
 def main():
+    global NETWORK
+    NETWORK = read_options().get("network", False)
     path = sys.argv[1] if len(sys.argv) > 1 and sys.argv[1] != "<code>" else CODE_FILE
     with open(path, "rb") as f:
         # The harness decodes programs the same way.

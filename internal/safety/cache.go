@@ -30,13 +30,14 @@ func newVerdictCache(max int) *verdictCache {
 	return &verdictCache{max: max, order: list.New(), byKey: make(map[[32]byte]*list.Element)}
 }
 
-// cacheKey is the SHA-256 of model and code, each length-prefixed so that no two
-// pairs share a key.
-func cacheKey(model, code string) [32]byte {
-	b := binary.AppendUvarint(nil, uint64(len(model)))
-	b = append(b, model...)
-	b = binary.AppendUvarint(b, uint64(len(code)))
-	b = append(b, code...)
+// cacheKey is the SHA-256 of model, network rule and code, each length-prefixed so
+// that no two triples share a key.
+func cacheKey(model, rule, code string) [32]byte {
+	var b []byte
+	for _, s := range []string{model, rule, code} {
+		b = binary.AppendUvarint(b, uint64(len(s)))
+		b = append(b, s...)
+	}
 	return sha256.Sum256(b)
 }
 

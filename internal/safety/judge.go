@@ -10,6 +10,7 @@ import (
 	"strings"
 
 	"github.com/codeexec/codeexec/internal/agent"
+	"github.com/codeexec/codeexec/internal/egress"
 	"github.com/codeexec/codeexec/internal/llm"
 )
 
@@ -26,12 +27,12 @@ type Combined struct {
 }
 
 // Check implements agent.Judge; an error means the code must not run.
-func (c *Combined) Check(ctx context.Context, code string) (agent.Verdict, error) {
-	v, err := c.Static.Check(ctx, code)
+func (c *Combined) Check(ctx context.Context, code string, network *egress.Policy) (agent.Verdict, error) {
+	v, err := c.Static.Check(ctx, code, network)
 	if err != nil || !v.Safe {
 		return v, err
 	}
-	return c.LLM.Check(ctx, code)
+	return c.LLM.Check(ctx, code, network)
 }
 
 // New returns the judge of a --safety mode. "off" is no judge (nil, nil). "static"

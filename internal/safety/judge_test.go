@@ -8,6 +8,7 @@ import (
 	"testing"
 
 	"github.com/codeexec/codeexec/internal/agent"
+	"github.com/codeexec/codeexec/internal/egress"
 	"github.com/codeexec/codeexec/internal/llm"
 	"github.com/codeexec/codeexec/internal/llm/llmtest"
 )
@@ -21,7 +22,7 @@ func TestCombinedStaticUnsafe(t *testing.T) {
 		t.Fatal(err)
 	}
 	code := "import os\nos.system('cat ~/.ssh/id_rsa')"
-	v, err := j.Check(context.Background(), code)
+	v, err := j.Check(context.Background(), code, nil)
 	if err != nil || v.Safe || !strings.Contains(v.Reason, "process spawning: os.system") {
 		t.Errorf("Check(%q) = %+v, %v; want unsafe naming os.system", code, v, err)
 	}
@@ -39,7 +40,7 @@ func TestCombinedStaticSafe(t *testing.T) {
 		t.Fatal(err)
 	}
 	code := "import os\nprint(os.listdir('.'))"
-	v, err := j.Check(context.Background(), code)
+	v, err := j.Check(context.Background(), code, nil)
 	want := agent.Verdict{Safe: false, Reason: "lists the user's directory"}
 	if err != nil || v != want {
 		t.Errorf("Check(%q) = %+v, %v; want the model's %+v", code, v, err, want)
@@ -56,7 +57,7 @@ type fakeJudge struct {
 	calls int
 }
 
-func (f *fakeJudge) Check(ctx context.Context, code string) (agent.Verdict, error) {
+func (f *fakeJudge) Check(ctx context.Context, code string, network *egress.Policy) (agent.Verdict, error) {
 	f.calls++
 	return f.v, f.err
 }
@@ -78,7 +79,7 @@ func TestCombinedOrder(t *testing.T) {
 	}
 	for _, tc := range cases {
 		c := &Combined{Static: &tc.static, LLM: &tc.model}
-		v, err := c.Check(context.Background(), "x")
+		v, err := c.Check(context.Background(), "x", nil)
 		if !errors.Is(err, tc.wantErr) || v != tc.want || tc.model.calls != tc.llmCalls {
 			t.Errorf("%s: Check = %+v, %v with %d model calls; want %+v, %v with %d",
 				tc.name, v, err, tc.model.calls, tc.want, tc.wantErr, tc.llmCalls)

@@ -9,6 +9,7 @@ import (
 	"time"
 
 	"github.com/codeexec/codeexec/internal/agent"
+	"github.com/codeexec/codeexec/internal/egress"
 	"github.com/codeexec/codeexec/internal/llm"
 	"github.com/codeexec/codeexec/internal/llm/llmtest"
 )
@@ -62,7 +63,7 @@ func TestLLMVerdicts(t *testing.T) {
 		t.Run(tc.name, func(t *testing.T) {
 			j, srv := newTestLLM(t, tc.answer)
 			code := "print(1 + 1)"
-			got, err := j.Check(context.Background(), code)
+			got, err := j.Check(context.Background(), code, nil)
 			switch {
 			case tc.wantErr == "" && err != nil:
 				t.Fatalf("Check(%q) error %v, want %+v", code, err, tc.want)
@@ -118,10 +119,37 @@ func checkJudgeRequest(t *testing.T, req *llm.ChatRequest, code string) {
 	}
 }
 
+// TestLLMNetwork: with network, the policy the model gets allows HTTP(S) to the
+// allowed hosts instead of refusing all network access, and verdicts are cached
+// apart from those without network.
+func TestLLMNetwork(t *testing.T) {
+	j, srv := newTestLLM(t, llmtest.Text(`{"safe": false, "reason": "network"}`), llmtest.Text(`{"safe": true, "reason": "allowed host"}`))
+	ctx := context.Background()
+	code := "import requests\nprint(requests.get('https://api.example.com/v1').status_code)"
+	policy := &egress.Policy{Allow: []string{"api.example.com"}}
+	if v, err := j.Check(ctx, code, nil); err != nil || v.Safe {
+		t.Fatalf("without network: Check = %+v, %v; want the model's unsafe verdict", v, err)
+	}
+	if v, err := j.Check(ctx, code, policy); err != nil || !v.Safe {
+		t.Fatalf("with network: Check = %+v, %v; want the model's safe verdict, not the cached one", v, err)
+	}
+	reqs := srv.ChatRequests()
+	if len(reqs) != 2 {
+		t.Fatalf("upstream got %d requests, want 2", len(reqs))
+	}
+	none, some := reqs[0].Messages[0].Text(), reqs[1].Messages[0].Text()
+	if !strings.Contains(none, "network access of any kind") || strings.Contains(none, "api.example.com") {
+		t.Errorf("policy without network: %q", none)
+	}
+	if strings.Contains(some, "network access of any kind") || !strings.Contains(some, "HTTP(S) requests to these hosts: api.example.com") {
+		t.Errorf("policy with network: %q", some)
+	}
+}
+
 func TestLLMFenceLongerThanCode(t *testing.T) {
 	j, srv := newTestLLM(t, llmtest.Text(`{"safe": true, "reason": "ok"}`))
 	code := "s = '````'\nprint(s)"
-	if _, err := j.Check(context.Background(), code); err != nil {
+	if _, err := j.Check(context.Background(), code, nil); err != nil {
 		t.Fatal(err)
 	}
 	u := srv.ChatRequests()[0].Messages[1].Text()
@@ -140,15 +168,15 @@ func TestLLMFormatFallback(t *testing.T) {
 		// And the one after asks without response_format at once.
 		llmtest.Text(`{"safe": true, "reason": "plot"}`),
 	)
-	v, err := j.Check(context.Background(), "print(1)")
+	v, err := j.Check(context.Background(), "print(1)", nil)
 	if err != nil || v != (agent.Verdict{Safe: true, Reason: "math"}) {
 		t.Fatalf("Check after a json_schema 400 = %+v, %v; want safe \"math\"", v, err)
 	}
-	v, err = j.Check(context.Background(), "import os; os.system('sh')")
+	v, err = j.Check(context.Background(), "import os; os.system('sh')", nil)
 	if err != nil || v != (agent.Verdict{Safe: false, Reason: "spawns a shell"}) {
 		t.Fatalf("Check after a json_object 400 = %+v, %v; want unsafe \"spawns a shell\"", v, err)
 	}
-	if _, err := j.Check(context.Background(), "import matplotlib"); err != nil {
+	if _, err := j.Check(context.Background(), "import matplotlib", nil); err != nil {
 		t.Fatal(err)
 	}
 	var got []string
@@ -168,11 +196,11 @@ func TestLLMCache(t *testing.T) {
 		llmtest.Text(`{"safe": true, "reason": "math"}`),
 	)
 	ctx := context.Background()
-	first, err := j.Check(ctx, "import socket")
+	first, err := j.Check(ctx, "import socket", nil)
 	if err != nil {
 		t.Fatal(err)
 	}
-	again, err := j.Check(ctx, "import socket")
+	again, err := j.Check(ctx, "import socket", nil)
 	if err != nil || again != first {
 		t.Errorf("second Check = %+v, %v; want the cached %+v", again, err, first)
 	}
@@ -180,10 +208,10 @@ func TestLLMCache(t *testing.T) {
 		t.Errorf("upstream got %d requests for the same code twice, want 1", n)
 	}
 	// An error is not cached: the same code is asked again.
-	if v, err := j.Check(ctx, "x = 1"); err == nil {
+	if v, err := j.Check(ctx, "x = 1", nil); err == nil {
 		t.Fatalf("Check with upstream 500 = %+v, nil; want an error", v)
 	}
-	if v, err := j.Check(ctx, "x = 1"); err != nil || !v.Safe {
+	if v, err := j.Check(ctx, "x = 1", nil); err != nil || !v.Safe {
 		t.Fatalf("Check after an error = %+v, %v; want a fresh safe verdict", v, err)
 	}
 	if n := len(srv.ChatRequests()); n != 3 {
@@ -192,7 +220,7 @@ func TestLLMCache(t *testing.T) {
 	// The key includes the model: another model's judge is not answered from it.
 	other := &LLM{client: j.client, model: "other-model", cache: j.cache}
 	srv.Add(llmtest.Text(`{"safe": true, "reason": "fine"}`))
-	if _, err := other.Check(ctx, "import socket"); err != nil {
+	if _, err := other.Check(ctx, "import socket", nil); err != nil {
 		t.Fatal(err)
 	}
 	if n := len(srv.ChatRequests()); n != 4 {
@@ -205,7 +233,7 @@ func TestLLMTimeout(t *testing.T) {
 	ctx, cancel := context.WithTimeout(context.Background(), 50*time.Millisecond)
 	defer cancel()
 	start := time.Now()
-	v, err := j.Check(ctx, "print(1)")
+	v, err := j.Check(ctx, "print(1)", nil)
 	if err == nil {
 		t.Fatalf("Check past its deadline = %+v, nil; want an error", v)
 	}
@@ -219,7 +247,7 @@ func TestLLMTimeout(t *testing.T) {
 
 func TestVerdictCacheEvicts(t *testing.T) {
 	c := newVerdictCache(2)
-	a, b, d := cacheKey("m", "a"), cacheKey("m", "b"), cacheKey("m", "d")
+	a, b, d := cacheKey("m", "", "a"), cacheKey("m", "", "b"), cacheKey("m", "", "d")
 	c.put(a, agent.Verdict{Safe: true})
 	c.put(b, agent.Verdict{Safe: true})
 	c.get(a) // a is now more recent than b
@@ -235,7 +263,7 @@ func TestVerdictCacheEvicts(t *testing.T) {
 	if c.len() != 2 {
 		t.Errorf("cache holds %d entries, want 2", c.len())
 	}
-	if cacheKey("ab", "c") == cacheKey("a", "bc") {
-		t.Errorf("cacheKey(ab, c) == cacheKey(a, bc)")
+	if cacheKey("ab", "", "c") == cacheKey("a", "", "bc") || cacheKey("m", "ab", "c") == cacheKey("m", "a", "bc") {
+		t.Errorf("cacheKey: two different triples share a key")
 	}
 }

@@ -13,6 +13,7 @@ import (
 	"time"
 
 	"github.com/codeexec/codeexec/internal/agent"
+	"github.com/codeexec/codeexec/internal/egress"
 	"github.com/codeexec/codeexec/internal/sandbox"
 )
 
@@ -35,6 +36,9 @@ const codeFile = "code.txt"
 // made by Go at build time was rejected: marshal data is specific to the
 // interpreter version in the image.
 const (
+	// optionsFile tells the analyzer what the program may do: {"network": true}
+	// when it runs with network access, whose use is then not a finding.
+	optionsFile    = "options.json"
 	analyzerFile   = "analyzer.py"
 	bytecodeFile   = "analyzer.bin"
 	compileProgram = `import marshal, sys
@@ -88,18 +92,21 @@ func StaticLimits() sandbox.Limits {
 	return l
 }
 
-// Check implements agent.Judge; an error means the code must not run.
-func (s *Static) Check(ctx context.Context, code string) (agent.Verdict, error) {
-	r, err := s.Analyze(ctx, code)
+// Check implements agent.Judge; an error means the code must not run. With network,
+// HTTP(S) clients and URL readers are allowed: the egress proxy, not the judge,
+// decides which hosts they reach. Sockets and other protocols are still refused.
+func (s *Static) Check(ctx context.Context, code string, network *egress.Policy) (agent.Verdict, error) {
+	r, err := s.Analyze(ctx, code, network != nil && len(network.Allow) > 0)
 	if err != nil {
 		return agent.Verdict{}, err
 	}
 	return agent.Verdict{Safe: r.Safe, Reason: r.Reason}, nil
 }
 
-// Analyze runs the analyzer on code and returns its report.
-func (s *Static) Analyze(ctx context.Context, code string) (*Report, error) {
-	res, err := s.Runner.Run(ctx, s.request(code, s.compiled(ctx)))
+// Analyze runs the analyzer on code, for a program with network access or not, and
+// returns its report.
+func (s *Static) Analyze(ctx context.Context, code string, network bool) (*Report, error) {
+	res, err := s.Runner.Run(ctx, s.request(code, network, s.compiled(ctx)))
 	if err != nil {
 		return nil, fmt.Errorf("safety: static check: %w", err)
 	}
@@ -112,11 +119,14 @@ func (s *Static) Analyze(ctx context.Context, code string) (*Report, error) {
 
 // request is the run analyzing code: with the compiled analyzer when there is
 // bytecode, else with its source.
-func (s *Static) request(code string, bytecode []byte) *sandbox.Request {
+func (s *Static) request(code string, network bool, bytecode []byte) *sandbox.Request {
 	req := &sandbox.Request{
 		Code:   analyzerSource,
 		Limits: s.limits(),
 		Files:  []sandbox.InputFile{{Path: codeFile, Data: []byte(code)}},
+	}
+	if network {
+		req.Files = append(req.Files, sandbox.InputFile{Path: optionsFile, Data: []byte(`{"network": true}`)})
 	}
 	if bytecode != nil {
 		req.Code = loaderProgram

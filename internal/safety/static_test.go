@@ -8,6 +8,7 @@ import (
 	"strings"
 	"testing"
 
+	"github.com/codeexec/codeexec/internal/egress"
 	"github.com/codeexec/codeexec/internal/sandbox"
 	"github.com/codeexec/codeexec/internal/sandbox/sandboxtest"
 )
@@ -84,7 +85,7 @@ func TestStaticSandbox(t *testing.T) {
 	for _, tc := range staticCases {
 		for _, p := range paths {
 			t.Run(tc.name+"/"+p.name, func(t *testing.T) {
-				res, err := s.Runner.Run(ctx, s.request(tc.code, p.bytecode))
+				res, err := s.Runner.Run(ctx, s.request(tc.code, false, p.bytecode))
 				if err != nil {
 					t.Fatal(err)
 				}
@@ -101,10 +102,51 @@ func TestStaticSandbox(t *testing.T) {
 	}
 	// Check gives the same verdicts.
 	for _, tc := range staticCases[:3] {
-		v, err := s.Check(ctx, tc.code)
+		v, err := s.Check(ctx, tc.code, nil)
 		if err != nil || v.Safe != tc.safe || !strings.Contains(v.Reason, tc.want) {
 			t.Errorf("Check(%q) = %+v, %v; want safe=%v reason containing %q", tc.code, v, err, tc.safe, tc.want)
 		}
+	}
+}
+
+// networkCases are what the static check says of programs that run with limited
+// network: HTTP(S) clients and URLs are allowed (the egress proxy decides the
+// hosts), every other finding stays.
+var networkCases = []struct {
+	name string
+	code string
+	safe bool
+	want string
+}{
+	{"requests.get", "import requests\nprint(requests.get('https://example.com').text)", true, "no findings"},
+	{"urllib", "from urllib.request import urlopen\nprint(urlopen('https://example.com').read())", true, "no findings"},
+	{"pandas url", "import pandas as pd\ndf = pd.read_csv('https://example.com/x.csv')", true, "no findings"},
+	{"httpx", "import httpx\nhttpx.get('https://example.com')", true, "no findings"},
+	{"socket", "import socket\ns = socket.socket()\ns.connect(('example.com', 80))", false, "network access: import socket"},
+	{"ftp url", "import pandas as pd\ndf = pd.read_csv('ftp://example.com/x.csv')", false, "network access: pd.read_csv"},
+	{"smtplib", "import smtplib\nsmtplib.SMTP('mail.example.com')", false, "network access: import smtplib"},
+	{"os.system", "import requests, os\nos.system('curl example.com')", false, "process spawning: os.system"},
+}
+
+// TestStaticNetwork runs networkCases through Check with a network policy, and
+// checks that the same HTTP programs are refused without one.
+func TestStaticNetwork(t *testing.T) {
+	s := NewStatic(testRunner(t))
+	ctx := context.Background()
+	policy := &egress.Policy{Allow: []string{"example.com"}}
+	for _, tc := range networkCases {
+		t.Run(tc.name, func(t *testing.T) {
+			v, err := s.Check(ctx, tc.code, policy)
+			if err != nil || v.Safe != tc.safe || !strings.Contains(v.Reason, tc.want) {
+				t.Errorf("Check(%q, network) = %+v, %v; want safe=%v reason containing %q", tc.code, v, err, tc.safe, tc.want)
+			}
+			if !tc.safe {
+				return
+			}
+			if v, err := s.Check(ctx, tc.code, nil); err != nil || v.Safe {
+				t.Errorf("Check(%q, no network) = %+v, %v; want unsafe", tc.code, v, err)
+			}
+		})
 	}
 }
 
@@ -113,7 +155,7 @@ func TestStaticSandbox(t *testing.T) {
 func TestStaticTooDeep(t *testing.T) {
 	s := NewStatic(testRunner(t))
 	code := "x = 1" + strings.Repeat(" + 1", 200000)
-	if v, err := s.Check(context.Background(), code); err == nil {
+	if v, err := s.Check(context.Background(), code, nil); err == nil {
 		t.Errorf("Check(1 + 1 + … 200000 times) = %+v, nil; want an error", v)
 	}
 }
@@ -144,7 +186,7 @@ func TestStaticRequests(t *testing.T) {
 	f := &fakeRunner{results: []*sandbox.Result{okResult("e3ff00"), okResult(safeReport), okResult(safeReport)}}
 	s := NewStatic(f)
 	for _, code := range []string{"print(1)", "print(2)"} {
-		if _, err := s.Check(context.Background(), code); err != nil {
+		if _, err := s.Check(context.Background(), code, nil); err != nil {
 			t.Fatal(err)
 		}
 	}
@@ -178,7 +220,7 @@ func TestStaticCompileFails(t *testing.T) {
 		f := &fakeRunner{results: []*sandbox.Result{compile, okResult(safeReport), compile, okResult(safeReport)}}
 		s := NewStatic(f)
 		for range 2 {
-			if v, err := s.Check(context.Background(), "print(1)"); err != nil || !v.Safe {
+			if v, err := s.Check(context.Background(), "print(1)", nil); err != nil || !v.Safe {
 				t.Fatalf("compile result %+v: Check = %+v, %v; want safe", compile, v, err)
 			}
 		}
@@ -223,7 +265,7 @@ func TestStaticDecodeStrict(t *testing.T) {
 
 func TestStaticRunnerError(t *testing.T) {
 	f := &fakeRunner{err: errors.New("no sandbox")}
-	v, err := NewStatic(f).Check(context.Background(), "print(1)")
+	v, err := NewStatic(f).Check(context.Background(), "print(1)", nil)
 	if err == nil || !strings.Contains(err.Error(), "no sandbox") {
 		t.Errorf("Check with a failing runner = %+v, %v; want the runner's error", v, err)
 	}

@@ -4,9 +4,11 @@
 package clients_test
 
 import (
+	"bufio"
 	"context"
 	"encoding/json"
 	"errors"
+	"fmt"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -15,6 +17,7 @@ import (
 	"time"
 
 	"github.com/codeexec/codeexec/internal/agent"
+	"github.com/codeexec/codeexec/internal/egress"
 	"github.com/codeexec/codeexec/internal/llm/llmtest"
 	"github.com/codeexec/codeexec/internal/sandbox"
 	"github.com/codeexec/codeexec/test/testenv"
@@ -329,4 +332,215 @@ func TestCurl(t *testing.T) {
 		entries = append(entries, c.CodeExecution)
 	}
 	checkEntries(t, "curl", r.Choices[0].Message.Content, entries)
+}
+
+// streamEvent is one thing a client read from a stream, in the order it read it.
+type streamEvent struct {
+	Content     string `json:"content"`
+	Run         string `json:"run"` // "running", then the run's status
+	ContainerID string `json:"container_id"`
+	Stdout      string `json:"stdout"`
+	Finish      string `json:"finish"`
+	Container   string `json:"container"`
+}
+
+// gatedJudge approves code only when the test says so: while it holds a program,
+// the program has not run.
+type gatedJudge struct {
+	held    chan string
+	release chan struct{}
+}
+
+func (g gatedJudge) Check(ctx context.Context, code string, network *egress.Policy) (agent.Verdict, error) {
+	g.held <- code
+	select {
+	case <-g.release:
+		return agent.Verdict{Safe: true, Reason: "released by the test"}, nil
+	case <-ctx.Done():
+		return agent.Verdict{}, ctx.Err()
+	}
+}
+
+// orderedGateway is a gateway whose model writes "Let me compute." and then waits
+// for modelWriting to close before calling the code tool, and whose judge holds
+// the code until the test releases it.
+func orderedGateway(t *testing.T) (url string, modelWriting chan struct{}, j gatedJudge) {
+	modelWriting = make(chan struct{})
+	args, _ := json.Marshal(map[string]string{"code": "print('ran')"})
+	first := llmtest.Calls(llmtest.Call{Name: agent.ToolName, Arguments: string(args)})
+	first.Content, first.Hold = "Let me compute.", modelWriting
+	up := llmtest.NewServer(t, first, llmtest.Text("It ran."))
+	j = gatedJudge{held: make(chan string, 1), release: make(chan struct{})}
+	return testenv.Gateway(t, up.Provider(), j).URL, modelWriting, j
+}
+
+// checkStreamOrder drives a client's stream, read as events: the text must arrive
+// while the model is still writing, the code while it has not run, and its output
+// after. Each step waits for the one before, so no timing is involved.
+func checkStreamOrder(t *testing.T, who string, events <-chan streamEvent, modelWriting chan struct{}, j gatedJudge) {
+	t.Helper()
+	next := func(what string) streamEvent {
+		t.Helper()
+		e, ok := <-events
+		if !ok {
+			t.Fatalf("%s: the stream ended before %s", who, what)
+		}
+		return e
+	}
+	text := ""
+	for text != "Let me compute." {
+		text += next("the text").Content
+	}
+	close(modelWriting)
+	e := next("the code")
+	for e.Run == "" {
+		e = next("the code")
+	}
+	if e.Run != "running" || !strings.HasPrefix(e.ContainerID, "sess_") {
+		t.Errorf("%s: the first code event %+v, want status running and a container", who, e)
+	}
+	select {
+	case <-j.held:
+	case <-time.After(time.Minute):
+		t.Fatalf("%s: the judge was never asked", who)
+	}
+	close(j.release)
+	done := next("the output")
+	for done.Run == "" {
+		done = next("the output")
+	}
+	if done.Run != "ok" || done.Stdout != "ran\n" || done.ContainerID != e.ContainerID {
+		t.Errorf("%s: the finished run %+v", who, done)
+	}
+	for rest := range events {
+		if rest.Finish != "" && (rest.Finish != "stop" || rest.Container != e.ContainerID) {
+			t.Errorf("%s: finish %+v, want stop in container %s", who, rest, e.ContainerID)
+		}
+	}
+}
+
+// lines runs cmd and sends each line of its stdout as it is written, then how
+// cmd ended (nil, or its error and stderr) on exit.
+func lines(t *testing.T, cmd *exec.Cmd, exit chan<- error) <-chan string {
+	t.Helper()
+	stdout, err := cmd.StdoutPipe()
+	if err != nil {
+		t.Fatal(err)
+	}
+	var stderr strings.Builder
+	cmd.Stderr = &stderr
+	if err := cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	ch := make(chan string)
+	go func() {
+		defer close(ch)
+		sc := bufio.NewScanner(stdout)
+		sc.Buffer(make([]byte, 1<<20), 16<<20)
+		for sc.Scan() {
+			ch <- sc.Text()
+		}
+		if err := cmd.Wait(); err != nil {
+			exit <- fmt.Errorf("%s: %w\n%s", cmd.Args[0], err, stderr.String())
+			return
+		}
+		exit <- nil
+	}()
+	return ch
+}
+
+// TestNodeOpenAIStreamOrder: Node's openai package yields the text, the code and
+// the output as the gateway writes them, not all at the end.
+func TestNodeOpenAIStreamOrder(t *testing.T) {
+	dir := nodeDir(t)
+	url, modelWriting, j := orderedGateway(t)
+	ctx, cancel := context.WithTimeout(t.Context(), 2*time.Minute)
+	defer cancel()
+	cmd := exec.CommandContext(ctx, "node", "order.mjs")
+	cmd.Dir = dir
+	cmd.Env = append(os.Environ(), "CODEEXEC_URL="+url)
+	events := make(chan streamEvent)
+	exit, bad := make(chan error, 1), make(chan string, 100)
+	go func() {
+		defer close(events)
+		for line := range lines(t, cmd, exit) {
+			var e streamEvent
+			if err := json.Unmarshal([]byte(line), &e); err != nil {
+				bad <- line
+				continue
+			}
+			events <- e
+		}
+	}()
+	checkStreamOrder(t, "node openai", events, modelWriting, j)
+	if err := <-exit; err != nil {
+		t.Error(err)
+	}
+	if len(bad) > 0 {
+		t.Errorf("node order.mjs printed %q, not an event", <-bad)
+	}
+}
+
+// TestCurlStreamOrder: so does `curl -N`, reading the raw server-sent events.
+func TestCurlStreamOrder(t *testing.T) {
+	if _, err := exec.LookPath("curl"); err != nil {
+		testenv.Skip(t, "curl is not on PATH")
+	}
+	url, modelWriting, j := orderedGateway(t)
+	ctx, cancel := context.WithTimeout(t.Context(), 2*time.Minute)
+	defer cancel()
+	body := `{"model": "fake-model", "stream": true, "messages": [{"role": "user", "content": "Run it"}], "tools": [{"type": "code_execution"}]}`
+	cmd := exec.CommandContext(ctx, "curl", "-sSN", "--max-time", "100", url+"/v1/chat/completions", "-d", body)
+	events := make(chan streamEvent)
+	exit, bad := make(chan error, 1), make(chan string, 100)
+	go func() {
+		defer close(events)
+		for line := range lines(t, cmd, exit) {
+			data, ok := strings.CutPrefix(line, "data: ")
+			if !ok || data == "[DONE]" {
+				continue
+			}
+			var c struct {
+				Choices []struct {
+					Delta struct {
+						Content   string `json:"content"`
+						ToolCalls []struct {
+							CodeExecution struct {
+								Status      string `json:"status"`
+								ContainerID string `json:"container_id"`
+								Stdout      string `json:"stdout"`
+							} `json:"code_execution"`
+						} `json:"tool_calls"`
+					} `json:"delta"`
+					FinishReason *string `json:"finish_reason"`
+				} `json:"choices"`
+				Container struct {
+					ID string `json:"id"`
+				} `json:"container"`
+			}
+			if err := json.Unmarshal([]byte(data), &c); err != nil {
+				bad <- line
+				continue
+			}
+			for _, ch := range c.Choices {
+				if ch.Delta.Content != "" {
+					events <- streamEvent{Content: ch.Delta.Content}
+				}
+				for _, tc := range ch.Delta.ToolCalls {
+					e := tc.CodeExecution
+					events <- streamEvent{Run: e.Status, ContainerID: e.ContainerID, Stdout: e.Stdout}
+				}
+				if ch.FinishReason != nil {
+					events <- streamEvent{Finish: *ch.FinishReason, Container: c.Container.ID}
+				}
+			}
+		}
+	}()
+	checkStreamOrder(t, "curl -N", events, modelWriting, j)
+	if err := <-exit; err != nil {
+		t.Error(err)
+	}
+	if len(bad) > 0 {
+		t.Errorf("curl read %q, not a chunk", <-bad)
+	}
 }

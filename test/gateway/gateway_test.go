@@ -17,6 +17,8 @@ import (
 	"time"
 
 	"github.com/codeexec/codeexec/internal/agent"
+	"github.com/codeexec/codeexec/internal/egress"
+	"github.com/codeexec/codeexec/internal/llm"
 	"github.com/codeexec/codeexec/internal/llm/llmtest"
 	"github.com/codeexec/codeexec/internal/sandbox"
 	"github.com/codeexec/codeexec/test/testenv"
@@ -34,7 +36,7 @@ type judge struct {
 	err     error
 }
 
-func (j judge) Check(ctx context.Context, code string) (agent.Verdict, error) {
+func (j judge) Check(ctx context.Context, code string, network *egress.Policy) (agent.Verdict, error) {
 	return j.verdict, j.err
 }
 
@@ -352,5 +354,266 @@ func TestModels(t *testing.T) {
 	}
 	if err := json.NewDecoder(resp.Body).Decode(&list); err != nil || list.Object != "list" || len(list.Data) != 2 {
 		t.Fatalf("models %+v %v", list, err)
+	}
+}
+
+// gatedJudge approves code only when the test says so, reporting each program it
+// holds: while it holds one, the code has not run.
+type gatedJudge struct {
+	held    chan string
+	release chan struct{}
+}
+
+func (g gatedJudge) Check(ctx context.Context, code string, network *egress.Policy) (agent.Verdict, error) {
+	g.held <- code
+	select {
+	case <-g.release:
+		return agent.Verdict{Safe: true, Reason: "released by the test"}, nil
+	case <-ctx.Done():
+		return agent.Verdict{}, ctx.Err()
+	}
+}
+
+// chunk is the part of a streamed chunk the tests read.
+type chunk struct {
+	Choices []struct {
+		Delta struct {
+			Content   string `json:"content"`
+			ToolCalls []struct {
+				Index         int                `json:"index"`
+				Type          string             `json:"type"`
+				CodeExecution *llm.CodeExecution `json:"code_execution"`
+			} `json:"tool_calls"`
+		} `json:"delta"`
+		FinishReason *string `json:"finish_reason"`
+	} `json:"choices"`
+	Container *struct {
+		ID string `json:"id"`
+	} `json:"container"`
+}
+
+// events reads a stream's chunks as they arrive; [DONE] closes the channel.
+func events(t *testing.T, body io.Reader) <-chan chunk {
+	ch := make(chan chunk)
+	go func() {
+		defer close(ch)
+		sc := bufio.NewScanner(body)
+		sc.Buffer(make([]byte, 1<<20), 16<<20)
+		for sc.Scan() {
+			data, ok := strings.CutPrefix(sc.Text(), "data: ")
+			if !ok || data == "[DONE]" {
+				continue
+			}
+			var c chunk
+			if err := json.Unmarshal([]byte(data), &c); err != nil {
+				t.Errorf("not a chunk: %v: %s", err, data)
+				return
+			}
+			ch <- c
+		}
+	}()
+	return ch
+}
+
+// TestStreamingOrder: the model's text reaches the client while the model is still
+// writing, the code while it has not run yet (the judge holds it), and its output
+// when it has run. Order, not timing: each step waits for the one before.
+func TestStreamingOrder(t *testing.T) {
+	modelWriting := make(chan struct{})
+	first := llmtest.Calls(code("import time\ntime.sleep(0.2)\nprint('ran')"))
+	first.Content, first.Hold = "Let me compute.", modelWriting
+	up := llmtest.NewServer(t, first, llmtest.Text("It ran."))
+	j := gatedJudge{held: make(chan string, 1), release: make(chan struct{})}
+	hs := testenv.Gateway(t, up.Provider(), j)
+	// Were nothing streamed, nothing would come until the end, which waits for this
+	// test: the deadline turns that hang into a failure.
+	ctx, cancel := context.WithTimeout(t.Context(), 2*time.Minute)
+	defer cancel()
+	req, _ := http.NewRequestWithContext(ctx, "POST", hs.URL+"/v1/chat/completions", strings.NewReader(userBody("run it", codeTool, `"stream":true`)))
+	resp, err := http.DefaultClient.Do(req)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer resp.Body.Close()
+	ch := events(t, resp.Body)
+	next := func(what string) chunk {
+		t.Helper()
+		c, ok := <-ch
+		if !ok {
+			t.Fatalf("the stream ended before %s", what)
+		}
+		return c
+	}
+
+	var text string
+	for text != "Let me compute." {
+		c := next("the text")
+		for _, choice := range c.Choices {
+			text += choice.Delta.Content
+		}
+	}
+	close(modelWriting) // the text arrived while the model was still writing
+
+	var started *llm.CodeExecution
+	for started == nil {
+		for _, choice := range next("the code").Choices {
+			for _, tc := range choice.Delta.ToolCalls {
+				started = tc.CodeExecution
+			}
+		}
+	}
+	select {
+	case held := <-j.held:
+		if held != started.Code {
+			t.Errorf("the judge holds %q, the stream announced %q", held, started.Code)
+		}
+	case <-time.After(time.Minute):
+		t.Fatal("the judge was never asked")
+	}
+	if started.Status != "running" || !strings.HasPrefix(started.ContainerID, "sess_") {
+		t.Errorf("the announced run %+v, want status running and its container", started)
+	}
+	close(j.release) // the code arrived before it ran
+
+	var finished *llm.CodeExecution
+	for finished == nil {
+		for _, choice := range next("the output").Choices {
+			for _, tc := range choice.Delta.ToolCalls {
+				finished = tc.CodeExecution
+			}
+		}
+	}
+	if finished.Status != "ok" || finished.Stdout != "ran\n" || finished.ContainerID != started.ContainerID {
+		t.Errorf("the finished run %+v", finished)
+	}
+	var container string
+	for c := range ch {
+		if c.Container != nil {
+			container = c.Container.ID
+		}
+	}
+	if container != started.ContainerID {
+		t.Errorf("the stream named container %q, the run was in %q", container, started.ContainerID)
+	}
+}
+
+// chatReply is a reply with the fields of the code_execution entries and the
+// container.
+type chatReply struct {
+	Choices []struct {
+		Message struct {
+			Content   string `json:"content"`
+			ToolCalls []struct {
+				Type          string             `json:"type"`
+				CodeExecution *llm.CodeExecution `json:"code_execution"`
+			} `json:"tool_calls"`
+		} `json:"message"`
+	} `json:"choices"`
+	Container *struct {
+		ID        string    `json:"id"`
+		ExpiresAt time.Time `json:"expires_at"`
+	} `json:"container"`
+}
+
+func chat(t *testing.T, url, body string) chatReply {
+	t.Helper()
+	status, data := post(t, url, body)
+	var r chatReply
+	if err := json.Unmarshal(data, &r); status != 200 || err != nil || len(r.Choices) != 1 {
+		t.Fatalf("status %d (%v): %s", status, err, data)
+	}
+	return r
+}
+
+// TestContainer: a conversation keeps its sandbox when the client names the
+// container of the first reply in the next request: variables and files are
+// still there, the model is told so, and the files the code wrote download from
+// the session. The client sees every part of a run, as the model did.
+func TestContainer(t *testing.T) {
+	up := llmtest.NewServer(t,
+		llmtest.Calls(code("import sys\nrows = [1, 2, 3]\nopen('out.csv', 'w').write('a,b\\n')\nprint('wrote')\nprint('careful', file=sys.stderr)\nsum(rows)")),
+		llmtest.Text("The sum is 6."),
+		llmtest.Calls(code("print(len(rows), open('out.csv').read())")),
+		llmtest.Text("Still there."),
+	)
+	hs := gateway(t, up, nil)
+	first := chat(t, hs.URL, userBody("sum 1,2,3", codeTool))
+	if first.Container == nil || !strings.HasPrefix(first.Container.ID, "sess_") || !first.Container.ExpiresAt.After(time.Now()) {
+		t.Fatalf("the reply names no container: %+v", first.Container)
+	}
+	id := first.Container.ID
+	e := first.Choices[0].Message.ToolCalls[0].CodeExecution
+	if e.Status != "ok" || e.Stdout != "wrote\n" || e.Stderr != "careful\n" || e.Result == nil || *e.Result != "6" ||
+		e.Output != "wrote\ncareful\n6" || e.ContainerID != id || e.Error != nil {
+		t.Errorf("entry %+v", e)
+	}
+	if len(e.Files) != 1 || e.Files[0].Path != "out.csv" || e.Files[0].URL != "/v1/sessions/"+id+"/files/out.csv" {
+		t.Fatalf("files %+v", e.Files)
+	}
+	resp, err := http.Get(hs.URL + e.Files[0].URL)
+	if err != nil {
+		t.Fatal(err)
+	}
+	data, _ := io.ReadAll(resp.Body)
+	resp.Body.Close()
+	if resp.StatusCode != 200 || string(data) != "a,b\n" {
+		t.Errorf("GET %s: %d %q", e.Files[0].URL, resp.StatusCode, data)
+	}
+
+	second := chat(t, hs.URL, userBody("still there?", `"tools":[{"type":"code_execution","container":"`+id+`"}]`))
+	e2 := second.Choices[0].Message.ToolCalls[0].CodeExecution
+	if e2.Stdout != "3 a,b\n\n" || second.Container == nil || second.Container.ID != id {
+		t.Errorf("second request: entry %+v, container %+v", e2, second.Container)
+	}
+	reqs := up.ChatRequests()
+	if !strings.Contains(reqs[0].Messages[0].Text(), "The sandbox is new in this request") ||
+		!strings.Contains(reqs[2].Messages[0].Text(), "what code earlier in this conversation defined is still there") {
+		t.Errorf("the model was not told the truth about the state:\n%s\n%s", reqs[0].Messages[0].Text(), reqs[2].Messages[0].Text())
+	}
+
+	status, data := post(t, hs.URL, userBody("again", `"tools":[{"type":"code_execution","container":"sess_00000000000000000000000000000000"}]`))
+	if r := decode(t, data); status != 404 || r.Error == nil || r.Error.Code != "session_not_found" {
+		t.Errorf("unknown container: %d %s", status, data)
+	}
+}
+
+// TestInterpreterStopped: when the code ends the interpreter, the model is told at
+// once, and its next call runs in a new one, whose id the reply names.
+func TestInterpreterStopped(t *testing.T) {
+	up := llmtest.NewServer(t,
+		llmtest.Calls(code("x = 1\nimport os\nos._exit(3)")),
+		llmtest.Calls(code("print('x' in globals())")),
+		llmtest.Text("A new interpreter."),
+	)
+	r := chat(t, gateway(t, up, nil).URL, userBody("exit", codeTool))
+	calls := r.Choices[0].Message.ToolCalls
+	if len(calls) != 2 || calls[1].CodeExecution.Stdout != "False\n" {
+		t.Fatalf("entries %+v", calls)
+	}
+	a, b := calls[0].CodeExecution.ContainerID, calls[1].CodeExecution.ContainerID
+	if a == b || r.Container == nil || r.Container.ID != b {
+		t.Errorf("runs in %q then %q, reply names %+v: want the second run in a new container, named", a, b, r.Container)
+	}
+	told := up.ChatRequests()[1].Messages
+	if msg := told[len(told)-1].Text(); !strings.Contains(msg, "The interpreter ended with this run") {
+		t.Errorf("the model was told %q", msg)
+	}
+}
+
+// TestMetricsCountGateway: the gateway's executions show in /metrics like any.
+func TestMetricsCountGateway(t *testing.T) {
+	up := llmtest.NewServer(t, llmtest.Calls(code("print(1)")), llmtest.Calls(code("1/0")), llmtest.Text("done"))
+	hs := gateway(t, up, nil)
+	chat(t, hs.URL, userBody("count", codeTool))
+	resp, err := http.Get(hs.URL + "/metrics")
+	if err != nil {
+		t.Fatal(err)
+	}
+	data, _ := io.ReadAll(resp.Body)
+	resp.Body.Close()
+	for _, want := range []string{`codeexec_executions_total{language="python",status="ok"} 1`, `codeexec_executions_total{language="python",status="error"} 1`, "codeexec_sessions_active 1"} {
+		if !strings.Contains(string(data), want+"\n") {
+			t.Errorf("/metrics lacks %q", want)
+		}
 	}
 }

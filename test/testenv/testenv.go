@@ -39,8 +39,7 @@ func Gateway(t testing.TB, p llm.Provider, j agent.Judge) *httptest.Server {
 	sessions := session.NewManager(session.Config{Max: 10, IdleTTL: time.Minute, MaxIdleTTL: time.Hour, MaxLifetime: time.Hour}, r)
 	t.Cleanup(sessions.Close)
 	srv := api.New(api.DefaultConfig(), r, sessions, func() error { return nil }, slog.New(slog.DiscardHandler))
-	srv.SetGateway(&api.Gateway{Upstreams: router, Agent: &agent.Agent{
-		NewSandbox: agent.Sessions(r, sandbox.DefaultLimits(), nil), Judge: j, MaxSteps: 5}})
+	srv.SetGateway(&api.Gateway{Upstreams: router, Agent: &agent.Agent{Judge: j, MaxSteps: 5}})
 	hs := httptest.NewServer(srv.Handler())
 	t.Cleanup(hs.Close)
 	return hs

@@ -273,6 +273,15 @@ func (s *Server) stream(w http.ResponseWriter, r *http.Request, req *llm.ChatReq
 			return
 		}
 	}
+	if t.Hold != nil {
+		select {
+		case <-t.Hold:
+		case <-r.Context().Done():
+			return
+		case <-s.done:
+			return
+		}
+	}
 	for j, c := range t.Calls {
 		if textOnly || j > 0 {
 			if !send(chunk(llm.Message{ToolCalls: []llm.ToolCall{callHead(n, j, c)}}, nil)) {

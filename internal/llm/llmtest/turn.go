@@ -29,6 +29,10 @@ type Turn struct {
 	// Delay is waited before answering; ChunkDelay between two stream events.
 	Delay      time.Duration
 	ChunkDelay time.Duration
+	// Hold, when set, stops a streamed answer after its content until it is
+	// closed: a test sees what reached the client while the model is still
+	// "writing".
+	Hold <-chan struct{}
 }
 
 // Call is one function tool call; Arguments is its JSON text.
