@@ -141,8 +141,10 @@ func newServeCmd() *cobra.Command {
 		Short: "Serve the execution API over HTTP",
 		Long: `Serve the HTTP API: /v1/execute, sessions and their files, /healthz, /readyz and
 /metrics. Configuration comes from defaults, then --config FILE (JSON), then CODEEXEC_*
-variables (CODEEXEC_ADDR, CODEEXEC_STORE, CODEEXEC_API_KEYS as a comma-separated
-list, CODEEXEC_API_KEYS_FILE, CODEEXEC_NET_ALLOW as a comma-separated list), then flags.
+variables, then flags. Every key of the file has its variable (max_conns:
+CODEEXEC_MAX_CONNS; lists comma-separated) and most a flag (--max-conns); besides,
+CODEEXEC_API_KEYS is a comma-separated list of keys. An unknown key or CODEEXEC_
+variable is an error that names the valid ones.
 
 A keys file holds a key a line, optionally with options: "KEY tenant=NAME
 max_sessions=N max_concurrent=N". Sessions belong to the tenant of the key that made
@@ -203,57 +205,15 @@ func (c *serveConfig) load(file string, flags *pflag.FlagSet) error {
 			return fmt.Errorf("config %q: %w", file, err)
 		}
 	}
-	if v := os.Getenv("CODEEXEC_ADDR"); v != "" {
-		c.Addr = v
+	if err := applyEnv(c, os.Environ()); err != nil {
+		return err
 	}
-	if v := os.Getenv("CODEEXEC_API_KEYS_FILE"); v != "" {
-		c.APIKeysFile = v
-	}
-	if v := os.Getenv("CODEEXEC_NET_ALLOW"); v != "" {
-		c.NetAllow = strings.Split(v, ",")
-	}
+	// A flag that was set wins: its value went into fromFlags before the file and the
+	// environment overwrote c. Each flag is named for its key, "-" for "_".
+	from, to := configFields(&fromFlags), configFields(c)
 	flags.Visit(func(f *pflag.Flag) {
-		switch f.Name {
-		case "addr":
-			c.Addr = fromFlags.Addr
-		case "store":
-			c.Store = fromFlags.Store
-		case "api-keys-file":
-			c.APIKeysFile = fromFlags.APIKeysFile
-		case "insecure-no-auth":
-			c.InsecureNoKey = fromFlags.InsecureNoKey
-		case "cold":
-			c.Cold = fromFlags.Cold
-		case "prefork":
-			c.Prefork = fromFlags.Prefork
-		case "max-concurrent":
-			c.MaxConcurrent = fromFlags.MaxConcurrent
-		case "max-queued":
-			c.MaxQueued = fromFlags.MaxQueued
-		case "max-sessions":
-			c.MaxSessions = fromFlags.MaxSessions
-		case "llm-config":
-			c.LLMConfig = fromFlags.LLMConfig
-		case "safety":
-			c.Safety = fromFlags.Safety
-		case "safety-scope":
-			c.SafetyScope = fromFlags.SafetyScope
-		case "judge-model":
-			c.JudgeModel = fromFlags.JudgeModel
-		case "net-allow":
-			c.NetAllow = fromFlags.NetAllow
-		case "chat-net":
-			c.ChatNet = fromFlags.ChatNet
-		case "max-conns":
-			c.MaxConns = fromFlags.MaxConns
-		case "max-conns-per-client":
-			c.MaxConnsPerClient = fromFlags.MaxConnsPerClient
-		case "max-total-memory":
-			c.MaxTotalMemory = fromFlags.MaxTotalMemory
-		case "max-total-pids":
-			c.MaxTotalPids = fromFlags.MaxTotalPids
-		case "max-total-cpus":
-			c.MaxTotalCPUs = fromFlags.MaxTotalCPUs
+		if key := strings.ReplaceAll(f.Name, "-", "_"); to[key].IsValid() {
+			to[key].Set(from[key])
 		}
 	})
 	c.Store = storeDir(c.Store)
@@ -371,6 +331,63 @@ func decodeConfig(data []byte, c *serveConfig) error {
 		}
 	}
 	return nil
+}
+
+// otherVariables are the CODEEXEC_* variables that are not config keys: read by
+// serve (the keys), by other commands (chat) or by the tests.
+var otherVariables = []string{"CODEEXEC_API_KEYS", "CODEEXEC_API_KEY", "CODEEXEC_MODEL",
+	"CODEEXEC_REQUIRE_INTEGRATION", "CODEEXEC_TEST_IMAGE_BUILD"}
+
+// applyEnv sets every config key named by a CODEEXEC_<KEY> variable of environ
+// (max_conns: CODEEXEC_MAX_CONNS; a list is comma-separated). An unknown CODEEXEC_ variable is an error that names the
+// known ones: a misspelt setting must not pass unnoticed.
+func applyEnv(c *serveConfig, environ []string) error {
+	fields := configFields(c)
+	for _, kv := range environ {
+		name, v, _ := strings.Cut(kv, "=")
+		key, ok := strings.CutPrefix(name, "CODEEXEC_")
+		if !ok || v == "" || slices.Contains(otherVariables, name) {
+			continue // an empty variable counts as unset, as in a shell's ${V:-default}
+		}
+		key = strings.ToLower(key)
+		f, ok := fields[key]
+		if !ok {
+			known := slices.Clone(otherVariables)
+			for k := range fields {
+				known = append(known, "CODEEXEC_"+strings.ToUpper(k))
+			}
+			slices.Sort(known)
+			return fmt.Errorf("unknown variable %s; the variables are %s", name, strings.Join(known, ", "))
+		}
+		if err := json.Unmarshal(envJSON(f, v), f.Addr().Interface()); err != nil {
+			return fmt.Errorf("%s: %s", name, api.DescribeJSONError(err, f.Interface()))
+		}
+	}
+	return nil
+}
+
+// envJSON writes a variable's text as the JSON its field decodes: numbers and
+// booleans as they are, a list from comma-separated items, anything else a string.
+func envJSON(f reflect.Value, v string) []byte {
+	var b []byte
+	switch f.Kind() {
+	case reflect.Bool, reflect.Int, reflect.Int64, reflect.Float64:
+		if _, isDuration := f.Interface().(duration); !isDuration {
+			return []byte(v)
+		}
+		b, _ = json.Marshal(v)
+	case reflect.Slice:
+		items := []string{}
+		for _, it := range strings.Split(v, ",") {
+			if it = strings.TrimSpace(it); it != "" {
+				items = append(items, it)
+			}
+		}
+		b, _ = json.Marshal(items)
+	default:
+		b, _ = json.Marshal(v)
+	}
+	return b
 }
 
 // configFields maps the JSON keys of c's fields to those fields.

@@ -131,3 +131,91 @@ func TestServeKeys(t *testing.T) {
 		t.Errorf("an unknown option: %v", err)
 	}
 }
+
+// TestServeEnv: every config key has its CODEEXEC_ variable, decoded as the file's
+// value would be; a flag beats it; an unknown variable names the known ones.
+func TestServeEnv(t *testing.T) {
+	tests := []struct {
+		env   map[string]string
+		args  []string
+		check func(serveConfig) string // what is wrong, or ""
+		err   string
+	}{
+		{env: map[string]string{"CODEEXEC_MAX_CONNS": "5", "CODEEXEC_IDLE_TIMEOUT": "7s", "CODEEXEC_COLD": "true"},
+			check: func(c serveConfig) string {
+				if c.conn.MaxConns != 5 || c.conn.IdleTimeout != 7*time.Second || !c.Cold {
+					return "max_conns, idle_timeout or cold not taken"
+				}
+				return ""
+			}},
+		{env: map[string]string{"CODEEXEC_NET_ALLOW": "a.example.com, *.example.org"},
+			check: func(c serveConfig) string {
+				if strings.Join(c.NetAllow, "|") != "a.example.com|*.example.org" {
+					return "net_allow " + strings.Join(c.NetAllow, "|")
+				}
+				return ""
+			}},
+		{env: map[string]string{"CODEEXEC_MAX_CONNS": "5"}, args: []string{"--max-conns", "9"},
+			check: func(c serveConfig) string {
+				if c.conn.MaxConns != 9 {
+					return "the flag did not win"
+				}
+				return ""
+			}},
+		{env: map[string]string{"CODEEXEC_MAX_CONN": "5"}, err: "unknown variable CODEEXEC_MAX_CONN; the variables are CODEEXEC_ADDR,"},
+		{env: map[string]string{"CODEEXEC_MAX_CONNS": "many"}, err: "CODEEXEC_MAX_CONNS: "},
+		{env: map[string]string{"CODEEXEC_IDLE_TIMEOUT": "soon"}, err: `CODEEXEC_IDLE_TIMEOUT: "soon" is not a duration`},
+		{env: map[string]string{"CODEEXEC_MODEL": "m", "CODEEXEC_ADDR": ""},
+			check: func(c serveConfig) string {
+				if c.Addr != defaultServeConfig().Addr {
+					return "an empty variable changed addr to " + c.Addr
+				}
+				return ""
+			}},
+	}
+	for _, tt := range tests {
+		for k, v := range tt.env {
+			t.Setenv(k, v)
+		}
+		cfg, err := loadServeEnv(t, tt.args...)
+		switch {
+		case tt.err != "" && (err == nil || !strings.Contains(err.Error(), tt.err)):
+			t.Errorf("env %v: error %v, want one with %q", tt.env, err, tt.err)
+		case tt.err == "" && err != nil:
+			t.Errorf("env %v: %v", tt.env, err)
+		case tt.check != nil && err == nil:
+			if msg := tt.check(cfg); msg != "" {
+				t.Errorf("env %v: %s", tt.env, msg)
+			}
+		}
+		for k := range tt.env {
+			os.Unsetenv(k)
+		}
+	}
+}
+
+// loadServeEnv loads a serve config from the flags args and the environment as it is.
+func loadServeEnv(t *testing.T, args ...string) (serveConfig, error) {
+	t.Helper()
+	cfg := defaultServeConfig()
+	fl := pflag.NewFlagSet("serve", pflag.ContinueOnError)
+	bindServeFlags(fl, &cfg)
+	if err := fl.Parse(args); err != nil {
+		t.Fatal(err)
+	}
+	return cfg, cfg.load("", fl)
+}
+
+// TestServeFlagsNameKeys: every flag of serve but --config is named for a config key,
+// which is how load lets it win over the file and the environment.
+func TestServeFlagsNameKeys(t *testing.T) {
+	cfg := defaultServeConfig()
+	fl := pflag.NewFlagSet("serve", pflag.ContinueOnError)
+	bindServeFlags(fl, &cfg)
+	keys := configFields(&cfg)
+	fl.VisitAll(func(f *pflag.Flag) {
+		if key := strings.ReplaceAll(f.Name, "-", "_"); f.Name != "config" && !keys[key].IsValid() {
+			t.Errorf("flag --%s names no config key (want %q)", f.Name, key)
+		}
+	})
+}
