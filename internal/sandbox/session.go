@@ -31,7 +31,8 @@ type Session struct {
 	mu     sync.Mutex // held for the whole of an execution
 	s      *slot
 	work   *workDir
-	ended  error // why the session is over, once it is
+	inputs *inputWriter // writes uploads and input files, charged to s.g
+	ended  error        // why the session is over, once it is
 	cpuUse time.Duration
 }
 
@@ -62,7 +63,7 @@ func (r *Runner) newSession(z *zygote, l Limits) (*Session, error) {
 		r.cleanupLater(s.release)
 		return nil, fmt.Errorf("sandbox: open the work dir: %w", err)
 	}
-	return &Session{r: r, limits: l, s: s, work: work}, nil
+	return &Session{r: r, limits: l, s: s, work: work, inputs: r.inputWriter(s.g, l)}, nil
 }
 
 // Run executes req in the session. req.Limits may lower the session's timeout and
@@ -88,8 +89,8 @@ func (s *Session) run(ctx context.Context, req *Request, last bool) (*Result, er
 		return nil, s.ended
 	}
 	c, g := s.s.c, s.s.g
-	if err := s.work.writeInputs(req.Files); err != nil {
-		return nil, fmt.Errorf("sandbox: %w", err)
+	if err := s.work.writeInputs(req.Files, s.inputs); err != nil {
+		return nil, err
 	}
 	o, w, alive, err := c.exec(ctx, req, g, last)
 	if err != nil {
@@ -106,6 +107,7 @@ func (s *Session) run(ctx context.Context, req *Request, last bool) (*Result, er
 	}
 	o.report = w.waitOutput(grace)
 	o.stats, o.statsErr = g.Stats()
+	o.stats.OOMKills -= s.inputs.oomKills // a writer's, not the program's
 	// CPU time is the group's total; report this execution's share.
 	total := o.stats.CPUTime
 	o.stats.CPUTime -= s.cpuUse
@@ -161,14 +163,20 @@ func (s *Session) MemoryBytes() (int64, error) {
 	return st.MemoryBytes, err
 }
 
-// WriteFile puts data at p in the session's work dir.
+// WriteFile puts data at p in the session's work dir, whole or not at all. Its pages
+// count against the session's memory limit; data that does not fit is an
+// ErrStorageLimit.
 func (s *Session) WriteFile(p string, data []byte) error {
+	clean, err := CleanInputPath(p)
+	if err != nil {
+		return err
+	}
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	if s.ended != nil {
 		return s.ended
 	}
-	return s.work.writeInputs([]InputFile{{Path: p, Data: data}})
+	return s.work.writeInputs([]InputFile{{Path: clean, Data: data}}, s.inputs)
 }
 
 // ReadFile returns the content of the regular file p in the session's work dir, at
@@ -194,16 +202,17 @@ func (s *Session) ReadFile(p string, max int64) ([]byte, error) {
 		return nil, err
 	}
 	defer f.Close()
+	// Errors of f name the host's path to the work dir: keep them to the sandbox's.
 	fi, err := f.Stat()
 	if err != nil {
-		return nil, err
+		return nil, fmt.Errorf("sandbox: %q: %w", clean, hostFree(err))
 	}
 	if !fi.Mode().IsRegular() {
 		return nil, fmt.Errorf("sandbox: %q is not a regular file", clean)
 	}
 	data, err := io.ReadAll(io.LimitReader(f, max+1))
 	if err != nil {
-		return nil, err
+		return nil, fmt.Errorf("sandbox: read %q: %w", clean, hostFree(err))
 	}
 	if int64(len(data)) > max {
 		return nil, fmt.Errorf("sandbox: %q has more than the %d bytes allowed", clean, max)
