@@ -121,7 +121,7 @@ func (c *completion) placeFiles(ctx context.Context, req *llm.ChatRequest) error
 				c.sb = sb
 			}
 			if err := c.sb.WriteFile(name, data); err != nil {
-				return fmt.Errorf("%w: file %q: %v", ErrBadRequest, name, err)
+				return fmt.Errorf("%w: file %q: %w", ErrBadRequest, name, err)
 			}
 			note := llm.ContentPart{Type: "text", Text: fmt.Sprintf("[The file %s (%d bytes) is in the working directory /work for the code_execution tool.]", name, len(data))}
 			if p.Type == "image_url" {

@@ -13,6 +13,7 @@ import (
 
 	"github.com/codeexec/codeexec/internal/agent"
 	"github.com/codeexec/codeexec/internal/llm"
+	"github.com/codeexec/codeexec/internal/sandbox"
 )
 
 // Upstreams chooses the upstream client for a model; *llm.Router is one.
@@ -250,6 +251,8 @@ func (e *sseEvents) finish(resp *llm.ChatResponse, usage bool) {
 func classifyError(err error) (int, string, string) {
 	var apiErr *llm.APIError
 	switch {
+	case errors.Is(err, sandbox.ErrStorageLimit):
+		return http.StatusInsufficientStorage, "storage_limit", err.Error()
 	case errors.Is(err, agent.ErrBadRequest):
 		return http.StatusBadRequest, "invalid_request", err.Error()
 	case errors.Is(err, context.Canceled):

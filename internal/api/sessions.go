@@ -165,8 +165,10 @@ func writeSessionError(w http.ResponseWriter, id string, err error) {
 		writeError(w, http.StatusServiceUnavailable, "shutting_down", "the server is shutting down")
 	case errors.Is(err, session.ErrBadTTL):
 		writeError(w, http.StatusBadRequest, "invalid_ttl", err.Error())
+	case errors.Is(err, sandbox.ErrStorageLimit):
+		writeRequestError(w, storageLimitError(err))
 	default:
-		writeError(w, http.StatusInternalServerError, "sandbox_error", "the session could not be started: "+err.Error())
+		internalError(w, "sandbox_error", "the session could not be started", err)
 	}
 }
 
@@ -178,6 +180,8 @@ func writeFileError(w http.ResponseWriter, p string, err error) {
 		writeError(w, http.StatusNotFound, "file_not_found", fmt.Sprintf("no file %q in the session", p))
 	case errors.Is(err, sandbox.ErrBadPath):
 		writeError(w, http.StatusBadRequest, "invalid_file_path", err.Error())
+	case errors.Is(err, sandbox.ErrStorageLimit):
+		writeRequestError(w, storageLimitError(err))
 	default:
 		writeError(w, http.StatusBadRequest, "file_error", err.Error())
 	}
