@@ -44,6 +44,9 @@ type serveConfig struct {
 	SessionMaxAge duration `json:"session_max_age"`
 	MaxTimeout    duration `json:"max_timeout"`
 	MaxMemory     string   `json:"max_memory"`
+	// MaxTotalStorage bounds the tmpfs sizes (work dir, /tmp, /dev/shm) of all live
+	// sandboxes together; "" is the host's memory (MemTotal), "0" no bound.
+	MaxTotalStorage string `json:"max_total_storage"`
 	// LLMConfig is the upstream providers file; without it the upstream is read from
 	// OPENAI_BASE_URL and OPENAI_API_KEY.
 	LLMConfig string `json:"llm_config"`
@@ -134,6 +137,7 @@ Without API keys the server listens on loopback addresses only, unless
 	f.IntVar(&cfg.MaxConcurrent, "max-concurrent", cfg.MaxConcurrent, "executions running at once")
 	f.IntVar(&cfg.MaxQueued, "max-queued", cfg.MaxQueued, "executions waiting for a turn before 429")
 	f.IntVar(&cfg.MaxSessions, "max-sessions", cfg.MaxSessions, "sessions alive at once")
+	f.StringVar(&cfg.MaxTotalStorage, "max-total-storage", "", "the most the file systems of all live sandboxes (work dir, /tmp, /dev/shm) may hold together, e.g. 64GiB; 0: no bound (default: the host's memory)")
 	f.StringVar(&cfg.Safety, "safety", cfg.Safety, "judge model-written code before it runs: off, static or llm (static, then a model)")
 	f.StringVar(&cfg.JudgeModel, "judge-model", cfg.JudgeModel, "the model the llm judge asks")
 	f.StringVar(&cfg.LLMConfig, "llm-config", "", "JSON file of upstream model providers (default: OPENAI_BASE_URL and OPENAI_API_KEY)")
@@ -185,6 +189,8 @@ func (c *serveConfig) load(file string, flags *pflag.FlagSet) error {
 			c.MaxQueued = fromFlags.MaxQueued
 		case "max-sessions":
 			c.MaxSessions = fromFlags.MaxSessions
+		case "max-total-storage":
+			c.MaxTotalStorage = fromFlags.MaxTotalStorage
 		case "llm-config":
 			c.LLMConfig = fromFlags.LLMConfig
 		case "safety":
@@ -211,6 +217,11 @@ func (c *serveConfig) load(file string, flags *pflag.FlagSet) error {
 	}
 	if c.chatNet, err = egress.ParseSpec(c.ChatNet); err != nil {
 		return fmt.Errorf("chat-net: %w", err)
+	}
+	if c.MaxTotalStorage != "" {
+		if _, err := parseSize(c.MaxTotalStorage); err != nil {
+			return fmt.Errorf("max-total-storage: %w", err)
+		}
 	}
 	if c.MaxConcurrent < 1 || c.MaxQueued < 0 || c.MaxSessions < 0 || c.Prefork < 0 {
 		return errors.New("max-concurrent must be positive; max-queued, max-sessions and prefork not negative")
@@ -275,8 +286,13 @@ func loopbackOnly(addr string) bool {
 
 func serve(ctx context.Context, c serveConfig) error {
 	log := slog.New(slog.NewTextHandler(os.Stderr, nil))
+	storage, err := storageBudget(c.MaxTotalStorage)
+	if err != nil {
+		return err
+	}
 	runner, img, err := openRunner(c.Store, func(cfg *sandbox.Config) {
 		cfg.Warm, cfg.Prefork, cfg.Logger = !c.Cold, c.Prefork, log
+		cfg.MaxTotalStorage = storage
 	})
 	if err != nil {
 		return err
@@ -347,7 +363,8 @@ func serve(ctx context.Context, c serveConfig) error {
 		log.Warn("no API keys configured: anyone who can reach the address can run code", "addr", ln.Addr().String())
 	}
 	log.Info("serving", "addr", ln.Addr().String(), "store", c.Store, "image", img.Manifest.Name+"-"+img.Manifest.RecipeHash,
-		"cgroup", "v"+strconv.Itoa(int(runner.CgroupVersion())), "warm", !c.Cold, "keys", len(c.apiKeys), "safety", c.Safety)
+		"cgroup", "v"+strconv.Itoa(int(runner.CgroupVersion())), "warm", !c.Cold, "keys", len(c.apiKeys), "safety", c.Safety,
+		"storage_budget_mib", storage>>20)
 
 	ctx, stop := signal.NotifyContext(ctx, os.Interrupt, syscall.SIGTERM)
 	defer stop()
