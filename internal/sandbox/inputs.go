@@ -60,10 +60,11 @@ const (
 	writerFirstFD = 3 // the destination files in order; the executable follows them
 )
 
-// writerBadArgs is the writer's exit status for arguments it cannot read. A failed
-// write exits with its errno (1..133) instead: an exit status needs no memory, while
-// a message on a pipe needs a page, charged to a group that may have none left.
-const writerBadArgs = 200
+// writerErrnoBase plus an errno is the writer's exit status when a write failed: an
+// exit status needs no memory, while a message on a pipe needs a page, charged to a
+// group that may have none left. Any other failure (bad arguments, a crash of the Go
+// runtime, which exits with 2) has a status below it.
+const writerErrnoBase = 100
 
 // maxWriterFiles bounds the files one writer process takes, one descriptor each.
 const maxWriterFiles = 64
@@ -107,8 +108,20 @@ func (iw *inputWriter) place(root *os.Root, files []InputFile, inputs map[string
 // name in its directory and is renamed over its path once every file is complete;
 // on any failure the temporary files and the directories made for them are removed.
 func (iw *inputWriter) put(root *os.Root, files []InputFile, inputs map[string]fileStamp) error {
+	// Paused until the files are in place or gone: a process of the sandbox that
+	// waits for memory meanwhile must find the pages of a failed write freed when it
+	// wakes, not be killed for them.
+	restore, err := iw.g.PauseOOMKiller()
+	if err != nil {
+		return fmt.Errorf("sandbox: input files: %w", err)
+	}
+	defer func() {
+		if err := restore(); err != nil {
+			iw.log.Error("restoring the OOM killer after writing input files", "err", err)
+		}
+	}()
 	st := &staging{root: root, files: files}
-	err := asFSUser(iw.uid, st.create)
+	err = asFSUser(iw.uid, st.create)
 	if err == nil {
 		err = iw.write(st.temps, files)
 	}
@@ -123,17 +136,8 @@ func (iw *inputWriter) put(root *os.Root, files []InputFile, inputs map[string]f
 }
 
 // write copies the files' contents into dsts, the open temporary files, from writer
-// processes in the sandbox's cgroup, with the group's OOM killer paused.
+// processes in the sandbox's cgroup.
 func (iw *inputWriter) write(dsts []*os.File, files []InputFile) error {
-	restore, err := iw.g.PauseOOMKiller()
-	if err != nil {
-		return fmt.Errorf("sandbox: input files: %w", err)
-	}
-	defer func() {
-		if err := restore(); err != nil {
-			iw.log.Error("restoring the OOM killer after writing input files", "err", err)
-		}
-	}()
 	for len(dsts) > 0 {
 		n := min(len(dsts), maxWriterFiles)
 		if err := iw.writeBatch(dsts[:n], files[:n]); err != nil {
@@ -293,10 +297,10 @@ func writerErrno(waitErr error) (unix.Errno, bool) {
 		return 0, false
 	}
 	code := ee.ExitCode()
-	if code <= 0 || code == writerBadArgs {
+	if code <= writerErrnoBase {
 		return 0, false
 	}
-	return unix.Errno(code), true
+	return unix.Errno(code - writerErrnoBase), true
 }
 
 // staging is the state of one placement: the temporary files and the directories
@@ -416,13 +420,13 @@ func runWriter() {
 		n, err := strconv.ParseInt(arg, 10, 64)
 		if err != nil || n < 0 {
 			fmt.Fprintf(os.Stderr, "bad size %q\n", arg)
-			os.Exit(writerBadArgs)
+			os.Exit(1)
 		}
 		sizes[i] = n
 	}
 	for i, n := range sizes {
 		if errno := copyIn(writerFirstFD+i, n); errno != 0 {
-			os.Exit(int(errno))
+			os.Exit(writerErrnoBase + int(errno))
 		}
 	}
 	os.Exit(0)
