@@ -61,7 +61,7 @@ func (r *Runner) newSession(z *zygote, l Limits) (*Session, error) {
 	work, err := s.c.workDir()
 	if err != nil {
 		r.cleanupLater(s.release)
-		return nil, fmt.Errorf("sandbox: open the work dir: %w", err)
+		return nil, fmt.Errorf("sandbox: open /work: %w", hostFree(err))
 	}
 	return &Session{r: r, limits: l, s: s, work: work, inputs: r.inputWriter(s.g, l)}, nil
 }
