@@ -54,6 +54,9 @@ type serveConfig struct {
 	MaxTotalMemory string  `json:"max_total_memory"`
 	MaxTotalPids   int64   `json:"max_total_pids"`
 	MaxTotalCPUs   float64 `json:"max_total_cpus"`
+	// MaxTotalStorage bounds the tmpfs sizes (work dir, /tmp, /dev/shm) of all live
+	// sandboxes together; "" is the host's memory (MemTotal), "0" no bound.
+	MaxTotalStorage string `json:"max_total_storage"`
 	// LLMConfig is the upstream providers file; without it the upstream is read from
 	// OPENAI_BASE_URL and OPENAI_API_KEY.
 	LLMConfig string `json:"llm_config"`
@@ -180,6 +183,7 @@ func bindServeFlags(f *pflag.FlagSet, cfg *serveConfig) {
 	f.IntVar(&cfg.MaxConcurrent, "max-concurrent", cfg.MaxConcurrent, "executions running at once")
 	f.IntVar(&cfg.MaxQueued, "max-queued", cfg.MaxQueued, "executions waiting for a turn before 429")
 	f.IntVar(&cfg.MaxSessions, "max-sessions", cfg.MaxSessions, "sessions alive at once")
+	f.StringVar(&cfg.MaxTotalStorage, "max-total-storage", "", "the most the file systems of all live sandboxes (work dir, /tmp, /dev/shm) may hold together, e.g. 64GiB; 0: no bound (default: the host's memory)")
 	f.StringVar(&cfg.Safety, "safety", cfg.Safety, "judge model-written code before it runs: off, static or llm (static, then a model)")
 	f.StringVar(&cfg.SafetyScope, "safety-scope", cfg.SafetyScope, "what --safety judges: chat (the gateway's code tool) or all (also /v1/execute and sessions)")
 	f.StringVar(&cfg.JudgeModel, "judge-model", cfg.JudgeModel, "the model the llm judge asks")
@@ -243,6 +247,11 @@ func (c *serveConfig) load(file string, flags *pflag.FlagSet) error {
 	}
 	if c.SafetyScope == "all" && c.Safety == "off" {
 		return errors.New(`safety-scope "all" needs a judge: set --safety static or llm`)
+	}
+	if c.MaxTotalStorage != "" {
+		if _, err := parseSize(c.MaxTotalStorage); err != nil {
+			return fmt.Errorf("max-total-storage: %w", err)
+		}
 	}
 	if c.MaxConcurrent < 1 || c.MaxQueued < 0 || c.MaxSessions < 0 || c.Prefork < 0 {
 		return errors.New("max-concurrent must be positive; max-queued, max-sessions and prefork not negative")
@@ -485,8 +494,13 @@ func warnFileLimit(log *slog.Logger, maxConns int) {
 
 func serve(ctx context.Context, c serveConfig) error {
 	log := slog.New(slog.NewTextHandler(os.Stderr, nil))
+	storage, err := storageBudget(c.MaxTotalStorage)
+	if err != nil {
+		return err
+	}
 	runner, img, err := openRunner(c.Store, func(cfg *sandbox.Config) {
 		cfg.Warm, cfg.Prefork, cfg.Logger, cfg.Total = !c.Cold, c.Prefork, log, c.totals
+		cfg.MaxTotalStorage = storage
 	})
 	if err != nil {
 		return err
@@ -568,7 +582,8 @@ func serve(ctx context.Context, c serveConfig) error {
 	log.Info("serving", "addr", ln.Addr().String(), "store", c.Store, "image", img.Manifest.Name+"-"+img.Manifest.RecipeHash,
 		"cgroup", "v"+strconv.Itoa(int(runner.CgroupVersion())), "warm", !c.Cold, "keys", len(c.apiKeys),
 		"tenants", tenantCount(c.apiKeys), "safety", c.Safety, "max_conns", c.conn.MaxConns, "max_conns_per_client", c.conn.MaxConnsPerClient,
-		"total_memory_mib", c.totals.MemoryBytes>>20, "total_pids", c.totals.Pids, "total_cpus", c.totals.CPUs, "safety_scope", c.SafetyScope)
+		"total_memory_mib", c.totals.MemoryBytes>>20, "total_pids", c.totals.Pids, "total_cpus", c.totals.CPUs, "safety_scope", c.SafetyScope,
+		"storage_budget_mib", storage>>20)
 
 	ctx, stop := signal.NotifyContext(ctx, os.Interrupt, syscall.SIGTERM)
 	defer stop()

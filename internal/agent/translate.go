@@ -6,6 +6,7 @@ import (
 	"crypto/sha256"
 	"encoding/base64"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"mime"
 	"net/http"
@@ -259,6 +260,10 @@ func (c *completion) placeFiles(ctx context.Context, req *llm.ChatRequest, resum
 	}
 	for _, w := range writes {
 		if err := c.sb.WriteFile(w.name, w.data); err != nil {
+			if errors.Is(err, sandbox.ErrStorageLimit) {
+				// Not the request's fault alone: the caller answers 507.
+				return fmt.Errorf("messages[%d].content[%d]: file %q: %w", w.mi, w.pi, w.name, err)
+			}
 			return badRequest("invalid_file", "messages[%d].content[%d]: file %q: %v", w.mi, w.pi, w.name, err)
 		}
 	}

@@ -221,11 +221,31 @@ func writeJSON(w http.ResponseWriter, status int, v any) {
 }
 
 // statusRecorder remembers the status a handler wrote, for the request log, and
-// gives each piece of the reply its send deadline (nil: none).
+// gives each piece of the reply its send deadline (nil: none); it keeps the error
+// of a failure of the server's own for the log line too.
 type statusRecorder struct {
 	http.ResponseWriter
 	status int
 	send   *sendDeadline
+	err    error
+}
+
+// internalError answers a failure of the server's own with 500: the client learns
+// what failed, not the error, which may name host paths, cgroups or pids; the
+// request's log line carries it.
+func internalError(w http.ResponseWriter, code, what string, err error) {
+	for inner := w; inner != nil; {
+		if rec, ok := inner.(*statusRecorder); ok {
+			rec.err = err
+			break
+		}
+		u, ok := inner.(interface{ Unwrap() http.ResponseWriter })
+		if !ok {
+			break
+		}
+		inner = u.Unwrap()
+	}
+	writeError(w, http.StatusInternalServerError, code, what+" (an internal error; the server's log has the details)")
 }
 
 func (r *statusRecorder) WriteHeader(code int) {
@@ -276,8 +296,12 @@ func (s *Server) logRequests(next http.Handler) http.Handler {
 				s.log.Error("panic in handler", "path", r.URL.Path, "panic", v)
 				writeError(rec, http.StatusInternalServerError, "internal_error", "internal error")
 			}
-			s.log.Info("request", "method", r.Method, "path", r.URL.Path, "status", rec.status,
-				"ms", strconv.FormatFloat(float64(time.Since(start).Microseconds())/1000, 'f', 2, 64))
+			ms := strconv.FormatFloat(float64(time.Since(start).Microseconds())/1000, 'f', 2, 64)
+			if rec.err != nil {
+				s.log.Error("request", "method", r.Method, "path", r.URL.Path, "status", rec.status, "ms", ms, "err", rec.err)
+				return
+			}
+			s.log.Info("request", "method", r.Method, "path", r.URL.Path, "status", rec.status, "ms", ms)
 		}()
 		next.ServeHTTP(rec, r)
 	})

@@ -116,7 +116,6 @@ func (req *ExecuteRequest) toSandbox(cfg *Config) (*sandbox.Request, *requestErr
 		l.MemoryBytes = *req.MemoryMB << 20
 	}
 	sb := &sandbox.Request{Code: *req.Code, Limits: l, Network: network}
-	var total int64
 	for i, f := range req.Files {
 		data, err := base64.StdEncoding.DecodeString(f.ContentBase64)
 		if err != nil {
@@ -126,13 +125,12 @@ func (req *ExecuteRequest) toSandbox(cfg *Config) (*sandbox.Request, *requestErr
 		if err != nil {
 			return nil, badRequest("invalid_file_path", "files[%d]: %v", i, err)
 		}
-		total += int64(len(data))
 		sb.Files = append(sb.Files, sandbox.InputFile{Path: p, Data: data})
 	}
-	if total > l.WorkBytes {
-		return nil, badRequest("files_too_large", "files total %d bytes; the work dir holds %d", total, l.WorkBytes)
-	}
 	if err := sb.Validate(); err != nil {
+		if errors.Is(err, sandbox.ErrStorageLimit) {
+			return nil, storageLimitError(err)
+		}
 		return nil, badRequest("invalid_request", "%v", err)
 	}
 	return sb, nil
@@ -279,12 +277,20 @@ func (s *Server) execute(w http.ResponseWriter, r *http.Request, sessionID strin
 			fail(http.StatusBadRequest, "invalid_limits", err.Error())
 			return
 		}
+		if errors.Is(err, sandbox.ErrStorageLimit) {
+			fail(http.StatusInsufficientStorage, "storage_limit", err.Error())
+			return
+		}
 		if isClientGone(r.Context().Err()) {
 			fail(499, "client_closed", "the request was cancelled")
 			return
 		}
-		s.log.Error("execution failed", "err", err)
-		fail(http.StatusInternalServerError, "sandbox_error", "the sandbox failed: "+err.Error())
+		if stream != nil {
+			s.log.Error("execution failed", "err", err)
+			fail(http.StatusInternalServerError, "sandbox_error", "the sandbox failed (an internal error; the server's log has the details)")
+			return
+		}
+		internalError(w, "sandbox_error", "the sandbox failed", err)
 		return
 	}
 	s.metrics.observe(res, "python", time.Since(start))
@@ -370,6 +376,12 @@ func (s *Server) judged(ctx context.Context, req *sandbox.Request) *sandbox.Resu
 	}
 	return &sandbox.Result{Status: sandbox.StatusRejected, Error: &sandbox.Error{Name: "Rejected", Message: v.Reason},
 		Images: []sandbox.Image{}, Files: []sandbox.FileInfo{}}
+}
+
+// storageLimitError answers files, or a sandbox, that do not fit: 507, whose text
+// says which limit they met.
+func storageLimitError(err error) *requestError {
+	return &requestError{http.StatusInsufficientStorage, "storage_limit", err.Error()}
 }
 
 func writeRequestError(w http.ResponseWriter, err error) {

@@ -251,8 +251,10 @@ func writeSessionError(w http.ResponseWriter, id string, err error) {
 		writeError(w, http.StatusBadRequest, "invalid_ttl", err.Error())
 	case errors.Is(err, sandbox.ErrAboveTotal):
 		writeError(w, http.StatusBadRequest, "invalid_limits", err.Error())
+	case errors.Is(err, sandbox.ErrStorageLimit):
+		writeRequestError(w, storageLimitError(err))
 	default:
-		writeError(w, http.StatusInternalServerError, "sandbox_error", "the session could not be started: "+err.Error())
+		internalError(w, "sandbox_error", "the session could not be started", err)
 	}
 }
 
@@ -266,6 +268,8 @@ func writeFileError(w http.ResponseWriter, p string, err error) {
 		writeError(w, http.StatusBadRequest, "invalid_file_path", err.Error())
 	case errors.Is(err, sandbox.ErrNotAFile):
 		writeError(w, http.StatusBadRequest, "not_a_file", fmt.Sprintf("%q is not a regular file (a directory, say); name a file", p))
+	case errors.Is(err, sandbox.ErrStorageLimit):
+		writeRequestError(w, storageLimitError(err))
 	default:
 		writeError(w, http.StatusBadRequest, "file_error", err.Error())
 	}

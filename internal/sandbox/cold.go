@@ -22,19 +22,25 @@ func (r *Runner) runCold(ctx context.Context, req *Request) (*Result, error) {
 	var cu cleanup.Cleanup
 	defer cu.Clean()
 
+	unreserve, err := r.storage.reserve(l)
+	if err != nil {
+		return nil, err
+	}
+	cu.Add(unreserve)
 	work, err := newWorkDir(filepath.Join(r.inst.dir, name), l.WorkBytes, r.cfg.HostUID+sandboxUID)
 	if err != nil {
 		return nil, fmt.Errorf("sandbox: %w", err)
 	}
 	cu.Add(func() { _ = work.remove() })
-	if err := work.writeInputs(req.Files); err != nil {
-		return nil, fmt.Errorf("sandbox: %w", err)
-	}
+	// The group comes before the input files: their pages are charged to it.
 	g, err := r.cg.New(name, cgroupLimits(l))
 	if err != nil {
 		return nil, fmt.Errorf("sandbox: %w", err)
 	}
 	cu.Add(func() { _ = g.Destroy() })
+	if err := work.writeInputs(req.Files, r.inputWriter(g, l)); err != nil {
+		return nil, err
+	}
 
 	reportR, reportW, err := os.Pipe()
 	if err != nil {

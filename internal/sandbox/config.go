@@ -168,8 +168,12 @@ func (r *Request) Validate() error {
 		r.Files[i].Path = c
 		total += int64(len(f.Data))
 	}
+	// Their pages count against the memory limit, so they must fit in both.
 	if total > r.Limits.WorkBytes {
-		return fmt.Errorf("sandbox: input files total %d bytes, more than the %d-byte work dir", total, r.Limits.WorkBytes)
+		return storageLimit("input files total %s, more than the %s work dir", formatBytes(total), formatBytes(r.Limits.WorkBytes))
+	}
+	if total > r.Limits.MemoryBytes {
+		return storageLimit("input files total %s, more than the %s memory limit they count against", formatBytes(total), formatBytes(r.Limits.MemoryBytes))
 	}
 	return r.validateArgs()
 }

@@ -61,9 +61,13 @@ type initSpec struct {
 	Zygote bool `json:"zygote"`
 }
 
-// MaybeInit runs the sandbox init stage and never returns if this process was started
-// as one; otherwise it returns at once. Call it first thing in main (and TestMain).
+// MaybeInit runs the sandbox init stage, or the writer of input files, and never
+// returns if this process was started as one; otherwise it returns at once. Call it
+// first thing in main (and TestMain).
 func MaybeInit() {
+	if len(os.Args) > 0 && os.Args[0] == writerArg0 {
+		runWriter()
+	}
 	if len(os.Args) == 0 || os.Args[0] != initArg0 {
 		return
 	}

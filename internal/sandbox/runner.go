@@ -56,6 +56,10 @@ type Config struct {
 	// Egress configures the egress proxy of executions with a Network policy; the
 	// zero value uses the system resolver and lets only public addresses through.
 	Egress egress.Options
+	// MaxTotalStorage bounds the sum of the tmpfs sizes (work dir, /tmp, /dev/shm)
+	// of all live sandboxes, preforked ones included; a sandbox beyond it is refused
+	// with ErrStorageLimit. 0: no bound.
+	MaxTotalStorage int64
 }
 
 // DefaultHostUID is the default Config.HostUID, far above the ids of real users.
@@ -80,6 +84,7 @@ type Runner struct {
 	cg       *cgroup.Hierarchy
 	held     *cgroup.Group // kept frozen: see cgroup.HoldFreezer; nil on v2
 	inst     *instance
+	storage  storageBudget
 	seq      atomic.Uint64
 	log      *slog.Logger
 
@@ -107,6 +112,9 @@ const zygoteRetry = 10 * time.Second
 func New(cfg Config) (*Runner, error) {
 	if cfg.HostUID <= 0 {
 		return nil, fmt.Errorf("sandbox: host uid %d must be positive", cfg.HostUID)
+	}
+	if cfg.MaxTotalStorage < 0 {
+		return nil, fmt.Errorf("sandbox: storage budget %d bytes must not be negative", cfg.MaxTotalStorage)
 	}
 	if _, err := os.Stat(filepath.Join(cfg.Rootfs, "usr/bin/python3")); err != nil {
 		return nil, fmt.Errorf("sandbox: image %q has no python3: %w", cfg.Rootfs, err)
@@ -151,6 +159,7 @@ func New(cfg Config) (*Runner, error) {
 		log = slog.New(slog.DiscardHandler)
 	}
 	r := &Runner{cfg: cfg, self: self, filter: seccomp.Encode(prog), landlock: newLandlockPlan(landlockABI()), cg: cg, inst: inst, log: log, slots: make(chan *slot, max(cfg.Prefork, 0))}
+	r.storage.max = cfg.MaxTotalStorage
 	if r.landlock == nil {
 		log.Warn("the kernel has no Landlock; sandboxes are confined by namespaces, mounts and seccomp only")
 	}

@@ -54,8 +54,9 @@ type Session struct {
 	mu        sync.Mutex // held for the whole of an execution
 	s         *slot
 	work      *workDir
-	ended     error  // why the session is over, once it is; written under mu and runMu
-	endReason string // ended's reason code: a Status or an End* constant
+	inputs    *inputWriter // writes uploads and input files, charged to s.g
+	ended     error        // why the session is over, once it is; written under mu and runMu
+	endReason string       // ended's reason code: a Status or an End* constant
 	// frozen is set while the session's group is frozen. Reading and writing its
 	// files from the host needs no thaw; anything that needs a process of the
 	// session to run (its interpreter above all) must call thaw first.
@@ -126,9 +127,9 @@ func (r *Runner) newSession(z *zygote, l Limits) (*Session, error) {
 	work, err := s.c.workDir()
 	if err != nil {
 		r.cleanupLater(s.release)
-		return nil, fmt.Errorf("sandbox: open the work dir: %w", err)
+		return nil, fmt.Errorf("sandbox: open /work: %w", hostFree(err))
 	}
-	sess := &Session{r: r, limits: l, s: s, work: work}
+	sess := &Session{r: r, limits: l, s: s, work: work, inputs: r.inputWriter(s.g, l)}
 	r.live.add(sess)
 	return sess, nil
 }
@@ -211,15 +212,16 @@ func (s *Session) run(ctx context.Context, req *Request, last bool) (*Result, er
 		s.end(fmt.Errorf("%w: the interpreter was killed between runs (%s)", ErrSessionEnded, reason), reason)
 		return nil, s.ended
 	}
-	if err := s.work.writeInputs(req.Files); err != nil {
-		return nil, fmt.Errorf("sandbox: %w", err)
+	if err := s.work.writeInputs(req.Files, s.inputs); err != nil {
+		return nil, err
 	}
 	if err := s.thaw(); err != nil {
 		s.end(err, EndError)
 		return nil, err
 	}
 	// The group's counters run for the session's whole life: this run's share is
-	// the difference from here.
+	// the difference from here (after the input files, whose writer's OOM kill, if
+	// any, is not the program's).
 	before, beforeErr := g.Stats()
 	s.setRunning(true)
 	o, w, alive, err := c.exec(ctx, req, g, last)
@@ -382,14 +384,20 @@ func (s *Session) MemoryBytes() (int64, error) {
 	return st.MemoryBytes, err
 }
 
-// WriteFile puts data at p in the session's work dir.
+// WriteFile puts data at p in the session's work dir, whole or not at all. Its pages
+// count against the session's memory limit; data that does not fit is an
+// ErrStorageLimit.
 func (s *Session) WriteFile(p string, data []byte) error {
+	clean, err := CleanInputPath(p)
+	if err != nil {
+		return err
+	}
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	if s.ended != nil {
 		return s.ended
 	}
-	return s.work.writeInputs([]InputFile{{Path: p, Data: data}})
+	return s.work.writeInputs([]InputFile{{Path: clean, Data: data}}, s.inputs)
 }
 
 // ReadFile returns the content of the regular file p in the session's work dir, at
@@ -415,16 +423,17 @@ func (s *Session) ReadFile(p string, max int64) ([]byte, error) {
 		return nil, err
 	}
 	defer f.Close()
+	// Errors of f name the host's path to the work dir: keep them to the sandbox's.
 	fi, err := f.Stat()
 	if err != nil {
-		return nil, err
+		return nil, fmt.Errorf("sandbox: %q: %w", clean, hostFree(err))
 	}
 	if !fi.Mode().IsRegular() {
 		return nil, fmt.Errorf("%w: %q", ErrNotAFile, clean)
 	}
 	data, err := io.ReadAll(io.LimitReader(f, max+1))
 	if err != nil {
-		return nil, err
+		return nil, fmt.Errorf("sandbox: read %q: %w", clean, hostFree(err))
 	}
 	if int64(len(data)) > max {
 		return nil, fmt.Errorf("sandbox: %q has more than the %d bytes allowed", clean, max)

@@ -140,8 +140,20 @@ func TestWalkStops(t *testing.T) {
 func TestProducedStamps(t *testing.T) {
 	top := t.TempDir()
 	w := &workDir{dir: top, uid: os.Getuid(), inputs: newStamps()}
-	if err := w.writeInputs([]InputFile{{Path: "in/data.csv", Data: []byte("a,b\n")}, {Path: "keep.txt", Data: []byte("k")}}); err != nil {
-		t.Fatal(err)
+	// The inputs as the writer leaves them: in place, their stamps remembered.
+	for _, in := range []InputFile{{Path: "in/data.csv", Data: []byte("a,b\n")}, {Path: "keep.txt", Data: []byte("k")}} {
+		p := filepath.Join(top, in.Path)
+		if err := os.MkdirAll(filepath.Dir(p), 0o755); err != nil {
+			t.Fatal(err)
+		}
+		if err := os.WriteFile(p, in.Data, 0o644); err != nil {
+			t.Fatal(err)
+		}
+		fi, err := os.Lstat(p)
+		if err != nil {
+			t.Fatal(err)
+		}
+		w.inputs.add(in.Path, fileStamp{fi.Size(), fi.ModTime().UnixNano()})
 	}
 	list := func() []string {
 		t.Helper()

@@ -14,26 +14,35 @@ type slot struct {
 	c      *child
 	g      *cgroup.Group
 	limits Limits // what its mounts and cgroup were made for
+	// unreserve gives the slot's share of the storage budget back; idempotent.
+	unreserve func()
 }
 
 // release kills the slot's child and removes its cgroup.
 func (s *slot) release() {
 	s.c.close()
 	_ = s.g.Destroy()
+	s.unreserve()
 }
 
 // newSlot makes a cgroup with limits l and forks a child from z into it.
 func (r *Runner) newSlot(z *zygote, l Limits) (*slot, error) {
+	unreserve, err := r.storage.reserve(l)
+	if err != nil {
+		return nil, err
+	}
 	g, err := r.cg.New(r.nextName(), cgroupLimits(l))
 	if err != nil {
+		unreserve()
 		return nil, fmt.Errorf("sandbox: %w", err)
 	}
 	c, err := z.spawn(l, g)
 	if err != nil {
 		_ = g.Destroy()
+		unreserve()
 		return nil, err
 	}
-	return &slot{c: c, g: g, limits: l}, nil
+	return &slot{c: c, g: g, limits: l, unreserve: unreserve}, nil
 }
 
 // prefork keeps r.slots full of ready children until ctx ends. When the zygote
@@ -76,6 +85,8 @@ func (r *Runner) takeSlot(z *zygote, l Limits) (*slot, error) {
 		}
 		if !s.c.running() || s.limits.TmpBytes != l.TmpBytes || s.limits.WorkBytes != l.WorkBytes {
 			// Dead with an old zygote, or mounts of the wrong size: not for this run.
+			// Its storage is free for the new slot now, not once it is torn down.
+			s.unreserve()
 			r.cleanupLater(s.release)
 			if !s.c.running() {
 				continue

@@ -5,7 +5,6 @@ import (
 	"fmt"
 	"hash/maphash"
 	"os"
-	"path"
 	"runtime"
 
 	"golang.org/x/sys/unix"
@@ -105,35 +104,19 @@ func (w *workDir) remove() error {
 	return os.Remove(w.dir)
 }
 
-// writeInputs places files in the work dir, created as the sandbox user, and
-// remembers them so that only files the program creates or changes are reported.
-func (w *workDir) writeInputs(files []InputFile) error {
+// writeInputs places files in the work dir, all or none, with their pages charged to
+// the sandbox (see inputWriter), and remembers them so that only files the program
+// creates or changes are reported. Files that do not fit are an ErrStorageLimit.
+func (w *workDir) writeInputs(files []InputFile, iw *inputWriter) error {
 	if len(files) == 0 {
 		return nil
 	}
-	return asFSUser(w.uid, func() error {
-		root, release, err := w.open()
-		if err != nil {
-			return err
-		}
-		defer release()
-		for _, f := range files {
-			if dir := path.Dir(f.Path); dir != "." {
-				if err := root.MkdirAll(dir, 0o755); err != nil {
-					return fmt.Errorf("input file %q: %w", f.Path, err)
-				}
-			}
-			if err := root.WriteFile(f.Path, f.Data, 0o644); err != nil {
-				return fmt.Errorf("input file %q: %w", f.Path, err)
-			}
-			fi, err := root.Lstat(f.Path)
-			if err != nil {
-				return err
-			}
-			w.inputs.add(f.Path, fileStamp{fi.Size(), fi.ModTime().UnixNano()})
-		}
-		return nil
-	})
+	root, release, err := w.open()
+	if err != nil {
+		return fmt.Errorf("sandbox: open /work: %w", hostFree(err))
+	}
+	defer release()
+	return iw.place(root, files, w.inputs)
 }
 
 // asFSUser runs f with the file system uid and gid set to uid, so that what f
