@@ -9,6 +9,7 @@ import (
 	"sync"
 	"time"
 
+	"github.com/codeexec/codeexec/internal/cgroup"
 	"golang.org/x/sys/unix"
 )
 
@@ -212,11 +213,16 @@ func (s *Session) run(ctx context.Context, req *Request, last bool) (*Result, er
 		s.end(fmt.Errorf("%w: the interpreter was killed between runs (%s)", ErrSessionEnded, reason), reason)
 		return nil, s.ended
 	}
-	if err := s.work.writeInputs(req.Files, s.inputs); err != nil {
-		return nil, err
-	}
+	// Thawed first: on cgroup v2 the writer of the input files joins the session's
+	// group, and would freeze with it.
 	if err := s.thaw(); err != nil {
 		s.end(err, EndError)
+		return nil, err
+	}
+	if err := s.work.writeInputs(req.Files, s.inputs); err != nil {
+		if ferr := s.freeze(); ferr != nil {
+			s.end(ferr, EndFreezeFailed)
+		}
 		return nil, err
 	}
 	// The group's counters run for the session's whole life: this run's share is
@@ -396,6 +402,20 @@ func (s *Session) WriteFile(p string, data []byte) error {
 	defer s.mu.Unlock()
 	if s.ended != nil {
 		return s.ended
+	}
+	if s.r.cg.Version() == cgroup.V2 && s.frozen {
+		// The writer joins the session's whole group on v2 (one hierarchy), and
+		// would freeze with it: thaw for the write. On v1 it joins only the memory
+		// controller, and the freezer's group does not hold it.
+		if err := s.thaw(); err != nil {
+			s.end(err, EndError)
+			return err
+		}
+		defer func() {
+			if err := s.freeze(); err != nil {
+				s.end(err, EndFreezeFailed)
+			}
+		}()
 	}
 	return s.work.writeInputs([]InputFile{{Path: clean, Data: data}}, s.inputs)
 }
