@@ -21,7 +21,7 @@ func newTestSession(t *testing.T, r *Runner, l Limits) *Session {
 
 func sessionRun(t *testing.T, s *Session, code string) *Result {
 	t.Helper()
-	res, err := s.Run(context.Background(), &Request{Code: code, Limits: DefaultLimits()})
+	res, err := s.Run(context.Background(), &Request{Code: code}) // zero limits: the session's
 	if err != nil {
 		t.Fatalf("Run(%q): %v", code, err)
 	}
