@@ -15,7 +15,7 @@ import (
 // sandbox that imports every library of the recipe and returns their versions (and
 // "python"'s). run.go sets it; while it is nil, image.Build falls back to a weaker check
 // in a chroot.
-var verifyImage func(ctx context.Context, rootfs string) (map[string]string, error)
+var verifyImage func(ctx context.Context, rootfs string, modules []string) (map[string]string, error)
 
 func newImageCmd() *cobra.Command {
 	cmd := &cobra.Command{

@@ -44,19 +44,10 @@ func newRunner(store, rootfs string, adjust func(*sandbox.Config)) (*sandbox.Run
 	return r, nil
 }
 
-// verifyProgram imports every library of the image inside a real sandbox and reports
-// their versions.
-const verifyProgram = `
-import json, sys, numpy, pandas, matplotlib, matplotlib.pyplot as plt, scipy, scipy.optimize, sympy, requests
-plt.plot([1, 2, 3]); plt.savefig("/tmp/check.png")
-print(json.dumps({"python": sys.version.split()[0], "numpy": numpy.__version__,
-    "pandas": pandas.__version__, "matplotlib": matplotlib.__version__,
-    "scipy": scipy.__version__, "sympy": sympy.__version__, "requests": requests.__version__}))
-`
-
-// verifyInSandbox checks a freshly built image by running verifyProgram in it. The
-// store's run dir beside the image is used for the sandbox's state.
-func verifyInSandbox(ctx context.Context, rootfs string) (map[string]string, error) {
+// verifyInSandbox checks a freshly built image by running image.VerifyProgram in it: it
+// imports modules and records their versions. The store's run dir beside the image is
+// used for the sandbox's state.
+func verifyInSandbox(ctx context.Context, rootfs string, modules []string) (map[string]string, error) {
 	store := filepath.Dir(filepath.Dir(filepath.Dir(filepath.Clean(rootfs)))) // <store>/images/<id>/rootfs
 	r, err := newRunner(store, rootfs, nil)
 	if err != nil {
@@ -65,7 +56,7 @@ func verifyInSandbox(ctx context.Context, rootfs string) (map[string]string, err
 	defer r.Close()
 	l := sandbox.DefaultLimits()
 	l.Timeout = 2 * time.Minute // the first imports read the whole stack from disk
-	res, err := r.Run(ctx, &sandbox.Request{Code: verifyProgram, Limits: l})
+	res, err := r.Run(ctx, &sandbox.Request{Code: image.VerifyProgram(modules), Limits: l})
 	if err != nil {
 		return nil, err
 	}

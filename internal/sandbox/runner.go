@@ -14,6 +14,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"regexp"
 	"strconv"
 	"sync"
 	"sync/atomic"
@@ -44,6 +45,9 @@ type Config struct {
 	// Prefork is how many warm children are kept forked and ready, so that an
 	// execution does not wait for a fork and namespace setup. 0 forks on demand.
 	Prefork int
+	// Preload are the Python modules the zygote imports, in order, skipping those the
+	// image does not have; nil means DefaultPreload.
+	Preload []string
 	// Logger receives diagnostics such as zygote restarts; nil discards them.
 	Logger *slog.Logger
 	// Egress configures the egress proxy of executions with a Network policy; the
@@ -53,6 +57,15 @@ type Config struct {
 
 // DefaultHostUID is the default Config.HostUID, far above the ids of real users.
 const DefaultHostUID = 1_100_000
+
+// DefaultPreload returns the modules the zygote imports unless Config.Preload says
+// otherwise: the default image's stack. An image without some of them skips those.
+func DefaultPreload() []string {
+	return []string{"numpy", "pandas", "scipy", "sympy", "requests", "matplotlib"}
+}
+
+// preloadRE matches a Python module name: the zygote gets them as arguments.
+var preloadRE = regexp.MustCompile(`^[A-Za-z_][A-Za-z0-9_]*(\.[A-Za-z_][A-Za-z0-9_]*)*$`)
 
 // maxReportBytes bounds the harness report: figures (8 MiB of PNG, base64-encoded) plus
 // the result repr and error.
@@ -98,6 +111,14 @@ const zygoteRetry = 10 * time.Second
 func New(cfg Config) (*Runner, error) {
 	if cfg.HostUID <= 0 {
 		return nil, fmt.Errorf("sandbox: host uid %d must be positive", cfg.HostUID)
+	}
+	for _, m := range cfg.Preload {
+		if !preloadRE.MatchString(m) {
+			return nil, fmt.Errorf("sandbox: preload %q is not a Python module name", m)
+		}
+	}
+	if cfg.Preload == nil {
+		cfg.Preload = DefaultPreload()
 	}
 	if _, err := os.Stat(filepath.Join(cfg.Rootfs, "usr/bin/python3")); err != nil {
 		return nil, fmt.Errorf("sandbox: image %q has no python3: %w", cfg.Rootfs, err)

@@ -89,7 +89,7 @@ func (r *Runner) startZygote() (*zygote, error) {
 		Rootfs:   r.cfg.Rootfs,
 		TmpBytes: zygoteTmpBytes,
 		Env:      sandboxEnv(DefaultLimits()),
-		Args:     []string{"/usr/bin/python3", "-B", "-s", "-c", harness.ZygoteSource},
+		Args:     append([]string{"/usr/bin/python3", "-B", "-s", "-c", harness.ZygoteSource}, r.cfg.Preload...),
 		Zygote:   true,
 	}
 	cmd, err := r.startInit(spec, theirs, log, log, g, nil)
