@@ -165,8 +165,14 @@ func dependents(ctx context.Context, run *runner, root, pkg string) ([]string, e
 	if err != nil {
 		return nil, fmt.Errorf("listing dependencies: %w", err)
 	}
+	return parseDependents(string(out), pkg), nil
+}
+
+// parseDependents reads dpkg-query's "Package<TAB>Depends, Pre-Depends" lines and returns
+// the packages that name pkg in either, as the only choice or an alternative.
+func parseDependents(out, pkg string) []string {
 	var deps []string
-	for _, line := range strings.Split(string(out), "\n") {
+	for _, line := range strings.Split(out, "\n") {
 		name, rel, ok := strings.Cut(line, "\t")
 		if !ok {
 			continue
@@ -181,5 +187,5 @@ func dependents(ctx context.Context, run *runner, root, pkg string) ([]string, e
 			}
 		}
 	}
-	return deps, nil
+	return deps
 }
