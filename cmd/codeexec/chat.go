@@ -88,7 +88,7 @@ func runChat(ctx context.Context, f chatFlags, in io.Reader, out io.Writer) erro
 	if err != nil {
 		return usageError{err}
 	}
-	runner, _, err := openRunner(storeDir(f.store), func(cfg *sandbox.Config) { cfg.Warm, cfg.Prefork = true, 1 })
+	runner, _, err := openRunner(storeDir(f.store), "", func(cfg *sandbox.Config) { cfg.Warm, cfg.Prefork = true, 1 })
 	if err != nil {
 		return err
 	}

@@ -4,24 +4,36 @@ import (
 	"context"
 	"encoding/json"
 	"fmt"
+	"log/slog"
 	"path/filepath"
 	"strings"
 	"time"
 
+	"github.com/codeexec/codeexec/internal/api"
 	"github.com/codeexec/codeexec/internal/image"
+	"github.com/codeexec/codeexec/internal/imageset"
 	"github.com/codeexec/codeexec/internal/sandbox"
 )
 
 func init() { verifyImage = verifyInSandbox }
 
-// openRunner opens a sandbox runner on the default image in store, configured by
-// adjust (nil: the cold path's defaults). The caller must call Close.
-func openRunner(store string, adjust func(*sandbox.Config)) (*sandbox.Runner, *image.Image, error) {
-	img, err := image.Find(store, image.DefaultRecipe())
+// openRunner opens a sandbox runner on image ref (a name or an ID; "": the default) in
+// store, configured by adjust (nil: the cold path's defaults). The caller must call
+// Close.
+func openRunner(store, ref string, adjust func(*sandbox.Config)) (*sandbox.Runner, *image.Image, error) {
+	if ref == "" {
+		ref = image.DefaultName
+	}
+	img, err := image.Lookup(store, ref)
 	if err != nil {
 		return nil, nil, err
 	}
-	r, err := newRunner(store, img.Rootfs, adjust)
+	r, err := newRunner(store, img.Rootfs, func(cfg *sandbox.Config) {
+		cfg.Preload = imageset.Preload(nil, img)
+		if adjust != nil {
+			adjust(cfg)
+		}
+	})
 	return r, img, err
 }
 
@@ -68,4 +80,34 @@ func verifyInSandbox(ctx context.Context, rootfs string, modules []string) (map[
 		return nil, fmt.Errorf("verify program output %q: %w", res.Stdout, err)
 	}
 	return versions, nil
+}
+
+// openImages opens the images the server serves, with the runner of the default one:
+// its sandboxes share the "codeexec" cgroup parent and the default host ids. The caller
+// must call Close.
+func openImages(c serveConfig, log *slog.Logger) (*imageset.Set, error) {
+	return imageset.Open(imageset.Config{
+		Store:   c.Store,
+		Default: c.Image,
+		Names:   c.Images,
+		Sandbox: sandbox.Config{
+			StateDir:     filepath.Join(c.Store, "run"),
+			CgroupParent: "codeexec",
+			HostUID:      sandbox.DefaultHostUID,
+			Warm:         !c.Cold,
+			Prefork:      c.Prefork,
+			Logger:       log,
+		},
+	})
+}
+
+// apiImages is an imageset.Set as the API sees it.
+type apiImages struct{ *imageset.Set }
+
+func (a apiImages) Runner(name string) (api.ImageRunner, error) {
+	r, err := a.Set.Runner(name)
+	if err != nil {
+		return nil, err // not a typed nil in an interface
+	}
+	return r, nil
 }

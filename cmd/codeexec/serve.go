@@ -19,9 +19,9 @@ import (
 	"github.com/codeexec/codeexec/internal/agent"
 	"github.com/codeexec/codeexec/internal/api"
 	"github.com/codeexec/codeexec/internal/egress"
+	"github.com/codeexec/codeexec/internal/image"
 	"github.com/codeexec/codeexec/internal/llm"
 	"github.com/codeexec/codeexec/internal/safety"
-	"github.com/codeexec/codeexec/internal/sandbox"
 	"github.com/codeexec/codeexec/internal/session"
 	"github.com/spf13/cobra"
 	"github.com/spf13/pflag"
@@ -59,6 +59,11 @@ type serveConfig struct {
 	// ChatNet is the network of the gateway's code_execution tool: "none" or
 	// "allow=HOST,…".
 	ChatNet string `json:"chat_net"`
+	// Image is the image (a name, or an image ID) of requests that name none.
+	Image string `json:"image"`
+	// Images are the images requests may name ("image"); empty: every image in the
+	// store when the server starts.
+	Images  []string `json:"images"`
 	apiKeys []string
 	chatNet *egress.Policy // ChatNet, parsed
 }
@@ -79,6 +84,7 @@ func defaultServeConfig() serveConfig {
 		Safety:        "off",
 		JudgeModel:    "gpt-4o-mini",
 		ChatNet:       "none",
+		Image:         image.DefaultName,
 	}
 }
 
@@ -139,6 +145,8 @@ Without API keys the server listens on loopback addresses only, unless
 	f.StringVar(&cfg.LLMConfig, "llm-config", "", "JSON file of upstream model providers (default: OPENAI_BASE_URL and OPENAI_API_KEY)")
 	f.StringVar(&cfg.ChatNet, "chat-net", cfg.ChatNet, "network of the gateway's code_execution tool: none, or allow=HOST[,HOST…]")
 	f.StringSliceVar(&cfg.NetAllow, "net-allow", nil, "hosts executions may reach through the egress proxy, e.g. example.com,*.pypi.org (default: none)")
+	f.StringVar(&cfg.Image, "image", cfg.Image, "image of requests that name none (a name, or an ID from `codeexec image list`)")
+	f.StringSliceVar(&cfg.Images, "images", nil, "images requests may name, e.g. python,ml (default: every image in the store at start)")
 	return cmd
 }
 
@@ -195,6 +203,10 @@ func (c *serveConfig) load(file string, flags *pflag.FlagSet) error {
 			c.NetAllow = fromFlags.NetAllow
 		case "chat-net":
 			c.ChatNet = fromFlags.ChatNet
+		case "image":
+			c.Image = fromFlags.Image
+		case "images":
+			c.Images = fromFlags.Images
 		}
 	})
 	c.Store = storeDir(c.Store)
@@ -275,13 +287,16 @@ func loopbackOnly(addr string) bool {
 
 func serve(ctx context.Context, c serveConfig) error {
 	log := slog.New(slog.NewTextHandler(os.Stderr, nil))
-	runner, img, err := openRunner(c.Store, func(cfg *sandbox.Config) {
-		cfg.Warm, cfg.Prefork, cfg.Logger = !c.Cold, c.Prefork, log
-	})
+	images, err := openImages(c, log)
 	if err != nil {
 		return err
 	}
-	defer runner.Close()
+	defer images.Close()
+	runner, err := images.Runner(images.Default())
+	if err != nil {
+		return err
+	}
+	img, _ := images.Image(images.Default())
 	if !c.Cold {
 		start := time.Now()
 		if err := runner.Warm(); err != nil {
@@ -313,6 +328,7 @@ func serve(ctx context.Context, c serveConfig) error {
 		return runner.Warm()
 	}
 	srv := api.New(acfg, runner, sessions, ready, log)
+	srv.SetImages(apiImages{images})
 	upstreams, err := newUpstreams(c.LLMConfig)
 	if err != nil {
 		return err
@@ -346,7 +362,7 @@ func serve(ctx context.Context, c serveConfig) error {
 	if len(c.apiKeys) == 0 {
 		log.Warn("no API keys configured: anyone who can reach the address can run code", "addr", ln.Addr().String())
 	}
-	log.Info("serving", "addr", ln.Addr().String(), "store", c.Store, "image", img.Manifest.Name+"-"+img.Manifest.RecipeHash,
+	log.Info("serving", "addr", ln.Addr().String(), "store", c.Store, "image", img.ID(), "images", strings.Join(images.Names(), ","),
 		"cgroup", "v"+strconv.Itoa(int(runner.CgroupVersion())), "warm", !c.Cold, "keys", len(c.apiKeys), "safety", c.Safety)
 
 	ctx, stop := signal.NotifyContext(ctx, os.Interrupt, syscall.SIGTERM)
@@ -367,7 +383,7 @@ func serve(ctx context.Context, c serveConfig) error {
 		_ = hs.Close()
 	}
 	sessions.Close()
-	if err := runner.Close(); err != nil {
+	if err := images.Close(); err != nil {
 		return fmt.Errorf("cleaning up sandboxes: %w", err)
 	}
 	log.Info("stopped")

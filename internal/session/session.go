@@ -36,8 +36,11 @@ type Config struct {
 
 // Session is one live session as the API sees it.
 type Session struct {
-	ID        string
-	Created   time.Time
+	ID      string
+	Created time.Time
+	// Image is the image the session runs in, as the API named it; "" for a manager's
+	// own starter when the server names no images.
+	Image     string
 	sb        *sandbox.Session
 	ttl       time.Duration
 	mu        sync.Mutex
@@ -91,6 +94,7 @@ type Info struct {
 	CreatedAt   time.Time `json:"created_at"`
 	LastUsedAt  time.Time `json:"last_used_at"`
 	ExpiresAt   time.Time `json:"expires_at"`
+	Image       string    `json:"image,omitempty"`
 	Executions  int       `json:"executions"`
 	Alive       bool      `json:"alive"`
 	MemoryBytes int64     `json:"memory_bytes"`
@@ -117,7 +121,7 @@ func (s *Session) Info() Info {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	return Info{ID: s.ID, CreatedAt: s.Created, LastUsedAt: s.lastUsed, ExpiresAt: s.expiresLocked(),
-		Executions: s.execCount, Alive: s.sb.Alive(), MemoryBytes: mem}
+		Image: s.Image, Executions: s.execCount, Alive: s.sb.Alive(), MemoryBytes: mem}
 }
 
 // Manager owns every session: it creates, finds, expires and ends them. The creator
@@ -146,6 +150,12 @@ func NewManager(cfg Config, starter Starter) *Manager {
 // Create starts a session with limits l that expires after ttl of idleness (0: the
 // default; more than the maximum is an error).
 func (m *Manager) Create(l sandbox.Limits, ttl time.Duration) (*Session, error) {
+	return m.CreateIn("", m.starter, l, ttl)
+}
+
+// CreateIn is Create with the session started by st, the starter of image (the
+// runner of another image than the manager's own); the cap on sessions covers them all.
+func (m *Manager) CreateIn(image string, st Starter, l sandbox.Limits, ttl time.Duration) (*Session, error) {
 	if ttl == 0 {
 		ttl = m.cfg.IdleTTL
 	}
@@ -164,7 +174,7 @@ func (m *Manager) Create(l sandbox.Limits, ttl time.Duration) (*Session, error) 
 	m.pending++
 	m.mu.Unlock()
 
-	sb, err := m.starter.NewSession(l)
+	sb, err := st.NewSession(l)
 	m.mu.Lock()
 	defer m.mu.Unlock()
 	m.pending--
@@ -176,7 +186,7 @@ func (m *Manager) Create(l sandbox.Limits, ttl time.Duration) (*Session, error) 
 		return nil, ErrClosed
 	}
 	now := m.now()
-	s := &Session{ID: newID(), Created: now, sb: sb, ttl: ttl, lastUsed: now, maxExpiry: now.Add(m.cfg.MaxLifetime)}
+	s := &Session{ID: newID(), Created: now, Image: image, sb: sb, ttl: ttl, lastUsed: now, maxExpiry: now.Add(m.cfg.MaxLifetime)}
 	m.sessions[s.ID] = s
 	return s, nil
 }
