@@ -3,7 +3,9 @@ package image
 import (
 	"context"
 	"encoding/json"
+	"errors"
 	"fmt"
+	"io/fs"
 	"os"
 	"path/filepath"
 	"strconv"
@@ -91,10 +93,13 @@ func chrootVerify(ctx context.Context, run *runner, rootfs string, modules []str
 	return versions, nil
 }
 
-// seedFontCache copies the files of src into dst and gives dst to the sandbox user.
+// seedFontCache copies the files of src into dst and gives dst to the sandbox user. An
+// image without matplotlib has no src: dst stays empty.
 func seedFontCache(src, dst string) error {
 	entries, err := os.ReadDir(src)
-	if err != nil {
+	if errors.Is(err, fs.ErrNotExist) {
+		return os.Lchown(dst, SandboxUID, SandboxGID)
+	} else if err != nil {
 		return err
 	}
 	for _, e := range entries {
