@@ -33,6 +33,7 @@ import (
 // config is the benchmark's flags.
 type config struct {
 	store       string
+	image       string // a name or an image ID
 	prefork     int
 	nWarm       int // latency executions per workload on the warm path
 	nCold       int // latency executions per workload on the cold path and the peers
@@ -55,6 +56,7 @@ func parseFlags() (config, error) {
 	}
 	conc := "1,4,16,64"
 	flag.StringVar(&c.store, "store", store, "store holding the image ($CODEEXEC_STORE)")
+	flag.StringVar(&c.image, "image", image.DefaultName, "image to measure: a name (its newest build) or an ID from `codeexec image list`")
 	flag.IntVar(&c.prefork, "prefork", 4, "warm children kept forked and ready")
 	flag.IntVar(&c.nWarm, "n-warm", 200, "latency executions per workload on the warm path")
 	flag.IntVar(&c.nCold, "n-cold", 20, "latency executions per workload on the cold, bwrap and chroot paths")
@@ -105,7 +107,7 @@ func main() {
 // run measures everything and writes the report. Runners are closed on every path
 // (Close removes their state dirs and cgroups).
 func run(ctx context.Context, cfg config) error {
-	img, err := image.Find(cfg.store, image.DefaultRecipe())
+	img, err := image.Lookup(cfg.store, cfg.image)
 	if err != nil {
 		return err
 	}
@@ -401,6 +403,13 @@ type sessionMemory struct {
 	// private is each session child's own memory by /proc/PID/smaps_rollup
 	// (Private_Clean + Private_Dirty), read at the same time as loaded.
 	private []int64
+	// minflt is each session child's minor page faults since its fork (/proc/PID/stat),
+	// read at the same time: mostly the copy-on-write of the zygote's pages it wrote.
+	minflt []int64
+	// spawn is the wall time of each NewSession: the zygote forks a child, which makes
+	// its namespaces and mounts and is moved into its cgroup. exit is the wall time of
+	// each Session.Close: the child is killed and reaped, its cgroup removed.
+	spawn, exit []time.Duration
 }
 
 // measureSessions opens k sessions, runs sessionCode in each and reads every one's
@@ -416,10 +425,12 @@ func measureSessions(ctx context.Context, r *sandbox.Runner, k int) (sessionMemo
 	}()
 	w := workload{name: "session", code: sessionCode}
 	for i := range k {
+		start := time.Now()
 		s, err := r.NewSession(sandbox.DefaultLimits())
 		if err != nil {
 			return m, fmt.Errorf("session %d of %d: %w", i+1, k, err)
 		}
+		m.spawn = append(m.spawn, time.Since(start))
 		sessions = append(sessions, s)
 		b, err := s.MemoryBytes()
 		if err != nil {
@@ -442,22 +453,28 @@ func measureSessions(ctx context.Context, r *sandbox.Runner, k int) (sessionMemo
 		m.loaded = append(m.loaded, b)
 	}
 	var err error
-	if m.private, err = privateMemory(cgroupParent, sandbox.DefaultHostUID+image.SandboxUID); err != nil {
+	if m.private, m.minflt, err = childStats(cgroupParent, sandbox.DefaultHostUID+image.SandboxUID); err != nil {
 		return m, fmt.Errorf("reading the session children's smaps: %w", err)
 	}
+	for _, s := range sessions {
+		start := time.Now()
+		s.Close()
+		m.exit = append(m.exit, time.Since(start))
+	}
+	sessions = nil
 	return m, nil
 }
 
-// privateMemory returns the private memory (Private_Clean + Private_Dirty in
-// smaps_rollup: what killing it would free) of every process that runs as host uid
-// uid in a cgroup under parent. With the warm pool's children still privileged (uid
-// HostUID) and the zygote too, that is the children that have run code.
-func privateMemory(parent string, uid int) ([]int64, error) {
+// childStats returns the private memory (Private_Clean + Private_Dirty in
+// smaps_rollup: what killing it would free) and the minor page faults of every process
+// that runs as host uid uid in a cgroup under parent. With the warm pool's children
+// still privileged (uid HostUID) and the zygote too, that is the children that have
+// run code.
+func childStats(parent string, uid int) (private, minflt []int64, err error) {
 	procs, err := filepath.Glob("/proc/[0-9]*")
 	if err != nil {
-		return nil, err
+		return nil, nil, err
 	}
-	var out []int64
 	for _, dir := range procs {
 		cg, err := os.ReadFile(filepath.Join(dir, "cgroup"))
 		if err != nil || !strings.Contains(string(cg), ":/"+parent+"/") {
@@ -468,12 +485,31 @@ func privateMemory(parent string, uid int) ([]int64, error) {
 		}
 		clean, err1 := procKB(filepath.Join(dir, "smaps_rollup"), "Private_Clean")
 		dirty, err2 := procKB(filepath.Join(dir, "smaps_rollup"), "Private_Dirty")
-		if err := errors.Join(err1, err2); err != nil {
-			return nil, err
+		faults, err3 := procMinflt(dir)
+		if err := errors.Join(err1, err2, err3); err != nil {
+			return nil, nil, err
 		}
-		out = append(out, (clean+dirty)<<10)
+		private = append(private, (clean+dirty)<<10)
+		minflt = append(minflt, faults)
 	}
-	return out, nil
+	return private, minflt, nil
+}
+
+// procMinflt returns the minor faults (the 10th field of /proc/PID/stat) of the
+// process whose /proc directory is dir.
+func procMinflt(dir string) (int64, error) {
+	b, err := os.ReadFile(filepath.Join(dir, "stat"))
+	if err != nil {
+		return 0, err
+	}
+	// The command name (field 2) is in parentheses and may hold spaces: count from
+	// the last ')'.
+	i := bytes.LastIndexByte(b, ')')
+	f := strings.Fields(string(b[i+1:]))
+	if i < 0 || len(f) < 8 {
+		return 0, fmt.Errorf("%s/stat: unexpected format %q", dir, b)
+	}
+	return strconv.ParseInt(f[7], 10, 64)
 }
 
 // procUID returns the real uid of the process whose /proc directory is dir.

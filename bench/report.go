@@ -3,6 +3,7 @@ package main
 import (
 	"fmt"
 	"io"
+	"slices"
 	"strings"
 	"time"
 )
@@ -264,6 +265,21 @@ func writeMemory(w io.Writer, rep *report) {
 		t.add(row.name, row.by, fmt.Sprint(len(row.xs)), mib(med), mib(lo), mib(hi))
 	}
 	t.write(w)
-	fmt.Fprintf(w, "server RSS (the process hosting the runner and, with `-http`, the API server), after the warm latency and throughput runs: %s.\n",
+	fmt.Fprintf(w, "server RSS (the process hosting the runner and, with `-http`, the API server), after the warm latency and throughput runs: %s.\n\n",
 		mib(rep.rss))
+	fmt.Fprintf(w, "The same session children: \"spawn\" is the wall time of `NewSession` (the zygote forks, the child makes its namespaces and "+
+		"mounts and is moved into its cgroup), \"exit\" of `Session.Close` (the child is killed and reaped, its cgroup removed); "+
+		"\"minor faults\" are each child's since its fork (`/proc/PID/stat`), read with the memory above: mostly the copy-on-write of "+
+		"the zygote's pages.\n\n")
+	t = newTable("", "sessions", "median", "min", "max")
+	for _, row := range []struct {
+		name string
+		xs   []time.Duration
+	}{{"spawn", rep.mem.spawn}, {"exit", rep.mem.exit}} {
+		s := summarize(row.xs)
+		t.add(row.name, fmt.Sprint(len(row.xs)), ms(s.p50), ms(s.min), ms(slices.Max(row.xs)))
+	}
+	med, lo, hi := median(rep.mem.minflt)
+	t.add("minor faults", fmt.Sprint(len(rep.mem.minflt)), fmt.Sprint(med), fmt.Sprint(lo), fmt.Sprint(hi))
+	t.write(w)
 }
