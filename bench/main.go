@@ -11,6 +11,7 @@ package main
 import (
 	"bytes"
 	"context"
+	"encoding/json"
 	"errors"
 	"flag"
 	"fmt"
@@ -41,6 +42,7 @@ type config struct {
 	tputColdN   int // executions per concurrency level, cold
 	concurrency []int
 	sessions    int
+	forks       int  // children of each kind the zygote model forks
 	http        bool // measure the HTTP API too
 	httpN       int  // latency requests over HTTP, per path
 	httpTputN   int  // requests per concurrency level over HTTP
@@ -64,6 +66,7 @@ func parseFlags() (config, error) {
 	flag.IntVar(&c.tputColdN, "tput-cold-n", 20, "executions per concurrency level for cold throughput (levels 1 and 4)")
 	flag.StringVar(&conc, "concurrency", conc, "comma-separated concurrency levels for warm throughput")
 	flag.IntVar(&c.sessions, "sessions", 50, "idle sessions for the memory figure")
+	flag.IntVar(&c.forks, "forks", 50, "children of each kind the zygote model forks")
 	flag.BoolVar(&c.http, "http", true, "also measure POST /v1/execute over HTTP, the API server in-process on loopback")
 	flag.IntVar(&c.httpN, "http-n", 200, "latency requests of print(1) over HTTP, per path (http, http idle)")
 	flag.IntVar(&c.httpTputN, "http-tput-n", 400, "requests per concurrency level for HTTP throughput")
@@ -77,7 +80,7 @@ func parseFlags() (config, error) {
 		}
 		c.concurrency = append(c.concurrency, n)
 	}
-	for name, v := range map[string]int{"-n-warm": c.nWarm, "-n-cold": c.nCold, "-tput-n": c.tputN, "-tput-cold-n": c.tputColdN, "-sessions": c.sessions,
+	for name, v := range map[string]int{"-n-warm": c.nWarm, "-n-cold": c.nCold, "-tput-n": c.tputN, "-tput-cold-n": c.tputColdN, "-sessions": c.sessions, "-forks": c.forks,
 		"-http-n": c.httpN, "-http-tput-n": c.httpTputN} {
 		if v < 1 {
 			return c, fmt.Errorf("%s %d must be at least 1", name, v)
@@ -146,6 +149,9 @@ func run(ctx context.Context, cfg config) error {
 		return err
 	}
 	if rep.mem, err = measureSessions(ctx, warm, cfg.sessions); err != nil {
+		return err
+	}
+	if rep.fork, err = measureFork(ctx, cold, cfg.forks); err != nil {
 		return err
 	}
 	rep.machine = append(rep.machine, [2]string{"load average (1, 5, 15 min): start → end", loadStart + " → " + loadAvg()})
@@ -406,10 +412,6 @@ type sessionMemory struct {
 	// minflt is each session child's minor page faults since its fork (/proc/PID/stat),
 	// read at the same time: mostly the copy-on-write of the zygote's pages it wrote.
 	minflt []int64
-	// spawn is the wall time of each NewSession: the zygote forks a child, which makes
-	// its namespaces and mounts and is moved into its cgroup. exit is the wall time of
-	// each Session.Close: the child is killed and reaped, its cgroup removed.
-	spawn, exit []time.Duration
 }
 
 // measureSessions opens k sessions, runs sessionCode in each and reads every one's
@@ -425,12 +427,10 @@ func measureSessions(ctx context.Context, r *sandbox.Runner, k int) (sessionMemo
 	}()
 	w := workload{name: "session", code: sessionCode}
 	for i := range k {
-		start := time.Now()
 		s, err := r.NewSession(sandbox.DefaultLimits())
 		if err != nil {
 			return m, fmt.Errorf("session %d of %d: %w", i+1, k, err)
 		}
-		m.spawn = append(m.spawn, time.Since(start))
 		sessions = append(sessions, s)
 		b, err := s.MemoryBytes()
 		if err != nil {
@@ -456,13 +456,85 @@ func measureSessions(ctx context.Context, r *sandbox.Runner, k int) (sessionMemo
 	if m.private, m.minflt, err = childStats(cgroupParent, sandbox.DefaultHostUID+image.SandboxUID); err != nil {
 		return m, fmt.Errorf("reading the session children's smaps: %w", err)
 	}
-	for _, s := range sessions {
-		start := time.Now()
-		s.Close()
-		m.exit = append(m.exit, time.Since(start))
-	}
-	sessions = nil
 	return m, nil
+}
+
+// forkProbe is a model of the zygote, run in a cold sandbox: it imports the stack and
+// freezes the GC as zygote.py does, then forks children one at a time. An "empty" child
+// only reports its minor faults and exits; a "dataframe" child first runs sessionCode.
+// It prints the parent's RSS and, per child, the wall time from fork to reaped exit and
+// the child's minor faults (getrusage), as JSON. The warm path's own forks cannot be
+// timed from outside: the pool forks ahead of demand and tears down in the background.
+const forkProbe = `
+import gc, io, json, os, resource, time
+import numpy, pandas, scipy, scipy.optimize, scipy.stats, scipy.linalg, scipy.integrate, sympy, requests
+import matplotlib
+matplotlib.use("Agg")
+import matplotlib.pyplot as plt
+plt.plot([1, 2, 3]); plt.savefig(io.BytesIO(), format="png"); plt.close("all")
+gc.collect(); gc.freeze()
+def dataframe():
+    exec(compile(SESSION_CODE, "<code>", "exec"), {})
+def child(work):
+    r, w = os.pipe()
+    t0 = time.perf_counter()
+    pid = os.fork()
+    if pid == 0:
+        os.close(r)
+        if work:
+            work()
+        os.write(w, b"%d" % resource.getrusage(resource.RUSAGE_SELF).ru_minflt)
+        os._exit(0)
+    os.close(w)
+    faults = int(os.read(r, 64))
+    os.close(r)
+    os.waitpid(pid, 0)
+    return (time.perf_counter() - t0) * 1e6, faults
+out = {"rss_kb": int([l for l in open("/proc/self/status") if l.startswith("VmRSS")][0].split()[1])}
+for name, work in (("empty", None), ("dataframe", dataframe)):
+    out[name] = [child(work) for _ in range(N)]
+print(json.dumps(out))
+`
+
+// forkStats is what forkProbe measured.
+type forkStats struct {
+	rssKB                  int64
+	emptyUS, dataframeUS   []time.Duration
+	emptyFlt, dataframeFlt []int64
+}
+
+// measureFork runs forkProbe with n children of each kind in a cold sandbox of r.
+func measureFork(ctx context.Context, r *sandbox.Runner, n int) (forkStats, error) {
+	progress("zygote model: %d forks of each kind", n)
+	var fs forkStats
+	l := sandbox.DefaultLimits()
+	l.Timeout = 2 * time.Minute
+	code := fmt.Sprintf("SESSION_CODE = %q\nN = %d\n", sessionCode, n) + forkProbe
+	res, err := r.Run(ctx, &sandbox.Request{Code: code, Limits: l})
+	if err != nil {
+		return fs, err
+	}
+	if res.Status != sandbox.StatusOK {
+		return fs, fmt.Errorf("fork probe: %s: %s", res.Status, res.Stderr)
+	}
+	var out struct {
+		RSSKB     int64        `json:"rss_kb"`
+		Empty     [][2]float64 `json:"empty"`
+		Dataframe [][2]float64 `json:"dataframe"`
+	}
+	if err := json.Unmarshal([]byte(res.Stdout), &out); err != nil {
+		return fs, fmt.Errorf("fork probe output %q: %w", res.Stdout, err)
+	}
+	fs.rssKB = out.RSSKB
+	for _, c := range out.Empty {
+		fs.emptyUS = append(fs.emptyUS, time.Duration(c[0]*float64(time.Microsecond)))
+		fs.emptyFlt = append(fs.emptyFlt, int64(c[1]))
+	}
+	for _, c := range out.Dataframe {
+		fs.dataframeUS = append(fs.dataframeUS, time.Duration(c[0]*float64(time.Microsecond)))
+		fs.dataframeFlt = append(fs.dataframeFlt, int64(c[1]))
+	}
+	return fs, nil
 }
 
 // childStats returns the private memory (Private_Clean + Private_Dirty in
