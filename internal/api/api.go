@@ -32,8 +32,8 @@ type ImageRunner interface {
 
 // Images are the images a server runs code in, which requests name with "image".
 type Images interface {
-	// Default is the image of requests that name none; its runner is the Server's
-	// executor and its session manager's starter.
+	// Default is the image of requests that name none. Its runner should be the
+	// executor and session starter given to New, which the gateway and /readyz use.
 	Default() string
 	// Names are the images requests may name, Default among them.
 	Names() []string
@@ -98,8 +98,8 @@ type Server struct {
 // SetGateway enables /v1/chat/completions and /v1/models. Call it before Handler.
 func (s *Server) SetGateway(g *Gateway) { s.gateway = g }
 
-// SetImages lets requests name an image among im's; the others run in im.Default(),
-// whose runner must be the executor and starter given to New. Call it before Handler.
+// SetImages lets requests name an image among im's; those that name none run in
+// im.Default(). Call it before Handler.
 func (s *Server) SetImages(im Images) { s.images = im }
 
 // New makes a Server. ready reports whether executions can run (image present,
