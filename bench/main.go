@@ -11,6 +11,7 @@ package main
 import (
 	"bytes"
 	"context"
+	"encoding/json"
 	"errors"
 	"flag"
 	"fmt"
@@ -33,6 +34,7 @@ import (
 // config is the benchmark's flags.
 type config struct {
 	store       string
+	image       string // a name or an image ID
 	prefork     int
 	nWarm       int // latency executions per workload on the warm path
 	nCold       int // latency executions per workload on the cold path and the peers
@@ -40,6 +42,7 @@ type config struct {
 	tputColdN   int // executions per concurrency level, cold
 	concurrency []int
 	sessions    int
+	forks       int  // children of each kind the zygote model forks
 	http        bool // measure the HTTP API too
 	httpN       int  // latency requests over HTTP, per path
 	httpTputN   int  // requests per concurrency level over HTTP
@@ -55,6 +58,7 @@ func parseFlags() (config, error) {
 	}
 	conc := "1,4,16,64"
 	flag.StringVar(&c.store, "store", store, "store holding the image ($CODEEXEC_STORE)")
+	flag.StringVar(&c.image, "image", image.DefaultName, "image to measure: a name (its newest build) or an ID from `codeexec image list`")
 	flag.IntVar(&c.prefork, "prefork", 4, "warm children kept forked and ready")
 	flag.IntVar(&c.nWarm, "n-warm", 200, "latency executions per workload on the warm path")
 	flag.IntVar(&c.nCold, "n-cold", 20, "latency executions per workload on the cold, bwrap and chroot paths")
@@ -62,6 +66,7 @@ func parseFlags() (config, error) {
 	flag.IntVar(&c.tputColdN, "tput-cold-n", 20, "executions per concurrency level for cold throughput (levels 1 and 4)")
 	flag.StringVar(&conc, "concurrency", conc, "comma-separated concurrency levels for warm throughput")
 	flag.IntVar(&c.sessions, "sessions", 50, "idle sessions for the memory figure")
+	flag.IntVar(&c.forks, "forks", 50, "children of each kind the zygote model forks")
 	flag.BoolVar(&c.http, "http", true, "also measure POST /v1/execute over HTTP, the API server in-process on loopback")
 	flag.IntVar(&c.httpN, "http-n", 200, "latency requests of print(1) over HTTP, per path (http, http idle)")
 	flag.IntVar(&c.httpTputN, "http-tput-n", 400, "requests per concurrency level for HTTP throughput")
@@ -75,7 +80,7 @@ func parseFlags() (config, error) {
 		}
 		c.concurrency = append(c.concurrency, n)
 	}
-	for name, v := range map[string]int{"-n-warm": c.nWarm, "-n-cold": c.nCold, "-tput-n": c.tputN, "-tput-cold-n": c.tputColdN, "-sessions": c.sessions,
+	for name, v := range map[string]int{"-n-warm": c.nWarm, "-n-cold": c.nCold, "-tput-n": c.tputN, "-tput-cold-n": c.tputColdN, "-sessions": c.sessions, "-forks": c.forks,
 		"-http-n": c.httpN, "-http-tput-n": c.httpTputN} {
 		if v < 1 {
 			return c, fmt.Errorf("%s %d must be at least 1", name, v)
@@ -105,7 +110,7 @@ func main() {
 // run measures everything and writes the report. Runners are closed on every path
 // (Close removes their state dirs and cgroups).
 func run(ctx context.Context, cfg config) error {
-	img, err := image.Find(cfg.store, image.DefaultRecipe())
+	img, err := image.Lookup(cfg.store, cfg.image)
 	if err != nil {
 		return err
 	}
@@ -144,6 +149,9 @@ func run(ctx context.Context, cfg config) error {
 		return err
 	}
 	if rep.mem, err = measureSessions(ctx, warm, cfg.sessions); err != nil {
+		return err
+	}
+	if rep.fork, err = measureFork(ctx, cold, cfg.forks); err != nil {
 		return err
 	}
 	rep.machine = append(rep.machine, [2]string{"load average (1, 5, 15 min): start → end", loadStart + " → " + loadAvg()})
@@ -401,6 +409,9 @@ type sessionMemory struct {
 	// private is each session child's own memory by /proc/PID/smaps_rollup
 	// (Private_Clean + Private_Dirty), read at the same time as loaded.
 	private []int64
+	// minflt is each session child's minor page faults since its fork (/proc/PID/stat),
+	// read at the same time: mostly the copy-on-write of the zygote's pages it wrote.
+	minflt []int64
 }
 
 // measureSessions opens k sessions, runs sessionCode in each and reads every one's
@@ -442,22 +453,100 @@ func measureSessions(ctx context.Context, r *sandbox.Runner, k int) (sessionMemo
 		m.loaded = append(m.loaded, b)
 	}
 	var err error
-	if m.private, err = privateMemory(cgroupParent, sandbox.DefaultHostUID+image.SandboxUID); err != nil {
+	if m.private, m.minflt, err = childStats(cgroupParent, sandbox.DefaultHostUID+image.SandboxUID); err != nil {
 		return m, fmt.Errorf("reading the session children's smaps: %w", err)
 	}
 	return m, nil
 }
 
-// privateMemory returns the private memory (Private_Clean + Private_Dirty in
-// smaps_rollup: what killing it would free) of every process that runs as host uid
-// uid in a cgroup under parent. With the warm pool's children still privileged (uid
-// HostUID) and the zygote too, that is the children that have run code.
-func privateMemory(parent string, uid int) ([]int64, error) {
+// forkProbe is a model of the zygote, run in a cold sandbox: it imports the stack and
+// freezes the GC as zygote.py does, then forks children one at a time. An "empty" child
+// only reports its minor faults and exits; a "dataframe" child first runs sessionCode.
+// It prints the parent's RSS and, per child, the wall time from fork to reaped exit and
+// the child's minor faults (getrusage), as JSON. The warm path's own forks cannot be
+// timed from outside: the pool forks ahead of demand and tears down in the background.
+const forkProbe = `
+import gc, io, json, os, resource, time
+import numpy, pandas, scipy, scipy.optimize, scipy.stats, scipy.linalg, scipy.integrate, sympy, requests
+import matplotlib
+matplotlib.use("Agg")
+import matplotlib.pyplot as plt
+plt.plot([1, 2, 3]); plt.savefig(io.BytesIO(), format="png"); plt.close("all")
+gc.collect(); gc.freeze()
+def dataframe():
+    exec(compile(SESSION_CODE, "<code>", "exec"), {})
+def child(work):
+    r, w = os.pipe()
+    t0 = time.perf_counter()
+    pid = os.fork()
+    if pid == 0:
+        os.close(r)
+        if work:
+            work()
+        os.write(w, b"%d" % resource.getrusage(resource.RUSAGE_SELF).ru_minflt)
+        os._exit(0)
+    os.close(w)
+    faults = int(os.read(r, 64))
+    os.close(r)
+    os.waitpid(pid, 0)
+    return (time.perf_counter() - t0) * 1e6, faults
+out = {"rss_kb": int([l for l in open("/proc/self/status") if l.startswith("VmRSS")][0].split()[1])}
+for name, work in (("empty", None), ("dataframe", dataframe)):
+    out[name] = [child(work) for _ in range(N)]
+print(json.dumps(out))
+`
+
+// forkStats is what forkProbe measured.
+type forkStats struct {
+	rssKB                  int64
+	emptyUS, dataframeUS   []time.Duration
+	emptyFlt, dataframeFlt []int64
+}
+
+// measureFork runs forkProbe with n children of each kind in a cold sandbox of r.
+func measureFork(ctx context.Context, r *sandbox.Runner, n int) (forkStats, error) {
+	progress("zygote model: %d forks of each kind", n)
+	var fs forkStats
+	l := sandbox.DefaultLimits()
+	l.Timeout = 2 * time.Minute
+	code := fmt.Sprintf("SESSION_CODE = %q\nN = %d\n", sessionCode, n) + forkProbe
+	res, err := r.Run(ctx, &sandbox.Request{Code: code, Limits: l})
+	if err != nil {
+		return fs, err
+	}
+	if res.Status != sandbox.StatusOK {
+		return fs, fmt.Errorf("fork probe: %s: %s", res.Status, res.Stderr)
+	}
+	var out struct {
+		RSSKB     int64        `json:"rss_kb"`
+		Empty     [][2]float64 `json:"empty"`
+		Dataframe [][2]float64 `json:"dataframe"`
+	}
+	if err := json.Unmarshal([]byte(res.Stdout), &out); err != nil {
+		return fs, fmt.Errorf("fork probe output %q: %w", res.Stdout, err)
+	}
+	fs.rssKB = out.RSSKB
+	for _, c := range out.Empty {
+		fs.emptyUS = append(fs.emptyUS, time.Duration(c[0]*float64(time.Microsecond)))
+		fs.emptyFlt = append(fs.emptyFlt, int64(c[1]))
+	}
+	for _, c := range out.Dataframe {
+		fs.dataframeUS = append(fs.dataframeUS, time.Duration(c[0]*float64(time.Microsecond)))
+		fs.dataframeFlt = append(fs.dataframeFlt, int64(c[1]))
+	}
+	return fs, nil
+}
+
+// childStats returns the private memory (Private_Clean + Private_Dirty in
+// smaps_rollup: what killing it would free) and the minor page faults of every process
+// that runs as host uid uid in a cgroup under parent. With the warm pool's children
+// still privileged (uid HostUID) and the zygote too, that is the children that have
+// run code.
+func childStats(parent string, uid int) (private, minflt []int64, err error) {
 	procs, err := filepath.Glob("/proc/[0-9]*")
 	if err != nil {
-		return nil, err
+		return nil, nil, err
 	}
-	var out []int64
 	for _, dir := range procs {
 		cg, err := os.ReadFile(filepath.Join(dir, "cgroup"))
 		if err != nil || !strings.Contains(string(cg), ":/"+parent+"/") {
@@ -468,12 +557,31 @@ func privateMemory(parent string, uid int) ([]int64, error) {
 		}
 		clean, err1 := procKB(filepath.Join(dir, "smaps_rollup"), "Private_Clean")
 		dirty, err2 := procKB(filepath.Join(dir, "smaps_rollup"), "Private_Dirty")
-		if err := errors.Join(err1, err2); err != nil {
-			return nil, err
+		faults, err3 := procMinflt(dir)
+		if err := errors.Join(err1, err2, err3); err != nil {
+			return nil, nil, err
 		}
-		out = append(out, (clean+dirty)<<10)
+		private = append(private, (clean+dirty)<<10)
+		minflt = append(minflt, faults)
 	}
-	return out, nil
+	return private, minflt, nil
+}
+
+// procMinflt returns the minor faults (the 10th field of /proc/PID/stat) of the
+// process whose /proc directory is dir.
+func procMinflt(dir string) (int64, error) {
+	b, err := os.ReadFile(filepath.Join(dir, "stat"))
+	if err != nil {
+		return 0, err
+	}
+	// The command name (field 2) is in parentheses and may hold spaces: count from
+	// the last ')'.
+	i := bytes.LastIndexByte(b, ')')
+	f := strings.Fields(string(b[i+1:]))
+	if i < 0 || len(f) < 8 {
+		return 0, fmt.Errorf("%s/stat: unexpected format %q", dir, b)
+	}
+	return strconv.ParseInt(f[7], 10, 64)
 }
 
 // procUID returns the real uid of the process whose /proc directory is dir.

@@ -3,6 +3,7 @@ package main
 import (
 	"fmt"
 	"io"
+	"slices"
 	"strings"
 	"time"
 )
@@ -59,6 +60,7 @@ type report struct {
 	tput     []tputRow
 	rss      int64
 	mem      sessionMemory
+	fork     forkStats
 }
 
 // writeReport prints rep as Markdown.
@@ -264,6 +266,32 @@ func writeMemory(w io.Writer, rep *report) {
 		t.add(row.name, row.by, fmt.Sprint(len(row.xs)), mib(med), mib(lo), mib(hi))
 	}
 	t.write(w)
-	fmt.Fprintf(w, "server RSS (the process hosting the runner and, with `-http`, the API server), after the warm latency and throughput runs: %s.\n",
+	fmt.Fprintf(w, "server RSS (the process hosting the runner and, with `-http`, the API server), after the warm latency and throughput runs: %s.\n\n",
 		mib(rep.rss))
+	med, lo, hi := median(rep.mem.minflt)
+	fmt.Fprintf(w, "Minor page faults of the same session children since their fork (`/proc/PID/stat`), read with the memory above "+
+		"(mostly the copy-on-write of the zygote's pages): median %d, min %d, max %d.\n\n", med, lo, hi)
+	writeFork(w, rep)
+}
+
+func writeFork(w io.Writer, rep *report) {
+	f := rep.fork
+	fmt.Fprintf(w, "## Zygote fork\n\n")
+	fmt.Fprintf(w, "A model of the zygote in a cold sandbox: a fresh interpreter imports the stack and freezes the GC as the zygote does "+
+		"(RSS then %s), and forks %d children one at a time of each kind: \"empty\" reports its minor faults and exits, "+
+		"\"dataframe\" first runs the session code above. \"fork to reaped\" is the parent's wall time from `os.fork()` to `waitpid` "+
+		"(fork, the child's run, its exit and the reap); \"minor faults\" are the child's own (`getrusage`). The warm path's forks "+
+		"are not timed directly: its pool forks ahead of demand and tears children down in the background.\n\n",
+		mib(f.rssKB<<10), len(f.emptyUS))
+	t := newTable("child", "fork to reaped, p50", "min", "max", "minor faults, median", "min", "max")
+	for _, row := range []struct {
+		name string
+		us   []time.Duration
+		flt  []int64
+	}{{"empty", f.emptyUS, f.emptyFlt}, {"dataframe", f.dataframeUS, f.dataframeFlt}} {
+		s := summarize(row.us)
+		med, lo, hi := median(row.flt)
+		t.add(row.name, ms(s.p50), ms(s.min), ms(slices.Max(row.us)), fmt.Sprint(med), fmt.Sprint(lo), fmt.Sprint(hi))
+	}
+	t.write(w)
 }

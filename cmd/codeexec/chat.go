@@ -102,7 +102,7 @@ func runChat(ctx context.Context, f chatFlags, in io.Reader, con *repl.Console, 
 	if err != nil {
 		return usageError{err}
 	}
-	runner, _, err := openRunner(storeDir(f.store), func(cfg *sandbox.Config) { cfg.Warm, cfg.Prefork, cfg.Logger = true, 1, logger })
+	runner, _, err := openRunner(storeDir(f.store), "", func(cfg *sandbox.Config) { cfg.Warm, cfg.Prefork, cfg.Logger = true, 1, logger })
 	if err != nil {
 		return err
 	}

@@ -15,6 +15,7 @@ import (
 	"time"
 
 	"github.com/codeexec/codeexec/internal/egress"
+	"github.com/codeexec/codeexec/internal/image"
 	"github.com/codeexec/codeexec/internal/sandbox"
 	"github.com/spf13/cobra"
 )
@@ -41,6 +42,7 @@ func exitCode(err error) int {
 
 type runFlags struct {
 	store   string
+	image   string
 	lang    string
 	timeout time.Duration
 	memory  string
@@ -82,6 +84,7 @@ memory). With --json, the Result is printed as JSON and the exit code is 0.`,
 	}
 	fl := cmd.Flags()
 	fl.StringVar(&f.store, "store", "", "image and state directory (default $CODEEXEC_STORE or "+defaultStore+")")
+	fl.StringVar(&f.image, "image", image.DefaultName, "image to run in: a name, or an ID from `codeexec image list`")
 	fl.StringVar(&f.lang, "lang", "python", "language of the program")
 	fl.DurationVar(&f.timeout, "timeout", 30*time.Second, "wall-clock limit")
 	fl.StringVar(&f.memory, "memory", "512MiB", "memory limit (RAM and swap)")
@@ -177,7 +180,7 @@ func runOnce(ctx context.Context, f runFlags, src string, args []string, std std
 			signal.Ignore(syscall.SIGTTIN)
 		}
 	}
-	runner, _, err := openRunner(storeDir(f.store), nil)
+	runner, _, err := openRunner(storeDir(f.store), f.image, nil)
 	if err != nil {
 		return err
 	}

@@ -4,24 +4,36 @@ import (
 	"context"
 	"encoding/json"
 	"fmt"
+	"log/slog"
 	"path/filepath"
 	"strings"
 	"time"
 
+	"github.com/codeexec/codeexec/internal/api"
 	"github.com/codeexec/codeexec/internal/image"
+	"github.com/codeexec/codeexec/internal/imageset"
 	"github.com/codeexec/codeexec/internal/sandbox"
 )
 
 func init() { verifyImage = verifyInSandbox }
 
-// openRunner opens a sandbox runner on the default image in store, configured by
-// adjust (nil: the cold path's defaults). The caller must call Close.
-func openRunner(store string, adjust func(*sandbox.Config)) (*sandbox.Runner, *image.Image, error) {
-	img, err := image.Find(store, image.DefaultRecipe())
+// openRunner opens a sandbox runner on image ref (a name or an ID; "": the default) in
+// store, configured by adjust (nil: the cold path's defaults). The caller must call
+// Close.
+func openRunner(store, ref string, adjust func(*sandbox.Config)) (*sandbox.Runner, *image.Image, error) {
+	if ref == "" {
+		ref = image.DefaultName
+	}
+	img, err := image.Lookup(store, ref)
 	if err != nil {
 		return nil, nil, err
 	}
-	r, err := newRunner(store, img.Rootfs, adjust)
+	r, err := newRunner(store, img.Rootfs, func(cfg *sandbox.Config) {
+		cfg.Preload = imageset.Preload(nil, img)
+		if adjust != nil {
+			adjust(cfg)
+		}
+	})
 	return r, img, err
 }
 
@@ -44,19 +56,10 @@ func newRunner(store, rootfs string, adjust func(*sandbox.Config)) (*sandbox.Run
 	return r, nil
 }
 
-// verifyProgram imports every library of the image inside a real sandbox and reports
-// their versions.
-const verifyProgram = `
-import json, sys, numpy, pandas, matplotlib, matplotlib.pyplot as plt, scipy, scipy.optimize, sympy, requests
-plt.plot([1, 2, 3]); plt.savefig("/tmp/check.png")
-print(json.dumps({"python": sys.version.split()[0], "numpy": numpy.__version__,
-    "pandas": pandas.__version__, "matplotlib": matplotlib.__version__,
-    "scipy": scipy.__version__, "sympy": sympy.__version__, "requests": requests.__version__}))
-`
-
-// verifyInSandbox checks a freshly built image by running verifyProgram in it. The
-// store's run dir beside the image is used for the sandbox's state.
-func verifyInSandbox(ctx context.Context, rootfs string) (map[string]string, error) {
+// verifyInSandbox checks a freshly built image by running image.VerifyProgram in it: it
+// imports modules and records their versions. The store's run dir beside the image is
+// used for the sandbox's state.
+func verifyInSandbox(ctx context.Context, rootfs string, modules []string) (map[string]string, error) {
 	store := filepath.Dir(filepath.Dir(filepath.Dir(filepath.Clean(rootfs)))) // <store>/images/<id>/rootfs
 	r, err := newRunner(store, rootfs, nil)
 	if err != nil {
@@ -65,7 +68,7 @@ func verifyInSandbox(ctx context.Context, rootfs string) (map[string]string, err
 	defer r.Close()
 	l := sandbox.DefaultLimits()
 	l.Timeout = 2 * time.Minute // the first imports read the whole stack from disk
-	res, err := r.Run(ctx, &sandbox.Request{Code: verifyProgram, Limits: l})
+	res, err := r.Run(ctx, &sandbox.Request{Code: image.VerifyProgram(modules), Limits: l})
 	if err != nil {
 		return nil, err
 	}
@@ -77,4 +80,38 @@ func verifyInSandbox(ctx context.Context, rootfs string) (map[string]string, err
 		return nil, fmt.Errorf("verify program output %q: %w", res.Stdout, err)
 	}
 	return versions, nil
+}
+
+// openImages opens the images the server serves, with the runner of the default one:
+// its sandboxes share the "codeexec" cgroup parent and the default host ids. The caller
+// must call Close.
+func openImages(c serveConfig, log *slog.Logger, storage int64) (*imageset.Set, error) {
+	return imageset.Open(imageset.Config{
+		Store:   c.Store,
+		Default: c.Image,
+		Names:   c.Images,
+		Sandbox: sandbox.Config{
+			StateDir:     filepath.Join(c.Store, "run"),
+			CgroupParent: "codeexec",
+			HostUID:      sandbox.DefaultHostUID,
+			Warm:         !c.Cold,
+			Prefork:      c.Prefork,
+			Logger:       log,
+			Total:        c.totals,
+			// Each image's runner books against the same budget size: the budget
+			// holds per runner, and a server rarely serves more than a few images.
+			MaxTotalStorage: storage,
+		},
+	})
+}
+
+// apiImages is an imageset.Set as the API sees it.
+type apiImages struct{ *imageset.Set }
+
+func (a apiImages) Runner(name string) (api.ImageRunner, error) {
+	r, err := a.Set.Runner(name)
+	if err != nil {
+		return nil, err // not a typed nil in an interface
+	}
+	return r, nil
 }

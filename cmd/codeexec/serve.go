@@ -21,6 +21,7 @@ import (
 	"github.com/codeexec/codeexec/internal/api"
 	"github.com/codeexec/codeexec/internal/cgroup"
 	"github.com/codeexec/codeexec/internal/egress"
+	"github.com/codeexec/codeexec/internal/image"
 	"github.com/codeexec/codeexec/internal/llm"
 	"github.com/codeexec/codeexec/internal/safety"
 	"github.com/codeexec/codeexec/internal/sandbox"
@@ -75,6 +76,11 @@ type serveConfig struct {
 	// ChatNet is the network of the gateway's code_execution tool: "none" or
 	// "allow=HOST,…".
 	ChatNet string `json:"chat_net"`
+	// Image is the image (a name, or an image ID) of requests that name none.
+	Image string `json:"image"`
+	// Images are the images requests may name ("image"); empty: every image in the
+	// store when the server starts.
+	Images []string `json:"images"`
 	// What one client can hold of the server (api.ConnLimits); 0 turns a limit off.
 	HeaderTimeout     duration `json:"header_timeout"`
 	BodyTimeout       duration `json:"body_timeout"`
@@ -117,6 +123,7 @@ func defaultServeConfig() serveConfig {
 		MaxHeaderBytes:    strconv.Itoa(conn.MaxHeaderBytes>>10) + "KiB",
 		MaxConns:          conn.MaxConns,
 		MaxConnsPerClient: conn.MaxConnsPerClient,
+		Image:             image.DefaultName,
 	}
 }
 
@@ -195,6 +202,8 @@ func bindServeFlags(f *pflag.FlagSet, cfg *serveConfig) {
 	f.StringVar(&cfg.MaxTotalMemory, "max-total-memory", "", "memory of all sandboxes together, e.g. 16GiB (default: 3/4 of RAM less 512MiB)")
 	f.Int64Var(&cfg.MaxTotalPids, "max-total-pids", 0, "processes and threads of all sandboxes together (default: 8192, at most half the kernel's pid_max and threads-max)")
 	f.Float64Var(&cfg.MaxTotalCPUs, "max-total-cpus", 0, "CPU cores all sandboxes together may use (default: all but a tenth, at least 0.5 and at most 2 kept)")
+	f.StringVar(&cfg.Image, "image", cfg.Image, "image of requests that name none (a name, or an ID from `codeexec image list`)")
+	f.StringSliceVar(&cfg.Images, "images", nil, "images requests may name, e.g. python,ml (default: every image in the store at start)")
 }
 
 // load applies the config file, then the environment, then the flags that were set.
@@ -498,14 +507,16 @@ func serve(ctx context.Context, c serveConfig) error {
 	if err != nil {
 		return err
 	}
-	runner, img, err := openRunner(c.Store, func(cfg *sandbox.Config) {
-		cfg.Warm, cfg.Prefork, cfg.Logger, cfg.Total = !c.Cold, c.Prefork, log, c.totals
-		cfg.MaxTotalStorage = storage
-	})
+	images, err := openImages(c, log, storage)
 	if err != nil {
 		return err
 	}
-	defer runner.Close()
+	defer images.Close()
+	runner, err := images.Runner(images.Default())
+	if err != nil {
+		return err
+	}
+	img, _ := images.Image(images.Default())
 	if !c.Cold {
 		start := time.Now()
 		if err := runner.Warm(); err != nil {
@@ -544,6 +555,7 @@ func serve(ctx context.Context, c serveConfig) error {
 		return runner.Warm()
 	}
 	srv := api.New(acfg, runner, sessions, ready, log)
+	srv.SetImages(apiImages{images})
 	upstreams, err := newUpstreams(c.LLMConfig)
 	if err != nil {
 		return err
@@ -579,7 +591,7 @@ func serve(ctx context.Context, c serveConfig) error {
 		log.Warn("no API keys configured: anyone who can reach the address can run code", "addr", ln.Addr().String())
 	}
 	warnFileLimit(log, c.conn.MaxConns)
-	log.Info("serving", "addr", ln.Addr().String(), "store", c.Store, "image", img.Manifest.Name+"-"+img.Manifest.RecipeHash,
+	log.Info("serving", "addr", ln.Addr().String(), "store", c.Store, "image", img.ID(), "images", strings.Join(images.Names(), ","),
 		"cgroup", "v"+strconv.Itoa(int(runner.CgroupVersion())), "warm", !c.Cold, "keys", len(c.apiKeys),
 		"tenants", tenantCount(c.apiKeys), "safety", c.Safety, "max_conns", c.conn.MaxConns, "max_conns_per_client", c.conn.MaxConnsPerClient,
 		"total_memory_mib", c.totals.MemoryBytes>>20, "total_pids", c.totals.Pids, "total_cpus", c.totals.CPUs, "safety_scope", c.SafetyScope,
@@ -603,7 +615,7 @@ func serve(ctx context.Context, c serveConfig) error {
 		_ = hs.Close()
 	}
 	sessions.Close()
-	if err := runner.Close(); err != nil {
+	if err := images.Close(); err != nil {
 		return fmt.Errorf("cleaning up sandboxes: %w", err)
 	}
 	log.Info("stopped")

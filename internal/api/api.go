@@ -28,6 +28,23 @@ type Executor interface {
 	Run(ctx context.Context, req *sandbox.Request) (*sandbox.Result, error)
 }
 
+// ImageRunner runs executions and starts sessions in one image; *sandbox.Runner is one.
+type ImageRunner interface {
+	Executor
+	session.Starter
+}
+
+// Images are the images a server runs code in, which requests name with "image".
+type Images interface {
+	// Default is the image of requests that name none. Its runner should be the
+	// executor and session starter given to New, which the gateway and /readyz use.
+	Default() string
+	// Names are the images requests may name, Default among them.
+	Names() []string
+	// Runner returns the runner of image name, one of Names, starting it on first use.
+	Runner(name string) (ImageRunner, error)
+}
+
 // Config is the API's policy: limits, sizes and keys. Plain data; see DefaultConfig.
 type Config struct {
 	// MaxLimits caps what a request may ask for; DefaultLimits are used when it asks
@@ -89,6 +106,7 @@ type Server struct {
 	registry *prometheus.Registry
 	gateway  *Gateway // nil: no upstream model, chat endpoints answer 503
 	judge    agent.Judge
+	images   Images // nil: the executor's image only, and requests may not name one
 }
 
 // SetJudge makes j judge the code of /v1/execute and session executions before it
@@ -98,6 +116,10 @@ func (s *Server) SetJudge(j agent.Judge) { s.judge = j }
 
 // SetGateway enables /v1/chat/completions and /v1/models. Call it before Handler.
 func (s *Server) SetGateway(g *Gateway) { s.gateway = g }
+
+// SetImages lets requests name an image among im's; those that name none run in
+// im.Default(). Call it before Handler.
+func (s *Server) SetImages(im Images) { s.images = im }
 
 // New makes a Server. ready reports whether executions can run (image present,
 // zygote up); it backs /readyz.

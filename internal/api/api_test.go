@@ -14,6 +14,7 @@ import (
 	"os"
 	"path/filepath"
 	"regexp"
+	"sort"
 	"strconv"
 	"strings"
 	"testing"
@@ -154,6 +155,9 @@ func TestErrorContract(t *testing.T) {
 		{"POST", "/v1/execute", `{"code": "1", "files": [{"path": "a\u0000b", "content_base64": ""}]}`, 400, "invalid_file_path"},
 		{"POST", "/v1/execute", `{"code": "1", "files": [{"path": "ok", "content_base64": ""}, {"path": "../bad", "content_base64": ""}]}`, 400, "invalid_file_path"},
 		{"POST", "/v1/execute", `{"code": "1", "session_id": "sess_nope"}`, 404, "session_not_found"},
+		// This server names no images: a request may not name one either.
+		{"POST", "/v1/execute", `{"code": "1", "image": "python"}`, 400, "unknown_image"},
+		{"POST", "/v1/execute", `{"code": "1", "image": 3}`, 400, "invalid_json"},
 
 		// Sessions.
 		{"POST", "/v1/sessions/sess_nope/execute", `{"code": "1"}`, 404, "session_not_found"},
@@ -171,6 +175,7 @@ func TestErrorContract(t *testing.T) {
 		{"POST", "/v1/sessions", `{"ttl_s": 18446744084}`, 400, "invalid_ttl"},
 		{"POST", "/v1/sessions", `{"ttl_s": 9223372037}`, 400, "invalid_ttl"},
 		{"POST", "/v1/sessions", `{"language": "ruby"}`, 400, "unsupported_language"},
+		{"POST", "/v1/sessions", `{"image": "python"}`, 400, "unknown_image"},
 		{"POST", "/v1/sessions", `{"memory_mb": 1}`, 400, "invalid_memory"},
 		{"POST", "/v1/sessions", `{"timeout_ms": 0}`, 400, "invalid_timeout"},
 		{"POST", "/v1/sessions", `{"ttl_s": "` + big + `"}`, 413, "body_too_large"},
@@ -505,6 +510,61 @@ func TestSessionSurvivesManyExecutions(t *testing.T) {
 		var res sandbox.Result
 		if r.status != 200 || json.Unmarshal(r.body, &res) != nil || res.Status != sandbox.StatusOK || res.Result == nil || *res.Result != strconv.Itoa(i) {
 			t.Fatalf("call %d in one session: got %d %.300s, want status ok and result %d", i, r.status, r.body, i)
+		}
+	}
+}
+
+// fakeImages serves the images of runners; an image whose runner is nil fails to open.
+type fakeImages struct {
+	def     string
+	runners map[string]ImageRunner
+}
+
+func (f fakeImages) Default() string { return f.def }
+
+func (f fakeImages) Names() []string {
+	var names []string
+	for n := range f.runners {
+		names = append(names, n)
+	}
+	sort.Strings(names)
+	return names
+}
+
+func (f fakeImages) Runner(name string) (ImageRunner, error) {
+	if r := f.runners[name]; r != nil {
+		return r, nil
+	}
+	return nil, errors.New("cannot open the image's runner")
+}
+
+// TestImageContract: with images, a request names one of the server's or gets 400
+// unknown_image, listing them; an image that cannot run is 503 image_unavailable.
+func TestImageContract(t *testing.T) {
+	cfg := DefaultConfig()
+	m := session.NewManager(session.Config{Max: 2, IdleTTL: time.Minute, MaxIdleTTL: time.Hour, MaxLifetime: 2 * time.Hour}, noSandbox{t})
+	t.Cleanup(m.Close)
+	srv := New(cfg, noSandbox{t}, m, func() error { return nil }, nil)
+	srv.SetImages(fakeImages{def: "python", runners: map[string]ImageRunner{"python": noSandbox{t}, "ml": noSandbox{t}, "broken": nil}})
+	hs := httptest.NewServer(srv.Handler())
+	t.Cleanup(hs.Close)
+	for _, tt := range []struct {
+		path, body string
+		status     int
+		code       string
+	}{
+		{"/v1/execute", `{"code": "1", "image": "nothing"}`, 400, "unknown_image"},
+		{"/v1/execute", `{"code": "1", "image": "PYTHON"}`, 400, "unknown_image"},
+		{"/v1/execute", `{"code": "1", "image": "broken"}`, 503, "image_unavailable"},
+		{"/v1/sessions", `{"image": "nothing"}`, 400, "unknown_image"},
+		{"/v1/sessions", `{"image": "broken"}`, 503, "image_unavailable"},
+		// A named image's starter is used: here it has no warm path.
+		{"/v1/sessions", `{"image": "ml"}`, 503, "sessions_unavailable"},
+	} {
+		r := do(t, "POST", hs.URL+tt.path, tt.body)
+		wantError(t, fmt.Sprintf("POST %s %s", tt.path, tt.body), r, tt.status, tt.code)
+		if tt.code == "unknown_image" && !strings.Contains(string(r.body), `\"broken\", \"ml\", \"python\"`) {
+			t.Errorf("POST %s %s: the error does not list the images served: %s", tt.path, tt.body, r.body)
 		}
 	}
 }

@@ -9,6 +9,9 @@ import (
 	"fmt"
 	"io"
 	"net/http"
+	"slices"
+	"strconv"
+	"strings"
 	"time"
 
 	"github.com/codeexec/codeexec/internal/agent"
@@ -28,6 +31,9 @@ type ExecuteRequest struct {
 	Files     []InputFile `json:"files,omitempty"`
 	// Stream answers with server-sent events as the program prints (see stream.go).
 	Stream bool `json:"stream,omitempty"`
+	// Image names the image to run in (see Images); empty: the server's default. In a
+	// session it must be empty or the session's.
+	Image string `json:"image,omitempty"`
 }
 
 // InputFile is a file placed in the work dir before the code runs.
@@ -204,6 +210,7 @@ func (s *Server) execute(w http.ResponseWriter, r *http.Request, sessionID strin
 	}
 	t := tenantOf(r)
 	var sess *session.Session
+	var runner ImageRunner // nil: s.exec
 	if sessionID != "" {
 		if sess, err = s.sessions.Get(t.Name, sessionID); err != nil {
 			writeSessionError(w, sessionID, err)
@@ -211,6 +218,16 @@ func (s *Server) execute(w http.ResponseWriter, r *http.Request, sessionID strin
 		}
 		var rerr *requestError
 		if sb.Limits, rerr = sessionRunLimits(req, sess.Sandbox().Limits()); rerr != nil {
+			writeRequestError(w, rerr)
+			return
+		}
+		if req.Image != "" && req.Image != s.sessionImage(sess) {
+			writeError(w, http.StatusBadRequest, "image_mismatch", fmt.Sprintf("session %q runs in image %q, not %q; leave out \"image\" or create a session in that image", sessionID, s.sessionImage(sess), req.Image))
+			return
+		}
+	} else {
+		var rerr *requestError
+		if _, runner, rerr = s.imageRunner(req.Image); rerr != nil {
 			writeRequestError(w, rerr)
 			return
 		}
@@ -265,6 +282,8 @@ func (s *Server) execute(w http.ResponseWriter, r *http.Request, sessionID strin
 		sess.Begin(start)
 		res, err = sess.Sandbox().Run(r.Context(), sb)
 		sess.End(time.Now())
+	} else if runner != nil {
+		res, err = runner.Run(r.Context(), sb)
 	} else {
 		res, err = s.exec.Run(r.Context(), sb)
 	}
@@ -391,4 +410,44 @@ func writeRequestError(w http.ResponseWriter, err error) {
 		return
 	}
 	writeError(w, http.StatusBadRequest, "invalid_request", err.Error())
+}
+
+// imageRunner resolves the image a request names: its name and runner. Without Images
+// the runner is nil (the Server's own executor and session starter) and the request may
+// not name an image; with them, "" means the default.
+func (s *Server) imageRunner(name string) (string, ImageRunner, *requestError) {
+	if s.images == nil {
+		if name != "" {
+			return "", nil, badRequest("unknown_image", "image %q is not served here: this server runs code in its default image only", name)
+		}
+		return "", nil, nil
+	}
+	if name == "" {
+		name = s.images.Default()
+	}
+	if names := s.images.Names(); !slices.Contains(names, name) {
+		return "", nil, badRequest("unknown_image", "image %q is not served here; this server serves %s", name, strings.Join(quoteAll(names), ", "))
+	}
+	r, err := s.images.Runner(name)
+	if err != nil {
+		s.log.Error("opening an image's runner", "image", name, "err", err)
+		return "", nil, &requestError{http.StatusServiceUnavailable, "image_unavailable", fmt.Sprintf("image %q cannot run code now: %v", name, err)}
+	}
+	return name, r, nil
+}
+
+// sessionImage is the image sess runs in, as requests name it.
+func (s *Server) sessionImage(sess *session.Session) string {
+	if sess.Image == "" && s.images != nil {
+		return s.images.Default()
+	}
+	return sess.Image
+}
+
+func quoteAll(ss []string) []string {
+	q := make([]string, len(ss))
+	for i, v := range ss {
+		q[i] = strconv.Quote(v)
+	}
+	return q
 }

@@ -19,7 +19,9 @@ import (
 
 // CreateSessionRequest is the body of POST /v1/sessions.
 type CreateSessionRequest struct {
-	Language  string `json:"language,omitempty"`
+	Language string `json:"language,omitempty"`
+	// Image names the image the session runs in (see Images); empty: the default.
+	Image     string `json:"image,omitempty"`
 	TTLSecs   *int64 `json:"ttl_s,omitempty"`
 	MemoryMB  *int64 `json:"memory_mb,omitempty"`
 	TimeoutMS *int64 `json:"timeout_ms,omitempty"`
@@ -29,6 +31,7 @@ type CreateSessionRequest struct {
 type CreateSessionReply struct {
 	ID        string    `json:"id"`
 	ExpiresAt time.Time `json:"expires_at"`
+	Image     string    `json:"image,omitempty"`
 }
 
 func (s *Server) handleCreateSession(w http.ResponseWriter, r *http.Request) {
@@ -61,12 +64,23 @@ func (s *Server) handleCreateSession(w http.ResponseWriter, r *http.Request) {
 		}
 		ttl = time.Duration(*req.TTLSecs) * time.Second
 	}
-	sess, cerr := s.sessions.Create(tenantOf(r), l.Limits, ttl)
+	image, runner, rerr := s.imageRunner(req.Image)
+	if rerr != nil {
+		writeRequestError(w, rerr)
+		return
+	}
+	var sess *session.Session
+	var cerr error
+	if runner != nil {
+		sess, cerr = s.sessions.CreateIn(tenantOf(r), image, runner, l.Limits, ttl)
+	} else {
+		sess, cerr = s.sessions.Create(tenantOf(r), l.Limits, ttl)
+	}
 	if cerr != nil {
 		writeSessionError(w, "", cerr)
 		return
 	}
-	writeJSON(w, http.StatusCreated, CreateSessionReply{ID: sess.ID, ExpiresAt: sess.ExpiresAt()})
+	writeJSON(w, http.StatusCreated, CreateSessionReply{ID: sess.ID, ExpiresAt: sess.ExpiresAt(), Image: sess.Image})
 }
 
 // SessionList is the reply to GET /v1/sessions: the caller's sessions, oldest first.

@@ -10,22 +10,28 @@ import (
 	"github.com/codeexec/codeexec/internal/image"
 )
 
-// checkImage looks for the default image in store. image.Find also checks that the rootfs
-// has usr/bin/python3.
+// checkImage looks in store for the image a server uses by default: the newest image
+// named image.DefaultName. image.Lookup also checks that the rootfs has usr/bin/python3.
+// An image that is not the default recipe's (built on another suite, or by an older
+// recipe) works, and is a warning.
 func checkImage(store string) Check {
 	c := Check{Name: "image"}
-	img, err := image.Find(store, image.DefaultRecipe())
+	fix := "codeexec image build"
+	if store != "" {
+		fix += " --store " + shellQuote(store)
+	}
+	img, err := image.Lookup(store, image.DefaultName)
 	if err != nil {
-		// Find's error names the image, the store and what is wrong with it.
-		c.Status, c.Detail = Fail, err.Error()
-		c.Fix = "codeexec image build"
-		if store != "" {
-			c.Fix += " --store " + shellQuote(store)
-		}
+		// Lookup's error names the image, the store and what is wrong with it.
+		c.Status, c.Detail, c.Fix = Fail, err.Error(), fix
 		return c
 	}
 	c.Status = OK
 	c.Detail = imageDetail(img)
+	if want := image.DefaultRecipe().ID(); img.ID() != want {
+		c.Status, c.Fix = Warn, fix
+		c.Detail += fmt.Sprintf("; it is not the default recipe's image %s (Debian %s)", want, image.DefaultSuite)
+	}
 	return c
 }
 
@@ -39,7 +45,7 @@ func imageDetail(img *image.Image) string {
 	return d
 }
 
-// formatVersions lists versions as "python 3.11.2, numpy 1.24.2, …": python first, then
+// formatVersions lists versions as "python 3.13.5, numpy 2.2.4, …": python first, then
 // the rest by name.
 func formatVersions(v map[string]string) string {
 	var names []string

@@ -58,7 +58,7 @@ func TestShellQuote(t *testing.T) {
 func TestCheckImageNotBuilt(t *testing.T) {
 	store := filepath.Join(t.TempDir(), "my store")
 	c := checkImage(store)
-	if c.Status != Fail || !strings.Contains(c.Detail, image.ErrNotBuilt.Error()) {
+	if c.Status != Fail || !strings.Contains(c.Detail, image.ErrNoImage.Error()) {
 		t.Errorf("checkImage(empty store) = %+v, want fail saying the image is not built", c)
 	}
 	if want := "codeexec image build --store '" + store + "'"; c.Fix != want {
@@ -70,7 +70,12 @@ func TestCheckImageNotBuilt(t *testing.T) {
 // internal/image/store.go documents: images/<name>-<hash>/{manifest.json,rootfs/}.
 func writeImage(t *testing.T, store string) string {
 	t.Helper()
-	r := image.DefaultRecipe()
+	return writeImageOf(t, store, image.DefaultRecipe())
+}
+
+// writeImageOf puts a minimal image of r into store.
+func writeImageOf(t *testing.T, store string, r image.Recipe) string {
+	t.Helper()
 	dir := filepath.Join(store, "images", r.ID())
 	python := filepath.Join(dir, "rootfs", "usr", "bin", "python3")
 	if err := os.MkdirAll(filepath.Dir(python), 0o755); err != nil {
@@ -125,5 +130,19 @@ func TestCheckImageBuilder(t *testing.T) {
 	t.Setenv("PATH", bin)
 	if c := checkImageBuilder(); c.Status != OK || c.Detail != filepath.Join(bin, "debootstrap") {
 		t.Errorf("checkImageBuilder() with debootstrap on PATH = %+v, want ok naming it", c)
+	}
+}
+
+// TestCheckImageNotDefault: a server runs in the newest "python" image, which may be
+// another recipe's (bookworm); doctor warns and says how to build the default one.
+func TestCheckImageNotDefault(t *testing.T) {
+	store := t.TempDir()
+	r := image.DefaultRecipe()
+	r.Suite = "bookworm"
+	writeImageOf(t, store, r)
+	c := checkImage(store)
+	if c.Status != Warn || !strings.Contains(c.Detail, r.ID()) || !strings.Contains(c.Detail, image.DefaultRecipe().ID()) ||
+		!strings.HasPrefix(c.Fix, "codeexec image build") {
+		t.Errorf("checkImage(store with a bookworm image) = %+v, want a warning naming both images and how to build", c)
 	}
 }

@@ -32,11 +32,18 @@ type BuildOptions struct {
 	// It must return the version of "python" and of each of Recipe.Modules; they go into
 	// the manifest. An error fails the build. Nil means a weaker check in a chroot as the
 	// sandbox user.
-	Verify func(ctx context.Context, rootfs string) (map[string]string, error)
+	Verify func(ctx context.Context, rootfs string, modules []string) (map[string]string, error)
+	// WheelDir holds the recipe's wheels (Recipe.Wheels); unused without wheels.
+	WheelDir string
 }
 
-// stages of a build, as printed: "[n/stageCount] …".
-const stageCount = 5
+// stageCount is the number of stages of a build of r, as printed: "[n/total] …".
+func stageCount(r Recipe) int {
+	if len(r.Wheels) > 0 {
+		return 6
+	}
+	return 5
+}
 
 // logTailLines is how much of the build log a failed command's error quotes.
 const logTailLines = 20
@@ -55,12 +62,15 @@ func Build(ctx context.Context, store string, r Recipe, opts BuildOptions) (*Ima
 	}
 	images := filepath.Join(store, imagesDir)
 	final := filepath.Join(images, r.ID())
-	prog := newProgress(opts.Progress, stageCount, func() string { return "" })
+	prog := newProgress(opts.Progress, stageCount(r), func() string { return "" })
 	if !opts.Force {
 		if img, err := open(final, r); err == nil {
 			prog.printf("image %s is already built: %s (use --force to rebuild)\n", r.ID(), img.Dir)
 			return img, nil
 		}
+	}
+	if err := checkWheels(opts.WheelDir, r.Wheels); err != nil {
+		return nil, err
 	}
 	if os.Geteuid() != 0 {
 		return nil, errors.New("building an image needs root (the bootstrapper installs packages as root and runs chroot): run it as root, e.g. `sudo codeexec image build`")
@@ -124,8 +134,9 @@ func Build(ctx context.Context, store string, r Recipe, opts BuildOptions) (*Ima
 		boot:     boot,
 		bootPath: bootPath,
 		run:      &runner{log: log, chrootPath: chroot},
-		prog:     newProgress(opts.Progress, stageCount, log.lastLine),
+		prog:     newProgress(opts.Progress, stageCount(r), log.lastLine),
 		verify:   opts.Verify,
+		wheelDir: opts.WheelDir,
 	}
 	start := time.Now()
 	m, err := b.build(ctx)
@@ -150,7 +161,7 @@ func Build(ctx context.Context, store string, r Recipe, opts BuildOptions) (*Ima
 	if err != nil {
 		return nil, fmt.Errorf("opening the image just built: %w", err)
 	}
-	b.prog.printf("[%d/%d] done: %s in %s\n", stageCount, stageCount, formatSize(m.SizeBytes), formatDuration(time.Since(start)))
+	b.prog.printf("[%d/%d] done: %s in %s\n", stageCount(r), stageCount(r), formatSize(m.SizeBytes), formatDuration(time.Since(start)))
 	return img, nil
 }
 
@@ -252,30 +263,44 @@ type builder struct {
 	bootPath string // its absolute path
 	run      *runner
 	prog     *progress
-	verify   func(ctx context.Context, rootfs string) (map[string]string, error)
+	verify   func(ctx context.Context, rootfs string, modules []string) (map[string]string, error)
+	wheelDir string
 }
 
 // build runs the stages in order and returns the manifest, without BuiltAt and
 // BuildSeconds.
 func (b *builder) build(ctx context.Context) (*Manifest, error) {
 	r := b.recipe
-	if err := b.stage(1, fmt.Sprintf("bootstrapping Debian %s with %s", r.Suite, b.boot), func() error {
+	n := 1
+	if err := b.stage(n, fmt.Sprintf("bootstrapping Debian %s with %s", r.Suite, b.boot), func() error {
 		return b.bootstrap(ctx)
 	}); err != nil {
 		return nil, err
 	}
-	if err := b.stage(2, "removing compilers and docs", func() error {
+	// Before the slimming and configuration, so that they cover what pip installs.
+	if len(r.Wheels) > 0 {
+		n++
+		if err := b.stage(n, fmt.Sprintf("installing %d wheels", len(r.Wheels)), func() error {
+			return installWheels(ctx, b.run, b.rootfs, b.wheelDir, r)
+		}); err != nil {
+			return nil, err
+		}
+	}
+	n++
+	if err := b.stage(n, "removing compilers and docs", func() error {
 		return b.slim(ctx)
 	}); err != nil {
 		return nil, err
 	}
-	if err := b.stage(3, "configuring", func() error {
+	n++
+	if err := b.stage(n, "configuring", func() error {
 		return b.configure(ctx)
 	}); err != nil {
 		return nil, err
 	}
+	n++
 	var versions map[string]string
-	if err := b.stage(4, "verifying", func() error {
+	if err := b.stage(n, "verifying", func() error {
 		var err error
 		versions, err = b.verifyImage(ctx)
 		return err
@@ -310,7 +335,7 @@ func (b *builder) stage(n int, msg string, fn func() error) error {
 // bootstrap installs Debian's minbase variant plus the recipe's packages into rootfs.
 func (b *builder) bootstrap(ctx context.Context) error {
 	r := b.recipe
-	include := "--include=" + strings.Join(r.Packages, ",")
+	include := "--include=" + strings.Join(bootstrapPackages(r), ",")
 	var args []string
 	switch b.boot {
 	case "mmdebstrap":
@@ -359,8 +384,11 @@ func (b *builder) configure(ctx context.Context) error {
 	if err := writeNetworkFiles(root); err != nil {
 		return fmt.Errorf("writing /etc/hostname, hosts and resolv.conf: %w", err)
 	}
-	if err := buildFontCache(ctx, b.run, root); err != nil {
-		return err
+	// An image without matplotlib needs no font cache; the sandbox copes without one.
+	if hasPythonPackage(root, "matplotlib") {
+		if err := buildFontCache(ctx, b.run, root); err != nil {
+			return err
+		}
 	}
 	missing, err := ensureBytecode(ctx, b.run, root)
 	if err != nil {
@@ -380,15 +408,16 @@ func (b *builder) configure(ctx context.Context) error {
 func (b *builder) verifyImage(ctx context.Context) (map[string]string, error) {
 	var versions map[string]string
 	var err error
+	mods := b.recipe.VerifyModules()
 	if b.verify != nil {
-		versions, err = b.verify(ctx, b.rootfs)
+		versions, err = b.verify(ctx, b.rootfs, mods)
 	} else {
-		versions, err = chrootVerify(ctx, b.run, b.rootfs, b.recipe.Modules)
+		versions, err = chrootVerify(ctx, b.run, b.rootfs, mods)
 	}
 	if err != nil {
 		return nil, fmt.Errorf("verifying: %w", err)
 	}
-	if err := checkVersions(versions, b.recipe.Modules); err != nil {
+	if err := checkVersions(versions, mods); err != nil {
 		return nil, err
 	}
 	b.run.log.notef("versions: %v\n", versions)

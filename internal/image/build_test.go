@@ -230,9 +230,9 @@ func TestBuildReal(t *testing.T) {
 	if changed, err := stripPrivileges(root); err != nil || len(changed) != 0 {
 		t.Errorf("setuid files left in the image: %v, %v", changed, err)
 	}
-	for _, gone := range []string{"usr/bin/gcc-12", "usr/bin/x86_64-linux-gnu-ld", "usr/include/boost"} {
-		if _, err := os.Lstat(filepath.Join(root, gone)); err == nil {
-			t.Errorf("%s is still in the image", gone)
+	for _, gone := range []string{"usr/bin/gcc*", "usr/bin/x86_64-linux-gnu-ld*", "usr/include/boost"} {
+		if m, _ := filepath.Glob(filepath.Join(root, gone)); len(m) > 0 {
+			t.Errorf("%s is still in the image", m)
 		}
 	}
 	if fl, _ := filepath.Glob(filepath.Join(root, MPLConfigDir, "fontlist-*.json")); len(fl) == 0 {

@@ -44,10 +44,14 @@ var chrootEnv = []string{
 }
 
 // purgeCompilers removes the installed packages whose names match expr with
-// dpkg --purge --force-depends, and returns their names. python3-scipy depends on
-// python3-pythran, which pulls in gcc, g++ and the boost headers; scipy never needs them
-// at run time, so their dependency is broken on purpose (−550 MiB).
+// dpkg --purge --force-depends, and returns their names. On bookworm python3-scipy
+// depends on python3-pythran, which pulls in gcc, g++ and the boost headers; scipy never
+// needs them at run time, so their dependency is broken on purpose (−550 MiB). An empty
+// expr removes nothing (as a regexp it would match every package).
 func purgeCompilers(ctx context.Context, run *runner, root, expr string) ([]string, error) {
+	if expr == "" {
+		return nil, nil
+	}
 	re, err := regexp.Compile(expr)
 	if err != nil {
 		return nil, fmt.Errorf("purge expression %q: %w", expr, err)
@@ -317,17 +321,11 @@ func buildFontCache(ctx context.Context, run *runner, root string) error {
 	})
 }
 
-// missingBytecode counts the .py files under the image's Python directories that have no
-// __pycache__/<name>.cpython-3X.pyc next to them.
-//
-// Measured on bookworm: Debian's py3compile already byte-compiles every installed module
-// at install time (5905 .py, 5905 .pyc, and compileall writes nothing), so the count is 0
-// and compileall is skipped. The check stays because the rootfs is mounted read-only and a
-// module without bytecode would be recompiled at every import.
-func missingBytecode(root string) (int, []string, error) {
+// pythonDirs returns the directories of root that hold Python modules, as paths inside
+// root, and the bytecode tag of each ("cpython-313"): the standard library, Debian's
+// dist-packages and pip's /usr/local dist-packages. Missing directories are left out.
+func pythonDirs(root string) (dirs, tags []string) {
 	libs, _ := filepath.Glob(filepath.Join(root, "usr/lib/python3.[0-9]*"))
-	var dirs []string
-	missing := 0
 	for _, lib := range libs {
 		fi, err := os.Lstat(lib)
 		if err != nil || !fi.IsDir() {
@@ -335,15 +333,49 @@ func missingBytecode(root string) (int, []string, error) {
 		}
 		ver := strings.TrimPrefix(filepath.Base(lib), "python")
 		tag := "cpython-" + strings.ReplaceAll(ver, ".", "")
-		for _, d := range []string{lib, filepath.Join(root, "usr/lib/python3/dist-packages")} {
-			n, err := countMissingPyc(d, tag)
-			if err != nil {
-				return 0, nil, err
+		for _, d := range []string{lib, filepath.Join(root, "usr/lib/python3/dist-packages"),
+			filepath.Join(root, "usr/local/lib", filepath.Base(lib), "dist-packages")} {
+			if fi, err := os.Lstat(d); err != nil || !fi.IsDir() {
+				continue
 			}
-			missing += n
 			rel, _ := filepath.Rel(root, d)
-			dirs = append(dirs, "/"+rel)
+			dirs, tags = append(dirs, "/"+rel), append(tags, tag)
 		}
+	}
+	return dirs, tags
+}
+
+// hasPythonPackage reports whether one of the image's Python directories holds the
+// top-level package or module name.
+func hasPythonPackage(root, name string) bool {
+	dirs, _ := pythonDirs(root)
+	for _, d := range dirs {
+		for _, p := range []string{name, name + ".py"} {
+			if _, err := os.Lstat(filepath.Join(root, d, p)); err == nil {
+				return true
+			}
+		}
+	}
+	return false
+}
+
+// missingBytecode counts the .py files under the image's Python directories (see
+// pythonDirs) that have no __pycache__/<name>.cpython-3X.pyc next to them.
+//
+// Measured on bookworm and trixie: Debian's py3compile already byte-compiles every
+// installed module at install time (bookworm: 5905 .py, 5905 .pyc, and compileall writes
+// nothing), and so does pip for wheels, so the count is 0 and compileall is skipped. The
+// check stays because the rootfs is mounted read-only and a module without bytecode
+// would be recompiled at every import.
+func missingBytecode(root string) (int, []string, error) {
+	dirs, tags := pythonDirs(root)
+	missing := 0
+	for i, d := range dirs {
+		n, err := countMissingPyc(filepath.Join(root, d), tags[i])
+		if err != nil {
+			return 0, nil, err
+		}
+		missing += n
 	}
 	return missing, dirs, nil
 }

@@ -280,14 +280,26 @@ func TestMissingBytecode(t *testing.T) {
 	write("usr/lib/python3/dist-packages/numpy/__pycache__/__init__.cpython-311.pyc")
 	write("usr/lib/python3/dist-packages/six.py") // no bytecode
 	write("usr/lib/python3/dist-packages/README.txt")
+	// What pip installs from a recipe's wheels.
+	write("usr/local/lib/python3.11/dist-packages/tabulate/__init__.py") // no bytecode
+	write("usr/local/lib/python3.11/dist-packages/probe.py")
+	write("usr/local/lib/python3.11/dist-packages/__pycache__/probe.cpython-311.pyc")
 	n, dirs, err := missingBytecode(root)
 	if err != nil {
 		t.Fatal(err)
 	}
-	if n != 2 {
-		t.Errorf("missingBytecode() = %d, want 2", n)
+	if n != 3 {
+		t.Errorf("missingBytecode() = %d, want 3", n)
 	}
-	if want := []string{"/usr/lib/python3.11", "/usr/lib/python3/dist-packages"}; !reflect.DeepEqual(dirs, want) {
+	if want := []string{"/usr/lib/python3.11", "/usr/lib/python3/dist-packages", "/usr/local/lib/python3.11/dist-packages"}; !reflect.DeepEqual(dirs, want) {
 		t.Errorf("missingBytecode() dirs = %v, want %v", dirs, want)
+	}
+	for _, tt := range []struct {
+		name string
+		want bool
+	}{{"numpy", true}, {"six", true}, {"tabulate", true}, {"probe", true}, {"json", true}, {"matplotlib", false}} {
+		if got := hasPythonPackage(root, tt.name); got != tt.want {
+			t.Errorf("hasPythonPackage(%q) = %v, want %v", tt.name, got, tt.want)
+		}
 	}
 }

@@ -3,10 +3,13 @@ package image
 
 import (
 	"bufio"
+	"bytes"
 	"crypto/sha256"
 	"encoding/hex"
 	"encoding/json"
+	"errors"
 	"fmt"
+	"io"
 	"net/url"
 	"os"
 	"path/filepath"
@@ -33,7 +36,7 @@ type Recipe struct {
 	// Version must equal RecipeVersion: a recipe written for other build steps cannot be
 	// built faithfully by this code.
 	Version int `json:"version"`
-	// Suite is the Debian release to bootstrap: "bookworm".
+	// Suite is the Debian release to bootstrap: "trixie".
 	Suite string `json:"suite"`
 	// Mirror is the Debian archive to download from. It is not part of Hash: the same
 	// suite gives the same packages from any mirror.
@@ -41,21 +44,37 @@ type Recipe struct {
 	// Packages are installed on top of Debian's minbase variant.
 	Packages []string `json:"packages"`
 	// Purge matches (Go regexp syntax) the installed packages removed after bootstrap
-	// with dpkg --purge --force-depends: the compiler chain that python3-scipy drags in
-	// through pythran, which nothing needs at run time.
+	// with dpkg --purge --force-depends: the compiler chain that a package drags in
+	// (see DefaultPurge) and nothing needs at run time. Empty removes nothing.
 	Purge string `json:"purge"`
 	// Modules are the Python modules a verification imports; their versions go into the
 	// manifest.
 	Modules []string `json:"modules"`
+	// Preload are modules the warm zygote imports besides the sandbox's default list
+	// (sandbox.DefaultPreload), in this order; the build verifies that they import.
+	Preload []string `json:"preload,omitempty"`
+	// Wheels are Python wheels installed with pip, without an index, after the Debian
+	// packages. The files come from the directory given to the build
+	// (BuildOptions.WheelDir) and must have these hashes.
+	Wheels []Wheel `json:"wheels,omitempty"`
 }
 
-// DefaultRecipe returns the recipe of the default Python image, with the mirror taken
-// from the host's apt sources (see DefaultMirror).
+// Wheel is one wheel file of a recipe.
+type Wheel struct {
+	// File is the wheel's file name: "tabulate-0.9.0-py3-none-any.whl".
+	File string `json:"file"`
+	// SHA256 is the hex SHA-256 of the file's contents.
+	SHA256 string `json:"sha256"`
+}
+
+// DefaultRecipe returns the recipe of the default Python image, Debian 13 (trixie), with
+// the mirror taken from the host's apt sources (see DefaultMirror). The same recipe with
+// Suite "bookworm" builds the previous release's stack.
 func DefaultRecipe() Recipe {
 	return Recipe{
-		Name:    "python",
+		Name:    DefaultName,
 		Version: RecipeVersion,
-		Suite:   "bookworm",
+		Suite:   DefaultSuite,
 		Mirror:  DefaultMirror(),
 		Packages: []string{
 			"python3",
@@ -65,22 +84,44 @@ func DefaultRecipe() Recipe {
 			"python3-scipy",
 			"python3-sympy",
 			"python3-requests",
+			// numpy and scipy need a libblas.so.3 and apt's first choice is the reference
+			// BLAS. On bookworm OpenBLAS came in through pythran's dependencies; trixie's
+			// scipy no longer pulls those, so it is named.
+			"libopenblas0-pthread",
 		},
-		// Kept on purpose (the expression does not match them): gcc-12-base, libgcc-s1,
-		// libgomp1, libquadmath0 and libatomic1, which numpy and scipy link against.
-		Purge: `-dev$|^gcc-12$|^gcc$|^g\+\+|^cpp|^binutils|^libbinutils|^libctf|^libgprofng|` +
-			`^libasan|^libtsan|^liblsan|^libubsan|^libhwasan|^libitm|^libcc1|^libisl|^libmpc|` +
-			`^libjansson|pythran|^python3-beniget|^python3-gast|^libboost`,
+		Purge:   DefaultPurge,
 		Modules: []string{"numpy", "pandas", "matplotlib", "scipy", "sympy", "requests"},
 	}
 }
 
-var nameRE = regexp.MustCompile(`^[a-z0-9][a-z0-9._-]*$`)
+const (
+	// DefaultName is the name of the default image, and of the image a server uses when
+	// none is configured.
+	DefaultName = "python"
+	// DefaultSuite is the Debian release of the default image.
+	DefaultSuite = "trixie"
+	// DefaultPurge matches the compiler chain that a package may pull in and nothing
+	// needs at run time: on bookworm python3-scipy depends on pythran, which brings gcc,
+	// g++, binutils and the boost headers (550 MiB); trixie's scipy does not, but other
+	// packages a custom image names may. It names no compiler version, so that it fits
+	// every suite. Kept on purpose (the expression does not match them): gcc-N-base,
+	// libgcc-s1, libgomp1, libquadmath0, libgfortran5, libstdc++6 and libatomic1, which
+	// numpy and scipy link against.
+	DefaultPurge = `-dev$|^gcc(-[0-9]+)?(-[a-z0-9_-]+-linux-gnu)?$|^g\+\+|^cpp|^binutils|^libbinutils|` +
+		`^libctf|^libgprofng|^libsframe|^libasan|^libtsan|^liblsan|^libubsan|^libhwasan|^libitm|^libcc1|` +
+		`^libisl|^libmpc|^libjansson|pythran|^python3-beniget|^python3-gast|^libboost`
+)
+
+var nameRE = regexp.MustCompile(`^[a-z0-9][a-z0-9._-]{0,63}$`)
+
+// idSuffixRE matches the "-<hash>" an image ID adds to a name. A name that ends like
+// that would be mistaken for an ID.
+var idSuffixRE = regexp.MustCompile(`-[0-9a-f]{12}$`)
 
 // Validate reports the first problem that would make the recipe unbuildable.
 func (r Recipe) Validate() error {
-	if !nameRE.MatchString(r.Name) {
-		return fmt.Errorf("recipe name %q: want lowercase letters, digits, '.', '_' or '-'", r.Name)
+	if err := ValidateName(r.Name); err != nil {
+		return err
 	}
 	if r.Version != RecipeVersion {
 		return fmt.Errorf("recipe %q has version %d, but this codeexec builds version %d", r.Name, r.Version, RecipeVersion)
@@ -103,10 +144,34 @@ func (r Recipe) Validate() error {
 	if _, err := regexp.Compile(r.Purge); err != nil {
 		return fmt.Errorf("recipe %q: purge expression %q: %w", r.Name, r.Purge, err)
 	}
-	for _, m := range r.Modules {
+	for _, m := range append(slices.Clone(r.Modules), r.Preload...) {
 		if !moduleRE.MatchString(m) {
 			return fmt.Errorf("recipe %q: %q is not a Python module name", r.Name, m)
 		}
+	}
+	seen := map[string]bool{}
+	for _, w := range r.Wheels {
+		if !wheelFileRE.MatchString(w.File) {
+			return fmt.Errorf("recipe %q: wheel %q is not a wheel file name (name-version-python-abi-platform.whl)", r.Name, w.File)
+		}
+		if !sha256RE.MatchString(w.SHA256) {
+			return fmt.Errorf("recipe %q: wheel %q: sha256 %q is not 64 lowercase hex digits", r.Name, w.File, w.SHA256)
+		}
+		if seen[w.File] {
+			return fmt.Errorf("recipe %q names wheel %q twice", r.Name, w.File)
+		}
+		seen[w.File] = true
+	}
+	return nil
+}
+
+// ValidateName checks an image name: it names a directory of the store.
+func ValidateName(name string) error {
+	if !nameRE.MatchString(name) {
+		return fmt.Errorf("image name %q: want 1 to 64 lowercase letters, digits, '.', '_' or '-', starting with a letter or digit", name)
+	}
+	if idSuffixRE.MatchString(name) {
+		return fmt.Errorf("image name %q ends like an image ID (-<12 hex digits>)", name)
 	}
 	return nil
 }
@@ -114,6 +179,9 @@ func (r Recipe) Validate() error {
 var (
 	debPackageRE = regexp.MustCompile(`^[a-z0-9][a-z0-9+.-]+$`)
 	moduleRE     = regexp.MustCompile(`^[A-Za-z_][A-Za-z0-9_]*(\.[A-Za-z_][A-Za-z0-9_]*)*$`)
+	// A wheel file name has five or six dash-separated fields (PEP 427); no path.
+	wheelFileRE = regexp.MustCompile(`^[A-Za-z0-9_.]+-[A-Za-z0-9_.!+]+(-[0-9][A-Za-z0-9_.]*)?-[A-Za-z0-9_.]+-[A-Za-z0-9_.]+-[A-Za-z0-9_.]+\.whl$`)
+	sha256RE    = regexp.MustCompile(`^[0-9a-f]{64}$`)
 )
 
 // Hash returns a short hex hash of everything that determines the image's contents: the
@@ -125,6 +193,9 @@ func (r Recipe) Hash() string {
 	// change the hash either.
 	r.Packages = sortedCopy(r.Packages)
 	r.Modules = sortedCopy(r.Modules)
+	r.Wheels = slices.Clone(r.Wheels)
+	slices.SortFunc(r.Wheels, func(a, b Wheel) int { return strings.Compare(a.File, b.File) })
+	// Preload keeps its order: the zygote imports in it.
 	b, err := json.Marshal(r)
 	if err != nil {
 		panic("image: marshalling a recipe: " + err.Error()) // plain strings and ints never fail
@@ -258,4 +329,63 @@ func isDebianArchive(uri string) bool {
 		return false
 	}
 	return strings.HasSuffix(strings.TrimSuffix(u.Path, "/"), "/debian")
+}
+
+// ParseRecipe decodes a recipe file: a JSON object with the fields of Recipe, strictly
+// (unknown fields and trailing data are errors). The file may leave out "mirror" (the
+// host's: DefaultMirror) and "purge" (DefaultPurge; "" purges nothing); every other
+// field it leaves out is empty. The manifest's "recipe" of a built image is such a file.
+// The recipe is validated.
+func ParseRecipe(data []byte) (Recipe, error) {
+	var f struct {
+		Recipe
+		// Shadow Recipe's fields of the same JSON names, to tell absent from empty.
+		Mirror *string `json:"mirror"`
+		Purge  *string `json:"purge"`
+	}
+	dec := json.NewDecoder(bytes.NewReader(data))
+	dec.DisallowUnknownFields()
+	if err := dec.Decode(&f); err != nil {
+		return Recipe{}, fmt.Errorf("decoding recipe: %w", err)
+	}
+	if _, err := dec.Token(); err != io.EOF {
+		return Recipe{}, errors.New("decoding recipe: data after the recipe object")
+	}
+	r := f.Recipe
+	r.Mirror, r.Purge = DefaultMirror(), DefaultPurge
+	if f.Mirror != nil {
+		r.Mirror = *f.Mirror
+	}
+	if f.Purge != nil {
+		r.Purge = *f.Purge
+	}
+	if err := r.Validate(); err != nil {
+		return Recipe{}, err
+	}
+	return r, nil
+}
+
+// LoadRecipe reads and parses the recipe file at path.
+func LoadRecipe(path string) (Recipe, error) {
+	data, err := os.ReadFile(path)
+	if err != nil {
+		return Recipe{}, err
+	}
+	r, err := ParseRecipe(data)
+	if err != nil {
+		return Recipe{}, fmt.Errorf("recipe %q: %w", path, err)
+	}
+	return r, nil
+}
+
+// VerifyModules are the modules a build's verification imports: Modules, then the
+// Preload modules not among them.
+func (r Recipe) VerifyModules() []string {
+	mods := slices.Clone(r.Modules)
+	for _, m := range r.Preload {
+		if !slices.Contains(mods, m) {
+			mods = append(mods, m)
+		}
+	}
+	return mods
 }

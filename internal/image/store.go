@@ -9,6 +9,7 @@ import (
 	"io/fs"
 	"os"
 	"path/filepath"
+	"slices"
 	"strings"
 	"syscall"
 	"time"
@@ -267,4 +268,173 @@ func treeSize(root string) (int64, error) {
 		return nil
 	})
 	return total, err
+}
+
+// ID is the image's directory name in its store: "<name>-<hash>".
+func (img *Image) ID() string { return filepath.Base(img.Dir) }
+
+// Entry is one directory of a store's images: a valid image, or why it is not one.
+type Entry struct {
+	ID    string
+	Image *Image // nil when Err is set
+	Err   error
+}
+
+// List returns the images of store, valid or not, sorted by name and, within a name,
+// newest first. Builds in progress and the store's own files are not listed. A store
+// without an images directory has no images.
+func List(store string) ([]Entry, error) {
+	images := filepath.Join(store, imagesDir)
+	des, err := os.ReadDir(images)
+	if errors.Is(err, fs.ErrNotExist) {
+		return nil, nil
+	} else if err != nil {
+		return nil, err
+	}
+	var entries []Entry
+	for _, de := range des {
+		if !de.IsDir() || strings.HasPrefix(de.Name(), ".") {
+			continue
+		}
+		img, err := openListed(filepath.Join(images, de.Name()))
+		entries = append(entries, Entry{ID: de.Name(), Image: img, Err: err})
+	}
+	slices.SortStableFunc(entries, func(a, b Entry) int {
+		an, bn := entryName(a), entryName(b)
+		if c := strings.Compare(an, bn); c != 0 {
+			return c
+		}
+		if a.Image != nil && b.Image != nil {
+			if c := b.Image.Manifest.BuiltAt.Compare(a.Image.Manifest.BuiltAt); c != 0 {
+				return c
+			}
+		} else if a.Image != nil || b.Image != nil { // valid images before broken ones
+			return boolCompare(b.Image != nil, a.Image != nil)
+		}
+		return strings.Compare(a.ID, b.ID)
+	})
+	return entries, nil
+}
+
+func boolCompare(a, b bool) int {
+	switch {
+	case a == b:
+		return 0
+	case a:
+		return 1
+	}
+	return -1
+}
+
+// entryName is the image name of an entry: its manifest's, or for a broken one what
+// its directory name says.
+func entryName(e Entry) string {
+	if e.Image != nil {
+		return e.Image.Manifest.Name
+	}
+	if loc := idSuffixRE.FindStringIndex(e.ID); loc != nil {
+		return e.ID[:loc[0]]
+	}
+	return e.ID
+}
+
+// openListed opens the image in dir with the recipe its own manifest records, and checks
+// that this codeexec's build steps made it.
+func openListed(dir string) (*Image, error) {
+	m, err := readManifest(filepath.Join(dir, manifestFile))
+	if errors.Is(err, fs.ErrNotExist) {
+		return nil, errors.New("no manifest")
+	} else if err != nil {
+		return nil, err
+	}
+	if id := m.Recipe.ID(); filepath.Base(dir) != id {
+		return nil, fmt.Errorf("the manifest's recipe is that of %q", id)
+	}
+	if m.Recipe.Version != RecipeVersion {
+		return nil, fmt.Errorf("built by other build steps (recipe version %d; this codeexec builds %d): rebuild it", m.Recipe.Version, RecipeVersion)
+	}
+	return open(dir, m.Recipe)
+}
+
+// ErrNoImage is returned (wrapped) by Lookup and Remove when the store has no valid
+// image of the name or ID asked for.
+var ErrNoImage = errors.New("no such image")
+
+// Lookup returns the image ref names in store. ref is an image ID ("python-8f857625f643")
+// or a name, which means the name's newest valid image (by BuiltAt): the last one built.
+func Lookup(store, ref string) (*Image, error) {
+	entries, err := List(store)
+	if err != nil {
+		return nil, fmt.Errorf("listing images of store %q: %w", store, err)
+	}
+	var broken []string
+	for _, e := range entries {
+		if e.ID == ref {
+			if e.Err != nil {
+				return nil, fmt.Errorf("image %q in store %q: %w", ref, store, e.Err)
+			}
+			return e.Image, nil
+		}
+	}
+	for _, e := range entries { // sorted newest first within a name
+		if entryName(e) != ref {
+			continue
+		}
+		if e.Image != nil {
+			return e.Image, nil
+		}
+		broken = append(broken, fmt.Sprintf("%s: %v", e.ID, e.Err))
+	}
+	if len(broken) > 0 {
+		return nil, fmt.Errorf("%w: %q in store %q has only unusable builds (%s)", ErrNoImage, ref, store, strings.Join(broken, "; "))
+	}
+	hint := "build it with `codeexec image build`"
+	if ref != DefaultName {
+		hint = "build it with `codeexec image build --name " + ref + " …`, or see `codeexec image list`"
+	}
+	return nil, fmt.Errorf("%w: no image %q in store %q: %s", ErrNoImage, ref, store, hint)
+}
+
+// Remove removes from store the image ref names: an ID removes that image, a name every
+// image of that name, valid or not. It returns the IDs removed. It waits for a build in
+// progress (wait is called first), and each image is renamed out of the way before its
+// files go, so that no one finds half an image. Sandboxes still running from a removed
+// image lose their files: stop the servers that use it first.
+func Remove(store, ref string, wait func()) ([]string, error) {
+	images := filepath.Join(store, imagesDir)
+	if _, err := os.Stat(images); err != nil {
+		return nil, fmt.Errorf("%w: no image %q in store %q (%v)", ErrNoImage, ref, store, err)
+	}
+	lock, err := lockStore(images, wait)
+	if err != nil {
+		return nil, fmt.Errorf("locking store %q: %w", store, err)
+	}
+	defer lock.Close()
+	entries, err := List(store)
+	if err != nil {
+		return nil, err
+	}
+	var ids []string
+	for _, e := range entries {
+		if e.ID == ref || entryName(e) == ref {
+			ids = append(ids, e.ID)
+		}
+	}
+	if len(ids) == 0 {
+		return nil, fmt.Errorf("%w: no image %q in store %q", ErrNoImage, ref, store)
+	}
+	for i, id := range ids {
+		// A .build- name: the next build sweeps what a failed removal leaves.
+		doomed, err := os.MkdirTemp(images, buildPrefix+"removed-")
+		if err == nil {
+			err = os.Rename(filepath.Join(images, id), filepath.Join(doomed, id))
+		}
+		if err == nil {
+			err = removeTree(doomed)
+		}
+		if err != nil {
+			return ids[:i], fmt.Errorf("removing %q: %w", id, err)
+		}
+	}
+	return ids, nil
 }

@@ -5,6 +5,7 @@ import (
 	"os"
 	"path/filepath"
 	"reflect"
+	"slices"
 	"strings"
 	"testing"
 	"time"
@@ -24,7 +25,7 @@ func testManifest() *Manifest {
 		BuiltAt:      time.Date(2026, 11, 23, 18, 56, 0, 0, time.UTC),
 		BuildSeconds: 92.5,
 		SizeBytes:    783_000_000,
-		Versions:     map[string]string{"python": "3.11.2", "numpy": "1.24.2"},
+		Versions:     map[string]string{"python": "3.13.5", "numpy": "2.2.4"},
 	}
 }
 
@@ -59,7 +60,7 @@ func TestParseManifestRejects(t *testing.T) {
 		name, json, want string
 	}{
 		{"unknown top-level field", strings.Replace(good, `"name":`, `"extra": 1, "name":`, 1), "unknown field"},
-		{"unknown recipe field", strings.Replace(good, `"suite": "bookworm",`, `"suite": "bookworm", "arch": "arm64",`, 1), "unknown field"},
+		{"unknown recipe field", strings.Replace(good, `"suite": "trixie",`, `"suite": "trixie", "arch": "arm64",`, 1), "unknown field"},
 		{"trailing data", good + "{}", "after"},
 		{"not json", "manifest", "invalid"},
 	}
@@ -134,7 +135,7 @@ func TestFind(t *testing.T) {
 		if err != nil {
 			t.Fatalf("Find() = %v", err)
 		}
-		if img.Dir != dir || img.Rootfs != filepath.Join(dir, "rootfs") || img.Manifest.Versions["python"] != "3.11.2" {
+		if img.Dir != dir || img.Rootfs != filepath.Join(dir, "rootfs") || img.Manifest.Versions["python"] != "3.13.5" {
 			t.Errorf("Find() = %+v, want the image in %q", img, dir)
 		}
 	})
@@ -297,5 +298,111 @@ func TestTreeSize(t *testing.T) {
 	}
 	if got, err := treeSize(root); err != nil || got != 1024 {
 		t.Errorf("treeSize() = %d, %v, want 1024", got, err)
+	}
+}
+
+// storeImage puts a fake image of r, built at t, into store and returns its ID.
+func storeImage(t *testing.T, store string, r Recipe, built time.Time) string {
+	t.Helper()
+	m := testManifest()
+	m.Name, m.RecipeHash, m.Recipe, m.Suite, m.BuiltAt = r.Name, r.Hash(), r, r.Suite, built
+	fakeImage(t, store, r, m)
+	return r.ID()
+}
+
+func TestListLookupRemove(t *testing.T) {
+	store := t.TempDir()
+	day := func(d int) time.Time { return time.Date(2026, 11, d, 0, 0, 0, 0, time.UTC) }
+	trixie := DefaultRecipe()
+	bookworm := DefaultRecipe()
+	bookworm.Suite = "bookworm"
+	ml := DefaultRecipe()
+	ml.Name, ml.Packages = "ml", append(ml.Packages, "python3-sklearn")
+	ml2 := ml
+	ml2.Preload = []string{"sklearn"}
+	idTrixie := storeImage(t, store, trixie, day(20))
+	idBookworm := storeImage(t, store, bookworm, day(10)) // older: not what "python" means
+	idML := storeImage(t, store, ml, day(11))
+	idML2 := storeImage(t, store, ml2, day(12))
+	// Broken entries: no manifest, another recipe version, a manifest for another dir.
+	fakeImage(t, store, Recipe{Name: "broken", Packages: []string{"x"}}, nil)
+	old := DefaultRecipe()
+	old.Name, old.Version = "old", RecipeVersion-1
+	idOld := storeImage(t, store, old, day(1))
+	if err := os.MkdirAll(filepath.Join(store, imagesDir, ".build-x-1"), 0o755); err != nil { // in progress
+		t.Fatal(err)
+	}
+
+	entries, err := List(store)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var got []string
+	for _, e := range entries {
+		s := e.ID
+		if e.Err != nil {
+			s += " (broken)"
+		}
+		got = append(got, s)
+	}
+	want := []string{"broken-" + Recipe{Name: "broken", Packages: []string{"x"}}.Hash() + " (broken)", idML2, idML, idOld + " (broken)", idTrixie, idBookworm}
+	if !reflect.DeepEqual(got, want) {
+		t.Errorf("List() =\n%v\nwant\n%v", got, want)
+	}
+
+	for _, tt := range []struct {
+		ref, want, wantErr string
+	}{
+		{"python", idTrixie, ""},
+		{idBookworm, idBookworm, ""},
+		{"ml", idML2, ""},
+		{idML, idML, ""},
+		{"nothing", "", "no image \"nothing\""},
+		{"old", "", "other build steps"},
+		{idOld, "", "other build steps"},
+	} {
+		img, err := Lookup(store, tt.ref)
+		switch {
+		case tt.wantErr != "":
+			if err == nil || !strings.Contains(err.Error(), tt.wantErr) {
+				t.Errorf("Lookup(%q) = %v, want an error containing %q", tt.ref, err, tt.wantErr)
+			}
+		case err != nil || img.ID() != tt.want:
+			t.Errorf("Lookup(%q) = %v, %v, want %q", tt.ref, img, err, tt.want)
+		}
+	}
+	if _, err := Lookup(store, "nothing"); !errors.Is(err, ErrNoImage) {
+		t.Errorf("Lookup(unknown) = %v, want ErrNoImage", err)
+	}
+
+	// Removing an ID removes that image only; a name removes all of its images.
+	if ids, err := Remove(store, idML, func() {}); err != nil || !reflect.DeepEqual(ids, []string{idML}) {
+		t.Errorf("Remove(%q) = %v, %v", idML, ids, err)
+	}
+	if img, err := Lookup(store, "ml"); err != nil || img.ID() != idML2 {
+		t.Errorf("Lookup(ml) after removing the older = %v, %v", img, err)
+	}
+	if ids, err := Remove(store, "python", func() {}); err != nil || !reflect.DeepEqual(ids, []string{idTrixie, idBookworm}) {
+		t.Errorf("Remove(python) = %v, %v", ids, err)
+	}
+	if _, err := Remove(store, "python", func() {}); !errors.Is(err, ErrNoImage) {
+		t.Errorf("second Remove(python) = %v, want ErrNoImage", err)
+	}
+	if _, err := Remove(t.TempDir(), "python", func() {}); !errors.Is(err, ErrNoImage) {
+		t.Errorf("Remove() in an empty store = %v, want ErrNoImage", err)
+	}
+	left, _ := os.ReadDir(filepath.Join(store, imagesDir))
+	var names []string
+	for _, e := range left {
+		names = append(names, e.Name())
+	}
+	// Removal leaves no .build-removed-* behind; the build in progress is not touched.
+	for _, n := range names {
+		if strings.HasPrefix(n, buildPrefix+"removed") || n == idTrixie || n == idBookworm || n == idML {
+			t.Errorf("after Remove, %q is still in the store: %v", n, names)
+		}
+	}
+	if !slices.Contains(names, ".build-x-1") || !slices.Contains(names, idML2) {
+		t.Errorf("Remove took more than asked: %v", names)
 	}
 }

@@ -3,21 +3,32 @@ package image
 import (
 	"context"
 	"encoding/json"
+	"errors"
 	"fmt"
+	"io/fs"
 	"os"
 	"path/filepath"
 	"strconv"
 )
 
-// verifyScript imports every module named in its arguments, exercises the ones it knows
-// a little (so that a library whose shared objects were purged fails here, not in a
-// user's code), and prints a JSON map of module → __version__ plus "python". It also
-// checks that matplotlib found the prebuilt font cache instead of rebuilding it.
+// VerifyProgram returns a Python program that imports modules, exercises the ones it
+// knows a little (so that a library whose shared objects were purged fails here, not in
+// a user's code), and prints a JSON map of module → __version__ plus "python". It also
+// checks that matplotlib found the prebuilt font cache instead of rebuilding it. The
+// program runs alike in a chroot and in the sandbox; modules must be valid module names
+// (Recipe.Validate).
+func VerifyProgram(modules []string) string {
+	list, err := json.Marshal(modules) // a JSON list of strings is a Python list literal
+	if err != nil {
+		panic("image: marshalling module names: " + err.Error()) // strings never fail
+	}
+	return "mods = " + string(list) + "\n" + verifyScript
+}
+
 const verifyScript = `
 import glob, importlib, io, json, os, sys
-mods = sys.argv[1:]
 v = {"python": "%d.%d.%d" % sys.version_info[:3]}
-cached = [os.path.basename(p) for p in glob.glob(os.path.join(os.environ["MPLCONFIGDIR"], "fontlist-*.json"))]
+cached = [os.path.basename(p) for p in glob.glob(os.path.join(os.environ.get("MPLCONFIGDIR", "/nonexistent"), "fontlist-*.json"))]
 for m in mods:
     v[m] = str(getattr(importlib.import_module(m), "__version__", "unknown"))
 if "numpy" in mods:
@@ -68,7 +79,7 @@ func chrootVerify(ctx context.Context, run *runner, rootfs string, modules []str
 	inside := "/tmp/" + filepath.Base(tmp)
 	env := []string{"PATH=/usr/bin:/bin", "HOME=" + inside, "MPLCONFIGDIR=" + inside, "MPLBACKEND=Agg", "LC_ALL=C.UTF-8"}
 	user := strconv.Itoa(SandboxUID) + ":" + strconv.Itoa(SandboxGID)
-	args := append([]string{"--userspec=" + user, rootfs, "python3", "-c", verifyScript}, modules...)
+	args := []string{"--userspec=" + user, rootfs, "python3", "-c", VerifyProgram(modules)}
 	cmd := run.command(ctx, env, run.chrootPath, args...)
 	var out jsonBuffer
 	cmd.Stdout = &out
@@ -82,10 +93,13 @@ func chrootVerify(ctx context.Context, run *runner, rootfs string, modules []str
 	return versions, nil
 }
 
-// seedFontCache copies the files of src into dst and gives dst to the sandbox user.
+// seedFontCache copies the files of src into dst and gives dst to the sandbox user. An
+// image without matplotlib has no src: dst stays empty.
 func seedFontCache(src, dst string) error {
 	entries, err := os.ReadDir(src)
-	if err != nil {
+	if errors.Is(err, fs.ErrNotExist) {
+		return os.Lchown(dst, SandboxUID, SandboxGID)
+	} else if err != nil {
 		return err
 	}
 	for _, e := range entries {

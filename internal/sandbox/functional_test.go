@@ -20,7 +20,7 @@ func TestLibraries(t *testing.T) {
 		}{
 			{"numpy linear solve", "import numpy as np\nnp.linalg.solve([[3, 1], [1, 2]], [9, 8]).tolist()", "[2.0, 3.0]"},
 			{"pandas groupby", "import pandas as pd\ndf = pd.DataFrame({'k': list('abab'), 'v': [1, 2, 3, 4]})\ndf.groupby('k')['v'].sum().to_dict()", "{'a': 4, 'b': 6}"},
-			{"scipy optimize", "from scipy import optimize\nround(optimize.minimize_scalar(lambda x: (x - 3) ** 2).x, 4)", "3.0"},
+			{"scipy optimize", "from scipy import optimize\nround(float(optimize.minimize_scalar(lambda x: (x - 3) ** 2).x), 4)", "3.0"},
 			{"sympy integral", "import sympy as sp\nx = sp.Symbol('x')\nsp.integrate(x**2, (x, 0, 3))", "9"},
 			{"requests importable", "import requests\nrequests.__name__", "'requests'"},
 		}

@@ -14,6 +14,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"regexp"
 	"strconv"
 	"sync"
 	"sync/atomic"
@@ -51,6 +52,9 @@ type Config struct {
 	// Prefork is how many warm children are kept forked and ready, so that an
 	// execution does not wait for a fork and namespace setup. 0 forks on demand.
 	Prefork int
+	// Preload are the Python modules the zygote imports, in order, skipping those the
+	// image does not have; nil means DefaultPreload.
+	Preload []string
 	// Logger receives diagnostics such as zygote restarts; nil discards them.
 	Logger *slog.Logger
 	// Egress configures the egress proxy of executions with a Network policy; the
@@ -64,6 +68,15 @@ type Config struct {
 
 // DefaultHostUID is the default Config.HostUID, far above the ids of real users.
 const DefaultHostUID = 1_100_000
+
+// DefaultPreload returns the modules the zygote imports unless Config.Preload says
+// otherwise: the default image's stack. An image without some of them skips those.
+func DefaultPreload() []string {
+	return []string{"numpy", "pandas", "scipy", "sympy", "requests", "matplotlib"}
+}
+
+// preloadRE matches a Python module name: the zygote gets them as arguments.
+var preloadRE = regexp.MustCompile(`^[A-Za-z_][A-Za-z0-9_]*(\.[A-Za-z_][A-Za-z0-9_]*)*$`)
 
 // maxReportBytes bounds the harness report as read from its pipe; harness.Parse
 // holds what is read to the report's other caps.
@@ -115,6 +128,14 @@ func New(cfg Config) (*Runner, error) {
 	}
 	if cfg.MaxTotalStorage < 0 {
 		return nil, fmt.Errorf("sandbox: storage budget %d bytes must not be negative", cfg.MaxTotalStorage)
+	}
+	for _, m := range cfg.Preload {
+		if !preloadRE.MatchString(m) {
+			return nil, fmt.Errorf("sandbox: preload %q is not a Python module name", m)
+		}
+	}
+	if cfg.Preload == nil {
+		cfg.Preload = DefaultPreload()
 	}
 	if _, err := os.Stat(filepath.Join(cfg.Rootfs, "usr/bin/python3")); err != nil {
 		return nil, fmt.Errorf("sandbox: image %q has no python3: %w", cfg.Rootfs, err)

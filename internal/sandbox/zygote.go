@@ -92,7 +92,7 @@ func (r *Runner) startZygote() (*zygote, error) {
 		Rootfs:   r.cfg.Rootfs,
 		TmpBytes: zygoteTmpBytes,
 		Env:      sandboxEnv(DefaultLimits()),
-		Args:     []string{"/usr/bin/python3", "-B", "-s", "-c", harness.ZygoteSource},
+		Args:     append([]string{"/usr/bin/python3", "-B", "-s", "-c", harness.ZygoteSource}, r.cfg.Preload...),
 		Zygote:   true,
 	}
 	cmd, err := r.startInit(spec, theirs, nil, log, log, g, nil)
@@ -101,6 +101,9 @@ func (r *Runner) startZygote() (*zygote, error) {
 		g.Destroy()
 		return nil, err
 	}
+	// The zygote has its own copy. Ours closed, a zygote that dies during its imports
+	// ends the read below at once (EOF) instead of at zygoteStartTimeout.
+	theirs.Close()
 	z := &zygote{r: r, cmd: cmd, ctl: ours, g: g, log: log, waiters: map[uint64]chan ctlMsg{}, dead: make(chan struct{})}
 	go func() {
 		_ = cmd.Wait()

@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"os"
+	"path/filepath"
 	"strings"
 	"sync"
 	"testing"
@@ -139,6 +140,77 @@ func TestZygoteCapabilities(t *testing.T) {
 			if !strings.Contains(string(status), wantLine) {
 				t.Errorf("zygote status lacks %q:\n%s", wantLine, status)
 			}
+		}
+	})
+}
+
+// TestZygotePreload: the zygote imports the modules of Config.Preload that the image
+// has, in order, and skips those it lacks instead of failing to start.
+func TestZygotePreload(t *testing.T) {
+	t.Run("warm", func(t *testing.T) {
+		rootfs := testRootfs(t)
+		dir, err := os.MkdirTemp("", "codeexec-sandbox-test-")
+		if err != nil {
+			t.Fatal(err)
+		}
+		t.Cleanup(func() { os.RemoveAll(dir) })
+		if err := os.Chmod(dir, 0o711); err != nil {
+			t.Fatal(err)
+		}
+		cfg := testConfig(rootfs, dir+"/state", "warm")
+		cfg.Preload = []string{"codeexec_not_installed", "colorsys", "codeexec_missing.sub", "json"}
+		r, err := New(cfg)
+		if err != nil {
+			t.Fatal(err)
+		}
+		t.Cleanup(func() { r.Close() })
+		if err := r.Warm(); err != nil {
+			t.Fatalf("a zygote with modules the image lacks did not start: %v", err)
+		}
+		res, err := r.Run(context.Background(), &Request{Code: `import sys
+print("colorsys" in sys.modules, "numpy" in sys.modules, "pandas" in sys.modules)`, Limits: DefaultLimits()})
+		if err != nil || res.Status != StatusOK || res.Stdout != "True False False\n" {
+			t.Fatalf("run: %v %+v, want colorsys preloaded and not the default stack", err, res)
+		}
+	})
+}
+
+func TestPreloadNames(t *testing.T) {
+	for _, bad := range []string{"", "-c", "os; import x", "a..b", "1abc"} {
+		cfg := Config{Rootfs: "/nonexistent", HostUID: DefaultHostUID, Preload: []string{"numpy", bad}}
+		if _, err := New(cfg); err == nil || !strings.Contains(err.Error(), "not a Python module name") {
+			t.Errorf("New() with preload %q = %v, want a module name error", bad, err)
+		}
+	}
+}
+
+// TestZygoteFailedImport: a zygote whose imports fail reports their traceback as soon
+// as it dies; the runner does not wait for the start timeout. dbm.gnu is in the
+// standard library but needs _gdbm, which Debian ships apart (python3-gdbm).
+func TestZygoteFailedImport(t *testing.T) {
+	t.Run("warm", func(t *testing.T) {
+		rootfs := testRootfs(t)
+		if m, _ := filepath.Glob(filepath.Join(rootfs, "usr/lib/python3*/lib-dynload/_gdbm*")); len(m) > 0 {
+			t.Skip("the image has _gdbm: dbm.gnu imports")
+		}
+		dir, err := os.MkdirTemp("", "codeexec-sandbox-test-")
+		if err != nil {
+			t.Fatal(err)
+		}
+		t.Cleanup(func() { os.RemoveAll(dir) })
+		if err := os.Chmod(dir, 0o711); err != nil {
+			t.Fatal(err)
+		}
+		cfg := testConfig(rootfs, dir+"/state", "warm")
+		cfg.Preload, cfg.Prefork = []string{"json", "dbm.gnu"}, 0
+		r, err := New(cfg)
+		if err != nil {
+			t.Fatal(err)
+		}
+		t.Cleanup(func() { r.Close() })
+		err = r.Warm()
+		if err == nil || !strings.Contains(err.Error(), "_gdbm") || strings.Contains(err.Error(), "timeout") {
+			t.Fatalf("Warm() = %v, want the zygote's ImportError of _gdbm, not a timeout", err)
 		}
 	})
 }

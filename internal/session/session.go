@@ -45,7 +45,10 @@ type Session struct {
 	Created time.Time
 	// Owner is the name of the tenant that created the session; to anyone else it
 	// does not exist.
-	Owner     string
+	Owner string
+	// Image is the image the session runs in, as the API named it; "" for a manager's
+	// own starter when the server names no images.
+	Image     string
 	sb        *sandbox.Session
 	ttl       time.Duration
 	mu        sync.Mutex
@@ -99,6 +102,7 @@ type Info struct {
 	CreatedAt   time.Time `json:"created_at"`
 	LastUsedAt  time.Time `json:"last_used_at"`
 	ExpiresAt   time.Time `json:"expires_at"`
+	Image       string    `json:"image,omitempty"`
 	Executions  int       `json:"executions"`
 	Alive       bool      `json:"alive"`
 	MemoryBytes int64     `json:"memory_bytes"`
@@ -125,7 +129,7 @@ func (s *Session) Info() Info {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	return Info{ID: s.ID, CreatedAt: s.Created, LastUsedAt: s.lastUsed, ExpiresAt: s.expiresLocked(),
-		Executions: s.execCount, Alive: s.sb.Alive(), MemoryBytes: mem}
+		Image: s.Image, Executions: s.execCount, Alive: s.sb.Alive(), MemoryBytes: mem}
 }
 
 // Manager owns every session: it creates, finds, expires and ends them. Each session
@@ -157,6 +161,12 @@ func NewManager(cfg Config, starter Starter) *Manager {
 // (0: the default; more than the maximum is an error). The owner's MaxSessions, when
 // set, caps its sessions below the manager's Max.
 func (m *Manager) Create(owner *tenant.Tenant, l sandbox.Limits, ttl time.Duration) (*Session, error) {
+	return m.CreateIn(owner, "", m.starter, l, ttl)
+}
+
+// CreateIn is Create with the session started by st, the starter of image (the
+// runner of another image than the manager's own); the cap on sessions covers them all.
+func (m *Manager) CreateIn(owner *tenant.Tenant, image string, st Starter, l sandbox.Limits, ttl time.Duration) (*Session, error) {
 	if ttl == 0 {
 		ttl = m.cfg.IdleTTL
 	}
@@ -181,7 +191,7 @@ func (m *Manager) Create(owner *tenant.Tenant, l sandbox.Limits, ttl time.Durati
 	m.owned[owner.Name]++
 	m.mu.Unlock()
 
-	sb, err := m.starter.NewSession(l)
+	sb, err := st.NewSession(l)
 	m.mu.Lock()
 	defer m.mu.Unlock()
 	m.pending--
@@ -195,7 +205,7 @@ func (m *Manager) Create(owner *tenant.Tenant, l sandbox.Limits, ttl time.Durati
 		return nil, ErrClosed
 	}
 	now := m.now()
-	s := &Session{ID: newID(), Created: now, Owner: owner.Name, sb: sb, ttl: ttl, lastUsed: now, maxExpiry: now.Add(m.cfg.MaxLifetime)}
+	s := &Session{ID: newID(), Created: now, Owner: owner.Name, Image: image, sb: sb, ttl: ttl, lastUsed: now, maxExpiry: now.Add(m.cfg.MaxLifetime)}
 	m.sessions[s.ID] = s
 	return s, nil
 }

@@ -150,7 +150,7 @@ func TestCodeThenAnswerWithPlot(t *testing.T) {
 func TestErrorFedBackThenFixed(t *testing.T) {
 	up := llmtest.NewServer(t,
 		llmtest.Calls(code("import numpy as np\nnp.mean(values)")),
-		llmtest.Calls(code("import numpy as np\nvalues = [1, 2, 3]\nnp.mean(values)")),
+		llmtest.Calls(code("import numpy as np\nvalues = [1, 2, 3]\nfloat(np.mean(values))")),
 		llmtest.Text("The mean is 2."))
 	_, data := post(t, gateway(t, up, nil).URL, userBody("mean of 1,2,3", codeTool))
 	r := decode(t, data)

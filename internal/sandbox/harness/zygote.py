@@ -1,7 +1,8 @@
 # codeexec zygote: a Python process inside the sandbox image that has imported the
 # scientific stack once, and forks a child per execution or session.
 #
-# It runs after harness.py in the same module (see harness.go). fd 3 is a
+# It runs after harness.py in the same module (see harness.go); its arguments are
+# the modules to preload (sandbox.Config.Preload). fd 3 is a
 # SOCK_SEQPACKET control socket to the server. The zygote stays root in the
 # sandbox's user namespace (which grants nothing on the host) because each child
 # needs CAP_SYS_ADMIN there to make its own namespaces and mounts; every child
@@ -136,16 +137,37 @@ class _CapData(ctypes.Structure):
                 ("inheritable", ctypes.c_uint32)]
 
 
-def preload():
-    """Imports the stack and warms what the first use would otherwise pay for."""
-    import numpy, pandas, scipy, scipy.optimize, scipy.stats, scipy.linalg, scipy.integrate  # noqa
-    import sympy, requests  # noqa
-    import matplotlib
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-    plt.plot([1, 2, 3])
-    plt.savefig(io.BytesIO(), format="png")
-    plt.close("all")
+# Submodules a bare import leaves out but a first use would pay for.
+PRELOAD_EXTRA = {
+    "scipy": ["scipy.optimize", "scipy.stats", "scipy.linalg", "scipy.integrate"],
+    "matplotlib": ["matplotlib.pyplot"],
+}
+
+
+def preload(modules):
+    """Imports the modules of the server's list that the image has (a module that is
+    not installed is skipped; one that is installed and fails to import is an error,
+    which the build's verification should have caught), and warms what the first use
+    would otherwise pay for."""
+    import importlib
+    import importlib.util
+    for name in modules:
+        try:
+            if importlib.util.find_spec(name) is None:
+                continue
+        except ModuleNotFoundError:
+            continue  # a dotted name whose parent package is missing
+        if name == "matplotlib":
+            import matplotlib
+            matplotlib.use("Agg")
+        importlib.import_module(name)
+        for sub in PRELOAD_EXTRA.get(name, ()):
+            importlib.import_module(sub)
+    plt = sys.modules.get("matplotlib.pyplot")
+    if plt is not None:
+        plt.plot([1, 2, 3])
+        plt.savefig(io.BytesIO(), format="png")
+        plt.close("all")
     compile("x = 1\nx", FILENAME, "exec")
     # Objects that exist now are never collected: children then do not dirty the
     # pages the GC would otherwise touch, so copy-on-write sharing holds.
@@ -322,7 +344,7 @@ def spawn(ctl, req, chan_fd, own_pidns, sel):
 
 def zygote_main():
     ctl = socket.socket(fileno=3)
-    preload()
+    preload(sys.argv[1:])
     own_pidns = os.open("/proc/self/ns/pid", os.O_RDONLY)
     sel = selectors.DefaultSelector()
     sel.register(ctl, selectors.EVENT_READ, None)
