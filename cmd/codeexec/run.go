@@ -87,7 +87,7 @@ memory). With --json, the Result is printed as JSON and the exit code is 0.`,
 	fl.StringVar(&f.image, "image", image.DefaultName, "image to run in: a name, or an ID from `codeexec image list`")
 	fl.StringVar(&f.lang, "lang", "python", "language of the program")
 	fl.DurationVar(&f.timeout, "timeout", 30*time.Second, "wall-clock limit")
-	fl.StringVar(&f.memory, "memory", "512MiB", "memory limit (RAM and swap)")
+	fl.StringVar(&f.memory, "memory", "512MiB", "memory limit (RAM; sandboxes have no swap)")
 	fl.StringVar(&f.net, "net", "none", "network access: none, or allow=HOST[,HOST…] (through the egress proxy; *.example.com allows subdomains)")
 	fl.StringArrayVar(&f.files, "file", nil, "copy a local file into the work dir as SRC[:DEST] (repeatable)")
 	fl.StringVar(&f.out, "out", "", "save produced files and figures in this directory, never replacing a file (a taken name gets \"NAME (2).EXT\")")
