@@ -274,7 +274,7 @@ def child_main(req, chan_fd):
     chan.send(b"ready")
     namespace = new_namespace()
     setup_process()
-    devnull = os.open("/dev/null", os.O_RDWR)
+    devnull = os.open("/dev/null", os.O_WRONLY)
     privileged = True
     while True:
         msg, fds, _, _ = socket.recv_fds(chan, 1 << 17, 5)
@@ -295,7 +295,14 @@ def child_main(req, chan_fd):
         code_fd, out_fd, err_fd, rep_fd = fds[:4]
         with os.fdopen(code_fd, "rb") as f:
             source = f.read().decode("utf-8", errors="replace")
-        os.dup2(fds[4] if run.get("stdin") else devnull, 0)
+        if run.get("stdin"):
+            os.dup2(fds[4], 0)
+        else:
+            # Read-only, as the cold path's: opened per run rather than held, so the
+            # program sees no descriptor beyond the cold path's but the channel's.
+            null_in = os.open("/dev/null", os.O_RDONLY)
+            os.dup2(null_in, 0)
+            os.close(null_in)
         os.dup2(out_fd, 1)
         os.dup2(err_fd, 2)
         for fd in fds[1:3] + fds[4:]:
@@ -313,7 +320,7 @@ def child_main(req, chan_fd):
             sys.stderr.flush()
             chan.send(json.dumps({"op": "done", "exit_code": code}).encode())
             os._exit(code)
-        os.dup2(devnull, 0)
+        os.dup2(devnull, 0)  # write-only: nothing reads between runs
         os.dup2(devnull, 1)
         os.dup2(devnull, 2)
         reap()
