@@ -6,6 +6,8 @@ import (
 	"hash/maphash"
 	"os"
 	"runtime"
+	"slices"
+	"strings"
 
 	"golang.org/x/sys/unix"
 )
@@ -194,5 +196,8 @@ func (w *workDir) list(skip stamps) (files []FileInfo, seen stamps, truncated bo
 	if err != nil {
 		return nil, skip, false, fmt.Errorf("list the work dir: %w", err)
 	}
+	// In the order of their paths, not the directories' (a tmpfs lists newest
+	// first): a listing reads the same from one call to the next.
+	slices.SortFunc(files, func(a, b FileInfo) int { return strings.Compare(a.Path, b.Path) })
 	return files, seen, truncated || cut, nil
 }
