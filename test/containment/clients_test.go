@@ -119,18 +119,7 @@ func execute(t *testing.T, client *http.Client, addr, key, code string) string {
 // call makes a request and returns "STATUS BODY".
 func call(t *testing.T, client *http.Client, method, url, key, body string) string {
 	t.Helper()
-	req, err := http.NewRequest(method, url, strings.NewReader(body))
-	if err != nil {
-		t.Fatal(err)
-	}
-	req.Header.Set("Authorization", "Bearer "+key)
-	resp, err := client.Do(req)
-	if err != nil {
-		t.Fatalf("%s %s: %v", method, url, err)
-	}
-	defer resp.Body.Close()
-	data, _ := io.ReadAll(resp.Body)
-	return fmt.Sprintf("%d %s", resp.StatusCode, data)
+	return sendWith(t, client, key, method, url, []byte(body)).String()
 }
 
 // closedBy reports whether the server closed c by deadline, and what it sent first.

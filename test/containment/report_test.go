@@ -1,11 +1,8 @@
 package containment_test
 
 import (
-	"bytes"
 	"encoding/json"
 	"fmt"
-	"io"
-	"net/http"
 	"net/http/httptest"
 	"os"
 	"path/filepath"
@@ -306,22 +303,13 @@ func testServer(t *testing.T, path string) string {
 // callJSON makes an API request and decodes a 2xx reply into reply (when not nil).
 func callJSON(t *testing.T, method, url, body string, reply any) {
 	t.Helper()
-	req, err := http.NewRequest(method, url, strings.NewReader(body))
-	if err != nil {
-		t.Fatal(err)
+	r := send(t, method, url, []byte(body))
+	if r.status/100 != 2 {
+		t.Fatalf("%s %s: %d %s", method, url, r.status, clip(string(r.body)))
 	}
-	resp, err := http.DefaultClient.Do(req)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer resp.Body.Close()
-	data, _ := io.ReadAll(resp.Body)
-	if resp.StatusCode/100 != 2 {
-		t.Fatalf("%s %s: %s %s", method, url, resp.Status, clip(string(data)))
-	}
-	t.Logf("%s %s: %d bytes", method, url, len(data))
+	t.Logf("%s %s: %d bytes", method, url, len(r.body))
 	if reply != nil {
-		if err := json.NewDecoder(bytes.NewReader(data)).Decode(reply); err != nil {
+		if err := json.Unmarshal(r.body, reply); err != nil {
 			t.Fatalf("decoding the reply of %s %s: %v", method, url, err)
 		}
 	}

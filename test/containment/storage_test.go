@@ -5,7 +5,6 @@ import (
 	"context"
 	"encoding/base64"
 	"encoding/json"
-	"io"
 	"net/http"
 	"net/http/httptest"
 	"strings"
@@ -30,29 +29,6 @@ func apiServer(t *testing.T, path string) string {
 	hs := httptest.NewServer(api.New(api.DefaultConfig(), r, sessions, func() error { return nil }, nil).Handler())
 	t.Cleanup(hs.Close)
 	return hs.URL
-}
-
-type reply struct {
-	status int
-	body   []byte
-}
-
-func send(t *testing.T, method, url string, body []byte) reply {
-	t.Helper()
-	req, err := http.NewRequest(method, url, bytes.NewReader(body))
-	if err != nil {
-		t.Fatal(err)
-	}
-	resp, err := http.DefaultClient.Do(req)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer resp.Body.Close()
-	data, err := io.ReadAll(resp.Body)
-	if err != nil {
-		t.Fatal(err)
-	}
-	return reply{resp.StatusCode, data}
 }
 
 func sendJSON(t *testing.T, method, url string, v any) reply {
