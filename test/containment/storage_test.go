@@ -6,30 +6,16 @@ import (
 	"encoding/base64"
 	"encoding/json"
 	"net/http"
-	"net/http/httptest"
 	"strings"
 	"testing"
-	"time"
 
 	"github.com/codeexec/codeexec/internal/api"
 	"github.com/codeexec/codeexec/internal/sandbox"
-	"github.com/codeexec/codeexec/internal/session"
 )
 
 // Files the server writes into a sandbox (uploads, input files) are the sandbox's:
 // their pages count against its own memory limit, and what does not fit is refused
 // with storage_limit rather than left for the server to pay for.
-
-// apiServer starts the HTTP API on path's runner; it is closed when the test ends.
-func apiServer(t *testing.T, path string) string {
-	t.Helper()
-	r := runnerFor(t, path)
-	sessions := session.NewManager(session.Config{Max: 4, IdleTTL: time.Minute, MaxIdleTTL: time.Minute, MaxLifetime: time.Hour}, r)
-	t.Cleanup(sessions.Close)
-	hs := httptest.NewServer(api.New(api.DefaultConfig(), r, sessions, func() error { return nil }, nil).Handler())
-	t.Cleanup(hs.Close)
-	return hs.URL
-}
 
 func sendJSON(t *testing.T, method, url string, v any) reply {
 	t.Helper()
@@ -134,7 +120,7 @@ func newSession(t *testing.T, base string, body map[string]any) string {
 // session far beyond its memory. Sessions exist on the warm path only.
 func TestUploadsChargedToSession(t *testing.T) {
 	const path = "warm"
-	url := newSession(t, apiServer(t, path), map[string]any{"memory_mb": 16})
+	url := newSession(t, testServer(t, path), map[string]any{"memory_mb": 16})
 	memory := func() int64 {
 		r := send(t, "GET", url, nil)
 		var info sessionInfo
@@ -183,7 +169,7 @@ func TestInputFilesBeyondMemory(t *testing.T) {
 					{"path": "b.bin", "content_base64": base64.StdEncoding.EncodeToString(bytes.Repeat([]byte("b"), 10<<20))},
 				},
 			}
-			r := sendJSON(t, "POST", apiServer(t, p)+"/v1/execute", body)
+			r := sendJSON(t, "POST", testServer(t, p)+"/v1/execute", body)
 			wantStorageLimit(t, "execute with 20 MiB of files in 16 MiB", r, "16 MiB")
 			noHostPath(t, p, "execute with 20 MiB of files", r)
 		})
@@ -219,7 +205,7 @@ func TestInputFilesCharged(t *testing.T) {
 // is left: the upload fails whole, and the next execution lists nothing of it.
 func TestFailedUploadLeavesNothing(t *testing.T) {
 	const path = "warm"
-	url := newSession(t, apiServer(t, path), map[string]any{})
+	url := newSession(t, testServer(t, path), map[string]any{})
 	res := sessionExecute(t, url, "import os\nfor name in ('fill1.bin', 'fill2.bin'):\n    with open(name, 'wb') as f:\n        f.write(b'x' * (60 << 20))\nos.mkdir('dir')")
 	if res.Status != sandbox.StatusOK {
 		t.Fatalf("filling the work dir: %s %q", res.Status, clip(res.Stderr))
