@@ -136,14 +136,14 @@ func (s *codeScanner) stringByte(c byte) (string, bool) {
 		case '"':
 			return s.pendingSurrogate(), true
 		}
-		return s.pendingSurrogate() + string(c), false
+		return s.pendingSurrogate() + string([]byte{c}), false // a byte of UTF-8, not a rune
 	}
 	s.esc = append(s.esc, c)
 	if s.esc[1] != 'u' {
 		s.esc = nil
 		r, ok := simpleEscapes[c]
 		if !ok {
-			r = string(c)
+			r = string([]byte{c}) // an invalid escape: encoding/json refuses the arguments
 		}
 		return s.pendingSurrogate() + r, false
 	}
