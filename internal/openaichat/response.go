@@ -22,7 +22,7 @@ func ToChatCompletion(res *agent.Result, link func(*llm.CodeExecution)) *llm.Cha
 		case *agent.Message:
 			msg = llm.Message{Role: it.Role, Content: agent.LLMContent(it.Content), Name: it.Name, Extra: it.Extra}
 		case *agent.Execution:
-			e := Entry(it)
+			e := entry(it)
 			if link != nil {
 				link(e)
 			}
@@ -52,9 +52,9 @@ func chatUsage(u agent.Usage) llm.Usage {
 	return llm.Usage{PromptTokens: u.InputTokens, CompletionTokens: u.OutputTokens, TotalTokens: u.TotalTokens}
 }
 
-// Entry is the code_execution entry of a run: everything the model was shown of
+// entry is the code_execution entry of a run: everything the model was shown of
 // it, field by field as /v1/execute's Result has them.
-func Entry(e *agent.Execution) *llm.CodeExecution {
+func entry(e *agent.Execution) *llm.CodeExecution {
 	out := &llm.CodeExecution{Code: e.Code, Output: e.Output, ContainerID: e.ContainerID}
 	res := e.Result
 	if res == nil {
@@ -137,11 +137,11 @@ func (s *Stream) ExecutionStarted(index int, e *agent.Execution) {
 
 // ExecutionFinished sends the run's entry.
 func (s *Stream) ExecutionFinished(index int, e *agent.Execution) {
-	entry := Entry(e)
+	linked := entry(e)
 	if s.Link != nil {
-		s.Link(entry)
+		s.Link(linked)
 	}
-	s.sendEntry(index, e.ID, entry)
+	s.sendEntry(index, e.ID, linked)
 }
 
 // CodeDelta sends nothing: the code comes with ExecutionStarted.
@@ -207,5 +207,5 @@ func (l listener) ExecutionStarted(index int, e *agent.Execution) {
 }
 
 func (l listener) ExecutionFinished(index int, e *agent.Execution) {
-	l.l.CodeFinished(index, e.ID, Entry(e))
+	l.l.CodeFinished(index, e.ID, entry(e))
 }
