@@ -40,6 +40,7 @@ CODEEXEC_REQUIRE_INTEGRATION=1 go test -count=1 -timeout 20m ./...
 echo "test: fuzz"
 for target in \
   ./internal/api:FuzzDecodeExecute \
+  ./internal/agent:FuzzCodeScanner \
   ./internal/sandbox/harness:FuzzParse \
   ./internal/sandbox:FuzzParseCtl \
   ./internal/sandbox:FuzzResult \

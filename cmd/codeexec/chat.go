@@ -15,6 +15,7 @@ import (
 	"github.com/codeexec/codeexec/internal/agent"
 	"github.com/codeexec/codeexec/internal/egress"
 	"github.com/codeexec/codeexec/internal/llm"
+	"github.com/codeexec/codeexec/internal/openaichat"
 	"github.com/codeexec/codeexec/internal/repl"
 	"github.com/codeexec/codeexec/internal/safety"
 	"github.com/codeexec/codeexec/internal/sandbox"
@@ -117,12 +118,15 @@ func runChat(ctx context.Context, f chatFlags, in io.Reader, con *repl.Console, 
 	a := &agent.Agent{Judge: judge, MaxSteps: 10, Network: network}
 	model := agent.Upstream(client)
 	chat.Turn = func(ctx context.Context, history []llm.Message, p *repl.Printer) (llm.Message, error) {
-		req := &llm.ChatRequest{Model: f.model, Messages: history, Tools: []llm.Tool{{Type: llm.ToolTypeCodeExecution}}, Stream: true}
-		resp, err := a.Complete(ctx, model, req, sb, p)
+		req, err := openaichat.FromChatRequest(&llm.ChatRequest{Model: f.model, Messages: history, Tools: []llm.Tool{{Type: llm.ToolTypeCodeExecution}}, Stream: true})
 		if err != nil {
 			return llm.Message{}, err
 		}
-		return resp.Choices[0].Message, nil
+		res, err := a.Complete(ctx, model, req, sb, openaichat.Events(p))
+		if err != nil {
+			return llm.Message{}, err
+		}
+		return openaichat.ToChatCompletion(res, nil).Choices[0].Message, nil
 	}
 	return chat.Run(ctx)
 }

@@ -1,6 +1,7 @@
 // Package agent runs the code-execution tool loop: the upstream model writes Python,
 // the sandbox runs it, the output (or the error) goes back to the model, until it
-// answers or calls one of the client's own tools.
+// answers or calls one of the client's own tools. It takes a Request and returns a
+// Result in no client's wire format; the faces (openaichat) translate.
 package agent
 
 import (
@@ -9,11 +10,11 @@ import (
 	"errors"
 	"fmt"
 	"io"
-	"slices"
 	"strings"
 
 	"github.com/codeexec/codeexec/internal/egress"
 	"github.com/codeexec/codeexec/internal/llm"
+	"github.com/codeexec/codeexec/internal/safety"
 	"github.com/codeexec/codeexec/internal/sandbox"
 )
 
@@ -67,29 +68,11 @@ type Sandbox interface {
 	WriteFile(path string, data []byte) error
 }
 
-// Verdict is a safety judge's decision on a piece of code.
-type Verdict struct {
-	Safe   bool   `json:"safe"`
-	Reason string `json:"reason"`
-}
-
 // Judge decides whether code may run. An error means "do not run" (fail-closed).
 type Judge interface {
 	// Check judges code that may reach what network allows (nil: no network): a
 	// program that uses that access is not unsafe for it.
-	Check(ctx context.Context, code string, network *egress.Policy) (Verdict, error)
-}
-
-// Events receives what happens during a completion, as it happens; the streaming
-// endpoint and the chat REPL show it. Every method may be left empty.
-type Events interface {
-	// Content is a piece of the model's answer text.
-	Content(delta string)
-	// CodeStarted is called when the model's code is about to run (before the
-	// judge, if any): exec has its code, status "running" and container.
-	CodeStarted(index int, id string, exec *llm.CodeExecution)
-	// CodeFinished is called with the outcome of that run.
-	CodeFinished(index int, id string, exec *llm.CodeExecution)
+	Check(ctx context.Context, code string, network *egress.Policy) (safety.Verdict, error)
 }
 
 // Agent runs completions. It is plain configuration and safe for concurrent use.
@@ -100,8 +83,9 @@ type Agent struct {
 	MaxSteps int
 	// MaxToolOutput bounds what the model is shown of one execution.
 	MaxToolOutput int
-	// Network is what the code may reach (the policy the Sandbox runs with); the
-	// model and the judge are told of it. nil: no network.
+	// Network is what the code may reach (the policy the Sandbox runs with) unless a
+	// request's code tool says otherwise; the model and the judge are told of it.
+	// nil: no network.
 	Network *egress.Policy
 }
 
@@ -124,59 +108,56 @@ func badRequest(code, format string, args ...any) error {
 	return &RequestError{Code: code, Message: fmt.Sprintf(format, args...)}
 }
 
-// HasCodeTool reports whether req asks for server-side code execution.
-func HasCodeTool(req *llm.ChatRequest) bool {
-	for _, t := range req.Tools {
-		if isCodeTool(t) {
-			return true
-		}
-	}
-	return false
-}
-
-// isCodeTool accepts codeexec's name and OpenAI's.
-func isCodeTool(t llm.Tool) bool {
-	return t.Type == llm.ToolTypeCodeExecution || t.Type == "code_interpreter"
-}
-
 // completion is the state of one Complete call.
 type completion struct {
-	a      *Agent
-	model  Model
-	ev     Events
-	sb     Sandbox
-	usage  llm.Usage
-	execs  []llm.ToolCall // code_execution entries for the reply
-	stream bool
+	a        *Agent
+	model    Model
+	ev       Events
+	sb       Sandbox
+	code     bool // the request has the code tool
+	network  *egress.Policy
+	declared map[string]bool // the client's function names
+	stream   bool
+	usage    Usage
+	output   []Item // Result.Output so far
+	execs    int    // executions in output
 	// state is whether the model believes the interpreter holds what earlier code
 	// defined: false once it was told that a limit stopped the interpreter.
 	state bool
 }
 
-// Complete answers req, running code in sb as the model asks. The reply's message
-// carries one code_execution entry per run and, if the model called client tools,
-// those calls with finish_reason "tool_calls". A call to a tool the client did not
-// declare is answered to the model as an error and the loop goes on: the client
-// never sees it.
-func (a *Agent) Complete(ctx context.Context, model Model, req *llm.ChatRequest, sb Sandbox, ev Events) (*llm.ChatResponse, error) {
+// Complete answers req, running code in sb as the model asks; sb may be nil for a
+// request without the code tool. A call to a tool the client did not declare is
+// answered to the model as an error and the loop goes on: the client never sees
+// it. ev (nil: none) hears of each step as it happens.
+func (a *Agent) Complete(ctx context.Context, model Model, req *Request, sb Sandbox, ev Events) (*Result, error) {
 	if ev == nil {
-		ev = nopEvents{}
+		ev = NopEvents{}
 	}
 	if err := checkTools(req); err != nil {
 		return nil, err
 	}
-	resumed := sb.Started()
-	c := &completion{a: a, model: model, ev: ev, sb: sb, stream: req.Stream, state: resumed}
-	in := req.Clone()
-	in.Messages = slices.Clone(req.Messages)
-	if err := c.placeFiles(ctx, in, resumed); err != nil {
-		return nil, err
-	}
-	up, err := upstreamRequest(in, a.Network, resumed)
+	c := &completion{a: a, model: model, ev: ev, sb: sb, code: req.Code != nil, network: a.Network,
+		declared: clientToolNames(req), stream: req.Stream}
+	up, err := upstreamRequest(req)
 	if err != nil {
 		return nil, err
 	}
-	declared := clientTools(req)
+	input, hint := req.Input, ""
+	if c.code {
+		if sb == nil {
+			return nil, errors.New("agent: a request with the code tool needs a sandbox")
+		}
+		if req.Code.Network != nil {
+			c.network = req.Code.Network
+		}
+		c.state = sb.Started()
+		if input, err = placeFiles(sb, req.Input, c.state); err != nil {
+			return nil, err
+		}
+		hint = codeHint(c.network, c.state)
+	}
+	up.Messages = upstreamMessages(input, hint)
 	maxSteps := a.MaxSteps
 	if maxSteps <= 0 {
 		maxSteps = 10
@@ -188,21 +169,22 @@ func (a *Agent) Complete(ctx context.Context, model Model, req *llm.ChatRequest,
 			return nil, err
 		}
 		last = resp
-		if len(resp.Choices) == 0 {
-			return nil, fmt.Errorf("agent: upstream reply has no choices")
-		}
 		msg := resp.Choices[0].Message
 		var clientCalls []llm.ToolCall
 		ours := 0 // code calls and calls of undeclared tools, answered here
 		for _, tc := range msg.ToolCalls {
-			if tc.Function != nil && (tc.Function.Name == ToolName || !declared[tc.Function.Name]) {
+			if tc.Function != nil && (c.isCode(tc.Function.Name) || !c.declared[tc.Function.Name]) {
 				ours++
 			} else {
 				clientCalls = append(clientCalls, tc)
 			}
 		}
+		final := ours == 0 || len(clientCalls) > 0
+		if final || msg.Text() != "" {
+			c.output = append(c.output, messageFromLLM(msg))
+		}
 		if ours == 0 {
-			return c.reply(resp, msg, clientCalls), nil
+			return c.result(resp, clientCalls), nil
 		}
 		up.Messages = append(up.Messages, msg)
 		for _, tc := range msg.ToolCalls {
@@ -210,87 +192,73 @@ func (a *Agent) Complete(ctx context.Context, model Model, req *llm.ChatRequest,
 			switch {
 			case tc.Function == nil:
 				continue
-			case tc.Function.Name == ToolName:
+			case c.isCode(tc.Function.Name):
 				if out, err = c.execute(ctx, tc); err != nil {
 					return nil, err
 				}
-			case !declared[tc.Function.Name]:
-				out = unknownTool(tc.Function.Name, declared)
+			case !c.declared[tc.Function.Name]:
+				out = unknownTool(tc.Function.Name, c.declared, c.code)
 			default:
 				continue
 			}
 			up.Messages = append(up.Messages, llm.Message{Role: "tool", ToolCallID: tc.ID, Content: llm.TextContent(out)})
 		}
-		if len(clientCalls) > 0 {
+		if final {
 			// The client's tools run on the client: hand the turn back; its next request
 			// carries their results and the code runs above as history.
-			return c.reply(resp, msg, clientCalls), nil
+			return c.result(resp, clientCalls), nil
 		}
 	}
 	stop := fmt.Sprintf("Stopped: the model used all %d steps without giving a final answer.", maxSteps)
-	c.ev.Content(stop)
-	msg := llm.Message{Role: "assistant", Content: llm.TextContent(stop)}
-	resp := c.reply(last, msg, nil)
-	resp.Choices[0].FinishReason = "length"
-	return resp, nil
+	c.ev.Text(stop)
+	c.output = append(c.output, &Message{Role: "assistant", Content: Text(stop)})
+	res := c.result(last, nil)
+	res.Finish = FinishStepLimit
+	return res, nil
 }
 
-// clientTools are the names of the function tools the client declared.
-func clientTools(req *llm.ChatRequest) map[string]bool {
-	names := map[string]bool{}
-	for _, t := range req.Tools {
-		if t.Function != nil && !isCodeTool(t) {
-			names[t.Function.Name] = true
-		}
-	}
-	return names
-}
+func (c *completion) isCode(name string) bool { return c.code && name == ToolName }
 
-// unknownTool is what the model is told of a call to a tool that does not exist:
-// forwarding it would hand the client a call it cannot answer.
-func unknownTool(name string, declared map[string]bool) string {
-	names := []string{ToolName}
-	for n := range declared {
-		names = append(names, n)
+// result is the completion's Result, ending with the client's calls; resp is the
+// upstream's last reply.
+func (c *completion) result(resp *llm.ChatResponse, clientCalls []llm.ToolCall) *Result {
+	for _, tc := range clientCalls {
+		c.output = append(c.output, ToolCallFromLLM(tc))
 	}
-	slices.Sort(names[1:])
-	return fmt.Sprintf("error: there is no tool named %q; the tools you can call are: %s.", name, strings.Join(names, ", "))
-}
-
-// reply builds the client's reply from the model's last message.
-func (c *completion) reply(resp *llm.ChatResponse, msg llm.Message, clientCalls []llm.ToolCall) *llm.ChatResponse {
-	out := *resp
-	msg.ToolCalls = append(append([]llm.ToolCall{}, c.execs...), clientCalls...)
-	if msg.Role == "" {
-		msg.Role = "assistant"
-	}
-	finish := "stop"
+	finish := FinishStop
 	if len(clientCalls) > 0 {
-		finish = "tool_calls"
-	} else if len(resp.Choices) > 0 && resp.Choices[0].FinishReason != "" && resp.Choices[0].FinishReason != "tool_calls" {
-		finish = resp.Choices[0].FinishReason
+		finish = FinishToolCalls
+	} else if r := resp.Choices[0].FinishReason; r != "" && r != string(FinishToolCalls) {
+		finish = Finish(r)
 	}
-	usage := c.usage
-	out.Usage = &usage
-	out.Choices = []llm.Choice{{Index: 0, Message: msg, FinishReason: finish}}
-	return &out
+	return &Result{Output: c.output, Usage: c.usage, Finish: finish, Upstream: UpstreamReply{
+		ID: resp.ID, Object: resp.Object, Created: resp.Created, Model: resp.Model,
+		SystemFingerprint: resp.SystemFingerprint, Extra: resp.Extra,
+	}}
 }
 
-// call makes one upstream call, streaming when the client streams so that text
-// reaches it as the model writes.
+// call makes one upstream call, streaming when the request streams so that text
+// and calls reach ev as the model writes; its reply has at least one choice.
 func (c *completion) call(ctx context.Context, req *llm.ChatRequest) (*llm.ChatResponse, error) {
+	w := &callWatch{c: c, nextExec: c.execs, calls: map[int]*watchedCall{}}
 	if !c.stream {
 		resp, err := c.model.Chat(ctx, req)
 		if err != nil {
 			return nil, err
 		}
 		if resp.Usage != nil {
-			c.usage.Add(*resp.Usage)
+			c.addUsage(*resp.Usage)
 		}
-		if len(resp.Choices) > 0 {
-			if t := resp.Choices[0].Message.Text(); t != "" {
-				c.ev.Content(t)
-			}
+		if len(resp.Choices) == 0 {
+			return nil, fmt.Errorf("agent: upstream reply has no choices")
+		}
+		msg := resp.Choices[0].Message
+		if t := msg.Text(); t != "" {
+			c.ev.Text(t)
+		}
+		for i, tc := range msg.ToolCalls {
+			tc.Index = &i
+			w.add(tc)
 		}
 		return resp, nil
 	}
@@ -312,22 +280,38 @@ func (c *completion) call(ctx context.Context, req *llm.ChatRequest) (*llm.ChatR
 			return nil, err
 		}
 		if chunk.Usage != nil {
-			c.usage.Add(*chunk.Usage)
+			c.addUsage(*chunk.Usage)
 		}
 		acc.Add(chunk)
 		for _, ch := range chunk.Choices {
-			if t := ch.Delta.Text(); ch.Index == 0 && t != "" {
-				c.ev.Content(t)
+			if ch.Index != 0 {
+				continue
+			}
+			if t := ch.Delta.Text(); t != "" {
+				c.ev.Text(t)
+			}
+			for _, f := range ch.Delta.ToolCalls {
+				w.add(f)
 			}
 		}
 	}
-	return acc.Response(), nil
+	resp := acc.Response()
+	if len(resp.Choices) == 0 {
+		return nil, fmt.Errorf("agent: upstream reply has no choices")
+	}
+	return resp, nil
+}
+
+func (c *completion) addUsage(u llm.Usage) {
+	c.usage.InputTokens += u.PromptTokens
+	c.usage.OutputTokens += u.CompletionTokens
+	c.usage.TotalTokens += u.TotalTokens
 }
 
 // execute runs one code call (after the judge, if any) and returns what the model
 // is told.
 func (c *completion) execute(ctx context.Context, tc llm.ToolCall) (string, error) {
-	index := len(c.execs)
+	index := c.execs
 	var args struct {
 		Code string `json:"code"`
 	}
@@ -337,7 +321,7 @@ func (c *completion) execute(ctx context.Context, tc llm.ToolCall) (string, erro
 		if err != nil {
 			msg += fmt.Sprintf(" (%v)", err)
 		}
-		c.record(index, tc.ID, notRun(tc.Function.Arguments, sandbox.StatusError, "InvalidArguments", msg))
+		c.record(index, notRun(tc.ID, tc.Function.Arguments, "", sandbox.StatusError, ErrorInvalidArguments, msg))
 		return msg, nil
 	}
 	restarted := c.state && !c.sb.Started()
@@ -345,16 +329,14 @@ func (c *completion) execute(ctx context.Context, tc llm.ToolCall) (string, erro
 		return "", fmt.Errorf("agent: start the sandbox: %w", err)
 	}
 	container := c.sb.ID()
-	c.ev.CodeStarted(index, tc.ID, &llm.CodeExecution{Code: args.Code, Status: llm.StatusRunning, ContainerID: container})
+	c.ev.ExecutionStarted(index, &Execution{ID: tc.ID, Code: args.Code, ContainerID: container})
 	if c.a.Judge != nil {
-		v, err := c.a.Judge.Check(ctx, args.Code, c.a.Network)
+		v, err := c.a.Judge.Check(ctx, args.Code, c.network)
 		if err != nil {
-			v = Verdict{Safe: false, Reason: "the safety check failed (" + err.Error() + "), so the code was not run"}
+			v = safety.Verdict{Safe: false, Reason: "the safety check failed (" + err.Error() + "), so the code was not run"}
 		}
 		if !v.Safe {
-			e := notRun(args.Code, sandbox.StatusRejected, "Rejected", v.Reason)
-			e.ContainerID = container
-			c.record(index, tc.ID, e)
+			c.record(index, notRun(tc.ID, args.Code, container, sandbox.StatusRejected, ErrorRejected, v.Reason))
 			return rejectedMessage(v.Reason), nil
 		}
 	}
@@ -363,17 +345,13 @@ func (c *completion) execute(ctx context.Context, tc llm.ToolCall) (string, erro
 		// The interpreter stopped between Start and Run: the next call starts another.
 		c.state = false
 		msg := "error: the interpreter had stopped, so the code did not run, and variables from before are gone. Run the code again, defining what it needs."
-		e := notRun(args.Code, sandbox.StatusKilled, "SessionEnded", msg)
-		e.ContainerID = container
-		c.record(index, tc.ID, e)
+		c.record(index, notRun(tc.ID, args.Code, container, sandbox.StatusKilled, ErrorSessionEnded, msg))
 		return msg, nil
 	}
 	if err != nil {
 		return "", fmt.Errorf("agent: run code: %w", err)
 	}
-	e := execution(args.Code, res)
-	e.ContainerID = container
-	c.record(index, tc.ID, e)
+	c.record(index, ran(tc.ID, args.Code, container, res))
 	out := toolMessage(res, c.a.maxToolOutput())
 	if restarted {
 		out = "note: the interpreter had ended since the last call, so this ran in a fresh one: variables and files defined before are gone.\n" + out
@@ -392,13 +370,88 @@ func (a *Agent) maxToolOutput() int {
 	return defaultMaxToolOutput
 }
 
-func (c *completion) record(index int, id string, e *llm.CodeExecution) {
-	c.execs = append(c.execs, llm.ToolCall{ID: id, Type: llm.ToolTypeCodeExecution, CodeExecution: e})
-	c.ev.CodeFinished(index, id, e)
+func (c *completion) record(index int, e *Execution) {
+	c.output = append(c.output, e)
+	c.execs++
+	c.ev.ExecutionFinished(index, e)
 }
 
-type nopEvents struct{}
+// callWatch turns the tool call fragments of one model turn, as they come, into
+// code and tool call deltas. A call is known by its index in the turn, as
+// llm.Accumulator merges fragments; it is numbered among the completion's
+// executions or client calls when its name comes, in the order the calls start,
+// which is the order they run and are returned in (upstreams write a turn's calls
+// one after the other).
+type callWatch struct {
+	c          *completion
+	nextExec   int
+	nextClient int
+	calls      map[int]*watchedCall
+}
 
-func (nopEvents) Content(string)                               {}
-func (nopEvents) CodeStarted(int, string, *llm.CodeExecution)  {}
-func (nopEvents) CodeFinished(int, string, *llm.CodeExecution) {}
+type watchedCall struct {
+	id, name string
+	args     strings.Builder // what came before the name
+	kind     callKind
+	index    int
+	code     codeScanner
+}
+
+type callKind uint8
+
+const (
+	callUnnamed callKind = iota // no name yet
+	callCode
+	callClient
+	callOther // an undeclared tool, answered here: no events
+)
+
+// add reads one fragment of a call.
+func (w *callWatch) add(f llm.ToolCall) {
+	i := len(w.calls) // a fragment without an index starts a new call
+	if f.Index != nil {
+		i = *f.Index
+	}
+	call := w.calls[i]
+	if call == nil {
+		call = &watchedCall{}
+		w.calls[i] = call
+	}
+	if call.id == "" {
+		call.id = f.ID
+	}
+	if f.Function == nil {
+		return
+	}
+	args := f.Function.Arguments
+	if call.kind == callUnnamed {
+		call.name = f.Function.Name // the first fragment with a name has it whole
+		if call.name == "" {
+			call.args.WriteString(args)
+			return
+		}
+		switch {
+		case w.c.isCode(call.name):
+			call.kind, call.index = callCode, w.nextExec
+			w.nextExec++
+		case w.c.declared[call.name]:
+			call.kind, call.index = callClient, w.nextClient
+			w.nextClient++
+			w.c.ev.ToolCallDelta(call.index, call.id, call.name, "")
+		default:
+			call.kind = callOther
+		}
+		args = call.args.String() + args
+		call.args.Reset()
+	}
+	switch call.kind {
+	case callCode:
+		if d := call.code.feed(args); d != "" {
+			w.c.ev.CodeDelta(call.index, call.id, d)
+		}
+	case callClient:
+		if args != "" {
+			w.c.ev.ToolCallDelta(call.index, call.id, call.name, args)
+		}
+	}
+}

@@ -12,8 +12,10 @@ import (
 	"strings"
 	"testing"
 
+	"github.com/codeexec/codeexec/internal/agent/agenttest"
 	"github.com/codeexec/codeexec/internal/egress"
 	"github.com/codeexec/codeexec/internal/llm"
+	"github.com/codeexec/codeexec/internal/safety"
 	"github.com/codeexec/codeexec/internal/sandbox"
 	"github.com/codeexec/codeexec/internal/sandbox/sandboxtest"
 )
@@ -33,8 +35,14 @@ func testAgent(t *testing.T) (*Agent, *RunnerSandbox) {
 	return &Agent{MaxSteps: 5}, sb
 }
 
-// fakeModel answers with scripted messages and records what it was sent. It is the
-// one fake of these tests: there is no model here.
+// fakeSandbox is a sandbox with scripted results, for tests about the loop rather
+// than the code.
+func fakeSandbox(t *testing.T, results ...*sandbox.Result) *agenttest.Sandbox {
+	return &agenttest.Sandbox{T: t, Results: results}
+}
+
+// fakeModel answers with scripted messages and records what it was sent. It does
+// not stream: the streaming tests use llmtest's upstream.
 type fakeModel struct {
 	turns []llm.Message
 	got   []*llm.ChatRequest
@@ -69,40 +77,74 @@ func codeCall(id, code string) llm.Message {
 	return llm.Message{ToolCalls: []llm.ToolCall{{ID: id, Type: "function", Function: &llm.FunctionCall{Name: ToolName, Arguments: string(args)}}}}
 }
 
-func userRequest(text string, tools ...llm.Tool) *llm.ChatRequest {
-	if len(tools) == 0 {
-		tools = []llm.Tool{{Type: llm.ToolTypeCodeExecution}}
-	}
-	return &llm.ChatRequest{Model: "test-model", Messages: []llm.Message{{Role: "user", Content: llm.TextContent(text)}}, Tools: tools}
+func function(name string) Tool {
+	return Tool{Type: ToolTypeFunction, Name: name, Parameters: json.RawMessage(`{"type":"object"}`)}
 }
 
-func codeEntries(t *testing.T, resp *llm.ChatResponse) []*llm.CodeExecution {
-	t.Helper()
-	var out []*llm.CodeExecution
-	for _, tc := range resp.Choices[0].Message.ToolCalls {
-		if tc.Type == llm.ToolTypeCodeExecution {
-			out = append(out, tc.CodeExecution)
+// userRequest asks text with the code tool and the client's tools.
+func userRequest(text string, tools ...Tool) *Request {
+	return &Request{Model: "test-model", Input: []Item{&Message{Role: "user", Content: Text(text), Source: "messages[0]"}},
+		Tools: tools, Code: &CodeTool{}}
+}
+
+func executions(res *Result) []*Execution {
+	var out []*Execution
+	for _, it := range res.Output {
+		if e, ok := it.(*Execution); ok {
+			out = append(out, e)
 		}
 	}
 	return out
 }
 
+func clientCalls(res *Result) []*ToolCall {
+	var out []*ToolCall
+	for _, it := range res.Output {
+		if c, ok := it.(*ToolCall); ok {
+			out = append(out, c)
+		}
+	}
+	return out
+}
+
+// final is the model's final message.
+func final(t *testing.T, res *Result) *Message {
+	t.Helper()
+	for i := len(res.Output) - 1; i >= 0; i-- {
+		if m, ok := res.Output[i].(*Message); ok {
+			return m
+		}
+	}
+	t.Fatalf("no message in the output %s", asJSON(res.Output))
+	return nil
+}
+
+func lastSent(m *fakeModel, call int) llm.Message {
+	msgs := m.got[call].Messages
+	return msgs[len(msgs)-1]
+}
+
+func asJSON(v any) string {
+	b, _ := json.Marshal(v)
+	return string(b)
+}
+
 func TestCodeThenAnswer(t *testing.T) {
 	a, sb := testAgent(t)
 	m := &fakeModel{turns: []llm.Message{codeCall("call_1", "print(2 + 2)"), answer("The answer is 4.")}}
-	resp, err := a.Complete(context.Background(), m, userRequest("What is 2+2?"), sb, nil)
+	res, err := a.Complete(context.Background(), m, userRequest("What is 2+2?"), sb, nil)
 	if err != nil {
 		t.Fatal(err)
 	}
-	if got := resp.Choices[0].Message.Text(); got != "The answer is 4." {
+	if got := final(t, res).Content.Text(); got != "The answer is 4." {
 		t.Errorf("content %q", got)
 	}
-	entries := codeEntries(t, resp)
-	if len(entries) != 1 || entries[0].Code != "print(2 + 2)" || entries[0].Output != "4\n" || entries[0].Status != "ok" {
-		t.Fatalf("code_execution entries %+v", entries)
+	e := executions(res)
+	if len(e) != 1 || e[0].Code != "print(2 + 2)" || e[0].Output != "4\n" || e[0].Result.Status != "ok" {
+		t.Fatalf("executions %s", asJSON(e))
 	}
-	if resp.Choices[0].FinishReason != "stop" || resp.Usage.TotalTokens != 30 {
-		t.Errorf("finish %q usage %+v, want stop and the two calls summed", resp.Choices[0].FinishReason, resp.Usage)
+	if res.Finish != FinishStop || res.Usage.TotalTokens != 30 {
+		t.Errorf("finish %q usage %+v, want stop and the two calls summed", res.Finish, res.Usage)
 	}
 	// What the upstream saw: a function tool, the hint, then the tool result.
 	first := m.got[0]
@@ -112,9 +154,7 @@ func TestCodeThenAnswer(t *testing.T) {
 	if first.Messages[0].Role != "system" || !strings.Contains(first.Messages[0].Text(), "code_execution") {
 		t.Errorf("no system hint first: %+v", first.Messages[0])
 	}
-	second := m.got[1].Messages
-	last := second[len(second)-1]
-	if last.Role != "tool" || last.ToolCallID != "call_1" || !strings.Contains(last.Text(), "stdout:\n4\n") {
+	if last := lastSent(m, 1); last.Role != "tool" || last.ToolCallID != "call_1" || !strings.Contains(last.Text(), "stdout:\n4\n") {
 		t.Errorf("tool message %+v", last)
 	}
 }
@@ -126,60 +166,105 @@ func TestErrorThenFix(t *testing.T) {
 		codeCall("c2", "y = x * 2\nprint(y)"), // state from the first call persists
 		answer("y is 20"),
 	}}
-	resp, err := a.Complete(context.Background(), m, userRequest("double x"), sb, nil)
+	res, err := a.Complete(context.Background(), m, userRequest("double x"), sb, nil)
 	if err != nil {
 		t.Fatal(err)
 	}
-	entries := codeEntries(t, resp)
-	if len(entries) != 2 || entries[0].Status != "error" || entries[1].Output != "20\n" {
-		t.Fatalf("entries %+v", entries)
+	e := executions(res)
+	if len(e) != 2 || e[0].Result.Status != "error" || e[1].Output != "20\n" {
+		t.Fatalf("executions %s", asJSON(e))
 	}
-	toolMsg := m.got[1].Messages[len(m.got[1].Messages)-1].Text()
+	toolMsg := lastSent(m, 1).Text()
 	if !strings.Contains(toolMsg, "NameError: name 'y' is not defined") || !strings.Contains(toolMsg, "status: error") {
 		t.Errorf("the model was not shown the traceback: %q", toolMsg)
 	}
 }
 
-type fakeJudge struct {
-	verdict Verdict
-	err     error
-	seen    []string
+// TestRunsAndErrorsFedBack: without root, what each run gives is what the model
+// is told next, the client gets each run in order, and the usage of every call
+// is summed.
+func TestRunsAndErrorsFedBack(t *testing.T) {
+	m := &fakeModel{turns: []llm.Message{
+		codeCall("c1", "print(y)"),
+		codeCall("c2", "y = 2\nprint(y)"),
+		answer("y is 2"),
+	}}
+	sb := fakeSandbox(t,
+		&sandbox.Result{Status: sandbox.StatusError, Stderr: "Traceback (most recent call last):\nNameError: name 'y' is not defined\n",
+			Error: &sandbox.Error{Name: "NameError", Message: "name 'y' is not defined"}},
+		agenttest.OK("2\n"))
+	res, err := (&Agent{}).Complete(context.Background(), m, userRequest("y?"), sb, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if got := strings.Join(sb.Ran(), "|"); got != "print(y)|y = 2\nprint(y)" {
+		t.Errorf("ran %q", got)
+	}
+	told := lastSent(m, 1).Text()
+	for _, s := range []string{"status: error\n", "stderr:\nTraceback", "error: NameError: name 'y' is not defined\n"} {
+		if !strings.Contains(told, s) {
+			t.Errorf("after the error the model was told %q, without %q", told, s)
+		}
+	}
+	if told := lastSent(m, 2); told.ToolCallID != "c2" || told.Text() != "status: ok\nstdout:\n2\n" {
+		t.Errorf("after the fix the model was told %+v", told)
+	}
+	e := executions(res)
+	if len(e) != 2 || e[0].ID != "c1" || e[0].Result.Status != sandbox.StatusError || e[1].ID != "c2" || e[1].Output != "2\n" {
+		t.Errorf("executions %s", asJSON(e))
+	}
+	if res.Finish != FinishStop || res.Usage != (Usage{InputTokens: 30, OutputTokens: 15, TotalTokens: 45}) || final(t, res).Content.Text() != "y is 2" {
+		t.Errorf("finish %q usage %+v final %s", res.Finish, res.Usage, asJSON(final(t, res)))
+	}
 }
 
-func (j *fakeJudge) Check(ctx context.Context, code string, network *egress.Policy) (Verdict, error) {
+type fakeJudge struct {
+	verdict safety.Verdict
+	err     error
+	seen    []string
+	network *egress.Policy
+}
+
+func (j *fakeJudge) Check(ctx context.Context, code string, network *egress.Policy) (safety.Verdict, error) {
 	j.seen = append(j.seen, code)
+	j.network = network
 	return j.verdict, j.err
 }
 
+// TestJudgeRefusesAndFailsClosed: code the judge refuses, or fails to judge, does
+// not run; the model is told, and the client sees it rejected.
 func TestJudgeRefusesAndFailsClosed(t *testing.T) {
 	for _, tt := range []struct {
-		name  string
-		judge *fakeJudge
+		name   string
+		judge  *fakeJudge
+		reason string
 	}{
-		{"unsafe verdict", &fakeJudge{verdict: Verdict{Safe: false, Reason: "lists the file system"}}},
-		{"judge error", &fakeJudge{err: errors.New("judge unreachable")}},
+		{"unsafe verdict", &fakeJudge{verdict: safety.Verdict{Safe: false, Reason: "lists the file system"}}, "lists the file system"},
+		{"judge error", &fakeJudge{err: errors.New("judge unreachable")}, "the safety check failed (judge unreachable), so the code was not run"},
 	} {
 		t.Run(tt.name, func(t *testing.T) {
-			a, sb := testAgent(t)
-			a.Judge = tt.judge
 			m := &fakeModel{turns: []llm.Message{
 				codeCall("c1", "open('/work/ran.txt', 'w').write('ran')"),
 				answer("I cannot run that; here is the code to run locally."),
 			}}
-			resp, err := a.Complete(context.Background(), m, userRequest("list my directory"), sb, nil)
+			sb := fakeSandbox(t)
+			res, err := (&Agent{Judge: tt.judge}).Complete(context.Background(), m, userRequest("list my directory"), sb, nil)
 			if err != nil {
 				t.Fatal(err)
 			}
-			entries := codeEntries(t, resp)
-			if len(entries) != 1 || entries[0].Status != "rejected" || !strings.HasPrefix(entries[0].Output, "Rejected: ") {
-				t.Fatalf("entries %+v", entries)
+			e := executions(res)
+			if len(e) != 1 || e[0].Result.Status != "rejected" || e[0].Output != "Rejected: "+tt.reason ||
+				e[0].Result.Error.Name != ErrorRejected || e[0].ContainerID != "sess_fake_1" {
+				t.Fatalf("executions %s", asJSON(e))
 			}
-			toolMsg := m.got[1].Messages[len(m.got[1].Messages)-1].Text()
-			if !strings.Contains(toolMsg, "NOT run") {
+			if toolMsg := lastSent(m, 1).Text(); !strings.Contains(toolMsg, "NOT run") || !strings.Contains(toolMsg, tt.reason) {
 				t.Errorf("model not told of the refusal: %q", toolMsg)
 			}
 			if len(tt.judge.seen) != 1 {
 				t.Errorf("judge saw %d programs", len(tt.judge.seen))
+			}
+			if ran := sb.Ran(); len(ran) != 0 {
+				t.Errorf("the refused code ran: %q", ran)
 			}
 		})
 	}
@@ -187,59 +272,64 @@ func TestJudgeRefusesAndFailsClosed(t *testing.T) {
 
 func TestClientToolMixed(t *testing.T) {
 	a, sb := testAgent(t)
-	search := llm.Tool{Type: "function", Function: &llm.FunctionDef{Name: "search", Parameters: json.RawMessage(`{"type":"object"}`)}}
 	m := &fakeModel{turns: []llm.Message{
 		codeCall("c1", "result = 6 * 7"),
 		{ToolCalls: []llm.ToolCall{{ID: "s1", Type: "function", Function: &llm.FunctionCall{Name: "search", Arguments: `{"q":"bitcoin"}`}}}},
 	}}
-	req := userRequest("search and compute", llm.Tool{Type: "code_interpreter"}, search)
-	resp, err := a.Complete(context.Background(), m, req, sb, nil)
+	req := userRequest("search and compute", function("search"))
+	res, err := a.Complete(context.Background(), m, req, sb, nil)
 	if err != nil {
 		t.Fatal(err)
 	}
-	msg := resp.Choices[0].Message
-	if resp.Choices[0].FinishReason != "tool_calls" || len(msg.ToolCalls) != 2 {
-		t.Fatalf("finish %q tool calls %+v", resp.Choices[0].FinishReason, msg.ToolCalls)
+	e, calls := executions(res), clientCalls(res)
+	if res.Finish != FinishToolCalls || len(e) != 1 || len(calls) != 1 {
+		t.Fatalf("finish %q output %s", res.Finish, asJSON(res.Output))
 	}
-	if msg.ToolCalls[0].Type != "code_execution" || msg.ToolCalls[0].CodeExecution.Output != "42" ||
-		msg.ToolCalls[1].Function == nil || msg.ToolCalls[1].Function.Name != "search" {
-		t.Errorf("tool calls %+v", msg.ToolCalls)
+	if e[0].Output != "42" || calls[0].Name != "search" || calls[0].ID != "s1" || calls[0].Arguments != `{"q":"bitcoin"}` {
+		t.Errorf("output %s", asJSON(res.Output))
 	}
 	if len(m.got[0].Tools) != 2 {
 		t.Errorf("upstream got %d tools, want search and the code tool", len(m.got[0].Tools))
 	}
 
-	// The client's next request carries our reply and its tool result; the upstream
-	// must see the code call as a function call answered by its output.
-	next := req.Clone()
-	next.Messages = append(next.Messages, msg, llm.Message{Role: "tool", ToolCallID: "s1", Content: llm.TextContent("price: 1")})
+	// The client's next request carries the output and its tool's result; the
+	// upstream must see the code call as a function call answered by its output,
+	// then the model's second turn, which called search.
+	next := *req
+	next.Input = append(append(append([]Item{}, req.Input...), res.Output...), &ToolOutput{CallID: "s1", Content: Text("price: 1")})
 	m2 := &fakeModel{turns: []llm.Message{answer("done")}}
-	if _, err := a.Complete(context.Background(), m2, next, sb, nil); err != nil {
+	if _, err := a.Complete(context.Background(), m2, &next, sb, nil); err != nil {
 		t.Fatal(err)
 	}
 	var roles []string
 	for _, mm := range m2.got[0].Messages {
 		roles = append(roles, mm.Role)
 	}
-	if strings.Join(roles, ",") != "system,user,assistant,tool,tool" {
+	if strings.Join(roles, ",") != "system,user,assistant,tool,assistant,tool" {
 		t.Fatalf("history sent upstream has roles %v", roles)
 	}
-	asst := m2.got[0].Messages[2]
-	if asst.ToolCalls[0].Type != "function" || asst.ToolCalls[0].Function.Name != ToolName || m2.got[0].Messages[3].ToolCallID != "c1" {
-		t.Errorf("code execution not expanded for the upstream: %+v", asst.ToolCalls)
+	sent := m2.got[0].Messages
+	if c := sent[2].ToolCalls; len(c) != 1 || c[0].Type != "function" || c[0].Function.Name != ToolName || sent[3].ToolCallID != "c1" {
+		t.Errorf("code execution not expanded for the upstream: %s", asJSON(sent[2:4]))
+	}
+	if c := sent[4].ToolCalls; len(c) != 1 || c[0].Function.Name != "search" || sent[4].Text() != "" || sent[5].ToolCallID != "s1" {
+		t.Errorf("the client's call sent upstream as %s", asJSON(sent[4:]))
 	}
 }
 
 func TestStepLimit(t *testing.T) {
-	a, sb := testAgent(t)
-	a.MaxSteps = 2
 	m := &fakeModel{turns: []llm.Message{codeCall("c1", "1"), codeCall("c2", "2"), codeCall("c3", "3")}}
-	resp, err := a.Complete(context.Background(), m, userRequest("loop"), sb, nil)
+	sb := fakeSandbox(t, agenttest.OK(""), agenttest.OK(""), agenttest.OK(""))
+	res, err := (&Agent{MaxSteps: 2}).Complete(context.Background(), m, userRequest("loop"), sb, nil)
 	if err != nil {
 		t.Fatal(err)
 	}
-	if resp.Choices[0].FinishReason != "length" || !strings.Contains(resp.Choices[0].Message.Text(), "steps") || len(m.got) != 2 {
-		t.Fatalf("finish %q content %q after %d calls", resp.Choices[0].FinishReason, resp.Choices[0].Message.Text(), len(m.got))
+	text := final(t, res).Content.Text()
+	if res.Finish != FinishStepLimit || !strings.Contains(text, "steps") || len(m.got) != 2 || len(executions(res)) != 2 {
+		t.Fatalf("finish %q content %q after %d calls and %d runs", res.Finish, text, len(m.got), len(executions(res)))
+	}
+	if _, last := res.Output[len(res.Output)-1].(*Message); !last || res.Upstream.ID != "chatcmpl-test" {
+		t.Errorf("output %s upstream %+v: want the stop message last, and the last reply's id", asJSON(res.Output), res.Upstream)
 	}
 }
 
@@ -247,17 +337,17 @@ func TestAttachedFiles(t *testing.T) {
 	a, sb := testAgent(t)
 	csv := base64.StdEncoding.EncodeToString([]byte("city,temp\nOslo,4\nRome,18\n"))
 	req := userRequest("average temperature?")
-	req.Messages[0].Content = llm.PartsContent(
-		llm.ContentPart{Type: "text", Text: "average temperature?"},
-		llm.ContentPart{Type: "file", File: &llm.File{Filename: "temps.csv", FileData: "data:text/csv;base64," + csv}},
-	)
+	req.Input[0].(*Message).Content = Content{Parts: []Part{
+		{Type: PartText, Text: "average temperature?"},
+		{Type: PartFile, Filename: "temps.csv", FileData: "data:text/csv;base64," + csv},
+	}}
 	m := &fakeModel{turns: []llm.Message{codeCall("c1", "import pandas as pd\nprint(pd.read_csv('temps.csv').temp.mean())"), answer("11.0")}}
-	resp, err := a.Complete(context.Background(), m, req, sb, nil)
+	res, err := a.Complete(context.Background(), m, req, sb, nil)
 	if err != nil {
 		t.Fatal(err)
 	}
-	if e := codeEntries(t, resp); len(e) != 1 || e[0].Output != "11.0\n" {
-		t.Fatalf("entries %+v", e)
+	if e := executions(res); len(e) != 1 || e[0].Output != "11.0\n" {
+		t.Fatalf("executions %s", asJSON(e))
 	}
 	user := m.got[0].Messages[1]
 	if !strings.Contains(user.Text(), "temps.csv") || strings.Contains(user.Text(), csv) {
@@ -268,25 +358,29 @@ func TestAttachedFiles(t *testing.T) {
 // TestBadRequests: what the client must fix is refused with a stable code, before
 // the model or the sandbox is asked anything.
 func TestBadRequests(t *testing.T) {
-	file := func(f llm.File) *llm.ChatRequest {
+	file := func(p Part) *Request {
 		req := userRequest("x")
-		req.Messages[0].Content = llm.PartsContent(llm.ContentPart{Type: "file", File: &f})
+		p.Type = PartFile
+		req.Input[0].(*Message).Content = Content{Parts: []Part{p}}
 		return req
 	}
+	extra := userRequest("x")
+	extra.Extra = map[string]json.RawMessage{"n": json.RawMessage(`"two"`)}
 	for _, tc := range []struct {
 		name string
-		req  *llm.ChatRequest
+		req  *Request
 		code string
 	}{
-		{"client function named " + ToolName, userRequest("x", llm.Tool{Type: "code_execution"}, llm.Tool{Type: "function", Function: &llm.FunctionDef{Name: ToolName}}), "invalid_tools"},
-		{"bad base64", file(llm.File{Filename: "a.csv", FileData: "data:text/csv;base64,%%%"}), "invalid_file"},
-		{"data URL not base64", file(llm.File{Filename: "a.csv", FileData: "data:text/csv,a,b"}), "invalid_file"},
-		{"file_id", file(llm.File{FileID: "file-abc123"}), "file_id_unsupported"},
-		{"file part without data", file(llm.File{Filename: "a.csv"}), "invalid_file"},
-		{"file name with a NUL", file(llm.File{Filename: "a\x00b.csv", FileData: "eA=="}), "invalid_file"},
+		{"client function named " + ToolName, userRequest("x", function(ToolName)), "invalid_tools"},
+		{"bad base64", file(Part{Filename: "a.csv", FileData: "data:text/csv;base64,%%%"}), "invalid_file"},
+		{"data URL not base64", file(Part{Filename: "a.csv", FileData: "data:text/csv,a,b"}), "invalid_file"},
+		{"file_id", file(Part{FileID: "file-abc123"}), "file_id_unsupported"},
+		{"file part without data", file(Part{Filename: "a.csv"}), "invalid_file"},
+		{"file name with a NUL", file(Part{Filename: "a\x00b.csv", FileData: "eA=="}), "invalid_file"},
+		{"an upstream field of the wrong type", extra, "invalid_request"},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
-			sb := &fakeSandbox{t: t, forbidden: true}
+			sb := &agenttest.Sandbox{T: t, Forbidden: true}
 			_, err := (&Agent{}).Complete(context.Background(), &fakeModel{}, tc.req, sb, nil)
 			var re *RequestError
 			if !errors.As(err, &re) || re.Code != tc.code || !errors.Is(err, ErrBadRequest) {
@@ -299,107 +393,39 @@ func TestBadRequests(t *testing.T) {
 // TestBadFileNamesItsPart: the error names the part as the client numbered it, and
 // no file of a request with a bad one is written.
 func TestBadFileNamesItsPart(t *testing.T) {
-	req := &llm.ChatRequest{Model: "m", Tools: []llm.Tool{{Type: "code_execution"}}, Messages: []llm.Message{
-		{Role: "system", Content: llm.TextContent("be brief")},
-		{Role: "user", Content: llm.PartsContent(
-			llm.ContentPart{Type: "file", File: &llm.File{Filename: "good.csv", FileData: "eA=="}},
-			llm.ContentPart{Type: "file", File: &llm.File{FileID: "file-1"}})},
+	good := Part{Type: PartFile, Filename: "good.csv", FileData: "eA=="}
+	req := &Request{Model: "m", Code: &CodeTool{}, Input: []Item{
+		&Message{Role: "system", Content: Text("be brief"), Source: "messages[0]"},
+		&Message{Role: "user", Source: "messages[1]", Content: Content{Parts: []Part{good, {Type: PartFile, FileID: "file-1"}}}},
 	}}
-	_, err := (&Agent{}).Complete(context.Background(), &fakeModel{}, req, &fakeSandbox{t: t, forbidden: true}, nil)
+	_, err := (&Agent{}).Complete(context.Background(), &fakeModel{}, req, &agenttest.Sandbox{T: t, Forbidden: true}, nil)
 	if err == nil || !strings.HasPrefix(err.Error(), "messages[1].content[1]: ") {
 		t.Errorf("Complete = %v, want an error naming messages[1].content[1]", err)
 	}
-	if req.Messages[1].Parts()[0].File == nil {
-		t.Errorf("the client's request was changed: %+v", req.Messages[1])
+	if got := req.Input[1].(*Message).Content.Parts[0]; !reflect.DeepEqual(got, good) {
+		t.Errorf("the client's request was changed: %+v", got)
 	}
-}
-
-// fakeSandbox stands in for the sandbox where a test is about the loop, not the
-// code: its runs answer with results in order, and the ones marked stop end its
-// interpreter, as a limit does. It needs no root.
-type fakeSandbox struct {
-	t         *testing.T
-	forbidden bool // reaching the sandbox fails the test
-	started   bool
-	starts    int
-	results   []*sandbox.Result
-	stops     []bool
-	ran       []string
-	files     map[string]string
-}
-
-func (f *fakeSandbox) Start(ctx context.Context) error {
-	if f.forbidden {
-		f.t.Errorf("the sandbox was started; the request should have been refused")
-	}
-	if !f.started {
-		f.started = true
-		f.starts++
-	}
-	return nil
-}
-
-func (f *fakeSandbox) Started() bool { return f.started }
-
-func (f *fakeSandbox) ID() string {
-	if !f.started {
-		return ""
-	}
-	return fmt.Sprintf("sess_fake_%d", f.starts)
-}
-
-func (f *fakeSandbox) Run(ctx context.Context, code string) (*sandbox.Result, error) {
-	f.Start(ctx)
-	i := len(f.ran)
-	f.ran = append(f.ran, code)
-	if i >= len(f.results) {
-		return nil, errors.New("fake sandbox: no result scripted")
-	}
-	if i < len(f.stops) && f.stops[i] {
-		f.started = false
-	}
-	return f.results[i], nil
-}
-
-func (f *fakeSandbox) WriteFile(path string, data []byte) error {
-	f.Start(context.Background())
-	if f.files == nil {
-		f.files = map[string]string{}
-	}
-	f.files[path] = string(data)
-	return nil
-}
-
-func asJSON(v any) string {
-	b, _ := json.Marshal(v)
-	return string(b)
-}
-
-func ok(stdout string) *sandbox.Result {
-	return &sandbox.Result{Status: sandbox.StatusOK, Stdout: stdout}
 }
 
 // TestUnknownTool: a call to a tool the client never declared is not handed to the
 // client: the model is told the tool does not exist, and the loop goes on.
 func TestUnknownTool(t *testing.T) {
-	search := llm.Tool{Type: "function", Function: &llm.FunctionDef{Name: "search"}}
 	m := &fakeModel{turns: []llm.Message{
 		{ToolCalls: []llm.ToolCall{{ID: "w1", Type: "function", Function: &llm.FunctionCall{Name: "web_browse", Arguments: `{"url":"x"}`}}}},
 		answer("I cannot browse; here is what I know."),
 	}}
-	sb := &fakeSandbox{t: t, forbidden: true}
-	resp, err := (&Agent{}).Complete(context.Background(), m, userRequest("browse x", llm.Tool{Type: "code_execution"}, search), sb, nil)
+	sb := &agenttest.Sandbox{T: t, Forbidden: true}
+	res, err := (&Agent{}).Complete(context.Background(), m, userRequest("browse x", function("search")), sb, nil)
 	if err != nil {
 		t.Fatal(err)
 	}
-	c := resp.Choices[0]
-	if c.FinishReason != "stop" || len(c.Message.ToolCalls) != 0 || c.Message.Text() != "I cannot browse; here is what I know." {
-		t.Fatalf("reply finish %q calls %+v content %q, want the model's answer and no call", c.FinishReason, c.Message.ToolCalls, c.Message.Text())
+	if res.Finish != FinishStop || len(clientCalls(res)) != 0 || final(t, res).Content.Text() != "I cannot browse; here is what I know." {
+		t.Fatalf("finish %q output %s, want the model's answer and no call", res.Finish, asJSON(res.Output))
 	}
 	if len(m.got) != 2 {
 		t.Fatalf("%d model calls, want 2", len(m.got))
 	}
-	last := m.got[1].Messages[len(m.got[1].Messages)-1]
+	last := lastSent(m, 1)
 	want := `error: there is no tool named "web_browse"; the tools you can call are: code_execution, search.`
 	if last.Role != "tool" || last.ToolCallID != "w1" || last.Text() != want {
 		t.Errorf("the model was told %+v, want a tool message %q", last, want)
@@ -411,7 +437,7 @@ func TestUnknownTool(t *testing.T) {
 func TestStateHint(t *testing.T) {
 	for _, resumed := range []bool{false, true} {
 		m := &fakeModel{turns: []llm.Message{answer("ok")}}
-		sb := &fakeSandbox{t: t, started: resumed}
+		sb := &agenttest.Sandbox{T: t, Running: resumed}
 		if _, err := (&Agent{}).Complete(context.Background(), m, userRequest("x = 1 earlier; now print x"), sb, nil); err != nil {
 			t.Fatal(err)
 		}
@@ -433,88 +459,91 @@ func TestStateHint(t *testing.T) {
 // fresh interpreter.
 func TestLimitStopsInterpreter(t *testing.T) {
 	m := &fakeModel{turns: []llm.Message{codeCall("c1", "import time; time.sleep(99)"), codeCall("c2", "x = 1"), answer("done")}}
-	sb := &fakeSandbox{t: t,
-		results: []*sandbox.Result{{Status: sandbox.StatusTimeout, Error: &sandbox.Error{Name: "Timeout", Message: "the execution took longer than 1s"}}, ok("")},
-		stops:   []bool{true}}
-	resp, err := (&Agent{}).Complete(context.Background(), m, userRequest("sleep"), sb, nil)
+	sb := fakeSandbox(t, &sandbox.Result{Status: sandbox.StatusTimeout, Error: &sandbox.Error{Name: "Timeout", Message: "the execution took longer than 1s"}}, agenttest.OK(""))
+	sb.Stops = []bool{true}
+	res, err := (&Agent{}).Complete(context.Background(), m, userRequest("sleep"), sb, nil)
 	if err != nil {
 		t.Fatal(err)
 	}
-	told := m.got[1].Messages[len(m.got[1].Messages)-1].Text()
+	told := lastSent(m, 1).Text()
 	if !strings.Contains(told, "status: timeout") || !strings.Contains(told, "The interpreter ended with this run") {
 		t.Errorf("after the timeout the model was told %q", told)
 	}
-	if sb.starts != 2 {
-		t.Errorf("%d interpreters started, want 2", sb.starts)
+	if sb.Starts() != 2 {
+		t.Errorf("%d interpreters started, want 2", sb.Starts())
 	}
-	e := codeEntries(t, resp)
+	e := executions(res)
 	if len(e) != 2 || e[0].ContainerID != "sess_fake_1" || e[1].ContainerID != "sess_fake_2" {
-		t.Errorf("entries %+v, want runs in sess_fake_1 then sess_fake_2", e)
+		t.Errorf("executions %s, want runs in sess_fake_1 then sess_fake_2", asJSON(e))
 	}
 }
 
-// TestEntries: the client gets what the model saw, field by field, with a status
-// on every entry, including code that did not run.
-func TestEntries(t *testing.T) {
+// TestSessionEnded: when the interpreter stopped between the start and the run,
+// the code did not run; the model is told to run it again, and the next call
+// starts a fresh interpreter.
+func TestSessionEnded(t *testing.T) {
+	m := &fakeModel{turns: []llm.Message{codeCall("c1", "x = 1"), codeCall("c2", "x = 1\nprint(x)"), answer("1")}}
+	sb := fakeSandbox(t, nil, agenttest.OK("1\n"))
+	sb.Errs = []error{fmt.Errorf("run: %w", sandbox.ErrSessionEnded)}
+	res, err := (&Agent{}).Complete(context.Background(), m, userRequest("x"), sb, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	e := executions(res)
+	if len(e) != 2 || e[0].Result.Status != sandbox.StatusKilled || e[0].Result.Error.Name != ErrorSessionEnded || e[0].Output != e[0].Result.Error.Message {
+		t.Fatalf("executions %s", asJSON(e))
+	}
+	if told := lastSent(m, 1).Text(); told != e[0].Output || !strings.Contains(told, "did not run") {
+		t.Errorf("the model was told %q", told)
+	}
+	if sb.Starts() != 2 || e[1].ContainerID != "sess_fake_2" || e[1].Output != "1\n" {
+		t.Errorf("%d starts, second run %s: want it in a fresh interpreter", sb.Starts(), asJSON(e[1]))
+	}
+}
+
+// TestExecutions: the client gets what the model saw, field by field, including
+// code that did not run; sent back as history, the model sees the same again.
+func TestExecutions(t *testing.T) {
 	v := "42"
 	m := &fakeModel{turns: []llm.Message{
 		codeCall("c1", "print('computing')\nimport sys; print('careful', file=sys.stderr)\n6 * 7"),
 		{ToolCalls: []llm.ToolCall{{ID: "c2", Type: "function", Function: &llm.FunctionCall{Name: ToolName, Arguments: `{"code": 1}`}}}},
 		answer("42"),
 	}}
-	sb := &fakeSandbox{t: t, results: []*sandbox.Result{{Status: sandbox.StatusOK, Stdout: "computing\n", Stderr: "careful\n", Result: &v,
-		Files: []sandbox.FileInfo{{Path: "out.csv", Size: 3}}}}}
-	resp, err := (&Agent{}).Complete(context.Background(), m, userRequest("6*7"), sb, nil)
+	run := &sandbox.Result{Status: sandbox.StatusOK, Stdout: "computing\n", Stderr: "careful\n", Result: &v,
+		Files: []sandbox.FileInfo{{Path: "out.csv", Size: 3}}}
+	res, err := (&Agent{}).Complete(context.Background(), m, userRequest("6*7"), fakeSandbox(t, run), nil)
 	if err != nil {
 		t.Fatal(err)
 	}
-	e := codeEntries(t, resp)
+	e := executions(res)
 	if len(e) != 2 {
-		t.Fatalf("entries %+v", e)
+		t.Fatalf("executions %s", asJSON(e))
 	}
-	want := &llm.CodeExecution{Code: "print('computing')\nimport sys; print('careful', file=sys.stderr)\n6 * 7",
-		Output: "computing\ncareful\n42", Status: "ok", Stdout: "computing\n", Stderr: "careful\n", Result: &v,
-		Files: []llm.CodeFile{{Path: "out.csv", Size: 3}}, ContainerID: "sess_fake_1"}
+	want := &Execution{ID: "c1", Code: "print('computing')\nimport sys; print('careful', file=sys.stderr)\n6 * 7",
+		ContainerID: "sess_fake_1", Result: run, Output: "computing\ncareful\n42"}
 	if !reflect.DeepEqual(e[0], want) {
-		t.Errorf("entry of the run:\n got %s\nwant %s", asJSON(e[0]), asJSON(want))
+		t.Errorf("execution of the run:\n got %s\nwant %s", asJSON(e[0]), asJSON(want))
 	}
-	if e[1].Status != "error" || e[1].Error == nil || e[1].Error.Name != "InvalidArguments" {
-		t.Errorf("entry of the bad call %+v, want status error and error InvalidArguments", e[1])
+	if e[1].Result.Status != "error" || e[1].Result.Error.Name != ErrorInvalidArguments || e[1].Code != `{"code": 1}` || e[1].ContainerID != "" {
+		t.Errorf("execution of the bad call %s, want status error and error InvalidArguments", asJSON(e[1]))
 	}
-	told := m.got[1].Messages[len(m.got[1].Messages)-1].Text()
+	told := []string{lastSent(m, 1).Text(), lastSent(m, 2).Text()}
 	for _, s := range []string{"stdout:\ncomputing\n", "stderr:\ncareful\n", "result:\n42\n", "files written: out.csv (3 bytes)"} {
-		if !strings.Contains(told, s) {
-			t.Errorf("the model was told %q, without %q", told, s)
+		if !strings.Contains(told[0], s) {
+			t.Errorf("the model was told %q, without %q", told[0], s)
 		}
 	}
-	// A client that sends the reply back as history: the model sees the same again.
+	// A client that sends the output back as history: the model sees the same again.
 	next := userRequest("again")
-	next.Messages = append(next.Messages, resp.Choices[0].Message, llm.Message{Role: "user", Content: llm.TextContent("and?")})
+	next.Input = append(append(next.Input, res.Output...), &Message{Role: "user", Content: Text("and?")})
 	m2 := &fakeModel{turns: []llm.Message{answer("ok")}}
-	if _, err := (&Agent{}).Complete(context.Background(), m2, next, &fakeSandbox{t: t}, nil); err != nil {
+	if _, err := (&Agent{}).Complete(context.Background(), m2, next, fakeSandbox(t), nil); err != nil {
 		t.Fatal(err)
 	}
-	if again := m2.got[0].Messages[3].Text(); again != told {
-		t.Errorf("from the history the model was told %q, want %q as the first time", again, told)
-	}
-}
-
-// TestEntryJSON: a finished entry has every field, empty ones included, the
-// fragment announcing a run only its code, status and container.
-func TestEntryJSON(t *testing.T) {
-	for _, tc := range []struct {
-		e    llm.CodeExecution
-		want string
-	}{
-		{llm.CodeExecution{Code: "1", Status: llm.StatusRunning, ContainerID: "sess_1"}, `{"code":"1","status":"running","container_id":"sess_1"}`},
-		// One a client wrote in its history, without a status: passed on as it came.
-		{llm.CodeExecution{Code: "1", Output: "1\n"}, `{"code":"1","output":"1\n"}`},
-		{llm.CodeExecution{Code: "x=1", Output: "", Status: "ok"},
-			`{"code":"x=1","output":"","status":"ok","stdout":"","stderr":"","stdout_truncated":false,"stderr_truncated":false,"result":null,"error":null,"images":[],"files":[]}`},
-	} {
-		got, err := json.Marshal(tc.e)
-		if err != nil || string(got) != tc.want {
-			t.Errorf("json.Marshal(%+v) = %s, %v; want %s", tc.e, got, err, tc.want)
+	for i, want := range told {
+		if again := m2.got[0].Messages[3+i].Text(); again != want {
+			t.Errorf("from the history the model was told %q, want %q as the first time", again, want)
 		}
 	}
 }
@@ -535,7 +564,7 @@ func TestToolMessageFair(t *testing.T) {
 	if len(got) > 2200 {
 		t.Errorf("toolMessage is %d bytes for a limit of 2000", len(got))
 	}
-	if small := toolMessage(ok("hi\n"), 2000); small != "status: ok\nstdout:\nhi\n" {
+	if small := toolMessage(agenttest.OK("hi\n"), 2000); small != "status: ok\nstdout:\nhi\n" {
 		t.Errorf("toolMessage of a small run = %q", small)
 	}
 }
@@ -546,14 +575,14 @@ func TestToolMessageFair(t *testing.T) {
 func TestAttachmentNames(t *testing.T) {
 	b64 := func(s string) string { return base64.StdEncoding.EncodeToString([]byte(s)) }
 	png := "\x89PNG\r\n\x1a\n\x00\x00\x00\rIHDR"
-	parts := []llm.ContentPart{
-		{Type: "file", File: &llm.File{FileData: b64("a,b\n1,2\n")}},                            // raw base64, no type: sniffed
-		{Type: "file", File: &llm.File{FileData: "data:text/csv;base64," + b64("x\n")}},         // typed
-		{Type: "image_url", ImageURL: &llm.ImageURL{URL: "data:image/png;base64," + b64(png)}},  // an image
-		{Type: "file", File: &llm.File{Filename: "data.csv", FileData: b64("one")}},             // named
-		{Type: "file", File: &llm.File{Filename: `C:\Users\me\data.csv`, FileData: b64("two")}}, // same name, other file
-		{Type: "file", File: &llm.File{Filename: "data.csv", FileData: b64("one")}},             // the first again
-		{Type: "image_url", ImageURL: &llm.ImageURL{URL: "https://example.com/cat.png"}},        // not a file
+	parts := []Part{
+		{Type: PartFile, FileData: b64("a,b\n1,2\n")},                            // raw base64, no type: sniffed
+		{Type: PartFile, FileData: "data:text/csv;base64," + b64("x\n")},         // typed
+		{Type: PartImage, URL: "data:image/png;base64," + b64(png)},              // an image
+		{Type: PartFile, Filename: "data.csv", FileData: b64("one")},             // named
+		{Type: PartFile, Filename: `C:\Users\me\data.csv`, FileData: b64("two")}, // same name, other file
+		{Type: PartFile, Filename: "data.csv", FileData: b64("one")},             // the first again
+		{Type: PartImage, URL: "https://example.com/cat.png"},                    // not a file
 	}
 	sum := func(s string) string { h := sha256.Sum256([]byte(s)); return fmt.Sprintf("%x", h[:4]) }
 	want := map[string]string{
@@ -564,36 +593,39 @@ func TestAttachmentNames(t *testing.T) {
 		"data-2.csv":                         "two",
 	}
 	req := userRequest("look")
-	req.Messages[0].Content = llm.PartsContent(parts...)
+	req.Input[0].(*Message).Content = Content{Parts: parts}
 	m := &fakeModel{turns: []llm.Message{answer("seen")}}
-	sb := &fakeSandbox{t: t}
+	sb := fakeSandbox(t)
 	if _, err := (&Agent{}).Complete(context.Background(), m, req, sb, nil); err != nil {
 		t.Fatal(err)
 	}
-	if !reflect.DeepEqual(sb.files, want) {
-		t.Errorf("files placed:\n got %q\nwant %q", sb.files, want)
+	if got := sb.Files(); !reflect.DeepEqual(got, want) {
+		t.Errorf("files placed:\n got %q\nwant %q", got, want)
 	}
-	told := m.got[0].Messages[1].Text()
+	told := m.got[0].Messages[1]
 	for name := range want {
-		if !strings.Contains(told, "[The file "+name+" ") {
-			t.Errorf("the model was not told of %s: %q", name, told)
+		if !strings.Contains(told.Text(), "[The file "+name+" ") {
+			t.Errorf("the model was not told of %s: %q", name, told.Text())
 		}
+	}
+	if p := told.Parts(); len(p) != len(parts)+1 || p[2].Type != llm.PartImageURL || p[6].ImageURL.URL != "https://example.com/cat.png" {
+		t.Errorf("the model was sent the parts %s: want the images kept and one note for the image", asJSON(p))
 	}
 
 	// The next request names the same sandbox, with the history: only the new
 	// message's file is placed; the model is still told of the earlier ones.
-	next := &llm.ChatRequest{Model: "test-model", Tools: req.Tools, Messages: []llm.Message{
-		req.Messages[0],
-		{Role: "assistant", Content: llm.TextContent("seen")},
-		{Role: "user", Content: llm.PartsContent(llm.ContentPart{Type: "file", File: &llm.File{Filename: "new.txt", FileData: b64("3")}})},
+	next := &Request{Model: "test-model", Code: req.Code, Input: []Item{
+		req.Input[0],
+		&Message{Role: "assistant", Content: Text("seen")},
+		&Message{Role: "user", Content: Content{Parts: []Part{{Type: PartFile, Filename: "new.txt", FileData: b64("3")}}}},
 	}}
-	sb.files = nil
+	sb.ForgetFiles()
 	m = &fakeModel{turns: []llm.Message{answer("seen")}}
 	if _, err := (&Agent{}).Complete(context.Background(), m, next, sb, nil); err != nil {
 		t.Fatal(err)
 	}
-	if want := map[string]string{"new.txt": "3"}; !reflect.DeepEqual(sb.files, want) {
-		t.Errorf("files placed in the resumed sandbox: %q, want %q", sb.files, want)
+	if want := map[string]string{"new.txt": "3"}; !reflect.DeepEqual(sb.Files(), want) {
+		t.Errorf("files placed in the resumed sandbox: %q, want %q", sb.Files(), want)
 	}
 	if !strings.Contains(m.got[0].Messages[1].Text(), "[The file data-2.csv ") {
 		t.Errorf("the model was not told of the earlier files: %q", m.got[0].Messages[1].Text())
@@ -620,15 +652,63 @@ func TestNetworkHintAndProxy(t *testing.T) {
 		sb := &RunnerSandbox{Runner: r, Limits: sandbox.DefaultLimits(), Network: policy}
 		defer sb.Close()
 		m := &fakeModel{turns: []llm.Message{codeCall("call_1", `import os; print("HTTPS_PROXY" in os.environ)`), answer("done")}}
-		resp, err := a.Complete(context.Background(), m, userRequest("Is there a proxy?"), sb, nil)
+		res, err := a.Complete(context.Background(), m, userRequest("Is there a proxy?"), sb, nil)
 		if err != nil {
 			t.Fatal(err)
 		}
 		if hint := m.got[0].Messages[0].Text(); !strings.Contains(hint, tc.hint) {
 			t.Errorf("hosts %q: hint %q, want %q in it", tc.hosts, hint, tc.hint)
 		}
-		if e := codeEntries(t, resp); len(e) != 1 || e[0].Output != tc.out {
-			t.Errorf("hosts %q: code_execution entries %+v", tc.hosts, e)
+		if e := executions(res); len(e) != 1 || e[0].Output != tc.out {
+			t.Errorf("hosts %q: executions %s", tc.hosts, asJSON(e))
 		}
+	}
+}
+
+// TestRequestNetwork: a request's own network (within the operator's) is what the
+// model and the judge are told of, not the Agent's.
+func TestRequestNetwork(t *testing.T) {
+	j := &fakeJudge{verdict: safety.Verdict{Safe: true}}
+	a := &Agent{Judge: j, Network: &egress.Policy{Allow: []string{"a.example.com", "b.example.com"}}}
+	req := userRequest("fetch")
+	req.Code.Network = &egress.Policy{Allow: []string{"b.example.com"}}
+	m := &fakeModel{turns: []llm.Message{codeCall("c1", "fetch()"), answer("done")}}
+	if _, err := a.Complete(context.Background(), m, req, fakeSandbox(t, agenttest.OK("")), nil); err != nil {
+		t.Fatal(err)
+	}
+	if hint := m.got[0].Messages[0].Text(); !strings.Contains(hint, "refuses all others: b.example.com") || strings.Contains(hint, "a.example.com") {
+		t.Errorf("hint %q, want only b.example.com", hint)
+	}
+	if j.network != req.Code.Network {
+		t.Errorf("the judge was told of %+v, want the request's network", j.network)
+	}
+}
+
+// TestWithoutCodeTool: a request without the code tool goes through the loop
+// without it: no code function, no hint, files left to the upstream, and a call
+// of code_execution is one of an unknown tool.
+func TestWithoutCodeTool(t *testing.T) {
+	m := &fakeModel{turns: []llm.Message{codeCall("c1", "print(1)"), answer("no code here")}}
+	req := userRequest("1?", function("search"))
+	req.Code = nil
+	file := Part{Type: PartFile, Filename: "a.csv", FileData: "eA=="}
+	req.Input = append(req.Input, &Message{Role: "user", Content: Content{Parts: []Part{file}}})
+	res, err := (&Agent{}).Complete(context.Background(), m, req, nil, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	up := m.got[0]
+	if len(up.Tools) != 1 || up.Tools[0].Function.Name != "search" || up.Messages[0].Role != "user" {
+		t.Errorf("upstream tools %s, first message %s: want only search and no hint", asJSON(up.Tools), asJSON(up.Messages[0]))
+	}
+	if p := up.Messages[1].Parts(); len(p) != 1 || p[0].File == nil || p[0].File.FileData != "eA==" {
+		t.Errorf("the file part was changed: %s", asJSON(p))
+	}
+	want := `error: there is no tool named "code_execution"; the tools you can call are: search.`
+	if told := lastSent(m, 1).Text(); told != want {
+		t.Errorf("the model was told %q, want %q", told, want)
+	}
+	if len(executions(res)) != 0 || final(t, res).Content.Text() != "no code here" {
+		t.Errorf("output %s", asJSON(res.Output))
 	}
 }

@@ -13,6 +13,7 @@ import (
 
 	"github.com/codeexec/codeexec/internal/agent"
 	"github.com/codeexec/codeexec/internal/llm"
+	"github.com/codeexec/codeexec/internal/openaichat"
 	"github.com/codeexec/codeexec/internal/sandbox"
 	"github.com/codeexec/codeexec/internal/session"
 )
@@ -75,15 +76,16 @@ func (s *Server) handleChat(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	m := agent.Upstream(client)
-	if !agent.HasCodeTool(req) {
+	if !openaichat.HasCodeTool(req) {
 		s.proxyChat(w, r, m, req)
 		return
 	}
-	container, err := agent.Container(req)
+	areq, err := openaichat.FromChatRequest(req)
 	if err != nil {
 		writeAgentError(w, err)
 		return
 	}
+	container := areq.Code.Container
 	sb := s.gatewaySandbox(tenantOf(r))
 	if container != "" {
 		if sb.sess, err = s.sessions.Get(sb.owner.Name, container); err != nil {
@@ -92,10 +94,10 @@ func (s *Server) handleChat(w http.ResponseWriter, r *http.Request) {
 		}
 	}
 	if req.Stream {
-		s.streamAgent(w, r, m, req, sb)
+		s.streamAgent(w, r, m, req, areq, sb)
 		return
 	}
-	resp, err := s.gateway.Agent.Complete(r.Context(), m, req, sb, nil)
+	res, err := s.gateway.Agent.Complete(r.Context(), m, areq, sb, nil)
 	if err != nil {
 		// The client never learns the id of a session this request started: end it
 		// rather than leave it to expire.
@@ -103,11 +105,7 @@ func (s *Server) handleChat(w http.ResponseWriter, r *http.Request) {
 		writeAgentError(w, err)
 		return
 	}
-	for _, tc := range resp.Choices[0].Message.ToolCalls {
-		if tc.CodeExecution != nil {
-			linkFiles(tc.CodeExecution)
-		}
-	}
+	resp := openaichat.ToChatCompletion(res, linkFiles)
 	resp.Extra = sb.describe(resp.Extra)
 	writeJSON(w, http.StatusOK, resp)
 }
@@ -146,17 +144,20 @@ func (s *Server) proxyChat(w http.ResponseWriter, r *http.Request, m agent.Model
 
 // streamAgent runs the tool loop and streams it as OpenAI chunks: the model's text
 // as it comes, each execution's code when it starts and its output when it ends.
-func (s *Server) streamAgent(w http.ResponseWriter, r *http.Request, m agent.Model, req *llm.ChatRequest, sb *gatewaySandbox) {
-	ev := &sseEvents{sse: newSSE(w), id: "chatcmpl-" + newID(), model: req.Model, created: time.Now().Unix(), sb: sb}
-	resp, err := s.gateway.Agent.Complete(r.Context(), m, req, sb, ev)
+func (s *Server) streamAgent(w http.ResponseWriter, r *http.Request, m agent.Model, req *llm.ChatRequest, areq *agent.Request, sb *gatewaySandbox) {
+	out := newSSE(w)
+	ev := &openaichat.Stream{Send: func(c *llm.ChatChunk) { out.send(c) }, ID: "chatcmpl-" + newID(), Model: req.Model,
+		Created: time.Now().Unix(), Link: linkFiles}
+	res, err := s.gateway.Agent.Complete(r.Context(), m, areq, sb, ev)
 	if err != nil {
-		if !ev.roleSent {
+		if !ev.Started() {
 			sb.endCreated() // the client never saw its id
 		}
-		ev.sse.fail(err)
+		out.fail(err)
 		return
 	}
-	ev.finish(resp, req.StreamOptions != nil && req.StreamOptions.IncludeUsage)
+	ev.Finish(res, sb.describe(nil), req.StreamOptions != nil && req.StreamOptions.IncludeUsage)
+	out.done()
 }
 
 // sse writes server-sent events. Writes after the client left are dropped.
@@ -214,77 +215,6 @@ func (s *sse) fail(err error) {
 	status, code, msg := classifyError(err)
 	s.send(errorBody{Error: apiError{Message: msg, Type: errorType(status), Code: code}})
 	s.done()
-}
-
-// sseEvents streams an agent's events as chat completion chunks.
-type sseEvents struct {
-	sse     *sse
-	id      string
-	model   string
-	created int64
-	sb      *gatewaySandbox
-	// roleSent is set once the first chunk, with the role, is sent.
-	roleSent bool
-}
-
-func (e *sseEvents) chunk(delta llm.Message, finish *string) *llm.ChatChunk {
-	return &llm.ChatChunk{ID: e.id, Object: "chat.completion.chunk", Created: e.created, Model: e.model,
-		Choices: []llm.ChunkChoice{{Index: 0, Delta: delta, FinishReason: finish}}}
-}
-
-// send sends c, after the chunk with the role if it is the first. The role waits
-// for the first event, so that a request refused before anything happens (a bad
-// attachment, an unknown container) gets its HTTP status, not an error event.
-func (e *sseEvents) send(c *llm.ChatChunk) {
-	if !e.roleSent {
-		e.roleSent = true
-		e.sse.send(e.chunk(llm.Message{Role: "assistant", Content: llm.TextContent("")}, nil))
-	}
-	e.sse.send(c)
-}
-
-func (e *sseEvents) Content(delta string) {
-	e.send(e.chunk(llm.Message{Content: llm.TextContent(delta)}, nil))
-}
-
-func (e *sseEvents) CodeStarted(index int, id string, exec *llm.CodeExecution) {
-	e.send(e.chunk(llm.Message{ToolCalls: []llm.ToolCall{{Index: &index, ID: id, Type: llm.ToolTypeCodeExecution,
-		CodeExecution: exec}}}, nil))
-}
-
-func (e *sseEvents) CodeFinished(index int, id string, exec *llm.CodeExecution) {
-	linked := *exec
-	linkFiles(&linked)
-	e.send(e.chunk(llm.Message{ToolCalls: []llm.ToolCall{{Index: &index, ID: id, Type: llm.ToolTypeCodeExecution,
-		CodeExecution: &linked}}}, nil))
-}
-
-// finish sends the client's tool calls (if the model made any), the finish reason,
-// the usage when asked for, and [DONE].
-func (e *sseEvents) finish(resp *llm.ChatResponse, usage bool) {
-	choice := resp.Choices[0]
-	var client []llm.ToolCall
-	for i, tc := range choice.Message.ToolCalls {
-		if tc.Type != llm.ToolTypeCodeExecution {
-			idx := i
-			tc.Index = &idx
-			client = append(client, tc)
-		}
-	}
-	if len(client) > 0 {
-		e.send(e.chunk(llm.Message{ToolCalls: client}, nil))
-	}
-	reason := choice.FinishReason
-	last := e.chunk(llm.Message{}, &reason)
-	last.Extra = e.sb.describe(nil)
-	e.send(last)
-	if usage && resp.Usage != nil {
-		c := e.chunk(llm.Message{}, nil)
-		c.Choices = []llm.ChunkChoice{}
-		c.Usage = resp.Usage
-		e.send(c)
-	}
-	e.sse.done()
 }
 
 // classifyError maps an agent, sandbox or upstream failure to a status, code and

@@ -18,6 +18,7 @@ import (
 	"github.com/codeexec/codeexec/internal/egress"
 	"github.com/codeexec/codeexec/internal/llm"
 	"github.com/codeexec/codeexec/internal/llm/llmtest"
+	"github.com/codeexec/codeexec/internal/safety"
 	"github.com/codeexec/codeexec/internal/sandbox"
 	"github.com/codeexec/codeexec/internal/session"
 )
@@ -135,9 +136,9 @@ func TestChatWithoutSessions(t *testing.T) {
 }
 
 // judgeFunc is a judge that calls f.
-type judgeFunc func(code string, network *egress.Policy) (agent.Verdict, error)
+type judgeFunc func(code string, network *egress.Policy) (safety.Verdict, error)
 
-func (f judgeFunc) Check(ctx context.Context, code string, network *egress.Policy) (agent.Verdict, error) {
+func (f judgeFunc) Check(ctx context.Context, code string, network *egress.Policy) (safety.Verdict, error) {
 	return f(code, network)
 }
 
@@ -159,15 +160,15 @@ func (r *recordingExecutor) Run(ctx context.Context, req *sandbox.Request) (*san
 // to judge) is answered with status "rejected" and never reaches the sandbox.
 func TestExecuteJudged(t *testing.T) {
 	var seen []*egress.Policy
-	j := judgeFunc(func(code string, network *egress.Policy) (agent.Verdict, error) {
+	j := judgeFunc(func(code string, network *egress.Policy) (safety.Verdict, error) {
 		seen = append(seen, network)
 		switch code {
 		case "bad":
-			return agent.Verdict{Reason: "spawns a shell"}, nil
+			return safety.Verdict{Reason: "spawns a shell"}, nil
 		case "broken":
-			return agent.Verdict{}, context.DeadlineExceeded
+			return safety.Verdict{}, context.DeadlineExceeded
 		}
-		return agent.Verdict{Safe: true, Reason: "fine"}, nil
+		return safety.Verdict{Safe: true, Reason: "fine"}, nil
 	})
 	ex := &recordingExecutor{}
 	hs := gatewayServer(t, nil, ex, j, func(c *Config) { c.NetworkAllow = []string{"api.example.com"} })

@@ -14,8 +14,8 @@ import (
 	"strings"
 	"time"
 
-	"github.com/codeexec/codeexec/internal/agent"
 	"github.com/codeexec/codeexec/internal/egress"
+	"github.com/codeexec/codeexec/internal/safety"
 	"github.com/codeexec/codeexec/internal/sandbox"
 	"github.com/codeexec/codeexec/internal/session"
 )
@@ -388,7 +388,7 @@ func sessionRunLimits(req *ExecuteRequest, have sandbox.Limits) (sandbox.Limits,
 func (s *Server) judged(ctx context.Context, req *sandbox.Request) *sandbox.Result {
 	v, err := s.judge.Check(ctx, req.Code, req.Network)
 	if err != nil {
-		v = agent.Verdict{Reason: "the safety check failed (" + err.Error() + "), so the code was not run"}
+		v = safety.Verdict{Reason: "the safety check failed (" + err.Error() + "), so the code was not run"}
 	}
 	if v.Safe {
 		return nil

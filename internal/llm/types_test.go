@@ -396,3 +396,24 @@ func TestExtraFieldsCovered(t *testing.T) {
 		}
 	}
 }
+
+// TestCodeExecutionJSON: a finished entry has every field, empty ones included, the
+// fragment announcing a run only its code, status and container. (Moved from the
+// agent's TestEntryJSON: the encoding is this type's.)
+func TestCodeExecutionJSON(t *testing.T) {
+	for _, tc := range []struct {
+		e    CodeExecution
+		want string
+	}{
+		{CodeExecution{Code: "1", Status: StatusRunning, ContainerID: "sess_1"}, `{"code":"1","status":"running","container_id":"sess_1"}`},
+		// One a client wrote in its history, without a status: passed on as it came.
+		{CodeExecution{Code: "1", Output: "1\n"}, `{"code":"1","output":"1\n"}`},
+		{CodeExecution{Code: "x=1", Output: "", Status: "ok"},
+			`{"code":"x=1","output":"","status":"ok","stdout":"","stderr":"","stdout_truncated":false,"stderr_truncated":false,"result":null,"error":null,"images":[],"files":[]}`},
+	} {
+		got, err := json.Marshal(tc.e)
+		if err != nil || string(got) != tc.want {
+			t.Errorf("json.Marshal(%+v) = %s, %v; want %s", tc.e, got, err, tc.want)
+		}
+	}
+}

@@ -5,8 +5,6 @@ import (
 	"crypto/sha256"
 	"encoding/binary"
 	"sync"
-
-	"github.com/codeexec/codeexec/internal/agent"
 )
 
 // cacheSize bounds the verdicts an LLM judge remembers.
@@ -23,7 +21,7 @@ type verdictCache struct {
 
 type cacheEntry struct {
 	key [32]byte
-	v   agent.Verdict
+	v   Verdict
 }
 
 func newVerdictCache(max int) *verdictCache {
@@ -41,18 +39,18 @@ func cacheKey(model, rule, code string) [32]byte {
 	return sha256.Sum256(b)
 }
 
-func (c *verdictCache) get(k [32]byte) (agent.Verdict, bool) {
+func (c *verdictCache) get(k [32]byte) (Verdict, bool) {
 	c.mu.Lock()
 	defer c.mu.Unlock()
 	e, ok := c.byKey[k]
 	if !ok {
-		return agent.Verdict{}, false
+		return Verdict{}, false
 	}
 	c.order.MoveToFront(e)
 	return e.Value.(*cacheEntry).v, true
 }
 
-func (c *verdictCache) put(k [32]byte, v agent.Verdict) {
+func (c *verdictCache) put(k [32]byte, v Verdict) {
 	c.mu.Lock()
 	defer c.mu.Unlock()
 	if e, ok := c.byKey[k]; ok {

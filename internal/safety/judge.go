@@ -9,10 +9,24 @@ import (
 	"fmt"
 	"strings"
 
-	"github.com/codeexec/codeexec/internal/agent"
 	"github.com/codeexec/codeexec/internal/egress"
 	"github.com/codeexec/codeexec/internal/llm"
 )
+
+// Verdict is a judge's decision on a piece of code.
+type Verdict struct {
+	Safe   bool   `json:"safe"`
+	Reason string `json:"reason"`
+}
+
+// Judge decides whether code may run; an error means "do not run" (fail-closed).
+// Its users declare the same interface (Judge): this one is what Combined
+// and New are made of.
+type Judge interface {
+	// Check judges code that may reach what network allows (nil: no network): a
+	// program that uses that access is not unsafe for it.
+	Check(ctx context.Context, code string, network *egress.Policy) (Verdict, error)
+}
 
 // Modes are the values of `codeexec serve --safety`, as New takes them.
 var Modes = []string{"off", "static", "llm"}
@@ -21,13 +35,13 @@ var Modes = []string{"off", "static", "llm"}
 // asking the model (no tokens, no latency); other code is judged by the model.
 type Combined struct {
 	// Static runs first; its error or unsafe verdict is final.
-	Static agent.Judge
+	Static Judge
 	// LLM judges what Static passes.
-	LLM agent.Judge
+	LLM Judge
 }
 
-// Check implements agent.Judge; an error means the code must not run.
-func (c *Combined) Check(ctx context.Context, code string, network *egress.Policy) (agent.Verdict, error) {
+// Check implements Judge; an error means the code must not run.
+func (c *Combined) Check(ctx context.Context, code string, network *egress.Policy) (Verdict, error) {
 	v, err := c.Static.Check(ctx, code, network)
 	if err != nil || !v.Safe {
 		return v, err
@@ -39,7 +53,7 @@ func (c *Combined) Check(ctx context.Context, code string, network *egress.Polic
 // is the static check run on r. "llm" is the static check and then the model on
 // upstream: the static check is fast and free and catches the obvious, so it
 // always runs before the LLM judge rather than being a separate mode.
-func New(mode string, r Runner, upstream *llm.Client, model string) (agent.Judge, error) {
+func New(mode string, r Runner, upstream *llm.Client, model string) (Judge, error) {
 	switch mode {
 	case "off":
 		return nil, nil

@@ -7,7 +7,6 @@ import (
 	"strings"
 	"testing"
 
-	"github.com/codeexec/codeexec/internal/agent"
 	"github.com/codeexec/codeexec/internal/egress"
 	"github.com/codeexec/codeexec/internal/llm"
 	"github.com/codeexec/codeexec/internal/llm/llmtest"
@@ -41,7 +40,7 @@ func TestCombinedStaticSafe(t *testing.T) {
 	}
 	code := "import os\nprint(os.listdir('.'))"
 	v, err := j.Check(context.Background(), code, nil)
-	want := agent.Verdict{Safe: false, Reason: "lists the user's directory"}
+	want := Verdict{Safe: false, Reason: "lists the user's directory"}
 	if err != nil || v != want {
 		t.Errorf("Check(%q) = %+v, %v; want the model's %+v", code, v, err, want)
 	}
@@ -52,12 +51,12 @@ func TestCombinedStaticSafe(t *testing.T) {
 
 // fakeJudge answers with v and err and counts its calls.
 type fakeJudge struct {
-	v     agent.Verdict
+	v     Verdict
 	err   error
 	calls int
 }
 
-func (f *fakeJudge) Check(ctx context.Context, code string, network *egress.Policy) (agent.Verdict, error) {
+func (f *fakeJudge) Check(ctx context.Context, code string, network *egress.Policy) (Verdict, error) {
 	f.calls++
 	return f.v, f.err
 }
@@ -68,14 +67,14 @@ func TestCombinedOrder(t *testing.T) {
 		name     string
 		static   fakeJudge
 		model    fakeJudge
-		want     agent.Verdict
+		want     Verdict
 		wantErr  error
 		llmCalls int
 	}{
-		{"static error fails closed", fakeJudge{err: boom}, fakeJudge{v: agent.Verdict{Safe: true}}, agent.Verdict{}, boom, 0},
-		{"static unsafe is final", fakeJudge{v: agent.Verdict{Reason: "network access"}}, fakeJudge{v: agent.Verdict{Safe: true}}, agent.Verdict{Reason: "network access"}, nil, 0},
-		{"static safe asks the model", fakeJudge{v: agent.Verdict{Safe: true, Reason: "no findings"}}, fakeJudge{v: agent.Verdict{Reason: "probing"}}, agent.Verdict{Reason: "probing"}, nil, 1},
-		{"model error fails closed", fakeJudge{v: agent.Verdict{Safe: true}}, fakeJudge{err: boom}, agent.Verdict{}, boom, 1},
+		{"static error fails closed", fakeJudge{err: boom}, fakeJudge{v: Verdict{Safe: true}}, Verdict{}, boom, 0},
+		{"static unsafe is final", fakeJudge{v: Verdict{Reason: "network access"}}, fakeJudge{v: Verdict{Safe: true}}, Verdict{Reason: "network access"}, nil, 0},
+		{"static safe asks the model", fakeJudge{v: Verdict{Safe: true, Reason: "no findings"}}, fakeJudge{v: Verdict{Reason: "probing"}}, Verdict{Reason: "probing"}, nil, 1},
+		{"model error fails closed", fakeJudge{v: Verdict{Safe: true}}, fakeJudge{err: boom}, Verdict{}, boom, 1},
 	}
 	for _, tc := range cases {
 		c := &Combined{Static: &tc.static, LLM: &tc.model}

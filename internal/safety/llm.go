@@ -8,7 +8,6 @@ import (
 	"strings"
 	"sync/atomic"
 
-	"github.com/codeexec/codeexec/internal/agent"
 	"github.com/codeexec/codeexec/internal/egress"
 	"github.com/codeexec/codeexec/internal/llm"
 )
@@ -79,8 +78,8 @@ func NewLLM(client *llm.Client, model string) *LLM {
 	return &LLM{client: client, model: model, cache: newVerdictCache(cacheSize)}
 }
 
-// Check implements agent.Judge; an error means the code must not run.
-func (j *LLM) Check(ctx context.Context, code string, network *egress.Policy) (agent.Verdict, error) {
+// Check implements Judge; an error means the code must not run.
+func (j *LLM) Check(ctx context.Context, code string, network *egress.Policy) (Verdict, error) {
 	rule := networkRule(network)
 	key := cacheKey(j.model, rule, code)
 	if v, ok := j.cache.get(key); ok {
@@ -88,7 +87,7 @@ func (j *LLM) Check(ctx context.Context, code string, network *egress.Policy) (a
 	}
 	v, err := j.ask(ctx, code, rule)
 	if err != nil {
-		return agent.Verdict{}, fmt.Errorf("safety: llm judge: %w", err)
+		return Verdict{}, fmt.Errorf("safety: llm judge: %w", err)
 	}
 	j.cache.put(key, v)
 	return v, nil
@@ -96,7 +95,7 @@ func (j *LLM) Check(ctx context.Context, code string, network *egress.Policy) (a
 
 // ask makes the chat completion, falling back to less structured response formats
 // when the upstream answers 400 to one.
-func (j *LLM) ask(ctx context.Context, code, rule string) (agent.Verdict, error) {
+func (j *LLM) ask(ctx context.Context, code, rule string) (Verdict, error) {
 	for f := int(j.format.Load()); ; f++ {
 		resp, err := j.client.Chat(ctx, j.request(code, rule, f))
 		if err != nil {
@@ -104,15 +103,15 @@ func (j *LLM) ask(ctx context.Context, code, rule string) (agent.Verdict, error)
 				j.lowerFormat(f + 1)
 				continue
 			}
-			return agent.Verdict{}, err
+			return Verdict{}, err
 		}
 		msg := resp.Choices[0].Message
 		text := msg.Text()
 		if strings.TrimSpace(text) == "" {
 			if refusal, ok := msg.Extra["refusal"]; ok && string(refusal) != "null" {
-				return agent.Verdict{}, fmt.Errorf("the model refused to judge: %s", refusal)
+				return Verdict{}, fmt.Errorf("the model refused to judge: %s", refusal)
 			}
-			return agent.Verdict{}, errors.New("the model's answer is empty")
+			return Verdict{}, errors.New("the model's answer is empty")
 		}
 		return parseVerdict(text)
 	}
@@ -184,12 +183,12 @@ func rejectsFormat(err error) bool {
 // parseVerdict finds the verdict in the model's answer: the first JSON object with
 // a "safe" field, bare or in a ```json fence or among other text. "safe" must be a
 // boolean and "reason", if present, a string; anything else is an error.
-func parseVerdict(text string) (agent.Verdict, error) {
+func parseVerdict(text string) (Verdict, error) {
 	rest, tried := text, 0
 	for {
 		i := strings.IndexByte(rest, '{')
 		if i < 0 || tried == maxCandidates {
-			return agent.Verdict{}, fmt.Errorf("no JSON verdict in the model's answer %q", clip(text, 200))
+			return Verdict{}, fmt.Errorf("no JSON verdict in the model's answer %q", clip(text, 200))
 		}
 		tried++
 		var obj map[string]json.RawMessage
@@ -202,8 +201,8 @@ func parseVerdict(text string) (agent.Verdict, error) {
 	}
 }
 
-func verdictOf(safeJSON, reasonJSON json.RawMessage) (agent.Verdict, error) {
-	var v agent.Verdict
+func verdictOf(safeJSON, reasonJSON json.RawMessage) (Verdict, error) {
+	var v Verdict
 	if err := json.Unmarshal(safeJSON, &v.Safe); err != nil {
 		return v, fmt.Errorf("verdict \"safe\" is %s, not a boolean", clip(string(safeJSON), 50))
 	}

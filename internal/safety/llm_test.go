@@ -8,7 +8,6 @@ import (
 	"testing"
 	"time"
 
-	"github.com/codeexec/codeexec/internal/agent"
 	"github.com/codeexec/codeexec/internal/egress"
 	"github.com/codeexec/codeexec/internal/llm"
 	"github.com/codeexec/codeexec/internal/llm/llmtest"
@@ -40,24 +39,24 @@ func TestLLMVerdicts(t *testing.T) {
 	cases := []struct {
 		name    string
 		answer  llmtest.Turn
-		want    agent.Verdict
+		want    Verdict
 		wantErr string // substring of the error; "" means no error
 		wantIs  error  // when set, the error must wrap it
 	}{
-		{"safe", llmtest.Text(`{"reason": "pure arithmetic", "safe": true}`), agent.Verdict{Safe: true, Reason: "pure arithmetic"}, "", nil},
-		{"unsafe with reason", llmtest.Text(`{"safe": false, "reason": "reads the user's SSH keys"}`), agent.Verdict{Safe: false, Reason: "reads the user's SSH keys"}, "", nil},
-		{"unsafe without reason", llmtest.Text(`{"safe": false}`), agent.Verdict{Safe: false, Reason: genericUnsafe}, "", nil},
-		{"unsafe with empty reason", llmtest.Text(`{"safe": false, "reason": "  "}`), agent.Verdict{Safe: false, Reason: genericUnsafe}, "", nil},
-		{"fenced json", llmtest.Text("Here is my verdict:\n```json\n{\"safe\": false, \"reason\": \"network access\"}\n```"), agent.Verdict{Safe: false, Reason: "network access"}, "", nil},
-		{"json after other braces", llmtest.Text(`The set {1, 2} is fine. {"safe": true, "reason": "math"}`), agent.Verdict{Safe: true, Reason: "math"}, "", nil},
-		{"upstream 500", llmtest.Error(500, "overloaded"), agent.Verdict{}, "overloaded", nil},
-		{"upstream 400 other", llmtest.Error(400, "context length exceeded"), agent.Verdict{}, "context length", nil},
-		{"invalid json content", llmtest.Text(`{"safe": tru`), agent.Verdict{}, "no JSON verdict", nil},
-		{"prose only", llmtest.Text("The code looks safe to me."), agent.Verdict{}, "no JSON verdict", nil},
-		{"safe as string", llmtest.Text(`{"safe": "yes", "reason": "ok"}`), agent.Verdict{}, "not a boolean", nil},
-		{"reason as number", llmtest.Text(`{"safe": false, "reason": 3}`), agent.Verdict{}, "not a string", nil},
-		{"empty answer", llmtest.Text(""), agent.Verdict{}, "empty", nil},
-		{"broken body", llmtest.InvalidJSON(), agent.Verdict{}, "safety: llm judge", llm.ErrInvalidResponse},
+		{"safe", llmtest.Text(`{"reason": "pure arithmetic", "safe": true}`), Verdict{Safe: true, Reason: "pure arithmetic"}, "", nil},
+		{"unsafe with reason", llmtest.Text(`{"safe": false, "reason": "reads the user's SSH keys"}`), Verdict{Safe: false, Reason: "reads the user's SSH keys"}, "", nil},
+		{"unsafe without reason", llmtest.Text(`{"safe": false}`), Verdict{Safe: false, Reason: genericUnsafe}, "", nil},
+		{"unsafe with empty reason", llmtest.Text(`{"safe": false, "reason": "  "}`), Verdict{Safe: false, Reason: genericUnsafe}, "", nil},
+		{"fenced json", llmtest.Text("Here is my verdict:\n```json\n{\"safe\": false, \"reason\": \"network access\"}\n```"), Verdict{Safe: false, Reason: "network access"}, "", nil},
+		{"json after other braces", llmtest.Text(`The set {1, 2} is fine. {"safe": true, "reason": "math"}`), Verdict{Safe: true, Reason: "math"}, "", nil},
+		{"upstream 500", llmtest.Error(500, "overloaded"), Verdict{}, "overloaded", nil},
+		{"upstream 400 other", llmtest.Error(400, "context length exceeded"), Verdict{}, "context length", nil},
+		{"invalid json content", llmtest.Text(`{"safe": tru`), Verdict{}, "no JSON verdict", nil},
+		{"prose only", llmtest.Text("The code looks safe to me."), Verdict{}, "no JSON verdict", nil},
+		{"safe as string", llmtest.Text(`{"safe": "yes", "reason": "ok"}`), Verdict{}, "not a boolean", nil},
+		{"reason as number", llmtest.Text(`{"safe": false, "reason": 3}`), Verdict{}, "not a string", nil},
+		{"empty answer", llmtest.Text(""), Verdict{}, "empty", nil},
+		{"broken body", llmtest.InvalidJSON(), Verdict{}, "safety: llm judge", llm.ErrInvalidResponse},
 	}
 	for _, tc := range cases {
 		t.Run(tc.name, func(t *testing.T) {
@@ -169,11 +168,11 @@ func TestLLMFormatFallback(t *testing.T) {
 		llmtest.Text(`{"safe": true, "reason": "plot"}`),
 	)
 	v, err := j.Check(context.Background(), "print(1)", nil)
-	if err != nil || v != (agent.Verdict{Safe: true, Reason: "math"}) {
+	if err != nil || v != (Verdict{Safe: true, Reason: "math"}) {
 		t.Fatalf("Check after a json_schema 400 = %+v, %v; want safe \"math\"", v, err)
 	}
 	v, err = j.Check(context.Background(), "import os; os.system('sh')", nil)
-	if err != nil || v != (agent.Verdict{Safe: false, Reason: "spawns a shell"}) {
+	if err != nil || v != (Verdict{Safe: false, Reason: "spawns a shell"}) {
 		t.Fatalf("Check after a json_object 400 = %+v, %v; want unsafe \"spawns a shell\"", v, err)
 	}
 	if _, err := j.Check(context.Background(), "import matplotlib", nil); err != nil {
@@ -248,10 +247,10 @@ func TestLLMTimeout(t *testing.T) {
 func TestVerdictCacheEvicts(t *testing.T) {
 	c := newVerdictCache(2)
 	a, b, d := cacheKey("m", "", "a"), cacheKey("m", "", "b"), cacheKey("m", "", "d")
-	c.put(a, agent.Verdict{Safe: true})
-	c.put(b, agent.Verdict{Safe: true})
+	c.put(a, Verdict{Safe: true})
+	c.put(b, Verdict{Safe: true})
 	c.get(a) // a is now more recent than b
-	c.put(d, agent.Verdict{Safe: true})
+	c.put(d, Verdict{Safe: true})
 	if _, ok := c.get(b); ok {
 		t.Errorf("least recently used entry b was kept")
 	}

@@ -12,7 +12,6 @@ import (
 	"sync"
 	"time"
 
-	"github.com/codeexec/codeexec/internal/agent"
 	"github.com/codeexec/codeexec/internal/egress"
 	"github.com/codeexec/codeexec/internal/sandbox"
 )
@@ -92,15 +91,15 @@ func StaticLimits() sandbox.Limits {
 	return l
 }
 
-// Check implements agent.Judge; an error means the code must not run. With network,
+// Check implements Judge; an error means the code must not run. With network,
 // HTTP(S) clients and URL readers are allowed: the egress proxy, not the judge,
 // decides which hosts they reach. Sockets and other protocols are still refused.
-func (s *Static) Check(ctx context.Context, code string, network *egress.Policy) (agent.Verdict, error) {
+func (s *Static) Check(ctx context.Context, code string, network *egress.Policy) (Verdict, error) {
 	r, err := s.Analyze(ctx, code, network != nil && len(network.Allow) > 0)
 	if err != nil {
-		return agent.Verdict{}, err
+		return Verdict{}, err
 	}
-	return agent.Verdict{Safe: r.Safe, Reason: r.Reason}, nil
+	return Verdict{Safe: r.Safe, Reason: r.Reason}, nil
 }
 
 // Analyze runs the analyzer on code, for a program with network access or not, and

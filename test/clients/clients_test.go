@@ -19,6 +19,7 @@ import (
 	"github.com/codeexec/codeexec/internal/agent"
 	"github.com/codeexec/codeexec/internal/egress"
 	"github.com/codeexec/codeexec/internal/llm/llmtest"
+	"github.com/codeexec/codeexec/internal/safety"
 	"github.com/codeexec/codeexec/internal/sandbox"
 	"github.com/codeexec/codeexec/test/testenv"
 	"github.com/openai/openai-go/v3"
@@ -351,13 +352,13 @@ type gatedJudge struct {
 	release chan struct{}
 }
 
-func (g gatedJudge) Check(ctx context.Context, code string, network *egress.Policy) (agent.Verdict, error) {
+func (g gatedJudge) Check(ctx context.Context, code string, network *egress.Policy) (safety.Verdict, error) {
 	g.held <- code
 	select {
 	case <-g.release:
-		return agent.Verdict{Safe: true, Reason: "released by the test"}, nil
+		return safety.Verdict{Safe: true, Reason: "released by the test"}, nil
 	case <-ctx.Done():
-		return agent.Verdict{}, ctx.Err()
+		return safety.Verdict{}, ctx.Err()
 	}
 }
 

@@ -20,6 +20,7 @@ import (
 	"github.com/codeexec/codeexec/internal/egress"
 	"github.com/codeexec/codeexec/internal/llm"
 	"github.com/codeexec/codeexec/internal/llm/llmtest"
+	"github.com/codeexec/codeexec/internal/safety"
 	"github.com/codeexec/codeexec/internal/sandbox"
 	"github.com/codeexec/codeexec/test/testenv"
 )
@@ -32,11 +33,11 @@ func TestMain(m *testing.M) {
 }
 
 type judge struct {
-	verdict agent.Verdict
+	verdict safety.Verdict
 	err     error
 }
 
-func (j judge) Check(ctx context.Context, code string, network *egress.Policy) (agent.Verdict, error) {
+func (j judge) Check(ctx context.Context, code string, network *egress.Policy) (safety.Verdict, error) {
 	return j.verdict, j.err
 }
 
@@ -169,7 +170,7 @@ func TestJudge(t *testing.T) {
 		name string
 		j    judge
 	}{
-		{"refuses", judge{verdict: agent.Verdict{Safe: false, Reason: "reads the user's files"}}},
+		{"refuses", judge{verdict: safety.Verdict{Safe: false, Reason: "reads the user's files"}}},
 		{"fails closed", judge{err: io.ErrUnexpectedEOF}},
 	} {
 		t.Run(tt.name, func(t *testing.T) {
@@ -364,13 +365,13 @@ type gatedJudge struct {
 	release chan struct{}
 }
 
-func (g gatedJudge) Check(ctx context.Context, code string, network *egress.Policy) (agent.Verdict, error) {
+func (g gatedJudge) Check(ctx context.Context, code string, network *egress.Policy) (safety.Verdict, error) {
 	g.held <- code
 	select {
 	case <-g.release:
-		return agent.Verdict{Safe: true, Reason: "released by the test"}, nil
+		return safety.Verdict{Safe: true, Reason: "released by the test"}, nil
 	case <-ctx.Done():
-		return agent.Verdict{}, ctx.Err()
+		return safety.Verdict{}, ctx.Err()
 	}
 }
 
