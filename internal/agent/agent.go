@@ -8,6 +8,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"github.com/codeexec/codeexec/internal/job"
 	"io"
 	"slices"
 	"strings"
@@ -61,7 +62,7 @@ type Sandbox interface {
 	ID() string
 	// Run runs code, starting an interpreter if none is running. A program that
 	// ends the interpreter (a limit) returns its Result; Started is false after it.
-	Run(ctx context.Context, code string) (*sandbox.Result, error)
+	Run(ctx context.Context, code string) (*job.Result, error)
 	// WriteFile puts a file in the work dir, starting an interpreter if none is
 	// running.
 	WriteFile(path string, data []byte) error
@@ -337,7 +338,7 @@ func (c *completion) execute(ctx context.Context, tc llm.ToolCall) (string, erro
 		if err != nil {
 			msg += fmt.Sprintf(" (%v)", err)
 		}
-		c.record(index, tc.ID, notRun(tc.Function.Arguments, sandbox.StatusError, "InvalidArguments", msg))
+		c.record(index, tc.ID, notRun(tc.Function.Arguments, job.StatusError, "InvalidArguments", msg))
 		return msg, nil
 	}
 	restarted := c.state && !c.sb.Started()
@@ -352,7 +353,7 @@ func (c *completion) execute(ctx context.Context, tc llm.ToolCall) (string, erro
 			v = Verdict{Safe: false, Reason: "the safety check failed (" + err.Error() + "), so the code was not run"}
 		}
 		if !v.Safe {
-			e := notRun(args.Code, sandbox.StatusRejected, "Rejected", v.Reason)
+			e := notRun(args.Code, job.StatusRejected, "Rejected", v.Reason)
 			e.ContainerID = container
 			c.record(index, tc.ID, e)
 			return rejectedMessage(v.Reason), nil
@@ -363,7 +364,7 @@ func (c *completion) execute(ctx context.Context, tc llm.ToolCall) (string, erro
 		// The interpreter stopped between Start and Run: the next call starts another.
 		c.state = false
 		msg := "error: the interpreter had stopped, so the code did not run, and variables from before are gone. Run the code again, defining what it needs."
-		e := notRun(args.Code, sandbox.StatusKilled, "SessionEnded", msg)
+		e := notRun(args.Code, job.StatusKilled, "SessionEnded", msg)
 		e.ContainerID = container
 		c.record(index, tc.ID, e)
 		return msg, nil

@@ -7,6 +7,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"github.com/codeexec/codeexec/internal/job"
 	"os"
 	"reflect"
 	"strings"
@@ -28,7 +29,7 @@ func TestMain(m *testing.M) {
 // testAgent returns an agent and a sandbox on a real warm sandbox runner.
 func testAgent(t *testing.T) (*Agent, *RunnerSandbox) {
 	t.Helper()
-	sb := &RunnerSandbox{Runner: sandboxtest.Shared(t), Limits: sandbox.DefaultLimits()}
+	sb := &RunnerSandbox{Runner: sandboxtest.Shared(t), Limits: job.DefaultLimits()}
 	t.Cleanup(sb.Close)
 	return &Agent{MaxSteps: 5}, sb
 }
@@ -322,7 +323,7 @@ type fakeSandbox struct {
 	forbidden bool // reaching the sandbox fails the test
 	started   bool
 	starts    int
-	results   []*sandbox.Result
+	results   []*job.Result
 	stops     []bool
 	ran       []string
 	files     map[string]string
@@ -348,7 +349,7 @@ func (f *fakeSandbox) ID() string {
 	return fmt.Sprintf("sess_fake_%d", f.starts)
 }
 
-func (f *fakeSandbox) Run(ctx context.Context, code string) (*sandbox.Result, error) {
+func (f *fakeSandbox) Run(ctx context.Context, code string) (*job.Result, error) {
 	f.Start(ctx)
 	i := len(f.ran)
 	f.ran = append(f.ran, code)
@@ -375,8 +376,8 @@ func asJSON(v any) string {
 	return string(b)
 }
 
-func ok(stdout string) *sandbox.Result {
-	return &sandbox.Result{Status: sandbox.StatusOK, Stdout: stdout}
+func ok(stdout string) *job.Result {
+	return &job.Result{Status: job.StatusOK, Stdout: stdout}
 }
 
 // TestUnknownTool: a call to a tool the client never declared is not handed to the
@@ -434,7 +435,7 @@ func TestStateHint(t *testing.T) {
 func TestLimitStopsInterpreter(t *testing.T) {
 	m := &fakeModel{turns: []llm.Message{codeCall("c1", "import time; time.sleep(99)"), codeCall("c2", "x = 1"), answer("done")}}
 	sb := &fakeSandbox{t: t,
-		results: []*sandbox.Result{{Status: sandbox.StatusTimeout, Error: &sandbox.Error{Name: "Timeout", Message: "the execution took longer than 1s"}}, ok("")},
+		results: []*job.Result{{Status: job.StatusTimeout, Error: &job.Error{Name: "Timeout", Message: "the execution took longer than 1s"}}, ok("")},
 		stops:   []bool{true}}
 	resp, err := (&Agent{}).Complete(context.Background(), m, userRequest("sleep"), sb, nil)
 	if err != nil {
@@ -462,8 +463,8 @@ func TestEntries(t *testing.T) {
 		{ToolCalls: []llm.ToolCall{{ID: "c2", Type: "function", Function: &llm.FunctionCall{Name: ToolName, Arguments: `{"code": 1}`}}}},
 		answer("42"),
 	}}
-	sb := &fakeSandbox{t: t, results: []*sandbox.Result{{Status: sandbox.StatusOK, Stdout: "computing\n", Stderr: "careful\n", Result: &v,
-		Files: []sandbox.FileInfo{{Path: "out.csv", Size: 3}}}}}
+	sb := &fakeSandbox{t: t, results: []*job.Result{{Status: job.StatusOK, Stdout: "computing\n", Stderr: "careful\n", Result: &v,
+		Files: []job.FileInfo{{Path: "out.csv", Size: 3}}}}}
 	resp, err := (&Agent{}).Complete(context.Background(), m, userRequest("6*7"), sb, nil)
 	if err != nil {
 		t.Fatal(err)
@@ -523,9 +524,9 @@ func TestEntryJSON(t *testing.T) {
 // and the error, each part cut to a fair share that keeps its start and end.
 func TestToolMessageFair(t *testing.T) {
 	v := "'the value'"
-	res := &sandbox.Result{Status: sandbox.StatusError, Stdout: "first line\n" + strings.Repeat("x", 50000) + "\nlast line\n",
+	res := &job.Result{Status: job.StatusError, Stdout: "first line\n" + strings.Repeat("x", 50000) + "\nlast line\n",
 		Stderr: "Traceback (most recent call last):\nValueError: bad\n", Result: &v,
-		Error: &sandbox.Error{Name: "ValueError", Message: "bad"}}
+		Error: &job.Error{Name: "ValueError", Message: "bad"}}
 	got := toolMessage(res, 2000)
 	for _, s := range []string{"status: error\n", "first line", "last line", "bytes cut: print less", "ValueError: bad\n", "result:\n'the value'\n", "error: ValueError: bad\n"} {
 		if !strings.Contains(got, s) {
@@ -617,7 +618,7 @@ func TestNetworkHintAndProxy(t *testing.T) {
 			policy = &egress.Policy{Allow: tc.hosts}
 		}
 		a := &Agent{MaxSteps: 3, Network: policy}
-		sb := &RunnerSandbox{Runner: r, Limits: sandbox.DefaultLimits(), Network: policy}
+		sb := &RunnerSandbox{Runner: r, Limits: job.DefaultLimits(), Network: policy}
 		defer sb.Close()
 		m := &fakeModel{turns: []llm.Message{codeCall("call_1", `import os; print("HTTPS_PROXY" in os.environ)`), answer("done")}}
 		resp, err := a.Complete(context.Background(), m, userRequest("Is there a proxy?"), sb, nil)

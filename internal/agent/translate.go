@@ -8,6 +8,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"github.com/codeexec/codeexec/internal/job"
 	"mime"
 	"net/http"
 	"path"
@@ -16,7 +17,6 @@ import (
 
 	"github.com/codeexec/codeexec/internal/egress"
 	"github.com/codeexec/codeexec/internal/llm"
-	"github.com/codeexec/codeexec/internal/sandbox"
 )
 
 // codeToolParams is the JSON schema of the code tool's arguments.
@@ -187,21 +187,21 @@ func historyResult(e *llm.CodeExecution) string {
 	switch {
 	case !structured || e.Status == "" || e.Status == llm.StatusRunning:
 		return e.Output
-	case e.Status == string(sandbox.StatusRejected) && e.Error != nil:
+	case e.Status == string(job.StatusRejected) && e.Error != nil:
 		return rejectedMessage(e.Error.Message)
 	case e.Error != nil && (e.Error.Name == "InvalidArguments" || e.Error.Name == "SessionEnded"):
 		return e.Error.Message
 	}
-	res := &sandbox.Result{Status: sandbox.Status(e.Status), Stdout: e.Stdout, Stderr: e.Stderr,
+	res := &job.Result{Status: job.Status(e.Status), Stdout: e.Stdout, Stderr: e.Stderr,
 		StdoutTruncated: e.StdoutTruncated, StderrTruncated: e.StderrTruncated, Result: e.Result, ResultTruncated: e.ResultTruncated}
 	if e.Error != nil {
-		res.Error = &sandbox.Error{Name: e.Error.Name, Message: e.Error.Message, Traceback: e.Error.Traceback}
+		res.Error = &job.Error{Name: e.Error.Name, Message: e.Error.Message, Traceback: e.Error.Traceback}
 	}
 	for _, im := range e.Images {
-		res.Images = append(res.Images, sandbox.Image{Name: im.Name})
+		res.Images = append(res.Images, job.Image{Name: im.Name})
 	}
 	for _, f := range e.Files {
-		res.Files = append(res.Files, sandbox.FileInfo{Path: f.Path, Size: f.Size})
+		res.Files = append(res.Files, job.FileInfo{Path: f.Path, Size: f.Size})
 	}
 	return toolMessage(res, defaultMaxToolOutput)
 }
@@ -260,7 +260,7 @@ func (c *completion) placeFiles(ctx context.Context, req *llm.ChatRequest, resum
 	}
 	for _, w := range writes {
 		if err := c.sb.WriteFile(w.name, w.data); err != nil {
-			if errors.Is(err, sandbox.ErrStorageLimit) {
+			if errors.Is(err, job.ErrStorageLimit) {
 				// Not the request's fault alone: the caller answers 507.
 				return fmt.Errorf("messages[%d].content[%d]: file %q: %w", w.mi, w.pi, w.name, err)
 			}
@@ -328,7 +328,7 @@ func attachment(p llm.ContentPart) (*file, *partError) {
 		sum := sha256.Sum256(data)
 		name = fmt.Sprintf("%s-%x%s", kind, sum[:4], extension(mimeType, data))
 	}
-	if _, err := sandbox.CleanInputPath(name); err != nil {
+	if _, err := job.CleanInputPath(name); err != nil {
 		return nil, &partError{"invalid_file", err.Error()}
 	}
 	return &file{name: name, data: data}, nil
@@ -371,7 +371,7 @@ func extension(mimeType string, data []byte) string {
 
 // execution is the code_execution entry of a run for the client: everything the
 // model is shown, field by field.
-func execution(code string, res *sandbox.Result) *llm.CodeExecution {
+func execution(code string, res *job.Result) *llm.CodeExecution {
 	e := &llm.CodeExecution{Code: code, Output: terminalOutput(res), Status: string(res.Status),
 		Stdout: res.Stdout, Stderr: res.Stderr, StdoutTruncated: res.StdoutTruncated, StderrTruncated: res.StderrTruncated,
 		Result: res.Result, ResultTruncated: res.ResultTruncated, ImagesTruncated: res.ImagesTruncated, FilesTruncated: res.FilesTruncated}
@@ -388,9 +388,9 @@ func execution(code string, res *sandbox.Result) *llm.CodeExecution {
 }
 
 // notRun is the entry of code that did not run, and why.
-func notRun(code string, status sandbox.Status, name, message string) *llm.CodeExecution {
+func notRun(code string, status job.Status, name, message string) *llm.CodeExecution {
 	out := message
-	if status == sandbox.StatusRejected {
+	if status == job.StatusRejected {
 		out = "Rejected: " + message
 	}
 	return &llm.CodeExecution{Code: code, Output: out, Status: string(status), Error: &llm.CodeError{Name: name, Message: message}}
@@ -403,7 +403,7 @@ func rejectedMessage(reason string) string {
 
 // terminalOutput is a run as a terminal shows it: stdout and stderr, the value of
 // the last expression, and the error's message when no traceback in stderr says it.
-func terminalOutput(res *sandbox.Result) string {
+func terminalOutput(res *job.Result) string {
 	out := res.Stdout + res.Stderr
 	line := func(s string) {
 		if out != "" && !strings.HasSuffix(out, "\n") {
@@ -414,7 +414,7 @@ func terminalOutput(res *sandbox.Result) string {
 	if res.Result != nil {
 		line(*res.Result)
 	}
-	if res.Error != nil && res.Status != sandbox.StatusError {
+	if res.Error != nil && res.Status != job.StatusError {
 		line(res.Error.Message + "\n")
 	}
 	return out
@@ -428,7 +428,7 @@ const defaultMaxToolOutput = 20000
 // the notes on cuts are added). Every part is shown: when stdout, stderr and the
 // result do not fit together, each is cut to a fair share (keeping its start and
 // end), so that a long stdout never hides the traceback or the result.
-func toolMessage(res *sandbox.Result, max int) string {
+func toolMessage(res *job.Result, max int) string {
 	var head, tail strings.Builder
 	fmt.Fprintf(&head, "status: %s\n", res.Status)
 	if res.Error != nil {

@@ -5,6 +5,7 @@ import (
 	"context"
 	"encoding/base64"
 	"encoding/json"
+	"github.com/codeexec/codeexec/internal/job"
 	"io"
 	"net/http"
 	"net/http/httptest"
@@ -13,7 +14,6 @@ import (
 	"time"
 
 	"github.com/codeexec/codeexec/internal/api"
-	"github.com/codeexec/codeexec/internal/sandbox"
 	"github.com/codeexec/codeexec/internal/session"
 )
 
@@ -106,7 +106,7 @@ type sessionInfo struct {
 }
 
 type fileList struct {
-	Files []sandbox.FileInfo `json:"files"`
+	Files []job.FileInfo `json:"files"`
 }
 
 func listFiles(t *testing.T, url string) []string {
@@ -126,13 +126,13 @@ func listFiles(t *testing.T, url string) []string {
 	return names
 }
 
-func sessionExecute(t *testing.T, url, code string) sandbox.Result {
+func sessionExecute(t *testing.T, url, code string) job.Result {
 	t.Helper()
 	r := sendJSON(t, "POST", url+"/execute", map[string]any{"code": code})
 	if r.status != http.StatusOK {
 		t.Fatalf("execute %q: %d %s", code, r.status, r.body)
 	}
-	var res sandbox.Result
+	var res job.Result
 	if err := json.Unmarshal(r.body, &res); err != nil {
 		t.Fatal(err)
 	}
@@ -188,7 +188,7 @@ func TestUploadsChargedToSession(t *testing.T) {
 	}
 	// The interpreter was not killed: the session answers, with its state and files.
 	res := sessionExecute(t, url, "import os\nprint(os.path.getsize('fits.bin'))")
-	if res.Status != sandbox.StatusOK || res.Stdout != "4194304\n" {
+	if res.Status != job.StatusOK || res.Stdout != "4194304\n" {
 		t.Errorf("the session after the uploads: status %s stdout %q stderr %q", res.Status, res.Stdout, clip(res.Stderr))
 	}
 }
@@ -221,15 +221,15 @@ func TestInputFilesCharged(t *testing.T) {
 		t.Run(p, func(t *testing.T) {
 			t.Parallel()
 			data := bytes.Repeat([]byte("i"), 48<<20)
-			res, err := runnerFor(t, p).Run(context.Background(), &sandbox.Request{
+			res, err := runnerFor(t, p).Run(context.Background(), &job.Request{
 				Code:   "import os\nprint(os.path.getsize('in/data.bin'))",
 				Limits: limits(),
-				Files:  []sandbox.InputFile{{Path: "in/data.bin", Data: data}},
+				Files:  []job.InputFile{{Path: "in/data.bin", Data: data}},
 			})
 			if err != nil {
 				t.Fatal(err)
 			}
-			if res.Status != sandbox.StatusOK || res.Stdout != "50331648\n" {
+			if res.Status != job.StatusOK || res.Stdout != "50331648\n" {
 				t.Fatalf("status %s stdout %q stderr %q", res.Status, res.Stdout, clip(res.Stderr))
 			}
 			if res.Usage.MaxMemoryBytes < int64(len(data)) {
@@ -245,7 +245,7 @@ func TestFailedUploadLeavesNothing(t *testing.T) {
 	const path = "warm"
 	url := newSession(t, apiServer(t, path), map[string]any{})
 	res := sessionExecute(t, url, "import os\nfor name in ('fill1.bin', 'fill2.bin'):\n    with open(name, 'wb') as f:\n        f.write(b'x' * (60 << 20))\nos.mkdir('dir')")
-	if res.Status != sandbox.StatusOK {
+	if res.Status != job.StatusOK {
 		t.Fatalf("filling the work dir: %s %q", res.Status, clip(res.Stderr))
 	}
 	r := send(t, "PUT", url+"/files/up/load.bin", bytes.Repeat([]byte("u"), 20<<20))
