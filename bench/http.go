@@ -6,6 +6,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"github.com/codeexec/codeexec/internal/job"
 	"io"
 	"net"
 	"net/http"
@@ -128,7 +129,7 @@ func apiRun(client *http.Client, base string) runFunc {
 		if resp.StatusCode != http.StatusOK {
 			return 0, fmt.Errorf("POST /v1/execute: %s: %s", resp.Status, strings.TrimSpace(string(data)))
 		}
-		var res sandbox.Result
+		var res job.Result
 		if err := json.Unmarshal(data, &res); err != nil {
 			return 0, fmt.Errorf("POST /v1/execute: decoding the answer: %w", err)
 		}

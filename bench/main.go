@@ -15,6 +15,7 @@ import (
 	"errors"
 	"flag"
 	"fmt"
+	"github.com/codeexec/codeexec/internal/job"
 	"io"
 	"os"
 	"os/exec"
@@ -427,7 +428,7 @@ func measureSessions(ctx context.Context, r *sandbox.Runner, k int) (sessionMemo
 	}()
 	w := workload{name: "session", code: sessionCode}
 	for i := range k {
-		s, err := r.NewSession(sandbox.DefaultLimits())
+		s, err := r.NewSession(job.DefaultLimits())
 		if err != nil {
 			return m, fmt.Errorf("session %d of %d: %w", i+1, k, err)
 		}
@@ -437,7 +438,7 @@ func measureSessions(ctx context.Context, r *sandbox.Runner, k int) (sessionMemo
 			return m, fmt.Errorf("session %d memory: %w", i+1, err)
 		}
 		m.fresh = append(m.fresh, b)
-		res, err := s.Run(ctx, &sandbox.Request{Code: sessionCode, Limits: sandbox.DefaultLimits()})
+		res, err := s.Run(ctx, &job.Request{Code: sessionCode, Limits: job.DefaultLimits()})
 		if err == nil {
 			err = checkResult(res, w)
 		}
@@ -507,14 +508,14 @@ type forkStats struct {
 func measureFork(ctx context.Context, r *sandbox.Runner, n int) (forkStats, error) {
 	progress("zygote model: %d forks of each kind", n)
 	var fs forkStats
-	l := sandbox.DefaultLimits()
+	l := job.DefaultLimits()
 	l.Timeout = 2 * time.Minute
 	code := fmt.Sprintf("SESSION_CODE = %q\nN = %d\n", sessionCode, n) + forkProbe
-	res, err := r.Run(ctx, &sandbox.Request{Code: code, Limits: l})
+	res, err := r.Run(ctx, &job.Request{Code: code, Limits: l})
 	if err != nil {
 		return fs, err
 	}
-	if res.Status != sandbox.StatusOK {
+	if res.Status != job.StatusOK {
 		return fs, fmt.Errorf("fork probe: %s: %s", res.Status, res.Stderr)
 	}
 	var out struct {

@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"context"
 	"fmt"
+	"github.com/codeexec/codeexec/internal/job"
 	"os/exec"
 	"path/filepath"
 	"strings"
@@ -71,7 +72,7 @@ func (w workload) peerCode() string { return w.code + w.peerSuffix }
 // status ok and exit code 0, or output other than w's expectation, is an error.
 func sandboxRun(r *sandbox.Runner) runFunc {
 	return func(ctx context.Context, w workload) (time.Duration, error) {
-		res, err := r.Run(ctx, &sandbox.Request{Code: w.code, Limits: sandbox.DefaultLimits()})
+		res, err := r.Run(ctx, &job.Request{Code: w.code, Limits: job.DefaultLimits()})
 		if err != nil {
 			return 0, err
 		}
@@ -83,9 +84,9 @@ func sandboxRun(r *sandbox.Runner) runFunc {
 }
 
 // checkResult reports how res falls short of a successful run of w.
-func checkResult(res *sandbox.Result, w workload) error {
+func checkResult(res *job.Result, w workload) error {
 	switch {
-	case res.Status != sandbox.StatusOK || res.ExitCode != 0:
+	case res.Status != job.StatusOK || res.ExitCode != 0:
 		msg := res.Stderr
 		if res.Error != nil {
 			msg = res.Error.Name + ": " + res.Error.Message

@@ -5,6 +5,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"github.com/codeexec/codeexec/internal/job"
 	"io"
 	"log/slog"
 	"net/http"
@@ -113,7 +114,7 @@ func runChat(ctx context.Context, f chatFlags, in io.Reader, con *repl.Console, 
 		return usageError{err}
 	}
 	// One sandbox for the whole conversation, so that variables persist across turns.
-	sb := &agent.RunnerSandbox{Runner: runner, Limits: sandbox.DefaultLimits(), Network: network}
+	sb := &agent.RunnerSandbox{Runner: runner, Limits: job.DefaultLimits(), Network: network}
 	defer sb.Close()
 	a := &agent.Agent{Judge: judge, MaxSteps: 10, Network: network}
 	model := agent.Upstream(client)

@@ -51,7 +51,7 @@ func newConsole(out, err io.Writer) *console {
 	return c
 }
 
-// stdout and stderr are the writers for sandbox.Request.
+// stdout and stderr are the writers for job.Request.
 func (c *console) stdout() io.Writer { return consoleWriter{c, c.out} }
 func (c *console) stderr() io.Writer { return consoleWriter{c, c.err} }
 

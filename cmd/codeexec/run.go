@@ -5,6 +5,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"github.com/codeexec/codeexec/internal/job"
 	"io"
 	"io/fs"
 	"os"
@@ -16,7 +17,6 @@ import (
 
 	"github.com/codeexec/codeexec/internal/egress"
 	"github.com/codeexec/codeexec/internal/image"
-	"github.com/codeexec/codeexec/internal/sandbox"
 	"github.com/spf13/cobra"
 )
 
@@ -95,7 +95,7 @@ memory). With --json, the Result is printed as JSON and the exit code is 0.`,
 	return cmd
 }
 
-func (f runFlags) request(code string) (*sandbox.Request, error) {
+func (f runFlags) request(code string) (*job.Request, error) {
 	if f.lang != "python" {
 		return nil, usageError{fmt.Errorf("--lang %q: only python is supported", f.lang)}
 	}
@@ -107,9 +107,9 @@ func (f runFlags) request(code string) (*sandbox.Request, error) {
 	if err != nil {
 		return nil, usageError{fmt.Errorf("--memory: %w", err)}
 	}
-	l := sandbox.DefaultLimits()
+	l := job.DefaultLimits()
 	l.Timeout, l.MemoryBytes = f.timeout, mem
-	req := &sandbox.Request{Code: code, Limits: l, OutputDir: f.out, Network: network}
+	req := &job.Request{Code: code, Limits: l, OutputDir: f.out, Network: network}
 	for _, spec := range f.files {
 		src, dest, ok := strings.Cut(spec, ":")
 		if !ok {
@@ -119,7 +119,7 @@ func (f runFlags) request(code string) (*sandbox.Request, error) {
 		if err != nil {
 			return nil, usageError{fmt.Errorf("--file: %w", err)}
 		}
-		req.Files = append(req.Files, sandbox.InputFile{Path: dest, Data: data})
+		req.Files = append(req.Files, job.InputFile{Path: dest, Data: data})
 	}
 	if err := req.Validate(); err != nil {
 		return nil, usageError{err}
@@ -218,7 +218,7 @@ func runOnce(ctx context.Context, f runFlags, src string, args []string, std std
 // printResult follows the program's output, which was printed as it came: the value
 // of its last expression on stdout, as a REPL shows it (on a line of its own), then
 // notes on stderr of what the output alone does not show.
-func printResult(std stdio, res *sandbox.Result, out string, lineEnded bool) {
+func printResult(std stdio, res *job.Result, out string, lineEnded bool) {
 	if res.Result != nil {
 		if !lineEnded {
 			fmt.Fprintln(std.out)
@@ -236,7 +236,7 @@ func printResult(std stdio, res *sandbox.Result, out string, lineEnded bool) {
 		note("stderr was truncated")
 	}
 	switch res.Status {
-	case sandbox.StatusTimeout, sandbox.StatusMemoryLimit, sandbox.StatusOutputLimit, sandbox.StatusKilled:
+	case job.StatusTimeout, job.StatusMemoryLimit, job.StatusOutputLimit, job.StatusKilled:
 		note("%s: %s", res.Status, res.Error.Message)
 	}
 	if out == "" && (len(res.Images) > 0 || len(res.Files) > 0) {
@@ -270,11 +270,11 @@ func checkOutDir(dir string) error {
 
 // noteSaved says on stderr which produced files and figures --out could not save, and
 // which it saved under another name because theirs was taken.
-func noteSaved(res *sandbox.Result, out string) {
+func noteSaved(res *job.Result, out string) {
 	if out == "" {
 		return
 	}
-	note := func(what, name string, s sandbox.Saved) {
+	note := func(what, name string, s job.Saved) {
 		switch {
 		case s.SaveError != "":
 			fmt.Fprintf(os.Stderr, "codeexec: %s %s was not saved: %s\n", what, name, s.SaveError)

@@ -4,6 +4,7 @@ import (
 	"context"
 	"encoding/json"
 	"fmt"
+	"github.com/codeexec/codeexec/internal/job"
 	"log/slog"
 	"path/filepath"
 	"strings"
@@ -66,13 +67,13 @@ func verifyInSandbox(ctx context.Context, rootfs string, modules []string) (map[
 		return nil, err
 	}
 	defer r.Close()
-	l := sandbox.DefaultLimits()
+	l := job.DefaultLimits()
 	l.Timeout = 2 * time.Minute // the first imports read the whole stack from disk
-	res, err := r.Run(ctx, &sandbox.Request{Code: image.VerifyProgram(modules), Limits: l})
+	res, err := r.Run(ctx, &job.Request{Code: image.VerifyProgram(modules), Limits: l})
 	if err != nil {
 		return nil, err
 	}
-	if res.Status != sandbox.StatusOK {
+	if res.Status != job.StatusOK {
 		return nil, fmt.Errorf("verify program ended with %s: %s", res.Status, strings.TrimSpace(res.Stderr))
 	}
 	versions := map[string]string{}

@@ -5,6 +5,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"github.com/codeexec/codeexec/internal/job"
 	"log/slog"
 	"maps"
 	"net"
@@ -24,7 +25,6 @@ import (
 	"github.com/codeexec/codeexec/internal/image"
 	"github.com/codeexec/codeexec/internal/llm"
 	"github.com/codeexec/codeexec/internal/safety"
-	"github.com/codeexec/codeexec/internal/sandbox"
 	"github.com/codeexec/codeexec/internal/session"
 	"github.com/codeexec/codeexec/internal/tenant"
 	"github.com/spf13/cobra"
@@ -302,7 +302,7 @@ func (c *serveConfig) resolveTotals(machine cgroup.Limits) (cgroup.Limits, error
 
 // withinTotals lowers each limit of l above the totals to them: no execution can be
 // given more than all of them together.
-func withinTotals(l sandbox.Limits, t cgroup.Limits) sandbox.Limits {
+func withinTotals(l job.Limits, t cgroup.Limits) job.Limits {
 	l.MemoryBytes = min(l.MemoryBytes, t.MemoryBytes)
 	l.Pids = min(l.Pids, t.Pids)
 	l.CPUs = min(l.CPUs, t.CPUs)

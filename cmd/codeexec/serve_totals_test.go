@@ -1,10 +1,10 @@
 package main
 
 import (
+	"github.com/codeexec/codeexec/internal/job"
 	"testing"
 
 	"github.com/codeexec/codeexec/internal/cgroup"
-	"github.com/codeexec/codeexec/internal/sandbox"
 )
 
 func TestServeTotals(t *testing.T) {
@@ -36,7 +36,7 @@ func TestServeTotals(t *testing.T) {
 			t.Errorf("%s: resolveTotals = %+v, %v; want %+v", tt.name, got, err, tt.want)
 		}
 	}
-	l := sandbox.DefaultLimits()
+	l := job.DefaultLimits()
 	l.MemoryBytes = 4 << 30
 	got := withinTotals(l, cgroup.Limits{MemoryBytes: 3 << 30, Pids: 32, CPUs: 0.5})
 	if got.MemoryBytes != 3<<30 || got.Pids != 32 || got.CPUs != 0.5 || got.Timeout != l.Timeout {

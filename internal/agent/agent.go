@@ -13,6 +13,7 @@ import (
 	"strings"
 
 	"github.com/codeexec/codeexec/internal/egress"
+	"github.com/codeexec/codeexec/internal/job"
 	"github.com/codeexec/codeexec/internal/llm"
 	"github.com/codeexec/codeexec/internal/safety"
 	"github.com/codeexec/codeexec/internal/sandbox"
@@ -62,7 +63,7 @@ type Sandbox interface {
 	ID() string
 	// Run runs code, starting an interpreter if none is running. A program that
 	// ends the interpreter (a limit) returns its Result; Started is false after it.
-	Run(ctx context.Context, code string) (*sandbox.Result, error)
+	Run(ctx context.Context, code string) (*job.Result, error)
 	// WriteFile puts a file in the work dir, starting an interpreter if none is
 	// running.
 	WriteFile(path string, data []byte) error
@@ -321,7 +322,7 @@ func (c *completion) execute(ctx context.Context, tc llm.ToolCall) (string, erro
 		if err != nil {
 			msg += fmt.Sprintf(" (%v)", err)
 		}
-		c.record(index, notRun(tc.ID, tc.Function.Arguments, "", sandbox.StatusError, ErrorInvalidArguments, msg))
+		c.record(index, notRun(tc.ID, tc.Function.Arguments, "", job.StatusError, ErrorInvalidArguments, msg))
 		return msg, nil
 	}
 	restarted := c.state && !c.sb.Started()
@@ -336,7 +337,7 @@ func (c *completion) execute(ctx context.Context, tc llm.ToolCall) (string, erro
 			v = safety.Verdict{Safe: false, Reason: "the safety check failed (" + err.Error() + "), so the code was not run"}
 		}
 		if !v.Safe {
-			c.record(index, notRun(tc.ID, args.Code, container, sandbox.StatusRejected, ErrorRejected, v.Reason))
+			c.record(index, notRun(tc.ID, args.Code, container, job.StatusRejected, ErrorRejected, v.Reason))
 			return rejectedMessage(v.Reason), nil
 		}
 	}
@@ -345,7 +346,7 @@ func (c *completion) execute(ctx context.Context, tc llm.ToolCall) (string, erro
 		// The interpreter stopped between Start and Run: the next call starts another.
 		c.state = false
 		msg := "error: the interpreter had stopped, so the code did not run, and variables from before are gone. Run the code again, defining what it needs."
-		c.record(index, notRun(tc.ID, args.Code, container, sandbox.StatusKilled, ErrorSessionEnded, msg))
+		c.record(index, notRun(tc.ID, args.Code, container, job.StatusKilled, ErrorSessionEnded, msg))
 		return msg, nil
 	}
 	if err != nil {

@@ -14,6 +14,7 @@ import (
 
 	"github.com/codeexec/codeexec/internal/agent/agenttest"
 	"github.com/codeexec/codeexec/internal/egress"
+	"github.com/codeexec/codeexec/internal/job"
 	"github.com/codeexec/codeexec/internal/llm"
 	"github.com/codeexec/codeexec/internal/safety"
 	"github.com/codeexec/codeexec/internal/sandbox"
@@ -30,14 +31,14 @@ func TestMain(m *testing.M) {
 // testAgent returns an agent and a sandbox on a real warm sandbox runner.
 func testAgent(t *testing.T) (*Agent, *RunnerSandbox) {
 	t.Helper()
-	sb := &RunnerSandbox{Runner: sandboxtest.Shared(t), Limits: sandbox.DefaultLimits()}
+	sb := &RunnerSandbox{Runner: sandboxtest.Shared(t), Limits: job.DefaultLimits()}
 	t.Cleanup(sb.Close)
 	return &Agent{MaxSteps: 5}, sb
 }
 
 // fakeSandbox is a sandbox with scripted results, for tests about the loop rather
 // than the code.
-func fakeSandbox(t *testing.T, results ...*sandbox.Result) *agenttest.Sandbox {
+func fakeSandbox(t *testing.T, results ...*job.Result) *agenttest.Sandbox {
 	return &agenttest.Sandbox{T: t, Results: results}
 }
 
@@ -190,8 +191,8 @@ func TestRunsAndErrorsFedBack(t *testing.T) {
 		answer("y is 2"),
 	}}
 	sb := fakeSandbox(t,
-		&sandbox.Result{Status: sandbox.StatusError, Stderr: "Traceback (most recent call last):\nNameError: name 'y' is not defined\n",
-			Error: &sandbox.Error{Name: "NameError", Message: "name 'y' is not defined"}},
+		&job.Result{Status: job.StatusError, Stderr: "Traceback (most recent call last):\nNameError: name 'y' is not defined\n",
+			Error: &job.Error{Name: "NameError", Message: "name 'y' is not defined"}},
 		agenttest.OK("2\n"))
 	res, err := (&Agent{}).Complete(context.Background(), m, userRequest("y?"), sb, nil)
 	if err != nil {
@@ -210,7 +211,7 @@ func TestRunsAndErrorsFedBack(t *testing.T) {
 		t.Errorf("after the fix the model was told %+v", told)
 	}
 	e := executions(res)
-	if len(e) != 2 || e[0].ID != "c1" || e[0].Result.Status != sandbox.StatusError || e[1].ID != "c2" || e[1].Output != "2\n" {
+	if len(e) != 2 || e[0].ID != "c1" || e[0].Result.Status != job.StatusError || e[1].ID != "c2" || e[1].Output != "2\n" {
 		t.Errorf("executions %s", asJSON(e))
 	}
 	if res.Finish != FinishStop || res.Usage != (Usage{InputTokens: 30, OutputTokens: 15, TotalTokens: 45}) || final(t, res).Content.Text() != "y is 2" {
@@ -459,7 +460,7 @@ func TestStateHint(t *testing.T) {
 // fresh interpreter.
 func TestLimitStopsInterpreter(t *testing.T) {
 	m := &fakeModel{turns: []llm.Message{codeCall("c1", "import time; time.sleep(99)"), codeCall("c2", "x = 1"), answer("done")}}
-	sb := fakeSandbox(t, &sandbox.Result{Status: sandbox.StatusTimeout, Error: &sandbox.Error{Name: "Timeout", Message: "the execution took longer than 1s"}}, agenttest.OK(""))
+	sb := fakeSandbox(t, &job.Result{Status: job.StatusTimeout, Error: &job.Error{Name: "Timeout", Message: "the execution took longer than 1s"}}, agenttest.OK(""))
 	sb.Stops = []bool{true}
 	res, err := (&Agent{}).Complete(context.Background(), m, userRequest("sleep"), sb, nil)
 	if err != nil {
@@ -490,7 +491,7 @@ func TestSessionEnded(t *testing.T) {
 		t.Fatal(err)
 	}
 	e := executions(res)
-	if len(e) != 2 || e[0].Result.Status != sandbox.StatusKilled || e[0].Result.Error.Name != ErrorSessionEnded || e[0].Output != e[0].Result.Error.Message {
+	if len(e) != 2 || e[0].Result.Status != job.StatusKilled || e[0].Result.Error.Name != ErrorSessionEnded || e[0].Output != e[0].Result.Error.Message {
 		t.Fatalf("executions %s", asJSON(e))
 	}
 	if told := lastSent(m, 1).Text(); told != e[0].Output || !strings.Contains(told, "did not run") {
@@ -510,8 +511,8 @@ func TestExecutions(t *testing.T) {
 		{ToolCalls: []llm.ToolCall{{ID: "c2", Type: "function", Function: &llm.FunctionCall{Name: ToolName, Arguments: `{"code": 1}`}}}},
 		answer("42"),
 	}}
-	run := &sandbox.Result{Status: sandbox.StatusOK, Stdout: "computing\n", Stderr: "careful\n", Result: &v,
-		Files: []sandbox.FileInfo{{Path: "out.csv", Size: 3}}}
+	run := &job.Result{Status: job.StatusOK, Stdout: "computing\n", Stderr: "careful\n", Result: &v,
+		Files: []job.FileInfo{{Path: "out.csv", Size: 3}}}
 	res, err := (&Agent{}).Complete(context.Background(), m, userRequest("6*7"), fakeSandbox(t, run), nil)
 	if err != nil {
 		t.Fatal(err)
@@ -552,9 +553,9 @@ func TestExecutions(t *testing.T) {
 // and the error, each part cut to a fair share that keeps its start and end.
 func TestToolMessageFair(t *testing.T) {
 	v := "'the value'"
-	res := &sandbox.Result{Status: sandbox.StatusError, Stdout: "first line\n" + strings.Repeat("x", 50000) + "\nlast line\n",
+	res := &job.Result{Status: job.StatusError, Stdout: "first line\n" + strings.Repeat("x", 50000) + "\nlast line\n",
 		Stderr: "Traceback (most recent call last):\nValueError: bad\n", Result: &v,
-		Error: &sandbox.Error{Name: "ValueError", Message: "bad"}}
+		Error: &job.Error{Name: "ValueError", Message: "bad"}}
 	got := toolMessage(res, 2000)
 	for _, s := range []string{"status: error\n", "first line", "last line", "bytes cut: print less", "ValueError: bad\n", "result:\n'the value'\n", "error: ValueError: bad\n"} {
 		if !strings.Contains(got, s) {
@@ -649,7 +650,7 @@ func TestNetworkHintAndProxy(t *testing.T) {
 			policy = &egress.Policy{Allow: tc.hosts}
 		}
 		a := &Agent{MaxSteps: 3, Network: policy}
-		sb := &RunnerSandbox{Runner: r, Limits: sandbox.DefaultLimits(), Network: policy}
+		sb := &RunnerSandbox{Runner: r, Limits: job.DefaultLimits(), Network: policy}
 		defer sb.Close()
 		m := &fakeModel{turns: []llm.Message{codeCall("call_1", `import os; print("HTTPS_PROXY" in os.environ)`), answer("done")}}
 		res, err := a.Complete(context.Background(), m, userRequest("Is there a proxy?"), sb, nil)

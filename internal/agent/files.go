@@ -11,7 +11,7 @@ import (
 	"slices"
 	"strings"
 
-	"github.com/codeexec/codeexec/internal/sandbox"
+	"github.com/codeexec/codeexec/internal/job"
 )
 
 // placeFiles moves files attached to user messages (file parts, and images sent as
@@ -77,7 +77,7 @@ func placeFiles(sb Sandbox, input []Item, resumed bool) ([]Item, error) {
 	}
 	for _, w := range writes {
 		if err := sb.WriteFile(w.name, w.data); err != nil {
-			if errors.Is(err, sandbox.ErrStorageLimit) {
+			if errors.Is(err, job.ErrStorageLimit) {
 				// Not the request's fault alone: the caller answers 507.
 				return nil, fmt.Errorf("%s: file %q: %w", w.where, w.name, err)
 			}
@@ -157,7 +157,7 @@ func attachment(p Part) (*file, *partError) {
 		sum := sha256.Sum256(data)
 		name = fmt.Sprintf("%s-%x%s", kind, sum[:4], extension(mimeType, data))
 	}
-	if _, err := sandbox.CleanInputPath(name); err != nil {
+	if _, err := job.CleanInputPath(name); err != nil {
 		return nil, &partError{"invalid_file", err.Error()}
 	}
 	return &file{name: name, data: data}, nil

@@ -5,7 +5,7 @@ import (
 	"strings"
 
 	"github.com/codeexec/codeexec/internal/egress"
-	"github.com/codeexec/codeexec/internal/sandbox"
+	"github.com/codeexec/codeexec/internal/job"
 )
 
 // The types of this file are the loop's own, in no client's wire format: a face
@@ -203,7 +203,7 @@ type Execution struct {
 	// says why: ErrorRejected (Status "rejected"), ErrorInvalidArguments (Code is the
 	// model's arguments as written), ErrorSessionEnded. In a Request, nil for an
 	// execution known only by its Output.
-	Result *sandbox.Result
+	Result *job.Result
 	// Output is the run as a terminal shows it (stdout, stderr, the value of the
 	// last expression, and the error's message when no traceback says it), or why
 	// the code did not run. The loop sets it on every execution it makes.

@@ -2,6 +2,7 @@ package agent
 
 import (
 	"context"
+	"github.com/codeexec/codeexec/internal/job"
 
 	"github.com/codeexec/codeexec/internal/egress"
 	"github.com/codeexec/codeexec/internal/sandbox"
@@ -16,7 +17,7 @@ import (
 type RunnerSandbox struct {
 	Runner *sandbox.Runner
 	// Limits bound the session; every run of the code has them.
-	Limits sandbox.Limits
+	Limits job.Limits
 	// Network is what the code may reach through the egress proxy; nil: nothing.
 	Network *egress.Policy
 
@@ -44,11 +45,11 @@ func (r *RunnerSandbox) Started() bool { return r.s != nil && r.s.Alive() }
 func (r *RunnerSandbox) ID() string { return "" }
 
 // Run runs code in the session, starting one if needed.
-func (r *RunnerSandbox) Run(ctx context.Context, code string) (*sandbox.Result, error) {
+func (r *RunnerSandbox) Run(ctx context.Context, code string) (*job.Result, error) {
 	if err := r.Start(ctx); err != nil {
 		return nil, err
 	}
-	return r.s.Run(ctx, &sandbox.Request{Code: code, Limits: r.Limits, Network: r.Network})
+	return r.s.Run(ctx, &job.Request{Code: code, Limits: r.Limits, Network: r.Network})
 }
 
 // WriteFile puts a file in the session's work dir, starting one if needed.

@@ -4,25 +4,25 @@ import (
 	"fmt"
 	"strings"
 
-	"github.com/codeexec/codeexec/internal/sandbox"
+	"github.com/codeexec/codeexec/internal/job"
 )
 
 // This file says what the model (and the client) is told of a run.
 
 // ran is the execution of code that ran, with its outcome.
-func ran(id, code, container string, res *sandbox.Result) *Execution {
+func ran(id, code, container string, res *job.Result) *Execution {
 	return &Execution{ID: id, Code: code, ContainerID: container, Result: res, Output: terminalOutput(res)}
 }
 
 // notRun is the execution of code that did not run, and why: name is one of the
 // Error* constants.
-func notRun(id, code, container string, status sandbox.Status, name, message string) *Execution {
+func notRun(id, code, container string, status job.Status, name, message string) *Execution {
 	out := message
-	if status == sandbox.StatusRejected {
+	if status == job.StatusRejected {
 		out = "Rejected: " + message
 	}
 	return &Execution{ID: id, Code: code, ContainerID: container, Output: out,
-		Result: &sandbox.Result{Status: status, Error: &sandbox.Error{Name: name, Message: message}}}
+		Result: &job.Result{Status: status, Error: &job.Error{Name: name, Message: message}}}
 }
 
 func rejectedMessage(reason string) string {
@@ -32,7 +32,7 @@ func rejectedMessage(reason string) string {
 
 // terminalOutput is a run as a terminal shows it: stdout and stderr, the value of
 // the last expression, and the error's message when no traceback in stderr says it.
-func terminalOutput(res *sandbox.Result) string {
+func terminalOutput(res *job.Result) string {
 	out := res.Stdout + res.Stderr
 	line := func(s string) {
 		if out != "" && !strings.HasSuffix(out, "\n") {
@@ -43,7 +43,7 @@ func terminalOutput(res *sandbox.Result) string {
 	if res.Result != nil {
 		line(*res.Result)
 	}
-	if res.Error != nil && res.Status != sandbox.StatusError {
+	if res.Error != nil && res.Status != job.StatusError {
 		line(res.Error.Message + "\n")
 	}
 	return out
@@ -57,7 +57,7 @@ const defaultMaxToolOutput = 20000
 // the notes on cuts are added). Every part is shown: when stdout, stderr and the
 // result do not fit together, each is cut to a fair share (keeping its start and
 // end), so that a long stdout never hides the traceback or the result.
-func toolMessage(res *sandbox.Result, max int) string {
+func toolMessage(res *job.Result, max int) string {
 	var head, tail strings.Builder
 	fmt.Fprintf(&head, "status: %s\n", res.Status)
 	if res.Error != nil {

@@ -10,8 +10,8 @@ import (
 	"strings"
 
 	"github.com/codeexec/codeexec/internal/egress"
+	"github.com/codeexec/codeexec/internal/job"
 	"github.com/codeexec/codeexec/internal/llm"
-	"github.com/codeexec/codeexec/internal/sandbox"
 )
 
 // The upstream speaks chat completions: this file builds its requests from a
@@ -188,7 +188,7 @@ func historyResult(e *Execution) string {
 	switch {
 	case res == nil:
 		return e.Output
-	case res.Status == sandbox.StatusRejected && res.Error != nil:
+	case res.Status == job.StatusRejected && res.Error != nil:
 		return rejectedMessage(res.Error.Message)
 	case res.Error != nil && (res.Error.Name == ErrorInvalidArguments || res.Error.Name == ErrorSessionEnded):
 		return res.Error.Message

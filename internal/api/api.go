@@ -9,6 +9,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"github.com/codeexec/codeexec/internal/job"
 	"log/slog"
 	"net/http"
 	"strconv"
@@ -16,7 +17,6 @@ import (
 	"time"
 
 	"github.com/codeexec/codeexec/internal/agent"
-	"github.com/codeexec/codeexec/internal/sandbox"
 	"github.com/codeexec/codeexec/internal/session"
 	"github.com/codeexec/codeexec/internal/tenant"
 	"github.com/prometheus/client_golang/prometheus"
@@ -25,7 +25,7 @@ import (
 
 // Executor runs one execution in a fresh sandbox; *sandbox.Runner is one.
 type Executor interface {
-	Run(ctx context.Context, req *sandbox.Request) (*sandbox.Result, error)
+	Run(ctx context.Context, req *job.Request) (*job.Result, error)
 }
 
 // ImageRunner runs executions and starts sessions in one image; *sandbox.Runner is one.
@@ -49,8 +49,8 @@ type Images interface {
 type Config struct {
 	// MaxLimits caps what a request may ask for; DefaultLimits are used when it asks
 	// for nothing. Every default must be within its maximum.
-	MaxLimits     sandbox.Limits
-	DefaultLimits sandbox.Limits
+	MaxLimits     job.Limits
+	DefaultLimits job.Limits
 	// MaxBodyBytes bounds a request body (JSON or an uploaded file).
 	MaxBodyBytes int64
 	// MaxCodeBytes bounds the code of one execution.
@@ -76,7 +76,7 @@ type Config struct {
 
 // DefaultConfig is the API's policy unless configured otherwise.
 func DefaultConfig() Config {
-	l := sandbox.DefaultLimits()
+	l := job.DefaultLimits()
 	max := l
 	max.Timeout = 5 * time.Minute
 	max.MemoryBytes = 4 << 30

@@ -9,6 +9,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"github.com/codeexec/codeexec/internal/job"
 	"net/http"
 	"net/http/httptest"
 	"os"
@@ -30,12 +31,12 @@ import (
 // server without the warm path.
 type noSandbox struct{ t testing.TB }
 
-func (n noSandbox) Run(_ context.Context, req *sandbox.Request) (*sandbox.Result, error) {
+func (n noSandbox) Run(_ context.Context, req *job.Request) (*job.Result, error) {
 	n.t.Errorf("the executor was reached with code %q; the request should have been refused", req.Code)
 	return nil, errors.New("no sandbox in this test")
 }
 
-func (n noSandbox) NewSession(sandbox.Limits) (*sandbox.Session, error) {
+func (n noSandbox) NewSession(job.Limits) (*sandbox.Session, error) {
 	return nil, fmt.Errorf("%w: no sandbox in this test", sandbox.ErrNoWarm)
 }
 
@@ -289,7 +290,7 @@ type gatedExecutor struct {
 	release chan struct{}
 }
 
-func (g *gatedExecutor) Run(ctx context.Context, req *sandbox.Request) (*sandbox.Result, error) {
+func (g *gatedExecutor) Run(ctx context.Context, req *job.Request) (*job.Result, error) {
 	g.started <- req.Code
 	select {
 	case <-g.release:
@@ -297,7 +298,7 @@ func (g *gatedExecutor) Run(ctx context.Context, req *sandbox.Request) (*sandbox
 		return nil, ctx.Err()
 	}
 	repr := "'" + req.Code + "'"
-	return &sandbox.Result{Status: sandbox.StatusOK, Result: &repr, Images: []sandbox.Image{}, Files: []sandbox.FileInfo{}}, nil
+	return &job.Result{Status: job.StatusOK, Result: &repr, Images: []job.Image{}, Files: []job.FileInfo{}}, nil
 }
 
 // metricValue returns the value of the series line that starts with name.
@@ -478,7 +479,7 @@ func TestEndedSessionFiles(t *testing.T) {
 	if r := do(t, "GET", base+"/files/empty.txt", ""); r.status != 200 || string(r.body) != "now full" {
 		t.Errorf("GET the overwritten file: %d %q", r.status, r.body)
 	}
-	if res := result(t, do(t, "POST", base+"/execute", `{"code": "while True: pass", "timeout_ms": 200}`)); res.Status != sandbox.StatusTimeout {
+	if res := result(t, do(t, "POST", base+"/execute", `{"code": "while True: pass", "timeout_ms": 200}`)); res.Status != job.StatusTimeout {
 		t.Fatalf("status %s, want timeout", res.Status)
 	}
 	var info session.Info
@@ -507,8 +508,8 @@ func TestSessionSurvivesManyExecutions(t *testing.T) {
 	result(t, do(t, "POST", url, `{"code": "n = 0"}`))
 	for i := 1; i <= 300; i++ {
 		r := do(t, "POST", url, `{"code": "n += 1\nn"}`)
-		var res sandbox.Result
-		if r.status != 200 || json.Unmarshal(r.body, &res) != nil || res.Status != sandbox.StatusOK || res.Result == nil || *res.Result != strconv.Itoa(i) {
+		var res job.Result
+		if r.status != 200 || json.Unmarshal(r.body, &res) != nil || res.Status != job.StatusOK || res.Result == nil || *res.Result != strconv.Itoa(i) {
 			t.Fatalf("call %d in one session: got %d %.300s, want status ok and result %d", i, r.status, r.body, i)
 		}
 	}

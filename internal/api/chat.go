@@ -6,6 +6,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"github.com/codeexec/codeexec/internal/job"
 	"io"
 	"net/http"
 	"sync"
@@ -233,7 +234,7 @@ func classifyError(err error) (int, string, string) {
 		return http.StatusServiceUnavailable, "sessions_unavailable", "the code could not get a sandbox: " + err.Error()
 	case errors.Is(err, session.ErrClosed):
 		return http.StatusServiceUnavailable, "shutting_down", "the server is shutting down"
-	case errors.Is(err, sandbox.ErrStorageLimit):
+	case errors.Is(err, job.ErrStorageLimit):
 		return http.StatusInsufficientStorage, "storage_limit", err.Error()
 	case errors.Is(err, context.Canceled):
 		return 499, "client_closed", "the request was cancelled"

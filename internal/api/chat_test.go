@@ -16,10 +16,10 @@ import (
 
 	"github.com/codeexec/codeexec/internal/agent"
 	"github.com/codeexec/codeexec/internal/egress"
+	"github.com/codeexec/codeexec/internal/job"
 	"github.com/codeexec/codeexec/internal/llm"
 	"github.com/codeexec/codeexec/internal/llm/llmtest"
 	"github.com/codeexec/codeexec/internal/safety"
-	"github.com/codeexec/codeexec/internal/sandbox"
 	"github.com/codeexec/codeexec/internal/session"
 )
 
@@ -148,11 +148,11 @@ type recordingExecutor struct {
 	ran []string
 }
 
-func (r *recordingExecutor) Run(ctx context.Context, req *sandbox.Request) (*sandbox.Result, error) {
+func (r *recordingExecutor) Run(ctx context.Context, req *job.Request) (*job.Result, error) {
 	r.mu.Lock()
 	defer r.mu.Unlock()
 	r.ran = append(r.ran, req.Code)
-	return &sandbox.Result{Status: sandbox.StatusOK, Images: []sandbox.Image{}, Files: []sandbox.FileInfo{}}, nil
+	return &job.Result{Status: job.StatusOK, Images: []job.Image{}, Files: []job.FileInfo{}}, nil
 }
 
 // TestExecuteJudged: with serve --safety-scope all, /v1/execute asks the judge
@@ -177,12 +177,12 @@ func TestExecuteJudged(t *testing.T) {
 		{"broken", "the safety check failed (context deadline exceeded), so the code was not run"},
 	} {
 		res := result(t, do(t, "POST", hs.URL+"/v1/execute", `{"code":"`+tc.code+`"}`))
-		if res.Status != sandbox.StatusRejected || res.Error == nil || res.Error.Name != "Rejected" || res.Error.Message != tc.reason {
+		if res.Status != job.StatusRejected || res.Error == nil || res.Error.Name != "Rejected" || res.Error.Message != tc.reason {
 			t.Errorf("code %q: %+v, want status rejected with error Rejected: %q", tc.code, res, tc.reason)
 		}
 	}
 	res := result(t, do(t, "POST", hs.URL+"/v1/execute", `{"code":"good","network":"allow=api.example.com"}`))
-	if strings.Join(ex.ran, ",") != "good" || res.Status != sandbox.StatusOK {
+	if strings.Join(ex.ran, ",") != "good" || res.Status != job.StatusOK {
 		t.Errorf("ran %q (last %+v), want only the safe code", ex.ran, res)
 	}
 	if len(seen) != 3 || seen[0] != nil || seen[2] == nil || strings.Join(seen[2].Allow, ",") != "api.example.com" {

@@ -7,6 +7,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"github.com/codeexec/codeexec/internal/job"
 	"io"
 	"net/http"
 	"slices"
@@ -78,7 +79,7 @@ func decodeJSON(r io.Reader, v any) *requestError {
 
 // DecodeExecute parses and checks an execute body into a sandbox request within the
 // policy of cfg. It never runs anything.
-func DecodeExecute(body []byte, cfg *Config) (*ExecuteRequest, *sandbox.Request, error) {
+func DecodeExecute(body []byte, cfg *Config) (*ExecuteRequest, *job.Request, error) {
 	var req ExecuteRequest
 	if err := decodeJSON(bytes.NewReader(body), &req); err != nil {
 		return nil, nil, err
@@ -90,7 +91,7 @@ func DecodeExecute(body []byte, cfg *Config) (*ExecuteRequest, *sandbox.Request,
 	return &req, sb, nil
 }
 
-func (req *ExecuteRequest) toSandbox(cfg *Config) (*sandbox.Request, *requestError) {
+func (req *ExecuteRequest) toSandbox(cfg *Config) (*job.Request, *requestError) {
 	if req.Code == nil {
 		return nil, badRequest("missing_code", `"code" is required`)
 	}
@@ -121,20 +122,20 @@ func (req *ExecuteRequest) toSandbox(cfg *Config) (*sandbox.Request, *requestErr
 		}
 		l.MemoryBytes = *req.MemoryMB << 20
 	}
-	sb := &sandbox.Request{Code: *req.Code, Limits: l, Network: network}
+	sb := &job.Request{Code: *req.Code, Limits: l, Network: network}
 	for i, f := range req.Files {
 		data, err := base64.StdEncoding.DecodeString(f.ContentBase64)
 		if err != nil {
 			return nil, badRequest("invalid_file", "files[%d] (%q): content_base64 is not valid base64: %v", i, f.Path, err)
 		}
-		p, err := sandbox.CleanInputPath(f.Path)
+		p, err := job.CleanInputPath(f.Path)
 		if err != nil {
 			return nil, badRequest("invalid_file_path", "files[%d]: %v", i, err)
 		}
-		sb.Files = append(sb.Files, sandbox.InputFile{Path: p, Data: data})
+		sb.Files = append(sb.Files, job.InputFile{Path: p, Data: data})
 	}
 	if err := sb.Validate(); err != nil {
-		if errors.Is(err, sandbox.ErrStorageLimit) {
+		if errors.Is(err, job.ErrStorageLimit) {
 			return nil, storageLimitError(err)
 		}
 		return nil, badRequest("invalid_request", "%v", err)
@@ -277,7 +278,7 @@ func (s *Server) execute(w http.ResponseWriter, r *http.Request, sessionID strin
 		writeError(w, status, code, message)
 	}
 	start := time.Now()
-	var res *sandbox.Result
+	var res *job.Result
 	if sess != nil {
 		sess.Begin(start)
 		res, err = sess.Sandbox().Run(r.Context(), sb)
@@ -296,7 +297,7 @@ func (s *Server) execute(w http.ResponseWriter, r *http.Request, sessionID strin
 			fail(http.StatusBadRequest, "invalid_limits", err.Error())
 			return
 		}
-		if errors.Is(err, sandbox.ErrStorageLimit) {
+		if errors.Is(err, job.ErrStorageLimit) {
 			fail(http.StatusInsufficientStorage, "storage_limit", err.Error())
 			return
 		}
@@ -318,7 +319,7 @@ func (s *Server) execute(w http.ResponseWriter, r *http.Request, sessionID strin
 
 // writeExecuteReply answers an execute with its Result: as JSON, or as the stream's
 // last event; in a session, with what became of the session.
-func writeExecuteReply(w http.ResponseWriter, stream *execStream, sess *session.Session, res *sandbox.Result) {
+func writeExecuteReply(w http.ResponseWriter, stream *execStream, sess *session.Session, res *job.Result) {
 	var reply any = res
 	if sess != nil {
 		state := SessionState{ID: sess.ID, Ended: !sess.Sandbox().Alive(), Reason: sess.Sandbox().EndReason()}
@@ -337,7 +338,7 @@ func writeExecuteReply(w http.ResponseWriter, stream *execStream, sess *session.
 // SessionExecuteReply is the reply to an execute in a session: the Result, and
 // whether the session lives on.
 type SessionExecuteReply struct {
-	*sandbox.Result
+	*job.Result
 	Session SessionState `json:"session"`
 }
 
@@ -363,8 +364,8 @@ type SessionState struct {
 // kill the interpreter), a higher one would break the session's bound. So memory_mb
 // may only repeat the session's; timeout_ms may lower the session's, not raise it.
 // Anything else is refused with 400, never ignored.
-func sessionRunLimits(req *ExecuteRequest, have sandbox.Limits) (sandbox.Limits, *requestError) {
-	var l sandbox.Limits
+func sessionRunLimits(req *ExecuteRequest, have job.Limits) (job.Limits, *requestError) {
+	var l job.Limits
 	if req.MemoryMB != nil {
 		if *req.MemoryMB<<20 != have.MemoryBytes {
 			return l, badRequest("session_limit", "memory_mb %d: a session's memory limit is set when it is created (this one has %d MiB, which holds everything it keeps between runs); leave memory_mb out, or create a session with \"memory_mb\": %d",
@@ -385,7 +386,7 @@ func sessionRunLimits(req *ExecuteRequest, have sandbox.Limits) (sandbox.Limits,
 // judged asks the judge about req's code, for the network req runs with, and
 // returns the Result of a refusal, or nil when the code may run. A judge that fails
 // refuses (fail-closed), as in the gateway.
-func (s *Server) judged(ctx context.Context, req *sandbox.Request) *sandbox.Result {
+func (s *Server) judged(ctx context.Context, req *job.Request) *job.Result {
 	v, err := s.judge.Check(ctx, req.Code, req.Network)
 	if err != nil {
 		v = safety.Verdict{Reason: "the safety check failed (" + err.Error() + "), so the code was not run"}
@@ -393,8 +394,8 @@ func (s *Server) judged(ctx context.Context, req *sandbox.Request) *sandbox.Resu
 	if v.Safe {
 		return nil
 	}
-	return &sandbox.Result{Status: sandbox.StatusRejected, Error: &sandbox.Error{Name: "Rejected", Message: v.Reason},
-		Images: []sandbox.Image{}, Files: []sandbox.FileInfo{}}
+	return &job.Result{Status: job.StatusRejected, Error: &job.Error{Name: "Rejected", Message: v.Reason},
+		Images: []job.Image{}, Files: []job.FileInfo{}}
 }
 
 // storageLimitError answers files, or a sandbox, that do not fit: 507, whose text

@@ -4,12 +4,12 @@ import (
 	"bytes"
 	"encoding/base64"
 	"errors"
+	"github.com/codeexec/codeexec/internal/job"
 	"net/http"
 	"testing"
 	"time"
 
 	"github.com/codeexec/codeexec/internal/egress"
-	"github.com/codeexec/codeexec/internal/sandbox"
 )
 
 // FuzzDecodeExecute feeds arbitrary bodies to the execute decoder: it must never
@@ -88,7 +88,7 @@ func FuzzDecodeExecute(f *testing.F) {
 
 // checkAccepted asserts that an accepted request is what the body asked for, within
 // cfg's policy.
-func checkAccepted(t *testing.T, name string, cfg *Config, body []byte, ereq *ExecuteRequest, req *sandbox.Request) {
+func checkAccepted(t *testing.T, name string, cfg *Config, body []byte, ereq *ExecuteRequest, req *job.Request) {
 	t.Helper()
 	fail := func(format string, args ...any) {
 		t.Helper()

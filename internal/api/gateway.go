@@ -3,13 +3,13 @@ package api
 import (
 	"context"
 	"encoding/json"
+	"github.com/codeexec/codeexec/internal/job"
 	"net/url"
 	"strings"
 	"time"
 
 	"github.com/codeexec/codeexec/internal/egress"
 	"github.com/codeexec/codeexec/internal/llm"
-	"github.com/codeexec/codeexec/internal/sandbox"
 	"github.com/codeexec/codeexec/internal/session"
 	"github.com/codeexec/codeexec/internal/tenant"
 )
@@ -25,7 +25,7 @@ import (
 type gatewaySandbox struct {
 	s       *Server
 	owner   *tenant.Tenant // the caller's tenant, who owns the sessions it starts
-	limits  sandbox.Limits
+	limits  job.Limits
 	network *egress.Policy
 	sess    *session.Session
 	created *session.Session // the session this request started, if any
@@ -65,7 +65,7 @@ func (g *gatewaySandbox) ID() string {
 }
 
 // Run runs code in the session after waiting for a turn in the execution queue.
-func (g *gatewaySandbox) Run(ctx context.Context, code string) (*sandbox.Result, error) {
+func (g *gatewaySandbox) Run(ctx context.Context, code string) (*job.Result, error) {
 	if err := g.Start(ctx); err != nil {
 		return nil, err
 	}
@@ -76,7 +76,7 @@ func (g *gatewaySandbox) Run(ctx context.Context, code string) (*sandbox.Result,
 	defer release()
 	start := time.Now()
 	g.sess.Begin(start)
-	res, err := g.sess.Sandbox().Run(ctx, &sandbox.Request{Code: code, Limits: g.limits, Network: g.network})
+	res, err := g.sess.Sandbox().Run(ctx, &job.Request{Code: code, Limits: g.limits, Network: g.network})
 	g.sess.End(time.Now())
 	if err != nil {
 		return nil, err

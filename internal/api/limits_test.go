@@ -3,12 +3,11 @@ package api
 import (
 	"encoding/json"
 	"fmt"
+	"github.com/codeexec/codeexec/internal/job"
+	"github.com/codeexec/codeexec/internal/session"
 	"strings"
 	"testing"
 	"time"
-
-	"github.com/codeexec/codeexec/internal/sandbox"
-	"github.com/codeexec/codeexec/internal/session"
 )
 
 // allocBody is an execute body that touches mib MiB of memory; extra is more JSON
@@ -36,7 +35,7 @@ func waitPool(t *testing.T) {
 // sessionReply decodes a session execute's reply.
 func sessionReply(t *testing.T, r response) SessionExecuteReply {
 	t.Helper()
-	reply := SessionExecuteReply{Result: &sandbox.Result{}}
+	reply := SessionExecuteReply{Result: &job.Result{}}
 	if r.status != 200 {
 		t.Fatalf("status %d body %s, want 200", r.status, r.body)
 	}
@@ -65,19 +64,19 @@ func TestMemoryAboveDefaultHTTP(t *testing.T) {
 	hs, _ := testServer(t, nil, session.Config{})
 	tests := []struct {
 		limit, alloc int
-		want         sandbox.Status
+		want         job.Status
 	}{
-		{600, 560, sandbox.StatusOK},
-		{600, 700, sandbox.StatusMemoryLimit},
-		{2000, 2100, sandbox.StatusMemoryLimit},
+		{600, 560, job.StatusOK},
+		{600, 700, job.StatusMemoryLimit},
+		{2000, 2100, job.StatusMemoryLimit},
 	}
-	check := func(t *testing.T, what string, limit, alloc int, want sandbox.Status, res *sandbox.Result) {
+	check := func(t *testing.T, what string, limit, alloc int, want job.Status, res *job.Result) {
 		t.Helper()
 		if res.Status != want {
 			t.Errorf("%s: memory_mb %d, %d MiB allocated: %s %+v, want %s", what, limit, alloc, res.Status, res.Error, want)
 		}
 		// The peak shows the limit the kernel enforced.
-		if want == sandbox.StatusMemoryLimit && (res.Usage.MaxMemoryBytes>>20 <= int64(limit)-64 || res.Usage.MaxMemoryBytes>>20 > int64(limit)) {
+		if want == job.StatusMemoryLimit && (res.Usage.MaxMemoryBytes>>20 <= int64(limit)-64 || res.Usage.MaxMemoryBytes>>20 > int64(limit)) {
 			t.Errorf("%s: memory_mb %d: peak %d MiB, want just under the limit", what, limit, res.Usage.MaxMemoryBytes>>20)
 		}
 	}
@@ -111,13 +110,13 @@ func TestSessionExecuteLimits(t *testing.T) {
 	}
 	apiErr(t, do(t, "POST", hs.URL+"/v1/execute", `{"code": "1", "memory_mb": 100, "session_id": "`+id+`"}`), 400, "session_limit")
 	for _, body := range []string{`{"code": "1", "memory_mb": 64}`, `{"code": "1", "timeout_ms": 5000}`} {
-		if reply := sessionReply(t, do(t, "POST", url, body)); reply.Status != sandbox.StatusOK || reply.Session.Ended {
+		if reply := sessionReply(t, do(t, "POST", url, body)); reply.Status != job.StatusOK || reply.Session.Ended {
 			t.Errorf("%s: %s, session %+v", body, reply.Status, reply.Session)
 		}
 	}
 	// A lower timeout holds for its run.
 	reply := sessionReply(t, do(t, "POST", url, `{"code": "import time\ntime.sleep(3)", "timeout_ms": 500}`))
-	if reply.Status != sandbox.StatusTimeout {
+	if reply.Status != job.StatusTimeout {
 		t.Errorf("timeout_ms 500 in a 5000 ms session: %s", reply.Status)
 	}
 }
@@ -128,10 +127,10 @@ func TestSessionEndSaidInAnswer(t *testing.T) {
 	hs, _ := testServer(t, nil, session.Config{})
 	tests := []struct {
 		body string
-		want sandbox.Status
+		want job.Status
 	}{
-		{`{"code": "while True: pass", "timeout_ms": 300}`, sandbox.StatusTimeout},
-		{allocBody(100, ""), sandbox.StatusMemoryLimit},
+		{`{"code": "while True: pass", "timeout_ms": 300}`, job.StatusTimeout},
+		{allocBody(100, ""), job.StatusMemoryLimit},
 	}
 	for _, tt := range tests {
 		id := newSession(t, hs.URL, `{"memory_mb": 64}`)

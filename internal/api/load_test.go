@@ -3,6 +3,7 @@ package api
 import (
 	"encoding/json"
 	"fmt"
+	"github.com/codeexec/codeexec/internal/job"
 	"io"
 	"net/http"
 	"net/http/httptest"
@@ -40,19 +41,19 @@ var loadKinds = []loadKind{
 		func(i int, r response) error {
 			// Each answer carries its own request's output: no mix-up between
 			// concurrent executions.
-			return wantResult(r, func(res *sandbox.Result) bool {
-				return res.Status == sandbox.StatusOK && res.Stdout == strconv.Itoa(i)+"\n" && res.ExitCode == 0
+			return wantResult(r, func(res *job.Result) bool {
+				return res.Status == job.StatusOK && res.Stdout == strconv.Itoa(i)+"\n" && res.ExitCode == 0
 			}, "status ok, stdout %d", i)
 		}},
 	{"error", func(i int) string { return `{"code": "1/0"}` }, 200,
 		func(i int, r response) error {
-			return wantResult(r, func(res *sandbox.Result) bool {
-				return res.Status == sandbox.StatusError && res.Error != nil && res.Error.Name == "ZeroDivisionError"
+			return wantResult(r, func(res *job.Result) bool {
+				return res.Status == job.StatusError && res.Error != nil && res.Error.Name == "ZeroDivisionError"
 			}, "status error, ZeroDivisionError")
 		}},
 	{"timeout", func(i int) string { return `{"code": "while True: pass", "timeout_ms": 100}` }, 200,
 		func(i int, r response) error {
-			return wantResult(r, func(res *sandbox.Result) bool { return res.Status == sandbox.StatusTimeout }, "status timeout")
+			return wantResult(r, func(res *job.Result) bool { return res.Status == job.StatusTimeout }, "status timeout")
 		}},
 	{"bad request", func(i int) string { return `{"code": ` }, 400,
 		func(i int, r response) error {
@@ -64,8 +65,8 @@ var loadKinds = []loadKind{
 		}},
 }
 
-func wantResult(r response, ok func(*sandbox.Result) bool, format string, args ...any) error {
-	var res sandbox.Result
+func wantResult(r response, ok func(*job.Result) bool, format string, args ...any) error {
+	var res job.Result
 	if err := json.Unmarshal(r.body, &res); err != nil {
 		return fmt.Errorf("not a Result: %v", err)
 	}

@@ -1,9 +1,9 @@
 package api
 
 import (
+	"github.com/codeexec/codeexec/internal/job"
 	"time"
 
-	"github.com/codeexec/codeexec/internal/sandbox"
 	"github.com/prometheus/client_golang/prometheus"
 )
 
@@ -56,7 +56,7 @@ func newMetrics(reg *prometheus.Registry, s *Server) *metrics {
 	return m
 }
 
-func (m *metrics) observe(res *sandbox.Result, language string, d time.Duration) {
+func (m *metrics) observe(res *job.Result, language string, d time.Duration) {
 	m.executions.WithLabelValues(string(res.Status), language).Inc()
 	m.duration.Observe(d.Seconds())
 }

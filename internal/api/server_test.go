@@ -5,6 +5,7 @@ import (
 	"encoding/base64"
 	"encoding/json"
 	"fmt"
+	"github.com/codeexec/codeexec/internal/job"
 	"image/png"
 	"io"
 	"net/http"
@@ -75,9 +76,9 @@ func do(t testing.TB, method, url, body string, header ...string) response {
 	return response{resp.StatusCode, resp.Header, data}
 }
 
-func result(t testing.TB, r response) sandbox.Result {
+func result(t testing.TB, r response) job.Result {
 	t.Helper()
-	var res sandbox.Result
+	var res job.Result
 	if r.status != http.StatusOK {
 		t.Fatalf("status %d body %s, want 200", r.status, r.body)
 	}
@@ -104,15 +105,15 @@ func TestExecute(t *testing.T) {
 	url := hs.URL + "/v1/execute"
 
 	res := result(t, do(t, "POST", url, `{"code": "print('hi')\n6 * 7"}`))
-	if res.Status != sandbox.StatusOK || res.Stdout != "hi\n" || res.Result == nil || *res.Result != "42" {
+	if res.Status != job.StatusOK || res.Stdout != "hi\n" || res.Result == nil || *res.Result != "42" {
 		t.Errorf("ok run: %+v", res)
 	}
 	res = result(t, do(t, "POST", url, `{"code": "raise ValueError('bad')"}`))
-	if res.Status != sandbox.StatusError || res.Error == nil || res.Error.Name != "ValueError" {
+	if res.Status != job.StatusError || res.Error == nil || res.Error.Name != "ValueError" {
 		t.Errorf("raising run: %+v", res)
 	}
 	res = result(t, do(t, "POST", url, `{"code": "while True: pass", "timeout_ms": 300}`))
-	if res.Status != sandbox.StatusTimeout {
+	if res.Status != job.StatusTimeout {
 		t.Errorf("timeout run: %s", res.Status)
 	}
 	res = result(t, do(t, "POST", url, `{"code": "import matplotlib.pyplot as plt\nplt.plot([1, 2])"}`))
@@ -216,7 +217,7 @@ func TestSessions(t *testing.T) {
 		t.Errorf("download of the upload: %v", got.body)
 	}
 	var list struct {
-		Files []sandbox.FileInfo `json:"files"`
+		Files []job.FileInfo `json:"files"`
 	}
 	if got := do(t, "GET", base+"/files", ""); json.Unmarshal(got.body, &list) != nil || len(list.Files) != 2 {
 		t.Errorf("list: %s", got.body)
@@ -240,7 +241,7 @@ func TestSessionEndsAfterLimit(t *testing.T) {
 	var created CreateSessionReply
 	json.Unmarshal(do(t, "POST", hs.URL+"/v1/sessions", `{}`).body, &created)
 	base := hs.URL + "/v1/sessions/" + created.ID
-	if res := result(t, do(t, "POST", base+"/execute", `{"code": "while True: pass", "timeout_ms": 300}`)); res.Status != sandbox.StatusTimeout {
+	if res := result(t, do(t, "POST", base+"/execute", `{"code": "while True: pass", "timeout_ms": 300}`)); res.Status != job.StatusTimeout {
 		t.Fatalf("status %s, want timeout", res.Status)
 	}
 	apiErr(t, do(t, "POST", base+"/execute", `{"code": "1"}`), 410, "session_ended")
@@ -281,7 +282,7 @@ func TestQueueFull(t *testing.T) {
 	if r.header.Get("Retry-After") == "" {
 		t.Error("429 without Retry-After")
 	}
-	if res := result(t, <-done); res.Status != sandbox.StatusOK {
+	if res := result(t, <-done); res.Status != job.StatusOK {
 		t.Errorf("the slow execution ended %s", res.Status)
 	}
 	result(t, do(t, "POST", hs.URL+"/v1/execute", `{"code": "1"}`)) // the slot is free again
@@ -321,12 +322,12 @@ r = requests.get("http://127.0.0.2:8080/")  # NO_PROXY sends 127.0.0.1 direct
 print(r.status_code, r.headers.get("X-Codeexec-Egress-Error"))`
 	body, _ := json.Marshal(map[string]string{"code": code, "network": "allow=api.example.com"})
 	res := result(t, do(t, "POST", hs.URL+"/v1/execute", string(body)))
-	if res.Status != sandbox.StatusOK || !strings.HasPrefix(res.Stdout, "http://127.0.0.1:") || !strings.HasSuffix(res.Stdout, "\n403 host_not_allowed\n") {
+	if res.Status != job.StatusOK || !strings.HasPrefix(res.Stdout, "http://127.0.0.1:") || !strings.HasSuffix(res.Stdout, "\n403 host_not_allowed\n") {
 		t.Errorf("with network: %s %q %q", res.Status, res.Stdout, res.Stderr)
 	}
 	body, _ = json.Marshal(map[string]string{"code": code})
 	res = result(t, do(t, "POST", hs.URL+"/v1/execute", string(body)))
-	if res.Status != sandbox.StatusError || !strings.HasPrefix(res.Stdout, "None\n") || res.Error == nil || res.Error.Name != "ConnectionError" {
+	if res.Status != job.StatusError || !strings.HasPrefix(res.Stdout, "None\n") || res.Error == nil || res.Error.Name != "ConnectionError" {
 		t.Errorf("without network: %s %q %+v", res.Status, res.Stdout, res.Error)
 	}
 	apiErr(t, do(t, "POST", hs.URL+"/v1/execute", `{"code": "1", "network": "allow=example.com"}`), 403, "network_not_permitted")
@@ -340,17 +341,17 @@ func TestServerResponsiveBesideBombs(t *testing.T) {
 		`{"code": "import os\nwhile True:\n    try:\n        os.fork()\n    except OSError:\n        pass", "timeout_ms": 4000, "memory_mb": 128}`,
 		`{"code": "l = []\nwhile True:\n    l.append(bytearray(1 << 20))", "timeout_ms": 4000, "memory_mb": 128}`,
 	}
-	statuses := make(chan sandbox.Status, len(bombs))
+	statuses := make(chan job.Status, len(bombs))
 	for _, b := range bombs {
 		go func() { // not t.Fatal here: this is not the test's goroutine
-			var res sandbox.Result
+			var res job.Result
 			resp, err := http.Post(hs.URL+"/v1/execute", "application/json", strings.NewReader(b))
 			if err == nil {
 				err = json.NewDecoder(resp.Body).Decode(&res)
 				resp.Body.Close()
 			}
 			if err != nil {
-				res.Status = sandbox.Status("request failed: " + err.Error())
+				res.Status = job.Status("request failed: " + err.Error())
 			}
 			statuses <- res.Status
 		}()
@@ -363,14 +364,14 @@ func TestServerResponsiveBesideBombs(t *testing.T) {
 			t.Fatalf("healthz: %d", r.status)
 		}
 		res := result(t, do(t, "POST", hs.URL+"/v1/execute", `{"code": "print(1)"}`))
-		if res.Status != sandbox.StatusOK || res.Stdout != "1\n" {
+		if res.Status != job.StatusOK || res.Stdout != "1\n" {
 			t.Fatalf("neighbour %d: %s %q", i, res.Status, res.Stdout)
 		}
 		worst = max(worst, time.Since(start))
 	}
 	t.Logf("healthz + print(1) over HTTP beside a fork bomb and a memory bomb: slowest of 5 took %v", worst)
 	for range bombs {
-		if s := <-statuses; s != sandbox.StatusTimeout && s != sandbox.StatusMemoryLimit {
+		if s := <-statuses; s != job.StatusTimeout && s != job.StatusMemoryLimit {
 			t.Errorf("a bomb ended %s, want timeout or memory_limit", s)
 		}
 	}

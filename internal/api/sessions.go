@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"errors"
 	"fmt"
+	"github.com/codeexec/codeexec/internal/job"
 	"math"
 	"mime"
 	"net/http"
@@ -128,7 +129,7 @@ func (s *Server) sessionFile(w http.ResponseWriter, r *http.Request) (sess *sess
 		writeSessionError(w, r.PathValue("id"), err)
 		return nil, "", false
 	}
-	path, err = sandbox.CleanInputPath(r.PathValue("path"))
+	path, err = job.CleanInputPath(r.PathValue("path"))
 	if err != nil {
 		writeError(w, http.StatusBadRequest, "invalid_file_path", err.Error())
 		return nil, "", false
@@ -265,7 +266,7 @@ func writeSessionError(w http.ResponseWriter, id string, err error) {
 		writeError(w, http.StatusBadRequest, "invalid_ttl", err.Error())
 	case errors.Is(err, sandbox.ErrAboveTotal):
 		writeError(w, http.StatusBadRequest, "invalid_limits", err.Error())
-	case errors.Is(err, sandbox.ErrStorageLimit):
+	case errors.Is(err, job.ErrStorageLimit):
 		writeRequestError(w, storageLimitError(err))
 	default:
 		internalError(w, "sandbox_error", "the session could not be started", err)
@@ -278,11 +279,11 @@ func writeFileError(w http.ResponseWriter, p string, err error) {
 		writeError(w, http.StatusGone, "session_ended", err.Error())
 	case errors.Is(err, os.ErrNotExist):
 		writeError(w, http.StatusNotFound, "file_not_found", fmt.Sprintf("no file %q in the session", p))
-	case errors.Is(err, sandbox.ErrBadPath):
+	case errors.Is(err, job.ErrBadPath):
 		writeError(w, http.StatusBadRequest, "invalid_file_path", err.Error())
 	case errors.Is(err, sandbox.ErrNotAFile):
 		writeError(w, http.StatusBadRequest, "not_a_file", fmt.Sprintf("%q is not a regular file (a directory, say); name a file", p))
-	case errors.Is(err, sandbox.ErrStorageLimit):
+	case errors.Is(err, job.ErrStorageLimit):
 		writeRequestError(w, storageLimitError(err))
 	default:
 		writeError(w, http.StatusBadRequest, "file_error", err.Error())

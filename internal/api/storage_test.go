@@ -5,6 +5,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"github.com/codeexec/codeexec/internal/job"
 	"log/slog"
 	"net/http"
 	"net/http/httptest"
@@ -12,13 +13,12 @@ import (
 	"testing"
 
 	"github.com/codeexec/codeexec/internal/agent"
-	"github.com/codeexec/codeexec/internal/sandbox"
 )
 
 // TestStorageLimitAnswers checks that files or sandboxes that do not fit are a 507
 // storage_limit wherever the error surfaces, with the sandbox's explanation.
 func TestStorageLimitAnswers(t *testing.T) {
-	full := fmt.Errorf("%w: input files need 30 MiB, and the sandbox has 11 MiB of its 16 MiB memory limit free", sandbox.ErrStorageLimit)
+	full := fmt.Errorf("%w: input files need 30 MiB, and the sandbox has 11 MiB of its 16 MiB memory limit free", job.ErrStorageLimit)
 	cases := []struct {
 		name  string
 		write func(w http.ResponseWriter)

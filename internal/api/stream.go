@@ -70,7 +70,7 @@ func startExecStream(w http.ResponseWriter) *execStream {
 	return s
 }
 
-// output returns the writer of stream i (0 stdout, 1 stderr) for sandbox.Request.
+// output returns the writer of stream i (0 stdout, 1 stderr) for job.Request.
 func (s *execStream) output(i int) io.Writer { return streamWriter{s, i} }
 
 type streamWriter struct {

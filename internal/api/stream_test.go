@@ -4,13 +4,12 @@ import (
 	"bufio"
 	"context"
 	"encoding/json"
+	"github.com/codeexec/codeexec/internal/job"
+	"github.com/codeexec/codeexec/internal/session"
 	"math/rand/v2"
 	"net/http"
 	"strings"
 	"testing"
-
-	"github.com/codeexec/codeexec/internal/sandbox"
-	"github.com/codeexec/codeexec/internal/session"
 )
 
 func TestUTF8Text(t *testing.T) {
@@ -129,9 +128,9 @@ func (s *sseStream) rest() (stdout, stderr string, last sseEvent) {
 	}
 }
 
-func streamResult(t *testing.T, ev sseEvent) sandbox.Result {
+func streamResult(t *testing.T, ev sseEvent) job.Result {
 	t.Helper()
-	var res sandbox.Result
+	var res job.Result
 	if ev.name != "result" {
 		t.Fatalf("final event %s %s, want result", ev.name, ev.data)
 	}
@@ -149,7 +148,7 @@ func TestExecuteStream(t *testing.T) {
 		s := postStream(t, context.Background(), url, `{"stream": true, "code": "import sys\nprint('out1')\nprint('err1', file=sys.stderr)\nsys.stdout.buffer.write(b'cut \\xe2\\x82')\nsys.stdout.buffer.write(b'\\xac\\n')\n6 * 7"}`)
 		stdout, stderr, last := s.rest()
 		res := streamResult(t, last)
-		if res.Status != sandbox.StatusOK || sandboxDeref(res.Result) != "42" || res.Stdout != "out1\ncut €\n" || res.Stderr != "err1\n" {
+		if res.Status != job.StatusOK || sandboxDeref(res.Result) != "42" || res.Stdout != "out1\ncut €\n" || res.Stderr != "err1\n" {
 			t.Fatalf("result %s %s stdout %q stderr %q", res.Status, sandboxDeref(res.Result), res.Stdout, res.Stderr)
 		}
 		if stdout != res.Stdout || stderr != res.Stderr {
@@ -180,7 +179,7 @@ func TestExecuteStream(t *testing.T) {
 		var created CreateSessionReply
 		json.Unmarshal(do(t, "POST", hs.URL+"/v1/sessions", `{}`).body, &created)
 		base := hs.URL + "/v1/sessions/" + created.ID
-		if res := result(t, do(t, "POST", base+"/execute", `{"code": "while True: pass", "timeout_ms": 300}`)); res.Status != sandbox.StatusTimeout {
+		if res := result(t, do(t, "POST", base+"/execute", `{"code": "while True: pass", "timeout_ms": 300}`)); res.Status != job.StatusTimeout {
 			t.Fatalf("got %s, want timeout", res.Status)
 		}
 		_, _, last := postStream(t, context.Background(), base+"/execute", `{"stream": true, "code": "1"}`).rest()
@@ -214,7 +213,7 @@ func TestSessionInterruptHTTP(t *testing.T) {
 	interrupt(true)
 	_, stderr, last := s.rest()
 	res := streamResult(t, last)
-	if res.Status != sandbox.StatusError || res.Error == nil || res.Error.Name != "KeyboardInterrupt" || !strings.Contains(stderr, "KeyboardInterrupt") {
+	if res.Status != job.StatusError || res.Error == nil || res.Error.Name != "KeyboardInterrupt" || !strings.Contains(stderr, "KeyboardInterrupt") {
 		t.Fatalf("interrupted run: %s %+v stderr %q", res.Status, res.Error, stderr)
 	}
 	if res := result(t, do(t, "POST", base+"/execute", `{"code": "x + 1"}`)); sandboxDeref(res.Result) != "42" {

@@ -184,7 +184,7 @@ func TestEveryFieldReachesUpstream(t *testing.T) {
 // unset lists the exported fields ("Type.Field") of the agent and llm struct types
 // in v's tree that are zero everywhere they appear, but for those in except. It
 // reads llm.Content through its parts and agent.Items through what they hold; it
-// does not look into other packages' types (a sandbox.Result is set or not).
+// does not look into other packages' types (a job.Result is set or not).
 func unset(v any, except ...string) []string {
 	set := map[string]bool{}
 	seen := map[string]bool{}

@@ -12,9 +12,9 @@ import (
 
 	"github.com/codeexec/codeexec/internal/agent"
 	"github.com/codeexec/codeexec/internal/agent/agenttest"
+	"github.com/codeexec/codeexec/internal/job"
 	"github.com/codeexec/codeexec/internal/llm"
 	"github.com/codeexec/codeexec/internal/llm/llmtest"
-	"github.com/codeexec/codeexec/internal/sandbox"
 )
 
 func code(src string) llmtest.Call {
@@ -43,7 +43,7 @@ func TestClientToolMixed(t *testing.T) {
 	up := llmtest.NewServer(t, llmtest.Calls(code("result = 6 * 7")),
 		llmtest.Calls(llmtest.Call{Name: "search", Arguments: `{"q":"bitcoin"}`}), llmtest.Text("done"))
 	v := "42"
-	sb := &agenttest.Sandbox{T: t, Results: []*sandbox.Result{{Status: sandbox.StatusOK, Result: &v}}}
+	sb := &agenttest.Sandbox{T: t, Results: []*job.Result{{Status: job.StatusOK, Result: &v}}}
 	tools := `"tools":[{"type":"code_interpreter"},{"type":"function","function":{"name":"search","parameters":{"type":"object"}}}]`
 	first := `{"role":"user","content":"search and compute"}`
 	resp := complete(t, up, sb, `{"model":"fake-model",`+tools+`,"messages":[`+first+`]}`)
@@ -85,8 +85,8 @@ func TestEntries(t *testing.T) {
 		llmtest.Calls(llmtest.Call{Name: agent.ToolName, Arguments: `{"code": 1}`}),
 		llmtest.Text("42"), llmtest.Text("ok"))
 	v := "42"
-	sb := &agenttest.Sandbox{T: t, Results: []*sandbox.Result{{Status: sandbox.StatusOK, Stdout: "computing\n", Stderr: "careful\n", Result: &v,
-		Files: []sandbox.FileInfo{{Path: "out.csv", Size: 3}}}}}
+	sb := &agenttest.Sandbox{T: t, Results: []*job.Result{{Status: job.StatusOK, Stdout: "computing\n", Stderr: "careful\n", Result: &v,
+		Files: []job.FileInfo{{Path: "out.csv", Size: 3}}}}}
 	tools := `"tools":[{"type":"code_execution"}]`
 	resp := complete(t, up, sb, `{"model":"fake-model",`+tools+`,"messages":[{"role":"user","content":"6*7"}]}`)
 	calls := resp.Choices[0].Message.ToolCalls
@@ -126,7 +126,7 @@ func TestStreamed(t *testing.T) {
 	}
 	var chunks []*llm.ChatChunk
 	s := &Stream{ID: "chatcmpl-1", Model: "fake-model", Created: 1, Send: func(c *llm.ChatChunk) { chunks = append(chunks, c) }}
-	sb := &agenttest.Sandbox{T: t, Results: []*sandbox.Result{agenttest.OK("42\n")}}
+	sb := &agenttest.Sandbox{T: t, Results: []*job.Result{agenttest.OK("42\n")}}
 	res, err := (&agent.Agent{}).Complete(context.Background(), agent.Upstream(llm.New(up.Provider())), req, sb, s)
 	if err != nil {
 		t.Fatal(err)

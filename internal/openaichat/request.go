@@ -13,8 +13,8 @@ import (
 	"strings"
 
 	"github.com/codeexec/codeexec/internal/agent"
+	"github.com/codeexec/codeexec/internal/job"
 	"github.com/codeexec/codeexec/internal/llm"
-	"github.com/codeexec/codeexec/internal/sandbox"
 )
 
 // HasCodeTool reports whether req asks for server-side code execution.
@@ -184,17 +184,17 @@ func executionFromEntry(id string, e *llm.CodeExecution) *agent.Execution {
 	if !structured || e.Status == "" || e.Status == llm.StatusRunning {
 		return x
 	}
-	res := &sandbox.Result{Status: sandbox.Status(e.Status), Stdout: e.Stdout, Stderr: e.Stderr,
+	res := &job.Result{Status: job.Status(e.Status), Stdout: e.Stdout, Stderr: e.Stderr,
 		StdoutTruncated: e.StdoutTruncated, StderrTruncated: e.StderrTruncated, Result: e.Result, ResultTruncated: e.ResultTruncated,
 		ImagesTruncated: e.ImagesTruncated, FilesTruncated: e.FilesTruncated}
 	if e.Error != nil {
-		res.Error = &sandbox.Error{Name: e.Error.Name, Message: e.Error.Message, Traceback: e.Error.Traceback}
+		res.Error = &job.Error{Name: e.Error.Name, Message: e.Error.Message, Traceback: e.Error.Traceback}
 	}
 	for _, im := range e.Images {
-		res.Images = append(res.Images, sandbox.Image{Name: im.Name, MimeType: im.MimeType, Data: im.Data})
+		res.Images = append(res.Images, job.Image{Name: im.Name, MimeType: im.MimeType, Data: im.Data})
 	}
 	for _, f := range e.Files {
-		res.Files = append(res.Files, sandbox.FileInfo{Path: f.Path, Size: f.Size})
+		res.Files = append(res.Files, job.FileInfo{Path: f.Path, Size: f.Size})
 	}
 	x.Result = res
 	return x

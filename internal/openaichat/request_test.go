@@ -8,8 +8,8 @@ import (
 	"testing"
 
 	"github.com/codeexec/codeexec/internal/agent"
+	"github.com/codeexec/codeexec/internal/job"
 	"github.com/codeexec/codeexec/internal/llm"
-	"github.com/codeexec/codeexec/internal/sandbox"
 )
 
 func raw(s string) json.RawMessage { return json.RawMessage(s) }
@@ -97,7 +97,7 @@ func TestFromChatRequest(t *testing.T) {
 				&agent.Message{Role: "assistant", Content: agent.Content{Form: agent.FormNull}, Source: "messages[2]",
 					Extra: map[string]json.RawMessage{"reasoning_content": raw(`"hm"`)}},
 				&agent.Execution{ID: "c1", Code: "6", ContainerID: "sess_1", Output: "6",
-					Result: &sandbox.Result{Status: sandbox.StatusOK, Result: &v, Files: []sandbox.FileInfo{{Path: "o.txt", Size: 1}}}},
+					Result: &job.Result{Status: job.StatusOK, Result: &v, Files: []job.FileInfo{{Path: "o.txt", Size: 1}}}},
 				// Written by hand, without status: known by its output; its id made up.
 				&agent.Execution{ID: "call_code_1", Code: "print(1)", Output: "1\n"},
 				&agent.ToolCall{ID: "s1", Type: "function", Name: "search", Arguments: "{}"},

@@ -7,8 +7,8 @@ import (
 	"testing"
 
 	"github.com/codeexec/codeexec/internal/agent"
+	"github.com/codeexec/codeexec/internal/job"
 	"github.com/codeexec/codeexec/internal/llm"
-	"github.com/codeexec/codeexec/internal/sandbox"
 )
 
 // sameJSON reports whether a and b are the same JSON value.
@@ -32,7 +32,7 @@ func link(e *llm.CodeExecution) {
 
 var (
 	four     = "4"
-	ranFour  = &agent.Execution{ID: "c1", Code: "2+2", ContainerID: "sess_1", Output: "4", Result: &sandbox.Result{Status: sandbox.StatusOK, Result: &four, Files: []sandbox.FileInfo{{Path: "o.txt", Size: 2}}}}
+	ranFour  = &agent.Execution{ID: "c1", Code: "2+2", ContainerID: "sess_1", Output: "4", Result: &job.Result{Status: job.StatusOK, Result: &four, Files: []job.FileInfo{{Path: "o.txt", Size: 2}}}}
 	ranEntry = `{"code":"2+2","output":"4","status":"ok","stdout":"","stderr":"","stdout_truncated":false,"stderr_truncated":false,"result":"4","error":null,"images":[],"files":[{"path":"o.txt","size":2,"url":"/files/sess_1/o.txt"}],"container_id":"sess_1"}`
 	upstream = agent.UpstreamReply{ID: "chatcmpl-up", Object: "chat.completion", Created: 1700000000, Model: "m-2025", SystemFingerprint: "fp",
 		Extra: map[string]json.RawMessage{"service_tier": raw(`"default"`)}}
@@ -64,9 +64,9 @@ func TestToChatCompletion(t *testing.T) {
 		{"code that did not run",
 			&agent.Result{Output: []agent.Item{
 				&agent.Execution{ID: "c1", Code: "rm()", ContainerID: "sess_1", Output: "Rejected: deletes files",
-					Result: &sandbox.Result{Status: sandbox.StatusRejected, Error: &sandbox.Error{Name: agent.ErrorRejected, Message: "deletes files"}}},
+					Result: &job.Result{Status: job.StatusRejected, Error: &job.Error{Name: agent.ErrorRejected, Message: "deletes files"}}},
 				&agent.Execution{ID: "c2", Code: `{"code":1}`, Output: "error: bad",
-					Result: &sandbox.Result{Status: sandbox.StatusError, Error: &sandbox.Error{Name: agent.ErrorInvalidArguments, Message: "error: bad"}}},
+					Result: &job.Result{Status: job.StatusError, Error: &job.Error{Name: agent.ErrorInvalidArguments, Message: "error: bad"}}},
 				&agent.Message{Role: "assistant", Content: agent.Text("no")}}, Finish: agent.FinishStop, Upstream: upstream},
 			`{` + head + `,"usage":{"prompt_tokens":0,"completion_tokens":0,"total_tokens":0},"choices":[{"index":0,"finish_reason":"stop","message":{"role":"assistant","content":"no","tool_calls":[` +
 				`{"id":"c1","type":"code_execution","code_execution":{"code":"rm()","output":"Rejected: deletes files","status":"rejected","stdout":"","stderr":"","stdout_truncated":false,"stderr_truncated":false,"result":null,"error":{"name":"Rejected","message":"deletes files"},"images":[],"files":[],"container_id":"sess_1"}},` +

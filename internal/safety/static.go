@@ -7,13 +7,13 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"github.com/codeexec/codeexec/internal/job"
 	"io"
 	"strings"
 	"sync"
 	"time"
 
 	"github.com/codeexec/codeexec/internal/egress"
-	"github.com/codeexec/codeexec/internal/sandbox"
 )
 
 // analyzerSource is the Python program that parses the code to check; the list of
@@ -48,7 +48,7 @@ exec(marshal.loads(open("analyzer.bin", "rb").read()), {"__name__": "__main__"})
 
 // Runner executes one request in a fresh sandbox; *sandbox.Runner is one.
 type Runner interface {
-	Run(ctx context.Context, req *sandbox.Request) (*sandbox.Result, error)
+	Run(ctx context.Context, req *job.Request) (*job.Result, error)
 }
 
 // Finding is one construct the static analyzer flagged, with its line (1-based).
@@ -74,7 +74,7 @@ type Static struct {
 	// Runner runs the analyzer; it must not be nil.
 	Runner Runner
 	// Limits bound one analysis; the zero value means StaticLimits().
-	Limits sandbox.Limits
+	Limits job.Limits
 
 	mu       sync.Mutex
 	bytecode []byte // the compiled analyzer; nil until a compile run succeeded
@@ -85,8 +85,8 @@ func NewStatic(r Runner) *Static { return &Static{Runner: r} }
 
 // StaticLimits are the default limits of one analysis: parsing needs little, and a
 // program that takes longer than this to parse is refused rather than waited for.
-func StaticLimits() sandbox.Limits {
-	l := sandbox.DefaultLimits()
+func StaticLimits() job.Limits {
+	l := job.DefaultLimits()
 	l.Timeout = 10 * time.Second
 	return l
 }
@@ -118,24 +118,24 @@ func (s *Static) Analyze(ctx context.Context, code string, network bool) (*Repor
 
 // request is the run analyzing code: with the compiled analyzer when there is
 // bytecode, else with its source.
-func (s *Static) request(code string, network bool, bytecode []byte) *sandbox.Request {
-	req := &sandbox.Request{
+func (s *Static) request(code string, network bool, bytecode []byte) *job.Request {
+	req := &job.Request{
 		Code:   analyzerSource,
 		Limits: s.limits(),
-		Files:  []sandbox.InputFile{{Path: codeFile, Data: []byte(code)}},
+		Files:  []job.InputFile{{Path: codeFile, Data: []byte(code)}},
 	}
 	if network {
-		req.Files = append(req.Files, sandbox.InputFile{Path: optionsFile, Data: []byte(`{"network": true}`)})
+		req.Files = append(req.Files, job.InputFile{Path: optionsFile, Data: []byte(`{"network": true}`)})
 	}
 	if bytecode != nil {
 		req.Code = loaderProgram
-		req.Files = append(req.Files, sandbox.InputFile{Path: bytecodeFile, Data: bytecode})
+		req.Files = append(req.Files, job.InputFile{Path: bytecodeFile, Data: bytecode})
 	}
 	return req
 }
 
-func (s *Static) limits() sandbox.Limits {
-	if s.Limits == (sandbox.Limits{}) {
+func (s *Static) limits() job.Limits {
+	if s.Limits == (job.Limits{}) {
 		return StaticLimits()
 	}
 	return s.Limits
@@ -149,12 +149,12 @@ func (s *Static) compiled(ctx context.Context) []byte {
 	if s.bytecode != nil {
 		return s.bytecode
 	}
-	res, err := s.Runner.Run(ctx, &sandbox.Request{
+	res, err := s.Runner.Run(ctx, &job.Request{
 		Code:   compileProgram,
 		Limits: s.limits(),
-		Files:  []sandbox.InputFile{{Path: analyzerFile, Data: []byte(analyzerSource)}},
+		Files:  []job.InputFile{{Path: analyzerFile, Data: []byte(analyzerSource)}},
 	})
-	if err != nil || res.Status != sandbox.StatusOK || res.StdoutTruncated {
+	if err != nil || res.Status != job.StatusOK || res.StdoutTruncated {
 		return nil
 	}
 	b, err := hex.DecodeString(res.Stdout)
@@ -168,8 +168,8 @@ func (s *Static) compiled(ctx context.Context) []byte {
 // decodeReport reads the analyzer's one JSON line strictly: a failed run, unknown
 // or missing fields, trailing data or a verdict that contradicts its findings is an
 // error, never a verdict.
-func decodeReport(res *sandbox.Result) (*Report, error) {
-	if res.Status != sandbox.StatusOK {
+func decodeReport(res *job.Result) (*Report, error) {
+	if res.Status != job.StatusOK {
 		msg := string(res.Status)
 		if res.Error != nil {
 			msg += ": " + res.Error.Name + ": " + res.Error.Message

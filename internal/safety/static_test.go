@@ -3,6 +3,7 @@ package safety
 import (
 	"context"
 	"errors"
+	"github.com/codeexec/codeexec/internal/job"
 	"os"
 	"reflect"
 	"strings"
@@ -163,12 +164,12 @@ func TestStaticTooDeep(t *testing.T) {
 // fakeRunner answers runs with its results in order, then with err, and records
 // the requests.
 type fakeRunner struct {
-	results []*sandbox.Result
+	results []*job.Result
 	err     error
-	got     []*sandbox.Request
+	got     []*job.Request
 }
 
-func (f *fakeRunner) Run(ctx context.Context, req *sandbox.Request) (*sandbox.Result, error) {
+func (f *fakeRunner) Run(ctx context.Context, req *job.Request) (*job.Result, error) {
 	f.got = append(f.got, req)
 	if len(f.got) > len(f.results) {
 		return nil, f.err
@@ -176,14 +177,14 @@ func (f *fakeRunner) Run(ctx context.Context, req *sandbox.Request) (*sandbox.Re
 	return f.results[len(f.got)-1], nil
 }
 
-func okResult(stdout string) *sandbox.Result {
-	return &sandbox.Result{Status: sandbox.StatusOK, Stdout: stdout}
+func okResult(stdout string) *job.Result {
+	return &job.Result{Status: job.StatusOK, Stdout: stdout}
 }
 
 const safeReport = `{"safe": true, "reason": "no findings", "findings": []}` + "\n"
 
 func TestStaticRequests(t *testing.T) {
-	f := &fakeRunner{results: []*sandbox.Result{okResult("e3ff00"), okResult(safeReport), okResult(safeReport)}}
+	f := &fakeRunner{results: []*job.Result{okResult("e3ff00"), okResult(safeReport), okResult(safeReport)}}
 	s := NewStatic(f)
 	for _, code := range []string{"print(1)", "print(2)"} {
 		if _, err := s.Check(context.Background(), code, nil); err != nil {
@@ -199,7 +200,7 @@ func TestStaticRequests(t *testing.T) {
 	}
 	for i, code := range []string{"print(1)", "print(2)"} {
 		r := f.got[i+1]
-		want := []sandbox.InputFile{{Path: codeFile, Data: []byte(code)}, {Path: bytecodeFile, Data: []byte{0xe3, 0xff, 0}}}
+		want := []job.InputFile{{Path: codeFile, Data: []byte(code)}, {Path: bytecodeFile, Data: []byte{0xe3, 0xff, 0}}}
 		if r.Code != loaderProgram || !reflect.DeepEqual(r.Files, want) {
 			t.Errorf("check of %q ran %q with files %v, want loaderProgram with %v", code, r.Code, r.Files, want)
 		}
@@ -212,12 +213,12 @@ func TestStaticRequests(t *testing.T) {
 // TestStaticCompileFails: without bytecode the analyzer runs from source, and the
 // next check tries to compile again.
 func TestStaticCompileFails(t *testing.T) {
-	for _, compile := range []*sandbox.Result{
-		{Status: sandbox.StatusError, Error: &sandbox.Error{Name: "SyntaxError"}},
+	for _, compile := range []*job.Result{
+		{Status: job.StatusError, Error: &job.Error{Name: "SyntaxError"}},
 		okResult("not hex"),
 		okResult(""),
 	} {
-		f := &fakeRunner{results: []*sandbox.Result{compile, okResult(safeReport), compile, okResult(safeReport)}}
+		f := &fakeRunner{results: []*job.Result{compile, okResult(safeReport), compile, okResult(safeReport)}}
 		s := NewStatic(f)
 		for range 2 {
 			if v, err := s.Check(context.Background(), "print(1)", nil); err != nil || !v.Safe {
@@ -231,29 +232,29 @@ func TestStaticCompileFails(t *testing.T) {
 }
 
 func TestStaticDecodeStrict(t *testing.T) {
-	ok := sandbox.StatusOK
+	ok := job.StatusOK
 	cases := []struct {
 		name   string
-		res    sandbox.Result
+		res    job.Result
 		wantOK bool
 	}{
-		{"safe", sandbox.Result{Status: ok, Stdout: `{"safe": true, "reason": "no findings", "findings": []}` + "\n"}, true},
-		{"unsafe", sandbox.Result{Status: ok, Stdout: `{"safe": false, "reason": "x (line 1)", "findings": [{"line": 1, "what": "x"}]}`}, true},
-		{"run failed", sandbox.Result{Status: sandbox.StatusError, Error: &sandbox.Error{Name: "RecursionError", Message: "too deep"}}, false},
-		{"timeout", sandbox.Result{Status: sandbox.StatusTimeout}, false},
-		{"truncated", sandbox.Result{Status: ok, StdoutTruncated: true, Stdout: `{"safe": true, "reason": "no findings", "findings": []}`}, false},
-		{"empty", sandbox.Result{Status: ok}, false},
-		{"not json", sandbox.Result{Status: ok, Stdout: "safe\n"}, false},
-		{"unknown field", sandbox.Result{Status: ok, Stdout: `{"safe": true, "reason": "r", "findings": [], "extra": 1}`}, false},
-		{"unknown finding field", sandbox.Result{Status: ok, Stdout: `{"safe": false, "reason": "r", "findings": [{"line": 1, "what": "x", "y": 2}]}`}, false},
-		{"trailing data", sandbox.Result{Status: ok, Stdout: `{"safe": true, "reason": "r", "findings": []} {"safe": false}`}, false},
-		{"missing safe", sandbox.Result{Status: ok, Stdout: `{"reason": "r", "findings": []}`}, false},
-		{"missing findings", sandbox.Result{Status: ok, Stdout: `{"safe": true, "reason": "r"}`}, false},
-		{"safe as string", sandbox.Result{Status: ok, Stdout: `{"safe": "true", "reason": "r", "findings": []}`}, false},
-		{"empty reason", sandbox.Result{Status: ok, Stdout: `{"safe": true, "reason": "", "findings": []}`}, false},
-		{"unsafe without findings", sandbox.Result{Status: ok, Stdout: `{"safe": false, "reason": "r", "findings": []}`}, false},
-		{"safe with findings", sandbox.Result{Status: ok, Stdout: `{"safe": true, "reason": "r", "findings": [{"line": 1, "what": "x"}]}`}, false},
-		{"finding without what", sandbox.Result{Status: ok, Stdout: `{"safe": false, "reason": "r", "findings": [{"line": 1, "what": ""}]}`}, false},
+		{"safe", job.Result{Status: ok, Stdout: `{"safe": true, "reason": "no findings", "findings": []}` + "\n"}, true},
+		{"unsafe", job.Result{Status: ok, Stdout: `{"safe": false, "reason": "x (line 1)", "findings": [{"line": 1, "what": "x"}]}`}, true},
+		{"run failed", job.Result{Status: job.StatusError, Error: &job.Error{Name: "RecursionError", Message: "too deep"}}, false},
+		{"timeout", job.Result{Status: job.StatusTimeout}, false},
+		{"truncated", job.Result{Status: ok, StdoutTruncated: true, Stdout: `{"safe": true, "reason": "no findings", "findings": []}`}, false},
+		{"empty", job.Result{Status: ok}, false},
+		{"not json", job.Result{Status: ok, Stdout: "safe\n"}, false},
+		{"unknown field", job.Result{Status: ok, Stdout: `{"safe": true, "reason": "r", "findings": [], "extra": 1}`}, false},
+		{"unknown finding field", job.Result{Status: ok, Stdout: `{"safe": false, "reason": "r", "findings": [{"line": 1, "what": "x", "y": 2}]}`}, false},
+		{"trailing data", job.Result{Status: ok, Stdout: `{"safe": true, "reason": "r", "findings": []} {"safe": false}`}, false},
+		{"missing safe", job.Result{Status: ok, Stdout: `{"reason": "r", "findings": []}`}, false},
+		{"missing findings", job.Result{Status: ok, Stdout: `{"safe": true, "reason": "r"}`}, false},
+		{"safe as string", job.Result{Status: ok, Stdout: `{"safe": "true", "reason": "r", "findings": []}`}, false},
+		{"empty reason", job.Result{Status: ok, Stdout: `{"safe": true, "reason": "", "findings": []}`}, false},
+		{"unsafe without findings", job.Result{Status: ok, Stdout: `{"safe": false, "reason": "r", "findings": []}`}, false},
+		{"safe with findings", job.Result{Status: ok, Stdout: `{"safe": true, "reason": "r", "findings": [{"line": 1, "what": "x"}]}`}, false},
+		{"finding without what", job.Result{Status: ok, Stdout: `{"safe": false, "reason": "r", "findings": [{"line": 1, "what": ""}]}`}, false},
 	}
 	for _, tc := range cases {
 		r, err := decodeReport(&tc.res)

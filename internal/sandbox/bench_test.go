@@ -2,6 +2,7 @@ package sandbox
 
 import (
 	"context"
+	"github.com/codeexec/codeexec/internal/job"
 	"testing"
 )
 
@@ -17,10 +18,10 @@ func BenchmarkRun(b *testing.B) {
 			b.Run(path+"/"+wl.name, func(b *testing.B) {
 				// pathOf reads the path from the benchmark's name.
 				r := newTestRunner(b)
-				req := &Request{Code: wl.code, Limits: DefaultLimits()}
+				req := &job.Request{Code: wl.code, Limits: job.DefaultLimits()}
 				for b.Loop() {
 					res, err := r.Run(context.Background(), req)
-					if err != nil || res.Status != StatusOK {
+					if err != nil || res.Status != job.StatusOK {
 						b.Fatalf("%v %+v", err, res)
 					}
 				}

@@ -3,6 +3,7 @@ package sandbox
 import (
 	"context"
 	"fmt"
+	"github.com/codeexec/codeexec/internal/job"
 	"io"
 	"os"
 	"path/filepath"
@@ -16,7 +17,7 @@ import (
 
 // runCold runs req in a sandbox of its own with a fresh interpreter: the slow path,
 // used when no zygote is available and as the reference the warm path is held to.
-func (r *Runner) runCold(ctx context.Context, req *Request) (*Result, error) {
+func (r *Runner) runCold(ctx context.Context, req *job.Request) (*job.Result, error) {
 	l := req.Limits
 	name := r.nextName()
 	var cu cleanup.Cleanup
@@ -115,7 +116,7 @@ func (r *Runner) runCold(ctx context.Context, req *Request) (*Result, error) {
 	return res, nil
 }
 
-func cgroupLimits(l Limits) cgroup.Limits {
+func cgroupLimits(l job.Limits) cgroup.Limits {
 	return cgroup.Limits{MemoryBytes: l.MemoryBytes, Pids: l.Pids, CPUs: l.CPUs}
 }
 

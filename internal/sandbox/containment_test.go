@@ -2,6 +2,7 @@ package sandbox
 
 import (
 	"fmt"
+	"github.com/codeexec/codeexec/internal/job"
 	"net"
 	"os"
 	"path/filepath"
@@ -38,7 +39,7 @@ print("found", found)
 print("hostname", open("/etc/hostname").read().strip(), socket.gethostname())
 `, marker, dir)
 		res := run(t, code, nil)
-		if res.Status != StatusOK {
+		if res.Status != job.StatusOK {
 			t.Fatalf("status %s stderr %q", res.Status, res.Stderr)
 		}
 		if !strings.Contains(res.Stdout, "found []") {
@@ -58,7 +59,7 @@ import os
 data = open("/proc/1/environ", "rb").read() + open("/proc/self/environ", "rb").read()
 print(repr(data))
 print(dict(os.environ))`, nil)
-		if res.Status != StatusOK {
+		if res.Status != job.StatusOK {
 			t.Fatalf("status %s stderr %q", res.Status, res.Stderr)
 		}
 		if strings.Contains(res.Stdout, "sk-do-not-leak") || strings.Contains(res.Stdout, "CODEEXEC_TEST_SECRET") {
@@ -171,8 +172,8 @@ func TestTimeoutKillsTree(t *testing.T) {
 		for _, tt := range tests {
 			t.Run(tt.name, func(t *testing.T) {
 				start := time.Now()
-				res := run(t, tt.code, func(r *Request) { r.Limits.Timeout = time.Second })
-				if res.Status != StatusTimeout || res.ExitCode != 124 {
+				res := run(t, tt.code, func(r *job.Request) { r.Limits.Timeout = time.Second })
+				if res.Status != job.StatusTimeout || res.ExitCode != 124 {
 					t.Fatalf("got %s exit %d, want timeout 124", res.Status, res.ExitCode)
 				}
 				if d := time.Since(start); d > 15*time.Second {
@@ -194,8 +195,8 @@ while True:
         os.fork()
         n += 1
     except OSError:
-        pass`, func(r *Request) { r.Limits.Timeout = 3 * time.Second; r.Limits.Pids = 32 })
-		if res.Status != StatusTimeout {
+        pass`, func(r *job.Request) { r.Limits.Timeout = 3 * time.Second; r.Limits.Pids = 32 })
+		if res.Status != job.StatusTimeout {
 			t.Fatalf("fork bomb ended with %s, want timeout", res.Status)
 		}
 		assertNoSandboxProcesses(t)
@@ -211,8 +212,8 @@ func TestMemoryLimit(t *testing.T) {
 		}
 		for _, tt := range tests {
 			t.Run(tt.name, func(t *testing.T) {
-				res := run(t, tt.code, func(r *Request) { r.Limits.MemoryBytes = 256 << 20 })
-				if res.Status != StatusMemoryLimit || res.ExitCode != 137 {
+				res := run(t, tt.code, func(r *job.Request) { r.Limits.MemoryBytes = 256 << 20 })
+				if res.Status != job.StatusMemoryLimit || res.ExitCode != 137 {
 					t.Fatalf("got %s exit %d (%+v), want memory_limit 137", res.Status, res.ExitCode, res.Error)
 				}
 				if res.Usage.MaxMemoryBytes < 200<<20 || res.Usage.MaxMemoryBytes > 256<<20 {
@@ -225,14 +226,14 @@ func TestMemoryLimit(t *testing.T) {
 
 func TestOutputLimit(t *testing.T) {
 	bothPaths(t, func(t *testing.T) {
-		res := run(t, "import sys\nfor _ in range(1024):\n    sys.stdout.write('x' * (1 << 20))", func(r *Request) {
+		res := run(t, "import sys\nfor _ in range(1024):\n    sys.stdout.write('x' * (1 << 20))", func(r *job.Request) {
 			r.Limits.OutputBytes = 64 << 10
 		})
-		if res.Status != StatusOutputLimit || !res.StdoutTruncated || len(res.Stdout) != 64<<10 {
+		if res.Status != job.StatusOutputLimit || !res.StdoutTruncated || len(res.Stdout) != 64<<10 {
 			t.Fatalf("got %s truncated=%v len=%d, want output_limit, truncated, %d bytes", res.Status, res.StdoutTruncated, len(res.Stdout), 64<<10)
 		}
-		res = run(t, "import sys\nsys.stderr.write('e' * 100)\nprint('x' * 100)", func(r *Request) { r.Limits.OutputBytes = 1000 })
-		if res.Status != StatusOK || res.StdoutTruncated || res.StderrTruncated || len(res.Stderr) != 100 {
+		res = run(t, "import sys\nsys.stderr.write('e' * 100)\nprint('x' * 100)", func(r *job.Request) { r.Limits.OutputBytes = 1000 })
+		if res.Status != job.StatusOK || res.StdoutTruncated || res.StderrTruncated || len(res.Stderr) != 100 {
 			t.Fatalf("output under the limit: got %s %v %v %d", res.Status, res.StdoutTruncated, res.StderrTruncated, len(res.Stderr))
 		}
 	})
@@ -251,12 +252,12 @@ for path in ["/work/fill", "/tmp/fill", "/dev/shm/fill"]:
                 f.flush()
                 n += 65536
     except OSError as e:
-        print(path, n, errno.errorcode[e.errno])`, func(r *Request) {
+        print(path, n, errno.errorcode[e.errno])`, func(r *job.Request) {
 			r.Limits.WorkBytes = 8 << 20
 			r.Limits.TmpBytes = 4 << 20
 			r.Limits.FileBytes = 6 << 20
 		})
-		if res.Status != StatusOK {
+		if res.Status != job.StatusOK {
 			t.Fatalf("got %s %q", res.Status, res.Stderr)
 		}
 		tests := []struct {
@@ -308,11 +309,11 @@ func TestNoLeaksAfterManyRuns(t *testing.T) {
 			case 2:
 				code = "import os\nif os.fork() == 0:\n    import time; time.sleep(60)\nopen('f', 'w').write('x')"
 			}
-			res, err := r.Run(t.Context(), &Request{Code: code, Limits: DefaultLimits()})
+			res, err := r.Run(t.Context(), &job.Request{Code: code, Limits: job.DefaultLimits()})
 			if err != nil {
 				t.Fatalf("run %d: %v", i, err)
 			}
-			if res.Status == StatusTimeout || res.Status == StatusKilled {
+			if res.Status == job.StatusTimeout || res.Status == job.StatusKilled {
 				t.Fatalf("run %d: %s", i, res.Status)
 			}
 		}
@@ -419,7 +420,7 @@ if pid == 0:
 print("fork", os.waitstatus_to_exitcode(os.waitpid(pid, 0)[1]))
 print([l.strip() for l in open("/proc/self/status") if l.startswith("Seccomp:")])
 `, nil)
-		if res.Status != StatusOK {
+		if res.Status != job.StatusOK {
 			t.Fatalf("status %s stderr %q", res.Status, res.Stderr)
 		}
 		for _, name := range []string{"mount", "unshare_user", "unshare_net", "ptrace", "bpf", "keyctl", "userfaultfd", "io_uring_setup", "clone_newuser", "chroot", "mknod"} {
@@ -445,12 +446,12 @@ func TestNeighboursStayResponsive(t *testing.T) {
 			"l = []\nwhile True:\n    l.append(bytearray(1 << 20))",
 		}
 		var wg sync.WaitGroup
-		statuses := make([]Status, len(bombs))
+		statuses := make([]job.Status, len(bombs))
 		for i, code := range bombs {
 			wg.Add(1)
 			go func() {
 				defer wg.Done()
-				res := run(t, code, func(r *Request) { r.Limits.Timeout = 4 * time.Second; r.Limits.MemoryBytes = 128 << 20 })
+				res := run(t, code, func(r *job.Request) { r.Limits.Timeout = 4 * time.Second; r.Limits.MemoryBytes = 128 << 20 })
 				statuses[i] = res.Status
 			}()
 		}
@@ -462,14 +463,14 @@ func TestNeighboursStayResponsive(t *testing.T) {
 			if d := time.Since(start); d > worst {
 				worst = d
 			}
-			if res.Status != StatusOK || res.Stdout != "1\n" {
+			if res.Status != job.StatusOK || res.Stdout != "1\n" {
 				t.Fatalf("neighbour run %d: %s %q", i, res.Status, res.Stdout)
 			}
 		}
 		t.Logf("print(1) beside a fork bomb and a memory bomb: slowest of 5 took %v", worst)
 		wg.Wait()
 		// A fork bomb of forked interpreters may run out of memory before time.
-		if (statuses[0] != StatusTimeout && statuses[0] != StatusMemoryLimit) || statuses[1] != StatusMemoryLimit {
+		if (statuses[0] != job.StatusTimeout && statuses[0] != job.StatusMemoryLimit) || statuses[1] != job.StatusMemoryLimit {
 			t.Errorf("bombs ended %v, want timeout or memory_limit (fork bomb) and memory_limit", statuses)
 		}
 		assertNoSandboxProcesses(t)
@@ -498,7 +499,7 @@ print(sorted(out.items()))
 # A subprocess inherits the domain.
 print("child", subprocess.run(["python3", "-c", "open('/proc/self/comm', 'w').write('x')"], capture_output=True).returncode)
 `, nil)
-		if res.Status != StatusOK {
+		if res.Status != job.StatusOK {
 			t.Fatalf("status %s stderr %q", res.Status, res.Stderr)
 		}
 		for _, want := range []string{"('/proc/self/comm', 'EACCES')", "('/work/a', 'ok')", "('/tmp/a', 'ok')", "('/dev/shm/a', 'ok')", "('/dev/null', 'ok')", "child 1"} {

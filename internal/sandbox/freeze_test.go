@@ -3,6 +3,7 @@ package sandbox
 import (
 	"context"
 	"errors"
+	"github.com/codeexec/codeexec/internal/job"
 	"os"
 	"strings"
 	"testing"
@@ -33,8 +34,8 @@ func groupCPU(t *testing.T, s *Session) time.Duration {
 // runs, the next run's cpu_ms is its own, and the thread carries on during the runs.
 func TestSessionFrozenBetweenRuns(t *testing.T) {
 	t.Run("warm", func(t *testing.T) {
-		s := newTestSession(t, sharedRunner(t), DefaultLimits())
-		if res := sessionRun(t, s, spinCode); res.Status != StatusOK {
+		s := newTestSession(t, sharedRunner(t), job.DefaultLimits())
+		if res := sessionRun(t, s, spinCode); res.Status != job.StatusOK {
 			t.Fatalf("start the thread: %s %s", res.Status, res.Stderr)
 		}
 		idle := groupCPU(t, s)
@@ -45,7 +46,7 @@ func TestSessionFrozenBetweenRuns(t *testing.T) {
 		start := groupCPU(t, s)
 		res := sessionRun(t, s, "counter[0]")
 		used := groupCPU(t, s) - start
-		if res.Status != StatusOK {
+		if res.Status != job.StatusOK {
 			t.Fatalf("read the counter: %s %s", res.Status, res.Stderr)
 		}
 		// The run's cpu_ms is what the group used during the run, not since the last.
@@ -64,7 +65,7 @@ func TestSessionFrozenBetweenRuns(t *testing.T) {
 func TestFrozenSession(t *testing.T) {
 	t.Run("warm", func(t *testing.T) {
 		r := newTestRunner(t)
-		s := newTestSession(t, r, DefaultLimits())
+		s := newTestSession(t, r, job.DefaultLimits())
 		sessionRun(t, s, spinCode+"import os, time\nif os.fork() == 0:\n    time.sleep(1000)")
 		if !s.frozen {
 			t.Fatal("the session is not frozen after a run")
@@ -92,7 +93,7 @@ func TestFrozenSession(t *testing.T) {
 		}
 
 		// The runner's Close ends a frozen session it was not told about.
-		other := newTestSession(t, r, DefaultLimits())
+		other := newTestSession(t, r, job.DefaultLimits())
 		sessionRun(t, other, spinCode)
 		pids = sessionPids(t, other)
 		closed := make(chan error, 1)
@@ -106,7 +107,7 @@ func TestFrozenSession(t *testing.T) {
 			t.Fatal("runner Close hangs on a frozen session")
 		}
 		assertGone(t, r, pids)
-		if _, err := other.Run(context.Background(), &Request{Code: "1"}); !errors.Is(err, ErrSessionEnded) {
+		if _, err := other.Run(context.Background(), &job.Request{Code: "1"}); !errors.Is(err, ErrSessionEnded) {
 			t.Errorf("run in a session of a closed runner: %v, want ErrSessionEnded", err)
 		}
 	})
@@ -116,20 +117,20 @@ func TestFrozenSession(t *testing.T) {
 func TestSessionEndReason(t *testing.T) {
 	t.Run("warm", func(t *testing.T) {
 		r := sharedRunner(t)
-		l := DefaultLimits()
+		l := job.DefaultLimits()
 		l.MemoryBytes = 64 << 20
 		for _, tt := range []struct {
 			code string
-			want Status
+			want job.Status
 		}{
-			{"while True: pass", StatusTimeout},
-			{allocCode(200), StatusMemoryLimit},
+			{"while True: pass", job.StatusTimeout},
+			{allocCode(200), job.StatusMemoryLimit},
 		} {
 			s := newTestSession(t, r, l)
-			if res, err := s.Run(context.Background(), &Request{Code: "x = 1"}); err != nil || res.Status != StatusOK {
+			if res, err := s.Run(context.Background(), &job.Request{Code: "x = 1"}); err != nil || res.Status != job.StatusOK {
 				t.Fatalf("x = 1: %v %v", res, err)
 			}
-			res, err := s.Run(context.Background(), &Request{Code: tt.code, Limits: Limits{Timeout: time.Second}})
+			res, err := s.Run(context.Background(), &job.Request{Code: tt.code, Limits: job.Limits{Timeout: time.Second}})
 			if err != nil || res.Status != tt.want {
 				t.Fatalf("%q: %v %v, want %s", tt.code, res, err, tt.want)
 			}
@@ -141,7 +142,7 @@ func TestSessionEndReason(t *testing.T) {
 			}
 		}
 		s := newTestSession(t, r, l)
-		if res, err := s.Run(context.Background(), &Request{Code: "x = 1"}); err != nil || s.EndReason() != "" || res.Error != nil {
+		if res, err := s.Run(context.Background(), &job.Request{Code: "x = 1"}); err != nil || s.EndReason() != "" || res.Error != nil {
 			t.Errorf("a run that ends nothing: %v, EndReason %q, error %+v", err, s.EndReason(), res.Error)
 		}
 	})
@@ -151,37 +152,37 @@ func TestSessionEndReason(t *testing.T) {
 // repeat its others; it may not raise any or change the fixed ones.
 func TestSessionRunLimits(t *testing.T) {
 	t.Run("warm", func(t *testing.T) {
-		l := DefaultLimits()
+		l := job.DefaultLimits()
 		l.MemoryBytes, l.Timeout = 64<<20, 10*time.Second
 		s := newTestSession(t, sharedRunner(t), l)
 		tests := []struct {
 			name string
-			ask  Limits
+			ask  job.Limits
 			ok   bool
 		}{
-			{"none", Limits{}, true},
+			{"none", job.Limits{}, true},
 			{"the session's own", l, true},
-			{"less time", Limits{Timeout: time.Second}, true},
-			{"less output", Limits{OutputBytes: 100}, true},
-			{"more time", Limits{Timeout: time.Minute}, false},
-			{"more output", Limits{OutputBytes: 2 * l.OutputBytes}, false},
-			{"more memory", Limits{MemoryBytes: 100 << 20}, false},
-			{"less memory", Limits{MemoryBytes: 32 << 20}, false},
-			{"other pids", Limits{Pids: 8}, false},
-			{"other cpus", Limits{CPUs: 0.5}, false},
+			{"less time", job.Limits{Timeout: time.Second}, true},
+			{"less output", job.Limits{OutputBytes: 100}, true},
+			{"more time", job.Limits{Timeout: time.Minute}, false},
+			{"more output", job.Limits{OutputBytes: 2 * l.OutputBytes}, false},
+			{"more memory", job.Limits{MemoryBytes: 100 << 20}, false},
+			{"less memory", job.Limits{MemoryBytes: 32 << 20}, false},
+			{"other pids", job.Limits{Pids: 8}, false},
+			{"other cpus", job.Limits{CPUs: 0.5}, false},
 		}
 		for _, tt := range tests {
-			res, err := s.Run(context.Background(), &Request{Code: "1", Limits: tt.ask})
+			res, err := s.Run(context.Background(), &job.Request{Code: "1", Limits: tt.ask})
 			switch {
-			case tt.ok && (err != nil || res.Status != StatusOK):
+			case tt.ok && (err != nil || res.Status != job.StatusOK):
 				t.Errorf("%s: %v %v, want ok", tt.name, res, err)
 			case !tt.ok && !errors.Is(err, ErrSessionLimits):
 				t.Errorf("%s: %v, want ErrSessionLimits", tt.name, err)
 			}
 		}
 		// A 100 MiB allocation in the 64 MiB session still ends at 64.
-		res, err := s.Run(context.Background(), &Request{Code: allocCode(100)})
-		if err != nil || res.Status != StatusMemoryLimit {
+		res, err := s.Run(context.Background(), &job.Request{Code: allocCode(100)})
+		if err != nil || res.Status != job.StatusMemoryLimit {
 			t.Errorf("100 MiB in a 64 MiB session: %v %v, want memory_limit", res, err)
 		}
 	})

@@ -3,6 +3,7 @@ package sandbox
 import (
 	"bytes"
 	"fmt"
+	"github.com/codeexec/codeexec/internal/job"
 	"image/png"
 	"os"
 	"path/filepath"
@@ -27,7 +28,7 @@ func TestLibraries(t *testing.T) {
 		for _, tt := range tests {
 			t.Run(tt.name, func(t *testing.T) {
 				res := run(t, tt.code, nil)
-				if res.Status != StatusOK || res.Result == nil || *res.Result != tt.want {
+				if res.Status != job.StatusOK || res.Result == nil || *res.Result != tt.want {
 					t.Fatalf("got status %s result %v stderr %q, want ok %q", res.Status, deref(res.Result), res.Stderr, tt.want)
 				}
 			})
@@ -45,7 +46,7 @@ func deref(s *string) string {
 func TestMatplotlibFigure(t *testing.T) {
 	bothPaths(t, func(t *testing.T) {
 		res := run(t, "import matplotlib.pyplot as plt\nplt.plot([1, 4, 9])\nplt.title('squares')\nplt.show()\nprint('shown')", nil)
-		if res.Status != StatusOK || res.Stdout != "shown\n" {
+		if res.Status != job.StatusOK || res.Stdout != "shown\n" {
 			t.Fatalf("status %s stdout %q stderr %q", res.Status, res.Stdout, res.Stderr)
 		}
 		if len(res.Images) != 1 {
@@ -81,7 +82,7 @@ func TestResultCapture(t *testing.T) {
 		for _, tt := range tests {
 			t.Run(tt.name, func(t *testing.T) {
 				res := run(t, tt.code, nil)
-				if res.Status != StatusOK {
+				if res.Status != job.StatusOK {
 					t.Fatalf("status %s stderr %q", res.Status, res.Stderr)
 				}
 				if deref(res.Result) != deref(tt.want) {
@@ -108,7 +109,7 @@ func TestErrors(t *testing.T) {
 		for _, tt := range tests {
 			t.Run(tt.name, func(t *testing.T) {
 				res := run(t, tt.code, nil)
-				if res.Status != StatusError || res.Error == nil || res.Error.Name != tt.errName || res.ExitCode != tt.exit {
+				if res.Status != job.StatusError || res.Error == nil || res.Error.Name != tt.errName || res.ExitCode != tt.exit {
 					t.Fatalf("got %s %+v exit %d, want error %s exit %d", res.Status, res.Error, res.ExitCode, tt.errName, tt.exit)
 				}
 				if !strings.Contains(res.Error.Traceback, tt.inTraceback) {
@@ -123,7 +124,7 @@ func TestErrors(t *testing.T) {
 			})
 		}
 		res := run(t, "import sys\nsys.exit(0)", nil)
-		if res.Status != StatusOK || res.ExitCode != 0 {
+		if res.Status != job.StatusOK || res.ExitCode != 0 {
 			t.Errorf("sys.exit(0): got %s exit %d, want ok 0", res.Status, res.ExitCode)
 		}
 	})
@@ -150,11 +151,11 @@ import os
 os.makedirs("sub", exist_ok=True)
 open("sub/note.txt", "w").write("hello")
 os.symlink("/etc/passwd", "link")
-int(df["double"].sum())`, func(r *Request) {
-			r.Files = []InputFile{{Path: "data/in.csv", Data: []byte("v\n1\n2\n")}}
+int(df["double"].sum())`, func(r *job.Request) {
+			r.Files = []job.InputFile{{Path: "data/in.csv", Data: []byte("v\n1\n2\n")}}
 			r.OutputDir = out
 		})
-		if res.Status != StatusOK || deref(res.Result) != "6" {
+		if res.Status != job.StatusOK || deref(res.Result) != "6" {
 			t.Fatalf("status %s result %s stderr %q", res.Status, deref(res.Result), res.Stderr)
 		}
 		got := map[string]int64{}
@@ -175,28 +176,15 @@ int(df["double"].sum())`, func(r *Request) {
 	})
 }
 
-func TestInputPathValidation(t *testing.T) {
-	for _, p := range []string{"../x", "/etc/passwd", "a/../../x", "", ".", "a\x00b"} {
-		req := &Request{Code: "1", Limits: DefaultLimits(), Files: []InputFile{{Path: p}}}
-		if err := req.Validate(); err == nil {
-			t.Errorf("Validate accepted input path %q", p)
-		}
-	}
-	req := &Request{Code: "1", Limits: DefaultLimits(), Files: []InputFile{{Path: "./a//b.txt"}}}
-	if err := req.Validate(); err != nil || req.Files[0].Path != "a/b.txt" {
-		t.Errorf("Validate(./a//b.txt) = %v, path %q; want a/b.txt", err, req.Files[0].Path)
-	}
-}
-
 // A program stopped by a limit still returns the files it wrote before: the warm
 // path holds its child's work dir open past the child's end, like the cold path's
 // host tmpfs.
 func TestFilesKeptWhenLimitHit(t *testing.T) {
 	bothPaths(t, func(t *testing.T) {
-		res := run(t, "open('partial.csv', 'w').write('a,b\\n1,2\\n')\nwhile True:\n    pass", func(r *Request) {
+		res := run(t, "open('partial.csv', 'w').write('a,b\\n1,2\\n')\nwhile True:\n    pass", func(r *job.Request) {
 			r.Limits.Timeout = time.Second
 		})
-		if res.Status != StatusTimeout {
+		if res.Status != job.StatusTimeout {
 			t.Fatalf("status %s, want timeout", res.Status)
 		}
 		if len(res.Files) != 1 || res.Files[0].Path != "partial.csv" || res.Files[0].Size != 8 {
@@ -212,31 +200,31 @@ func TestReportCaps(t *testing.T) {
 	bothPaths(t, func(t *testing.T) {
 		tests := []struct {
 			name, code string
-			check      func(res *Result) bool
+			check      func(res *job.Result) bool
 		}{
-			{"long result", "'é' * 100000", func(res *Result) bool {
-				return res.Status == StatusOK && res.ResultTruncated && len(*res.Result) <= harness.MaxResultBytes && len(*res.Result) > harness.MaxResultBytes-4
+			{"long result", "'é' * 100000", func(res *job.Result) bool {
+				return res.Status == job.StatusOK && res.ResultTruncated && len(*res.Result) <= harness.MaxResultBytes && len(*res.Result) > harness.MaxResultBytes-4
 			}},
-			{"long message", "raise ValueError('m' * 1000000)", func(res *Result) bool {
+			{"long message", "raise ValueError('m' * 1000000)", func(res *job.Result) bool {
 				return res.Error.Name == "ValueError" && res.Error.Truncated && len(res.Error.Message) == harness.MaxErrorMessageBytes &&
 					strings.HasSuffix(res.Error.Traceback, "mmm\n") && len(res.Error.Traceback) <= harness.MaxTracebackBytes
 			}},
-			{"long name", "E = type('E' * 100000, (Exception,), {})\nraise E('m')", func(res *Result) bool {
+			{"long name", "E = type('E' * 100000, (Exception,), {})\nraise E('m')", func(res *job.Result) bool {
 				return res.Error.Truncated && res.Error.Name == strings.Repeat("E", harness.MaxErrorNameBytes) && res.Error.Message == "m"
 			}},
 			// Alternating frames: Python folds only repeats of one line.
-			{"deep traceback", "import sys\nsys.setrecursionlimit(100000)\ndef f(n):\n    return g(n + 1) if n < 5000 else 1 / 0\ndef g(n):\n    return f(n + 1)\nf(0)", func(res *Result) bool {
+			{"deep traceback", "import sys\nsys.setrecursionlimit(100000)\ndef f(n):\n    return g(n + 1) if n < 5000 else 1 / 0\ndef g(n):\n    return f(n + 1)\nf(0)", func(res *job.Result) bool {
 				return res.Error.Name == "ZeroDivisionError" && res.Error.Truncated && len(res.Error.Traceback) <= harness.MaxTracebackBytes &&
 					strings.HasSuffix(res.Error.Traceback, "ZeroDivisionError: division by zero\n")
 			}},
-			{"long exit message", "import sys\nsys.exit('bye' * 100000)", func(res *Result) bool {
+			{"long exit message", "import sys\nsys.exit('bye' * 100000)", func(res *job.Result) bool {
 				return res.Error.Name == "SystemExit" && res.Error.Truncated && len(res.Error.Message) <= harness.MaxErrorMessageBytes && res.ExitCode == 1
 			}},
-			{"broken __str__", "class E(Exception):\n    def __str__(self):\n        raise RuntimeError\nraise E()", func(res *Result) bool {
+			{"broken __str__", "class E(Exception):\n    def __str__(self):\n        raise RuntimeError\nraise E()", func(res *job.Result) bool {
 				return res.Error.Name == "E" && !res.Error.Truncated
 			}},
-			{"too many figures", "import matplotlib.pyplot as plt\nfor i in range(20):\n    plt.figure(i * 1000000)", func(res *Result) bool {
-				return res.Status == StatusOK && res.ImagesTruncated && len(res.Images) == harness.MaxImages &&
+			{"too many figures", "import matplotlib.pyplot as plt\nfor i in range(20):\n    plt.figure(i * 1000000)", func(res *job.Result) bool {
+				return res.Status == job.StatusOK && res.ImagesTruncated && len(res.Images) == harness.MaxImages &&
 					res.Images[harness.MaxImages-1].Name == "figure-16.png"
 			}},
 		}
@@ -246,7 +234,7 @@ func TestReportCaps(t *testing.T) {
 				if res.Error != nil && res.Error.Name == ReportErrorName {
 					t.Fatalf("the harness's own report was refused: %s", res.Error.Message)
 				}
-				if (res.Status == StatusError) == (res.Error == nil) || !tt.check(res) {
+				if (res.Status == job.StatusError) == (res.Error == nil) || !tt.check(res) {
 					e := fmt.Sprintf("%+v", res.Error)
 					t.Fatalf("status %s result %.100s (truncated %v), %d images (truncated %v), error %.300s", res.Status, deref(res.Result), res.ResultTruncated, len(res.Images), res.ImagesTruncated, e)
 				}
@@ -263,10 +251,10 @@ func TestOutputDirNeverReplaces(t *testing.T) {
 		if err := os.WriteFile(filepath.Join(out, "data.csv"), []byte("earlier run"), 0o644); err != nil {
 			t.Fatal(err)
 		}
-		res := run(t, "import matplotlib.pyplot as plt\nopen('figure-1.png', 'w').write('mine')\nopen('data.csv', 'w').write('new')\nplt.plot([1, 2])", func(r *Request) {
+		res := run(t, "import matplotlib.pyplot as plt\nopen('figure-1.png', 'w').write('mine')\nopen('data.csv', 'w').write('new')\nplt.plot([1, 2])", func(r *job.Request) {
 			r.OutputDir = out
 		})
-		if res.Status != StatusOK || len(res.Images) != 1 || len(res.Files) != 2 {
+		if res.Status != job.StatusOK || len(res.Images) != 1 || len(res.Files) != 2 {
 			t.Fatalf("status %s, %d figures, files %+v", res.Status, len(res.Images), res.Files)
 		}
 		want := map[string]string{"figure-1.png": "mine", "data.csv": "earlier run", "data (2).csv": "new"}

@@ -5,6 +5,7 @@ import (
 	"encoding/hex"
 	"errors"
 	"fmt"
+	"github.com/codeexec/codeexec/internal/job"
 	"io/fs"
 	"log/slog"
 	"os"
@@ -86,17 +87,17 @@ type inputWriter struct {
 	exe    *os.File // the codeexec executable (Runner.self)
 	uid    int      // host uid of the sandbox user, which owns the files
 	g      *cgroup.Group
-	limits Limits // the sandbox's: file size, work dir and memory
+	limits job.Limits // the sandbox's: file size, work dir and memory
 	log    *slog.Logger
 }
 
-func (r *Runner) inputWriter(g *cgroup.Group, l Limits) *inputWriter {
+func (r *Runner) inputWriter(g *cgroup.Group, l job.Limits) *inputWriter {
 	return &inputWriter{exe: r.self, uid: r.cfg.HostUID + sandboxUID, g: g, limits: l, log: r.log}
 }
 
 // place writes files into the work dir root, all or none, if they fit; inputs
 // records the placed files. Errors name paths as the sandbox sees them.
-func (iw *inputWriter) place(root *os.Root, files []InputFile, inputs stamps) error {
+func (iw *inputWriter) place(root *os.Root, files []job.InputFile, inputs stamps) error {
 	if err := iw.fits(root, files); err != nil {
 		return err
 	}
@@ -106,7 +107,7 @@ func (iw *inputWriter) place(root *os.Root, files []InputFile, inputs stamps) er
 // put writes files into the work dir root, all or none: each goes to a temporary
 // name in its directory and is renamed over its path once every file is complete;
 // on any failure the temporary files and the directories made for them are removed.
-func (iw *inputWriter) put(root *os.Root, files []InputFile, inputs stamps) error {
+func (iw *inputWriter) put(root *os.Root, files []job.InputFile, inputs stamps) error {
 	// Paused until the files are in place or gone: a process of the sandbox that
 	// waits for memory meanwhile must find the pages of a failed write freed when it
 	// wakes, not be killed for them.
@@ -136,7 +137,7 @@ func (iw *inputWriter) put(root *os.Root, files []InputFile, inputs stamps) erro
 
 // write copies the files' contents into dsts, the open temporary files, from writer
 // processes in the sandbox's cgroup.
-func (iw *inputWriter) write(dsts []*os.File, files []InputFile) error {
+func (iw *inputWriter) write(dsts []*os.File, files []job.InputFile) error {
 	for len(dsts) > 0 {
 		n := min(len(dsts), maxWriterFiles)
 		if err := iw.writeBatch(dsts[:n], files[:n]); err != nil {
@@ -151,11 +152,11 @@ func (iw *inputWriter) write(dsts []*os.File, files []InputFile) error {
 // above the file size limit, more than the work dir has free, or more than the
 // sandbox's memory has left. The write itself can still fail (the program allocates
 // meanwhile); write reports that as ErrStorageLimit too.
-func (iw *inputWriter) fits(root *os.Root, files []InputFile) error {
+func (iw *inputWriter) fits(root *os.Root, files []job.InputFile) error {
 	l := iw.limits
 	for _, f := range files {
 		if n := int64(len(f.Data)); n > l.FileBytes {
-			return storageLimit("input file %q has %s, more than the %s file size limit", f.Path, formatBytes(n), formatBytes(l.FileBytes))
+			return storageLimit("input file %q has %s, more than the %s file size limit", f.Path, job.FormatBytes(n), job.FormatBytes(l.FileBytes))
 		}
 	}
 	dir, err := root.Open(".")
@@ -174,17 +175,17 @@ func (iw *inputWriter) fits(root *os.Root, files []InputFile) error {
 		need += (int64(len(f.Data)) + sfs.Bsize - 1) / sfs.Bsize * sfs.Bsize
 	}
 	if free := int64(sfs.Bavail) * sfs.Bsize; need > free {
-		return storageLimit("input files need %s, and /work has %s free of its %s", formatBytes(need), formatBytes(free), formatBytes(l.WorkBytes))
+		return storageLimit("input files need %s, and /work has %s free of its %s", job.FormatBytes(need), job.FormatBytes(free), job.FormatBytes(l.WorkBytes))
 	}
 	st, _ := iw.g.Stats()
 	if free := l.MemoryBytes - st.MemoryBytes - writerSlack; need > free {
 		return storageLimit("input files need %s, and the sandbox has %s of its %s memory limit free (files in /work count against it)",
-			formatBytes(need), formatBytes(max(free, 0)), formatBytes(l.MemoryBytes))
+			job.FormatBytes(need), job.FormatBytes(max(free, 0)), job.FormatBytes(l.MemoryBytes))
 	}
 	return nil
 }
 
-func (iw *inputWriter) writeBatch(dsts []*os.File, files []InputFile) error {
+func (iw *inputWriter) writeBatch(dsts []*os.File, files []job.InputFile) error {
 	dataR, dataW, err := os.Pipe()
 	if err != nil {
 		return fmt.Errorf("sandbox: input files: %w", err)
@@ -243,7 +244,7 @@ func (iw *inputWriter) writeBatch(dsts []*os.File, files []InputFile) error {
 		return nil
 	}
 	if iw.oomKillCount() > oomBefore {
-		return storageLimit("input files did not fit in the sandbox's %s memory limit (files in /work count against it)", formatBytes(iw.limits.MemoryBytes))
+		return storageLimit("input files did not fit in the sandbox's %s memory limit (files in /work count against it)", job.FormatBytes(iw.limits.MemoryBytes))
 	}
 	if errno, ok := writerErrno(waitErr); ok {
 		return iw.writeFailed(errno)
@@ -279,11 +280,11 @@ func (iw *inputWriter) writeFailed(errno unix.Errno) error {
 	l := iw.limits
 	switch errno {
 	case unix.ENOSPC, unix.EDQUOT:
-		return storageLimit("input files do not fit in /work, a %s file system", formatBytes(l.WorkBytes))
+		return storageLimit("input files do not fit in /work, a %s file system", job.FormatBytes(l.WorkBytes))
 	case unix.ENOMEM:
-		return storageLimit("input files did not fit in the sandbox's %s memory limit (files in /work count against it)", formatBytes(l.MemoryBytes))
+		return storageLimit("input files did not fit in the sandbox's %s memory limit (files in /work count against it)", job.FormatBytes(l.MemoryBytes))
 	case unix.EFBIG:
-		return storageLimit("an input file exceeds the %s file size limit", formatBytes(l.FileBytes))
+		return storageLimit("an input file exceeds the %s file size limit", job.FormatBytes(l.FileBytes))
 	}
 	return fmt.Errorf("sandbox: write input files: %w", errno)
 }
@@ -305,7 +306,7 @@ func writerErrno(waitErr error) (unix.Errno, bool) {
 // made for them, so that a failure can remove exactly those.
 type staging struct {
 	root  *os.Root
-	files []InputFile
+	files []job.InputFile
 	temps []*os.File // open for writing, one per file
 	names []string   // the temporary files' paths; "" once renamed into place
 	dirs  []string   // directories made for the files, in the order made

@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"context"
 	"errors"
+	"github.com/codeexec/codeexec/internal/job"
 	"io/fs"
 	"os"
 	"path/filepath"
@@ -17,7 +18,7 @@ import (
 
 // coldSandbox makes what the cold path makes before its init starts: a work dir and
 // a cgroup with limits l on r. Both are removed when the test ends.
-func coldSandbox(t *testing.T, r *Runner, l Limits) (*workDir, *cgroup.Group) {
+func coldSandbox(t *testing.T, r *Runner, l job.Limits) (*workDir, *cgroup.Group) {
 	t.Helper()
 	name := r.nextName()
 	w, err := newWorkDir(filepath.Join(r.inst.dir, name), l.WorkBytes, r.cfg.HostUID+sandboxUID)
@@ -63,28 +64,28 @@ func TestInputsAllOrNothing(t *testing.T) {
 		mib := func(n float64) []byte { return bytes.Repeat([]byte("x"), int(n*(1<<20))) }
 		cases := []struct {
 			name   string
-			limits func(*Limits)
-			files  []InputFile
+			limits func(*job.Limits)
+			files  []job.InputFile
 			// unchecked skips the check before the write, as when the sandbox fills
 			// up between the check and the write.
 			unchecked bool
 			wantMsg   string // "" for success
 		}{
-			{name: "fits", files: []InputFile{{"a.txt", []byte("hello")}, {"sub/dir/b.bin", mib(1)}}},
-			{name: "work dir, checked", limits: func(l *Limits) { l.WorkBytes = 2 << 20; l.FileBytes = 2 << 20 },
-				files: []InputFile{{"a.bin", mib(1)}, {"b.bin", mib(1.5)}}, wantMsg: "/work has"},
-			{name: "work dir, refused by the kernel", limits: func(l *Limits) { l.WorkBytes = 2 << 20; l.FileBytes = 2 << 20 },
-				files: []InputFile{{"x/a.bin", mib(1)}, {"x/y/b.bin", mib(1.5)}}, unchecked: true, wantMsg: "do not fit in /work"},
-			{name: "file size", limits: func(l *Limits) { l.FileBytes = 1 << 20 },
-				files: []InputFile{{"a.bin", mib(2)}}, wantMsg: "1 MiB file size limit"},
-			{name: "memory, checked", limits: func(l *Limits) { l.MemoryBytes = 16 << 20 },
-				files: []InputFile{{"a.bin", mib(20)}}, wantMsg: "of its 16 MiB memory limit free"},
-			{name: "memory, refused by the kernel", limits: func(l *Limits) { l.MemoryBytes = 16 << 20 },
-				files: []InputFile{{"m/a.bin", mib(10)}, {"m/b.bin", mib(10)}}, unchecked: true, wantMsg: "16 MiB memory limit"},
+			{name: "fits", files: []job.InputFile{{Path: "a.txt", Data: []byte("hello")}, {Path: "sub/dir/b.bin", Data: mib(1)}}},
+			{name: "work dir, checked", limits: func(l *job.Limits) { l.WorkBytes = 2 << 20; l.FileBytes = 2 << 20 },
+				files: []job.InputFile{{Path: "a.bin", Data: mib(1)}, {Path: "b.bin", Data: mib(1.5)}}, wantMsg: "/work has"},
+			{name: "work dir, refused by the kernel", limits: func(l *job.Limits) { l.WorkBytes = 2 << 20; l.FileBytes = 2 << 20 },
+				files: []job.InputFile{{Path: "x/a.bin", Data: mib(1)}, {Path: "x/y/b.bin", Data: mib(1.5)}}, unchecked: true, wantMsg: "do not fit in /work"},
+			{name: "file size", limits: func(l *job.Limits) { l.FileBytes = 1 << 20 },
+				files: []job.InputFile{{Path: "a.bin", Data: mib(2)}}, wantMsg: "1 MiB file size limit"},
+			{name: "memory, checked", limits: func(l *job.Limits) { l.MemoryBytes = 16 << 20 },
+				files: []job.InputFile{{Path: "a.bin", Data: mib(20)}}, wantMsg: "of its 16 MiB memory limit free"},
+			{name: "memory, refused by the kernel", limits: func(l *job.Limits) { l.MemoryBytes = 16 << 20 },
+				files: []job.InputFile{{Path: "m/a.bin", Data: mib(10)}, {Path: "m/b.bin", Data: mib(10)}}, unchecked: true, wantMsg: "16 MiB memory limit"},
 		}
 		for _, c := range cases {
 			t.Run(c.name, func(t *testing.T) {
-				l := DefaultLimits()
+				l := job.DefaultLimits()
 				if c.limits != nil {
 					c.limits(&l)
 				}
@@ -102,7 +103,7 @@ func TestInputsAllOrNothing(t *testing.T) {
 					err = w.writeInputs(c.files, iw)
 				}
 				if c.wantMsg != "" {
-					if !errors.Is(err, ErrStorageLimit) || !strings.Contains(err.Error(), c.wantMsg) {
+					if !errors.Is(err, job.ErrStorageLimit) || !strings.Contains(err.Error(), c.wantMsg) {
 						t.Fatalf("error %v, want ErrStorageLimit saying %q", err, c.wantMsg)
 					}
 					if strings.Contains(err.Error(), w.dir) {
@@ -146,14 +147,14 @@ func TestInputsAllOrNothing(t *testing.T) {
 func TestUploadOOMKeepsSession(t *testing.T) {
 	t.Run("warm", func(t *testing.T) {
 		r := sharedRunner(t)
-		l := DefaultLimits()
+		l := job.DefaultLimits()
 		l.MemoryBytes = 32 << 20
 		s := newTestSession(t, r, l)
 		sessionRun(t, s, "x = 41")
 		before, _ := s.s.g.Stats()
 		// As if the program had allocated between the check and the write.
-		err := s.inputs.put(s.work.root, []InputFile{{"big.bin", bytes.Repeat([]byte("b"), 40<<20)}}, s.work.inputs)
-		if !errors.Is(err, ErrStorageLimit) || !strings.Contains(err.Error(), "32 MiB memory limit") {
+		err := s.inputs.put(s.work.root, []job.InputFile{{Path: "big.bin", Data: bytes.Repeat([]byte("b"), 40<<20)}}, s.work.inputs)
+		if !errors.Is(err, job.ErrStorageLimit) || !strings.Contains(err.Error(), "32 MiB memory limit") {
 			t.Fatalf("error %v, want ErrStorageLimit naming the 32 MiB memory limit", err)
 		}
 		if after, _ := s.s.g.Stats(); r.CgroupVersion() == cgroup.V1 && after.OOMKills != before.OOMKills {
@@ -162,11 +163,11 @@ func TestUploadOOMKeepsSession(t *testing.T) {
 		if files, _, err := s.Files(); err != nil || len(files) != 0 {
 			t.Errorf("files after the refused upload: %v %v, want none", files, err)
 		}
-		if res := sessionRun(t, s, "x + 1"); res.Status != StatusOK || deref(res.Result) != "42" {
+		if res := sessionRun(t, s, "x + 1"); res.Status != job.StatusOK || deref(res.Result) != "42" {
 			t.Fatalf("the session after the refused upload: %s %s %q", res.Status, deref(res.Result), res.Stderr)
 		}
 		// The killer is back: the program's own excess ends as usual.
-		if res := sessionRun(t, s, "b = bytearray(64 << 20)"); res.Status != StatusMemoryLimit {
+		if res := sessionRun(t, s, "b = bytearray(64 << 20)"); res.Status != job.StatusMemoryLimit {
 			t.Errorf("64 MiB in a 32 MiB session after the upload: status %s, want memory_limit", res.Status)
 		}
 	})
@@ -185,7 +186,7 @@ func TestStorageBudget(t *testing.T) {
 			}
 		}
 		cfg := testConfig(rootfs, filepath.Join(dir, "state"), pathOf(t))
-		l := DefaultLimits()
+		l := job.DefaultLimits()
 		cfg.Prefork = 0
 		cfg.MaxTotalStorage = 2 * tmpfsBytes(l)
 		r, err := New(cfg)
@@ -193,7 +194,7 @@ func TestStorageBudget(t *testing.T) {
 			t.Fatal(err)
 		}
 		defer r.Close()
-		req := func() *Request { return &Request{Code: "print(1)", Limits: l} }
+		req := func() *job.Request { return &job.Request{Code: "print(1)", Limits: l} }
 		if pathOf(t) == "warm" {
 			if err := r.Warm(); err != nil {
 				t.Fatal(err)
@@ -207,10 +208,10 @@ func TestStorageBudget(t *testing.T) {
 			if err != nil {
 				t.Fatal(err)
 			}
-			if _, err := r.NewSession(l); !errors.Is(err, ErrStorageLimit) {
+			if _, err := r.NewSession(l); !errors.Is(err, job.ErrStorageLimit) {
 				t.Errorf("a third session: %v, want ErrStorageLimit", err)
 			}
-			if _, err := r.Run(context.Background(), req()); !errors.Is(err, ErrStorageLimit) {
+			if _, err := r.Run(context.Background(), req()); !errors.Is(err, job.ErrStorageLimit) {
 				t.Errorf("an execution beside two sessions: %v, want ErrStorageLimit", err)
 			}
 			a.Close()
@@ -221,12 +222,12 @@ func TestStorageBudget(t *testing.T) {
 			t.Errorf("StorageUsed() = %d, %d; want 0, %d", used, budget, cfg.MaxTotalStorage)
 		}
 		res, err := r.Run(context.Background(), req())
-		if err != nil || res.Status != StatusOK {
+		if err != nil || res.Status != job.StatusOK {
 			t.Fatalf("an execution within the budget: %v %+v", err, res)
 		}
 		big := req()
 		big.Limits.WorkBytes = cfg.MaxTotalStorage
-		if _, err := r.Run(context.Background(), big); !errors.Is(err, ErrStorageLimit) || !strings.Contains(err.Error(), "storage budget") {
+		if _, err := r.Run(context.Background(), big); !errors.Is(err, job.ErrStorageLimit) || !strings.Contains(err.Error(), "storage budget") {
 			t.Errorf("an execution larger than the budget: %v, want ErrStorageLimit", err)
 		}
 		r.cleanups.Wait()

@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"github.com/codeexec/codeexec/internal/job"
 	"os"
 	"path/filepath"
 	"slices"
@@ -47,16 +48,16 @@ func TestMemoryAboveDefault(t *testing.T) {
 		{600, 560, 700},
 		{2000, 1100, 2100},
 	}
-	check := func(t *testing.T, limit, alloc int, res *Result, err error) {
+	check := func(t *testing.T, limit, alloc int, res *job.Result, err error) {
 		t.Helper()
 		if err != nil {
 			t.Fatalf("limit %d MiB, allocating %d MiB: %v", limit, alloc, err)
 		}
 		over := alloc > limit
 		switch {
-		case !over && (res.Status != StatusOK || deref(res.Result) != fmt.Sprint(alloc)):
+		case !over && (res.Status != job.StatusOK || deref(res.Result) != fmt.Sprint(alloc)):
 			t.Errorf("limit %d MiB, allocating %d MiB: got %s %q %+v, want ok", limit, alloc, res.Status, deref(res.Result), res.Error)
-		case over && res.Status != StatusMemoryLimit:
+		case over && res.Status != job.StatusMemoryLimit:
 			t.Errorf("limit %d MiB, allocating %d MiB: got %s, want memory_limit", limit, alloc, res.Status)
 		case over && (res.Usage.MaxMemoryBytes <= int64(limit-64)<<20 || res.Usage.MaxMemoryBytes > int64(limit)<<20):
 			// The peak shows which limit the kernel enforced.
@@ -68,9 +69,9 @@ func TestMemoryAboveDefault(t *testing.T) {
 		for _, tt := range tests {
 			for _, alloc := range []int{tt.underMiB, tt.overMiB} {
 				waitPool(t, r)
-				l := DefaultLimits()
+				l := job.DefaultLimits()
 				l.MemoryBytes = int64(tt.limitMiB) << 20
-				res, err := r.Run(context.Background(), &Request{Code: allocCode(alloc), Limits: l})
+				res, err := r.Run(context.Background(), &job.Request{Code: allocCode(alloc), Limits: l})
 				check(t, tt.limitMiB, alloc, res, err)
 			}
 		}
@@ -80,11 +81,11 @@ func TestMemoryAboveDefault(t *testing.T) {
 			r := sharedRunner(t)
 			for _, tt := range tests {
 				waitPool(t, r)
-				l := DefaultLimits()
+				l := job.DefaultLimits()
 				l.MemoryBytes = int64(tt.limitMiB) << 20
 				s := newTestSession(t, r, l)
 				for _, alloc := range []int{tt.underMiB, tt.overMiB} {
-					res, err := s.Run(context.Background(), &Request{Code: allocCode(alloc), Limits: Limits{Timeout: 30 * time.Second, OutputBytes: 1 << 20}})
+					res, err := s.Run(context.Background(), &job.Request{Code: allocCode(alloc), Limits: job.Limits{Timeout: 30 * time.Second, OutputBytes: 1 << 20}})
 					check(t, tt.limitMiB, alloc, res, err)
 				}
 			}
@@ -127,26 +128,26 @@ func TestTotalMemory(t *testing.T) {
 			t.Fatalf("SetLimits: %v", err)
 		}
 		r.cfg.Total.MemoryBytes = total
-		each := DefaultLimits()
+		each := job.DefaultLimits()
 		each.MemoryBytes = 300 << 20
-		results := make(chan *Result, 2)
+		results := make(chan *job.Result, 2)
 		for range 2 {
 			go func() {
-				res, err := r.Run(context.Background(), &Request{Code: allocCode(250) + "\nimport time\ntime.sleep(3)", Limits: each})
+				res, err := r.Run(context.Background(), &job.Request{Code: allocCode(250) + "\nimport time\ntime.sleep(3)", Limits: each})
 				if err != nil {
 					t.Errorf("Run: %v", err)
 				}
 				results <- res
 			}()
 		}
-		var statuses []Status
+		var statuses []job.Status
 		for range 2 {
 			res := <-results
 			if res == nil {
 				continue
 			}
 			statuses = append(statuses, res.Status)
-			if res.Status == StatusMemoryLimit && (res.Error == nil || !strings.Contains(res.Error.Message, "all sandboxes together")) {
+			if res.Status == job.StatusMemoryLimit && (res.Error == nil || !strings.Contains(res.Error.Message, "all sandboxes together")) {
 				t.Errorf("the kill does not say the total ran out: %+v", res.Error)
 			}
 		}
@@ -154,18 +155,18 @@ func TestTotalMemory(t *testing.T) {
 		// one's memory may not be free yet when the second needs it, and the kernel
 		// may then take both: each is a memory_limit, never another failure.
 		slices.Sort(statuses)
-		if len(statuses) != 2 || statuses[0] != StatusMemoryLimit || (statuses[1] != StatusOK && statuses[1] != StatusMemoryLimit) {
+		if len(statuses) != 2 || statuses[0] != job.StatusMemoryLimit || (statuses[1] != job.StatusOK && statuses[1] != job.StatusMemoryLimit) {
 			t.Errorf("statuses %v, want [memory_limit ok] (or two memory_limit)", statuses)
 		}
 		if z, err := r.zygote(); err != nil || z != r.zyg {
 			t.Errorf("the zygote did not survive: %v", err)
 		}
-		if res, err := r.Run(context.Background(), &Request{Code: "1", Limits: each}); err != nil || res.Status != StatusOK {
+		if res, err := r.Run(context.Background(), &job.Request{Code: "1", Limits: each}); err != nil || res.Status != job.StatusOK {
 			t.Errorf("a run afterwards: %v %v", res, err)
 		}
-		l := DefaultLimits()
+		l := job.DefaultLimits()
 		l.MemoryBytes = total + 1<<20
-		if _, err := r.Run(context.Background(), &Request{Code: "1", Limits: l}); !errors.Is(err, ErrAboveTotal) {
+		if _, err := r.Run(context.Background(), &job.Request{Code: "1", Limits: l}); !errors.Is(err, ErrAboveTotal) {
 			t.Errorf("a run above the total: %v, want ErrAboveTotal", err)
 		}
 		if _, err := r.NewSession(l); !errors.Is(err, ErrAboveTotal) {

@@ -2,6 +2,7 @@ package sandbox
 
 import (
 	"context"
+	"github.com/codeexec/codeexec/internal/job"
 	"os"
 	"path/filepath"
 	"strings"
@@ -151,9 +152,9 @@ func sharedRunner(t testing.TB) *Runner {
 }
 
 // run executes code with the default limits adjusted by adjust.
-func run(t testing.TB, code string, adjust func(*Request)) *Result {
+func run(t testing.TB, code string, adjust func(*job.Request)) *job.Result {
 	t.Helper()
-	req := &Request{Code: code, Limits: DefaultLimits()}
+	req := &job.Request{Code: code, Limits: job.DefaultLimits()}
 	req.Limits.Timeout = 20e9
 	if adjust != nil {
 		adjust(req)

@@ -3,6 +3,7 @@ package sandbox
 import (
 	"context"
 	"fmt"
+	"github.com/codeexec/codeexec/internal/job"
 	"net"
 	"os"
 	"runtime"
@@ -61,14 +62,14 @@ func (r *Runner) openEgress(nsfd int, policy *egress.Policy) (*egressLink, error
 }
 
 // close stops the proxy and returns what went through it; nil for no link.
-func (l *egressLink) close() *NetworkUsage {
+func (l *egressLink) close() *job.NetworkUsage {
 	if l == nil {
 		return nil
 	}
 	_ = l.p.Close()
 	<-l.done
 	st := l.p.Stats()
-	u := &NetworkUsage{Connections: st.Conns, BytesSent: st.BytesUp, BytesReceived: st.BytesDown}
+	u := &job.NetworkUsage{Connections: st.Conns, BytesSent: st.BytesUp, BytesReceived: st.BytesDown}
 	for _, n := range st.Denied {
 		u.Denied += n
 	}

@@ -3,6 +3,7 @@ package sandbox
 import (
 	"context"
 	"fmt"
+	"github.com/codeexec/codeexec/internal/job"
 	"io"
 	"net"
 	"net/http"
@@ -101,11 +102,11 @@ print("dns:", attempt(lambda: socket.getaddrinfo("allowed.test", 80)))
 `, port(web), port(tls))
 	bothPaths(t, func(t *testing.T) {
 		r := networkRunner(t)
-		res, err := r.Run(context.Background(), &Request{Code: code, Limits: DefaultLimits(), Network: policy})
+		res, err := r.Run(context.Background(), &job.Request{Code: code, Limits: job.DefaultLimits(), Network: policy})
 		if err != nil {
 			t.Fatal(err)
 		}
-		if res.Status != StatusOK {
+		if res.Status != job.StatusOK {
 			t.Fatalf("status %s stderr %q", res.Status, res.Stderr)
 		}
 		out := res.Stdout
@@ -130,10 +131,10 @@ print("dns:", attempt(lambda: socket.getaddrinfo("allowed.test", 80)))
 		}
 		// Without a policy the same runner gives no network and no proxy: nothing
 		// listens in the sandbox (state 0A in /proc/net/tcp).
-		res, err = r.Run(context.Background(), &Request{Code: `
+		res, err = r.Run(context.Background(), &job.Request{Code: `
 import os
 print(sorted(k for k in os.environ if "proxy" in k.lower()))
-print([l.split()[1] for l in open("/proc/net/tcp").readlines()[1:] if l.split()[3] == "0A"])`, Limits: DefaultLimits()})
+print([l.split()[1] for l in open("/proc/net/tcp").readlines()[1:] if l.split()[3] == "0A"])`, Limits: job.DefaultLimits()})
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -151,7 +152,7 @@ func TestSessionNetworkPerExecution(t *testing.T) {
 	p, _ := strconv.Atoi(u.Port())
 	t.Run("warm", func(t *testing.T) {
 		r := networkRunner(t)
-		s, err := r.NewSession(DefaultLimits())
+		s, err := r.NewSession(job.DefaultLimits())
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -167,7 +168,7 @@ except Exception as e:
 			network *egress.Policy
 			want    string
 		}{{policy, "ok\n"}, {nil, "ConnectionError\n"}, {policy, "ok\n"}} {
-			res, err := s.Run(context.Background(), &Request{Code: code, Limits: DefaultLimits(), Network: tc.network})
+			res, err := s.Run(context.Background(), &job.Request{Code: code, Limits: job.DefaultLimits(), Network: tc.network})
 			if err != nil {
 				t.Fatal(err)
 			}

@@ -5,6 +5,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"github.com/codeexec/codeexec/internal/job"
 	"io"
 	"os"
 	"os/exec"
@@ -29,17 +30,17 @@ type watch struct {
 	report  []byte
 
 	mu      sync.Mutex
-	stopped Status
+	stopped job.Status
 	kill    func()
 	timer   *time.Timer
 	done    chan struct{}
 }
 
-func newWatch(l Limits) *watch {
+func newWatch(l job.Limits) *watch {
 	w := &watch{done: make(chan struct{})}
-	w.stdout = &capWriter{limit: l.OutputBytes, onLimit: func() { w.stop(StatusOutputLimit) }}
-	w.stderr = &capWriter{limit: l.OutputBytes, onLimit: func() { w.stop(StatusOutputLimit) }}
-	w.timer = time.AfterFunc(l.Timeout, func() { w.stop(StatusTimeout) })
+	w.stdout = &capWriter{limit: l.OutputBytes, onLimit: func() { w.stop(job.StatusOutputLimit) }}
+	w.stderr = &capWriter{limit: l.OutputBytes, onLimit: func() { w.stop(job.StatusOutputLimit) }}
+	w.timer = time.AfterFunc(l.Timeout, func() { w.stop(job.StatusTimeout) })
 	return w
 }
 
@@ -55,7 +56,7 @@ func (w *watch) start(ctx context.Context, kill func()) {
 	go func() {
 		select {
 		case <-ctx.Done():
-			w.stop(StatusKilled)
+			w.stop(job.StatusKilled)
 		case <-w.done:
 		}
 	}()
@@ -108,7 +109,7 @@ func (w *watch) disarm() {
 // is disarmed: a cancellation that comes after the program finished (net/http
 // cancels a request's context when the handler returns) must not kill a session's
 // interpreter, nor signal a pidfd its owner has closed.
-func (w *watch) stop(s Status) {
+func (w *watch) stop(s job.Status) {
 	w.mu.Lock()
 	defer w.mu.Unlock()
 	select {
@@ -125,7 +126,7 @@ func (w *watch) stop(s Status) {
 	}
 }
 
-func (w *watch) reason() Status {
+func (w *watch) reason() job.Status {
 	w.mu.Lock()
 	defer w.mu.Unlock()
 	return w.stopped
@@ -133,7 +134,7 @@ func (w *watch) reason() Status {
 
 // outcome is what the runner and the kernel observed of one execution.
 type outcome struct {
-	stopped  Status // why the runner stopped it, if it did
+	stopped  job.Status // why the runner stopped it, if it did
 	signaled bool
 	signal   syscall.Signal
 	exitCode int
@@ -141,25 +142,25 @@ type outcome struct {
 	statsErr error
 	report   []byte
 	duration time.Duration
-	network  *NetworkUsage // with limited network only
+	network  *job.NetworkUsage // with limited network only
 }
 
 // result builds the Result. Limits come from what the runner and the kernel saw;
 // the harness report only describes the program's own output, and only within the
 // report's caps: a report that breaks one (harness.Parse) was written by the program,
 // so the run is an error and nothing of the report is used.
-func (o *outcome) result(l Limits, w *watch) *Result {
-	res := &Result{
+func (o *outcome) result(l job.Limits, w *watch) *job.Result {
+	res := &job.Result{
 		Stdout:          w.stdout.String(),
 		Stderr:          w.stderr.String(),
 		StdoutTruncated: w.stdout.truncated,
 		StderrTruncated: w.stderr.truncated,
 		DurationMS:      float64(o.duration.Microseconds()) / 1000,
-		Images:          []Image{},
-		Files:           []FileInfo{},
+		Images:          []job.Image{},
+		Files:           []job.FileInfo{},
 	}
 	if o.statsErr == nil {
-		res.Usage = Usage{CPUMS: float64(o.stats.CPUTime.Microseconds()) / 1000, MaxMemoryBytes: o.stats.MaxMemoryBytes}
+		res.Usage = job.Usage{CPUMS: float64(o.stats.CPUTime.Microseconds()) / 1000, MaxMemoryBytes: o.stats.MaxMemoryBytes}
 	}
 	res.Usage.Network = o.network
 	rep, repErr := harness.Parse(o.report)
@@ -168,52 +169,52 @@ func (o *outcome) result(l Limits, w *watch) *Result {
 		res.ImagesTruncated = rep.ImagesTruncated
 		for i, im := range rep.Images {
 			// Named here: the report's names are the program's to choose.
-			res.Images = append(res.Images, Image{Name: "figure-" + strconv.Itoa(i+1) + ".png", MimeType: im.MimeType, Data: im.Data})
+			res.Images = append(res.Images, job.Image{Name: "figure-" + strconv.Itoa(i+1) + ".png", MimeType: im.MimeType, Data: im.Data})
 		}
 	}
 	switch {
-	case o.stopped == StatusTimeout:
-		res.Status, res.ExitCode = StatusTimeout, 124
-		res.Error = &Error{Name: "TimeoutError", Message: fmt.Sprintf("execution exceeded the %v time limit and was stopped", l.Timeout)}
-	case o.stopped == StatusOutputLimit:
-		res.Status, res.ExitCode = StatusOutputLimit, 137
-		res.Error = &Error{Name: "OutputLimitError", Message: fmt.Sprintf("output exceeded the %d-byte limit and the program was stopped", l.OutputBytes)}
-	case o.stopped == StatusKilled:
-		res.Status, res.ExitCode = StatusKilled, 137
-		res.Error = &Error{Name: "Killed", Message: "execution was cancelled"}
+	case o.stopped == job.StatusTimeout:
+		res.Status, res.ExitCode = job.StatusTimeout, 124
+		res.Error = &job.Error{Name: "TimeoutError", Message: fmt.Sprintf("execution exceeded the %v time limit and was stopped", l.Timeout)}
+	case o.stopped == job.StatusOutputLimit:
+		res.Status, res.ExitCode = job.StatusOutputLimit, 137
+		res.Error = &job.Error{Name: "OutputLimitError", Message: fmt.Sprintf("output exceeded the %d-byte limit and the program was stopped", l.OutputBytes)}
+	case o.stopped == job.StatusKilled:
+		res.Status, res.ExitCode = job.StatusKilled, 137
+		res.Error = &job.Error{Name: "Killed", Message: "execution was cancelled"}
 	case o.stats.OOMKills > 0 && (o.signaled || rep == nil):
-		res.Status, res.ExitCode = StatusMemoryLimit, 137
+		res.Status, res.ExitCode = job.StatusMemoryLimit, 137
 		msg := fmt.Sprintf("execution exceeded the %d MiB memory limit and was killed", l.MemoryBytes>>20)
 		if o.stats.MemoryLimitHits == 0 {
 			// Killed without reaching its own limit: all sandboxes together reached
 			// the server's total (Config.Total).
 			msg = fmt.Sprintf("the server's memory for all sandboxes together ran out and this execution was killed to free some (it had used at most %d MiB of its %d MiB limit)", o.stats.MaxMemoryBytes>>20, l.MemoryBytes>>20)
 		}
-		res.Error = &Error{Name: "MemoryError", Message: msg}
+		res.Error = &job.Error{Name: "MemoryError", Message: msg}
 	case o.signaled:
-		res.Status, res.ExitCode = StatusKilled, 128+int(o.signal)
-		res.Error = &Error{Name: "Killed", Message: "the program was killed by signal " + o.signal.String()}
+		res.Status, res.ExitCode = job.StatusKilled, 128+int(o.signal)
+		res.Error = &job.Error{Name: "Killed", Message: "the program was killed by signal " + o.signal.String()}
 	case rep != nil:
 		res.ExitCode = o.exitCode
-		res.Status = StatusOK
+		res.Status = job.StatusOK
 		if !rep.OK {
-			res.Status = StatusError
+			res.Status = job.StatusError
 			e := rep.Error // Parse makes sure a failed run has one
-			res.Error = &Error{Name: e.Name, Message: e.Message, Traceback: e.Traceback, Truncated: e.Truncated}
+			res.Error = &job.Error{Name: e.Name, Message: e.Message, Traceback: e.Traceback, Truncated: e.Truncated}
 		}
 	case !errors.Is(repErr, harness.ErrEmpty):
 		// Only the program can have written this: the harness keeps to the caps.
-		res.Status, res.ExitCode = StatusError, o.exitCode
+		res.Status, res.ExitCode = job.StatusError, o.exitCode
 		if res.ExitCode == 0 {
 			res.ExitCode = 1
 		}
-		res.Error = &Error{Name: ReportErrorName, Message: fmt.Sprintf("the run's report was refused (%v): the program wrote to the harness's report pipe, so its result, error and figures are not trusted", repErr)}
+		res.Error = &job.Error{Name: ReportErrorName, Message: fmt.Sprintf("the run's report was refused (%v): the program wrote to the harness's report pipe, so its result, error and figures are not trusted", repErr)}
 	default:
 		res.ExitCode = o.exitCode
-		res.Status = StatusOK
+		res.Status = job.StatusOK
 		if res.ExitCode != 0 {
-			res.Status = StatusError
-			res.Error = &Error{Name: "ProcessExit", Message: fmt.Sprintf("the interpreter exited with status %d before reporting", res.ExitCode)}
+			res.Status = job.StatusError
+			res.Error = &job.Error{Name: "ProcessExit", Message: fmt.Sprintf("the interpreter exited with status %d before reporting", res.ExitCode)}
 		}
 	}
 	return res

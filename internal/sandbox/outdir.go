@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"errors"
 	"fmt"
+	"github.com/codeexec/codeexec/internal/job"
 	"io"
 	"io/fs"
 	"os"
@@ -30,7 +31,7 @@ const maxFreeNameTries = 100
 // Both ends are opened as roots: nothing the program named (a file "../x" cannot
 // exist, but a name reaching a symlink in outDir can) leaves outDir, and nothing is
 // read out of the work dir but the regular file listed, never through a symlink.
-func saveOutputs(w *workDir, res *Result, outDir string) {
+func saveOutputs(w *workDir, res *job.Result, outDir string) {
 	if outDir == "" {
 		return
 	}
@@ -90,23 +91,23 @@ func openProduced(src *os.Root, rel string) (io.ReadCloser, error) {
 
 // saveCopy writes what open returns to rel in dst (the root of outDir), or to the
 // first free name beside it, and says where it went or why it did not.
-func saveCopy(dst *os.Root, outDir, rel string, open func() (io.ReadCloser, error)) Saved {
+func saveCopy(dst *os.Root, outDir, rel string, open func() (io.ReadCloser, error)) job.Saved {
 	src, err := open()
 	if err != nil {
-		return Saved{SaveError: err.Error()}
+		return job.Saved{SaveError: err.Error()}
 	}
 	defer src.Close()
 	if dir := path.Dir(rel); dir != "." {
 		if err := dst.MkdirAll(dir, 0o755); err != nil {
 			if errors.Is(err, fs.ErrExist) || errors.Is(err, unix.ENOTDIR) {
-				return Saved{SaveError: fmt.Sprintf("the output dir has a file where %s needs the directory %s", rel, dir)}
+				return job.Saved{SaveError: fmt.Sprintf("the output dir has a file where %s needs the directory %s", rel, dir)}
 			}
-			return Saved{SaveError: err.Error()}
+			return job.Saved{SaveError: err.Error()}
 		}
 	}
 	name, out, err := createFree(dst, rel)
 	if err != nil {
-		return Saved{SaveError: err.Error()}
+		return job.Saved{SaveError: err.Error()}
 	}
 	_, err = io.Copy(out, src)
 	if cerr := out.Close(); err == nil {
@@ -114,9 +115,9 @@ func saveCopy(dst *os.Root, outDir, rel string, open func() (io.ReadCloser, erro
 	}
 	if err != nil {
 		_ = dst.Remove(name) // no partial file is left as if it were whole
-		return Saved{SaveError: fmt.Sprintf("copy to %s: %v", name, err)}
+		return job.Saved{SaveError: fmt.Sprintf("copy to %s: %v", name, err)}
 	}
-	return Saved{SavedAs: filepath.Join(outDir, filepath.FromSlash(name))}
+	return job.Saved{SavedAs: filepath.Join(outDir, filepath.FromSlash(name))}
 }
 
 // createFree creates rel in dst, or "stem (N).ext" beside it when rel is taken; it

@@ -1,6 +1,7 @@
 package sandbox
 
 import (
+	"github.com/codeexec/codeexec/internal/job"
 	"os"
 	"path/filepath"
 	"strings"
@@ -83,19 +84,19 @@ func TestSaveOutputs(t *testing.T) {
 					t.Fatal(err)
 				}
 			}
-			res := &Result{}
+			res := &job.Result{}
 			for _, p := range tt.work {
-				res.Files = append(res.Files, FileInfo{Path: p})
+				res.Files = append(res.Files, job.FileInfo{Path: p})
 			}
 			for _, p := range tt.gone {
 				os.Remove(filepath.Join(work, p))
 			}
 			for i := range tt.images {
-				res.Images = append(res.Images, Image{Name: "figure-" + string(rune('1'+i)) + ".png", Data: []byte(png)})
+				res.Images = append(res.Images, job.Image{Name: "figure-" + string(rune('1'+i)) + ".png", Data: []byte(png)})
 			}
 			saveOutputs(&workDir{dir: work, inputs: newStamps()}, res, out)
 
-			check := func(key string, s Saved) {
+			check := func(key string, s job.Saved) {
 				t.Helper()
 				want := tt.want[key]
 				if word, isErr := strings.CutPrefix(want, "!"); isErr {
@@ -146,7 +147,7 @@ func TestSaveOutputsStaysInDir(t *testing.T) {
 	if err := os.Symlink(elsewhere, filepath.Join(out, "link")); err != nil {
 		t.Fatal(err)
 	}
-	res := &Result{Files: []FileInfo{{Path: "link/x"}}}
+	res := &job.Result{Files: []job.FileInfo{{Path: "link/x"}}}
 	saveOutputs(&workDir{dir: work, inputs: newStamps()}, res, out)
 	if res.Files[0].SaveError == "" {
 		t.Errorf("link/x saved as %q through a symlink out of the output dir", res.Files[0].SavedAs)

@@ -5,6 +5,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"github.com/codeexec/codeexec/internal/job"
 	"testing"
 
 	"github.com/codeexec/codeexec/internal/sandbox/harness"
@@ -57,14 +58,14 @@ func FuzzResult(f *testing.F) {
 		f.Add([]byte(s), 3)
 	}
 	f.Fuzz(func(t *testing.T, report []byte, exitCode int) {
-		w := newWatch(DefaultLimits())
+		w := newWatch(job.DefaultLimits())
 		w.disarm()
 		o := outcome{report: report, exitCode: exitCode}
-		res := o.result(DefaultLimits(), w)
-		if (res.Status == StatusError) != (res.Error != nil) {
+		res := o.result(job.DefaultLimits(), w)
+		if (res.Status == job.StatusError) != (res.Error != nil) {
 			t.Fatalf("status %s with error %+v", res.Status, res.Error)
 		}
-		if res.Status != StatusOK && res.Status != StatusError {
+		if res.Status != job.StatusOK && res.Status != job.StatusError {
 			t.Fatalf("status %s from a report alone", res.Status)
 		}
 		refused := res.Error != nil && res.Error.Name == ReportErrorName

@@ -9,6 +9,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"github.com/codeexec/codeexec/internal/job"
 	"io"
 	"log/slog"
 	"os"
@@ -291,7 +292,7 @@ func (r *Runner) CgroupVersion() cgroup.Version { return r.cg.Version() }
 var ErrAboveTotal = errors.New("sandbox: limit above the total of all sandboxes")
 
 // checkTotal refuses limits l that the parent group could never give.
-func (r *Runner) checkTotal(l Limits) error {
+func (r *Runner) checkTotal(l job.Limits) error {
 	t := r.cfg.Total
 	switch {
 	case t.MemoryBytes > 0 && l.MemoryBytes > t.MemoryBytes:
@@ -305,7 +306,7 @@ func (r *Runner) checkTotal(l Limits) error {
 // Run executes req in a fresh sandbox. A non-nil error means the sandbox could not be
 // made or observed; whatever the code itself did, including crashing or exceeding a
 // limit, is reported in the Result.
-func (r *Runner) Run(ctx context.Context, req *Request) (*Result, error) {
+func (r *Runner) Run(ctx context.Context, req *job.Request) (*job.Result, error) {
 	if err := req.Validate(); err != nil {
 		return nil, err
 	}
@@ -332,7 +333,7 @@ func (r *Runner) nextName() string {
 
 // sandboxEnv is the sandbox's whole environment: built from nothing, so no server
 // variable (an API key, say) can leak in.
-func sandboxEnv(l Limits) []string {
+func sandboxEnv(l job.Limits) []string {
 	threads := strconv.Itoa(max(1, int(l.CPUs+0.999)))
 	env := []string{
 		"PATH=/usr/local/bin:/usr/bin:/bin",

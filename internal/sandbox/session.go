@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"github.com/codeexec/codeexec/internal/job"
 	"io"
 	"os"
 	"sync"
@@ -50,7 +51,7 @@ const (
 // no CPU until the next run. The creator must call Close.
 type Session struct {
 	r      *Runner
-	limits Limits
+	limits job.Limits
 
 	mu        sync.Mutex // held for the whole of an execution
 	s         *slot
@@ -103,7 +104,7 @@ func (l *liveSessions) killAll() {
 // NewSession starts a session whose memory, process, CPU and disk limits are l's
 // for its whole life; each Run may lower the time and output limits. The caller must
 // call Close.
-func (r *Runner) NewSession(l Limits) (*Session, error) {
+func (r *Runner) NewSession(l job.Limits) (*Session, error) {
 	if err := l.Validate(); err != nil {
 		return nil, err
 	}
@@ -120,7 +121,7 @@ func (r *Runner) NewSession(l Limits) (*Session, error) {
 	return r.newSession(z, l)
 }
 
-func (r *Runner) newSession(z *zygote, l Limits) (*Session, error) {
+func (r *Runner) newSession(z *zygote, l job.Limits) (*Session, error) {
 	s, err := r.takeSlot(z, l)
 	if err != nil {
 		return nil, err
@@ -136,7 +137,7 @@ func (r *Runner) newSession(z *zygote, l Limits) (*Session, error) {
 }
 
 // Limits are the session's limits, fixed when it was made.
-func (s *Session) Limits() Limits { return s.limits }
+func (s *Session) Limits() job.Limits { return s.limits }
 
 // Run executes req in the session. A zero field of req.Limits means the session's.
 // Timeout and OutputBytes may lower the session's for this run. The other limits are
@@ -145,7 +146,7 @@ func (s *Session) Limits() Limits { return s.limits }
 // holds would make the kernel kill the interpreter), and req.Limits may only repeat
 // them. Anything else is refused with ErrSessionLimits, never ignored. If the program
 // exceeds a limit or kills the interpreter, the session ends and the Result says why.
-func (s *Session) Run(ctx context.Context, req *Request) (*Result, error) {
+func (s *Session) Run(ctx context.Context, req *job.Request) (*job.Result, error) {
 	l, err := s.runLimits(req.Limits)
 	if err != nil {
 		return nil, err
@@ -159,17 +160,17 @@ func (s *Session) Run(ctx context.Context, req *Request) (*Result, error) {
 }
 
 // runLimits merges a run's limits asked into the session's, or says which cannot be.
-func (s *Session) runLimits(ask Limits) (Limits, error) {
+func (s *Session) runLimits(ask job.Limits) (job.Limits, error) {
 	l := s.limits
 	if ask.Timeout != 0 {
 		if ask.Timeout > l.Timeout {
-			return Limits{}, fmt.Errorf("%w: timeout %v is more than the session's %v", ErrSessionLimits, ask.Timeout, l.Timeout)
+			return job.Limits{}, fmt.Errorf("%w: timeout %v is more than the session's %v", ErrSessionLimits, ask.Timeout, l.Timeout)
 		}
 		l.Timeout = ask.Timeout
 	}
 	if ask.OutputBytes != 0 {
 		if ask.OutputBytes > l.OutputBytes {
-			return Limits{}, fmt.Errorf("%w: output %d bytes is more than the session's %d", ErrSessionLimits, ask.OutputBytes, l.OutputBytes)
+			return job.Limits{}, fmt.Errorf("%w: output %d bytes is more than the session's %d", ErrSessionLimits, ask.OutputBytes, l.OutputBytes)
 		}
 		l.OutputBytes = ask.OutputBytes
 	}
@@ -188,14 +189,14 @@ func (s *Session) runLimits(ask Limits) (Limits, error) {
 	}
 	for _, f := range fixed {
 		if !f.zero && f.ask != f.have {
-			return Limits{}, fmt.Errorf("%w: %s %v differs from the session's %v", ErrSessionLimits, f.name, f.ask, f.have)
+			return job.Limits{}, fmt.Errorf("%w: %s %v differs from the session's %v", ErrSessionLimits, f.name, f.ask, f.have)
 		}
 	}
 	return l, nil
 }
 
 // run executes req; with last, the interpreter is killed afterwards.
-func (s *Session) run(ctx context.Context, req *Request, last bool) (*Result, error) {
+func (s *Session) run(ctx context.Context, req *job.Request, last bool) (*job.Result, error) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	if s.ended != nil {
@@ -208,7 +209,7 @@ func (s *Session) run(ctx context.Context, req *Request, last bool) (*Result, er
 		// chosen, and dies).
 		reason := EndExited
 		if st, err := g.Stats(); err == nil && st.OOMKills > 0 {
-			reason = string(StatusMemoryLimit)
+			reason = string(job.StatusMemoryLimit)
 		}
 		s.end(fmt.Errorf("%w: the interpreter was killed between runs (%s)", ErrSessionEnded, reason), reason)
 		return nil, s.ended
@@ -284,9 +285,9 @@ func (s *Session) run(ctx context.Context, req *Request, last bool) (*Result, er
 }
 
 // endReason names why a run ended its session, from the run's status.
-func endReason(st Status) string {
+func endReason(st job.Status) string {
 	switch st {
-	case StatusTimeout, StatusMemoryLimit, StatusOutputLimit, StatusKilled:
+	case job.StatusTimeout, job.StatusMemoryLimit, job.StatusOutputLimit, job.StatusKilled:
 		return string(st)
 	}
 	return EndExited
@@ -394,7 +395,7 @@ func (s *Session) MemoryBytes() (int64, error) {
 // count against the session's memory limit; data that does not fit is an
 // ErrStorageLimit.
 func (s *Session) WriteFile(p string, data []byte) error {
-	clean, err := CleanInputPath(p)
+	clean, err := job.CleanInputPath(p)
 	if err != nil {
 		return err
 	}
@@ -417,13 +418,13 @@ func (s *Session) WriteFile(p string, data []byte) error {
 			}
 		}()
 	}
-	return s.work.writeInputs([]InputFile{{Path: clean, Data: data}}, s.inputs)
+	return s.work.writeInputs([]job.InputFile{{Path: clean, Data: data}}, s.inputs)
 }
 
 // ReadFile returns the content of the regular file p in the session's work dir, at
 // most max bytes of it; symlinks are not followed.
 func (s *Session) ReadFile(p string, max int64) ([]byte, error) {
-	clean, err := CleanInputPath(p)
+	clean, err := job.CleanInputPath(p)
 	if err != nil {
 		return nil, err
 	}
@@ -464,7 +465,7 @@ func (s *Session) ReadFile(p string, max int64) ([]byte, error) {
 // RemoveFile deletes p from the session's work dir: a file, or a symlink (never
 // followed); a directory is ErrNotAFile. It waits for a running execution.
 func (s *Session) RemoveFile(p string) error {
-	clean, err := CleanInputPath(p)
+	clean, err := job.CleanInputPath(p)
 	if err != nil {
 		return err
 	}
@@ -497,7 +498,7 @@ func (s *Session) RemoveFile(p string) error {
 
 // Files lists the regular files in the session's work dir: at most maxListedFiles,
 // within the walk budgets; the bool says when some were left out.
-func (s *Session) Files() ([]FileInfo, bool, error) {
+func (s *Session) Files() ([]job.FileInfo, bool, error) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	if s.ended != nil {

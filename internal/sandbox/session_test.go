@@ -4,12 +4,13 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"github.com/codeexec/codeexec/internal/job"
 	"os"
 	"testing"
 	"time"
 )
 
-func newTestSession(t *testing.T, r *Runner, l Limits) *Session {
+func newTestSession(t *testing.T, r *Runner, l job.Limits) *Session {
 	t.Helper()
 	s, err := r.NewSession(l)
 	if err != nil {
@@ -19,9 +20,9 @@ func newTestSession(t *testing.T, r *Runner, l Limits) *Session {
 	return s
 }
 
-func sessionRun(t *testing.T, s *Session, code string) *Result {
+func sessionRun(t *testing.T, s *Session, code string) *job.Result {
 	t.Helper()
-	res, err := s.Run(context.Background(), &Request{Code: code}) // zero limits: the session's
+	res, err := s.Run(context.Background(), &job.Request{Code: code}) // zero limits: the session's
 	if err != nil {
 		t.Fatalf("Run(%q): %v", code, err)
 	}
@@ -31,7 +32,7 @@ func sessionRun(t *testing.T, s *Session, code string) *Result {
 func TestSessionState(t *testing.T) {
 	t.Run("warm", func(t *testing.T) {
 		r := sharedRunner(t)
-		s := newTestSession(t, r, DefaultLimits())
+		s := newTestSession(t, r, job.DefaultLimits())
 		steps := []struct{ code, want string }{
 			{"import pandas as pd\ndf = pd.DataFrame({'a': [1, 2, 3]})\nopen('notes.txt', 'w').write('kept')", "4"},
 			{"int(df['a'].sum())", "6"},
@@ -41,7 +42,7 @@ func TestSessionState(t *testing.T) {
 		}
 		for i, st := range steps {
 			res := sessionRun(t, s, st.code)
-			if res.Status != StatusOK || deref(res.Result) != st.want {
+			if res.Status != job.StatusOK || deref(res.Result) != st.want {
 				t.Fatalf("step %d %q: got %s %s %q, want %s", i, st.code, res.Status, deref(res.Result), res.Stderr, st.want)
 			}
 		}
@@ -77,14 +78,14 @@ func TestSessionState(t *testing.T) {
 func TestSessionEndsOnLimit(t *testing.T) {
 	t.Run("warm", func(t *testing.T) {
 		r := sharedRunner(t)
-		s := newTestSession(t, r, DefaultLimits())
+		s := newTestSession(t, r, job.DefaultLimits())
 		sessionRun(t, s, "x = 1")
 		pids := sessionPids(t, s)
-		res, err := s.Run(context.Background(), &Request{Code: "while True: pass", Limits: Limits{Timeout: 500 * time.Millisecond, OutputBytes: 1 << 20}})
-		if err != nil || res.Status != StatusTimeout {
+		res, err := s.Run(context.Background(), &job.Request{Code: "while True: pass", Limits: job.Limits{Timeout: 500 * time.Millisecond, OutputBytes: 1 << 20}})
+		if err != nil || res.Status != job.StatusTimeout {
 			t.Fatalf("got %v %v, want timeout", res, err)
 		}
-		if _, err := s.Run(context.Background(), &Request{Code: "x", Limits: DefaultLimits()}); !errors.Is(err, ErrSessionEnded) {
+		if _, err := s.Run(context.Background(), &job.Request{Code: "x", Limits: job.DefaultLimits()}); !errors.Is(err, ErrSessionEnded) {
 			t.Fatalf("run after a timeout: %v, want ErrSessionEnded", err)
 		}
 		if s.Alive() {
@@ -97,8 +98,8 @@ func TestSessionEndsOnLimit(t *testing.T) {
 func TestSessionsIsolated(t *testing.T) {
 	t.Run("warm", func(t *testing.T) {
 		r := sharedRunner(t)
-		a := newTestSession(t, r, DefaultLimits())
-		b := newTestSession(t, r, DefaultLimits())
+		a := newTestSession(t, r, job.DefaultLimits())
+		b := newTestSession(t, r, job.DefaultLimits())
 		sessionRun(t, a, "secret = 42\nopen('a.txt', 'w').write('a')\nimport socket\nsrv = socket.socket(socket.AF_UNIX)\nsrv.bind('\\0codeexec-test')\nsrv.listen()")
 		res := sessionRun(t, b, `
 import os, socket
@@ -119,7 +120,7 @@ out`)
 func TestSessionCloseKills(t *testing.T) {
 	t.Run("warm", func(t *testing.T) {
 		r := sharedRunner(t)
-		s, err := r.NewSession(DefaultLimits())
+		s, err := r.NewSession(job.DefaultLimits())
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -129,7 +130,7 @@ func TestSessionCloseKills(t *testing.T) {
 			t.Fatalf("session has processes %v, want the interpreter and its child", pids)
 		}
 		s.Close()
-		if _, err := s.Run(context.Background(), &Request{Code: "1", Limits: DefaultLimits()}); !errors.Is(err, ErrSessionEnded) {
+		if _, err := s.Run(context.Background(), &job.Request{Code: "1", Limits: job.DefaultLimits()}); !errors.Is(err, ErrSessionEnded) {
 			t.Fatalf("run after Close: %v", err)
 		}
 		assertGone(t, r, pids)

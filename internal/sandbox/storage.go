@@ -1,25 +1,19 @@
 package sandbox
 
 import (
-	"errors"
 	"fmt"
+	"github.com/codeexec/codeexec/internal/job"
 	"sync"
 )
 
-// ErrStorageLimit is returned when files do not fit in a sandbox — in its work dir,
-// under its file size limit, or in its memory, which a sandbox's files count against
-// — or when a new sandbox's file systems do not fit in the runner's storage budget.
-// The error's text says which limit it met.
-var ErrStorageLimit = errors.New("sandbox: storage limit")
-
-// storageLimit returns an ErrStorageLimit that explains itself.
+// storageLimit returns a job.ErrStorageLimit that explains itself.
 func storageLimit(format string, args ...any) error {
-	return fmt.Errorf("%w: %s", ErrStorageLimit, fmt.Sprintf(format, args...))
+	return fmt.Errorf("%w: %s", job.ErrStorageLimit, fmt.Sprintf(format, args...))
 }
 
 // tmpfsBytes is what a sandbox's tmpfs mounts may hold together: /work, /tmp and
 // /dev/shm.
-func tmpfsBytes(l Limits) int64 { return l.WorkBytes + 2*l.TmpBytes }
+func tmpfsBytes(l job.Limits) int64 { return l.WorkBytes + 2*l.TmpBytes }
 
 // storageBudget bounds the sum of the tmpfs sizes of a runner's live sandboxes
 // (preforked ones included). A sandbox's files are charged to its own cgroup, so its
@@ -40,13 +34,13 @@ type storageBudget struct {
 
 // reserve books room for a sandbox with limits l. The caller must call the returned
 // function, once the sandbox's mounts are gone; calling it again does nothing.
-func (b *storageBudget) reserve(l Limits) (release func(), err error) {
+func (b *storageBudget) reserve(l job.Limits) (release func(), err error) {
 	n := tmpfsBytes(l)
 	b.mu.Lock()
 	defer b.mu.Unlock()
 	if b.max > 0 && b.used+n > b.max {
 		return nil, storageLimit("a sandbox needs %s of file systems (a %s work dir, /tmp and /dev/shm of %s each), and the server's storage budget for all sandboxes, %s, has %s left",
-			formatBytes(n), formatBytes(l.WorkBytes), formatBytes(l.TmpBytes), formatBytes(b.max), formatBytes(max(b.max-b.used, 0)))
+			job.FormatBytes(n), job.FormatBytes(l.WorkBytes), job.FormatBytes(l.TmpBytes), job.FormatBytes(b.max), job.FormatBytes(max(b.max-b.used, 0)))
 	}
 	b.used += n
 	var once sync.Once
@@ -65,21 +59,4 @@ func (r *Runner) StorageUsed() (used, budget int64) {
 	r.storage.mu.Lock()
 	defer r.storage.mu.Unlock()
 	return r.storage.used, r.storage.max
-}
-
-// formatBytes writes n for a reader: "16 MiB", "13.4 MiB", "2 GiB", "512 bytes".
-func formatBytes(n int64) string {
-	units := []struct {
-		size int64
-		name string
-	}{{1 << 30, "GiB"}, {1 << 20, "MiB"}, {1 << 10, "KiB"}}
-	for _, u := range units {
-		if n >= u.size {
-			if n%u.size == 0 {
-				return fmt.Sprintf("%d %s", n/u.size, u.name)
-			}
-			return fmt.Sprintf("%.1f %s", float64(n)/float64(u.size), u.name)
-		}
-	}
-	return fmt.Sprintf("%d bytes", n)
 }

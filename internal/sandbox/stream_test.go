@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"context"
 	"errors"
+	"github.com/codeexec/codeexec/internal/job"
 	"io"
 	"strings"
 	"sync"
@@ -57,13 +58,13 @@ func (w *chunkWriter) waitFor(t *testing.T, want string) {
 
 // runAsync starts run (a Runner's or a Session's) and returns the channel its
 // Result arrives on; an error fails the test.
-func runAsync(t *testing.T, run func(context.Context, *Request) (*Result, error), req *Request) <-chan *Result {
-	ch := make(chan *Result, 1)
+func runAsync(t *testing.T, run func(context.Context, *job.Request) (*job.Result, error), req *job.Request) <-chan *job.Result {
+	ch := make(chan *job.Result, 1)
 	go func() {
 		res, err := run(context.Background(), req)
 		if err != nil {
 			t.Errorf("Run(%q): %v", req.Code, err)
-			res = &Result{}
+			res = &job.Result{}
 		}
 		ch <- res
 	}()
@@ -78,8 +79,8 @@ func TestStreamsWhileRunning(t *testing.T) {
 		stdinR, stdinW := io.Pipe()
 		defer stdinW.Close()
 		stdout, stderr := newChunkWriter(), newChunkWriter()
-		req := &Request{Code: "import sys\nprint('ready')\nprint('warn', file=sys.stderr)\nline = input()\nprint('got', line)\nline",
-			Limits: DefaultLimits(), Stdin: stdinR, Stdout: stdout, Stderr: stderr}
+		req := &job.Request{Code: "import sys\nprint('ready')\nprint('warn', file=sys.stderr)\nline = input()\nprint('got', line)\nline",
+			Limits: job.DefaultLimits(), Stdin: stdinR, Stdout: stdout, Stderr: stderr}
 		done := runAsync(t, sharedRunner(t).Run, req)
 		stdout.waitFor(t, "ready\n")
 		stderr.waitFor(t, "warn\n")
@@ -91,7 +92,7 @@ func TestStreamsWhileRunning(t *testing.T) {
 		io.WriteString(stdinW, "hello\n")
 		stdinW.Close()
 		res := <-done
-		if res.Status != StatusOK || res.Stdout != "ready\ngot hello\n" || deref(res.Result) != "'hello'" {
+		if res.Status != job.StatusOK || res.Stdout != "ready\ngot hello\n" || deref(res.Result) != "'hello'" {
 			t.Fatalf("got %s stdout %q result %s stderr %q", res.Status, res.Stdout, deref(res.Result), res.Stderr)
 		}
 		if stdout.String() != res.Stdout || stderr.String() != res.Stderr {
@@ -129,8 +130,8 @@ func TestStdin(t *testing.T) {
 		}
 		for _, tt := range tests {
 			t.Run(tt.name, func(t *testing.T) {
-				res := run(t, tt.code, func(r *Request) { r.Stdin = tt.stdin })
-				if res.Status != StatusOK || deref(res.Result) != tt.want {
+				res := run(t, tt.code, func(r *job.Request) { r.Stdin = tt.stdin })
+				if res.Status != job.StatusOK || deref(res.Result) != tt.want {
 					t.Fatalf("got %s %s stderr %q, want %s", res.Status, deref(res.Result), res.Stderr, tt.want)
 				}
 			})
@@ -154,35 +155,13 @@ func TestArgs(t *testing.T) {
 		}
 		for _, tt := range tests {
 			t.Run(tt.name, func(t *testing.T) {
-				res := run(t, "import sys\nsys.argv", func(r *Request) { r.Name, r.Args = tt.progName, tt.args })
-				if res.Status != StatusOK || deref(res.Result) != tt.want {
+				res := run(t, "import sys\nsys.argv", func(r *job.Request) { r.Name, r.Args = tt.progName, tt.args })
+				if res.Status != job.StatusOK || deref(res.Result) != tt.want {
 					t.Fatalf("got %s %s stderr %q, want %s", res.Status, deref(res.Result), res.Stderr, tt.want)
 				}
 			})
 		}
 	})
-}
-
-func TestArgsValidate(t *testing.T) {
-	for _, tt := range []struct {
-		name string
-		req  Request
-	}{
-		{"NUL", Request{Args: []string{"a\x00b"}}},
-		{"NUL in the name", Request{Name: "a\x00"}},
-		{"not UTF-8", Request{Args: []string{"\xff"}}},
-		{"too long", Request{Args: []string{strings.Repeat("a", MaxArgsBytes)}}},
-		{"too many", Request{Args: make([]string, MaxArgsBytes)}},
-	} {
-		tt.req.Limits = DefaultLimits()
-		if err := tt.req.Validate(); err == nil {
-			t.Errorf("%s: Validate accepted %q %q", tt.name, tt.req.Name, tt.req.Args)
-		}
-	}
-	ok := Request{Limits: DefaultLimits(), Name: "x.py", Args: []string{strings.Repeat("a", MaxArgsBytes-10)}}
-	if err := ok.Validate(); err != nil {
-		t.Errorf("Validate refused arguments within the limit: %v", err)
-	}
 }
 
 // stuckWriter blocks every Write until released; failWriter fails every one.
@@ -213,9 +192,9 @@ func TestStreamWriterFaults(t *testing.T) {
 	bothPaths(t, func(t *testing.T) {
 		t.Run("stuck", func(t *testing.T) {
 			w := stuckWriter{calls: make(chan struct{}, 100), release: make(chan struct{})}
-			res := run(t, code, func(r *Request) { r.Stdout = w })
+			res := run(t, code, func(r *job.Request) { r.Stdout = w })
 			close(w.release)
-			if res.Status != StatusOK || !strings.HasSuffix(res.Stdout, "19999\nend\n") {
+			if res.Status != job.StatusOK || !strings.HasSuffix(res.Stdout, "19999\nend\n") {
 				t.Fatalf("got %s, stdout ending %q", res.Status, res.Stdout[max(0, len(res.Stdout)-20):])
 			}
 			time.Sleep(50 * time.Millisecond) // a second Write would come now, if any
@@ -225,8 +204,8 @@ func TestStreamWriterFaults(t *testing.T) {
 		})
 		t.Run("failing", func(t *testing.T) {
 			var calls int
-			res := run(t, code, func(r *Request) { r.Stdout = failWriter{&calls} })
-			if res.Status != StatusOK || !strings.HasSuffix(res.Stdout, "19999\nend\n") {
+			res := run(t, code, func(r *job.Request) { r.Stdout = failWriter{&calls} })
+			if res.Status != job.StatusOK || !strings.HasSuffix(res.Stdout, "19999\nend\n") {
 				t.Fatalf("got %s, stdout ending %q", res.Status, res.Stdout[max(0, len(res.Stdout)-20):])
 			}
 			if calls != 1 {
@@ -235,8 +214,8 @@ func TestStreamWriterFaults(t *testing.T) {
 		})
 		t.Run("output limit", func(t *testing.T) {
 			w := newChunkWriter()
-			res := run(t, "print('x' * 5000)", func(r *Request) { r.Stdout = w; r.Limits.OutputBytes = 1000 })
-			if res.Status != StatusOutputLimit || w.String() != res.Stdout || len(res.Stdout) != 1000 {
+			res := run(t, "print('x' * 5000)", func(r *job.Request) { r.Stdout = w; r.Limits.OutputBytes = 1000 })
+			if res.Status != job.StatusOutputLimit || w.String() != res.Stdout || len(res.Stdout) != 1000 {
 				t.Errorf("got %s, streamed %d bytes, the Result keeps %d, want both 1000", res.Status, len(w.String()), len(res.Stdout))
 			}
 		})
@@ -245,7 +224,7 @@ func TestStreamWriterFaults(t *testing.T) {
 
 func TestSessionStdin(t *testing.T) {
 	t.Run("warm", func(t *testing.T) {
-		s := newTestSession(t, sharedRunner(t), DefaultLimits())
+		s := newTestSession(t, sharedRunner(t), job.DefaultLimits())
 		steps := []struct {
 			stdin io.Reader
 			code  string
@@ -258,12 +237,12 @@ func TestSessionStdin(t *testing.T) {
 			{strings.NewReader("four\n"), "import sys\nsys.argv, input()", "(['<code>'], 'four')"},
 		}
 		for i, st := range steps {
-			res, err := s.Run(context.Background(), &Request{Code: st.code, Limits: DefaultLimits(), Stdin: st.stdin})
-			if err != nil || res.Status != StatusOK || deref(res.Result) != st.want {
+			res, err := s.Run(context.Background(), &job.Request{Code: st.code, Limits: job.DefaultLimits(), Stdin: st.stdin})
+			if err != nil || res.Status != job.StatusOK || deref(res.Result) != st.want {
 				t.Fatalf("step %d: %v %+v, want %s", i, err, res, st.want)
 			}
 		}
-		res, err := s.Run(context.Background(), &Request{Code: "import sys\nsys.argv", Limits: DefaultLimits(), Name: "n", Args: []string{"a"}})
+		res, err := s.Run(context.Background(), &job.Request{Code: "import sys\nsys.argv", Limits: job.DefaultLimits(), Name: "n", Args: []string{"a"}})
 		if err != nil || deref(res.Result) != "['n', 'a']" {
 			t.Fatalf("argv in a session: %v %s", err, deref(res.Result))
 		}
@@ -284,25 +263,25 @@ func TestSessionInterrupt(t *testing.T) {
 		}
 		for _, tt := range tests {
 			t.Run(tt.name, func(t *testing.T) {
-				s := newTestSession(t, r, DefaultLimits())
+				s := newTestSession(t, r, job.DefaultLimits())
 				sessionRun(t, s, "x = 41")
 				if err := s.Interrupt(); !errors.Is(err, ErrNotRunning) {
 					t.Fatalf("Interrupt with nothing running: %v, want ErrNotRunning", err)
 				}
 				out := newChunkWriter()
-				done := runAsync(t, s.Run, &Request{Code: tt.code, Limits: DefaultLimits(), Stdout: out})
+				done := runAsync(t, s.Run, &job.Request{Code: tt.code, Limits: job.DefaultLimits(), Stdout: out})
 				out.waitFor(t, "started")
 				if err := s.Interrupt(); err != nil {
 					t.Fatalf("Interrupt: %v", err)
 				}
 				res := <-done
-				if res.Status != StatusError || res.Error == nil || res.Error.Name != "KeyboardInterrupt" {
+				if res.Status != job.StatusError || res.Error == nil || res.Error.Name != "KeyboardInterrupt" {
 					t.Fatalf("interrupted run: %s %+v", res.Status, res.Error)
 				}
 				if strings.Contains(res.Error.Traceback, "_on_interrupt") || !strings.Contains(res.Error.Traceback, `File "<code>"`) {
 					t.Errorf("traceback shows the harness, or not the program: %q", res.Error.Traceback)
 				}
-				if res := sessionRun(t, s, "x + 1"); res.Status != StatusOK || deref(res.Result) != "42" {
+				if res := sessionRun(t, s, "x + 1"); res.Status != job.StatusOK || deref(res.Result) != "42" {
 					t.Fatalf("after the interrupt: %s %s %q, want 42", res.Status, deref(res.Result), res.Stderr)
 				}
 			})
@@ -315,18 +294,18 @@ func TestSessionInterrupt(t *testing.T) {
 // while print still writes.
 func TestSessionInterruptIgnored(t *testing.T) {
 	t.Run("warm", func(t *testing.T) {
-		s := newTestSession(t, sharedRunner(t), DefaultLimits())
+		s := newTestSession(t, sharedRunner(t), job.DefaultLimits())
 		out := newChunkWriter()
-		l := DefaultLimits()
+		l := job.DefaultLimits()
 		l.Timeout = 3 * time.Second
-		done := runAsync(t, s.Run, &Request{Code: "while True:\n    try:\n        print('started')\n        while True: pass\n    except KeyboardInterrupt:\n        print('caught')",
+		done := runAsync(t, s.Run, &job.Request{Code: "while True:\n    try:\n        print('started')\n        while True: pass\n    except KeyboardInterrupt:\n        print('caught')",
 			Limits: l, Stdout: out})
 		out.waitFor(t, "started")
 		if err := s.Interrupt(); err != nil {
 			t.Fatal(err)
 		}
 		out.waitFor(t, "caught")
-		if res := <-done; res.Status != StatusTimeout {
+		if res := <-done; res.Status != job.StatusTimeout {
 			t.Fatalf("got %s, want timeout", res.Status)
 		}
 		if err := s.Interrupt(); !errors.Is(err, ErrSessionEnded) {
@@ -339,14 +318,14 @@ func TestSessionInterruptIgnored(t *testing.T) {
 // raced the end of its run) leaves the session's interpreter and state alone.
 func TestSessionStraySIGINT(t *testing.T) {
 	t.Run("warm", func(t *testing.T) {
-		s := newTestSession(t, sharedRunner(t), DefaultLimits())
+		s := newTestSession(t, sharedRunner(t), job.DefaultLimits())
 		sessionRun(t, s, "y = 7")
 		for range 3 {
 			if err := s.s.c.signal(unix.SIGINT); err != nil {
 				t.Fatal(err)
 			}
 		}
-		if res := sessionRun(t, s, "y"); res.Status != StatusOK || deref(res.Result) != "7" {
+		if res := sessionRun(t, s, "y"); res.Status != job.StatusOK || deref(res.Result) != "7" {
 			t.Fatalf("after SIGINTs between runs: %s %s %q", res.Status, deref(res.Result), res.Stderr)
 		}
 	})

@@ -1,6 +1,7 @@
 package sandbox
 
 import (
+	"github.com/codeexec/codeexec/internal/job"
 	"os"
 	"path"
 	"path/filepath"
@@ -141,7 +142,7 @@ func TestProducedStamps(t *testing.T) {
 	top := t.TempDir()
 	w := &workDir{dir: top, uid: os.Getuid(), inputs: newStamps()}
 	// The inputs as the writer leaves them: in place, their stamps remembered.
-	for _, in := range []InputFile{{Path: "in/data.csv", Data: []byte("a,b\n")}, {Path: "keep.txt", Data: []byte("k")}} {
+	for _, in := range []job.InputFile{{Path: "in/data.csv", Data: []byte("a,b\n")}, {Path: "keep.txt", Data: []byte("k")}} {
 		p := filepath.Join(top, in.Path)
 		if err := os.MkdirAll(filepath.Dir(p), 0o755); err != nil {
 			t.Fatal(err)

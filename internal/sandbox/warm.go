@@ -3,6 +3,7 @@ package sandbox
 import (
 	"context"
 	"fmt"
+	"github.com/codeexec/codeexec/internal/job"
 	"time"
 
 	"github.com/codeexec/codeexec/internal/cgroup"
@@ -13,7 +14,7 @@ import (
 type slot struct {
 	c      *child
 	g      *cgroup.Group
-	limits Limits // what its mounts and cgroup were made for
+	limits job.Limits // what its mounts and cgroup were made for
 	// unreserve gives the slot's share of the storage budget back; idempotent.
 	unreserve func()
 }
@@ -26,7 +27,7 @@ func (s *slot) release() {
 }
 
 // newSlot makes a cgroup with limits l and forks a child from z into it.
-func (r *Runner) newSlot(z *zygote, l Limits) (*slot, error) {
+func (r *Runner) newSlot(z *zygote, l job.Limits) (*slot, error) {
 	unreserve, err := r.storage.reserve(l)
 	if err != nil {
 		return nil, err
@@ -50,7 +51,7 @@ func (r *Runner) newSlot(z *zygote, l Limits) (*slot, error) {
 // cold.
 func (r *Runner) prefork(ctx context.Context) {
 	defer r.bg.Done()
-	l := DefaultLimits()
+	l := job.DefaultLimits()
 	for {
 		z, err := r.zygote()
 		var s *slot
@@ -75,7 +76,7 @@ func (r *Runner) prefork(ctx context.Context) {
 }
 
 // takeSlot returns a ready child for l: a preforked one when one fits, else a new one.
-func (r *Runner) takeSlot(z *zygote, l Limits) (*slot, error) {
+func (r *Runner) takeSlot(z *zygote, l job.Limits) (*slot, error) {
 	for {
 		var s *slot
 		select {
@@ -119,7 +120,7 @@ func (r *Runner) cleanupLater(f func()) {
 // runWarm runs req in a child forked from the zygote: the same namespaces, limits and
 // unprivileged uid as the cold path, without paying for the interpreter's start and
 // imports. It is a session of one execution.
-func (r *Runner) runWarm(ctx context.Context, req *Request, z *zygote) (*Result, error) {
+func (r *Runner) runWarm(ctx context.Context, req *job.Request, z *zygote) (*job.Result, error) {
 	sess, err := r.newSession(z, req.Limits)
 	if err != nil {
 		return nil, err

@@ -3,6 +3,7 @@ package sandbox
 import (
 	"errors"
 	"fmt"
+	"github.com/codeexec/codeexec/internal/job"
 	"hash/maphash"
 	"os"
 	"runtime"
@@ -109,7 +110,7 @@ func (w *workDir) remove() error {
 // writeInputs places files in the work dir, all or none, with their pages charged to
 // the sandbox (see inputWriter), and remembers them so that only files the program
 // creates or changes are reported. Files that do not fit are an ErrStorageLimit.
-func (w *workDir) writeInputs(files []InputFile, iw *inputWriter) error {
+func (w *workDir) writeInputs(files []job.InputFile, iw *inputWriter) error {
 	if len(files) == 0 {
 		return nil
 	}
@@ -159,7 +160,7 @@ func asFSUser(uid int, f func() error) error {
 // budgets; truncated says when some were left out). Symlinks and other special files
 // are never followed. Call it only when no sandbox process can change the work dir
 // under it, or accept a racy listing (a session's background processes).
-func (w *workDir) produced() (files []FileInfo, truncated bool, err error) {
+func (w *workDir) produced() (files []job.FileInfo, truncated bool, err error) {
 	files, seen, truncated, err := w.list(w.inputs)
 	if err == nil {
 		w.inputs = seen
@@ -169,7 +170,7 @@ func (w *workDir) produced() (files []FileInfo, truncated bool, err error) {
 
 // list lists the regular files of the work dir whose stamp is not in skip, at most
 // maxListedFiles of them, and returns the stamps of every file it saw.
-func (w *workDir) list(skip stamps) (files []FileInfo, seen stamps, truncated bool, err error) {
+func (w *workDir) list(skip stamps) (files []job.FileInfo, seen stamps, truncated bool, err error) {
 	root, release, err := w.open()
 	if err != nil {
 		return nil, skip, false, err
@@ -180,7 +181,7 @@ func (w *workDir) list(skip stamps) (files []FileInfo, seen stamps, truncated bo
 		return nil, skip, false, err
 	}
 	defer dir.Close()
-	files, seen = []FileInfo{}, skip.fresh()
+	files, seen = []job.FileInfo{}, skip.fresh()
 	cut, err := walkFiles(dir, func(rel string, st *unix.Stat_t) {
 		stamp := stampOf(st)
 		seen.add(rel, stamp)
@@ -191,13 +192,13 @@ func (w *workDir) list(skip stamps) (files []FileInfo, seen stamps, truncated bo
 			truncated = true
 			return
 		}
-		files = append(files, FileInfo{Path: rel, Size: st.Size})
+		files = append(files, job.FileInfo{Path: rel, Size: st.Size})
 	})
 	if err != nil {
 		return nil, skip, false, fmt.Errorf("list the work dir: %w", err)
 	}
 	// In the order of their paths, not the directories' (a tmpfs lists newest
 	// first): a listing reads the same from one call to the next.
-	slices.SortFunc(files, func(a, b FileInfo) int { return strings.Compare(a.Path, b.Path) })
+	slices.SortFunc(files, func(a, b job.FileInfo) int { return strings.Compare(a.Path, b.Path) })
 	return files, seen, truncated || cut, nil
 }

@@ -1,6 +1,7 @@
 package sandbox
 
 import (
+	"github.com/codeexec/codeexec/internal/job"
 	"slices"
 	"strings"
 	"testing"
@@ -230,7 +231,7 @@ print("disk", shutil.disk_usage("/work").total > 0)
 						t.Errorf("stdout lacks %q", w)
 					}
 				}
-				if res.Status != StatusOK || t.Failed() {
+				if res.Status != job.StatusOK || t.Failed() {
 					t.Fatalf("status %s error %+v\nstdout:\n%s\nstderr:\n%s", res.Status, res.Error, res.Stdout, res.Stderr)
 				}
 			})

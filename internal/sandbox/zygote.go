@@ -5,6 +5,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"github.com/codeexec/codeexec/internal/job"
 	"io"
 	"net"
 	"os"
@@ -91,7 +92,7 @@ func (r *Runner) startZygote() (*zygote, error) {
 	spec := &initSpec{
 		Rootfs:   r.cfg.Rootfs,
 		TmpBytes: zygoteTmpBytes,
-		Env:      sandboxEnv(DefaultLimits()),
+		Env:      sandboxEnv(job.DefaultLimits()),
 		Args:     append([]string{"/usr/bin/python3", "-B", "-s", "-c", harness.ZygoteSource}, r.cfg.Preload...),
 		Zygote:   true,
 	}
@@ -233,7 +234,7 @@ type child struct {
 // spawn forks a child sized for l, moves it into g before it does anything, and
 // waits until its namespaces and mounts are ready. An error because the zygote died
 // wraps ErrZygoteGone, so that the caller can restart it or run cold.
-func (z *zygote) spawn(l Limits, g *cgroup.Group) (*child, error) {
+func (z *zygote) spawn(l job.Limits, g *cgroup.Group) (*child, error) {
 	c, err := z.spawnChild(l, g)
 	if err != nil && !errors.Is(err, ErrZygoteGone) && z.diedBy(time.Second) {
 		err = fmt.Errorf("%w: %v", ErrZygoteGone, err)
@@ -252,7 +253,7 @@ func (z *zygote) diedBy(d time.Duration) bool {
 	}
 }
 
-func (z *zygote) spawnChild(l Limits, g *cgroup.Group) (*child, error) {
+func (z *zygote) spawnChild(l job.Limits, g *cgroup.Group) (*child, error) {
 	if !z.alive() {
 		return nil, ErrZygoteGone
 	}
@@ -425,7 +426,7 @@ func (c *child) workDir() (*workDir, error) {
 // exec runs one program in the child, which must already be in its cgroup g. It
 // returns when the program has finished (alive: the child waits for more) or the
 // child has died. The output readers may still run; call w.waitOutput.
-func (c *child) exec(ctx context.Context, req *Request, g *cgroup.Group, last bool) (o outcome, w *watch, alive bool, err error) {
+func (c *child) exec(ctx context.Context, req *job.Request, g *cgroup.Group, last bool) (o outcome, w *watch, alive bool, err error) {
 	l := req.Limits
 	code, err := memfdWith("code", req.Code)
 	if err != nil {

@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"github.com/codeexec/codeexec/internal/job"
 	"os"
 	"path/filepath"
 	"strings"
@@ -27,8 +28,8 @@ func TestZygoteRestartsAfterDeath(t *testing.T) {
 		_ = first.cmd.Process.Kill()
 		<-first.dead
 		for i := 0; i < 3; i++ {
-			res, err := r.Run(context.Background(), &Request{Code: "import numpy\nprint('ok')", Limits: DefaultLimits()})
-			if err != nil || res.Status != StatusOK || res.Stdout != "ok\n" {
+			res, err := r.Run(context.Background(), &job.Request{Code: "import numpy\nprint('ok')", Limits: job.DefaultLimits()})
+			if err != nil || res.Status != job.StatusOK || res.Stdout != "ok\n" {
 				t.Fatalf("run %d after the zygote died: %v %+v", i, err, res)
 			}
 		}
@@ -49,15 +50,15 @@ func TestColdFallbackWhenZygoteCannotStart(t *testing.T) {
 		// A start that failed a moment ago is not retried before zygoteRetry.
 		r.zygErr, r.zygFailed = errTestZygote, time.Now()
 		r.zmu.Unlock()
-		res, err := r.Run(context.Background(), &Request{Code: "import sys\nprint(len(sys.modules) < 200)", Limits: DefaultLimits()})
-		if err != nil || res.Status != StatusOK {
+		res, err := r.Run(context.Background(), &job.Request{Code: "import sys\nprint(len(sys.modules) < 200)", Limits: job.DefaultLimits()})
+		if err != nil || res.Status != job.StatusOK {
 			t.Fatalf("run without a zygote: %v %+v", err, res)
 		}
 		// A fresh interpreter has imported little; a zygote child has the whole stack.
 		if res.Stdout != "True\n" {
 			t.Errorf("run was not cold: %q", res.Stdout)
 		}
-		if _, err := r.NewSession(DefaultLimits()); err == nil {
+		if _, err := r.NewSession(job.DefaultLimits()); err == nil {
 			t.Error("a session started without a zygote")
 		}
 	})
@@ -75,10 +76,10 @@ func TestRunnersDoNotSweepEachOther(t *testing.T) {
 			t.Fatal(err)
 		}
 		second := newTestRunner(t)
-		if _, err := second.Run(context.Background(), &Request{Code: "1", Limits: DefaultLimits()}); err != nil {
+		if _, err := second.Run(context.Background(), &job.Request{Code: "1", Limits: job.DefaultLimits()}); err != nil {
 			t.Fatal(err)
 		}
-		res, err := first.Run(context.Background(), &Request{Code: "print('still here')", Limits: DefaultLimits()})
+		res, err := first.Run(context.Background(), &job.Request{Code: "print('still here')", Limits: job.DefaultLimits()})
 		if err != nil || res.Stdout != "still here\n" {
 			t.Fatalf("first runner after the second started: %v %+v", err, res)
 		}
@@ -97,7 +98,7 @@ func TestInputFilesDoNotKillTheZygote(t *testing.T) {
 		if err != nil {
 			t.Fatal(err)
 		}
-		s, err := r.NewSession(DefaultLimits())
+		s, err := r.NewSession(job.DefaultLimits())
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -167,9 +168,9 @@ func TestZygotePreload(t *testing.T) {
 		if err := r.Warm(); err != nil {
 			t.Fatalf("a zygote with modules the image lacks did not start: %v", err)
 		}
-		res, err := r.Run(context.Background(), &Request{Code: `import sys
-print("colorsys" in sys.modules, "numpy" in sys.modules, "pandas" in sys.modules)`, Limits: DefaultLimits()})
-		if err != nil || res.Status != StatusOK || res.Stdout != "True False False\n" {
+		res, err := r.Run(context.Background(), &job.Request{Code: `import sys
+print("colorsys" in sys.modules, "numpy" in sys.modules, "pandas" in sys.modules)`, Limits: job.DefaultLimits()})
+		if err != nil || res.Status != job.StatusOK || res.Stdout != "True False False\n" {
 			t.Fatalf("run: %v %+v, want colorsys preloaded and not the default stack", err, res)
 		}
 	})

@@ -7,6 +7,7 @@ import (
 	"encoding/hex"
 	"errors"
 	"fmt"
+	"github.com/codeexec/codeexec/internal/job"
 	"slices"
 	"strings"
 	"sync"
@@ -28,7 +29,7 @@ var (
 
 // Starter makes sandbox sessions; *sandbox.Runner is one.
 type Starter interface {
-	NewSession(l sandbox.Limits) (*sandbox.Session, error)
+	NewSession(l job.Limits) (*sandbox.Session, error)
 }
 
 // Config bounds the sessions of a Manager.
@@ -160,13 +161,13 @@ func NewManager(cfg Config, starter Starter) *Manager {
 // Create starts a session for owner with limits l that expires after ttl of idleness
 // (0: the default; more than the maximum is an error). The owner's MaxSessions, when
 // set, caps its sessions below the manager's Max.
-func (m *Manager) Create(owner *tenant.Tenant, l sandbox.Limits, ttl time.Duration) (*Session, error) {
+func (m *Manager) Create(owner *tenant.Tenant, l job.Limits, ttl time.Duration) (*Session, error) {
 	return m.CreateIn(owner, "", m.starter, l, ttl)
 }
 
 // CreateIn is Create with the session started by st, the starter of image (the
 // runner of another image than the manager's own); the cap on sessions covers them all.
-func (m *Manager) CreateIn(owner *tenant.Tenant, image string, st Starter, l sandbox.Limits, ttl time.Duration) (*Session, error) {
+func (m *Manager) CreateIn(owner *tenant.Tenant, image string, st Starter, l job.Limits, ttl time.Duration) (*Session, error) {
 	if ttl == 0 {
 		ttl = m.cfg.IdleTTL
 	}

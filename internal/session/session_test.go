@@ -3,6 +3,7 @@ package session
 import (
 	"context"
 	"errors"
+	"github.com/codeexec/codeexec/internal/job"
 	"os"
 	"path/filepath"
 	"strconv"
@@ -83,20 +84,20 @@ func newManager(t testing.TB, cfg Config, st Starter, clock *fakeClock) *Manager
 }
 
 // sessionLimits are the limits of the test sessions.
-func sessionLimits() sandbox.Limits {
-	l := sandbox.DefaultLimits()
+func sessionLimits() job.Limits {
+	l := job.DefaultLimits()
 	l.Timeout = 20 * time.Second
 	return l
 }
 
 // run executes code in s and fails the test unless it succeeds.
-func run(t testing.TB, s *Session, code string) *sandbox.Result {
+func run(t testing.TB, s *Session, code string) *job.Result {
 	t.Helper()
-	res, err := s.Sandbox().Run(context.Background(), &sandbox.Request{Code: code, Limits: sessionLimits()})
+	res, err := s.Sandbox().Run(context.Background(), &job.Request{Code: code, Limits: sessionLimits()})
 	if err != nil {
 		t.Fatalf("Run(%q) in %s: %v", code, s.ID, err)
 	}
-	if res.Status != sandbox.StatusOK {
+	if res.Status != job.StatusOK {
 		t.Fatalf("Run(%q) in %s: status %s, stderr %q", code, s.ID, res.Status, res.Stderr)
 	}
 	return res
@@ -194,7 +195,7 @@ type countingStarter struct {
 
 var errStart = errors.New("test starter: no sandbox")
 
-func (s *countingStarter) NewSession(sandbox.Limits) (*sandbox.Session, error) {
+func (s *countingStarter) NewSession(job.Limits) (*sandbox.Session, error) {
 	s.mu.Lock()
 	s.calls++
 	s.mu.Unlock()
@@ -446,7 +447,7 @@ func TestDelete(t *testing.T) {
 	if s.Sandbox().Alive() {
 		t.Error("the sandbox session is alive after Delete")
 	}
-	if _, err := s.Sandbox().Run(context.Background(), &sandbox.Request{Code: "1", Limits: sessionLimits()}); !errors.Is(err, sandbox.ErrSessionEnded) {
+	if _, err := s.Sandbox().Run(context.Background(), &job.Request{Code: "1", Limits: sessionLimits()}); !errors.Is(err, sandbox.ErrSessionEnded) {
 		t.Errorf("Run after Delete: %v, want ErrSessionEnded", err)
 	}
 	waitGone(t, "deleted session", procs)
@@ -573,7 +574,7 @@ type gatedStarter struct {
 	made    chan *sandbox.Session
 }
 
-func (g *gatedStarter) NewSession(l sandbox.Limits) (*sandbox.Session, error) {
+func (g *gatedStarter) NewSession(l job.Limits) (*sandbox.Session, error) {
 	g.entered <- struct{}{}
 	<-g.gate
 	s, err := g.r.NewSession(l)
@@ -604,7 +605,7 @@ func TestCloseWhileStarting(t *testing.T) {
 	if sb.Alive() {
 		t.Error("the sandbox session started during Close is alive")
 	}
-	if _, err := sb.Run(context.Background(), &sandbox.Request{Code: "1", Limits: sessionLimits()}); !errors.Is(err, sandbox.ErrSessionEnded) {
+	if _, err := sb.Run(context.Background(), &job.Request{Code: "1", Limits: sessionLimits()}); !errors.Is(err, sandbox.ErrSessionEnded) {
 		t.Errorf("Run in it: %v, want ErrSessionEnded", err)
 	}
 }
@@ -620,9 +621,9 @@ func TestBusySessionNotExpired(t *testing.T) {
 	}
 	// As the API does around an execution.
 	s.Begin(time.Now())
-	res, err := s.Sandbox().Run(context.Background(), &sandbox.Request{Code: "import time\ntime.sleep(2.5)", Limits: sessionLimits()})
+	res, err := s.Sandbox().Run(context.Background(), &job.Request{Code: "import time\ntime.sleep(2.5)", Limits: sessionLimits()})
 	s.End(time.Now())
-	if err != nil || res.Status != sandbox.StatusOK {
+	if err != nil || res.Status != job.StatusOK {
 		t.Fatalf("a 2.5s execution: %v, %v", res, err)
 	}
 	if _, err := m.Get(tenant.AnonymousName, s.ID); err != nil {

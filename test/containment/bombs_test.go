@@ -1,18 +1,17 @@
 package containment_test
 
 import (
+	"github.com/codeexec/codeexec/internal/job"
 	"testing"
 	"time"
-
-	"github.com/codeexec/codeexec/internal/sandbox"
 )
 
 // TestBombs exhausts every resource a sandbox has: time, memory, processes, disk,
 // inodes, output, descriptors. Each must end in its limit, and the runner must serve
 // the next execution (runAttacks checks print(1) after each).
 func TestBombs(t *testing.T) {
-	short := func(d time.Duration, adjust func(*sandbox.Limits)) func(*sandbox.Limits) {
-		return func(l *sandbox.Limits) {
+	short := func(d time.Duration, adjust func(*job.Limits)) func(*job.Limits) {
+		return func(l *job.Limits) {
 			l.Timeout = d
 			if adjust != nil {
 				adjust(l)
@@ -25,7 +24,7 @@ func TestBombs(t *testing.T) {
 			name:   "cpu_spin",
 			code:   "while True:\n    pass\n",
 			limits: short(2*time.Second, nil),
-			check:  all(status(sandbox.StatusTimeout), exitCode(124)),
+			check:  all(status(job.StatusTimeout), exitCode(124)),
 			serial: true,
 		},
 		{
@@ -43,16 +42,16 @@ while True:
     time.sleep(1)
 `,
 			limits: short(2*time.Second, nil),
-			check:  all(status(sandbox.StatusTimeout), exitCode(124), lines("ignoring")),
+			check:  all(status(job.StatusTimeout), exitCode(124), lines("ignoring")),
 		},
 		{
 			// Allocates memory without end.
 			name: "memory",
 			code: "l = []\nwhile True:\n    l.append(bytearray(1 << 20))\n",
-			limits: short(10*time.Second, func(l *sandbox.Limits) {
+			limits: short(10*time.Second, func(l *job.Limits) {
 				l.MemoryBytes = 128 << 20
 			}),
-			check: all(status(sandbox.StatusMemoryLimit), exitCode(137), peakMemory(128<<20)),
+			check: all(status(job.StatusMemoryLimit), exitCode(137), peakMemory(128<<20)),
 		},
 		{
 			// Fills /dev/shm, a tmpfs whose pages are memory: they count against the
@@ -64,11 +63,11 @@ with open("/dev/shm/fill", "wb") as f:
         f.write(b"x" * (1 << 20))
 print("wrote 60 MiB")
 `,
-			limits: short(10*time.Second, func(l *sandbox.Limits) {
+			limits: short(10*time.Second, func(l *job.Limits) {
 				l.MemoryBytes = 32 << 20
 				l.TmpBytes = 64 << 20
 			}),
-			check: all(status(sandbox.StatusMemoryLimit), peakMemory(32<<20)),
+			check: all(status(job.StatusMemoryLimit), peakMemory(32<<20)),
 		},
 		{
 			// Forks without end.
@@ -80,9 +79,9 @@ while True:
     except OSError:
         pass
 `,
-			limits: short(3*time.Second, func(l *sandbox.Limits) { l.Pids = 32 }),
+			limits: short(3*time.Second, func(l *job.Limits) { l.Pids = 32 }),
 			// A bomb of forked interpreters may run out of memory before time.
-			check:  status(sandbox.StatusTimeout, sandbox.StatusMemoryLimit),
+			check:  status(job.StatusTimeout, job.StatusMemoryLimit),
 			serial: true,
 		},
 		{
@@ -104,7 +103,7 @@ def fork():
         os._exit(0)
 print("fork", E(fork))
 `,
-			limits: func(l *sandbox.Limits) { l.Pids = 32 },
+			limits: func(l *job.Limits) { l.Pids = 32 },
 			check:  all(okLines("refused can't start new thread", "fork EAGAIN"), match(`(?m)^threads \d+ True$`)),
 		},
 		{
@@ -127,7 +126,7 @@ print("/work/b", *fill("/work/b"))
 print("/tmp", *fill("/tmp/a"))
 print("/dev/shm", *fill("/dev/shm/a"))
 `,
-			limits: func(l *sandbox.Limits) {
+			limits: func(l *job.Limits) {
 				l.WorkBytes = 8 << 20
 				l.TmpBytes = 4 << 20
 				l.FileBytes = 6 << 20
@@ -149,14 +148,14 @@ except OSError as e:
     print("stopped", errno.errorcode[e.errno])
 print("files", n)
 `,
-			limits: short(3*time.Second, func(l *sandbox.Limits) { l.MemoryBytes = 128 << 20 }),
-			check: func(t *testing.T, res *sandbox.Result) {
+			limits: short(3*time.Second, func(l *job.Limits) { l.MemoryBytes = 128 << 20 }),
+			check: func(t *testing.T, res *job.Result) {
 				t.Helper()
-				if res.Status == sandbox.StatusOK {
+				if res.Status == job.StatusOK {
 					lines("stopped ENOSPC")(t, res)
 					return
 				}
-				status(sandbox.StatusTimeout, sandbox.StatusMemoryLimit)(t, res)
+				status(job.StatusTimeout, job.StatusMemoryLimit)(t, res)
 			},
 			serial: true,
 		},
@@ -164,8 +163,8 @@ print("files", n)
 			// Floods stdout.
 			name:   "stdout_flood",
 			code:   "while True:\n    sys.stdout.write('x' * 65536)\n",
-			limits: func(l *sandbox.Limits) { l.OutputBytes = 64 << 10 },
-			check: all(status(sandbox.StatusOutputLimit), func(t *testing.T, res *sandbox.Result) {
+			limits: func(l *job.Limits) { l.OutputBytes = 64 << 10 },
+			check: all(status(job.StatusOutputLimit), func(t *testing.T, res *job.Result) {
 				t.Helper()
 				if !res.StdoutTruncated || len(res.Stdout) != 64<<10 {
 					t.Errorf("stdout truncated=%v with %d bytes, want truncated at %d", res.StdoutTruncated, len(res.Stdout), 64<<10)
@@ -176,8 +175,8 @@ print("files", n)
 			// Floods stderr from a child process, not the interpreter itself.
 			name:   "stderr_flood",
 			code:   "import subprocess\nsubprocess.run(['sh', '-c', 'yes error >&2'])\n",
-			limits: func(l *sandbox.Limits) { l.OutputBytes = 64 << 10 },
-			check: all(status(sandbox.StatusOutputLimit), func(t *testing.T, res *sandbox.Result) {
+			limits: func(l *job.Limits) { l.OutputBytes = 64 << 10 },
+			check: all(status(job.StatusOutputLimit), func(t *testing.T, res *job.Result) {
 				t.Helper()
 				if !res.StderrTruncated || len(res.Stderr) != 64<<10 {
 					t.Errorf("stderr truncated=%v with %d bytes, want truncated at %d", res.StderrTruncated, len(res.Stderr), 64<<10)
@@ -231,7 +230,7 @@ print("parent done")
 
 // exitCode requires the result's exit code.
 func exitCode(want int) check {
-	return func(t *testing.T, res *sandbox.Result) {
+	return func(t *testing.T, res *job.Result) {
 		t.Helper()
 		if res.ExitCode != want {
 			t.Errorf("exit code %d, want %d", res.ExitCode, want)
@@ -241,7 +240,7 @@ func exitCode(want int) check {
 
 // peakMemory requires that the measured peak did not exceed limit.
 func peakMemory(limit int64) check {
-	return func(t *testing.T, res *sandbox.Result) {
+	return func(t *testing.T, res *job.Result) {
 		t.Helper()
 		if res.Usage.MaxMemoryBytes > limit {
 			t.Errorf("peak memory %d bytes, over the %d limit", res.Usage.MaxMemoryBytes, limit)

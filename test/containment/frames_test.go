@@ -5,6 +5,7 @@ import (
 	"encoding/base64"
 	"encoding/json"
 	"fmt"
+	"github.com/codeexec/codeexec/internal/job"
 	"io"
 	"net/http"
 	"net/http/httptest"
@@ -13,7 +14,6 @@ import (
 	"time"
 
 	"github.com/codeexec/codeexec/internal/api"
-	"github.com/codeexec/codeexec/internal/sandbox"
 	"github.com/codeexec/codeexec/internal/session"
 )
 
@@ -87,9 +87,9 @@ func framesAttacks() []attack {
 			// of all a child's {"op": "done"}, then runs on.
 			name:   "fake_frames_on_fds",
 			code:   framesOnFDsCode,
-			limits: func(l *sandbox.Limits) { l.Timeout = 2 * time.Second },
-			check: all(status(sandbox.StatusTimeout), exitCode(124), lines(fakeFrames...), lines("after the frames"),
-				func(t *testing.T, res *sandbox.Result) {
+			limits: func(l *job.Limits) { l.Timeout = 2 * time.Second },
+			check: all(status(job.StatusTimeout), exitCode(124), lines(fakeFrames...), lines("after the frames"),
+				func(t *testing.T, res *job.Result) {
 					t.Helper()
 					if res.Result != nil {
 						// The program's own report pipe is its to write: a result it
@@ -103,9 +103,9 @@ func framesAttacks() []attack {
 
 // framesCheck requires the frames verbatim in stdout and stderr and the real result
 // and figure.
-func framesCheck(t *testing.T, res *sandbox.Result) {
+func framesCheck(t *testing.T, res *job.Result) {
 	t.Helper()
-	status(sandbox.StatusOK)(t, res)
+	status(job.StatusOK)(t, res)
 	exitCode(0)(t, res)
 	lines(fakeFrames...)(t, res)
 	for _, f := range fakeFrames {
@@ -168,7 +168,7 @@ func TestThroughServer(t *testing.T) {
 			}
 		}
 	})
-	runAttacksVia(t, list, func(t *testing.T, path, code string, adjust func(*sandbox.Limits)) *sandbox.Result {
+	runAttacksVia(t, list, func(t *testing.T, path, code string, adjust func(*job.Limits)) *job.Result {
 		t.Helper()
 		l := limits()
 		if adjust != nil {
@@ -185,7 +185,7 @@ func TestThroughServer(t *testing.T) {
 		if resp.StatusCode != http.StatusOK {
 			t.Fatalf("POST /v1/execute: %s %s", resp.Status, data)
 		}
-		var res sandbox.Result
+		var res job.Result
 		dec := json.NewDecoder(bytes.NewReader(data))
 		dec.DisallowUnknownFields()
 		if err := dec.Decode(&res); err != nil {

@@ -2,13 +2,12 @@ package containment_test
 
 import (
 	"fmt"
+	"github.com/codeexec/codeexec/internal/job"
+	"github.com/codeexec/codeexec/internal/sandbox/sandboxtest"
 	"os"
 	"path/filepath"
 	"strings"
 	"testing"
-
-	"github.com/codeexec/codeexec/internal/sandbox"
-	"github.com/codeexec/codeexec/internal/sandbox/sandboxtest"
 )
 
 // TestFilesystem attacks the sandbox's view of the file system: host files, the
@@ -255,7 +254,7 @@ print("done")
 			attackCount.Add(1)
 			out := t.TempDir()
 			l := limits()
-			res, err := r.Run(t.Context(), &sandbox.Request{Code: code, Limits: l, OutputDir: out})
+			res, err := r.Run(t.Context(), &job.Request{Code: code, Limits: l, OutputDir: out})
 			if err != nil {
 				// A file the swapper changes between the listing and its copy is
 				// skipped and reported (save_error), never a failed run.

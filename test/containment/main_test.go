@@ -9,6 +9,7 @@ import (
 	"encoding/hex"
 	"flag"
 	"fmt"
+	"github.com/codeexec/codeexec/internal/job"
 	"net"
 	"os"
 	"path/filepath"
@@ -126,15 +127,15 @@ var attackCount atomic.Int64
 
 // limits are the limits of an attack: the defaults, with a short timeout and less
 // memory so that bombs end quickly on a small machine.
-func limits() sandbox.Limits {
-	l := sandbox.DefaultLimits()
+func limits() job.Limits {
+	l := job.DefaultLimits()
 	l.Timeout = 20 * time.Second
 	l.MemoryBytes = 256 << 20
 	return l
 }
 
 // run executes code on r with limits() adjusted by adjust (which may be nil).
-func run(t testing.TB, r *sandbox.Runner, code string, adjust func(*sandbox.Limits)) *sandbox.Result {
+func run(t testing.TB, r *sandbox.Runner, code string, adjust func(*job.Limits)) *job.Result {
 	t.Helper()
 	res, err := tryRun(r, code, adjust)
 	if err != nil {
@@ -144,12 +145,12 @@ func run(t testing.TB, r *sandbox.Runner, code string, adjust func(*sandbox.Limi
 }
 
 // tryRun is run for goroutines other than the test's.
-func tryRun(r *sandbox.Runner, code string, adjust func(*sandbox.Limits)) (*sandbox.Result, error) {
+func tryRun(r *sandbox.Runner, code string, adjust func(*job.Limits)) (*job.Result, error) {
 	l := limits()
 	if adjust != nil {
 		adjust(&l)
 	}
-	return r.Run(context.Background(), &sandbox.Request{Code: code, Limits: l})
+	return r.Run(context.Background(), &job.Request{Code: code, Limits: l})
 }
 
 // checkHealthy fails the test unless r still runs print(1) correctly: whatever an
@@ -157,7 +158,7 @@ func tryRun(r *sandbox.Runner, code string, adjust func(*sandbox.Limits)) (*sand
 func checkHealthy(t testing.TB, r *sandbox.Runner) {
 	t.Helper()
 	res := run(t, r, "print(1)", nil)
-	if res.Status != sandbox.StatusOK || res.Stdout != "1\n" {
+	if res.Status != job.StatusOK || res.Stdout != "1\n" {
 		t.Fatalf("print(1) after the attack: status %s stdout %q stderr %q", res.Status, res.Stdout, res.Stderr)
 	}
 }
@@ -168,7 +169,7 @@ type attack struct {
 	// code is the Python program, run after prelude; it prints what it could reach.
 	code string
 	// limits, when set, adjusts the attack's limits.
-	limits func(*sandbox.Limits)
+	limits func(*job.Limits)
 	// check asserts on the result that the attack was contained.
 	check check
 	// serial attacks (CPU-heavy bombs) do not run beside other serial attacks.
@@ -228,10 +229,10 @@ func runAttacks(t *testing.T, attacks []attack) {
 }
 
 // executor runs code on path with limits() adjusted by adjust.
-type executor func(t *testing.T, path, code string, adjust func(*sandbox.Limits)) *sandbox.Result
+type executor func(t *testing.T, path, code string, adjust func(*job.Limits)) *job.Result
 
 // direct runs code on the test binary's runner for path.
-func direct(t *testing.T, path, code string, adjust func(*sandbox.Limits)) *sandbox.Result {
+func direct(t *testing.T, path, code string, adjust func(*job.Limits)) *job.Result {
 	t.Helper()
 	return run(t, runnerFor(t, path), code, adjust)
 }
@@ -259,7 +260,7 @@ func runAttacksVia(t *testing.T, attacks []attack, exec executor) {
 						t.Logf("status %s exit %d\nstdout:\n%s\nstderr:\n%s", res.Status, res.ExitCode, clip(res.Stdout), clip(res.Stderr))
 					}
 					res = exec(t, p, "print(1)", nil)
-					if res.Status != sandbox.StatusOK || res.Stdout != "1\n" {
+					if res.Status != job.StatusOK || res.Stdout != "1\n" {
 						t.Fatalf("print(1) after the attack: status %s stdout %q stderr %q", res.Status, res.Stdout, res.Stderr)
 					}
 				})
@@ -276,11 +277,11 @@ func clip(s string) string {
 }
 
 // check asserts on an attack's result that it was contained.
-type check func(t *testing.T, res *sandbox.Result)
+type check func(t *testing.T, res *job.Result)
 
 // all combines checks.
 func all(cs ...check) check {
-	return func(t *testing.T, res *sandbox.Result) {
+	return func(t *testing.T, res *job.Result) {
 		t.Helper()
 		for _, c := range cs {
 			c(t, res)
@@ -289,8 +290,8 @@ func all(cs ...check) check {
 }
 
 // status requires one of the statuses.
-func status(want ...sandbox.Status) check {
-	return func(t *testing.T, res *sandbox.Result) {
+func status(want ...job.Status) check {
+	return func(t *testing.T, res *job.Result) {
 		t.Helper()
 		if !slices.Contains(want, res.Status) {
 			t.Errorf("status %s (%+v), want one of %v", res.Status, res.Error, want)
@@ -300,7 +301,7 @@ func status(want ...sandbox.Status) check {
 
 // lines requires each of want as a whole line of stdout.
 func lines(want ...string) check {
-	return func(t *testing.T, res *sandbox.Result) {
+	return func(t *testing.T, res *job.Result) {
 		t.Helper()
 		got := strings.Split(res.Stdout, "\n")
 		for _, w := range want {
@@ -313,13 +314,13 @@ func lines(want ...string) check {
 
 // okLines requires a normal end and each of want as a line of stdout.
 func okLines(want ...string) check {
-	return all(status(sandbox.StatusOK), lines(want...))
+	return all(status(job.StatusOK), lines(want...))
 }
 
 // oneOf requires a line "label X" of stdout with X one of outcomes: where two layers
 // may refuse an attempt first, either refusal is containment.
 func oneOf(label string, outcomes ...string) check {
-	return func(t *testing.T, res *sandbox.Result) {
+	return func(t *testing.T, res *job.Result) {
 		t.Helper()
 		got := strings.Split(res.Stdout, "\n")
 		for _, o := range outcomes {
@@ -334,7 +335,7 @@ func oneOf(label string, outcomes ...string) check {
 // match requires stdout to match the regular expression re.
 func match(re string) check {
 	rx := regexp.MustCompile(re)
-	return func(t *testing.T, res *sandbox.Result) {
+	return func(t *testing.T, res *job.Result) {
 		t.Helper()
 		if !rx.MatchString(res.Stdout) {
 			t.Errorf("stdout does not match %s", re)
@@ -344,7 +345,7 @@ func match(re string) check {
 
 // absent requires that none of secrets appears in stdout or stderr.
 func absent(secrets ...string) check {
-	return func(t *testing.T, res *sandbox.Result) {
+	return func(t *testing.T, res *job.Result) {
 		t.Helper()
 		for _, s := range secrets {
 			if s == "" {

@@ -4,13 +4,12 @@ import (
 	"crypto/rand"
 	"encoding/hex"
 	"fmt"
+	"github.com/codeexec/codeexec/internal/job"
 	"strconv"
 	"strings"
 	"sync"
 	"testing"
 	"time"
-
-	"github.com/codeexec/codeexec/internal/sandbox"
 )
 
 // TestNetwork attacks the network boundary: the host's unix sockets (by path and
@@ -175,7 +174,7 @@ print("B shmfile", os.path.exists("/dev/shm/" + name))
 			r := runnerFor(t, p)
 			attackCount.Add(1)
 			var wg sync.WaitGroup
-			var resA, resB *sandbox.Result
+			var resA, resB *job.Result
 			var errA, errB error
 			wg.Add(2)
 			go func() {

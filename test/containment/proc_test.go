@@ -2,14 +2,13 @@ package containment_test
 
 import (
 	"fmt"
+	"github.com/codeexec/codeexec/internal/job"
 	"os"
 	"regexp"
 	"strconv"
 	"strings"
 	"sync"
 	"testing"
-
-	"github.com/codeexec/codeexec/internal/sandbox"
 )
 
 // TestKernel attacks the kernel interfaces a sandbox must not use: mounts, tracing,
@@ -203,7 +202,7 @@ for p in ["config.gz", "kallsyms", "modules", "iomem", "ioports", "zoneinfo", "b
     print("/proc/" + p, peek("/proc/" + p))
 print("unmask", sc(166, b"/proc/config.gz", 2), sc(166, b"/proc/kallsyms", 2))
 `,
-			check: all(okLines("unmask EPERM EPERM"), func(t *testing.T, res *sandbox.Result) {
+			check: all(okLines("unmask EPERM EPERM"), func(t *testing.T, res *job.Result) {
 				t.Helper()
 				for _, p := range []string{"config.gz", "kallsyms", "modules", "iomem", "ioports", "zoneinfo", "buddyinfo",
 					"pagetypeinfo", "slabinfo", "vmallocinfo", "kpageflags", "kpagecount", "kpagecgroup", "interrupts",
@@ -283,7 +282,7 @@ if child == 0:
 _, st = os.waitpid(child, 0)
 print("int80", "signal %d" % os.WTERMSIG(st) if os.WIFSIGNALED(st) else "exit %d" % os.WEXITSTATUS(st))
 `,
-			check: all(okLines("int80 signal 31"), func(t *testing.T, res *sandbox.Result) {
+			check: all(okLines("int80 signal 31"), func(t *testing.T, res *job.Result) {
 				t.Helper()
 				if !strings.Contains(res.Stdout, "x32 keyctl ENOSYS x32 mount ENOSYS") && !strings.Contains(res.Stdout, "x32 keyctl EPERM x32 mount EPERM") {
 					t.Errorf("x32 system calls were not refused")
@@ -396,7 +395,7 @@ print("move", E(wr, "/sys/fs/cgroup/cgroup.procs", "1"), E(wr, "/sys/fs/cgroup/m
 // ("/proc/vmallocinfo").
 func absentName(name string) check {
 	rx := regexp.MustCompile(`(^|[^\w.-])` + regexp.QuoteMeta(name) + `($|[^\w.-])`)
-	return func(t *testing.T, res *sandbox.Result) {
+	return func(t *testing.T, res *job.Result) {
 		t.Helper()
 		if rx.MatchString(res.Stdout) || rx.MatchString(res.Stderr) {
 			t.Errorf("the sandbox's output names %q", name)
@@ -418,9 +417,9 @@ for fd in sorted(int(f) for f in os.listdir("/proc/self/fd")):
 `
 
 // fdCheck compares the descriptors a program holds with those its path gives it.
-func fdCheck(t *testing.T, res *sandbox.Result) {
+func fdCheck(t *testing.T, res *job.Result) {
 	t.Helper()
-	status(sandbox.StatusOK)(t, res)
+	status(job.StatusOK)(t, res)
 	want := map[string][]string{
 		// stdin, stdout, stderr, the report pipe (write end).
 		"cold": {"0 /dev/null r", "1 pipe w", "2 pipe w", "3 pipe w"},

@@ -11,7 +11,7 @@ import (
 	"time"
 
 	"github.com/codeexec/codeexec/internal/api"
-	"github.com/codeexec/codeexec/internal/sandbox"
+	"github.com/codeexec/codeexec/internal/job"
 	"github.com/codeexec/codeexec/internal/session"
 )
 
@@ -76,7 +76,7 @@ func reportAttacks() []attack {
 	for _, f := range reportForgeries {
 		a := attack{name: f.name, code: forgeCode + "forge(" + f.report + ")\n"}
 		if f.valid {
-			a.check = all(okLines("report pipes 1"), func(t *testing.T, res *sandbox.Result) {
+			a.check = all(okLines("report pipes 1"), func(t *testing.T, res *job.Result) {
 				t.Helper()
 				if res.Result == nil || *res.Result != "'forged'" {
 					t.Errorf("result %v, want the program's own 'forged'", res.Result)
@@ -95,9 +95,9 @@ func reportAttacks() []attack {
 
 // refusedReport requires a run whose report was refused: status error, the refusal
 // as its error, and nothing of the report.
-func refusedReport(t *testing.T, res *sandbox.Result) {
+func refusedReport(t *testing.T, res *job.Result) {
 	t.Helper()
-	status(sandbox.StatusError)(t, res)
+	status(job.StatusError)(t, res)
 	if res.Error == nil || res.Error.Name != "ReportError" {
 		t.Errorf("error %s, want a ReportError", clip(fmt.Sprintf("%+v", res.Error)))
 	} else if len(res.Error.Message) > 1000 || res.Error.Traceback != "" {
@@ -111,7 +111,7 @@ func refusedReport(t *testing.T, res *sandbox.Result) {
 	}
 }
 
-func imageNames(res *sandbox.Result) []string {
+func imageNames(res *job.Result) []string {
 	var names []string
 	for _, im := range res.Images {
 		names = append(names, im.Name)
@@ -147,7 +147,7 @@ print("built")
 const maxListedPath = 4096
 
 // treeCheck requires a bounded, flagged listing of the deep tree.
-func treeCheck(t *testing.T, files []sandbox.FileInfo, truncated bool) {
+func treeCheck(t *testing.T, files []job.FileInfo, truncated bool) {
 	t.Helper()
 	if !truncated {
 		t.Errorf("files_truncated not set for a tree beyond the walk's budgets (%d files listed)", len(files))
@@ -172,7 +172,7 @@ func treeAttacks() []attack {
 	return []attack{{
 		name: "deep_work_tree",
 		code: deepTreeCode,
-		check: all(okLines("built"), func(t *testing.T, res *sandbox.Result) {
+		check: all(okLines("built"), func(t *testing.T, res *job.Result) {
 			t.Helper()
 			treeCheck(t, res.Files, res.FilesTruncated)
 		}),
@@ -206,7 +206,7 @@ forge({"ok": True, "result": None, "error": None, "images": [{"name": "../../x.p
 			if err := os.MkdirAll(out, 0o755); err != nil {
 				t.Fatal(err)
 			}
-			res, err := runnerFor(t, p).Run(t.Context(), &sandbox.Request{Code: code, Limits: limits(), OutputDir: out})
+			res, err := runnerFor(t, p).Run(t.Context(), &job.Request{Code: code, Limits: limits(), OutputDir: out})
 			if err != nil {
 				t.Fatalf("Run: %v", err)
 			}
@@ -269,22 +269,22 @@ func TestSessionFilesDeepTree(t *testing.T) {
 	t.Cleanup(func() { callJSON(t, "DELETE", url+"/v1/sessions/"+created.ID, "", nil) })
 	code := prelude + deepTreeCode
 	body, _ := json.Marshal(api.ExecuteRequest{Code: &code})
-	var res sandbox.Result
+	var res job.Result
 	callJSON(t, "POST", url+"/v1/sessions/"+created.ID+"/execute", string(body), &res)
 	okLines("built")(t, &res)
 	treeCheck(t, res.Files, res.FilesTruncated)
 	var list struct {
-		Files     []sandbox.FileInfo `json:"files"`
-		Truncated bool               `json:"truncated"`
+		Files     []job.FileInfo `json:"files"`
+		Truncated bool           `json:"truncated"`
 	}
 	callJSON(t, "GET", url+"/v1/sessions/"+created.ID+"/files", "", &list)
 	treeCheck(t, list.Files, list.Truncated)
 	// The session is still usable.
 	one := "print(1)"
 	body, _ = json.Marshal(api.ExecuteRequest{Code: &one})
-	res = sandbox.Result{}
+	res = job.Result{}
 	callJSON(t, "POST", url+"/v1/sessions/"+created.ID+"/execute", string(body), &res)
-	if res.Status != sandbox.StatusOK || res.Stdout != "1\n" {
+	if res.Status != job.StatusOK || res.Stdout != "1\n" {
 		t.Errorf("print(1) after the tree: %s %q", res.Status, res.Stdout)
 	}
 }

@@ -5,6 +5,7 @@ import (
 	"context"
 	"encoding/json"
 	"fmt"
+	"github.com/codeexec/codeexec/internal/job"
 	"io"
 	"net/http"
 	"net/http/httptest"
@@ -14,7 +15,6 @@ import (
 	"time"
 
 	"github.com/codeexec/codeexec/internal/api"
-	"github.com/codeexec/codeexec/internal/sandbox"
 	"github.com/codeexec/codeexec/internal/session"
 )
 
@@ -47,11 +47,11 @@ var countRe = regexp.MustCompile(`(in_run|idle) (\d+)`)
 // between the runs, against what it did in 0.3 s of a run, and that the second run's
 // cpu_ms is its own: at most its duration (one core) and a CFS period of slack,
 // where it would hold the idle second's CPU too.
-func checkIdleWork(t *testing.T, first, second *sandbox.Result) {
+func checkIdleWork(t *testing.T, first, second *job.Result) {
 	t.Helper()
-	count := func(res *sandbox.Result) int {
+	count := func(res *job.Result) int {
 		m := countRe.FindStringSubmatch(res.Stdout)
-		if res.Status != sandbox.StatusOK || m == nil {
+		if res.Status != job.StatusOK || m == nil {
 			t.Fatalf("run: %s %q %q", res.Status, res.Stdout, res.Stderr)
 		}
 		n, _ := strconv.Atoi(m[2])
@@ -76,8 +76,8 @@ func TestSessionIdleWork(t *testing.T) {
 			t.Fatal(err)
 		}
 		defer s.Close()
-		run := func(code string) *sandbox.Result {
-			res, err := s.Run(context.Background(), &sandbox.Request{Code: code})
+		run := func(code string) *job.Result {
+			res, err := s.Run(context.Background(), &job.Request{Code: code})
 			if err != nil {
 				t.Fatal(err)
 			}
@@ -110,9 +110,9 @@ func TestSessionIdleWork(t *testing.T) {
 		}
 		var created api.CreateSessionReply
 		post("/v1/sessions", fmt.Sprintf(`{"memory_mb": %d}`, limits().MemoryBytes>>20), &created)
-		run := func(code string) *sandbox.Result {
+		run := func(code string) *job.Result {
 			body, _ := json.Marshal(api.ExecuteRequest{Code: &code})
-			reply := api.SessionExecuteReply{Result: &sandbox.Result{}}
+			reply := api.SessionExecuteReply{Result: &job.Result{}}
 			post("/v1/sessions/"+created.ID+"/execute", string(body), &reply)
 			if reply.Session.ID != created.ID || reply.Session.Ended {
 				t.Fatalf("session %+v after a run that ends nothing", reply.Session)

@@ -10,7 +10,7 @@ import (
 	"testing"
 
 	"github.com/codeexec/codeexec/internal/api"
-	"github.com/codeexec/codeexec/internal/sandbox"
+	"github.com/codeexec/codeexec/internal/job"
 )
 
 // Files the server writes into a sandbox (uploads, input files) are the sandbox's:
@@ -68,7 +68,7 @@ type sessionInfo struct {
 }
 
 type fileList struct {
-	Files []sandbox.FileInfo `json:"files"`
+	Files []job.FileInfo `json:"files"`
 }
 
 func listFiles(t *testing.T, url string) []string {
@@ -88,13 +88,13 @@ func listFiles(t *testing.T, url string) []string {
 	return names
 }
 
-func sessionExecute(t *testing.T, url, code string) sandbox.Result {
+func sessionExecute(t *testing.T, url, code string) job.Result {
 	t.Helper()
 	r := sendJSON(t, "POST", url+"/execute", map[string]any{"code": code})
 	if r.status != http.StatusOK {
 		t.Fatalf("execute %q: %d %s", code, r.status, r.body)
 	}
-	var res sandbox.Result
+	var res job.Result
 	if err := json.Unmarshal(r.body, &res); err != nil {
 		t.Fatal(err)
 	}
@@ -150,7 +150,7 @@ func TestUploadsChargedToSession(t *testing.T) {
 	}
 	// The interpreter was not killed: the session answers, with its state and files.
 	res := sessionExecute(t, url, "import os\nprint(os.path.getsize('fits.bin'))")
-	if res.Status != sandbox.StatusOK || res.Stdout != "4194304\n" {
+	if res.Status != job.StatusOK || res.Stdout != "4194304\n" {
 		t.Errorf("the session after the uploads: status %s stdout %q stderr %q", res.Status, res.Stdout, clip(res.Stderr))
 	}
 }
@@ -183,15 +183,15 @@ func TestInputFilesCharged(t *testing.T) {
 		t.Run(p, func(t *testing.T) {
 			t.Parallel()
 			data := bytes.Repeat([]byte("i"), 48<<20)
-			res, err := runnerFor(t, p).Run(context.Background(), &sandbox.Request{
+			res, err := runnerFor(t, p).Run(context.Background(), &job.Request{
 				Code:   "import os\nprint(os.path.getsize('in/data.bin'))",
 				Limits: limits(),
-				Files:  []sandbox.InputFile{{Path: "in/data.bin", Data: data}},
+				Files:  []job.InputFile{{Path: "in/data.bin", Data: data}},
 			})
 			if err != nil {
 				t.Fatal(err)
 			}
-			if res.Status != sandbox.StatusOK || res.Stdout != "50331648\n" {
+			if res.Status != job.StatusOK || res.Stdout != "50331648\n" {
 				t.Fatalf("status %s stdout %q stderr %q", res.Status, res.Stdout, clip(res.Stderr))
 			}
 			if res.Usage.MaxMemoryBytes < int64(len(data)) {
@@ -207,7 +207,7 @@ func TestFailedUploadLeavesNothing(t *testing.T) {
 	const path = "warm"
 	url := newSession(t, testServer(t, path), map[string]any{})
 	res := sessionExecute(t, url, "import os\nfor name in ('fill1.bin', 'fill2.bin'):\n    with open(name, 'wb') as f:\n        f.write(b'x' * (60 << 20))\nos.mkdir('dir')")
-	if res.Status != sandbox.StatusOK {
+	if res.Status != job.StatusOK {
 		t.Fatalf("filling the work dir: %s %q", res.Status, clip(res.Stderr))
 	}
 	r := send(t, "PUT", url+"/files/up/load.bin", bytes.Repeat([]byte("u"), 20<<20))

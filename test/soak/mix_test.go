@@ -4,12 +4,11 @@ import (
 	"bytes"
 	"encoding/json"
 	"fmt"
+	"github.com/codeexec/codeexec/internal/job"
 	"math/rand/v2"
 	"slices"
 	"strconv"
 	"strings"
-
-	"github.com/codeexec/codeexec/internal/sandbox"
 )
 
 // seed makes the mix reproducible: step i is drawn from its own generator seeded
@@ -28,9 +27,9 @@ const (
 type execution struct {
 	kind string // e.g. "ok/numpy", "timeout/busy"
 	body string
-	want sandbox.Status
+	want job.Status
 	// check looks at the rest of a Result whose status is want.
-	check func(*sandbox.Result) error
+	check func(*job.Result) error
 }
 
 // planStep returns the executions of step i outside sessions: ~70% ok (print,
@@ -61,28 +60,28 @@ func okExecution(i int, r *rand.Rand) execution {
 	n := 1 + r.IntN(1000)
 	switch r.IntN(5) {
 	case 0:
-		return execution{"ok/print", codeBody(fmt.Sprintf("print(%d)", i), ""), sandbox.StatusOK,
+		return execution{"ok/print", codeBody(fmt.Sprintf("print(%d)", i), ""), job.StatusOK,
 			wantStdout(fmt.Sprintf("%d\n", i))}
 	case 1:
 		a, b := r.IntN(1<<20), r.IntN(1<<20)
-		return execution{"ok/arithmetic", codeBody(fmt.Sprintf("%d * %d + %d", a, b, n), ""), sandbox.StatusOK,
+		return execution{"ok/arithmetic", codeBody(fmt.Sprintf("%d * %d + %d", a, b, n), ""), job.StatusOK,
 			wantResult(strconv.Itoa(a*b + n))}
 	case 2:
 		code := fmt.Sprintf("import numpy as np\nresult = int(np.arange(%d).sum())", n)
-		return execution{"ok/numpy", codeBody(code, ""), sandbox.StatusOK, wantResult(strconv.Itoa(n * (n - 1) / 2))}
+		return execution{"ok/numpy", codeBody(code, ""), job.StatusOK, wantResult(strconv.Itoa(n * (n - 1) / 2))}
 	case 3:
 		code := fmt.Sprintf("import pandas as pd\ndf = pd.DataFrame({\"x\": range(%d)})\nprint(df[\"x\"].sum())", n)
-		return execution{"ok/pandas", codeBody(code, ""), sandbox.StatusOK, wantStdout(fmt.Sprintf("%d\n", n*(n-1)/2))}
+		return execution{"ok/pandas", codeBody(code, ""), job.StatusOK, wantStdout(fmt.Sprintf("%d\n", n*(n-1)/2))}
 	default:
 		name := fmt.Sprintf("out-%d.txt", i)
 		code := fmt.Sprintf("with open(%q, \"w\") as f:\n    f.write(\"x\" * %d)", name, n)
-		return execution{"ok/file", codeBody(code, ""), sandbox.StatusOK, wantFiles(sandbox.FileInfo{Path: name, Size: int64(n)})}
+		return execution{"ok/file", codeBody(code, ""), job.StatusOK, wantFiles(job.FileInfo{Path: name, Size: int64(n)})}
 	}
 }
 
 func plotExecution(i int) execution {
 	code := fmt.Sprintf("import matplotlib.pyplot as plt\nplt.plot([1, %d, 3])\nplt.title(\"step %d\")", i%7, i)
-	return execution{"ok/plot", codeBody(code, ""), sandbox.StatusOK, func(res *sandbox.Result) error {
+	return execution{"ok/plot", codeBody(code, ""), job.StatusOK, func(res *job.Result) error {
 		if len(res.Images) != 1 || res.Images[0].MimeType != "image/png" || !bytes.HasPrefix(res.Images[0].Data, []byte("\x89PNG\r\n\x1a\n")) {
 			return fmt.Errorf("want one PNG figure, got %d images", len(res.Images))
 		}
@@ -93,12 +92,12 @@ func plotExecution(i int) execution {
 func errorExecution(i int, r *rand.Rand) execution {
 	switch r.IntN(3) {
 	case 0:
-		return execution{"error/raise", codeBody(fmt.Sprintf("raise ValueError(\"soak %d\")", i), ""), sandbox.StatusError,
+		return execution{"error/raise", codeBody(fmt.Sprintf("raise ValueError(\"soak %d\")", i), ""), job.StatusError,
 			wantError("ValueError", fmt.Sprintf("soak %d", i))}
 	case 1:
-		return execution{"error/syntax", codeBody("def f(:\n    pass", ""), sandbox.StatusError, wantError("SyntaxError", "")}
+		return execution{"error/syntax", codeBody("def f(:\n    pass", ""), job.StatusError, wantError("SyntaxError", "")}
 	default:
-		return execution{"error/zerodivision", codeBody(fmt.Sprintf("%d / 0", i), ""), sandbox.StatusError,
+		return execution{"error/zerodivision", codeBody(fmt.Sprintf("%d / 0", i), ""), job.StatusError,
 			wantError("ZeroDivisionError", "division by zero")}
 	}
 }
@@ -107,11 +106,11 @@ func errorExecution(i int, r *rand.Rand) execution {
 // 1,000 of those would be most of the run on two cores.
 func timeoutExecution(i int, r *rand.Rand) execution {
 	if r.IntN(4) == 0 {
-		return execution{"timeout/busy", codeBody("while True:\n    pass", `"timeout_ms": 150`), sandbox.StatusTimeout, nil}
+		return execution{"timeout/busy", codeBody("while True:\n    pass", `"timeout_ms": 150`), job.StatusTimeout, nil}
 	}
 	line := fmt.Sprintf("before %d\n", i)
 	code := fmt.Sprintf("print(%q, end=\"\")\nimport time\ntime.sleep(30)", line)
-	return execution{"timeout/sleep", codeBody(code, `"timeout_ms": 300`), sandbox.StatusTimeout, func(res *sandbox.Result) error {
+	return execution{"timeout/sleep", codeBody(code, `"timeout_ms": 300`), job.StatusTimeout, func(res *job.Result) error {
 		// On a loaded machine the limit can pass before the print: only this
 		// execution's own output may be there, and all of it or nothing.
 		if res.Stdout != "" && res.Stdout != line {
@@ -124,7 +123,7 @@ func timeoutExecution(i int, r *rand.Rand) execution {
 func memoryExecution(r *rand.Rand) execution {
 	size := 96 + r.IntN(160)
 	code := fmt.Sprintf("x = b\"x\" * (%d << 20)", size)
-	return execution{"memory_limit", codeBody(code, `"memory_mb": 64`), sandbox.StatusMemoryLimit, nil}
+	return execution{"memory_limit", codeBody(code, `"memory_mb": 64`), job.StatusMemoryLimit, nil}
 }
 
 // sessionCall is one request of a session's life.
@@ -146,24 +145,24 @@ type sessionCall struct {
 func planSession(i int) []sessionCall {
 	x := i * 3
 	in := fmt.Sprintf("input %d", i)
-	ex := func(kind, code string, want sandbox.Status, check func(*sandbox.Result) error) *execution {
+	ex := func(kind, code string, want job.Status, check func(*job.Result) error) *execution {
 		return &execution{kind, codeBody(code, ""), want, check}
 	}
 	return []sessionCall{
 		{what: "execute", method: "POST", path: "/execute", status: 200,
-			exec: ex("session/set", fmt.Sprintf("x = %d\nimport numpy as np", x), sandbox.StatusOK, nil)},
+			exec: ex("session/set", fmt.Sprintf("x = %d\nimport numpy as np", x), job.StatusOK, nil)},
 		{what: "execute", method: "POST", path: "/execute", status: 200,
-			exec: ex("session/use", "int(np.int64(x) * 2)", sandbox.StatusOK, wantResult(strconv.Itoa(2*x)))},
+			exec: ex("session/use", "int(np.int64(x) * 2)", job.StatusOK, wantResult(strconv.Itoa(2*x)))},
 		{what: "execute", method: "POST", path: "/execute", status: 200,
-			exec: ex("session/raise", "raise KeyError(x)", sandbox.StatusError, wantError("KeyError", strconv.Itoa(x)))},
+			exec: ex("session/raise", "raise KeyError(x)", job.StatusError, wantError("KeyError", strconv.Itoa(x)))},
 		{what: "upload", method: "PUT", path: "/files/in.txt", body: in, status: 200},
 		{what: "execute", method: "POST", path: "/execute", status: 200,
-			exec: ex("session/files", "open(\"s.txt\", \"w\").write(open(\"in.txt\").read())\nx + 1", sandbox.StatusOK,
-				func(res *sandbox.Result) error {
+			exec: ex("session/files", "open(\"s.txt\", \"w\").write(open(\"in.txt\").read())\nx + 1", job.StatusOK,
+				func(res *job.Result) error {
 					if err := wantResult(strconv.Itoa(x + 1))(res); err != nil {
 						return err
 					}
-					return wantFiles(sandbox.FileInfo{Path: "s.txt", Size: int64(len(in))})(res)
+					return wantFiles(job.FileInfo{Path: "s.txt", Size: int64(len(in))})(res)
 				})},
 		{what: "download", method: "GET", path: "/files/s.txt", status: 200, check: func(b []byte) error {
 			if string(b) != in {
@@ -204,8 +203,8 @@ func codeBody(code, extra string) string {
 	return fmt.Sprintf(`{"code": %s}`, q)
 }
 
-func wantStdout(s string) func(*sandbox.Result) error {
-	return func(res *sandbox.Result) error {
+func wantStdout(s string) func(*job.Result) error {
+	return func(res *job.Result) error {
 		if res.Stdout != s {
 			return fmt.Errorf("stdout %q, want %q", res.Stdout, s)
 		}
@@ -213,8 +212,8 @@ func wantStdout(s string) func(*sandbox.Result) error {
 	}
 }
 
-func wantResult(s string) func(*sandbox.Result) error {
-	return func(res *sandbox.Result) error {
+func wantResult(s string) func(*job.Result) error {
+	return func(res *job.Result) error {
 		if res.Result == nil || *res.Result != s {
 			return fmt.Errorf("result %s, want %q", quoteOrNull(res.Result), s)
 		}
@@ -223,8 +222,8 @@ func wantResult(s string) func(*sandbox.Result) error {
 }
 
 // wantError checks the error's name, and its message unless message is "".
-func wantError(name, message string) func(*sandbox.Result) error {
-	return func(res *sandbox.Result) error {
+func wantError(name, message string) func(*job.Result) error {
+	return func(res *job.Result) error {
 		if res.Error.Name != name || (message != "" && res.Error.Message != message) {
 			return fmt.Errorf("error %s: %q, want %s: %q", res.Error.Name, res.Error.Message, name, message)
 		}
@@ -232,8 +231,8 @@ func wantError(name, message string) func(*sandbox.Result) error {
 	}
 }
 
-func wantFiles(files ...sandbox.FileInfo) func(*sandbox.Result) error {
-	return func(res *sandbox.Result) error {
+func wantFiles(files ...job.FileInfo) func(*job.Result) error {
+	return func(res *job.Result) error {
 		if !slices.Equal(res.Files, files) {
 			return fmt.Errorf("files %v, want %v", res.Files, files)
 		}
@@ -249,17 +248,17 @@ func quoteOrNull(s *string) string {
 }
 
 // knownStatuses are the statuses API.md defines.
-var knownStatuses = []sandbox.Status{sandbox.StatusOK, sandbox.StatusError, sandbox.StatusTimeout,
-	sandbox.StatusMemoryLimit, sandbox.StatusOutputLimit, sandbox.StatusKilled, sandbox.StatusRejected}
+var knownStatuses = []job.Status{job.StatusOK, job.StatusError, job.StatusTimeout,
+	job.StatusMemoryLimit, job.StatusOutputLimit, job.StatusKilled, job.StatusRejected}
 
 // decodeResult decodes a Result strictly and checks that it is well-formed whatever
 // its status: a known status, an error exactly when the code failed, sane numbers,
 // images that are base64 PNG. A session's execute adds what became of the session.
-func decodeResult(data []byte) (*sandbox.Result, error) {
+func decodeResult(data []byte) (*job.Result, error) {
 	dec := json.NewDecoder(bytes.NewReader(data))
 	dec.DisallowUnknownFields()
 	var reply struct {
-		sandbox.Result
+		job.Result
 		Session *struct {
 			ID     string `json:"id"`
 			Ended  bool   `json:"ended"`
@@ -290,13 +289,13 @@ func decodeResult(data []byte) (*sandbox.Result, error) {
 	switch {
 	case !slices.Contains(knownStatuses, res.Status):
 		return nil, fmt.Errorf("unknown status %q", res.Status)
-	case (res.Status == sandbox.StatusOK) != (res.Error == nil):
+	case (res.Status == job.StatusOK) != (res.Error == nil):
 		return nil, fmt.Errorf("status %q with error %+v", res.Status, res.Error)
 	case res.Error != nil && res.Error.Name == "":
 		return nil, fmt.Errorf("error without a name")
-	case res.Status == sandbox.StatusOK && res.ExitCode != 0,
-		res.Status == sandbox.StatusTimeout && res.ExitCode != 124,
-		res.Status == sandbox.StatusMemoryLimit && res.ExitCode != 137:
+	case res.Status == job.StatusOK && res.ExitCode != 0,
+		res.Status == job.StatusTimeout && res.ExitCode != 124,
+		res.Status == job.StatusMemoryLimit && res.ExitCode != 137:
 		return nil, fmt.Errorf("status %s with exit code %d", res.Status, res.ExitCode)
 	case res.DurationMS < 0 || res.Usage.CPUMS < 0 || res.Usage.MaxMemoryBytes < 0:
 		return nil, fmt.Errorf("negative duration or usage: %v ms, %+v", res.DurationMS, res.Usage)

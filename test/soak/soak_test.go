@@ -8,6 +8,7 @@ import (
 	"context"
 	"encoding/json"
 	"fmt"
+	"github.com/codeexec/codeexec/internal/job"
 	"io"
 	"maps"
 	"net/http"
@@ -235,11 +236,11 @@ type soak struct {
 	executions int
 	requests   int
 	sessions   int
-	expected   map[sandbox.Status]int // executions by the status they must have
-	got        map[sandbox.Status]int // executions by the status they had
-	mismatched map[string]int         // "want → got" for a status other than the expected
+	expected   map[job.Status]int // executions by the status they must have
+	got        map[job.Status]int // executions by the status they had
+	mismatched map[string]int     // "want → got" for a status other than the expected
 	httpStatus map[int]int
-	latency    map[sandbox.Status][]time.Duration
+	latency    map[job.Status][]time.Duration
 	failures   int
 	examples   []string
 }
@@ -249,8 +250,8 @@ const maxExamples = 10
 
 func newSoak(t *testing.T, url string, client *http.Client, n int) *soak {
 	return &soak{t: t, url: url, client: client, n: n,
-		expected: map[sandbox.Status]int{}, got: map[sandbox.Status]int{}, mismatched: map[string]int{},
-		httpStatus: map[int]int{}, latency: map[sandbox.Status][]time.Duration{}}
+		expected: map[job.Status]int{}, got: map[job.Status]int{}, mismatched: map[string]int{},
+		httpStatus: map[int]int{}, latency: map[job.Status][]time.Duration{}}
 }
 
 // run sends steps [from, to) from the clients and returns when all are answered.
@@ -305,7 +306,7 @@ func (s *soak) execute(i int, path string, e execution) {
 	t0 := time.Now()
 	status, header, body, err := s.do("POST", path, e.body)
 	d := time.Since(t0)
-	var res *sandbox.Result
+	var res *job.Result
 	switch {
 	case err != nil:
 	case status != http.StatusOK:

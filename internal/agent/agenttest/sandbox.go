@@ -10,6 +10,7 @@ import (
 	"sync"
 	"testing"
 
+	"github.com/codeexec/codeexec/internal/job"
 	"github.com/codeexec/codeexec/internal/sandbox"
 )
 
@@ -26,7 +27,7 @@ type Sandbox struct {
 	Running bool
 	// Results answer the runs, in order; Errs, where not nil, fail them instead
 	// (sandbox.ErrSessionEnded, …).
-	Results []*sandbox.Result
+	Results []*job.Result
 	Errs    []error
 	// Stops marks the runs that end the interpreter.
 	Stops []bool
@@ -70,7 +71,7 @@ func (s *Sandbox) ID() string {
 	return fmt.Sprintf("sess_fake_%d", s.starts)
 }
 
-func (s *Sandbox) Run(ctx context.Context, code string) (*sandbox.Result, error) {
+func (s *Sandbox) Run(ctx context.Context, code string) (*job.Result, error) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	s.start()
@@ -131,6 +132,6 @@ func (s *Sandbox) ForgetFiles() {
 }
 
 // OK is the result of a run that printed stdout.
-func OK(stdout string) *sandbox.Result {
-	return &sandbox.Result{Status: sandbox.StatusOK, Stdout: stdout}
+func OK(stdout string) *job.Result {
+	return &job.Result{Status: job.StatusOK, Stdout: stdout}
 }

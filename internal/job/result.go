@@ -1,4 +1,4 @@
-package sandbox
+package job
 
 // Status is the outcome class of one execution.
 type Status string
