@@ -155,8 +155,8 @@ func newServeCmd() *cobra.Command {
 	cmd := &cobra.Command{
 		Use:   "serve",
 		Short: "Serve the execution API over HTTP",
-		Long: `Serve the HTTP API: /v1/execute, sessions and their files, /healthz, /readyz and
-/metrics. Configuration comes from defaults, then --config FILE (JSON), then CODEEXEC_*
+		Long: `Serve the HTTP API: /v1/execute, sessions and their files, MCP (streamable HTTP)
+at /mcp, /healthz, /readyz and /metrics. Configuration comes from defaults, then --config FILE (JSON), then CODEEXEC_*
 variables, then flags. Every key of the file has its variable (max_conns:
 CODEEXEC_MAX_CONNS; lists comma-separated) and most a flag (--max-conns); besides,
 CODEEXEC_API_KEYS is a comma-separated list of keys. An unknown key or CODEEXEC_
