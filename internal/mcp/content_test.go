@@ -8,7 +8,6 @@ import (
 	"testing"
 	"time"
 
-	"github.com/codeexec/codeexec/internal/egress"
 	"github.com/codeexec/codeexec/internal/sandbox"
 	"github.com/google/jsonschema-go/jsonschema"
 	sdk "github.com/modelcontextprotocol/go-sdk/mcp"
@@ -317,10 +316,7 @@ func TestExecuteDescription(t *testing.T) {
 	}{
 		{"defaults", func(*Policy) {}, []string{"Python 3.13", "numpy, pandas, matplotlib, scipy, sympy and requests",
 			"30 s of wall-clock time by default (timeout_s, up to 300 s), 512 MiB of memory, 1 MiB", "no network access", "/work"}},
-		{"network and judge", func(p *Policy) {
-			p.Network = (&egress.Policy{Allow: []string{"api.example.com", "*.example.org"}}).Allow
-			p.Judged = true
-		},
+		{"network and judge", func(p *Policy) { p.Network, p.Judged = []string{"api.example.com", "*.example.org"}, true },
 			[]string{"HTTP and HTTPS to api.example.com, *.example.org only", "safety policy checks the code"}},
 	} {
 		q := p

@@ -110,6 +110,8 @@ type Server struct {
 	stop   context.Context
 	cancel context.CancelFunc
 
+	turns turns
+
 	mu sync.Mutex
 	// made are the sessions each MCP session created, closed when it ends.
 	made    map[*sdk.ServerSession]map[string]*tenant.Tenant
@@ -121,7 +123,8 @@ func New(sb Sandboxes, policy Policy, version string, log *slog.Logger) *Server 
 	if log == nil {
 		log = slog.New(slog.DiscardHandler)
 	}
-	s := &Server{sb: sb, policy: policy, log: log, made: map[*sdk.ServerSession]map[string]*tenant.Tenant{}}
+	s := &Server{sb: sb, policy: policy, log: log, made: map[*sdk.ServerSession]map[string]*tenant.Tenant{},
+		turns: turns{m: map[string]*turn{}}}
 	s.stop, s.cancel = context.WithCancel(context.Background())
 	s.srv = sdk.NewServer(&sdk.Implementation{Name: "codeexec", Title: "codeexec: secure Python execution", Version: version},
 		&sdk.ServerOptions{Instructions: instructions(policy), Logger: quiet(log),
@@ -208,4 +211,44 @@ func (h minLevel) WithAttrs(attrs []slog.Attr) slog.Handler {
 
 func (h minLevel) WithGroup(name string) slog.Handler {
 	return minLevel{h.Handler.WithGroup(name), h.min}
+}
+
+// turns let one call at a time of this server run in a session, in the order they
+// come: Session.Interrupt stops whatever runs there, so a cancelled call may
+// interrupt only when the run is its own. (A run through the HTTP API in the same
+// session at the same moment can still be the one interrupted.)
+type turns struct {
+	mu sync.Mutex
+	m  map[string]*turn
+}
+
+type turn struct {
+	slot  chan struct{}
+	users int // holders and waiters: the turn is dropped when none is left
+}
+
+// take waits for key's turn, or for ctx to end. The caller must call done.
+func (t *turns) take(ctx context.Context, key string) (done func(), err error) {
+	t.mu.Lock()
+	tu := t.m[key]
+	if tu == nil {
+		tu = &turn{slot: make(chan struct{}, 1)}
+		t.m[key] = tu
+	}
+	tu.users++
+	t.mu.Unlock()
+	leave := func() {
+		t.mu.Lock()
+		defer t.mu.Unlock()
+		if tu.users--; tu.users == 0 {
+			delete(t.m, key)
+		}
+	}
+	select {
+	case tu.slot <- struct{}{}:
+		return func() { <-tu.slot; leave() }, nil
+	case <-ctx.Done():
+		leave()
+		return nil, ctx.Err()
+	}
 }

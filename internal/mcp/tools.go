@@ -377,6 +377,13 @@ func (s *Server) runInSession(ctx context.Context, owner *tenant.Tenant, id stri
 	if s.stopped() {
 		return SessionState{ID: id}, nil, errShuttingDown
 	}
+	// An interrupt stops whatever runs in the session: this call's, once it has its
+	// turn. Cancelled before, it leaves without running.
+	leave, err := s.turns.take(ctx, owner.Name+"\x00"+id)
+	if err != nil {
+		return SessionState{ID: id}, nil, &Error{Code: "client_closed", Message: "the call was cancelled while it waited for the session's running execution"}
+	}
+	defer leave()
 	// The run is not cancelled with the call: the interrupt comes first.
 	runCtx, kill := context.WithCancel(context.WithoutCancel(ctx))
 	defer kill()

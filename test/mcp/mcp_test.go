@@ -680,3 +680,74 @@ func grepLines(s, substr string) string {
 	}
 	return strings.Join(out, "\n")
 }
+
+// A call cancelled while it waits for its session, where another call's code runs,
+// leaves without stopping that code: the interrupt of a cancellation is only ever
+// the cancelled call's own.
+func TestCancelWaitingCallSparesTheRunningOne(t *testing.T) {
+	s := newServer(t)
+	progress := make(chan string, 1000) // "token: message"
+	c := sdk.NewClient(&sdk.Implementation{Name: "codeexec-go-test", Version: "1"}, &sdk.ClientOptions{
+		ProgressNotificationHandler: func(_ context.Context, req *sdk.ProgressNotificationClientRequest) {
+			progress <- fmt.Sprintf("%v: %s", req.Params.ProgressToken, req.Params.Message)
+		}})
+	cs, err := c.Connect(t.Context(), &sdk.StreamableClientTransport{Endpoint: s.url + "/mcp",
+		HTTPClient: &http.Client{Transport: bearer{keyA}}, DisableStandaloneSSE: true},
+		&sdk.ClientSessionOptions{ProtocolVersion: "2025-06-18"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer cs.Close()
+	var made struct {
+		SessionID string `json:"session_id"`
+	}
+	structured(t, callTool(t, cs, "create_session", nil), &made)
+	waitFor := func(want string) {
+		t.Helper()
+		timeout := time.After(time.Minute)
+		for {
+			select {
+			case got := <-progress:
+				if strings.HasPrefix(got, want) {
+					return
+				}
+			case <-timeout:
+				t.Fatalf("no progress %q within a minute", want)
+			}
+		}
+	}
+	type outcome struct {
+		res *sdk.CallToolResult
+		err error
+	}
+	// A runs for 10 s: long enough for B to wait its turn and give up meanwhile.
+	first := make(chan outcome, 1)
+	go func() {
+		res, err := cs.CallTool(t.Context(), &sdk.CallToolParams{Name: "execute_python", Meta: sdk.Meta{"progressToken": "a"},
+			Arguments: map[string]any{"session_id": made.SessionID,
+				"code": "import time\nprint('started', flush=True)\nfor _ in range(100):\n    time.sleep(0.1)\n'A done'"}})
+		first <- outcome{res, err}
+	}()
+	waitFor("a: started")
+	ctx, cancel := context.WithCancel(t.Context())
+	second := make(chan error, 1)
+	go func() {
+		_, err := cs.CallTool(ctx, &sdk.CallToolParams{Name: "execute_python", Meta: sdk.Meta{"progressToken": "b"},
+			Arguments: map[string]any{"session_id": made.SessionID, "code": "'B'"}})
+		second <- err
+	}()
+	waitFor("b: running for") // B's heartbeat: its call is in, waiting
+	cancel()
+	if err := <-second; err == nil {
+		t.Errorf("the cancelled call answered without an error")
+	}
+	a := <-first
+	if a.err != nil {
+		t.Fatalf("the running call: %v", a.err)
+	}
+	var res sandbox.Result
+	structured(t, a.res, &res)
+	if res.Status != sandbox.StatusOK || str(res.Result) != "'A done'" {
+		t.Errorf("the running call ended %s with %s (%s); a cancellation of the call waiting behind it stopped it", res.Status, str(res.Result), resultText(a.res))
+	}
+}
