@@ -155,12 +155,12 @@ func newServeCmd() *cobra.Command {
 	cmd := &cobra.Command{
 		Use:   "serve",
 		Short: "Serve the execution API over HTTP",
-		Long: `Serve the HTTP API: /v1/execute, sessions and their files, MCP (streamable HTTP)
-at /mcp, /healthz, /readyz and /metrics. Configuration comes from defaults, then --config FILE (JSON), then CODEEXEC_*
-variables, then flags. Every key of the file has its variable (max_conns:
-CODEEXEC_MAX_CONNS; lists comma-separated) and most a flag (--max-conns); besides,
-CODEEXEC_API_KEYS is a comma-separated list of keys. An unknown key or CODEEXEC_
-variable is an error that names the valid ones.
+		Long: `Serve the HTTP API: /v1/execute, sessions and their files, MCP at /mcp (streamable
+HTTP, the tools of codeexec mcp), /healthz, /readyz and /metrics. Configuration comes
+from defaults, then --config FILE (JSON), then CODEEXEC_* variables, then flags. Every
+key of the file has its variable (max_conns: CODEEXEC_MAX_CONNS; lists comma-separated)
+and most a flag (--max-conns); besides, CODEEXEC_API_KEYS is a comma-separated list of
+keys. An unknown key or CODEEXEC_ variable is an error that names the valid ones.
 
 A keys file holds a key a line, optionally with options: "KEY tenant=NAME
 max_sessions=N max_concurrent=N". Sessions belong to the tenant of the key that made

@@ -29,13 +29,10 @@ func (s *Server) MCP() *mcp.Server {
 		if s.cfg.MCPNetwork != nil {
 			p.Network = s.cfg.MCPNetwork.Allow
 		}
-		s.mcp = mcp.New(mcpSandboxes{s}, p, Version, s.log)
+		s.mcp = mcp.New(mcpSandboxes{s}, p, s.log)
 	})
 	return s.mcp
 }
-
-// Version names the build in the MCP handshake.
-var Version = "dev"
 
 // mcpSandboxes is the server as the MCP face uses it.
 type mcpSandboxes struct{ s *Server }

@@ -257,7 +257,7 @@ func fill(t *testing.T, v reflect.Value) {
 // Every schema the tools declare is portable: no list of types, which clients that
 // map schemas onto single-type dialects (Gemini's function declarations) refuse.
 func TestSchemasArePortable(t *testing.T) {
-	s := New(nil, Policy{DefaultTimeout: 30 * time.Second, MaxTimeout: 5 * time.Minute, MemoryBytes: 512 << 20, OutputBytes: 1 << 20}, "test", nil)
+	s := New(nil, Policy{DefaultTimeout: 30 * time.Second, MaxTimeout: 5 * time.Minute, MemoryBytes: 512 << 20, OutputBytes: 1 << 20}, nil)
 	var walk func(where string, sch *jsonschema.Schema)
 	walk = func(where string, sch *jsonschema.Schema) {
 		if sch == nil {

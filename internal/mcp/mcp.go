@@ -8,6 +8,7 @@ import (
 	"context"
 	"io"
 	"log/slog"
+	"runtime/debug"
 	"sync"
 	"time"
 
@@ -119,14 +120,14 @@ type Server struct {
 }
 
 // New makes the MCP server of sb, describing policy to the model.
-func New(sb Sandboxes, policy Policy, version string, log *slog.Logger) *Server {
+func New(sb Sandboxes, policy Policy, log *slog.Logger) *Server {
 	if log == nil {
 		log = slog.New(slog.DiscardHandler)
 	}
 	s := &Server{sb: sb, policy: policy, log: log, made: map[*sdk.ServerSession]map[string]*tenant.Tenant{},
 		turns: turns{m: map[string]*turn{}}}
 	s.stop, s.cancel = context.WithCancel(context.Background())
-	s.srv = sdk.NewServer(&sdk.Implementation{Name: "codeexec", Title: "codeexec: secure Python execution", Version: version},
+	s.srv = sdk.NewServer(&sdk.Implementation{Name: "codeexec", Title: "codeexec: secure Python execution", Version: version()},
 		&sdk.ServerOptions{Instructions: instructions(policy), Logger: quiet(log),
 			// No logging capability: the server sends no log messages.
 			Capabilities: &sdk.ServerCapabilities{}})
@@ -188,6 +189,15 @@ func (s *Server) closeWith(ss *sdk.ServerSession) {
 		// Not found: closed already, through the HTTP API or by expiry.
 		_ = s.sb.Close(owner, id)
 	}
+}
+
+// version names the build in the MCP handshake: the module's version, when the
+// binary was built from one.
+func version() string {
+	if info, ok := debug.ReadBuildInfo(); ok && info.Main.Version != "" && info.Main.Version != "(devel)" {
+		return info.Main.Version
+	}
+	return "dev"
 }
 
 // quiet passes on log's warnings and errors only: the SDK logs every session's
