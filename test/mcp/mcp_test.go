@@ -11,6 +11,7 @@ import (
 	"fmt"
 	"io"
 	"log/slog"
+	"net"
 	"net/http"
 	"net/http/httptest"
 	"os"
@@ -749,5 +750,80 @@ func TestCancelWaitingCallSparesTheRunningOne(t *testing.T) {
 	structured(t, a.res, &res)
 	if res.Status != sandbox.StatusOK || str(res.Result) != "'A done'" {
 		t.Errorf("the running call ended %s with %s (%s); a cancellation of the call waiting behind it stopped it", res.Status, str(res.Result), resultText(a.res))
+	}
+}
+
+// Shutdown of the HTTP server ends the streams MCP clients hold open, at once: it
+// does not wait for its deadline.
+func TestShutdownEndsMCPStreams(t *testing.T) {
+	r := testenv.Runner(t)
+	sessions := session.NewManager(session.Config{Max: 5, IdleTTL: time.Minute, MaxIdleTTL: time.Hour, MaxLifetime: time.Hour}, r)
+	defer sessions.Close()
+	srv := api.New(api.DefaultConfig(), r, sessions, func() error { return nil }, slog.New(slog.DiscardHandler))
+	base, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	hs := srv.HTTPServer(base)
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	go hs.Serve(ln)
+	defer hs.Close()
+	url := "http://" + ln.Addr().String() + "/mcp"
+
+	post := func(sid, body string) *http.Response {
+		t.Helper()
+		req, _ := http.NewRequest("POST", url, strings.NewReader(body))
+		req.Header.Set("Content-Type", "application/json")
+		req.Header.Set("Accept", "application/json, text/event-stream")
+		if sid != "" {
+			req.Header.Set("Mcp-Session-Id", sid)
+			req.Header.Set("Mcp-Protocol-Version", "2025-06-18")
+		}
+		resp, err := http.DefaultClient.Do(req)
+		if err != nil {
+			t.Fatal(err)
+		}
+		return resp
+	}
+	resp := post("", `{"jsonrpc":"2.0","id":1,"method":"initialize","params":{"protocolVersion":"2025-06-18","capabilities":{},"clientInfo":{"name":"t","version":"1"}}}`)
+	io.Copy(io.Discard, resp.Body)
+	resp.Body.Close()
+	sid := resp.Header.Get("Mcp-Session-Id")
+	if resp.StatusCode != http.StatusOK || sid == "" {
+		t.Fatalf("initialize: %d, session %q", resp.StatusCode, sid)
+	}
+	resp = post(sid, `{"jsonrpc":"2.0","method":"notifications/initialized"}`)
+	resp.Body.Close()
+
+	// The standalone stream a host keeps open for the server's messages.
+	req, _ := http.NewRequest("GET", url, nil)
+	req.Header.Set("Accept", "text/event-stream")
+	req.Header.Set("Mcp-Session-Id", sid)
+	req.Header.Set("Mcp-Protocol-Version", "2025-06-18")
+	stream, err := http.DefaultClient.Do(req)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer stream.Body.Close()
+	first := make([]byte, 2)
+	if _, err := io.ReadFull(stream.Body, first); err != nil || string(first) != ": " {
+		t.Fatalf("the stream began %q (%v), want the SDK's opening comment", first, err)
+	}
+	ended := make(chan error, 1)
+	go func() {
+		_, err := io.Copy(io.Discard, stream.Body)
+		ended <- err
+	}()
+
+	ctx, stop := context.WithTimeout(context.Background(), 20*time.Second)
+	defer stop()
+	if err := hs.Shutdown(ctx); err != nil {
+		t.Errorf("Shutdown with an MCP stream open: %v; want it to end the stream and return", err)
+	}
+	select {
+	case <-ended:
+	case <-time.After(20 * time.Second):
+		t.Errorf("the MCP stream is still open after Shutdown")
 	}
 }
