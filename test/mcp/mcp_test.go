@@ -24,7 +24,10 @@ import (
 	"testing"
 	"time"
 
+	"github.com/codeexec/codeexec/internal/agent"
 	"github.com/codeexec/codeexec/internal/api"
+	"github.com/codeexec/codeexec/internal/egress"
+	"github.com/codeexec/codeexec/internal/safety"
 	"github.com/codeexec/codeexec/internal/sandbox"
 	"github.com/codeexec/codeexec/internal/session"
 	"github.com/codeexec/codeexec/internal/tenant"
@@ -59,14 +62,24 @@ type server struct {
 	sessions *session.Manager
 }
 
-func newServer(t *testing.T) *server {
+func newServer(t *testing.T) *server { return newServerWith(t, nil, nil) }
+
+// newServerWith is newServer with its config adjusted by adjust (nil: none) and
+// judge j judging direct executions (nil: none).
+func newServerWith(t *testing.T, adjust func(*api.Config), j agent.Judge) *server {
 	t.Helper()
 	r := testenv.Runner(t)
 	sessions := session.NewManager(session.Config{Max: 20, IdleTTL: time.Minute, MaxIdleTTL: time.Hour, MaxLifetime: time.Hour}, r)
 	cfg := api.DefaultConfig()
 	cfg.MaxConcurrent, cfg.MaxQueued = 1, 8
 	cfg.Keys = []tenant.Key{{Secret: keyA, Tenant: &tenant.Tenant{Name: "a"}}, {Secret: keyB, Tenant: &tenant.Tenant{Name: "b"}}}
+	if adjust != nil {
+		adjust(&cfg)
+	}
 	srv := api.New(cfg, r, sessions, func() error { return nil }, slog.New(slog.DiscardHandler))
+	if j != nil {
+		srv.SetJudge(j)
+	}
 	hs := httptest.NewServer(srv.Handler())
 	t.Cleanup(func() {
 		srv.MCP().Shutdown()
@@ -825,5 +838,54 @@ func TestShutdownEndsMCPStreams(t *testing.T) {
 	case <-ended:
 	case <-time.After(20 * time.Second):
 		t.Errorf("the MCP stream is still open after Shutdown")
+	}
+}
+
+// MCP code runs under the server's policy: the judge of direct executions, and the
+// network the operator gives MCP, which the model is told of.
+func TestPolicy(t *testing.T) {
+	const socketCode = "import socket\nsocket.socket(socket.AF_INET, socket.SOCK_STREAM)"
+	const fetch = "import os, requests\nr = requests.get('http://other.example.net/', timeout=20)\n(os.environ.get('HTTPS_PROXY') is not None, r.status_code, r.text[:40])"
+	cases := []struct {
+		name     string
+		adjust   func(*api.Config)
+		judge    bool
+		code     string
+		status   sandbox.Status
+		text     string // in the text content
+		describe string // in execute_python's description
+	}{
+		{"no judge: the code runs", nil, false, socketCode, sandbox.StatusOK, "status: ok", "There is no network access"},
+		{"the judge of direct executions judges MCP code", nil, true, socketCode, sandbox.StatusRejected,
+			"The code was NOT run: the safety policy refused it", "A safety policy checks the code"},
+		{"no network by default", nil, false, fetch, sandbox.StatusError, "ConnectionError", "There is no network access"},
+		{"the operator's network for MCP", func(c *api.Config) { c.MCPNetwork = &egress.Policy{Allow: []string{"api.example.com"}} }, false,
+			fetch, sandbox.StatusOK, "(True, 403, 'codeexec egress: ", "HTTP and HTTPS to api.example.com only"},
+	}
+	for _, c := range cases {
+		t.Run(c.name, func(t *testing.T) {
+			var j agent.Judge
+			if c.judge {
+				j = safety.NewStatic(testenv.Runner(t))
+			}
+			s := newServerWith(t, c.adjust, j)
+			cs := connect(t, s.url, keyA)
+			defer cs.Close()
+			list, err := cs.ListTools(t.Context(), nil)
+			if err != nil {
+				t.Fatal(err)
+			}
+			for _, tool := range list.Tools {
+				if tool.Name == "execute_python" && !strings.Contains(tool.Description, c.describe) {
+					t.Errorf("execute_python's description lacks %q: %s", c.describe, tool.Description)
+				}
+			}
+			res := callTool(t, cs, "execute_python", map[string]any{"code": c.code})
+			var got sandbox.Result
+			structured(t, res, &got)
+			if got.Status != c.status || !strings.Contains(resultText(res), c.text) || res.IsError != (c.status != sandbox.StatusOK) {
+				t.Errorf("status %s, isError %v, text %q; want %s and a text with %q", got.Status, res.IsError, resultText(res), c.status, c.text)
+			}
+		})
 	}
 }
