@@ -889,3 +889,61 @@ func TestPolicy(t *testing.T) {
 		})
 	}
 }
+
+// A call the caller got wrong is isError with the reason and the HTTP API's code.
+func TestCallErrors(t *testing.T) {
+	s := newServer(t)
+	cs := connect(t, s.url, keyA)
+	defer cs.Close()
+	var made struct {
+		SessionID string `json:"session_id"`
+	}
+	structured(t, callTool(t, cs, "create_session", nil), &made)
+	id := made.SessionID
+	cases := []struct {
+		tool string
+		args map[string]any
+		want string
+	}{
+		{"execute_python", map[string]any{"code": "1", "session_id": "sess_unknown"}, `no session "sess_unknown" (it may have expired) (session_not_found)`},
+		{"execute_python", map[string]any{"code": "1", "timeout_s": 301}, "timeout_s: maximum"}, // by the schema
+		{"execute_python", map[string]any{"code": "1", "files": []map[string]any{{"path": "../x", "content_base64": ""}}}, "(invalid_file_path)"},
+		{"execute_python", map[string]any{"code": "1", "files": []map[string]any{{"path": "x", "content_base64": "%%%"}}}, "(invalid_file)"},
+		{"execute_python", map[string]any{"code": strings.Repeat("#", 1<<20+1)}, "(code_too_large)"},
+		{"upload_file", map[string]any{"session_id": id, "path": "x.bin", "content_base64": "not base64!"}, "(invalid_file)"},
+		{"upload_file", map[string]any{"session_id": id, "path": "/etc/x", "content_base64": ""}, "(invalid_file_path)"},
+		{"download_file", map[string]any{"session_id": id, "path": "missing.csv"}, `no file "missing.csv" in the session (file_not_found)`},
+		{"list_files", map[string]any{"session_id": "sess_unknown"}, "(session_not_found)"},
+		{"close_session", map[string]any{"session_id": "sess_unknown"}, "(session_not_found)"},
+	}
+	for _, c := range cases {
+		res := callTool(t, cs, c.tool, c.args)
+		if text := resultText(res); !res.IsError || !strings.Contains(text, c.want) {
+			t.Errorf("%s with %.80v: isError %v, %q; want an error with %q", c.tool, c.args, res.IsError, text, c.want)
+		}
+	}
+	// Arguments the schema refuses are refused before the tool runs.
+	res, err := cs.CallTool(t.Context(), &sdk.CallToolParams{Name: "execute_python", Arguments: map[string]any{"cod": "1"}})
+	if err == nil && !res.IsError {
+		t.Errorf("execute_python without code ran: %s", resultText(res))
+	}
+}
+
+// Without API keys every caller is the one anonymous tenant, over MCP as on /v1.
+func TestNoKeys(t *testing.T) {
+	s := newServerWith(t, func(c *api.Config) { c.Keys = nil }, nil)
+	c := sdk.NewClient(&sdk.Implementation{Name: "codeexec-go-test", Version: "1"}, nil)
+	cs, err := c.Connect(t.Context(), &sdk.StreamableClientTransport{Endpoint: s.url + "/mcp", DisableStandaloneSSE: true},
+		&sdk.ClientSessionOptions{ProtocolVersion: "2025-06-18"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer cs.Close()
+	var made struct {
+		SessionID string `json:"session_id"`
+	}
+	structured(t, callTool(t, cs, "create_session", nil), &made)
+	if _, err := s.sessions.Get(tenant.AnonymousName, made.SessionID); err != nil {
+		t.Errorf("the session of a server without keys is not the anonymous tenant's: %v", err)
+	}
+}
