@@ -35,11 +35,7 @@ over streamable HTTP, behind its API keys.`,
 			if err := cfg.load(configFile, cmd.Flags()); err != nil {
 				return usageError{err}
 			}
-			// Every execution here is the MCP face's, which the judge covers with
-			// "all": there is no other to leave out.
-			if cfg.Safety != "off" {
-				cfg.SafetyScope = "all"
-			}
+			cfg.forMCP()
 			return serveMCP(cmd.Context(), cfg)
 		},
 	}
@@ -49,6 +45,15 @@ over streamable HTTP, behind its API keys.`,
 		_ = cmd.Flags().MarkHidden(name)
 	}
 	return cmd
+}
+
+// forMCP adjusts a loaded config for codeexec mcp: every execution there is the MCP
+// face's, which the judge covers with the scope "all" (there is no other face to
+// leave out), so a judge that is on judges them all.
+func (c *serveConfig) forMCP() {
+	if c.Safety != "off" {
+		c.SafetyScope = "all"
+	}
 }
 
 // serveMCP serves one MCP session over stdio until the host closes it or a signal
