@@ -317,9 +317,10 @@ func (s *Server) executePython(ctx context.Context, req *sdk.CallToolRequest, in
 	if err != nil {
 		return nil, nil, s.toolError(toolExecute, err)
 	}
-	if max := s.policy.MaxTimeout.Seconds(); in.TimeoutS < 0 || in.TimeoutS > max {
+	// The schema says so too; a client that skips its check gets the same answer.
+	if maxS := s.policy.MaxTimeout.Seconds(); in.TimeoutS < 0 || in.TimeoutS > maxS {
 		return nil, nil, s.toolError(toolExecute, &Error{Code: "invalid_timeout",
-			Message: fmt.Sprintf("timeout_s %g is outside 0..%g; leave it out for the default of %s", in.TimeoutS, max, seconds(s.policy.DefaultTimeout))})
+			Message: fmt.Sprintf("timeout_s %g is outside 0..%g; leave it out for the default of %s", in.TimeoutS, maxS, seconds(s.policy.DefaultTimeout))})
 	}
 	e := &Execution{Code: in.Code, Timeout: time.Duration(in.TimeoutS * float64(time.Second)), Files: in.Files}
 	prog := startProgress(ctx, req)
