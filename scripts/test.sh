@@ -6,7 +6,8 @@ cd "$(dirname "$0")/.."
 
 scripts/setup.sh
 
-# The client tests drive the gateway with Node's openai package and curl.
+# The client tests drive the gateway with Node's openai package and curl, and the MCP
+# server with the MCP SDK and Inspector (test/mcp).
 need=()
 command -v node >/dev/null || need+=(nodejs npm)
 command -v curl >/dev/null || need+=(curl)
@@ -29,7 +30,7 @@ CODEEXEC_REQUIRE_INTEGRATION=1 go test -count=1 -timeout 20m ./...
 
 # Every decoder of untrusted input gets a short fuzzing run: HTTP bodies, upstream
 # replies and streams, the sandbox harness's report, the zygote's messages and the
-# egress proxy's reading of a sandbox's proxy requests.
+# egress proxy's reading of a sandbox's proxy requests, and MCP's reading of resource URIs.
 #
 # The budget is a count of executions, not a duration: a duration-based -fuzztime
 # can fail a clean run with "context deadline exceeded" when a starved worker is
@@ -45,6 +46,7 @@ for target in \
   ./internal/sandbox:FuzzParseCtl \
   ./internal/sandbox:FuzzResult \
   ./internal/egress:FuzzCheck \
+  ./internal/mcp:FuzzParseFileURI \
   ./internal/llm:FuzzDecodeChatRequest \
   ./internal/llm:FuzzDecodeChatResponse \
   ./internal/llm:FuzzStream; do

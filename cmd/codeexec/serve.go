@@ -5,7 +5,6 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
-	"github.com/codeexec/codeexec/internal/job"
 	"log/slog"
 	"maps"
 	"net"
@@ -18,11 +17,15 @@ import (
 	"syscall"
 	"time"
 
+	"github.com/codeexec/codeexec/internal/job"
+	"github.com/codeexec/codeexec/internal/sandbox"
+
 	"github.com/codeexec/codeexec/internal/agent"
 	"github.com/codeexec/codeexec/internal/api"
 	"github.com/codeexec/codeexec/internal/cgroup"
 	"github.com/codeexec/codeexec/internal/egress"
 	"github.com/codeexec/codeexec/internal/image"
+	"github.com/codeexec/codeexec/internal/imageset"
 	"github.com/codeexec/codeexec/internal/llm"
 	"github.com/codeexec/codeexec/internal/safety"
 	"github.com/codeexec/codeexec/internal/session"
@@ -76,6 +79,9 @@ type serveConfig struct {
 	// ChatNet is the network of the gateway's code_execution tool: "none" or
 	// "allow=HOST,…".
 	ChatNet string `json:"chat_net"`
+	// MCPNet is the network of code run through MCP (/mcp and codeexec mcp): "none"
+	// or "allow=HOST,…".
+	MCPNet string `json:"mcp_net"`
 	// Image is the image (a name, or an image ID) of requests that name none.
 	Image string `json:"image"`
 	// Images are the images requests may name ("image"); empty: every image in the
@@ -92,6 +98,7 @@ type serveConfig struct {
 	MaxConnsPerClient int      `json:"max_conns_per_client"`
 	apiKeys           []tenant.Key
 	chatNet           *egress.Policy // ChatNet, parsed
+	mcpNet            *egress.Policy // MCPNet, parsed
 	totals            cgroup.Limits  // the MaxTotal* settings, resolved
 	conn              api.ConnLimits // the connection limits, parsed
 }
@@ -114,6 +121,7 @@ func defaultServeConfig() serveConfig {
 		SafetyScope:   "chat",
 		JudgeModel:    "gpt-4o-mini",
 		ChatNet:       "none",
+		MCPNet:        "none",
 
 		HeaderTimeout:     duration(conn.HeaderTimeout),
 		BodyTimeout:       duration(conn.BodyTimeout),
@@ -149,12 +157,12 @@ func newServeCmd() *cobra.Command {
 	cmd := &cobra.Command{
 		Use:   "serve",
 		Short: "Serve the execution API over HTTP",
-		Long: `Serve the HTTP API: /v1/execute, sessions and their files, /healthz, /readyz and
-/metrics. Configuration comes from defaults, then --config FILE (JSON), then CODEEXEC_*
-variables, then flags. Every key of the file has its variable (max_conns:
-CODEEXEC_MAX_CONNS; lists comma-separated) and most a flag (--max-conns); besides,
-CODEEXEC_API_KEYS is a comma-separated list of keys. An unknown key or CODEEXEC_
-variable is an error that names the valid ones.
+		Long: `Serve the HTTP API: /v1/execute, sessions and their files, MCP at /mcp (streamable
+HTTP, the tools of codeexec mcp), /healthz, /readyz and /metrics. Configuration comes
+from defaults, then --config FILE (JSON), then CODEEXEC_* variables, then flags. Every
+key of the file has its variable (max_conns: CODEEXEC_MAX_CONNS; lists comma-separated)
+and most a flag (--max-conns); besides, CODEEXEC_API_KEYS is a comma-separated list of
+keys. An unknown key or CODEEXEC_ variable is an error that names the valid ones.
 
 A keys file holds a key a line, optionally with options: "KEY tenant=NAME
 max_sessions=N max_concurrent=N". Sessions belong to the tenant of the key that made
@@ -196,6 +204,7 @@ func bindServeFlags(f *pflag.FlagSet, cfg *serveConfig) {
 	f.StringVar(&cfg.JudgeModel, "judge-model", cfg.JudgeModel, "the model the llm judge asks")
 	f.StringVar(&cfg.LLMConfig, "llm-config", "", "JSON file of upstream model providers (default: OPENAI_BASE_URL and OPENAI_API_KEY)")
 	f.StringVar(&cfg.ChatNet, "chat-net", cfg.ChatNet, "network of the gateway's code_execution tool: none, or allow=HOST[,HOST…]")
+	f.StringVar(&cfg.MCPNet, "mcp-net", cfg.MCPNet, "network of code run through MCP: none, or allow=HOST[,HOST…]")
 	f.StringSliceVar(&cfg.NetAllow, "net-allow", nil, "hosts executions may reach through the egress proxy, e.g. example.com,*.pypi.org (default: none)")
 	f.IntVar(&cfg.MaxConns, "max-conns", cfg.MaxConns, "client connections open at once (0: no limit)")
 	f.IntVar(&cfg.MaxConnsPerClient, "max-conns-per-client", cfg.MaxConnsPerClient, "client connections open at once from one address, an IPv6 /64 (0: no limit; behind a reverse proxy every client is the proxy)")
@@ -243,6 +252,9 @@ func (c *serveConfig) load(file string, flags *pflag.FlagSet) error {
 	}
 	if c.chatNet, err = egress.ParseSpec(c.ChatNet); err != nil {
 		return fmt.Errorf("chat-net: %w", err)
+	}
+	if c.mcpNet, err = egress.ParseSpec(c.MCPNet); err != nil {
+		return fmt.Errorf("mcp-net: %w", err)
 	}
 	machine, err := cgroup.MachineTotals()
 	if err != nil {
@@ -501,7 +513,19 @@ func warnFileLimit(log *slog.Logger, maxConns int) {
 	}
 }
 
-func serve(ctx context.Context, c serveConfig) error {
+// builtServer is the server withServer makes, with what its faces report.
+type builtServer struct {
+	srv     *api.Server
+	log     *slog.Logger
+	images  *imageset.Set
+	runner  *sandbox.Runner
+	img     *image.Image
+	storage int64
+}
+
+// withServer makes the server of c — images, sessions, policy, judge — and calls use
+// with it; then it stops what still runs and closes everything.
+func withServer(ctx context.Context, c serveConfig, use func(*builtServer) error) error {
 	log := slog.New(slog.NewTextHandler(os.Stderr, nil))
 	storage, err := storageBudget(c.MaxTotalStorage)
 	if err != nil {
@@ -537,6 +561,7 @@ func serve(ctx context.Context, c serveConfig) error {
 	acfg.Keys = c.apiKeys
 	acfg.Conn = c.conn
 	acfg.NetworkAllow = c.NetAllow
+	acfg.MCPNetwork = c.mcpNet
 	acfg.MaxConcurrent, acfg.MaxQueued = c.MaxConcurrent, c.MaxQueued
 	acfg.MaxLimits.Timeout = time.Duration(c.MaxTimeout)
 	if acfg.MaxLimits.MemoryBytes, err = parseSize(c.MaxMemory); err != nil {
@@ -578,7 +603,28 @@ func serve(ctx context.Context, c serveConfig) error {
 	if c.SafetyScope == "all" {
 		srv.SetJudge(judge)
 	}
+	// Calls of MCP sessions whose client has gone run apart from any request: stop
+	// them before the sessions close, which waits for their executions.
+	defer srv.MCP().Stop()
+	if err := use(&builtServer{srv: srv, log: log, images: images, runner: runner, img: img, storage: storage}); err != nil {
+		return err
+	}
+	srv.MCP().Stop()
+	sessions.Close()
+	if err := images.Close(); err != nil {
+		return fmt.Errorf("cleaning up sandboxes: %w", err)
+	}
+	log.Info("stopped")
+	return nil
+}
 
+// serve serves the HTTP API, MCP at /mcp among it, until ctx ends or a signal comes.
+func serve(ctx context.Context, c serveConfig) error {
+	return withServer(ctx, c, func(b *builtServer) error { return listen(ctx, c, b) })
+}
+
+func listen(ctx context.Context, c serveConfig, b *builtServer) error {
+	srv, log, img, images, runner, storage := b.srv, b.log, b.img, b.images, b.runner, b.storage
 	ln, err := net.Listen("tcp", c.Addr)
 	if err != nil {
 		return fmt.Errorf("listen: %w", err)
@@ -614,10 +660,5 @@ func serve(ctx context.Context, c serveConfig) error {
 		cancelRequests()
 		_ = hs.Close()
 	}
-	sessions.Close()
-	if err := images.Close(); err != nil {
-		return fmt.Errorf("cleaning up sandboxes: %w", err)
-	}
-	log.Info("stopped")
 	return nil
 }

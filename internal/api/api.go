@@ -9,14 +9,18 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
-	"github.com/codeexec/codeexec/internal/job"
 	"log/slog"
 	"net/http"
 	"strconv"
 	"strings"
+	"sync"
 	"time"
 
+	"github.com/codeexec/codeexec/internal/job"
+
 	"github.com/codeexec/codeexec/internal/agent"
+	"github.com/codeexec/codeexec/internal/egress"
+	"github.com/codeexec/codeexec/internal/mcp"
 	"github.com/codeexec/codeexec/internal/session"
 	"github.com/codeexec/codeexec/internal/tenant"
 	"github.com/prometheus/client_golang/prometheus"
@@ -69,6 +73,9 @@ type Config struct {
 	// NetworkAllow are the host patterns ("example.com", "*.example.com") a request's
 	// "network": "allow=…" may name; empty: requests get no network.
 	NetworkAllow []string
+	// MCPNetwork is the network of code run through MCP (/mcp and codeexec mcp),
+	// whose tool has no network parameter: nil, none.
+	MCPNetwork *egress.Policy
 	// Conn bounds what one client can hold of the server (see HTTPServer and
 	// LimitListener).
 	Conn ConnLimits
@@ -107,6 +114,8 @@ type Server struct {
 	gateway  *Gateway // nil: no upstream model, chat endpoints answer 503
 	judge    agent.Judge
 	images   Images // nil: the executor's image only, and requests may not name one
+	mcpOnce  sync.Once
+	mcp      *mcp.Server // see MCP
 }
 
 // SetJudge makes j judge the code of /v1/execute and session executions before it
@@ -157,6 +166,7 @@ func (s *Server) Handler() http.Handler {
 	v1("GET /v1/sessions/{id}/files", s.handleListFiles)
 	v1("GET /v1/sessions/{id}/files/{path...}", s.handleGetFile)
 	v1("DELETE /v1/sessions/{id}/files/{path...}", s.handleDeleteFile)
+	mux.Handle("/mcp", s.auth(s.MCP().Handler()))
 	mux.HandleFunc("GET /healthz", func(w http.ResponseWriter, r *http.Request) {
 		writeJSON(w, http.StatusOK, map[string]string{"status": "ok"})
 	})

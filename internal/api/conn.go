@@ -82,7 +82,7 @@ func (l ConnLimits) Validate() error {
 // that move with the data instead.
 func (s *Server) HTTPServer(base context.Context) *http.Server {
 	l := s.cfg.Conn
-	return &http.Server{
+	hs := &http.Server{
 		Handler:           s.Handler(),
 		BaseContext:       func(net.Listener) context.Context { return base },
 		ReadHeaderTimeout: l.HeaderTimeout,
@@ -90,6 +90,12 @@ func (s *Server) HTTPServer(base context.Context) *http.Server {
 		MaxHeaderBytes:    l.MaxHeaderBytes,
 		ErrorLog:          slog.NewLogLogger(s.log.Handler(), slog.LevelWarn),
 	}
+	// MCP sessions hold streams open, and their calls run apart from any request:
+	// Shutdown closes the sessions as their calls finish, and cancelling base stops
+	// the calls, as it stops the executions of requests.
+	hs.RegisterOnShutdown(s.MCP().Shutdown)
+	context.AfterFunc(base, s.MCP().Stop)
+	return hs
 }
 
 // bodyDeadlines gives each request body its deadline. Once the body has arrived the
