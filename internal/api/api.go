@@ -154,6 +154,7 @@ func (s *Server) Handler() http.Handler {
 		mux.Handle(pattern, s.auth(h))
 	}
 	v1("POST /v1/chat/completions", s.handleChat)
+	v1("POST /v1/responses", s.handleResponses)
 	v1("GET /v1/models", s.handleModels)
 	v1("POST /v1/execute", s.handleExecute)
 	v1("POST /v1/sessions", s.handleCreateSession)

@@ -1,0 +1,74 @@
+package api
+
+import (
+	"net/http"
+	"time"
+
+	"github.com/codeexec/codeexec/internal/agent"
+	"github.com/codeexec/codeexec/internal/openairesponses"
+)
+
+// handleResponses serves POST /v1/responses on the same agent loop as chat
+// completions: the request is translated by openairesponses, the code runs in the
+// gateway's sandbox (a session of the caller's tenant), errors are the chat
+// gateway's.
+func (s *Server) handleResponses(w http.ResponseWriter, r *http.Request) {
+	if s.gateway == nil {
+		writeError(w, http.StatusServiceUnavailable, "gateway_disabled", "no upstream model is configured")
+		return
+	}
+	body, rerr := s.readBody(w, r)
+	if rerr != nil {
+		writeRequestError(w, rerr)
+		return
+	}
+	req, err := openairesponses.DecodeRequest(body)
+	if err != nil {
+		writeError(w, http.StatusBadRequest, "invalid_json", err.Error())
+		return
+	}
+	if req.Model == "" {
+		writeError(w, http.StatusBadRequest, "missing_model", `"model" is required`)
+		return
+	}
+	client, err := s.gateway.Upstreams.Route(req.Model)
+	if err != nil {
+		writeError(w, http.StatusBadRequest, "unknown_model", err.Error())
+		return
+	}
+	owner := tenantOf(r)
+	areq, container, err := openairesponses.FromResponsesRequest(req, nil)
+	if err != nil {
+		writeAgentError(w, err)
+		return
+	}
+	if container != nil && len(container.FileIDs) > 0 {
+		writeError(w, http.StatusBadRequest, "file_ids_unsupported",
+			`"file_ids" are not supported yet: send files as input_file parts (file_data), or upload them with PUT /v1/sessions/{id}/files/{path} and name the session as the container`)
+		return
+	}
+	var sb agent.Sandbox // nil: the request has no code tool
+	var gsb *gatewaySandbox
+	if areq.Code != nil {
+		gsb = s.gatewaySandbox(owner)
+		if id := areq.Code.Container; id != "" {
+			if gsb.sess, err = s.sessions.Get(owner.Name, id); err != nil {
+				writeContainerError(w, id, err)
+				return
+			}
+		}
+		sb = gsb
+	}
+	opts := openairesponses.Options{ID: "resp_" + newID(), CreatedAt: time.Now().Unix(), Request: req,
+		Outputs: req.IncludesOutputs()}
+	res, err := s.gateway.Agent.Complete(r.Context(), agent.Upstream(client), areq, sb, nil)
+	if err != nil {
+		if gsb != nil {
+			// The client never learns the id of a container this request started.
+			gsb.endCreated()
+		}
+		writeAgentError(w, err)
+		return
+	}
+	writeJSON(w, http.StatusOK, openairesponses.ToResponse(res, opts))
+}
