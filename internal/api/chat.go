@@ -178,6 +178,11 @@ func newSSE(w http.ResponseWriter) *sse {
 }
 
 func (s *sse) write(data []byte) {
+	s.writeRaw([]byte(fmt.Sprintf("data: %s\n\n", data)))
+}
+
+// writeRaw writes frames as they are, after the headers if they are the first.
+func (s *sse) writeRaw(frames []byte) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	if !s.started {
@@ -189,7 +194,7 @@ func (s *sse) write(data []byte) {
 		s.w.WriteHeader(http.StatusOK)
 		s.started = true
 	}
-	_, _ = fmt.Fprintf(s.w, "data: %s\n\n", data)
+	_, _ = s.w.Write(frames)
 	_ = s.rc.Flush() // fails only when the client is gone, and the next write says so
 }
 

@@ -1,6 +1,8 @@
 package api
 
 import (
+	"encoding/json"
+	"fmt"
 	"net/http"
 	"time"
 
@@ -61,6 +63,10 @@ func (s *Server) handleResponses(w http.ResponseWriter, r *http.Request) {
 	}
 	opts := openairesponses.Options{ID: "resp_" + newID(), CreatedAt: time.Now().Unix(), Request: req,
 		Outputs: req.IncludesOutputs()}
+	if req.Stream {
+		s.streamResponse(w, r, agent.Upstream(client), areq, sb, gsb, opts)
+		return
+	}
 	res, err := s.gateway.Agent.Complete(r.Context(), agent.Upstream(client), areq, sb, nil)
 	if err != nil {
 		if gsb != nil {
@@ -71,4 +77,37 @@ func (s *Server) handleResponses(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	writeJSON(w, http.StatusOK, openairesponses.ToResponse(res, opts))
+}
+
+// streamResponse runs the loop and streams it as Responses events.
+func (s *Server) streamResponse(w http.ResponseWriter, r *http.Request, m agent.Model, areq *agent.Request, sb agent.Sandbox, gsb *gatewaySandbox, opts openairesponses.Options) {
+	out := newSSE(w)
+	ev := &openairesponses.Stream{Send: out.event, Options: opts}
+	if gsb != nil {
+		ev.Container = gsb.ID
+	}
+	res, err := s.gateway.Agent.Complete(r.Context(), m, areq, sb, ev)
+	if err != nil {
+		if !ev.Started() {
+			if gsb != nil {
+				gsb.endCreated() // the client never saw its id
+			}
+			writeAgentError(w, err)
+			return
+		}
+		_, code, msg := classifyError(err)
+		ev.Fail(code, msg)
+		return
+	}
+	ev.Finish(res)
+}
+
+// event writes a named server-sent event, as the Responses API streams them
+// (with no [DONE] after the last).
+func (s *sse) event(ev openairesponses.Event) {
+	data, err := json.Marshal(ev)
+	if err != nil {
+		data, _ = json.Marshal(map[string]any{"type": "error", "code": "internal_error", "message": "encode event: " + err.Error()})
+	}
+	s.writeRaw([]byte(fmt.Sprintf("event: %s\ndata: %s\n\n", ev.Type(), data)))
 }

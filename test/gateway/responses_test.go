@@ -144,3 +144,53 @@ func asText(r *llm.ChatRequest) string {
 	b, _ := json.Marshal(r)
 	return string(b)
 }
+
+// TestResponsesStream: a streamed response with a real run: named events with
+// consecutive sequence numbers, the code in pieces as the model writes it, the
+// run's item when it ends, and response.completed last, with no [DONE].
+func TestResponsesStream(t *testing.T) {
+	_, hs := testenvFake(t, llmtest.Calls(code("print(6 * 7)")), llmtest.Text("42"))
+	status, data := postResponses(t, hs.URL, `{"model":"fake-model","stream":true,"input":"compute","include":["code_interpreter_call.outputs"],"tools":[{"type":"code_interpreter"}]}`)
+	if status != 200 {
+		t.Fatalf("status %d: %s", status, data)
+	}
+	var types []string
+	deltas := 0
+	var last map[string]any
+	for i, frame := range strings.Split(strings.TrimSpace(string(data)), "\n\n") {
+		name, rest, ok := strings.Cut(frame, "\n")
+		var ev map[string]any
+		if !ok || json.Unmarshal([]byte(strings.TrimPrefix(rest, "data: ")), &ev) != nil {
+			t.Fatalf("frame %d: %q", i, frame)
+		}
+		if name != "event: "+ev["type"].(string) || ev["sequence_number"] != float64(i) {
+			t.Errorf("frame %d: %q", i, frame)
+		}
+		if ev["type"] == "response.code_interpreter_call_code.delta" {
+			deltas++
+		} else if len(types) == 0 || types[len(types)-1] != ev["type"] {
+			types = append(types, ev["type"].(string))
+		}
+		last = ev
+	}
+	want := "response.created response.in_progress response.output_item.added response.code_interpreter_call.in_progress " +
+		"response.code_interpreter_call_code.done response.code_interpreter_call.interpreting response.code_interpreter_call.completed " +
+		"response.output_item.done response.output_item.added response.content_part.added response.output_text.delta response.output_text.done " +
+		"response.content_part.done response.output_item.done response.completed"
+	if got := strings.Join(types, " "); got != want {
+		t.Errorf("events:\n%s\nwant:\n%s", got, want)
+	}
+	if deltas < 2 {
+		t.Errorf("the code came in %d pieces: not streamed as written", deltas)
+	}
+	resp := last["response"].(map[string]any)
+	out := resp["output"].([]any)[0].(map[string]any)
+	if resp["status"] != "completed" || out["code"] != "print(6 * 7)" || !strings.Contains(asText2(out["outputs"]), "42") {
+		t.Errorf("final response: %v", resp)
+	}
+}
+
+func asText2(v any) string {
+	b, _ := json.Marshal(v)
+	return string(b)
+}
