@@ -50,8 +50,10 @@ type serveConfig struct {
 	SessionTTL    duration `json:"session_ttl"`
 	MaxSessionTTL duration `json:"max_session_ttl"`
 	SessionMaxAge duration `json:"session_max_age"`
-	MaxTimeout    duration `json:"max_timeout"`
-	MaxMemory     string   `json:"max_memory"`
+	// ResponseTTL is how long /v1/responses keeps a response for previous_response_id.
+	ResponseTTL duration `json:"response_ttl"`
+	MaxTimeout  duration `json:"max_timeout"`
+	MaxMemory   string   `json:"max_memory"`
 	// MaxTotalMemory, MaxTotalPids and MaxTotalCPUs bound all sandboxes together
 	// (their parent cgroup): executions, sessions and the warm interpreters. Unset
 	// (empty or 0): derived from the machine, see cgroup.MachineTotals.
@@ -114,6 +116,7 @@ func defaultServeConfig() serveConfig {
 		SessionTTL:    duration(10 * time.Minute),
 		MaxSessionTTL: duration(time.Hour),
 		SessionMaxAge: duration(4 * time.Hour),
+		ResponseTTL:   duration(time.Hour),
 		MaxTimeout:    duration(5 * time.Minute),
 		MaxMemory:     "4GiB",
 		MaxSteps:      10,
@@ -595,7 +598,7 @@ func withServer(ctx context.Context, c serveConfig, use func(*builtServer) error
 	if err != nil {
 		return err
 	}
-	srv.SetGateway(&api.Gateway{Upstreams: upstreams, Agent: &agent.Agent{
+	srv.SetGateway(&api.Gateway{Upstreams: upstreams, ResponseTTL: time.Duration(c.ResponseTTL), Agent: &agent.Agent{
 		Judge:    judge,
 		MaxSteps: c.MaxSteps,
 		Network:  c.chatNet,

@@ -30,6 +30,24 @@ type Upstreams interface {
 type Gateway struct {
 	Upstreams Upstreams
 	Agent     *agent.Agent
+	// ResponseTTL is how long a response of /v1/responses is kept for a follow-up
+	// request's previous_response_id; 0: an hour.
+	ResponseTTL time.Duration
+
+	responses     *responseStore
+	responsesOnce sync.Once
+}
+
+// store is the gateway's response store, made at first use.
+func (g *Gateway) store() *responseStore {
+	g.responsesOnce.Do(func() {
+		ttl := g.ResponseTTL
+		if ttl <= 0 {
+			ttl = time.Hour
+		}
+		g.responses = newResponseStore(ttl)
+	})
+	return g.responses
 }
 
 func (s *Server) handleModels(w http.ResponseWriter, r *http.Request) {

@@ -39,10 +39,26 @@ func (s *Server) handleResponses(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	owner := tenantOf(r)
-	areq, container, err := openairesponses.FromResponsesRequest(req, nil)
+	var prev *storedResponse
+	if id := req.PreviousResponseID; id != "" {
+		if prev = s.gateway.store().get(owner.Name, id, time.Now()); prev == nil {
+			writeError(w, http.StatusNotFound, "response_not_found", fmt.Sprintf(
+				"no response %q: it expired (responses are kept for a while), was made with \"store\": false, or never existed", id))
+			return
+		}
+	}
+	var history []agent.Item
+	if prev != nil {
+		history = prev.conversation
+	}
+	areq, container, err := openairesponses.FromResponsesRequest(req, history)
 	if err != nil {
 		writeAgentError(w, err)
 		return
+	}
+	if areq.Code != nil && areq.Code.Container == "" && prev != nil && prev.container != "" {
+		// A follow-up goes on in its conversation's container unless it names another.
+		areq.Code.Container = prev.container
 	}
 	if container != nil && len(container.FileIDs) > 0 {
 		writeError(w, http.StatusBadRequest, "file_ids_unsupported",
@@ -76,7 +92,30 @@ func (s *Server) handleResponses(w http.ResponseWriter, r *http.Request) {
 		writeAgentError(w, err)
 		return
 	}
+	s.keep(owner.Name, req, areq, res, gsb, opts.ID)
 	writeJSON(w, http.StatusOK, openairesponses.ToResponse(res, opts))
+}
+
+// keep stores the response for a follow-up unless the request said "store": false:
+// the conversation without this request's instructions (each request gives its
+// own), then the output.
+func (s *Server) keep(owner string, req *openairesponses.Request, areq *agent.Request, res *agent.Result, gsb *gatewaySandbox, id string) {
+	if !req.Stored() {
+		return
+	}
+	var conv []agent.Item
+	for _, it := range areq.Input {
+		if m, ok := it.(*agent.Message); ok && m.Source == "instructions" {
+			continue
+		}
+		conv = append(conv, it)
+	}
+	conv = append(conv, res.Output...)
+	r := &storedResponse{owner: owner, conversation: conv}
+	if gsb != nil {
+		r.container = gsb.ID()
+	}
+	s.gateway.store().put(id, r, time.Now())
 }
 
 // streamResponse runs the loop and streams it as Responses events.
@@ -99,6 +138,7 @@ func (s *Server) streamResponse(w http.ResponseWriter, r *http.Request, m agent.
 		ev.Fail(code, msg)
 		return
 	}
+	s.keep(tenantOf(r).Name, opts.Request, areq, res, gsb, opts.ID)
 	ev.Finish(res)
 }
 

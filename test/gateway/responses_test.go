@@ -194,3 +194,35 @@ func asText2(v any) string {
 	b, _ := json.Marshal(v)
 	return string(b)
 }
+
+// TestResponsesPrevious: a follow-up names the previous response: the model sees
+// the conversation (the run too), the code goes on in the same container, and
+// another id is refused.
+func TestResponsesPrevious(t *testing.T) {
+	up, hs := testenvFake(t, llmtest.Calls(code("x = 41")), llmtest.Text("Set."), llmtest.Calls(code("print(x + 1)")), llmtest.Text("42"))
+	tools := `"tools":[{"type":"code_interpreter","container":{"type":"auto"}}]`
+	_, data := postResponses(t, hs.URL, `{"model":"fake-model","input":"set x","instructions":"be brief",`+tools+`}`)
+	first := decodeResponse(t, data)
+	status, data := postResponses(t, hs.URL, `{"model":"fake-model","input":"x+1?","previous_response_id":"`+first.ID+`",`+tools+`}`)
+	if status != 200 {
+		t.Fatalf("status %d: %s", status, data)
+	}
+	second := decodeResponse(t, data)
+	if second.OutputText != "42" || second.Output[0].ContainerID != first.Output[0].ContainerID {
+		t.Errorf("second: %s", data)
+	}
+	reqs := up.ChatRequests()
+	third := asText(reqs[2])
+	for _, want := range []string{"set x", "x = 41", "Set.", "x+1?"} {
+		if !strings.Contains(third, want) {
+			t.Errorf("the follow-up's upstream request lacks %q: %s", want, third)
+		}
+	}
+	if strings.Contains(third, "be brief") {
+		t.Errorf("the first request's instructions were carried over: %s", third)
+	}
+	status, data = postResponses(t, hs.URL, `{"model":"fake-model","input":"x","previous_response_id":"resp_nope"}`)
+	if status != 404 || !strings.Contains(string(data), "response_not_found") {
+		t.Errorf("unknown previous_response_id: %d %s", status, data)
+	}
+}
