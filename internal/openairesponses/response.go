@@ -78,6 +78,47 @@ type OutputItem struct {
 	Arguments string `json:"arguments,omitempty"`
 }
 
+// MarshalJSON writes the fields of the item's type, each of them even when empty,
+// as OpenAI does: the SDKs' stream accumulators append to a message's "content"
+// and a call's "arguments" from the output_item.added event on, and fail on an
+// absent one ("output.content is not iterable").
+func (it OutputItem) MarshalJSON() ([]byte, error) {
+	switch it.Type {
+	case TypeMessage:
+		content := it.Content
+		if content == nil {
+			content = []ContentPart{}
+		}
+		return json.Marshal(struct {
+			ID      string        `json:"id"`
+			Type    string        `json:"type"`
+			Status  string        `json:"status"`
+			Role    string        `json:"role"`
+			Content []ContentPart `json:"content"`
+		}{it.ID, it.Type, it.Status, it.Role, content})
+	case TypeCodeInterpreterCall:
+		return json.Marshal(struct {
+			ID          string        `json:"id"`
+			Type        string        `json:"type"`
+			Status      string        `json:"status"`
+			Code        *string       `json:"code"`
+			ContainerID string        `json:"container_id"`
+			Outputs     *[]CodeOutput `json:"outputs"`
+		}{it.ID, it.Type, it.Status, it.Code, it.ContainerID, it.Outputs})
+	case TypeFunctionCall:
+		return json.Marshal(struct {
+			ID        string `json:"id"`
+			Type      string `json:"type"`
+			Status    string `json:"status"`
+			CallID    string `json:"call_id"`
+			Name      string `json:"name"`
+			Arguments string `json:"arguments"`
+		}{it.ID, it.Type, it.Status, it.CallID, it.Name, it.Arguments})
+	}
+	type plain OutputItem // without this method
+	return json.Marshal(plain(it))
+}
+
 // ContentPart is an output_text part of a message.
 type ContentPart struct {
 	Type        string       `json:"type"`

@@ -47,8 +47,8 @@ func TestToResponse(t *testing.T) {
 			false,
 			`{` + base + `,"status":"completed","incomplete_details":null,"output_text":"Wrote out.csv.","output":[
 			{"id":"msg_r1_1","type":"message","status":"completed","role":"assistant","content":[{"type":"output_text","text":"Let me.","annotations":[],"logprobs":[]}]},
-			{"id":"call_b","type":"code_interpreter_call","status":"failed","code":"import os","container_id":"sess_1"},
-			{"id":"call_a","type":"code_interpreter_call","status":"completed","code":"open('out.csv','w').write('x')\nprint(2)","container_id":"sess_1"},
+			{"id":"call_b","type":"code_interpreter_call","status":"failed","code":"import os","container_id":"sess_1","outputs":null},
+			{"id":"call_a","type":"code_interpreter_call","status":"completed","code":"open('out.csv','w').write('x')\nprint(2)","container_id":"sess_1","outputs":null},
 			{"id":"msg_r1_2","type":"message","status":"completed","role":"assistant","content":[{"type":"output_text","text":"Wrote out.csv.","logprobs":[],
 			  "annotations":[{"type":"container_file_citation","container_id":"sess_1","file_id":"cfile_b3V0LmNzdg","filename":"out.csv","start_index":6,"end_index":13}]}]}]}`},
 		{"outputs included: logs and an image",
@@ -99,6 +99,29 @@ func TestFileIDs(t *testing.T) {
 	for _, id := range []string{"file_1", "cfile_", "cfile_%%"} {
 		if _, ok := FilePath(id); ok {
 			t.Errorf("FilePath(%q) accepted", id)
+		}
+	}
+}
+
+// TestOutputItemFields: an item has every field of its type even when empty, as
+// the SDKs' stream accumulators need from output_item.added on (the openai
+// package's responses.stream() failed with "output.content is not iterable").
+func TestOutputItemFields(t *testing.T) {
+	empty := ""
+	for _, c := range []struct {
+		item OutputItem
+		want string
+	}{
+		{OutputItem{ID: "msg_1", Type: TypeMessage, Status: StatusInProgress, Role: "assistant"},
+			`{"id":"msg_1","type":"message","status":"in_progress","role":"assistant","content":[]}`},
+		{OutputItem{ID: "call_1", Type: TypeCodeInterpreterCall, Status: StatusInProgress, Code: &empty, ContainerID: "sess_1"},
+			`{"id":"call_1","type":"code_interpreter_call","status":"in_progress","code":"","container_id":"sess_1","outputs":null}`},
+		{OutputItem{ID: "fc_1", Type: TypeFunctionCall, Status: StatusInProgress, CallID: "call_1", Name: "f"},
+			`{"id":"fc_1","type":"function_call","status":"in_progress","call_id":"call_1","name":"f","arguments":""}`},
+	} {
+		got, err := json.Marshal(c.item)
+		if err != nil || string(got) != c.want {
+			t.Errorf("json.Marshal(%+v)\n got  %s (%v)\n want %s", c.item, got, err, c.want)
 		}
 	}
 }

@@ -1,0 +1,264 @@
+// Package responses_test drives codeexec's Responses API with the clients people
+// use: the npm openai package, the OpenAI Agents SDK and the Vercel AI SDK (from
+// test/responses/node), against a real API server on loopback, the real sandbox
+// and a scripted fake upstream.
+package responses_test
+
+import (
+	"bytes"
+	"context"
+	"encoding/json"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"slices"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/codeexec/codeexec/internal/agent"
+	"github.com/codeexec/codeexec/internal/llm/llmtest"
+	"github.com/codeexec/codeexec/internal/sandbox"
+	"github.com/codeexec/codeexec/test/testenv"
+)
+
+func TestMain(m *testing.M) {
+	sandbox.MaybeInit()
+	code := m.Run()
+	testenv.Close()
+	os.Exit(code)
+}
+
+// The xAI seed example, and a follow-up.
+const (
+	fibCode   = "def fibonacci(n):\n    fibs = [0, 1]\n    for i in range(2, n):\n        fibs.append(fibs[-1] + fibs[-2])\n    return fibs[:n]\n\nprint(fibonacci(20))"
+	fibOutput = "[0, 1, 1, 2, 3, 5, 8, 13, 21, 34, 55, 89, 144, 233, 377, 610, 987, 1597, 2584, 4181]\n"
+	fibAnswer = "Here are the first 20 Fibonacci numbers: [0, 1, 1, 2, 3, 5, 8, 13, 21, 34, 55, 89, 144, 233, 377, 610, 987, 1597, 2584, 4181]"
+	// sumInContainer runs only where fibCode ran before: in the same container.
+	sumInContainer = "print(sum(fibonacci(20)))"
+	sumAlone       = "fibs = [0, 1]\nwhile len(fibs) < 20:\n    fibs.append(fibs[-1] + fibs[-2])\nprint(sum(fibs))"
+	sumOutput      = "10945\n"
+	sumAnswer      = "Their sum is 10945."
+)
+
+// run is one client request's script: the model runs code, then answers.
+func run(code, answer string) []llmtest.Turn {
+	args, _ := json.Marshal(map[string]string{"code": code})
+	return []llmtest.Turn{llmtest.Calls(llmtest.Call{Name: agent.ToolName, Arguments: string(args)}), llmtest.Text(answer)}
+}
+
+// gateway starts a fake upstream scripted with the runs, in order, and a codeexec
+// server in front of it; at the end of the test the clients must have used the
+// whole script (no request retried or left out).
+func gateway(t *testing.T, runs ...[]llmtest.Turn) (*llmtest.Server, string) {
+	t.Helper()
+	up, gw := testenv.Fake(t, slices.Concat(runs...)...)
+	t.Cleanup(func() {
+		if left := up.Remaining(); left != 0 && !t.Failed() {
+			t.Errorf("%d scripted model turns were not used (%d upstream requests)", left, len(up.ChatRequests()))
+		}
+	})
+	return up, gw.URL
+}
+
+// pinned are the packages node/package.json pins, which nodeDir installs.
+var pinned = []string{"openai", "@openai/agents", "ai", "@ai-sdk/openai"}
+
+// nodeDir returns test/responses/node with its dependencies installed, running npm
+// ci when node_modules lacks a version package.json pins.
+func nodeDir(t *testing.T) string {
+	t.Helper()
+	if _, err := exec.LookPath("node"); err != nil {
+		testenv.Skip(t, "node is not on PATH")
+	}
+	dir, err := filepath.Abs("node")
+	if err != nil {
+		t.Fatal(err)
+	}
+	var pkg struct {
+		Dependencies map[string]string `json:"dependencies"`
+	}
+	data, err := os.ReadFile(filepath.Join(dir, "package.json"))
+	if err == nil {
+		err = json.Unmarshal(data, &pkg)
+	}
+	if err != nil {
+		t.Fatalf("node/package.json: %v", err)
+	}
+	var missing []string
+	for _, name := range pinned {
+		want := pkg.Dependencies[name]
+		if want == "" {
+			t.Fatalf("node/package.json does not pin %s: %s", name, data)
+		}
+		var installed struct {
+			Version string `json:"version"`
+		}
+		if data, err := os.ReadFile(filepath.Join(dir, "node_modules", name, "package.json")); err == nil {
+			json.Unmarshal(data, &installed)
+		}
+		if installed.Version != want {
+			missing = append(missing, name+"@"+want)
+		}
+	}
+	if len(missing) == 0 {
+		return dir
+	}
+	if _, err := exec.LookPath("npm"); err != nil {
+		testenv.Skip(t, "npm is not on PATH, and node/node_modules lacks "+strings.Join(missing, ", "))
+	}
+	ctx, cancel := context.WithTimeout(t.Context(), 5*time.Minute)
+	defer cancel()
+	npm := exec.CommandContext(ctx, "npm", "ci", "--no-audit", "--no-fund")
+	npm.Dir = dir
+	start := time.Now()
+	if out, err := npm.CombinedOutput(); err != nil {
+		t.Fatalf("npm ci in %s: %v\n%s", dir, err, out)
+	}
+	t.Logf("npm ci installed %s in %v", strings.Join(missing, ", "), time.Since(start).Round(time.Millisecond))
+	return dir
+}
+
+// node runs a script of test/responses/node against the server at url and decodes
+// the JSON report it prints into report.
+func node(t *testing.T, script, url string, report any) {
+	t.Helper()
+	dir := nodeDir(t)
+	ctx, cancel := context.WithTimeout(t.Context(), 5*time.Minute)
+	defer cancel()
+	cmd := exec.CommandContext(ctx, "node", script, url+"/v1", "sk-test")
+	cmd.Dir = dir
+	var stderr bytes.Buffer
+	cmd.Stderr = &stderr
+	out, err := cmd.Output()
+	if err != nil {
+		t.Fatalf("node %s: %v\nstdout: %s\nstderr: %s", script, err, out, stderr.Bytes())
+	}
+	if err := json.Unmarshal(out, report); err != nil {
+		t.Fatalf("%s printed no report: %v: %s\nstderr: %s", script, err, out, stderr.Bytes())
+	}
+	t.Logf("%s: %s", script, out)
+}
+
+// call is a code_interpreter_call as a client read it.
+type call struct {
+	ID          string `json:"id"`
+	Name        string `json:"name"`
+	Code        string `json:"code"`
+	ContainerID string `json:"containerId"`
+	Status      string `json:"status"`
+	Logs        string `json:"logs"`
+}
+
+// checkCall checks that a client read one run of code, with its logs (when
+// logs is set) and a container.
+func checkCall(t *testing.T, who string, calls []call, code, logs string) {
+	t.Helper()
+	if len(calls) != 1 {
+		t.Errorf("%s read %d code_interpreter calls %+v, want 1", who, len(calls), calls)
+		return
+	}
+	c := calls[0]
+	if c.Code != code || !strings.HasPrefix(c.ContainerID, "sess_") || (logs != "" && c.Logs != logs) {
+		t.Errorf("%s read the call %+v, want code %q in a container (sess_…) with logs %q", who, c, code, logs)
+	}
+}
+
+type step struct {
+	Failed string `json:"failed"`
+}
+
+func checkSteps(t *testing.T, steps map[string]string) {
+	t.Helper()
+	for name, failed := range steps {
+		if failed != "" {
+			t.Errorf("step %s threw: %s", name, failed)
+		}
+	}
+}
+
+func TestOpenAINode(t *testing.T) {
+	up, url := gateway(t, run(fibCode, fibAnswer), run(fibCode, fibAnswer), run(fibCode, fibAnswer), run(sumInContainer, sumAnswer))
+	var r struct {
+		Create struct {
+			step
+			ID         string   `json:"id"`
+			Status     string   `json:"status"`
+			OutputText string   `json:"outputText"`
+			Types      []string `json:"types"`
+			Calls      []call   `json:"calls"`
+		} `json:"create"`
+		Stream struct {
+			step
+			Events     []string `json:"events"`
+			Code       string   `json:"code"`
+			Text       string   `json:"text"`
+			Ordered    bool     `json:"ordered"`
+			Status     string   `json:"status"`
+			OutputText string   `json:"outputText"`
+			Calls      []call   `json:"calls"`
+		} `json:"stream"`
+		HelperStream struct {
+			step
+			Status     string `json:"status"`
+			OutputText string `json:"outputText"`
+			Calls      []call `json:"calls"`
+		} `json:"helperStream"`
+		Previous struct {
+			step
+			Previous   string `json:"previous"`
+			OutputText string `json:"outputText"`
+			Calls      []call `json:"calls"`
+		} `json:"previous"`
+		NotFound struct {
+			step
+			Status int    `json:"status"`
+			Code   string `json:"code"`
+		} `json:"notFound"`
+	}
+	node(t, "openai.mjs", url, &r)
+	checkSteps(t, map[string]string{"create": r.Create.Failed, "stream": r.Stream.Failed, "helperStream": r.HelperStream.Failed,
+		"previous": r.Previous.Failed, "notFound": r.NotFound.Failed})
+
+	if c := r.Create; c.Status != "completed" || c.OutputText != fibAnswer || !slices.Equal(c.Types, []string{"code_interpreter_call", "message"}) {
+		t.Errorf("responses.create: status %q, output_text %q, items %v; want completed, the answer, a call and a message", c.Status, c.OutputText, c.Types)
+	}
+	checkCall(t, "responses.create", r.Create.Calls, fibCode, fibOutput)
+
+	s := r.Stream
+	want := []string{"response.created", "response.in_progress", "response.output_item.added", "response.code_interpreter_call.in_progress",
+		"response.code_interpreter_call_code.delta", "response.code_interpreter_call_code.done", "response.code_interpreter_call.interpreting",
+		"response.code_interpreter_call.completed", "response.output_item.done", "response.output_item.added", "response.content_part.added",
+		"response.output_text.delta", "response.output_text.done", "response.content_part.done", "response.output_item.done", "response.completed"}
+	if got := slices.Compact(slices.Clone(s.Events)); !slices.Equal(got, want) {
+		t.Errorf("the stream's events (repeats folded):\n got %v\nwant %v", got, want)
+	}
+	if !s.Ordered || s.Code != fibCode || s.Text != fibAnswer || s.Status != "completed" || s.OutputText != fibAnswer {
+		t.Errorf("the stream: sequence numbers in order %v, code deltas %q, text deltas %q, final status %q and output_text %q",
+			s.Ordered, s.Code, s.Text, s.Status, s.OutputText)
+	}
+	checkCall(t, "the stream's response.completed", s.Calls, fibCode, fibOutput)
+
+	if h := r.HelperStream; h.Status != "completed" || h.OutputText != fibAnswer {
+		t.Errorf("responses.stream().finalResponse(): status %q, output_text %q", h.Status, h.OutputText)
+	}
+	checkCall(t, "responses.stream().finalResponse()", r.HelperStream.Calls, fibCode, fibOutput)
+
+	// The follow-up ran in the first response's container, where fibonacci is defined.
+	p := r.Previous
+	if p.Previous != r.Create.ID || p.OutputText != sumAnswer {
+		t.Errorf("the follow-up: previous_response_id %q, output_text %q; want %q and %q", p.Previous, p.OutputText, r.Create.ID, sumAnswer)
+	}
+	checkCall(t, "the follow-up", p.Calls, sumInContainer, sumOutput)
+	if len(p.Calls) == 1 && len(r.Create.Calls) == 1 && p.Calls[0].ContainerID != r.Create.Calls[0].ContainerID {
+		t.Errorf("the follow-up ran in %s, not in the first response's container %s", p.Calls[0].ContainerID, r.Create.Calls[0].ContainerID)
+	}
+	if reqs := up.ChatRequests(); len(reqs) == 8 {
+		if body, _ := json.Marshal(reqs[6].Messages); !strings.Contains(string(body), "Calculate the first 20 Fibonacci numbers") {
+			t.Errorf("the follow-up's model request lacks the first question: %s", body)
+		}
+	}
+	if n := r.NotFound; n.Status != 404 || n.Code != "response_not_found" {
+		t.Errorf("an unknown previous_response_id: the SDK threw status %d, code %q; want 404 and response_not_found", n.Status, n.Code)
+	}
+}
