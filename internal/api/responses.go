@@ -51,7 +51,8 @@ func (s *Server) handleResponses(w http.ResponseWriter, r *http.Request) {
 	if prev != nil {
 		history = prev.conversation
 	}
-	areq, container, err := openairesponses.FromResponsesRequest(req, history)
+	refs := func(id string) agent.Item { return s.gateway.store().item(owner.Name, id, time.Now()) }
+	areq, container, err := openairesponses.FromResponsesRequest(req, history, refs)
 	if err != nil {
 		writeAgentError(w, err)
 		return
@@ -111,7 +112,7 @@ func (s *Server) keep(owner string, req *openairesponses.Request, areq *agent.Re
 		conv = append(conv, it)
 	}
 	conv = append(conv, res.Output...)
-	r := &storedResponse{owner: owner, conversation: conv}
+	r := &storedResponse{owner: owner, conversation: conv, items: openairesponses.ItemsByID(id, res.Output)}
 	if gsb != nil {
 		r.container = gsb.ID()
 	}

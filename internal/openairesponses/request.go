@@ -148,8 +148,10 @@ type Container struct {
 // FromResponsesRequest converts a Responses request into the loop's request, with
 // the code tool's container as the request wrote it. history is the conversation
 // of the previous response (previous_response_id), which goes before the input;
-// nil when there is none. Its errors are *agent.RequestError.
-func FromResponsesRequest(r *Request, history []agent.Item) (*agent.Request, *Container, error) {
+// nil when there is none. refs resolves the item_reference items of the input:
+// the item of an earlier response with that id, or nil (refs nil: none resolve).
+// Its errors are *agent.RequestError.
+func FromResponsesRequest(r *Request, history []agent.Item, refs func(id string) agent.Item) (*agent.Request, *Container, error) {
 	req := &agent.Request{
 		Model:             r.Model,
 		ParallelToolCalls: r.ParallelToolCalls,
@@ -202,7 +204,7 @@ func FromResponsesRequest(r *Request, history []agent.Item) (*agent.Request, *Co
 		req.Input = append(req.Input, &agent.Message{Role: "system", Content: agent.Text(r.Instructions), Source: "instructions"})
 	}
 	req.Input = append(req.Input, history...)
-	items, err := InputItems(r.Input)
+	items, err := InputItems(r.Input, refs)
 	if err != nil {
 		return nil, nil, err
 	}
@@ -375,8 +377,9 @@ type wireItem struct {
 	Outputs     []CodeOutput    `json:"outputs"`
 }
 
-// InputItems reads "input": a string (one user message) or an array of items.
-func InputItems(raw json.RawMessage) ([]agent.Item, error) {
+// InputItems reads "input": a string (one user message) or an array of items;
+// refs resolves item_reference items (see FromResponsesRequest).
+func InputItems(raw json.RawMessage, refs func(id string) agent.Item) ([]agent.Item, error) {
 	if len(raw) == 0 || isNull(raw) {
 		return nil, nil
 	}
@@ -412,11 +415,22 @@ func InputItems(raw json.RawMessage) ([]agent.Item, error) {
 			items = append(items, &agent.ToolOutput{CallID: w.CallID, Content: content})
 		case w.Type == "code_interpreter_call":
 			items = append(items, &agent.Execution{ID: w.ID, Code: w.Code, ContainerID: w.ContainerID, Output: logsOf(w.Outputs)})
+		case w.Type == "item_reference":
+			// An item of an earlier stored response, by its id: what the Vercel AI SDK
+			// sends for its earlier turns' items when store is on.
+			var it agent.Item
+			if refs != nil && w.ID != "" {
+				it = refs(w.ID)
+			}
+			if it == nil {
+				return nil, badRequest("item_not_found", "input[%d]: no item %q: the response that had it expired, was made with \"store\": false, or never existed", i, w.ID)
+			}
+			items = append(items, it)
 		case w.Type == "reasoning":
 			// A reasoning item of an OpenAI model's: an upstream that speaks chat
 			// completions has no place for it.
 		default:
-			return nil, badRequest("unsupported_input_item", "input[%d]: items of type %q are not supported (messages, function_call, function_call_output and code_interpreter_call are)", i, w.Type)
+			return nil, badRequest("unsupported_input_item", "input[%d]: items of type %q are not supported (messages, function_call, function_call_output, code_interpreter_call and item_reference are)", i, w.Type)
 		}
 	}
 	return items, nil

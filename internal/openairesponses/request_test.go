@@ -81,7 +81,7 @@ func TestFromResponsesRequest(t *testing.T) {
 			if err != nil {
 				t.Fatalf("DecodeRequest: %v", err)
 			}
-			got, c, err := FromResponsesRequest(r, nil)
+			got, c, err := FromResponsesRequest(r, nil, nil)
 			if err != nil {
 				t.Fatalf("FromResponsesRequest: %v", err)
 			}
@@ -100,11 +100,30 @@ func TestFromResponsesRequest(t *testing.T) {
 func TestHistoryGoesFirst(t *testing.T) {
 	r, _ := DecodeRequest([]byte(`{"model":"m","instructions":"sys","input":"again"}`))
 	prev := &agent.Message{Role: "assistant", Content: agent.Text("before")}
-	got, _, err := FromResponsesRequest(r, []agent.Item{prev})
+	got, _, err := FromResponsesRequest(r, []agent.Item{prev}, nil)
 	if err != nil {
 		t.Fatal(err)
 	}
 	if len(got.Input) != 3 || got.Input[1] != prev || got.Input[0].(*agent.Message).Role != "system" {
+		t.Errorf("input: %s", asJSON(got.Input))
+	}
+}
+
+// TestItemReference: an item_reference is the earlier item refs finds, in its place.
+func TestItemReference(t *testing.T) {
+	run := &agent.Execution{ID: "call_1", Code: "print(1)"}
+	refs := func(id string) agent.Item {
+		if id == "call_1" {
+			return run
+		}
+		return nil
+	}
+	r, _ := DecodeRequest([]byte(`{"model":"m","input":[{"role":"user","content":"q"},{"type":"item_reference","id":"call_1"},{"role":"user","content":"again"}]}`))
+	got, _, err := FromResponsesRequest(r, nil, refs)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(got.Input) != 3 || got.Input[1] != run {
 		t.Errorf("input: %s", asJSON(got.Input))
 	}
 }
@@ -115,6 +134,7 @@ func TestRequestRefusals(t *testing.T) {
 		{"no input", `{"model":"m"}`, "missing_input"},
 		{"input a number", `{"model":"m","input":3}`, "invalid_input"},
 		{"unknown item", `{"model":"m","input":[{"type":"web_search_call","id":"ws"}]}`, "unsupported_input_item"},
+		{"unknown item_reference", `{"model":"m","input":[{"type":"item_reference","id":"msg_gone"}]}`, "item_not_found"},
 		{"unknown part", `{"model":"m","input":[{"role":"user","content":[{"type":"input_audio"}]}]}`, "invalid_input"},
 		{"image without url", `{"model":"m","input":[{"role":"user","content":[{"type":"input_image","file_id":"file_1"}]}]}`, "invalid_image"},
 		{"file by url", `{"model":"m","input":[{"role":"user","content":[{"type":"input_file","file_url":"https://x"}]}]}`, "invalid_file"},
@@ -131,7 +151,7 @@ func TestRequestRefusals(t *testing.T) {
 			if err != nil {
 				t.Fatalf("DecodeRequest: %v", err)
 			}
-			_, _, err = FromResponsesRequest(r, nil)
+			_, _, err = FromResponsesRequest(r, nil, nil)
 			var re *agent.RequestError
 			if !errors.As(err, &re) || re.Code != tc.code {
 				t.Errorf("FromResponsesRequest(%s) got %v, want code %q", tc.body, err, tc.code)

@@ -227,6 +227,26 @@ func ToResponse(res *agent.Result, o Options) *Response {
 	return r
 }
 
+// ItemsByID names the items of a response's output by the ids ToResponse gives
+// them, for item_reference items of later requests.
+func ItemsByID(respID string, output []agent.Item) map[string]agent.Item {
+	n := newNamer(respID)
+	byID := map[string]agent.Item{}
+	for _, it := range output {
+		switch it := it.(type) {
+		case *agent.Message:
+			if it.Content.Text() != "" {
+				byID[n.message()] = it
+			}
+		case *agent.Execution:
+			byID[n.code(it.ID)] = it
+		case *agent.ToolCall:
+			byID[n.call(it.ID)] = it
+		}
+	}
+	return byID
+}
+
 // newResponse is the response before its output: status in_progress.
 func newResponse(o Options) *Response {
 	q := o.Request

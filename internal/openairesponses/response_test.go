@@ -125,3 +125,22 @@ func TestOutputItemFields(t *testing.T) {
 		}
 	}
 }
+
+// TestItemsByID: the ids an item_reference names are those ToResponse gave.
+func TestItemsByID(t *testing.T) {
+	out := []agent.Item{&agent.Message{Role: "assistant", Content: agent.Text("")}, &agent.Message{Role: "assistant", Content: agent.Text("Let me.")},
+		&agent.Execution{ID: "call_a", Code: "1"}, &agent.ToolCall{ID: "call_9", Name: "f"}, &agent.Message{Role: "assistant", Content: agent.Text("Done.")}}
+	r := ToResponse(&agent.Result{Output: out}, Options{ID: "resp_r1"})
+	byID := ItemsByID("resp_r1", out)
+	if len(byID) != len(r.Output) {
+		t.Errorf("ItemsByID named %d items, the response has %d", len(byID), len(r.Output))
+	}
+	for i, it := range r.Output {
+		if byID[it.ID] == nil {
+			t.Errorf("output[%d] %s %q is not in ItemsByID %v", i, it.Type, it.ID, byID)
+		}
+	}
+	if byID["msg_r1_2"] != out[4] || byID["call_a"] != out[2] || byID["fc_9"] != out[3] {
+		t.Errorf("ItemsByID: %v", byID)
+	}
+}

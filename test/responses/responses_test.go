@@ -262,3 +262,88 @@ func TestOpenAINode(t *testing.T) {
 		t.Errorf("an unknown previous_response_id: the SDK threw status %d, code %q; want 404 and response_not_found", n.Status, n.Code)
 	}
 }
+
+func TestAgentsNode(t *testing.T) {
+	_, url := gateway(t, run(fibCode, fibAnswer), run(fibCode, fibAnswer))
+	type result struct {
+		step
+		FinalOutput    string   `json:"finalOutput"`
+		Items          []string `json:"items"`
+		Calls          []call   `json:"calls"`
+		LastResponseID string   `json:"lastResponseId"`
+		Events         []string `json:"events"`
+	}
+	var r struct {
+		Run    result `json:"run"`
+		Stream result `json:"stream"`
+	}
+	node(t, "agents.mjs", url, &r)
+	checkSteps(t, map[string]string{"run": r.Run.Failed, "stream": r.Stream.Failed})
+	for name, res := range map[string]result{"run": r.Run, "run with stream": r.Stream} {
+		if res.FinalOutput != fibAnswer || !slices.Equal(res.Items, []string{"tool_call_item", "message_output_item"}) ||
+			!strings.HasPrefix(res.LastResponseID, "resp_") {
+			t.Errorf("%s: finalOutput %q, items %v, lastResponseId %q; want the answer after a tool call", name, res.FinalOutput, res.Items, res.LastResponseID)
+		}
+		checkCall(t, name, res.Calls, fibCode, fibOutput)
+	}
+	if !slices.Contains(r.Stream.Events, "response.code_interpreter_call_code.delta") || !slices.Contains(r.Stream.Events, "response.completed") {
+		t.Errorf("the streamed run saw the raw events %v, want the code's deltas and response.completed", slices.Compact(r.Stream.Events))
+	}
+}
+
+func TestAISDKNode(t *testing.T) {
+	_, url := gateway(t, run(fibCode, fibAnswer), run(fibCode, fibAnswer), run(sumAlone, sumAnswer))
+	type result struct {
+		step
+		Text  string `json:"text"`
+		Calls []struct {
+			Name             string `json:"name"`
+			ProviderExecuted bool   `json:"providerExecuted"`
+			Code             string `json:"code"`
+			ContainerID      string `json:"containerId"`
+		} `json:"calls"`
+		Results []struct {
+			Name    string `json:"name"`
+			Outputs []struct {
+				Type string `json:"type"`
+				Logs string `json:"logs"`
+			} `json:"outputs"`
+		} `json:"results"`
+		FinishReason string   `json:"finishReason"`
+		Parts        []string `json:"parts"`
+	}
+	var r struct {
+		GenerateText result `json:"generateText"`
+		StreamText   result `json:"streamText"`
+		FollowUp     result `json:"followUp"`
+	}
+	node(t, "aisdk.mjs", url, &r)
+	checkSteps(t, map[string]string{"generateText": r.GenerateText.Failed, "streamText": r.StreamText.Failed, "followUp": r.FollowUp.Failed})
+	for _, c := range []struct {
+		name       string
+		res        result
+		code, logs string
+		answer     string
+	}{
+		{"generateText", r.GenerateText, fibCode, fibOutput, fibAnswer},
+		{"streamText", r.StreamText, fibCode, fibOutput, fibAnswer},
+		{"generateText with the first turn's messages", r.FollowUp, sumAlone, sumOutput, sumAnswer},
+	} {
+		res := c.res
+		if res.Text != c.answer || res.FinishReason != "stop" {
+			t.Errorf("%s: text %q, finishReason %q; want %q and stop", c.name, res.Text, res.FinishReason, c.answer)
+		}
+		if len(res.Calls) != 1 || res.Calls[0].Name != "code_interpreter" || !res.Calls[0].ProviderExecuted || res.Calls[0].Code != c.code ||
+			!strings.HasPrefix(res.Calls[0].ContainerID, "sess_") {
+			t.Errorf("%s: tool calls %+v, want one provider-executed code_interpreter call of %q in a container", c.name, res.Calls, c.code)
+		}
+		if len(res.Results) != 1 || len(res.Results[0].Outputs) != 1 || res.Results[0].Outputs[0].Logs != c.logs {
+			t.Errorf("%s: tool results %+v, want the logs %q", c.name, res.Results, c.logs)
+		}
+	}
+	for _, p := range []string{"tool-input-start", "tool-input-delta", "tool-call", "tool-result", "text-delta", "finish"} {
+		if !slices.Contains(r.StreamText.Parts, p) {
+			t.Errorf("streamText's fullStream had the parts %v, none of type %q", r.StreamText.Parts, p)
+		}
+	}
+}
