@@ -124,7 +124,14 @@ func (s *Server) streamResponse(w http.ResponseWriter, r *http.Request, m agent.
 	out := newSSE(w)
 	ev := &openairesponses.Stream{Send: out.event, Options: opts}
 	if gsb != nil {
-		ev.Container = gsb.ID
+		// The container is started when the model begins to write code, not when the
+		// code runs: the clients read a run's container_id from its
+		// output_item.added (the AI SDK's streamText keeps the first one it sees).
+		// Should the start fail, the run's own start reports it.
+		ev.Container = func() string {
+			_ = gsb.Start(r.Context())
+			return gsb.ID()
+		}
 	}
 	res, err := s.gateway.Agent.Complete(r.Context(), m, areq, sb, ev)
 	if err != nil {
