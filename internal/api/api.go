@@ -116,6 +116,8 @@ type Server struct {
 	images   Images // nil: the executor's image only, and requests may not name one
 	mcpOnce  sync.Once
 	mcp      *mcp.Server // see MCP
+	// containerNames are the names of the containers of /v1/containers.
+	containerNames containerNames
 }
 
 // SetJudge makes j judge the code of /v1/execute and session executions before it
@@ -167,6 +169,15 @@ func (s *Server) Handler() http.Handler {
 	v1("GET /v1/sessions/{id}/files", s.handleListFiles)
 	v1("GET /v1/sessions/{id}/files/{path...}", s.handleGetFile)
 	v1("DELETE /v1/sessions/{id}/files/{path...}", s.handleDeleteFile)
+	v1("POST /v1/containers", s.handleCreateContainer)
+	v1("GET /v1/containers", s.handleListContainers)
+	v1("GET /v1/containers/{id}", s.handleGetContainer)
+	v1("DELETE /v1/containers/{id}", s.handleDeleteContainer)
+	v1("POST /v1/containers/{id}/files", s.handleCreateContainerFile)
+	v1("GET /v1/containers/{id}/files", s.handleListContainerFiles)
+	v1("GET /v1/containers/{id}/files/{file_id}", s.handleGetContainerFile)
+	v1("GET /v1/containers/{id}/files/{file_id}/content", s.handleContainerFileContent)
+	v1("DELETE /v1/containers/{id}/files/{file_id}", s.handleDeleteContainerFile)
 	mux.Handle("/mcp", s.auth(s.MCP().Handler()))
 	mux.HandleFunc("GET /healthz", func(w http.ResponseWriter, r *http.Request) {
 		writeJSON(w, http.StatusOK, map[string]string{"status": "ok"})

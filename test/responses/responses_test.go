@@ -347,3 +347,77 @@ func TestAISDKNode(t *testing.T) {
 		}
 	}
 }
+
+// TestContainersNode: the openai package's containers API on codeexec's sessions,
+// and a response whose code runs in the container made there.
+func TestContainersNode(t *testing.T) {
+	_, url := gateway(t, run("import pandas as pd\nprint(pd.read_csv('data.csv')['n'].sum())", "3"))
+	var r struct {
+		Failed  string `json:"failed"`
+		Created struct {
+			ID           string `json:"id"`
+			Object       string `json:"object"`
+			Status       string `json:"status"`
+			Name         string `json:"name"`
+			ExpiresAfter struct {
+				Anchor  string `json:"anchor"`
+				Minutes int    `json:"minutes"`
+			} `json:"expires_after"`
+			LastActiveAt int64 `json:"last_active_at"`
+		} `json:"created"`
+		Retrieved struct {
+			ID   string `json:"id"`
+			Name string `json:"name"`
+		} `json:"retrieved"`
+		Listed []string `json:"listed"`
+		File   struct {
+			ID          string `json:"id"`
+			Object      string `json:"object"`
+			ContainerID string `json:"container_id"`
+			Bytes       int    `json:"bytes"`
+			Path        string `json:"path"`
+			Source      string `json:"source"`
+		} `json:"file"`
+		Files         []string `json:"files"`
+		FileRetrieved struct {
+			ID    string `json:"id"`
+			Bytes int    `json:"bytes"`
+		} `json:"fileRetrieved"`
+		Content string `json:"content"`
+		Run     struct {
+			ContainerID string `json:"containerId"`
+			Logs        string `json:"logs"`
+			OutputText  string `json:"outputText"`
+		} `json:"run"`
+		FilesAfterDelete []string `json:"filesAfterDelete"`
+		AfterDelete      struct {
+			Status int    `json:"status"`
+			Code   string `json:"code"`
+		} `json:"afterDelete"`
+	}
+	node(t, "containers.mjs", url, &r)
+	if r.Failed != "" {
+		t.Fatalf("containers.mjs threw: %s", r.Failed)
+	}
+	c := r.Created
+	if !strings.HasPrefix(c.ID, "sess_") || c.Object != "container" || c.Status != "running" || c.Name != "analysis" ||
+		c.ExpiresAfter.Anchor != "last_active_at" || c.ExpiresAfter.Minutes != 20 || c.LastActiveAt == 0 {
+		t.Errorf("containers.create: %+v", c)
+	}
+	if r.Retrieved.ID != c.ID || r.Retrieved.Name != "analysis" || !slices.Equal(r.Listed, []string{c.ID}) {
+		t.Errorf("retrieve %+v, list %v; want the container", r.Retrieved, r.Listed)
+	}
+	f := r.File
+	if !strings.HasPrefix(f.ID, "cfile_") || f.Object != "container.file" || f.ContainerID != c.ID || f.Bytes != 6 || f.Path != "data.csv" || f.Source != "user" {
+		t.Errorf("containers.files.create: %+v", f)
+	}
+	if !slices.Equal(r.Files, []string{"data.csv"}) || r.FileRetrieved.ID != f.ID || r.FileRetrieved.Bytes != 6 || r.Content != "n\n1\n2\n" {
+		t.Errorf("files list %v, retrieve %+v, content %q", r.Files, r.FileRetrieved, r.Content)
+	}
+	if r.Run.ContainerID != c.ID || r.Run.Logs != "3\n" || r.Run.OutputText != "3" {
+		t.Errorf("the response in the container: %+v; want the code to read data.csv there", r.Run)
+	}
+	if len(r.FilesAfterDelete) != 0 || r.AfterDelete.Status != 404 || r.AfterDelete.Code != "session_not_found" {
+		t.Errorf("after the deletes: files %v, retrieve %+v; want none and a 404", r.FilesAfterDelete, r.AfterDelete)
+	}
+}
