@@ -7,7 +7,8 @@ cd "$(dirname "$0")/.."
 scripts/setup.sh
 
 # The client tests drive the gateway with Node's openai package and curl, and the MCP
-# server with the MCP SDK and Inspector (test/mcp).
+# server with the MCP SDK and Inspector (test/mcp), and the Responses API with openai,
+# the OpenAI Agents SDK and the AI SDK (test/responses).
 need=()
 command -v node >/dev/null || need+=(nodejs npm)
 command -v curl >/dev/null || need+=(curl)
