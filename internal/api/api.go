@@ -45,12 +45,12 @@ type Images interface {
 	Runner(name string) (ImageRunner, error)
 }
 
-// Config is the API's policy: limits, sizes and keys. Plain data; see DefaultConfig.
+// Config is the API's settings: the execution policy it applies, sizes and keys.
+// Plain data; see DefaultConfig.
 type Config struct {
-	// MaxLimits caps what a request may ask for; DefaultLimits are used when it asks
-	// for nothing. Every default must be within its maximum.
-	MaxLimits     sandbox.Limits
-	DefaultLimits sandbox.Limits
+	// Policy are the limits a request gets and may ask for, and the hosts it may
+	// reach: the same rules for every face.
+	Policy sandbox.Policy
 	// MaxBodyBytes bounds a request body (JSON or an uploaded file).
 	MaxBodyBytes int64
 	// MaxCodeBytes bounds the code of one execution.
@@ -66,9 +66,6 @@ type Config struct {
 	// of its own (named "key#N" by their place), checked after Keys.
 	Keys    []tenant.Key
 	APIKeys []string
-	// NetworkAllow are the host patterns ("example.com", "*.example.com") a request's
-	// "network": "allow=…" may name; empty: requests get no network.
-	NetworkAllow []string
 	// Conn bounds what one client can hold of the server (see HTTPServer and
 	// LimitListener).
 	Conn ConnLimits
@@ -81,8 +78,7 @@ func DefaultConfig() Config {
 	max.Timeout = 5 * time.Minute
 	max.MemoryBytes = 4 << 30
 	return Config{
-		MaxLimits:        max,
-		DefaultLimits:    l,
+		Policy:           sandbox.Policy{Default: l, Max: max},
 		MaxBodyBytes:     32 << 20,
 		MaxCodeBytes:     1 << 20,
 		MaxDownloadBytes: 64 << 20,

@@ -15,7 +15,6 @@ import (
 	"time"
 
 	"github.com/codeexec/codeexec/internal/agent"
-	"github.com/codeexec/codeexec/internal/egress"
 	"github.com/codeexec/codeexec/internal/sandbox"
 	"github.com/codeexec/codeexec/internal/session"
 )
@@ -97,29 +96,16 @@ func (req *ExecuteRequest) toSandbox(cfg *Config) (*sandbox.Request, *requestErr
 	if len(*req.Code) > cfg.MaxCodeBytes {
 		return nil, badRequest("code_too_large", "code has %d bytes; the limit is %d", len(*req.Code), cfg.MaxCodeBytes)
 	}
-	if req.Language != "" && req.Language != "python" {
-		return nil, badRequest("unsupported_language", "language %q is not supported; use \"python\"", req.Language)
+	if err := checkLanguage(req.Language); err != nil {
+		return nil, err
 	}
-	network, nerr := networkPolicy(req.Network, cfg.NetworkAllow)
-	if nerr != nil {
-		return nil, nerr
+	network, err := cfg.Policy.Network(req.Network)
+	if err != nil {
+		return nil, policyError(err)
 	}
-	l := cfg.DefaultLimits
-	if req.TimeoutMS != nil {
-		// Compared in milliseconds, before any conversion: a Duration of a huge
-		// timeout_ms overflows and could wrap into a small timeout that passes.
-		maxMS := cfg.MaxLimits.Timeout.Milliseconds()
-		if *req.TimeoutMS <= 0 || *req.TimeoutMS > maxMS {
-			return nil, badRequest("invalid_timeout", "timeout_ms %d is outside 1..%d", *req.TimeoutMS, maxMS)
-		}
-		l.Timeout = time.Duration(*req.TimeoutMS) * time.Millisecond
-	}
-	if req.MemoryMB != nil {
-		maxMB := cfg.MaxLimits.MemoryBytes >> 20
-		if *req.MemoryMB < 16 || *req.MemoryMB > maxMB {
-			return nil, badRequest("invalid_memory", "memory_mb %d is outside 16..%d", *req.MemoryMB, maxMB)
-		}
-		l.MemoryBytes = *req.MemoryMB << 20
+	l, err := cfg.Policy.Limits(req.TimeoutMS, req.MemoryMB)
+	if err != nil {
+		return nil, policyError(err)
 	}
 	sb := &sandbox.Request{Code: *req.Code, Limits: l, Network: network}
 	for i, f := range req.Files {
@@ -142,24 +128,29 @@ func (req *ExecuteRequest) toSandbox(cfg *Config) (*sandbox.Request, *requestErr
 	return sb, nil
 }
 
-// networkPolicy turns a request's network setting into the egress policy of its
-// execution: nil for none, and only hosts the operator's permitted patterns cover.
-func networkPolicy(spec string, permitted []string) (*egress.Policy, *requestError) {
-	policy, err := egress.ParseSpec(spec)
-	if err != nil {
-		return nil, badRequest("invalid_network", "%v", err)
+// checkLanguage refuses a language other than Python, the only one served.
+func checkLanguage(lang string) *requestError {
+	if lang != "" && lang != "python" {
+		return badRequest("unsupported_language", "language %q is not supported; use \"python\"", lang)
 	}
-	if policy == nil {
-		return nil, nil
+	return nil
+}
+
+// policyError answers a request the execution policy refuses, with the code of the
+// rule it broke.
+func policyError(err error) *requestError {
+	status, code := http.StatusBadRequest, "invalid_request"
+	switch {
+	case errors.Is(err, sandbox.ErrInvalidTimeout):
+		code = "invalid_timeout"
+	case errors.Is(err, sandbox.ErrInvalidMemory):
+		code = "invalid_memory"
+	case errors.Is(err, sandbox.ErrInvalidNetwork):
+		code = "invalid_network"
+	case errors.Is(err, sandbox.ErrNetworkNotPermitted):
+		status, code = http.StatusForbidden, "network_not_permitted"
 	}
-	if len(permitted) == 0 {
-		return nil, &requestError{http.StatusForbidden, "network_not_permitted",
-			"this server permits no network access; its operator can allow hosts with `codeexec serve --net-allow`"}
-	}
-	if err := egress.Covered(policy.Allow, permitted); err != nil {
-		return nil, &requestError{http.StatusForbidden, "network_not_permitted", err.Error()}
-	}
-	return policy, nil
+	return &requestError{status, code, err.Error()}
 }
 
 // readBody reads a request body within the size limit.

@@ -32,7 +32,7 @@ type gatewaySandbox struct {
 }
 
 func (s *Server) gatewaySandbox(owner *tenant.Tenant) *gatewaySandbox {
-	return &gatewaySandbox{s: s, owner: owner, limits: s.cfg.DefaultLimits, network: s.gateway.Agent.Network}
+	return &gatewaySandbox{s: s, owner: owner, limits: s.cfg.Policy.Default, network: s.gateway.Agent.Network}
 }
 
 // Start starts a session unless the current one is alive. A session whose

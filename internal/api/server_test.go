@@ -313,7 +313,7 @@ func ExampleDecodeExecute() {
 // no network at all. No DNS lookup or outside connection is made: the proxy refuses
 // an address literal that is not on the list before dialing anything.
 func TestExecuteWithNetwork(t *testing.T) {
-	hs, _ := testServer(t, func(c *Config) { c.NetworkAllow = []string{"*.example.com"} }, session.Config{})
+	hs, _ := testServer(t, func(c *Config) { c.Policy.NetworkAllow = []string{"*.example.com"} }, session.Config{})
 	code := `
 import os, requests
 print(os.environ.get("HTTPS_PROXY"))

@@ -47,11 +47,18 @@ func (s *Server) handleCreateSession(w http.ResponseWriter, r *http.Request) {
 			return
 		}
 	}
-	// The session's limits hold for its whole life; reuse the execute checks.
-	code := ""
-	l, err := (&ExecuteRequest{Code: &code, Language: req.Language, TimeoutMS: req.TimeoutMS, MemoryMB: req.MemoryMB}).toSandbox(&s.cfg)
-	if err != nil {
+	// The session's limits hold for its whole life, within the policy of executions.
+	if err := checkLanguage(req.Language); err != nil {
 		writeRequestError(w, err)
+		return
+	}
+	l, err := s.cfg.Policy.Limits(req.TimeoutMS, req.MemoryMB)
+	if err != nil {
+		writeRequestError(w, policyError(err))
+		return
+	}
+	if err := l.Validate(); err != nil {
+		writeError(w, http.StatusBadRequest, "invalid_request", err.Error())
 		return
 	}
 	var ttl time.Duration
@@ -72,9 +79,9 @@ func (s *Server) handleCreateSession(w http.ResponseWriter, r *http.Request) {
 	var sess *session.Session
 	var cerr error
 	if runner != nil {
-		sess, cerr = s.sessions.CreateIn(tenantOf(r), image, runner, l.Limits, ttl)
+		sess, cerr = s.sessions.CreateIn(tenantOf(r), image, runner, l, ttl)
 	} else {
-		sess, cerr = s.sessions.Create(tenantOf(r), l.Limits, ttl)
+		sess, cerr = s.sessions.Create(tenantOf(r), l, ttl)
 	}
 	if cerr != nil {
 		writeSessionError(w, "", cerr)
