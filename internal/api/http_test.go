@@ -64,11 +64,11 @@ func TestJSONErrorMessages(t *testing.T) {
 		{"/v1/execute", `{"code": "1", "files": [{"path": 3}]}`, "request body: files.path: expected a string, got a number"},
 		{"/v1/execute", `[1]`, "request body: expected an object, got an array"},
 		{"/v1/execute", `"print(1)"`, "request body: expected an object, got a string"},
-		{"/v1/execute", `{"code": "1", "cod": 2}`, `request body: unknown field "cod"; the fields are code, language, session_id, timeout_ms, memory_mb, network, files (path, content_base64), stream`},
+		{"/v1/execute", `{"code": "1", "cod": 2}`, `request body: unknown field "cod"; the fields are code, language, session_id, timeout_ms, memory_mb, network, files (path, content_base64), stream, image`},
 		{"/v1/execute", `{"code": `, "request body: not valid JSON: it ends before its last value does"},
 		{"/v1/execute", `{"code": "1"}x`, "request body has data after the JSON object"},
 		{"/v1/execute", `{"code" "1"}`, "request body: not valid JSON: invalid character '\"' after object key (at byte 9)"},
-		{"/v1/sessions", `{"ttl": 5}`, `request body: unknown field "ttl"; the fields are language, ttl_s, memory_mb, timeout_ms`},
+		{"/v1/sessions", `{"ttl": 5}`, `request body: unknown field "ttl"; the fields are language, image, ttl_s, memory_mb, timeout_ms`},
 		{"/v1/sessions", `{"ttl_s": "60"}`, "request body: ttl_s: expected an integer, got a string"},
 	}
 	for _, tt := range tests {
