@@ -13,6 +13,7 @@ import (
 	"github.com/codeexec/codeexec/internal/image"
 	"github.com/codeexec/codeexec/internal/imageset"
 	"github.com/codeexec/codeexec/internal/sandbox"
+	"github.com/codeexec/codeexec/internal/session"
 )
 
 func init() { verifyImage = verifyInSandbox }
@@ -113,5 +114,5 @@ func (a apiImages) Runner(name string) (api.ImageRunner, error) {
 	if err != nil {
 		return nil, err // not a typed nil in an interface
 	}
-	return r, nil
+	return session.RunnerStarter{Runner: r}, nil
 }

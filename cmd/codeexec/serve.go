@@ -530,14 +530,16 @@ func serve(ctx context.Context, c serveConfig) error {
 		IdleTTL:     time.Duration(c.SessionTTL),
 		MaxIdleTTL:  time.Duration(c.MaxSessionTTL),
 		MaxLifetime: time.Duration(c.SessionMaxAge),
-	}, runner)
+		// Every execution is admitted by the session manager, in a session or not.
+		MaxConcurrent: c.MaxConcurrent,
+		MaxQueued:     c.MaxQueued,
+	}, session.RunnerStarter{Runner: runner})
 	defer sessions.Close()
 
 	acfg := api.DefaultConfig()
 	acfg.Keys = c.apiKeys
 	acfg.Conn = c.conn
 	acfg.Policy.NetworkAllow = c.NetAllow
-	acfg.MaxConcurrent, acfg.MaxQueued = c.MaxConcurrent, c.MaxQueued
 	acfg.Policy.Max.Timeout = time.Duration(c.MaxTimeout)
 	if acfg.Policy.Max.MemoryBytes, err = parseSize(c.MaxMemory); err != nil {
 		return fmt.Errorf("max_memory: %w", err)

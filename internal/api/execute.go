@@ -17,6 +17,7 @@ import (
 	"github.com/codeexec/codeexec/internal/agent"
 	"github.com/codeexec/codeexec/internal/sandbox"
 	"github.com/codeexec/codeexec/internal/session"
+	"github.com/codeexec/codeexec/internal/tenant"
 )
 
 // ExecuteRequest is the body of POST /v1/execute and /v1/sessions/{id}/execute.
@@ -181,7 +182,8 @@ func (s *Server) handleSessionExecute(w http.ResponseWriter, r *http.Request) {
 }
 
 // execute runs an execute request, in session sessionID when it is set (from the path
-// or the body).
+// or the body). The session manager admits and runs it; this decodes the request,
+// checks it against the session it names, and encodes the answer.
 func (s *Server) execute(w http.ResponseWriter, r *http.Request, sessionID string) {
 	body, rerr := s.readBody(w, r)
 	if rerr != nil {
@@ -201,14 +203,14 @@ func (s *Server) execute(w http.ResponseWriter, r *http.Request, sessionID strin
 	}
 	t := tenantOf(r)
 	var sess *session.Session
-	var runner ImageRunner // nil: s.exec
+	runner := s.exec
 	if sessionID != "" {
 		if sess, err = s.sessions.Get(t.Name, sessionID); err != nil {
 			writeSessionError(w, sessionID, err)
 			return
 		}
 		var rerr *requestError
-		if sb.Limits, rerr = sessionRunLimits(req, sess.Sandbox().Limits()); rerr != nil {
+		if sb.Limits, rerr = sessionRunLimits(req, sess.Limits()); rerr != nil {
 			writeRequestError(w, rerr)
 			return
 		}
@@ -217,94 +219,80 @@ func (s *Server) execute(w http.ResponseWriter, r *http.Request, sessionID strin
 			return
 		}
 	} else {
-		var rerr *requestError
-		if _, runner, rerr = s.imageRunner(req.Image); rerr != nil {
+		_, image, rerr := s.imageRunner(req.Image)
+		if rerr != nil {
 			writeRequestError(w, rerr)
 			return
 		}
+		if image != nil {
+			runner = image
+		}
 	}
-	leave, ok := s.tenants.enter(t)
-	if !ok {
-		w.Header().Set("Retry-After", "1")
-		writeError(w, http.StatusTooManyRequests, "tenant_concurrency_limit",
-			fmt.Sprintf("your key's tenant is at its limit of %d executions running or waiting; retry when one ends", t.MaxConcurrent))
-		return
-	}
-	defer leave()
+	var hooks session.Hooks
 	if s.judge != nil {
-		if res := s.judged(r.Context(), sb); res != nil {
-			s.metrics.observe(res, "python", 0)
-			var stream *execStream
-			if req.Stream {
-				stream = startExecStream(w)
-				defer stream.close()
-			}
-			writeExecuteReply(w, stream, sess, res)
-			return
-		}
+		hooks.Check = s.judged
 	}
-	release, err := s.queue.acquire(r.Context())
-	if err != nil {
-		if errors.Is(err, errQueueFull) {
-			w.Header().Set("Retry-After", "1")
-			writeError(w, http.StatusTooManyRequests, "queue_full", "too many executions are running or waiting; retry shortly")
-			return
-		}
-		writeError(w, 499, "client_closed", "the request was cancelled while waiting")
-		return
-	}
-	defer release()
 	var stream *execStream
 	if req.Stream {
-		stream = startExecStream(w)
+		// Its headers go out once the execution has its turn: what is refused before
+		// (a full queue) is a plain HTTP error, as without stream.
+		stream = newExecStream(w)
 		defer stream.close()
 		sb.Stdout, sb.Stderr = stream.output(0), stream.output(1)
+		hooks.Started = stream.start
 	}
+	var res *sandbox.Result
+	if sess != nil {
+		res, err = s.sessions.Exec(r.Context(), t, sess.ID, sb, hooks)
+	} else {
+		res, err = s.sessions.Run(r.Context(), t, runner, sb, hooks)
+	}
+	if err != nil {
+		s.writeExecuteError(w, r, stream, t, sessionID, err)
+		return
+	}
+	if stream != nil {
+		stream.start() // a refusal of the judge is answered in a stream too
+	}
+	writeExecuteReply(w, stream, sess, res)
+}
+
+// writeExecuteError answers an execution the manager did not run to a Result: in the
+// stream once it has started, else as a plain error.
+func (s *Server) writeExecuteError(w http.ResponseWriter, r *http.Request, stream *execStream, t *tenant.Tenant, sessionID string, err error) {
 	fail := func(status int, code, message string) {
-		if stream != nil {
+		if stream.started() {
 			stream.fail(status, code, message)
 			return
 		}
 		writeError(w, status, code, message)
 	}
-	start := time.Now()
-	var res *sandbox.Result
-	if sess != nil {
-		sess.Begin(start)
-		res, err = sess.Sandbox().Run(r.Context(), sb)
-		sess.End(time.Now())
-	} else if runner != nil {
-		res, err = runner.Run(r.Context(), sb)
-	} else {
-		res, err = s.exec.Run(r.Context(), sb)
-	}
-	if err != nil {
-		if errors.Is(err, sandbox.ErrSessionEnded) {
-			fail(http.StatusGone, "session_ended", fmt.Sprintf("session %q has ended (%v); create a new one", sessionID, err))
-			return
-		}
-		if errors.Is(err, sandbox.ErrSessionLimits) || errors.Is(err, sandbox.ErrAboveTotal) {
-			fail(http.StatusBadRequest, "invalid_limits", err.Error())
-			return
-		}
-		if errors.Is(err, sandbox.ErrStorageLimit) {
-			fail(http.StatusInsufficientStorage, "storage_limit", err.Error())
-			return
-		}
-		if isClientGone(r.Context().Err()) {
-			fail(499, "client_closed", "the request was cancelled")
-			return
-		}
-		if stream != nil {
-			s.log.Error("execution failed", "err", err)
-			fail(http.StatusInternalServerError, "sandbox_error", "the sandbox failed (an internal error; the server's log has the details)")
-			return
-		}
+	switch {
+	case errors.Is(err, session.ErrNotFound):
+		writeSessionError(w, sessionID, err)
+	case errors.Is(err, session.ErrTenantBusy):
+		w.Header().Set("Retry-After", "1")
+		writeError(w, http.StatusTooManyRequests, "tenant_concurrency_limit",
+			fmt.Sprintf("your key's tenant is at its limit of %d executions running or waiting; retry when one ends", t.MaxConcurrent))
+	case errors.Is(err, session.ErrQueueFull):
+		w.Header().Set("Retry-After", "1")
+		writeError(w, http.StatusTooManyRequests, "queue_full", "too many executions are running or waiting; retry shortly")
+	case errors.Is(err, session.ErrWaitCancelled):
+		writeError(w, 499, "client_closed", "the request was cancelled while waiting")
+	case errors.Is(err, sandbox.ErrSessionEnded):
+		fail(http.StatusGone, "session_ended", fmt.Sprintf("session %q has ended (%v); create a new one", sessionID, err))
+	case errors.Is(err, sandbox.ErrSessionLimits), errors.Is(err, sandbox.ErrAboveTotal):
+		fail(http.StatusBadRequest, "invalid_limits", err.Error())
+	case errors.Is(err, sandbox.ErrStorageLimit):
+		fail(http.StatusInsufficientStorage, "storage_limit", err.Error())
+	case isClientGone(r.Context().Err()):
+		fail(499, "client_closed", "the request was cancelled")
+	case stream.started():
+		s.log.Error("execution failed", "err", err)
+		fail(http.StatusInternalServerError, "sandbox_error", "the sandbox failed (an internal error; the server's log has the details)")
+	default:
 		internalError(w, "sandbox_error", "the sandbox failed", err)
-		return
 	}
-	s.metrics.observe(res, "python", time.Since(start))
-	writeExecuteReply(w, stream, sess, res)
 }
 
 // writeExecuteReply answers an execute with its Result: as JSON, or as the stream's
@@ -312,7 +300,7 @@ func (s *Server) execute(w http.ResponseWriter, r *http.Request, sessionID strin
 func writeExecuteReply(w http.ResponseWriter, stream *execStream, sess *session.Session, res *sandbox.Result) {
 	var reply any = res
 	if sess != nil {
-		state := SessionState{ID: sess.ID, Ended: !sess.Sandbox().Alive(), Reason: sess.Sandbox().EndReason()}
+		state := SessionState{ID: sess.ID, Ended: !sess.Alive(), Reason: sess.EndReason()}
 		if state.Ended && state.Reason == "" {
 			state.Reason = sandbox.EndExited
 		}

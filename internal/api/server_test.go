@@ -41,7 +41,7 @@ func testServer(t testing.TB, adjust func(*Config), sc session.Config) (*httptes
 	if sc.Max == 0 {
 		sc = session.Config{Max: 20, IdleTTL: time.Minute, MaxIdleTTL: time.Hour, MaxLifetime: time.Hour}
 	}
-	m := session.NewManager(sc, r)
+	m := session.NewManager(sc, session.RunnerStarter{Runner: r})
 	t.Cleanup(m.Close)
 	hs := httptest.NewServer(New(cfg, r, m, func() error { return nil }, nil).Handler())
 	t.Cleanup(hs.Close)
@@ -265,7 +265,7 @@ func TestSessionLimitsAndExpiry(t *testing.T) {
 }
 
 func TestQueueFull(t *testing.T) {
-	hs, _ := testServer(t, func(c *Config) { c.MaxConcurrent, c.MaxQueued = 1, 0 }, session.Config{})
+	hs, _ := testServer(t, nil, session.Config{Max: 20, IdleTTL: time.Minute, MaxIdleTTL: time.Hour, MaxLifetime: time.Hour, MaxConcurrent: 1, MaxQueued: 0})
 	done := make(chan response, 1)
 	go func() { done <- do(t, "POST", hs.URL+"/v1/execute", `{"code": "import time\ntime.sleep(2)"}`) }()
 	// Probe only once the slow execution holds the one slot.

@@ -79,9 +79,9 @@ func (s *Server) handleCreateSession(w http.ResponseWriter, r *http.Request) {
 	var sess *session.Session
 	var cerr error
 	if runner != nil {
-		sess, cerr = s.sessions.CreateIn(tenantOf(r), image, runner, l, ttl)
+		sess, cerr = s.sessions.CreateIn(r.Context(), tenantOf(r), image, runner, l, ttl)
 	} else {
-		sess, cerr = s.sessions.Create(tenantOf(r), l, ttl)
+		sess, cerr = s.sessions.Create(r.Context(), tenantOf(r), l, ttl)
 	}
 	if cerr != nil {
 		writeSessionError(w, "", cerr)
@@ -140,7 +140,6 @@ func (s *Server) sessionFile(w http.ResponseWriter, r *http.Request) (sess *sess
 		writeError(w, http.StatusBadRequest, "invalid_file_path", err.Error())
 		return nil, "", false
 	}
-	sess.Touch(time.Now())
 	return sess, path, true
 }
 
@@ -154,7 +153,7 @@ func (s *Server) handlePutFile(w http.ResponseWriter, r *http.Request) {
 		writeRequestError(w, rerr)
 		return
 	}
-	if err := sess.Sandbox().WriteFile(p, data); err != nil {
+	if err := sess.WriteFile(p, data); err != nil {
 		writeFileError(w, p, err)
 		return
 	}
@@ -167,7 +166,7 @@ func (s *Server) handleListFiles(w http.ResponseWriter, r *http.Request) {
 		writeSessionError(w, r.PathValue("id"), err)
 		return
 	}
-	files, truncated, err := sess.Sandbox().Files()
+	files, truncated, err := sess.Files()
 	if err != nil {
 		writeFileError(w, "", err)
 		return
@@ -180,7 +179,7 @@ func (s *Server) handleGetFile(w http.ResponseWriter, r *http.Request) {
 	if !ok {
 		return
 	}
-	data, err := sess.Sandbox().ReadFile(p, s.cfg.MaxDownloadBytes)
+	data, err := sess.ReadFile(p, s.cfg.MaxDownloadBytes)
 	if err != nil {
 		writeFileError(w, p, err)
 		return
@@ -215,7 +214,7 @@ func (s *Server) handleDeleteFile(w http.ResponseWriter, r *http.Request) {
 	if !ok {
 		return
 	}
-	if err := sess.Sandbox().RemoveFile(p); err != nil {
+	if err := sess.RemoveFile(p); err != nil {
 		writeFileError(w, p, err)
 		return
 	}
@@ -240,8 +239,7 @@ func (s *Server) handleInterruptSession(w http.ResponseWriter, r *http.Request) 
 		writeSessionError(w, id, err)
 		return
 	}
-	sess.Touch(time.Now())
-	switch err := sess.Sandbox().Interrupt(); {
+	switch err := sess.Interrupt(); {
 	case err == nil:
 		writeJSON(w, http.StatusOK, InterruptReply{ID: id, Interrupted: true})
 	case errors.Is(err, sandbox.ErrNotRunning):
