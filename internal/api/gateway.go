@@ -20,11 +20,10 @@ import (
 // server's manager — the container the request named, or one started at first use
 // — run through the manager's Exec, so that it counts against the session cap, is
 // admitted (the tenant's cap, the execution queue) and shows in the metrics like any
-// execution. The session outlives the
-// request: the reply names it, the client's next request may name it again (its
-// variables and files are still there), and /v1/sessions/{id}/files serves what the
-// code wrote, until it expires like any session. The agent uses it from one
-// goroutine.
+// execution. The session outlives the request: the reply names it, the client's
+// next request may name it again (its variables and files are still there), and
+// /v1/sessions/{id}/files serves what the code wrote, until it expires like any
+// session. The agent uses it from one goroutine.
 type gatewaySandbox struct {
 	s       *Server
 	owner   *tenant.Tenant // the caller's tenant, who owns the sessions it starts

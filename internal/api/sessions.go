@@ -272,6 +272,8 @@ func writeSessionError(w http.ResponseWriter, id string, err error) {
 		writeError(w, http.StatusBadRequest, "invalid_limits", err.Error())
 	case errors.Is(err, sandbox.ErrStorageLimit):
 		writeRequestError(w, storageLimitError(err))
+	case isClientGone(err):
+		writeError(w, 499, "client_closed", "the request was cancelled")
 	default:
 		internalError(w, "sandbox_error", "the session could not be started", err)
 	}
