@@ -69,8 +69,8 @@ func startAPI(r *sandbox.Runner) (*apiServer, error) {
 		return nil, fmt.Errorf("API server: %w", err)
 	}
 	acfg := api.DefaultConfig()
-	acfg.MaxConcurrent, acfg.MaxQueued = apiMaxConcurrent, apiMaxQueued
-	sessions := session.NewManager(session.Config{Max: 100, IdleTTL: time.Minute, MaxIdleTTL: time.Hour, MaxLifetime: time.Hour}, r)
+	sessions := session.NewManager(session.Config{Max: 100, IdleTTL: time.Minute, MaxIdleTTL: time.Hour, MaxLifetime: time.Hour,
+		MaxConcurrent: apiMaxConcurrent, MaxQueued: apiMaxQueued}, session.RunnerStarter{Runner: r})
 	s := &apiServer{
 		url:      "http://" + ln.Addr().String(),
 		hs:       &http.Server{Handler: api.New(acfg, r, sessions, func() error { return nil }, nil).Handler()},

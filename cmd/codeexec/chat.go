@@ -5,13 +5,14 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
-	"github.com/codeexec/codeexec/internal/job"
 	"io"
 	"log/slog"
 	"net/http"
 	"os"
 	"os/signal"
 	"strings"
+
+	"github.com/codeexec/codeexec/internal/job"
 
 	"github.com/codeexec/codeexec/internal/agent"
 	"github.com/codeexec/codeexec/internal/egress"

@@ -557,25 +557,27 @@ func withServer(ctx context.Context, c serveConfig, use func(*builtServer) error
 		IdleTTL:     time.Duration(c.SessionTTL),
 		MaxIdleTTL:  time.Duration(c.MaxSessionTTL),
 		MaxLifetime: time.Duration(c.SessionMaxAge),
-	}, runner)
+		// Every execution is admitted by the session manager, in a session or not.
+		MaxConcurrent: c.MaxConcurrent,
+		MaxQueued:     c.MaxQueued,
+	}, session.RunnerStarter{Runner: runner})
 	defer sessions.Close()
 
 	acfg := api.DefaultConfig()
 	acfg.Keys = c.apiKeys
 	acfg.Conn = c.conn
-	acfg.NetworkAllow = c.NetAllow
+	acfg.Policy.NetworkAllow = c.NetAllow
 	acfg.MCPNetwork = c.mcpNet
-	acfg.MaxConcurrent, acfg.MaxQueued = c.MaxConcurrent, c.MaxQueued
-	acfg.MaxLimits.Timeout = time.Duration(c.MaxTimeout)
-	if acfg.MaxLimits.MemoryBytes, err = parseSize(c.MaxMemory); err != nil {
+	acfg.Policy.Max.Timeout = time.Duration(c.MaxTimeout)
+	if acfg.Policy.Max.MemoryBytes, err = parseSize(c.MaxMemory); err != nil {
 		return fmt.Errorf("max_memory: %w", err)
 	}
-	if acfg.MaxLimits.MemoryBytes > c.totals.MemoryBytes {
+	if acfg.Policy.Max.MemoryBytes > c.totals.MemoryBytes {
 		log.Warn("max_memory is above what all sandboxes together may use; executions get at most the total",
-			"max_memory_mib", acfg.MaxLimits.MemoryBytes>>20, "max_total_memory_mib", c.totals.MemoryBytes>>20)
+			"max_memory_mib", acfg.Policy.Max.MemoryBytes>>20, "max_total_memory_mib", c.totals.MemoryBytes>>20)
 	}
-	acfg.MaxLimits = withinTotals(acfg.MaxLimits, c.totals)
-	acfg.DefaultLimits = withinTotals(acfg.DefaultLimits, c.totals)
+	acfg.Policy.Max = withinTotals(acfg.Policy.Max, c.totals)
+	acfg.Policy.Default = withinTotals(acfg.Policy.Default, c.totals)
 	ready := func() error {
 		if c.Cold {
 			return nil

@@ -1,8 +1,9 @@
 package main
 
 import (
-	"github.com/codeexec/codeexec/internal/job"
 	"testing"
+
+	"github.com/codeexec/codeexec/internal/job"
 
 	"github.com/codeexec/codeexec/internal/cgroup"
 )

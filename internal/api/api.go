@@ -28,11 +28,10 @@ import (
 )
 
 // Executor runs one execution in a fresh sandbox; *sandbox.Runner is one.
-type Executor interface {
-	Run(ctx context.Context, req *job.Request) (*job.Result, error)
-}
+type Executor = session.Executor
 
-// ImageRunner runs executions and starts sessions in one image; *sandbox.Runner is one.
+// ImageRunner runs executions and starts sessions in one image;
+// session.RunnerStarter is one.
 type ImageRunner interface {
 	Executor
 	session.Starter
@@ -49,30 +48,23 @@ type Images interface {
 	Runner(name string) (ImageRunner, error)
 }
 
-// Config is the API's policy: limits, sizes and keys. Plain data; see DefaultConfig.
+// Config is the API's settings: the execution policy it applies, sizes and keys.
+// Plain data; see DefaultConfig.
 type Config struct {
-	// MaxLimits caps what a request may ask for; DefaultLimits are used when it asks
-	// for nothing. Every default must be within its maximum.
-	MaxLimits     job.Limits
-	DefaultLimits job.Limits
+	// Policy are the limits a request gets and may ask for, and the hosts it may
+	// reach: the same rules for every face.
+	Policy job.Policy
 	// MaxBodyBytes bounds a request body (JSON or an uploaded file).
 	MaxBodyBytes int64
 	// MaxCodeBytes bounds the code of one execution.
 	MaxCodeBytes int
 	// MaxDownloadBytes bounds a file read back from a session.
 	MaxDownloadBytes int64
-	// MaxConcurrent executions run at once; up to MaxQueued more wait their turn and
-	// the rest are refused with 429.
-	MaxConcurrent int
-	MaxQueued     int
 	// Keys, when there are any, are required as "Authorization: Bearer <key>" on /v1,
 	// and each request acts for its key's tenant. APIKeys are keys each of a tenant
 	// of its own (named "key#N" by their place), checked after Keys.
 	Keys    []tenant.Key
 	APIKeys []string
-	// NetworkAllow are the host patterns ("example.com", "*.example.com") a request's
-	// "network": "allow=…" may name; empty: requests get no network.
-	NetworkAllow []string
 	// MCPNetwork is the network of code run through MCP (/mcp and codeexec mcp),
 	// whose tool has no network parameter: nil, none.
 	MCPNetwork *egress.Policy
@@ -88,26 +80,22 @@ func DefaultConfig() Config {
 	max.Timeout = 5 * time.Minute
 	max.MemoryBytes = 4 << 30
 	return Config{
-		MaxLimits:        max,
-		DefaultLimits:    l,
+		Policy:           job.Policy{Default: l, Max: max},
 		MaxBodyBytes:     32 << 20,
 		MaxCodeBytes:     1 << 20,
 		MaxDownloadBytes: 64 << 20,
-		MaxConcurrent:    16,
-		MaxQueued:        64,
 		Conn:             DefaultConnLimits(),
 	}
 }
 
-// Server is the HTTP API over an executor and a session manager.
+// Server is the HTTP API over a session manager, which admits and runs every
+// execution, and the executor of one-shot executions.
 type Server struct {
 	cfg      Config
 	exec     Executor
 	sessions *session.Manager
 	ready    func() error
 	log      *slog.Logger
-	queue    *queue
-	tenants  *tenantGate
 	keys     []tenant.Key // cfg.Keys, then cfg.APIKeys
 	metrics  *metrics
 	registry *prometheus.Registry
@@ -132,20 +120,22 @@ func (s *Server) SetGateway(g *Gateway) { s.gateway = g }
 // im.Default(). Call it before Handler.
 func (s *Server) SetImages(im Images) { s.images = im }
 
-// New makes a Server. ready reports whether executions can run (image present,
-// zygote up); it backs /readyz.
+// New makes a Server. exec runs the one-shot executions of the default image;
+// sessions owns the sessions and admits every execution, and reports them to the
+// Server's metrics from now on. ready reports whether executions can run (image
+// present, zygote up); it backs /readyz.
 func New(cfg Config, exec Executor, sessions *session.Manager, ready func() error, log *slog.Logger) *Server {
 	if log == nil {
 		log = slog.New(slog.DiscardHandler)
 	}
 	reg := prometheus.NewRegistry()
-	s := &Server{cfg: cfg, exec: exec, sessions: sessions, ready: ready, log: log,
-		queue: newQueue(cfg.MaxConcurrent, cfg.MaxQueued), tenants: newTenantGate(), registry: reg}
+	s := &Server{cfg: cfg, exec: exec, sessions: sessions, ready: ready, log: log, registry: reg}
 	s.keys = append(s.keys, cfg.Keys...)
 	for i, k := range cfg.APIKeys {
 		s.keys = append(s.keys, tenant.Key{Secret: k, Tenant: &tenant.Tenant{Name: "key#" + strconv.Itoa(len(cfg.Keys)+i+1)}})
 	}
 	s.metrics = newMetrics(reg, s)
+	sessions.SetObserver(s.metrics)
 	return s
 }
 

@@ -9,7 +9,6 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
-	"github.com/codeexec/codeexec/internal/job"
 	"net/http"
 	"net/http/httptest"
 	"os"
@@ -22,6 +21,7 @@ import (
 	"time"
 
 	"github.com/codeexec/codeexec/internal/image"
+	"github.com/codeexec/codeexec/internal/job"
 	"github.com/codeexec/codeexec/internal/sandbox"
 	"github.com/codeexec/codeexec/internal/session"
 )
@@ -36,13 +36,19 @@ func (n noSandbox) Run(_ context.Context, req *job.Request) (*job.Result, error)
 	return nil, errors.New("no sandbox in this test")
 }
 
-func (n noSandbox) NewSession(job.Limits) (*sandbox.Session, error) {
+func (n noSandbox) NewSession(context.Context, job.Limits) (*sandbox.Session, error) {
 	return nil, fmt.Errorf("%w: no sandbox in this test", sandbox.ErrNoWarm)
 }
 
 // contractServer serves the API over exec with sessions that cannot start; adjust
 // changes its config first. It needs neither root nor the image.
 func contractServer(t testing.TB, exec Executor, ready func() error, adjust func(*Config)) *httptest.Server {
+	t.Helper()
+	return contractServerWith(t, exec, ready, adjust, session.Config{Max: 2, IdleTTL: time.Minute, MaxIdleTTL: time.Hour, MaxLifetime: 2 * time.Hour})
+}
+
+// contractServerWith is contractServer with the session manager's config sc.
+func contractServerWith(t testing.TB, exec Executor, ready func() error, adjust func(*Config), sc session.Config) *httptest.Server {
 	t.Helper()
 	cfg := DefaultConfig()
 	cfg.MaxBodyBytes = 4096
@@ -56,7 +62,7 @@ func contractServer(t testing.TB, exec Executor, ready func() error, adjust func
 	if ready == nil {
 		ready = func() error { return nil }
 	}
-	m := session.NewManager(session.Config{Max: 2, IdleTTL: time.Minute, MaxIdleTTL: time.Hour, MaxLifetime: 2 * time.Hour}, noSandbox{t})
+	m := session.NewManager(sc, noSandbox{t})
 	t.Cleanup(m.Close)
 	hs := httptest.NewServer(New(cfg, exec, m, ready, nil).Handler())
 	t.Cleanup(hs.Close)
@@ -329,7 +335,7 @@ func waitMetric(t testing.TB, hs *httptest.Server, name, want string) {
 // timing is involved: the executor runs when the test says so.
 func TestQueue(t *testing.T) {
 	g := &gatedExecutor{started: make(chan string, 4), release: make(chan struct{})}
-	hs := contractServer(t, g, nil, func(c *Config) { c.MaxConcurrent, c.MaxQueued = 1, 1 })
+	hs := contractServerWith(t, g, nil, nil, session.Config{Max: 2, IdleTTL: time.Minute, MaxIdleTTL: time.Hour, MaxLifetime: 2 * time.Hour, MaxConcurrent: 1, MaxQueued: 1})
 	url := hs.URL + "/v1/execute"
 	results := make(chan response, 4)
 	post := func(code string) { results <- do(t, "POST", url, `{"code": "`+code+`"}`) }

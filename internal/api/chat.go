@@ -6,11 +6,13 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
-	"github.com/codeexec/codeexec/internal/job"
 	"io"
 	"net/http"
+	"strings"
 	"sync"
 	"time"
+
+	"github.com/codeexec/codeexec/internal/job"
 
 	"github.com/codeexec/codeexec/internal/agent"
 	"github.com/codeexec/codeexec/internal/llm"
@@ -249,8 +251,11 @@ func classifyError(err error) (int, string, string) {
 	switch {
 	case errors.As(err, &reqErr):
 		return http.StatusBadRequest, reqErr.Code, reqErr.Message
-	case errors.Is(err, errQueueFull):
+	case errors.Is(err, session.ErrQueueFull):
 		return http.StatusTooManyRequests, "queue_full", "too many executions are running or waiting; retry shortly"
+	case errors.Is(err, session.ErrTenantBusy):
+		return http.StatusTooManyRequests, "tenant_concurrency_limit", "the code could not run: your key's tenant is at its limit of executions running or waiting (" +
+			strings.TrimPrefix(err.Error(), session.ErrTenantBusy.Error()+": ") + "); retry when one ends"
 	case errors.Is(err, session.ErrTooMany):
 		return http.StatusTooManyRequests, "too_many_sessions", "the code could not get a sandbox: " + err.Error() + "; delete a session or wait for one to expire"
 	case errors.Is(err, sandbox.ErrNoWarm):

@@ -171,7 +171,7 @@ func TestExecuteJudged(t *testing.T) {
 		return safety.Verdict{Safe: true, Reason: "fine"}, nil
 	})
 	ex := &recordingExecutor{}
-	hs := gatewayServer(t, nil, ex, j, func(c *Config) { c.NetworkAllow = []string{"api.example.com"} })
+	hs := gatewayServer(t, nil, ex, j, func(c *Config) { c.Policy.NetworkAllow = []string{"api.example.com"} })
 	for _, tc := range []struct{ code, reason string }{
 		{"bad", "spawns a shell"},
 		{"broken", "the safety check failed (context deadline exceeded), so the code was not run"},

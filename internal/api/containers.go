@@ -150,7 +150,7 @@ func (s *Server) handleCreateContainer(w http.ResponseWriter, r *http.Request) {
 		ttl = time.Duration(e.Minutes) * time.Minute
 	}
 	owner := tenantOf(r)
-	sess, err := s.sessions.Create(owner, s.cfg.DefaultLimits, ttl)
+	sess, err := s.sessions.Create(r.Context(), owner, s.cfg.Policy.Default, ttl)
 	if err != nil {
 		writeSessionError(w, "", err)
 		return
@@ -228,8 +228,7 @@ func (s *Server) handleCreateContainerFile(w http.ResponseWriter, r *http.Reques
 		writeError(w, http.StatusBadRequest, "invalid_file_path", err.Error())
 		return
 	}
-	sess.Touch(time.Now())
-	if err := sess.Sandbox().WriteFile(p, data); err != nil {
+	if err := sess.WriteFile(p, data); err != nil {
 		writeFileError(w, p, err)
 		return
 	}
@@ -269,7 +268,7 @@ func (s *Server) handleListContainerFiles(w http.ResponseWriter, r *http.Request
 		writeContainerError(w, id, err)
 		return
 	}
-	files, truncated, err := sess.Sandbox().Files()
+	files, truncated, err := sess.Files()
 	if err != nil {
 		writeFileError(w, "", err)
 		return
@@ -294,7 +293,7 @@ func (s *Server) handleGetContainerFile(w http.ResponseWriter, r *http.Request) 
 	if !ok {
 		return
 	}
-	files, _, err := sess.Sandbox().Files()
+	files, _, err := sess.Files()
 	if err != nil {
 		writeFileError(w, p, err)
 		return
@@ -323,7 +322,7 @@ func (s *Server) handleDeleteContainerFile(w http.ResponseWriter, r *http.Reques
 	if !ok {
 		return
 	}
-	if err := sess.Sandbox().RemoveFile(p); err != nil {
+	if err := sess.RemoveFile(p); err != nil {
 		writeFileError(w, p, err)
 		return
 	}

@@ -7,7 +7,6 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
-	"github.com/codeexec/codeexec/internal/job"
 	"io"
 	"net/http"
 	"slices"
@@ -15,10 +14,12 @@ import (
 	"strings"
 	"time"
 
-	"github.com/codeexec/codeexec/internal/egress"
+	"github.com/codeexec/codeexec/internal/job"
+
 	"github.com/codeexec/codeexec/internal/safety"
 	"github.com/codeexec/codeexec/internal/sandbox"
 	"github.com/codeexec/codeexec/internal/session"
+	"github.com/codeexec/codeexec/internal/tenant"
 )
 
 // ExecuteRequest is the body of POST /v1/execute and /v1/sessions/{id}/execute.
@@ -98,29 +99,16 @@ func (req *ExecuteRequest) toSandbox(cfg *Config) (*job.Request, *requestError) 
 	if len(*req.Code) > cfg.MaxCodeBytes {
 		return nil, badRequest("code_too_large", "code has %d bytes; the limit is %d", len(*req.Code), cfg.MaxCodeBytes)
 	}
-	if req.Language != "" && req.Language != "python" {
-		return nil, badRequest("unsupported_language", "language %q is not supported; use \"python\"", req.Language)
+	if err := checkLanguage(req.Language); err != nil {
+		return nil, err
 	}
-	network, nerr := networkPolicy(req.Network, cfg.NetworkAllow)
-	if nerr != nil {
-		return nil, nerr
+	network, err := cfg.Policy.Network(req.Network)
+	if err != nil {
+		return nil, policyError(err)
 	}
-	l := cfg.DefaultLimits
-	if req.TimeoutMS != nil {
-		// Compared in milliseconds, before any conversion: a Duration of a huge
-		// timeout_ms overflows and could wrap into a small timeout that passes.
-		maxMS := cfg.MaxLimits.Timeout.Milliseconds()
-		if *req.TimeoutMS <= 0 || *req.TimeoutMS > maxMS {
-			return nil, badRequest("invalid_timeout", "timeout_ms %d is outside 1..%d", *req.TimeoutMS, maxMS)
-		}
-		l.Timeout = time.Duration(*req.TimeoutMS) * time.Millisecond
-	}
-	if req.MemoryMB != nil {
-		maxMB := cfg.MaxLimits.MemoryBytes >> 20
-		if *req.MemoryMB < 16 || *req.MemoryMB > maxMB {
-			return nil, badRequest("invalid_memory", "memory_mb %d is outside 16..%d", *req.MemoryMB, maxMB)
-		}
-		l.MemoryBytes = *req.MemoryMB << 20
+	l, err := cfg.Policy.Limits(req.TimeoutMS, req.MemoryMB)
+	if err != nil {
+		return nil, policyError(err)
 	}
 	sb := &job.Request{Code: *req.Code, Limits: l, Network: network}
 	for i, f := range req.Files {
@@ -143,24 +131,29 @@ func (req *ExecuteRequest) toSandbox(cfg *Config) (*job.Request, *requestError) 
 	return sb, nil
 }
 
-// networkPolicy turns a request's network setting into the egress policy of its
-// execution: nil for none, and only hosts the operator's permitted patterns cover.
-func networkPolicy(spec string, permitted []string) (*egress.Policy, *requestError) {
-	policy, err := egress.ParseSpec(spec)
-	if err != nil {
-		return nil, badRequest("invalid_network", "%v", err)
+// checkLanguage refuses a language other than Python, the only one served.
+func checkLanguage(lang string) *requestError {
+	if lang != "" && lang != "python" {
+		return badRequest("unsupported_language", "language %q is not supported; use \"python\"", lang)
 	}
-	if policy == nil {
-		return nil, nil
+	return nil
+}
+
+// policyError answers a request the execution policy refuses, with the code of the
+// rule it broke.
+func policyError(err error) *requestError {
+	status, code := http.StatusBadRequest, "invalid_request"
+	switch {
+	case errors.Is(err, job.ErrInvalidTimeout):
+		code = "invalid_timeout"
+	case errors.Is(err, job.ErrInvalidMemory):
+		code = "invalid_memory"
+	case errors.Is(err, job.ErrInvalidNetwork):
+		code = "invalid_network"
+	case errors.Is(err, job.ErrNetworkNotPermitted):
+		status, code = http.StatusForbidden, "network_not_permitted"
 	}
-	if len(permitted) == 0 {
-		return nil, &requestError{http.StatusForbidden, "network_not_permitted",
-			"this server permits no network access; its operator can allow hosts with `codeexec serve --net-allow`"}
-	}
-	if err := egress.Covered(policy.Allow, permitted); err != nil {
-		return nil, &requestError{http.StatusForbidden, "network_not_permitted", err.Error()}
-	}
-	return policy, nil
+	return &requestError{status, code, err.Error()}
 }
 
 // readBody reads a request body within the size limit.
@@ -191,7 +184,8 @@ func (s *Server) handleSessionExecute(w http.ResponseWriter, r *http.Request) {
 }
 
 // execute runs an execute request, in session sessionID when it is set (from the path
-// or the body).
+// or the body). The session manager admits and runs it; this decodes the request,
+// checks it against the session it names, and encodes the answer.
 func (s *Server) execute(w http.ResponseWriter, r *http.Request, sessionID string) {
 	body, rerr := s.readBody(w, r)
 	if rerr != nil {
@@ -211,14 +205,14 @@ func (s *Server) execute(w http.ResponseWriter, r *http.Request, sessionID strin
 	}
 	t := tenantOf(r)
 	var sess *session.Session
-	var runner ImageRunner // nil: s.exec
+	runner := s.exec
 	if sessionID != "" {
 		if sess, err = s.sessions.Get(t.Name, sessionID); err != nil {
 			writeSessionError(w, sessionID, err)
 			return
 		}
 		var rerr *requestError
-		if sb.Limits, rerr = sessionRunLimits(req, sess.Sandbox().Limits()); rerr != nil {
+		if sb.Limits, rerr = sessionRunLimits(req, sess.Limits()); rerr != nil {
 			writeRequestError(w, rerr)
 			return
 		}
@@ -227,94 +221,77 @@ func (s *Server) execute(w http.ResponseWriter, r *http.Request, sessionID strin
 			return
 		}
 	} else {
-		var rerr *requestError
-		if _, runner, rerr = s.imageRunner(req.Image); rerr != nil {
+		_, image, rerr := s.imageRunner(req.Image)
+		if rerr != nil {
 			writeRequestError(w, rerr)
 			return
 		}
-	}
-	leave, ok := s.tenants.enter(t)
-	if !ok {
-		w.Header().Set("Retry-After", "1")
-		writeError(w, http.StatusTooManyRequests, "tenant_concurrency_limit",
-			fmt.Sprintf("your key's tenant is at its limit of %d executions running or waiting; retry when one ends", t.MaxConcurrent))
-		return
-	}
-	defer leave()
-	if s.judge != nil {
-		if res := s.judged(r.Context(), sb); res != nil {
-			s.metrics.observe(res, "python", 0)
-			var stream *execStream
-			if req.Stream {
-				stream = startExecStream(w)
-				defer stream.close()
-			}
-			writeExecuteReply(w, stream, sess, res)
-			return
+		if image != nil {
+			runner = image
 		}
 	}
-	release, err := s.queue.acquire(r.Context())
-	if err != nil {
-		if errors.Is(err, errQueueFull) {
-			w.Header().Set("Retry-After", "1")
-			writeError(w, http.StatusTooManyRequests, "queue_full", "too many executions are running or waiting; retry shortly")
-			return
-		}
-		writeError(w, 499, "client_closed", "the request was cancelled while waiting")
-		return
-	}
-	defer release()
+	hooks := s.hooks(nil)
 	var stream *execStream
 	if req.Stream {
-		stream = startExecStream(w)
+		// Its headers go out once the execution has its turn: what is refused before
+		// (a full queue) is a plain HTTP error, as without stream.
+		stream = newExecStream(w)
 		defer stream.close()
 		sb.Stdout, sb.Stderr = stream.output(0), stream.output(1)
+		hooks.Started = stream.start
 	}
+	var res *job.Result
+	if sess != nil {
+		res, err = s.sessions.Exec(r.Context(), t, sess.ID, sb, hooks)
+	} else {
+		res, err = s.sessions.Run(r.Context(), t, runner, sb, hooks)
+	}
+	if err != nil {
+		s.writeExecuteError(w, r, stream, t, sessionID, err)
+		return
+	}
+	if stream != nil {
+		stream.start() // a refusal of the judge is answered in a stream too
+	}
+	writeExecuteReply(w, stream, sess, res)
+}
+
+// writeExecuteError answers an execution the manager did not run to a Result: in the
+// stream once it has started, else as a plain error.
+func (s *Server) writeExecuteError(w http.ResponseWriter, r *http.Request, stream *execStream, t *tenant.Tenant, sessionID string, err error) {
 	fail := func(status int, code, message string) {
-		if stream != nil {
+		if stream.started() {
 			stream.fail(status, code, message)
 			return
 		}
 		writeError(w, status, code, message)
 	}
-	start := time.Now()
-	var res *job.Result
-	if sess != nil {
-		sess.Begin(start)
-		res, err = sess.Sandbox().Run(r.Context(), sb)
-		sess.End(time.Now())
-	} else if runner != nil {
-		res, err = runner.Run(r.Context(), sb)
-	} else {
-		res, err = s.exec.Run(r.Context(), sb)
-	}
-	if err != nil {
-		if errors.Is(err, sandbox.ErrSessionEnded) {
-			fail(http.StatusGone, "session_ended", fmt.Sprintf("session %q has ended (%v); create a new one", sessionID, err))
-			return
-		}
-		if errors.Is(err, sandbox.ErrSessionLimits) || errors.Is(err, sandbox.ErrAboveTotal) {
-			fail(http.StatusBadRequest, "invalid_limits", err.Error())
-			return
-		}
-		if errors.Is(err, job.ErrStorageLimit) {
-			fail(http.StatusInsufficientStorage, "storage_limit", err.Error())
-			return
-		}
-		if isClientGone(r.Context().Err()) {
-			fail(499, "client_closed", "the request was cancelled")
-			return
-		}
-		if stream != nil {
-			s.log.Error("execution failed", "err", err)
-			fail(http.StatusInternalServerError, "sandbox_error", "the sandbox failed (an internal error; the server's log has the details)")
-			return
-		}
+	switch {
+	case errors.Is(err, session.ErrNotFound):
+		writeSessionError(w, sessionID, err)
+	case errors.Is(err, session.ErrTenantBusy):
+		w.Header().Set("Retry-After", "1")
+		writeError(w, http.StatusTooManyRequests, "tenant_concurrency_limit",
+			fmt.Sprintf("your key's tenant is at its limit of %d executions running or waiting; retry when one ends", t.MaxConcurrent))
+	case errors.Is(err, session.ErrQueueFull):
+		w.Header().Set("Retry-After", "1")
+		writeError(w, http.StatusTooManyRequests, "queue_full", "too many executions are running or waiting; retry shortly")
+	case errors.Is(err, session.ErrWaitCancelled):
+		writeError(w, 499, "client_closed", "the request was cancelled while waiting")
+	case errors.Is(err, sandbox.ErrSessionEnded):
+		fail(http.StatusGone, "session_ended", fmt.Sprintf("session %q has ended (%v); create a new one", sessionID, err))
+	case errors.Is(err, sandbox.ErrSessionLimits), errors.Is(err, sandbox.ErrAboveTotal):
+		fail(http.StatusBadRequest, "invalid_limits", err.Error())
+	case errors.Is(err, job.ErrStorageLimit):
+		fail(http.StatusInsufficientStorage, "storage_limit", err.Error())
+	case isClientGone(r.Context().Err()):
+		fail(499, "client_closed", "the request was cancelled")
+	case stream.started():
+		s.log.Error("execution failed", "err", err)
+		fail(http.StatusInternalServerError, "sandbox_error", "the sandbox failed (an internal error; the server's log has the details)")
+	default:
 		internalError(w, "sandbox_error", "the sandbox failed", err)
-		return
 	}
-	s.metrics.observe(res, "python", time.Since(start))
-	writeExecuteReply(w, stream, sess, res)
 }
 
 // writeExecuteReply answers an execute with its Result: as JSON, or as the stream's
@@ -322,7 +299,7 @@ func (s *Server) execute(w http.ResponseWriter, r *http.Request, sessionID strin
 func writeExecuteReply(w http.ResponseWriter, stream *execStream, sess *session.Session, res *job.Result) {
 	var reply any = res
 	if sess != nil {
-		state := SessionState{ID: sess.ID, Ended: !sess.Sandbox().Alive(), Reason: sess.Sandbox().EndReason()}
+		state := SessionState{ID: sess.ID, Ended: !sess.Alive(), Reason: sess.EndReason()}
 		if state.Ended && state.Reason == "" {
 			state.Reason = sandbox.EndExited
 		}
@@ -381,6 +358,16 @@ func sessionRunLimits(req *ExecuteRequest, have job.Limits) (job.Limits, *reques
 		l.Timeout = time.Duration(*req.TimeoutMS) * time.Millisecond
 	}
 	return l, nil
+}
+
+// hooks are the manager hooks of a direct execution (execute, MCP): the judge's
+// check when the server judges them, and started, if any.
+func (s *Server) hooks(started func()) session.Hooks {
+	h := session.Hooks{Started: started}
+	if s.judge != nil {
+		h.Check = s.judged
+	}
+	return h
 }
 
 // judged asks the judge about req's code, for the network req runs with, and

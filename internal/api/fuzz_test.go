@@ -4,10 +4,11 @@ import (
 	"bytes"
 	"encoding/base64"
 	"errors"
-	"github.com/codeexec/codeexec/internal/job"
 	"net/http"
 	"testing"
 	"time"
+
+	"github.com/codeexec/codeexec/internal/job"
 
 	"github.com/codeexec/codeexec/internal/egress"
 )
@@ -57,13 +58,13 @@ func FuzzDecodeExecute(f *testing.F) {
 	configs := map[string]Config{"default": DefaultConfig()}
 	small := DefaultConfig()
 	small.MaxCodeBytes = 16
-	small.MaxLimits.Timeout = 1500 * time.Microsecond
-	small.MaxLimits.MemoryBytes = 64 << 20
-	small.DefaultLimits.Timeout = time.Millisecond
-	small.DefaultLimits.MemoryBytes = 32 << 20
-	small.DefaultLimits.WorkBytes = 1 << 20
-	small.DefaultLimits.FileBytes = 1 << 20
-	small.NetworkAllow = []string{"*.example.com", "files.pypi.org"}
+	small.Policy.Max.Timeout = 1500 * time.Microsecond
+	small.Policy.Max.MemoryBytes = 64 << 20
+	small.Policy.Default.Timeout = time.Millisecond
+	small.Policy.Default.MemoryBytes = 32 << 20
+	small.Policy.Default.WorkBytes = 1 << 20
+	small.Policy.Default.FileBytes = 1 << 20
+	small.Policy.NetworkAllow = []string{"*.example.com", "files.pypi.org"}
 	configs["small"] = small
 
 	f.Fuzz(func(t *testing.T, body []byte) {
@@ -108,30 +109,30 @@ func checkAccepted(t *testing.T, name string, cfg *Config, body []byte, ereq *Ex
 	}
 	if req.Network != nil {
 		// Every host must be one the operator permits.
-		if err := egress.Covered(req.Network.Allow, cfg.NetworkAllow); err != nil || len(req.Network.Allow) == 0 {
-			fail("network %q became %+v beyond the permitted %q: %v", ereq.Network, req.Network, cfg.NetworkAllow, err)
+		if err := egress.Covered(req.Network.Allow, cfg.Policy.NetworkAllow); err != nil || len(req.Network.Allow) == 0 {
+			fail("network %q became %+v beyond the permitted %q: %v", ereq.Network, req.Network, cfg.Policy.NetworkAllow, err)
 		}
 	} else if asked, _ := egress.ParseSpec(ereq.Network); asked != nil {
 		fail("network %q was dropped", ereq.Network)
 	}
-	want := cfg.DefaultLimits
+	want := cfg.Policy.Default
 	if ereq.TimeoutMS != nil {
-		if *ereq.TimeoutMS < 1 || *ereq.TimeoutMS > cfg.MaxLimits.Timeout.Milliseconds() {
-			fail("timeout_ms %d is outside 1..%d", *ereq.TimeoutMS, cfg.MaxLimits.Timeout.Milliseconds())
+		if *ereq.TimeoutMS < 1 || *ereq.TimeoutMS > cfg.Policy.Max.Timeout.Milliseconds() {
+			fail("timeout_ms %d is outside 1..%d", *ereq.TimeoutMS, cfg.Policy.Max.Timeout.Milliseconds())
 		}
 		want.Timeout = time.Duration(*ereq.TimeoutMS) * time.Millisecond
 	}
 	if ereq.MemoryMB != nil {
-		if *ereq.MemoryMB < 16 || *ereq.MemoryMB > cfg.MaxLimits.MemoryBytes>>20 {
-			fail("memory_mb %d is outside 16..%d", *ereq.MemoryMB, cfg.MaxLimits.MemoryBytes>>20)
+		if *ereq.MemoryMB < 16 || *ereq.MemoryMB > cfg.Policy.Max.MemoryBytes>>20 {
+			fail("memory_mb %d is outside 16..%d", *ereq.MemoryMB, cfg.Policy.Max.MemoryBytes>>20)
 		}
 		want.MemoryBytes = *ereq.MemoryMB << 20
 	}
 	if req.Limits != want {
 		fail("limits %+v, want %+v", req.Limits, want)
 	}
-	if req.Limits.Timeout > cfg.MaxLimits.Timeout || req.Limits.MemoryBytes > cfg.MaxLimits.MemoryBytes {
-		fail("limits %+v above the maximum %+v", req.Limits, cfg.MaxLimits)
+	if req.Limits.Timeout > cfg.Policy.Max.Timeout || req.Limits.MemoryBytes > cfg.Policy.Max.MemoryBytes {
+		fail("limits %+v above the maximum %+v", req.Limits, cfg.Policy.Max)
 	}
 	if len(req.Files) != len(ereq.Files) {
 		fail("%d files, asked for %d", len(req.Files), len(ereq.Files))

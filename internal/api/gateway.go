@@ -3,25 +3,28 @@ package api
 import (
 	"context"
 	"encoding/json"
-	"github.com/codeexec/codeexec/internal/job"
+	"errors"
+	"fmt"
 	"net/url"
 	"strings"
 	"time"
 
 	"github.com/codeexec/codeexec/internal/egress"
+	"github.com/codeexec/codeexec/internal/job"
 	"github.com/codeexec/codeexec/internal/llm"
+	"github.com/codeexec/codeexec/internal/sandbox"
 	"github.com/codeexec/codeexec/internal/session"
 	"github.com/codeexec/codeexec/internal/tenant"
 )
 
 // gatewaySandbox is the agent.Sandbox of one chat completion: a session of the
 // server's manager — the container the request named, or one started at first use
-// — so that it counts against the session cap, waits its turn in the execution
-// queue and shows in the metrics like any execution. The session outlives the
-// request: the reply names it, the client's next request may name it again (its
-// variables and files are still there), and /v1/sessions/{id}/files serves what the
-// code wrote, until it expires like any session. The agent uses it from one
-// goroutine.
+// — run through the manager's Exec, so that it counts against the session cap, is
+// admitted (the tenant's cap, the execution queue) and shows in the metrics like any
+// execution. The session outlives the request: the reply names it, the client's
+// next request may name it again (its variables and files are still there), and
+// /v1/sessions/{id}/files serves what the code wrote, until it expires like any
+// session. The agent uses it from one goroutine.
 type gatewaySandbox struct {
 	s       *Server
 	owner   *tenant.Tenant // the caller's tenant, who owns the sessions it starts
@@ -32,7 +35,7 @@ type gatewaySandbox struct {
 }
 
 func (s *Server) gatewaySandbox(owner *tenant.Tenant) *gatewaySandbox {
-	return &gatewaySandbox{s: s, owner: owner, limits: s.cfg.DefaultLimits, network: s.gateway.Agent.Network}
+	return &gatewaySandbox{s: s, owner: owner, limits: s.cfg.Policy.Default, network: s.gateway.Agent.Network}
 }
 
 // Start starts a session unless the current one is alive. A session whose
@@ -45,7 +48,7 @@ func (g *gatewaySandbox) Start(ctx context.Context) error {
 		_ = g.s.sessions.Delete(g.owner.Name, g.sess.ID) // already gone (expired) is fine
 		g.sess = nil
 	}
-	sess, err := g.s.sessions.Create(g.owner, g.limits, 0)
+	sess, err := g.s.sessions.Create(ctx, g.owner, g.limits, 0)
 	if err != nil {
 		return err
 	}
@@ -53,7 +56,7 @@ func (g *gatewaySandbox) Start(ctx context.Context) error {
 	return nil
 }
 
-func (g *gatewaySandbox) Started() bool { return g.sess != nil && g.sess.Sandbox().Alive() }
+func (g *gatewaySandbox) Started() bool { return g.sess != nil && g.sess.Alive() }
 
 // ID is the session's id, also once a limit stopped its interpreter (the next
 // request that names it gets a fresh one, and is told so); "" before the first use.
@@ -64,25 +67,17 @@ func (g *gatewaySandbox) ID() string {
 	return g.sess.ID
 }
 
-// Run runs code in the session after waiting for a turn in the execution queue.
+// Run runs code in the session once the manager admits it.
 func (g *gatewaySandbox) Run(ctx context.Context, code string) (*job.Result, error) {
 	if err := g.Start(ctx); err != nil {
 		return nil, err
 	}
-	release, err := g.s.queue.acquire(ctx)
-	if err != nil {
-		return nil, err
+	res, err := g.s.sessions.Exec(ctx, g.owner, g.sess.ID, &job.Request{Code: code, Limits: g.limits, Network: g.network}, session.Hooks{})
+	if errors.Is(err, session.ErrNotFound) {
+		// Expired or deleted since Start: to the agent, an interpreter that stopped.
+		return nil, fmt.Errorf("%w: session %q is gone", sandbox.ErrSessionEnded, g.sess.ID)
 	}
-	defer release()
-	start := time.Now()
-	g.sess.Begin(start)
-	res, err := g.sess.Sandbox().Run(ctx, &job.Request{Code: code, Limits: g.limits, Network: g.network})
-	g.sess.End(time.Now())
-	if err != nil {
-		return nil, err
-	}
-	g.s.metrics.observe(res, "python", time.Since(start))
-	return res, nil
+	return res, err
 }
 
 // WriteFile puts an attached file in the session's work dir.
@@ -90,8 +85,7 @@ func (g *gatewaySandbox) WriteFile(path string, data []byte) error {
 	if err := g.Start(context.Background()); err != nil {
 		return err
 	}
-	g.sess.Touch(time.Now())
-	return g.sess.Sandbox().WriteFile(path, data)
+	return g.sess.WriteFile(path, data)
 }
 
 // endCreated ends the session this request started, for a request that failed

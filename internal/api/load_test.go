@@ -3,7 +3,6 @@ package api
 import (
 	"encoding/json"
 	"fmt"
-	"github.com/codeexec/codeexec/internal/job"
 	"io"
 	"net/http"
 	"net/http/httptest"
@@ -17,6 +16,8 @@ import (
 	"sync/atomic"
 	"testing"
 	"time"
+
+	"github.com/codeexec/codeexec/internal/job"
 
 	"github.com/codeexec/codeexec/internal/cgroup"
 	"github.com/codeexec/codeexec/internal/image"
@@ -120,11 +121,11 @@ func TestLoad(t *testing.T) {
 	if err := runner.Warm(); err != nil {
 		t.Fatalf("Warm: %v", err)
 	}
-	sessions := session.NewManager(session.Config{Max: 10, IdleTTL: time.Minute, MaxIdleTTL: time.Hour, MaxLifetime: time.Hour}, runner)
+	// Room for every client: a 429 would be a failure here.
+	sessions := session.NewManager(session.Config{Max: 10, IdleTTL: time.Minute, MaxIdleTTL: time.Hour, MaxLifetime: time.Hour,
+		MaxConcurrent: concurrency, MaxQueued: concurrency}, session.RunnerStarter{Runner: runner})
 	t.Cleanup(sessions.Close)
 	cfg := DefaultConfig()
-	// Room for every client: a 429 would be a failure here.
-	cfg.MaxConcurrent, cfg.MaxQueued = concurrency, concurrency
 	hs := httptest.NewServer(New(cfg, runner, sessions, func() error { return nil }, nil).Handler())
 	t.Cleanup(hs.Close)
 	client := &http.Client{Transport: &http.Transport{MaxIdleConnsPerHost: concurrency}}

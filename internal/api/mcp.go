@@ -24,8 +24,8 @@ import (
 // SetJudge and SetImages, which it describes to the model.
 func (s *Server) MCP() *mcp.Server {
 	s.mcpOnce.Do(func() {
-		l := s.cfg.DefaultLimits
-		p := mcp.Policy{DefaultTimeout: l.Timeout, MaxTimeout: s.cfg.MaxLimits.Timeout, MemoryBytes: l.MemoryBytes,
+		l := s.cfg.Policy.Default
+		p := mcp.Policy{DefaultTimeout: l.Timeout, MaxTimeout: s.cfg.Policy.Max.Timeout, MemoryBytes: l.MemoryBytes,
 			OutputBytes: l.OutputBytes, Judged: s.judge != nil, MaxBodyBytes: s.cfg.MaxBodyBytes}
 		if s.cfg.MCPNetwork != nil {
 			p.Network = s.cfg.MCPNetwork.Allow
@@ -71,7 +71,8 @@ func (a mcpSandboxes) Run(ctx context.Context, owner *tenant.Tenant, e *mcp.Exec
 	if runner != nil {
 		exec = runner
 	}
-	return a.admit(ctx, owner, sb, "", exec.Run)
+	res, err := a.s.sessions.Run(ctx, owner, exec, sb, a.s.hooks(nil))
+	return res, a.runError(ctx, "", err)
 }
 
 func (a mcpSandboxes) Exec(ctx context.Context, owner *tenant.Tenant, id string, e *mcp.Execution) (*job.Result, mcp.SessionState, error) {
@@ -87,72 +88,50 @@ func (a mcpSandboxes) Exec(ctx context.Context, owner *tenant.Tenant, id string,
 	// A session made by Create allows the longest timeout; a run that names none
 	// gets the default, as a run outside a session does.
 	if req.TimeoutMS == nil {
-		ms := min(a.s.cfg.DefaultLimits.Timeout, sess.Sandbox().Limits().Timeout).Milliseconds()
+		ms := min(a.s.cfg.Policy.Default.Timeout, sess.Limits().Timeout).Milliseconds()
 		req.TimeoutMS = &ms
 	}
 	var rerr *requestError
-	if sb.Limits, rerr = sessionRunLimits(req, sess.Sandbox().Limits()); rerr != nil {
+	if sb.Limits, rerr = sessionRunLimits(req, sess.Limits()); rerr != nil {
 		return nil, state, mcpError(rerr)
 	}
-	res, err := a.admit(ctx, owner, sb, id, func(ctx context.Context, sb *job.Request) (*job.Result, error) {
-		sess.Begin(time.Now())
-		defer sess.End(time.Now())
-		return sess.Sandbox().Run(ctx, sb)
-	})
+	res, err := a.s.sessions.Exec(ctx, owner, id, sb, a.s.hooks(nil))
 	if err != nil {
-		return nil, state, err
+		return nil, state, a.runError(ctx, id, err)
 	}
-	state.Ended = !sess.Sandbox().Alive()
+	state.Ended = !sess.Alive()
 	if state.Ended {
-		if state.Reason = sess.Sandbox().EndReason(); state.Reason == "" {
+		if state.Reason = sess.EndReason(); state.Reason == "" {
 			state.Reason = sandbox.EndExited
 		}
 	}
 	return res, state, nil
 }
 
-// admit runs sb as the execute route does: within the tenant's cap, past the judge,
-// in the queue, counted in the metrics; run errors get the route's codes.
-func (a mcpSandboxes) admit(ctx context.Context, owner *tenant.Tenant, sb *job.Request, sessionID string,
-	run func(context.Context, *job.Request) (*job.Result, error)) (*job.Result, error) {
-	s := a.s
-	leave, ok := s.tenants.enter(owner)
-	if !ok {
-		return nil, &mcp.Error{Code: "tenant_concurrency_limit",
-			Message: fmt.Sprintf("your key's tenant is at its limit of %d executions running or waiting; retry when one ends", owner.MaxConcurrent)}
-	}
-	defer leave()
-	if s.judge != nil {
-		if res := s.judged(ctx, sb); res != nil {
-			s.metrics.observe(res, "python", 0)
-			return res, nil
-		}
-	}
-	release, err := s.queue.acquire(ctx)
-	if err != nil {
-		if errors.Is(err, errQueueFull) {
-			return nil, &mcp.Error{Code: "queue_full", Message: "too many executions are running or waiting; retry shortly"}
-		}
-		return nil, &mcp.Error{Code: "client_closed", Message: "the call was cancelled while waiting for its turn"}
-	}
-	defer release()
-	start := time.Now()
-	res, err := run(ctx, sb)
+// runError gives an execution's failure the execute route's code; nil stays nil.
+func (a mcpSandboxes) runError(ctx context.Context, sessionID string, err error) error {
 	switch {
 	case err == nil:
-		s.metrics.observe(res, "python", time.Since(start))
-		return res, nil
+		return nil
+	case errors.Is(err, session.ErrNotFound):
+		return a.sessionError(sessionID, err)
+	case errors.Is(err, session.ErrTenantBusy):
+		return &mcp.Error{Code: "tenant_concurrency_limit", Message: "your key's tenant is at its limit of executions running or waiting; retry when one ends"}
+	case errors.Is(err, session.ErrQueueFull):
+		return &mcp.Error{Code: "queue_full", Message: "too many executions are running or waiting; retry shortly"}
+	case errors.Is(err, session.ErrWaitCancelled):
+		return &mcp.Error{Code: "client_closed", Message: "the call was cancelled while waiting for its turn"}
 	case errors.Is(err, sandbox.ErrSessionEnded):
-		return nil, &mcp.Error{Code: "session_ended", Message: fmt.Sprintf("session %q has ended (%v); create a new one", sessionID, err)}
+		return &mcp.Error{Code: "session_ended", Message: fmt.Sprintf("session %q has ended (%v); create a new one", sessionID, err)}
 	case errors.Is(err, sandbox.ErrSessionLimits), errors.Is(err, sandbox.ErrAboveTotal):
-		return nil, &mcp.Error{Code: "invalid_limits", Message: err.Error()}
+		return &mcp.Error{Code: "invalid_limits", Message: err.Error()}
 	case errors.Is(err, job.ErrStorageLimit):
-		return nil, &mcp.Error{Code: "storage_limit", Message: err.Error()}
+		return &mcp.Error{Code: "storage_limit", Message: err.Error()}
 	case isClientGone(ctx.Err()):
-		return nil, &mcp.Error{Code: "client_closed", Message: "the call was cancelled"}
+		return &mcp.Error{Code: "client_closed", Message: "the call was cancelled"}
 	}
-	s.log.Error("mcp execution failed", "err", err)
-	return nil, &mcp.Error{Code: "sandbox_error", Message: "the sandbox failed (an internal error; the server's log has the details)"}
+	a.s.log.Error("mcp execution failed", "err", err)
+	return &mcp.Error{Code: "sandbox_error", Message: "the sandbox failed (an internal error; the server's log has the details)"}
 }
 
 func (a mcpSandboxes) Interrupt(owner *tenant.Tenant, id string) error {
@@ -160,10 +139,10 @@ func (a mcpSandboxes) Interrupt(owner *tenant.Tenant, id string) error {
 	if err != nil {
 		return a.sessionError(id, err)
 	}
-	return sess.Sandbox().Interrupt()
+	return sess.Interrupt()
 }
 
-func (a mcpSandboxes) Create(_ context.Context, owner *tenant.Tenant) (session.Info, error) {
+func (a mcpSandboxes) Create(ctx context.Context, owner *tenant.Tenant) (session.Info, error) {
 	// The limits of a session made with an empty create body, but each run may ask
 	// for the longest timeout: MCP's create_session takes no limits, and a model
 	// cannot make a session over for a longer run.
@@ -173,7 +152,7 @@ func (a mcpSandboxes) Create(_ context.Context, owner *tenant.Tenant) (session.I
 		return session.Info{}, mcpError(rerr)
 	}
 	l := sb.Limits
-	l.Timeout = a.s.cfg.MaxLimits.Timeout
+	l.Timeout = a.s.cfg.Policy.Max.Timeout
 	image, runner, rerr := a.s.imageRunner("")
 	if rerr != nil {
 		return session.Info{}, mcpError(rerr)
@@ -181,9 +160,9 @@ func (a mcpSandboxes) Create(_ context.Context, owner *tenant.Tenant) (session.I
 	var sess *session.Session
 	var err error
 	if runner != nil {
-		sess, err = a.s.sessions.CreateIn(owner, image, runner, l, 0)
+		sess, err = a.s.sessions.CreateIn(ctx, owner, image, runner, l, 0)
 	} else {
-		sess, err = a.s.sessions.Create(owner, l, 0)
+		sess, err = a.s.sessions.Create(ctx, owner, l, 0)
 	}
 	if err != nil {
 		return session.Info{}, a.sessionError("", err)
@@ -216,7 +195,6 @@ func (a mcpSandboxes) file(owner *tenant.Tenant, id, p string) (*session.Session
 	if err != nil {
 		return nil, "", &mcp.Error{Code: "invalid_file_path", Message: err.Error()}
 	}
-	sess.Touch(time.Now())
 	return sess, clean, nil
 }
 
@@ -225,7 +203,7 @@ func (a mcpSandboxes) WriteFile(owner *tenant.Tenant, id, p string, data []byte)
 	if err != nil {
 		return "", err
 	}
-	if err := sess.Sandbox().WriteFile(clean, data); err != nil {
+	if err := sess.WriteFile(clean, data); err != nil {
 		return "", a.fileError(clean, err)
 	}
 	return clean, nil
@@ -236,7 +214,7 @@ func (a mcpSandboxes) ReadFile(owner *tenant.Tenant, id, p string) ([]byte, erro
 	if err != nil {
 		return nil, err
 	}
-	data, err := sess.Sandbox().ReadFile(clean, a.s.cfg.MaxDownloadBytes)
+	data, err := sess.ReadFile(clean, a.s.cfg.MaxDownloadBytes)
 	if err != nil {
 		return nil, a.fileError(clean, err)
 	}
@@ -248,7 +226,7 @@ func (a mcpSandboxes) ListFiles(owner *tenant.Tenant, id string) ([]job.FileInfo
 	if err != nil {
 		return nil, false, a.sessionError(id, err)
 	}
-	files, truncated, err := sess.Sandbox().Files()
+	files, truncated, err := sess.Files()
 	if err != nil {
 		return nil, false, a.fileError("", err)
 	}

@@ -1,9 +1,9 @@
 package api
 
 import (
-	"github.com/codeexec/codeexec/internal/job"
 	"time"
 
+	"github.com/codeexec/codeexec/internal/job"
 	"github.com/prometheus/client_golang/prometheus"
 )
 
@@ -39,7 +39,7 @@ func newMetrics(reg *prometheus.Registry, s *Server) *metrics {
 		prometheus.NewGaugeFunc(prometheus.GaugeOpts{
 			Name: "codeexec_queue_depth",
 			Help: "Executions running or waiting for a turn.",
-		}, func() float64 { return float64(s.queue.depth()) }),
+		}, func() float64 { return float64(s.sessions.QueueDepth()) }),
 		prometheus.NewGaugeFunc(prometheus.GaugeOpts{
 			Name: "codeexec_sessions_active",
 			Help: "Live sessions.",
@@ -56,7 +56,8 @@ func newMetrics(reg *prometheus.Registry, s *Server) *metrics {
 	return m
 }
 
-func (m *metrics) observe(res *job.Result, language string, d time.Duration) {
+// Executed counts an execution the session manager answered (session.Observer).
+func (m *metrics) Executed(res *job.Result, language string, d time.Duration) {
 	m.executions.WithLabelValues(string(res.Status), language).Inc()
 	m.duration.Observe(d.Seconds())
 }

@@ -3,8 +3,12 @@ package api
 import (
 	"slices"
 	"testing"
+
+	"github.com/codeexec/codeexec/internal/job"
 )
 
+// TestNetworkPolicy: the policy's network check, as the API answers it: each refusal
+// with its stable code.
 func TestNetworkPolicy(t *testing.T) {
 	permitted := []string{"example.com", "*.pypi.org"}
 	for _, tc := range []struct {
@@ -23,7 +27,11 @@ func TestNetworkPolicy(t *testing.T) {
 		{spec: "allow=*.com", permitted: permitted, code: "network_not_permitted"},
 		{spec: "everything", permitted: permitted, code: "invalid_network"},
 	} {
-		p, err := networkPolicy(tc.spec, tc.permitted)
+		p, perr := job.Policy{NetworkAllow: tc.permitted}.Network(tc.spec)
+		var err *requestError
+		if perr != nil {
+			err = policyError(perr)
+		}
 		switch {
 		case tc.code != "":
 			if err == nil || err.code != tc.code {

@@ -2,9 +2,10 @@ package api
 
 import (
 	"fmt"
-	"github.com/codeexec/codeexec/internal/agent"
 	"testing"
 	"time"
+
+	"github.com/codeexec/codeexec/internal/agent"
 )
 
 // TestResponseStore: a response is kept for its owner until its time is up, and

@@ -5,7 +5,6 @@ import (
 	"encoding/base64"
 	"encoding/json"
 	"fmt"
-	"github.com/codeexec/codeexec/internal/job"
 	"image/png"
 	"io"
 	"net/http"
@@ -14,6 +13,8 @@ import (
 	"strings"
 	"testing"
 	"time"
+
+	"github.com/codeexec/codeexec/internal/job"
 
 	"github.com/codeexec/codeexec/internal/sandbox"
 	"github.com/codeexec/codeexec/internal/sandbox/sandboxtest"
@@ -42,7 +43,7 @@ func testServer(t testing.TB, adjust func(*Config), sc session.Config) (*httptes
 	if sc.Max == 0 {
 		sc = session.Config{Max: 20, IdleTTL: time.Minute, MaxIdleTTL: time.Hour, MaxLifetime: time.Hour}
 	}
-	m := session.NewManager(sc, r)
+	m := session.NewManager(sc, session.RunnerStarter{Runner: r})
 	t.Cleanup(m.Close)
 	hs := httptest.NewServer(New(cfg, r, m, func() error { return nil }, nil).Handler())
 	t.Cleanup(hs.Close)
@@ -266,7 +267,7 @@ func TestSessionLimitsAndExpiry(t *testing.T) {
 }
 
 func TestQueueFull(t *testing.T) {
-	hs, _ := testServer(t, func(c *Config) { c.MaxConcurrent, c.MaxQueued = 1, 0 }, session.Config{})
+	hs, _ := testServer(t, nil, session.Config{Max: 20, IdleTTL: time.Minute, MaxIdleTTL: time.Hour, MaxLifetime: time.Hour, MaxConcurrent: 1, MaxQueued: 0})
 	done := make(chan response, 1)
 	go func() { done <- do(t, "POST", hs.URL+"/v1/execute", `{"code": "import time\ntime.sleep(2)"}`) }()
 	// Probe only once the slow execution holds the one slot.
@@ -314,7 +315,7 @@ func ExampleDecodeExecute() {
 // no network at all. No DNS lookup or outside connection is made: the proxy refuses
 // an address literal that is not on the list before dialing anything.
 func TestExecuteWithNetwork(t *testing.T) {
-	hs, _ := testServer(t, func(c *Config) { c.NetworkAllow = []string{"*.example.com"} }, session.Config{})
+	hs, _ := testServer(t, func(c *Config) { c.Policy.NetworkAllow = []string{"*.example.com"} }, session.Config{})
 	code := `
 import os, requests
 print(os.environ.get("HTTPS_PROXY"))

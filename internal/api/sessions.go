@@ -4,7 +4,6 @@ import (
 	"bytes"
 	"errors"
 	"fmt"
-	"github.com/codeexec/codeexec/internal/job"
 	"math"
 	"mime"
 	"net/http"
@@ -13,6 +12,8 @@ import (
 	"strconv"
 	"strings"
 	"time"
+
+	"github.com/codeexec/codeexec/internal/job"
 
 	"github.com/codeexec/codeexec/internal/sandbox"
 	"github.com/codeexec/codeexec/internal/session"
@@ -48,11 +49,18 @@ func (s *Server) handleCreateSession(w http.ResponseWriter, r *http.Request) {
 			return
 		}
 	}
-	// The session's limits hold for its whole life; reuse the execute checks.
-	code := ""
-	l, err := (&ExecuteRequest{Code: &code, Language: req.Language, TimeoutMS: req.TimeoutMS, MemoryMB: req.MemoryMB}).toSandbox(&s.cfg)
-	if err != nil {
+	// The session's limits hold for its whole life, within the policy of executions.
+	if err := checkLanguage(req.Language); err != nil {
 		writeRequestError(w, err)
+		return
+	}
+	l, err := s.cfg.Policy.Limits(req.TimeoutMS, req.MemoryMB)
+	if err != nil {
+		writeRequestError(w, policyError(err))
+		return
+	}
+	if err := l.Validate(); err != nil {
+		writeError(w, http.StatusBadRequest, "invalid_request", err.Error())
 		return
 	}
 	var ttl time.Duration
@@ -73,9 +81,9 @@ func (s *Server) handleCreateSession(w http.ResponseWriter, r *http.Request) {
 	var sess *session.Session
 	var cerr error
 	if runner != nil {
-		sess, cerr = s.sessions.CreateIn(tenantOf(r), image, runner, l.Limits, ttl)
+		sess, cerr = s.sessions.CreateIn(r.Context(), tenantOf(r), image, runner, l, ttl)
 	} else {
-		sess, cerr = s.sessions.Create(tenantOf(r), l.Limits, ttl)
+		sess, cerr = s.sessions.Create(r.Context(), tenantOf(r), l, ttl)
 	}
 	if cerr != nil {
 		writeSessionError(w, "", cerr)
@@ -134,7 +142,6 @@ func (s *Server) sessionFile(w http.ResponseWriter, r *http.Request) (sess *sess
 		writeError(w, http.StatusBadRequest, "invalid_file_path", err.Error())
 		return nil, "", false
 	}
-	sess.Touch(time.Now())
 	return sess, path, true
 }
 
@@ -148,7 +155,7 @@ func (s *Server) handlePutFile(w http.ResponseWriter, r *http.Request) {
 		writeRequestError(w, rerr)
 		return
 	}
-	if err := sess.Sandbox().WriteFile(p, data); err != nil {
+	if err := sess.WriteFile(p, data); err != nil {
 		writeFileError(w, p, err)
 		return
 	}
@@ -161,7 +168,7 @@ func (s *Server) handleListFiles(w http.ResponseWriter, r *http.Request) {
 		writeSessionError(w, r.PathValue("id"), err)
 		return
 	}
-	files, truncated, err := sess.Sandbox().Files()
+	files, truncated, err := sess.Files()
 	if err != nil {
 		writeFileError(w, "", err)
 		return
@@ -174,7 +181,7 @@ func (s *Server) handleGetFile(w http.ResponseWriter, r *http.Request) {
 	if !ok {
 		return
 	}
-	data, err := sess.Sandbox().ReadFile(p, s.cfg.MaxDownloadBytes)
+	data, err := sess.ReadFile(p, s.cfg.MaxDownloadBytes)
 	if err != nil {
 		writeFileError(w, p, err)
 		return
@@ -209,7 +216,7 @@ func (s *Server) handleDeleteFile(w http.ResponseWriter, r *http.Request) {
 	if !ok {
 		return
 	}
-	if err := sess.Sandbox().RemoveFile(p); err != nil {
+	if err := sess.RemoveFile(p); err != nil {
 		writeFileError(w, p, err)
 		return
 	}
@@ -234,8 +241,7 @@ func (s *Server) handleInterruptSession(w http.ResponseWriter, r *http.Request) 
 		writeSessionError(w, id, err)
 		return
 	}
-	sess.Touch(time.Now())
-	switch err := sess.Sandbox().Interrupt(); {
+	switch err := sess.Interrupt(); {
 	case err == nil:
 		writeJSON(w, http.StatusOK, InterruptReply{ID: id, Interrupted: true})
 	case errors.Is(err, sandbox.ErrNotRunning):
@@ -268,6 +274,8 @@ func writeSessionError(w http.ResponseWriter, id string, err error) {
 		writeError(w, http.StatusBadRequest, "invalid_limits", err.Error())
 	case errors.Is(err, job.ErrStorageLimit):
 		writeRequestError(w, storageLimitError(err))
+	case isClientGone(err):
+		writeError(w, 499, "client_closed", "the request was cancelled")
 	default:
 		internalError(w, "sandbox_error", "the session could not be started", err)
 	}

@@ -42,6 +42,7 @@ type execStream struct {
 	mu     sync.Mutex
 	w      http.ResponseWriter
 	rc     *http.ResponseController
+	begun  bool // the headers went out
 	broken error
 	text   [2]utf8Text // stdout, stderr
 }
@@ -54,20 +55,38 @@ type textEvent struct {
 	Text string `json:"text"`
 }
 
-// startExecStream answers the request with an event stream; its headers go out at
-// once, so that the client knows the execution has started. The caller must call
-// close.
-func startExecStream(w http.ResponseWriter) *execStream {
-	s := &execStream{w: w, rc: http.NewResponseController(w)}
-	h := w.Header()
+// newExecStream prepares to answer the request with an event stream; nothing is
+// written until start. The caller must call close.
+func newExecStream(w http.ResponseWriter) *execStream {
+	return &execStream{w: w, rc: http.NewResponseController(w)}
+}
+
+// start sends the stream's headers, at once, so that the client knows the execution
+// has started. Later calls do nothing.
+func (s *execStream) start() {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if s.begun {
+		return
+	}
+	s.begun = true
+	h := s.w.Header()
 	h.Set("Content-Type", "text/event-stream")
 	h.Set("Cache-Control", "no-cache")
 	h.Set("X-Accel-Buffering", "no") // nginx would otherwise hold the events back
-	w.WriteHeader(http.StatusOK)
+	s.w.WriteHeader(http.StatusOK)
+	s.flush()
+}
+
+// started reports whether the stream's headers went out; false for a nil stream
+// (a request without "stream").
+func (s *execStream) started() bool {
+	if s == nil {
+		return false
+	}
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	s.flush()
-	return s
+	return s.begun
 }
 
 // output returns the writer of stream i (0 stdout, 1 stderr) for job.Request.

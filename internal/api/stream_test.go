@@ -4,12 +4,13 @@ import (
 	"bufio"
 	"context"
 	"encoding/json"
-	"github.com/codeexec/codeexec/internal/job"
-	"github.com/codeexec/codeexec/internal/session"
 	"math/rand/v2"
 	"net/http"
 	"strings"
 	"testing"
+
+	"github.com/codeexec/codeexec/internal/job"
+	"github.com/codeexec/codeexec/internal/session"
 )
 
 func TestUTF8Text(t *testing.T) {
@@ -229,4 +230,28 @@ func sandboxDeref(s *string) string {
 		return "<nil>"
 	}
 	return *s
+}
+
+// TestDeleteDuringExecution: DELETE of a session whose execution runs kills it
+// first: the execution answers status killed with the session ended, instead of
+// DELETE waiting for the program (here until its 30s timeout).
+func TestDeleteDuringExecution(t *testing.T) {
+	hs, _ := testServer(t, nil, session.Config{})
+	var created CreateSessionReply
+	json.Unmarshal(do(t, "POST", hs.URL+"/v1/sessions", `{}`).body, &created)
+	base := hs.URL + "/v1/sessions/" + created.ID
+	s := postStream(t, context.Background(), base+"/execute", `{"stream": true, "code": "print('started', flush=True)\nimport time\ntime.sleep(600)"}`)
+	if ev, ok := s.next(); !ok || ev.name != "stdout" {
+		t.Fatalf("first event %+v, want stdout", ev)
+	}
+	if r := do(t, "DELETE", base, ""); r.status != http.StatusOK {
+		t.Fatalf("DELETE during the execution: %d %s", r.status, r.body)
+	}
+	_, _, last := s.rest()
+	var reply SessionExecuteReply
+	if err := json.Unmarshal([]byte(last.data), &reply); last.name != "result" || err != nil || reply.Result == nil ||
+		reply.Status != job.StatusKilled || !reply.Session.Ended || reply.Session.Reason != string(job.StatusKilled) {
+		t.Fatalf("final event %s %s, want a result with status killed and the session ended (killed)", last.name, last.data)
+	}
+	apiErr(t, do(t, "GET", base, ""), http.StatusNotFound, "session_not_found")
 }

@@ -3,7 +3,6 @@ package session
 import (
 	"context"
 	"errors"
-	"github.com/codeexec/codeexec/internal/job"
 	"os"
 	"path/filepath"
 	"strconv"
@@ -13,6 +12,7 @@ import (
 	"time"
 
 	"github.com/codeexec/codeexec/internal/image"
+	"github.com/codeexec/codeexec/internal/job"
 	"github.com/codeexec/codeexec/internal/sandbox"
 	"github.com/codeexec/codeexec/internal/sandbox/sandboxtest"
 	"github.com/codeexec/codeexec/internal/tenant"
@@ -93,7 +93,7 @@ func sessionLimits() job.Limits {
 // run executes code in s and fails the test unless it succeeds.
 func run(t testing.TB, s *Session, code string) *job.Result {
 	t.Helper()
-	res, err := s.Sandbox().Run(context.Background(), &job.Request{Code: code, Limits: sessionLimits()})
+	res, err := s.sb.Run(context.Background(), &job.Request{Code: code, Limits: sessionLimits()})
 	if err != nil {
 		t.Fatalf("Run(%q) in %s: %v", code, s.ID, err)
 	}
@@ -195,7 +195,7 @@ type countingStarter struct {
 
 var errStart = errors.New("test starter: no sandbox")
 
-func (s *countingStarter) NewSession(job.Limits) (*sandbox.Session, error) {
+func (s *countingStarter) NewSession(context.Context, job.Limits) (*sandbox.Session, error) {
 	s.mu.Lock()
 	s.calls++
 	s.mu.Unlock()
@@ -230,7 +230,7 @@ func TestCreateTTL(t *testing.T) {
 	for _, tt := range tests {
 		st := &countingStarter{err: errStart}
 		m := newManager(t, testConfig, st, nil)
-		s, err := m.Create(tenant.Anonymous, sessionLimits(), tt.ttl)
+		s, err := m.Create(context.Background(), tenant.Anonymous, sessionLimits(), tt.ttl)
 		if s != nil || !errors.Is(err, tt.wantErr) {
 			t.Errorf("Create(ttl %v) = %v, %v; want the error %v", tt.ttl, s, err, tt.wantErr)
 			continue
@@ -251,7 +251,7 @@ func TestDefaultTTLOutsideMaximum(t *testing.T) {
 	cfg := testConfig
 	cfg.IdleTTL = 2 * cfg.MaxIdleTTL
 	m := newManager(t, cfg, &countingStarter{err: errStart}, nil)
-	if _, err := m.Create(tenant.Anonymous, sessionLimits(), 0); !errors.Is(err, ErrBadTTL) {
+	if _, err := m.Create(context.Background(), tenant.Anonymous, sessionLimits(), 0); !errors.Is(err, ErrBadTTL) {
 		t.Errorf("Create(default ttl %v above max %v) error %v, want ErrBadTTL", cfg.IdleTTL, cfg.MaxIdleTTL, err)
 	}
 }
@@ -263,7 +263,7 @@ func TestStartFailure(t *testing.T) {
 	st := &countingStarter{err: errStart}
 	m := newManager(t, cfg, st, nil)
 	for i := range 3 {
-		if _, err := m.Create(tenant.Anonymous, sessionLimits(), 0); !errors.Is(err, errStart) {
+		if _, err := m.Create(context.Background(), tenant.Anonymous, sessionLimits(), 0); !errors.Is(err, errStart) {
 			t.Fatalf("Create #%d error %v, want the starter's %v (a failed start must not hold a place)", i, err, errStart)
 		}
 	}
@@ -281,11 +281,11 @@ func TestPendingCountsAgainstMax(t *testing.T) {
 	m := newManager(t, cfg, st, nil)
 	first := make(chan error, 1)
 	go func() {
-		_, err := m.Create(tenant.Anonymous, sessionLimits(), 0)
+		_, err := m.Create(context.Background(), tenant.Anonymous, sessionLimits(), 0)
 		first <- err
 	}()
 	<-st.entered
-	if _, err := m.Create(tenant.Anonymous, sessionLimits(), 0); !errors.Is(err, ErrTooMany) {
+	if _, err := m.Create(context.Background(), tenant.Anonymous, sessionLimits(), 0); !errors.Is(err, ErrTooMany) {
 		t.Errorf("Create while one is starting (Max 1): error %v, want ErrTooMany", err)
 	}
 	close(st.gate)
@@ -293,7 +293,7 @@ func TestPendingCountsAgainstMax(t *testing.T) {
 		t.Errorf("first Create: error %v, want %v", err, errStart)
 	}
 	st.entered = nil
-	if _, err := m.Create(tenant.Anonymous, sessionLimits(), 0); !errors.Is(err, errStart) {
+	if _, err := m.Create(context.Background(), tenant.Anonymous, sessionLimits(), 0); !errors.Is(err, errStart) {
 		t.Errorf("Create after the pending start failed: error %v, want %v", err, errStart)
 	}
 }
@@ -314,12 +314,12 @@ func TestCreateGetInfo(t *testing.T) {
 	r := testRunner(t)
 	clock := newFakeClock()
 	start := clock.Now()
-	m := newManager(t, testConfig, r, clock)
-	a, err := m.Create(tenant.Anonymous, sessionLimits(), 0)
+	m := newManager(t, testConfig, RunnerStarter{Runner: r}, clock)
+	a, err := m.Create(context.Background(), tenant.Anonymous, sessionLimits(), 0)
 	if err != nil {
 		t.Fatalf("Create: %v", err)
 	}
-	b, err := m.Create(tenant.Anonymous, sessionLimits(), 30*time.Second)
+	b, err := m.Create(context.Background(), tenant.Anonymous, sessionLimits(), 30*time.Second)
 	if err != nil {
 		t.Fatalf("Create: %v", err)
 	}
@@ -349,10 +349,10 @@ func TestCreateGetInfo(t *testing.T) {
 		t.Errorf("Info() of a new session = %+v", info)
 	}
 	used := clock.Advance(time.Minute)
-	a.Begin(used)
-	a.End(used)
+	a.begin(used)
+	a.end(used)
 	run(t, a, "import json\ny = [0] * 100000")
-	a.Touch(clock.Now()) // a use that is not an execution
+	a.touch(clock.Now()) // a use that is not an execution
 	info = a.Info()
 	if info.Executions != 1 || !info.LastUsedAt.Equal(used) || !info.ExpiresAt.Equal(used.Add(testConfig.IdleTTL)) || !info.Alive || info.MemoryBytes <= 0 {
 		t.Errorf("Info() after one execution at %v = %+v; want 1 execution, expiry %v, alive, memory > 0", used, info, used.Add(testConfig.IdleTTL))
@@ -367,23 +367,23 @@ func TestMax(t *testing.T) {
 	r := testRunner(t)
 	cfg := testConfig
 	cfg.Max = 2
-	m := newManager(t, cfg, r, nil)
+	m := newManager(t, cfg, RunnerStarter{Runner: r}, nil)
 	var ids []string
 	for range 2 {
-		s, err := m.Create(tenant.Anonymous, sessionLimits(), 0)
+		s, err := m.Create(context.Background(), tenant.Anonymous, sessionLimits(), 0)
 		if err != nil {
 			t.Fatalf("Create: %v", err)
 		}
 		ids = append(ids, s.ID)
 	}
-	s, err := m.Create(tenant.Anonymous, sessionLimits(), 0)
+	s, err := m.Create(context.Background(), tenant.Anonymous, sessionLimits(), 0)
 	if s != nil || !errors.Is(err, ErrTooMany) || !strings.Contains(err.Error(), "2") {
 		t.Fatalf("third Create with Max 2 = %v, %v; want ErrTooMany naming the limit", s, err)
 	}
 	if err := m.Delete(tenant.AnonymousName, ids[0]); err != nil {
 		t.Fatalf("Delete: %v", err)
 	}
-	if _, err := m.Create(tenant.Anonymous, sessionLimits(), 0); err != nil {
+	if _, err := m.Create(context.Background(), tenant.Anonymous, sessionLimits(), 0); err != nil {
 		t.Errorf("Create after a Delete freed a place: %v", err)
 	}
 }
@@ -393,7 +393,7 @@ func TestMaxConcurrent(t *testing.T) {
 	r := testRunner(t)
 	cfg := testConfig
 	cfg.Max = 3
-	m := newManager(t, cfg, r, nil)
+	m := newManager(t, cfg, RunnerStarter{Runner: r}, nil)
 	const tries = 8
 	errs := make(chan error, tries)
 	var wg sync.WaitGroup
@@ -401,7 +401,7 @@ func TestMaxConcurrent(t *testing.T) {
 		wg.Add(1)
 		go func() {
 			defer wg.Done()
-			_, err := m.Create(tenant.Anonymous, sessionLimits(), 0)
+			_, err := m.Create(context.Background(), tenant.Anonymous, sessionLimits(), 0)
 			errs <- err
 		}()
 	}
@@ -426,8 +426,8 @@ func TestMaxConcurrent(t *testing.T) {
 
 func TestDelete(t *testing.T) {
 	r := testRunner(t)
-	m := newManager(t, testConfig, r, nil)
-	s, err := m.Create(tenant.Anonymous, sessionLimits(), 0)
+	m := newManager(t, testConfig, RunnerStarter{Runner: r}, nil)
+	s, err := m.Create(context.Background(), tenant.Anonymous, sessionLimits(), 0)
 	if err != nil {
 		t.Fatalf("Create: %v", err)
 	}
@@ -444,10 +444,10 @@ func TestDelete(t *testing.T) {
 	if n := m.Len(); n != 0 {
 		t.Errorf("Len() = %d after Delete, want 0", n)
 	}
-	if s.Sandbox().Alive() {
+	if s.sb.Alive() {
 		t.Error("the sandbox session is alive after Delete")
 	}
-	if _, err := s.Sandbox().Run(context.Background(), &job.Request{Code: "1", Limits: sessionLimits()}); !errors.Is(err, sandbox.ErrSessionEnded) {
+	if _, err := s.sb.Run(context.Background(), &job.Request{Code: "1", Limits: sessionLimits()}); !errors.Is(err, sandbox.ErrSessionEnded) {
 		t.Errorf("Run after Delete: %v, want ErrSessionEnded", err)
 	}
 	waitGone(t, "deleted session", procs)
@@ -458,12 +458,12 @@ func TestExpiry(t *testing.T) {
 	clock := newFakeClock()
 	start := clock.Now()
 	cfg := Config{Max: 5, IdleTTL: time.Minute, MaxIdleTTL: time.Hour, MaxLifetime: 3 * time.Minute}
-	m := newManager(t, cfg, r, clock)
-	a, err := m.Create(tenant.Anonymous, sessionLimits(), 0) // idle ttl 1m
+	m := newManager(t, cfg, RunnerStarter{Runner: r}, clock)
+	a, err := m.Create(context.Background(), tenant.Anonymous, sessionLimits(), 0) // idle ttl 1m
 	if err != nil {
 		t.Fatalf("Create: %v", err)
 	}
-	b, err := m.Create(tenant.Anonymous, sessionLimits(), 2*time.Minute)
+	b, err := m.Create(context.Background(), tenant.Anonymous, sessionLimits(), 2*time.Minute)
 	if err != nil {
 		t.Fatalf("Create: %v", err)
 	}
@@ -485,14 +485,14 @@ func TestExpiry(t *testing.T) {
 		}
 	}
 	expire(59*time.Second, 0, a, b)
-	a.Begin(clock.Now())
-	a.End(clock.Now()) // a now expires at +1m59s
+	a.begin(clock.Now())
+	a.end(clock.Now()) // a now expires at +1m59s
 	expire(time.Minute+30*time.Second, 0, a, b)
 	expire(time.Minute+59*time.Second, 0, a, b) // exactly at its expiry a still lives
 	if got, want := a.ExpiresAt(), start.Add(time.Minute+59*time.Second); !got.Equal(want) {
 		t.Errorf("a.ExpiresAt() = %v, want %v", got, want)
 	}
-	b.Touch(clock.Now()) // b's idle expiry, +3m59s, is past its lifetime
+	b.touch(clock.Now()) // b's idle expiry, +3m59s, is past its lifetime
 	if got, want := b.ExpiresAt(), start.Add(cfg.MaxLifetime); !got.Equal(want) {
 		t.Errorf("b.ExpiresAt() = %v, want the lifetime's end %v", got, want)
 	}
@@ -500,16 +500,16 @@ func TestExpiry(t *testing.T) {
 	if _, err := m.Get(tenant.AnonymousName, a.ID); !errors.Is(err, ErrNotFound) {
 		t.Errorf("Get of the expired session: %v, want ErrNotFound", err)
 	}
-	if a.Sandbox().Alive() {
+	if a.sb.Alive() {
 		t.Error("the expired session's sandbox is alive")
 	}
 	waitGone(t, "expired session", procs)
 
 	// However busy, b ends at its lifetime: here it is even mid-execution.
-	b.Begin(start.Add(2*time.Minute + 59*time.Second))
+	b.begin(start.Add(2*time.Minute + 59*time.Second))
 	expire(3*time.Minute, 0, b)
 	expire(3*time.Minute+time.Millisecond, 1)
-	if b.Sandbox().Alive() {
+	if b.sb.Alive() {
 		t.Error("the session past its lifetime is alive")
 	}
 }
@@ -517,8 +517,8 @@ func TestExpiry(t *testing.T) {
 // TestExpireLoop: the manager's own loop expires sessions, without ExpireNow calls.
 func TestExpireLoop(t *testing.T) {
 	r := testRunner(t)
-	m := newManager(t, testConfig, r, nil)
-	s, err := m.Create(tenant.Anonymous, sessionLimits(), time.Second)
+	m := newManager(t, testConfig, RunnerStarter{Runner: r}, nil)
+	s, err := m.Create(context.Background(), tenant.Anonymous, sessionLimits(), time.Second)
 	if err != nil {
 		t.Fatalf("Create: %v", err)
 	}
@@ -534,11 +534,11 @@ func TestExpireLoop(t *testing.T) {
 
 func TestClose(t *testing.T) {
 	r := testRunner(t)
-	m := newManager(t, testConfig, r, nil)
+	m := newManager(t, testConfig, RunnerStarter{Runner: r}, nil)
 	var sessions []*Session
 	procs := map[string][]int{}
 	for range 2 {
-		s, err := m.Create(tenant.Anonymous, sessionLimits(), 0)
+		s, err := m.Create(context.Background(), tenant.Anonymous, sessionLimits(), 0)
 		if err != nil {
 			t.Fatalf("Create: %v", err)
 		}
@@ -552,7 +552,7 @@ func TestClose(t *testing.T) {
 		t.Errorf("Len() after Close = %d, want 0", n)
 	}
 	for _, s := range sessions {
-		if s.Sandbox().Alive() {
+		if s.sb.Alive() {
 			t.Errorf("session %s alive after Close", s.ID)
 		}
 		if _, err := m.Get(tenant.AnonymousName, s.ID); !errors.Is(err, ErrNotFound) {
@@ -560,7 +560,7 @@ func TestClose(t *testing.T) {
 		}
 	}
 	waitGone(t, "sessions after Close", procs)
-	if s, err := m.Create(tenant.Anonymous, sessionLimits(), 0); s != nil || !errors.Is(err, ErrClosed) {
+	if s, err := m.Create(context.Background(), tenant.Anonymous, sessionLimits(), 0); s != nil || !errors.Is(err, ErrClosed) {
 		t.Errorf("Create after Close = %v, %v; want ErrClosed", s, err)
 	}
 	m.Close() // a second Close is harmless
@@ -574,7 +574,7 @@ type gatedStarter struct {
 	made    chan *sandbox.Session
 }
 
-func (g *gatedStarter) NewSession(l job.Limits) (*sandbox.Session, error) {
+func (g *gatedStarter) NewSession(_ context.Context, l job.Limits) (*sandbox.Session, error) {
 	g.entered <- struct{}{}
 	<-g.gate
 	s, err := g.r.NewSession(l)
@@ -592,7 +592,7 @@ func TestCloseWhileStarting(t *testing.T) {
 	m := newManager(t, testConfig, g, nil)
 	done := make(chan error, 1)
 	go func() {
-		_, err := m.Create(tenant.Anonymous, sessionLimits(), 0)
+		_, err := m.Create(context.Background(), tenant.Anonymous, sessionLimits(), 0)
 		done <- err
 	}()
 	<-g.entered
@@ -614,15 +614,12 @@ func TestCloseWhileStarting(t *testing.T) {
 // ttl is in use, not idle, and must survive it.
 func TestBusySessionNotExpired(t *testing.T) {
 	r := testRunner(t)
-	m := newManager(t, testConfig, r, nil)
-	s, err := m.Create(tenant.Anonymous, sessionLimits(), time.Second)
+	m := newManager(t, testConfig, RunnerStarter{Runner: r}, nil)
+	s, err := m.Create(context.Background(), tenant.Anonymous, sessionLimits(), time.Second)
 	if err != nil {
 		t.Fatalf("Create: %v", err)
 	}
-	// As the API does around an execution.
-	s.Begin(time.Now())
-	res, err := s.Sandbox().Run(context.Background(), &job.Request{Code: "import time\ntime.sleep(2.5)", Limits: sessionLimits()})
-	s.End(time.Now())
+	res, err := m.Exec(context.Background(), tenant.Anonymous, s.ID, &job.Request{Code: "import time\ntime.sleep(2.5)", Limits: sessionLimits()}, Hooks{})
 	if err != nil || res.Status != job.StatusOK {
 		t.Fatalf("a 2.5s execution: %v, %v", res, err)
 	}
@@ -636,18 +633,18 @@ func TestBusySessionNotExpired(t *testing.T) {
 func TestOwners(t *testing.T) {
 	r := testRunner(t)
 	clock := newFakeClock()
-	m := newManager(t, testConfig, r, clock)
+	m := newManager(t, testConfig, RunnerStarter{Runner: r}, clock)
 	alice, bob := &tenant.Tenant{Name: "alice"}, &tenant.Tenant{Name: "bob"}
-	a1, err := m.Create(alice, sessionLimits(), 0)
+	a1, err := m.Create(context.Background(), alice, sessionLimits(), 0)
 	if err != nil {
 		t.Fatalf("Create for alice: %v", err)
 	}
 	clock.Advance(time.Second)
-	a2, err := m.Create(alice, sessionLimits(), 0)
+	a2, err := m.Create(context.Background(), alice, sessionLimits(), 0)
 	if err != nil {
 		t.Fatalf("Create for alice: %v", err)
 	}
-	b1, err := m.Create(bob, sessionLimits(), 0)
+	b1, err := m.Create(context.Background(), bob, sessionLimits(), 0)
 	if err != nil {
 		t.Fatalf("Create for bob: %v", err)
 	}
@@ -667,7 +664,7 @@ func TestOwners(t *testing.T) {
 	if got, err := m.Get("alice", a1.ID); got != a1 || err != nil {
 		t.Fatalf("Get(alice, a1) after bob's tries = %v, %v; want the session", got, err)
 	}
-	if !a1.Sandbox().Alive() {
+	if !a1.sb.Alive() {
 		t.Error("alice's session died of bob's Delete")
 	}
 	ids := func(list []*Session) []string {
@@ -699,37 +696,37 @@ func TestOwners(t *testing.T) {
 func TestTenantMax(t *testing.T) {
 	r := testRunner(t)
 	clock := newFakeClock()
-	m := newManager(t, testConfig, r, clock)
+	m := newManager(t, testConfig, RunnerStarter{Runner: r}, clock)
 	capped, other := &tenant.Tenant{Name: "capped", MaxSessions: 2}, &tenant.Tenant{Name: "other"}
 	var mine []*Session
 	for range 2 {
-		s, err := m.Create(capped, sessionLimits(), time.Minute)
+		s, err := m.Create(context.Background(), capped, sessionLimits(), time.Minute)
 		if err != nil {
 			t.Fatalf("Create: %v", err)
 		}
 		mine = append(mine, s)
 	}
-	s, err := m.Create(capped, sessionLimits(), 0)
+	s, err := m.Create(context.Background(), capped, sessionLimits(), 0)
 	if s != nil || !errors.Is(err, ErrTenantTooMany) || !strings.Contains(err.Error(), "2") {
 		t.Fatalf("third Create of a tenant with MaxSessions 2 = %v, %v; want ErrTenantTooMany naming the limit", s, err)
 	}
-	if _, err := m.Create(other, sessionLimits(), 0); err != nil {
+	if _, err := m.Create(context.Background(), other, sessionLimits(), 0); err != nil {
 		t.Errorf("Create for another tenant while capped is full: %v", err)
 	}
 	if err := m.Delete("capped", mine[0].ID); err != nil {
 		t.Fatal(err)
 	}
-	if _, err := m.Create(capped, sessionLimits(), 0); err != nil {
+	if _, err := m.Create(context.Background(), capped, sessionLimits(), 0); err != nil {
 		t.Errorf("Create after a Delete gave a place back: %v", err)
 	}
-	if _, err := m.Create(capped, sessionLimits(), 0); !errors.Is(err, ErrTenantTooMany) {
+	if _, err := m.Create(context.Background(), capped, sessionLimits(), 0); !errors.Is(err, ErrTenantTooMany) {
 		t.Errorf("Create beyond the cap again: %v, want ErrTenantTooMany", err)
 	}
 	clock.Advance(time.Minute + time.Second) // mine[1] (ttl 1m) expires
 	if n := m.ExpireNow(); n != 1 {
 		t.Errorf("ExpireNow ended %d, want 1", n)
 	}
-	if _, err := m.Create(capped, sessionLimits(), 0); err != nil {
+	if _, err := m.Create(context.Background(), capped, sessionLimits(), 0); err != nil {
 		t.Errorf("Create after an expiry gave a place back: %v", err)
 	}
 
@@ -739,11 +736,11 @@ func TestTenantMax(t *testing.T) {
 	one := &tenant.Tenant{Name: "one", MaxSessions: 1}
 	first := make(chan error, 1)
 	go func() {
-		_, err := m2.Create(one, sessionLimits(), 0)
+		_, err := m2.Create(context.Background(), one, sessionLimits(), 0)
 		first <- err
 	}()
 	<-st.entered
-	if _, err := m2.Create(one, sessionLimits(), 0); !errors.Is(err, ErrTenantTooMany) {
+	if _, err := m2.Create(context.Background(), one, sessionLimits(), 0); !errors.Is(err, ErrTenantTooMany) {
 		t.Errorf("Create while the tenant's one session is starting: %v, want ErrTenantTooMany", err)
 	}
 	close(st.gate)
@@ -751,7 +748,7 @@ func TestTenantMax(t *testing.T) {
 		t.Errorf("first Create: %v, want %v", err, errStart)
 	}
 	st.entered = nil
-	if _, err := m2.Create(one, sessionLimits(), 0); !errors.Is(err, errStart) {
+	if _, err := m2.Create(context.Background(), one, sessionLimits(), 0); !errors.Is(err, errStart) {
 		t.Errorf("Create after the failed start: %v, want %v (the place given back)", err, errStart)
 	}
 }

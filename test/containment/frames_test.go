@@ -140,7 +140,7 @@ func TestThroughServer(t *testing.T) {
 	servers := map[string]string{}
 	for _, p := range paths {
 		r := runnerFor(t, p)
-		sessions := session.NewManager(session.Config{Max: 4, IdleTTL: time.Minute, MaxIdleTTL: time.Minute, MaxLifetime: time.Hour}, r)
+		sessions := session.NewManager(session.Config{Max: 4, IdleTTL: time.Minute, MaxIdleTTL: time.Minute, MaxLifetime: time.Hour}, session.RunnerStarter{Runner: r})
 		t.Cleanup(sessions.Close)
 		srv := api.New(api.DefaultConfig(), r, sessions, func() error { return nil }, nil)
 		hs := httptest.NewServer(srv.Handler())

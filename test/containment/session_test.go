@@ -88,7 +88,7 @@ func TestSessionIdleWork(t *testing.T) {
 		checkIdleWork(t, first, run(idleWorkCheck))
 	})
 	t.Run("via_http", func(t *testing.T) {
-		sessions := session.NewManager(session.Config{Max: 4, IdleTTL: time.Minute, MaxIdleTTL: time.Minute, MaxLifetime: time.Hour}, r)
+		sessions := session.NewManager(session.Config{Max: 4, IdleTTL: time.Minute, MaxIdleTTL: time.Minute, MaxLifetime: time.Hour}, session.RunnerStarter{Runner: r})
 		defer sessions.Close()
 		hs := httptest.NewServer(api.New(api.DefaultConfig(), r, sessions, func() error { return nil }, nil).Handler())
 		defer hs.Close()

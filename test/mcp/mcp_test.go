@@ -70,9 +70,10 @@ func newServer(t *testing.T) *server { return newServerWith(t, nil, nil) }
 func newServerWith(t *testing.T, adjust func(*api.Config), j agent.Judge) *server {
 	t.Helper()
 	r := testenv.Runner(t)
-	sessions := session.NewManager(session.Config{Max: 20, IdleTTL: time.Minute, MaxIdleTTL: time.Hour, MaxLifetime: time.Hour}, r)
+	// One execution at a time: the cancellation test counts them.
+	sessions := session.NewManager(session.Config{Max: 20, IdleTTL: time.Minute, MaxIdleTTL: time.Hour, MaxLifetime: time.Hour,
+		MaxConcurrent: 1, MaxQueued: 8}, session.RunnerStarter{Runner: r})
 	cfg := api.DefaultConfig()
-	cfg.MaxConcurrent, cfg.MaxQueued = 1, 8
 	cfg.Keys = []tenant.Key{{Secret: keyA, Tenant: &tenant.Tenant{Name: "a"}}, {Secret: keyB, Tenant: &tenant.Tenant{Name: "b"}}}
 	if adjust != nil {
 		adjust(&cfg)
@@ -637,7 +638,7 @@ func TestUnauthenticated(t *testing.T) {
 func TestMCPSessionEndClosesItsSessions(t *testing.T) {
 	s := newServer(t)
 	owner := &tenant.Tenant{Name: "a"}
-	kept, err := s.sessions.Create(owner, job.DefaultLimits(), 0)
+	kept, err := s.sessions.Create(context.Background(), owner, job.DefaultLimits(), 0)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -771,7 +772,7 @@ func TestCancelWaitingCallSparesTheRunningOne(t *testing.T) {
 // does not wait for its deadline.
 func TestShutdownEndsMCPStreams(t *testing.T) {
 	r := testenv.Runner(t)
-	sessions := session.NewManager(session.Config{Max: 5, IdleTTL: time.Minute, MaxIdleTTL: time.Hour, MaxLifetime: time.Hour}, r)
+	sessions := session.NewManager(session.Config{Max: 5, IdleTTL: time.Minute, MaxIdleTTL: time.Hour, MaxLifetime: time.Hour}, session.RunnerStarter{Runner: r})
 	defer sessions.Close()
 	srv := api.New(api.DefaultConfig(), r, sessions, func() error { return nil }, slog.New(slog.DiscardHandler))
 	base, cancel := context.WithCancel(context.Background())

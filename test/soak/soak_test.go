@@ -138,10 +138,10 @@ func TestSoak(t *testing.T) {
 	if err := runner.Warm(); err != nil {
 		t.Fatalf("Warm: %v", err)
 	}
-	sessions := session.NewManager(session.Config{Max: clients, IdleTTL: time.Minute, MaxIdleTTL: time.Hour, MaxLifetime: time.Hour}, runner)
+	sessions := session.NewManager(session.Config{Max: clients, IdleTTL: time.Minute, MaxIdleTTL: time.Hour, MaxLifetime: time.Hour,
+		MaxConcurrent: clients, MaxQueued: clients}, session.RunnerStarter{Runner: runner})
 	t.Cleanup(sessions.Close)
 	apiCfg := api.DefaultConfig()
-	apiCfg.MaxConcurrent, apiCfg.MaxQueued = clients, clients
 	hs := httptest.NewServer(api.New(apiCfg, runner, sessions, func() error { return nil }, nil).Handler())
 	t.Cleanup(hs.Close)
 	client := &http.Client{Transport: &http.Transport{MaxIdleConnsPerHost: clients}}

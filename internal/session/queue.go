@@ -1,15 +1,12 @@
-package api
+package session
 
 import (
 	"context"
-	"errors"
 	"sync"
 	"sync/atomic"
 
 	"github.com/codeexec/codeexec/internal/tenant"
 )
-
-var errQueueFull = errors.New("api: execution queue full")
 
 // queue admits at most running executions at once and lets at most waiting more wait;
 // beyond that callers are refused at once rather than piling up.
@@ -27,7 +24,7 @@ func newQueue(running, waiting int) *queue {
 func (q *queue) acquire(ctx context.Context) (release func(), err error) {
 	if q.current.Add(1) > q.limit {
 		q.current.Add(-1)
-		return nil, errQueueFull
+		return nil, ErrQueueFull
 	}
 	select {
 	case q.slots <- struct{}{}:
