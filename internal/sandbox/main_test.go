@@ -99,6 +99,13 @@ func testRootfs(t testing.TB) string {
 // when the test ends.
 func newTestRunner(t testing.TB) *Runner {
 	t.Helper()
+	return newTestRunnerFor(t, pathOf(t))
+}
+
+// newTestRunnerFor makes a Runner for path ("cold" or "warm") with its own state
+// dir, closed when the test ends.
+func newTestRunnerFor(t testing.TB, path string) *Runner {
+	t.Helper()
 	rootfs := testRootfs(t)
 	dir := t.TempDir()
 	// The sandbox's unprivileged init must be able to traverse to its work dir.
@@ -110,7 +117,7 @@ func newTestRunner(t testing.TB) *Runner {
 			t.Fatal(err)
 		}
 	}
-	r, err := New(testConfig(rootfs, filepath.Join(dir, "state"), pathOf(t)))
+	r, err := New(testConfig(rootfs, filepath.Join(dir, "state"), path))
 	if err != nil {
 		t.Fatalf("New: %v", err)
 	}
@@ -130,8 +137,14 @@ func testConfig(rootfs, state, path string) Config {
 // sharedRunner returns the package's shared Runner for the test's path.
 func sharedRunner(t testing.TB) *Runner {
 	t.Helper()
+	return sharedRunnerFor(t, pathOf(t))
+}
+
+// sharedRunnerFor returns the package's shared Runner for path ("cold" or "warm").
+func sharedRunnerFor(t testing.TB, path string) *Runner {
+	t.Helper()
 	rootfs := testRootfs(t)
-	sr := shared[pathOf(t)]
+	sr := shared[path]
 	sr.once.Do(func() {
 		dir, err := os.MkdirTemp("", "codeexec-sandbox-test-")
 		if err != nil {
@@ -140,7 +153,7 @@ func sharedRunner(t testing.TB) *Runner {
 		}
 		sr.dir = dir
 		os.Chmod(dir, 0o711)
-		sr.r, sr.err = New(testConfig(rootfs, filepath.Join(dir, "state"), pathOf(t)))
+		sr.r, sr.err = New(testConfig(rootfs, filepath.Join(dir, "state"), path))
 		if sr.err == nil && sr.r.cfg.Warm {
 			sr.err = sr.r.Warm()
 		}

@@ -102,7 +102,7 @@ type Runner struct {
 	seq      atomic.Uint64
 	log      *slog.Logger
 
-	live     liveSessions   // sessions not yet ended, for Close
+	live     liveSet        // sessions and one-shot executions not yet torn down, for Close
 	slots    chan *slot     // preforked children
 	bg       sync.WaitGroup // the prefork loop
 	cleanups sync.WaitGroup // teardowns of finished executions

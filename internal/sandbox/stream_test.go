@@ -320,8 +320,12 @@ func TestSessionStraySIGINT(t *testing.T) {
 	t.Run("warm", func(t *testing.T) {
 		s := newTestSession(t, sharedRunner(t), job.DefaultLimits())
 		sessionRun(t, s, "y = 7")
+		// To the interpreter, and to the init that forked it.
 		for range 3 {
-			if err := s.s.c.signal(unix.SIGINT); err != nil {
+			if err := s.main.p.signal(unix.SIGINT); err != nil {
+				t.Fatal(err)
+			}
+			if err := unix.PidfdSendSignal(s.s.c.pidfd, unix.SIGINT, nil, 0); err != nil {
 				t.Fatal(err)
 			}
 		}

@@ -2,6 +2,7 @@ package sandbox
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"github.com/codeexec/codeexec/internal/job"
 	"time"
@@ -119,12 +120,64 @@ func (r *Runner) cleanupLater(f func()) {
 
 // runWarm runs req in a child forked from the zygote: the same namespaces, limits and
 // unprivileged uid as the cold path, without paying for the interpreter's start and
-// imports. It is a session of one execution.
+// imports. It is a sandbox with one process, which ends: the child runs the program
+// itself (as a session's init never does) and exits after it.
 func (r *Runner) runWarm(ctx context.Context, req *job.Request, z *zygote) (*job.Result, error) {
-	sess, err := r.newSession(z, req.Limits)
+	l := req.Limits
+	s, err := r.takeSlot(z, l)
 	if err != nil {
 		return nil, err
 	}
-	defer sess.Close()
-	return sess.run(ctx, req, true)
+	c, g := s.c, s.g
+	work, err := c.workDir()
+	if err != nil {
+		r.cleanupLater(s.release)
+		return nil, fmt.Errorf("sandbox: open /work: %w", hostFree(err))
+	}
+	kill := func() { c.kill(); _ = g.Kill() }
+	untrack := r.live.add(kill)
+	defer func() {
+		untrack()
+		r.cleanupLater(func() {
+			s.release()
+			work.close()
+		})
+	}()
+	if err := work.writeInputs(req.Files, r.inputWriter(g, l)); err != nil {
+		return nil, err
+	}
+	// The counters of a preforked child's group include its setup: this run's share
+	// is the difference from here (after the input files, whose writer's OOM kill, if
+	// any, is not the program's).
+	before, beforeErr := g.Stats()
+	o, w, done, err := r.runOn(ctx, interpreter{ch: c.ch, netns: c.pidfd, last: true, pidfd: c.pidfd, kill: kill}, req)
+	if err != nil {
+		if w != nil {
+			w.tee.finish() // no Result comes: stop streaming
+		}
+		return nil, err
+	}
+	if !done {
+		// The child is gone (or must be): its wait status says how.
+		c.kill()
+		ws, err := c.wait()
+		if err != nil {
+			w.tee.finish()
+			return nil, err
+		}
+		o.signaled, o.signal, o.exitCode = ws.Signaled(), ws.Signal(), ws.ExitStatus()
+	}
+	// The work dir is held open: it can be read though the child is gone.
+	files, filesTruncated, filesErr := work.produced()
+	c.kill()
+	o.report = w.waitOutput(5 * time.Second) // the kill closes every pipe
+	o.stats, o.statsErr = g.Stats()
+	o.stats, o.statsErr = o.stats.Since(before), errors.Join(o.statsErr, beforeErr)
+	res := o.result(l, w)
+	if filesErr != nil {
+		return nil, fmt.Errorf("sandbox: collect files: %w", filesErr)
+	}
+	res.Files, res.FilesTruncated = files, filesTruncated
+	saveOutputs(work, res, req.OutputDir)
+	return res, nil
 }

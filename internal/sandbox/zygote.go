@@ -1,7 +1,6 @@
 package sandbox
 
 import (
-	"context"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -13,7 +12,6 @@ import (
 	"strconv"
 	"sync"
 	"sync/atomic"
-	"syscall"
 	"time"
 
 	"github.com/codeexec/codeexec/internal/cgroup"
@@ -57,6 +55,7 @@ type ctlMsg struct {
 
 	Argv  []string `json:"argv,omitempty"`  // a run's name and arguments
 	Stdin bool     `json:"stdin,omitempty"` // a run's stdin pipe follows its fds
+	Dir   string   `json:"dir,omitempty"`   // a command's working directory
 }
 
 // zygote is a running fork server: a Python process, sandboxed like any execution,
@@ -220,17 +219,6 @@ func (z *zygote) close() {
 	_ = z.g.Destroy()
 }
 
-// child is one forked interpreter with its own namespaces and work dir. The owner
-// must call close.
-type child struct {
-	z     *zygote
-	id    uint64
-	pid   int // in the host's pid namespace
-	pidfd int
-	ch    *net.UnixConn
-	exit  chan ctlMsg // the zygote's report of the child's end
-}
-
 // spawn forks a child sized for l, moves it into g before it does anything, and
 // waits until its namespaces and mounts are ready. An error because the zygote died
 // wraps ErrZygoteGone, so that the caller can restart it or run cold.
@@ -291,263 +279,4 @@ func (z *zygote) spawnChild(l job.Limits, g *cgroup.Group) (*child, error) {
 		return nil, err
 	}
 	return c, nil
-}
-
-// attach learns the child's pid from its first message, moves it into g, and waits
-// for it to be ready.
-func (c *child) attach(g *cgroup.Group) error {
-	c.ch.SetReadDeadline(time.Now().Add(childReadyTimeout))
-	defer c.ch.SetReadDeadline(time.Time{})
-	if err := c.readPid(); err != nil {
-		return err
-	}
-	if err := g.Add(c.pid); err != nil {
-		return fmt.Errorf("sandbox: %w", err)
-	}
-	if err := setOOMScoreAdj(c.pid); err != nil {
-		return err
-	}
-	if _, err := c.ch.Write([]byte("attached")); err != nil {
-		return fmt.Errorf("sandbox: child: %w", err)
-	}
-	buf := make([]byte, 16)
-	n, err := c.ch.Read(buf)
-	if err != nil || string(buf[:n]) != "ready" {
-		return fmt.Errorf("sandbox: child did not get ready (%v): %s", err, c.z.log.String())
-	}
-	return nil
-}
-
-// readPid reads the child's first message and the host pid the kernel attached.
-func (c *child) readPid() error {
-	buf := make([]byte, 64)
-	oob := make([]byte, unix.CmsgSpace(unix.SizeofUcred))
-	n, oobn, _, _, err := c.ch.ReadMsgUnix(buf, oob)
-	if err != nil || n == 0 {
-		select {
-		case m := <-c.exit:
-			c.exit <- m
-			return fmt.Errorf("sandbox: child did not start: %s%s", m.Error, c.z.log.String())
-		case <-time.After(time.Second):
-		}
-		return fmt.Errorf("sandbox: child did not start: %v", err)
-	}
-	scms, err := unix.ParseSocketControlMessage(oob[:oobn])
-	if err != nil || len(scms) != 1 {
-		return fmt.Errorf("sandbox: child sent no credentials")
-	}
-	cred, err := unix.ParseUnixCredentials(&scms[0])
-	if err != nil {
-		return fmt.Errorf("sandbox: child credentials: %w", err)
-	}
-	c.pid = int(cred.Pid)
-	// A pidfd names this process for good: no signal can reach a recycled pid.
-	if c.pidfd, err = unix.PidfdOpen(c.pid, 0); err != nil {
-		return &os.SyscallError{Syscall: "pidfd_open", Err: err}
-	}
-	return nil
-}
-
-// running reports whether the child has not yet been reported dead.
-func (c *child) running() bool {
-	select {
-	case m := <-c.exit:
-		c.exit <- m
-		return false
-	default:
-		return true
-	}
-}
-
-// kill sends SIGKILL to the child; as pid 1 of its namespace, it takes every process
-// it started with it.
-func (c *child) kill() {
-	if c.pidfd >= 0 {
-		_ = unix.PidfdSendSignal(c.pidfd, unix.SIGKILL, nil, 0)
-	}
-}
-
-// signal sends sig to the child through its pidfd, which no recycled pid can stand
-// for. A child that has already exited is no error: its end is reported anyway.
-func (c *child) signal(sig unix.Signal) error {
-	if c.pidfd < 0 {
-		return nil
-	}
-	if err := unix.PidfdSendSignal(c.pidfd, sig, nil, 0); err != nil && err != unix.ESRCH {
-		return &os.SyscallError{Syscall: "pidfd_send_signal", Err: err}
-	}
-	return nil
-}
-
-// wait returns the child's wait status once the zygote has reaped it.
-func (c *child) wait() (syscall.WaitStatus, error) {
-	select {
-	case m := <-c.exit:
-		c.exit <- m // keep it for a second caller
-		if m.Status == nil {
-			return 0, fmt.Errorf("sandbox: child %d: %s", c.id, m.Error)
-		}
-		return syscall.WaitStatus(*m.Status), nil
-	case <-time.After(10 * time.Second):
-		return 0, fmt.Errorf("sandbox: child %d was not reaped", c.id)
-	}
-}
-
-func (c *child) forget() {
-	c.z.mu.Lock()
-	delete(c.z.waiters, c.id)
-	c.z.mu.Unlock()
-	c.ch.Close()
-}
-
-// close kills the child if it still runs and releases everything of it.
-func (c *child) close() {
-	c.kill()
-	c.ch.Close()
-	if c.pidfd >= 0 {
-		_, _ = c.wait()
-		unix.Close(c.pidfd)
-		c.pidfd = -1
-	}
-	c.forget()
-}
-
-// workDir opens the child's /work as the host reaches it, before any program of the
-// child runs; the caller must close it.
-func (c *child) workDir() (*workDir, error) {
-	dir := "/proc/" + strconv.Itoa(c.pid) + "/root" + sandboxWorkDir
-	root, err := os.OpenRoot(dir)
-	if err != nil {
-		return nil, err
-	}
-	return &workDir{dir: dir, root: root, uid: c.z.r.cfg.HostUID + sandboxUID, inputs: newStamps()}, nil
-}
-
-// exec runs one program in the child, which must already be in its cgroup g. It
-// returns when the program has finished (alive: the child waits for more) or the
-// child has died. The output readers may still run; call w.waitOutput.
-func (c *child) exec(ctx context.Context, req *job.Request, g *cgroup.Group, last bool) (o outcome, w *watch, alive bool, err error) {
-	l := req.Limits
-	code, err := memfdWith("code", req.Code)
-	if err != nil {
-		return o, nil, false, err
-	}
-	defer code.Close()
-	run := ctlMsg{Op: "run", FileBytes: l.FileBytes, OpenFiles: l.OpenFiles, Last: last,
-		Argv: append([]string{req.Name}, req.Args...)}
-	if req.Network != nil {
-		// The proxy serves this run only; its connections end with it.
-		link, err := c.z.r.openEgress(c.pidfd, req.Network)
-		if err != nil {
-			return o, nil, false, err
-		}
-		defer func() { o.network = link.close() }()
-		run.Env = proxyEnv(link.addr)
-	}
-	var ends []*os.File
-	defer func() {
-		for _, f := range ends {
-			f.Close()
-		}
-	}()
-	pipe := func() (*os.File, *os.File) {
-		r, w, e := os.Pipe()
-		if e != nil {
-			err = e
-			return nil, nil
-		}
-		ends = append(ends, w)
-		return r, w
-	}
-	outR, outW := pipe()
-	errR, errW := pipe()
-	repR, repW := pipe()
-	if err != nil {
-		for _, f := range []*os.File{outR, errR, repR} {
-			if f != nil {
-				f.Close()
-			}
-		}
-		return o, nil, false, err
-	}
-	stdin, err := newStdinFeed(req.Stdin)
-	if err != nil {
-		for _, f := range []*os.File{outR, errR, repR} {
-			f.Close()
-		}
-		return o, nil, false, fmt.Errorf("sandbox: stdin: %w", err)
-	}
-	defer stdin.close()
-	fds := []int{int(code.Fd()), int(outW.Fd()), int(errW.Fd()), int(repW.Fd())}
-	if stdin != nil {
-		run.Stdin = true
-		fds = append(fds, int(stdin.file().Fd()))
-	}
-	w = newWatch(l)
-	w.readOutput(outR, errR, repR)
-	start := time.Now()
-	data, _ := json.Marshal(run)
-	if _, _, err := c.ch.WriteMsgUnix(data, unix.UnixRights(fds...), nil); err != nil {
-		c.kill()
-		w.disarm()
-		return o, w, false, fmt.Errorf("sandbox: send program: %w", err)
-	}
-	for _, f := range ends {
-		f.Close()
-	}
-	ends = nil
-	stdin.start()
-	w.tee = newTee(w, req.Stdout, req.Stderr) // from the first byte kept, whenever it came
-	w.start(ctx, func() { c.kill(); _ = g.Kill() })
-	m, rerr := readCtl(c.ch)
-	o.duration = time.Since(start)
-	if last {
-		// The harness exits right after "done". The program could forge the message
-		// and carry on, so the run is over only once the child has exited; until
-		// then the watch still enforces every limit.
-		waitExit(c.pidfd)
-	}
-	w.disarm()
-	o.stopped = w.reason()
-	if rerr == nil && m.Op == "done" && o.stopped == "" {
-		o.exitCode = m.ExitCode
-		return o, w, !last, nil
-	}
-	// The child is gone (or must be): its wait status says how.
-	c.kill()
-	ws, werr := c.wait()
-	if werr != nil {
-		return o, w, false, werr
-	}
-	o.signaled, o.signal, o.exitCode = ws.Signaled(), ws.Signal(), ws.ExitStatus()
-	return o, w, false, nil
-}
-
-// waitExit returns once the process pidfd refers to has exited (not necessarily
-// been reaped).
-func waitExit(pidfd int) {
-	fds := []unix.PollFd{{Fd: int32(pidfd), Events: unix.POLLIN}}
-	for {
-		if _, err := unix.Poll(fds, -1); err != unix.EINTR {
-			return
-		}
-	}
-}
-
-// memfdWith returns an anonymous file holding s, positioned at its start.
-func memfdWith(name, s string) (*os.File, error) {
-	fd, err := unix.MemfdCreate(name, unix.MFD_CLOEXEC)
-	if err != nil {
-		return nil, &os.SyscallError{Syscall: "memfd_create", Err: err}
-	}
-	f := os.NewFile(uintptr(fd), name)
-	if _, err := f.WriteString(s); err != nil {
-		f.Close()
-		return nil, err
-	}
-	if _, err := f.Seek(0, io.SeekStart); err != nil {
-		f.Close()
-		return nil, err
-	}
-	return f, nil
 }

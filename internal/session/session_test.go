@@ -6,6 +6,7 @@ import (
 	"github.com/codeexec/codeexec/internal/job"
 	"os"
 	"path/filepath"
+	"slices"
 	"strconv"
 	"strings"
 	"sync"
@@ -104,8 +105,9 @@ func run(t testing.TB, s *Session, code string) *job.Result {
 }
 
 // userProcs maps each cgroup under testCgroupParent to the processes in it that run
-// as the sandbox user's host uid. A session's interpreter runs as that uid once it
-// has run a program; the zygote and preforked children do not.
+// as the sandbox user's host uid. A session's processes run as that uid (its init
+// from its start, its interpreter from its first run); the zygote and preforked
+// children do not.
 func userProcs() map[string][]int {
 	uid := strconv.Itoa(sandbox.DefaultHostUID + image.SandboxUID)
 	found := map[string][]int{}
@@ -152,8 +154,9 @@ func sessionProcs(t testing.TB, s *Session) map[string][]int {
 	before := userProcs()
 	run(t, s, "x = 1")
 	found := map[string][]int{}
+	// The run starts the session's interpreter: its group is the one that changed.
 	for cg, pids := range userProcs() {
-		if _, ok := before[cg]; !ok {
+		if !slices.Equal(before[cg], pids) {
 			found[cg] = pids
 		}
 	}

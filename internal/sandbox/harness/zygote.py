@@ -17,17 +17,31 @@
 #   {"op": "ready"}                               once, after the imports
 #   {"op": "exit", "id": N, "status": S}          a child ended (wait status)
 #   {"op": "exit", "id": N, "error": "..."}       a child could not be made
-# Channel messages, server -> child:
-#   {"op": "run", "file_bytes": .., "open_files": .., "env": ["K=V", ..], "last": bool,
+# Channel messages, server -> child (its first message decides what it is):
+#   {"op": "run", "file_bytes": .., "open_files": .., "env": ["K=V", ..], "last": true,
 #    "argv": [name, args..], "stdin": bool}
 #                                                  + [code memfd, stdout, stderr, report]
 #                                                    + [stdin] when "stdin" is set
-#   (with "last", the child exits right after sending done; without "stdin", the
-#   program's stdin is /dev/null)
-# child -> server: "hello" (the server reads the child's host pid from
-#   SCM_CREDENTIALS, moves it into its cgroup and answers "attached"), "ready" once
-#   its namespaces and mounts are made, then {"op": "done", "exit_code": N} after each
-#   run.
+#     a one-shot execution: the child drops its privileges, runs the program itself,
+#     sends done and exits (without "stdin", the program's stdin is /dev/null);
+#   {"op": "seal", "file_bytes": .., "open_files": ..}
+#     a session: the child drops its privileges, answers {"op": "sealed"} and becomes
+#     the sandbox's init, which never runs user code and serves:
+#   {"op": "context", "id": N}                     + [channel]
+#     forks an interpreter context that runs programs sent on channel (the "run"
+#     message above, without "last"), one at a time, each answered by done;
+#   {"op": "command", "id": N, "argv": [..], "env": ["K=V", ..], "dir": path}
+#                                                  + [channel, stdin, stdout, stderr]
+#     forks and executes argv (searched in the env's PATH) in dir;
+# init -> server:
+#   {"op": "exit", "id": N, "status": S}          a context or command ended (wait status)
+#   {"op": "exit", "id": N, "error": "..."}       it could not be forked
+# child, context or command -> server: "hello" (the server reads its host pid from
+#   SCM_CREDENTIALS — for the child it then moves it into its cgroup; a context or a
+#   command is born in it — and answers "attached"). The child then sends "ready" once
+#   its namespaces and mounts are made, and {"op": "done", "exit_code": N} after its
+#   run; a context sends the same after each run; a command's channel is closed by a
+#   successful exec, or carries {"op": "error", "error": "..."} if exec failed.
 import ctypes
 import errno
 import fcntl
@@ -206,7 +220,8 @@ def setup_child(req):
 
 
 def drop_privileges(run, program, landlock):
-    """Leaves the child unprivileged for good, just before the first program runs."""
+    """Leaves the child unprivileged for good, before it runs a program or becomes the
+    sandbox's init."""
     # The cgroup namespace is made only now that the server has moved us into the
     # execution's cgroup, so that group is our "/".
     unshare(CLONE_NEWCGROUP)
@@ -272,52 +287,199 @@ def child_main(req, chan_fd):
     setup_child(req)
     seccomp_program = base64.b64decode(req.get("seccomp") or "")
     chan.send(b"ready")
-    namespace = new_namespace()
     setup_process()
     devnull = os.open("/dev/null", os.O_RDWR)
-    privileged = True
+    msg, fds, _, _ = socket.recv_fds(chan, 1 << 17, 5)
+    if not msg:
+        os._exit(0)
+    first = json.loads(msg)
+    if first.get("op") == "run" and first.get("last"):
+        drop_privileges(first, seccomp_program, req.get("landlock"))
+        code = run_program(first, fds, new_namespace(), devnull)
+        # A one-shot run ends like a program: the server believes "done" only once
+        # this process has exited, so the program cannot end its run early by forging
+        # the message on fd 3 and carrying on.
+        sys.stdout.flush()
+        sys.stderr.flush()
+        chan.send(json.dumps({"op": "done", "exit_code": code}).encode())
+        os._exit(code)
+    if first.get("op") == "seal" and not fds:
+        drop_privileges(first, seccomp_program, req.get("landlock"))
+        # The zygote's stderr, which the server logs, is out of reach of every
+        # process this one forks.
+        for fd in (0, 1, 2):
+            os.dup2(devnull, fd)
+        chan.send(b'{"op": "sealed"}')
+        serve_processes(chan, devnull)
+    os._exit(2)
+
+
+def run_program(run, fds, namespace, devnull):
+    """Runs the program of a "run" message in namespace with the message's
+    descriptors as its stdio and report, and returns its exit code."""
+    if len(fds) != (5 if run.get("stdin") else 4):
+        os._exit(2)
+    # A run with limited network gets the proxy variables; any other run none.
+    for k in PROXY_VARS:
+        os.environ.pop(k, None)
+    for kv in run.get("env") or []:
+        k, _, v = kv.partition("=")
+        os.environ[k] = v
+    code_fd, out_fd, err_fd, rep_fd = fds[:4]
+    with os.fdopen(code_fd, "rb") as f:
+        source = f.read().decode("utf-8", errors="replace")
+    os.dup2(fds[4] if run.get("stdin") else devnull, 0)
+    os.dup2(out_fd, 1)
+    os.dup2(err_fd, 2)
+    for fd in fds[1:3] + fds[4:]:
+        os.close(fd)
+    fresh_stdin()
+    set_argv(run.get("argv") or [])
+    os.set_inheritable(rep_fd, False)
+    with os.fdopen(rep_fd, "w", encoding="utf-8") as report:
+        return execute(source, namespace, report)
+
+
+def serve_processes(chan, devnull):
+    """The sandbox's init: forks the contexts and commands the server asks for,
+    reports each one's end, and reaps every orphan (it is pid 1). It runs no user code,
+    so that a program cannot stand in the way of the next process or forge its end."""
+    # Not dumpable: no process of the sandbox, all of them the same user, may read the
+    # init's memory or descriptors through /proc/1 (Landlock keeps the tree read-only,
+    # so writing was never possible). Each process it forks is made dumpable again.
+    prctl(PR_SET_DUMPABLE, 0)
+    wake_r, wake_w = os.pipe()
+    os.set_blocking(wake_r, False)
+    os.set_blocking(wake_w, False)
+    # SIGCHLD writes to wake_w (the handler itself does nothing): select wakes up for
+    # an exit as for a request.
+    signal.set_wakeup_fd(wake_w)
+    signal.signal(signal.SIGCHLD, lambda signum, frame: None)
+    sel = selectors.DefaultSelector()
+    sel.register(chan, selectors.EVENT_READ, None)
+    sel.register(wake_r, selectors.EVENT_READ, wake_r)
+    procs = {}
+    while True:
+        for key, _ in sel.select():
+            if key.data is None:
+                msg, fds, _, _ = socket.recv_fds(chan, 1 << 17, 4)
+                if not msg:
+                    os._exit(0)  # the server is gone: the whole sandbox goes with pid 1
+                start_process(chan, json.loads(msg), fds, procs)
+            else:
+                try:
+                    os.read(wake_r, 512)
+                except BlockingIOError:
+                    pass
+                reap_processes(chan, procs)
+
+
+def start_process(chan, req, fds, procs):
+    """Forks the context or command req asks for."""
+    op, ident = req.get("op"), req.get("id")
+    if op not in ("context", "command") or len(fds) != (1 if op == "context" else 4):
+        for fd in fds:
+            os.close(fd)
+        chan.send(json.dumps({"op": "exit", "id": ident, "error": "bad request"}).encode())
+        return
+    try:
+        pid = os.fork()
+    except OSError as e:
+        for fd in fds:
+            os.close(fd)
+        chan.send(json.dumps({"op": "exit", "id": ident, "error": str(e)}).encode())
+        return
+    if pid == 0:
+        status = 0
+        try:
+            if op == "context":
+                context_main(chan, fds[0])
+            else:
+                command_main(chan, req, fds)
+        except BaseException:
+            status = 70
+        os._exit(status)
+    procs[pid] = ident
+    for fd in fds:
+        os.close(fd)
+
+
+def reap_processes(chan, procs):
+    """Reaps every exited child: the server hears of those it started."""
+    while True:
+        try:
+            pid, status = os.waitpid(-1, os.WNOHANG)
+        except ChildProcessError:
+            return
+        if pid == 0:
+            return
+        ident = procs.pop(pid, None)
+        if ident is not None:
+            chan.send(json.dumps({"op": "exit", "id": ident, "status": status}).encode())
+
+
+def leave_init(init_chan):
+    """Undoes, in a process the init forked, what is the init's alone."""
+    signal.set_wakeup_fd(-1)
+    signal.signal(signal.SIGCHLD, signal.SIG_DFL)
+    prctl(PR_SET_DUMPABLE, 1)  # owns its /proc/self, as any program does
+    init_chan.detach()  # fd 3 is about to be this process's own channel
+
+
+def attach(chan):
+    """Sends the hello whose credentials give the server this process's host pid, and
+    waits until the server holds a pidfd on it."""
+    chan.send(b"hello")
+    if chan.recv(16) != b"attached":
+        os._exit(3)
+
+
+def context_main(init_chan, chan_fd):
+    leave_init(init_chan)
+    os.dup2(chan_fd, 3, inheritable=False)
+    os.closerange(4, 65536)
+    chan = socket.socket(fileno=3)
+    attach(chan)
+    devnull = os.open("/dev/null", os.O_RDWR | os.O_CLOEXEC)
+    namespace = new_namespace()
     while True:
         msg, fds, _, _ = socket.recv_fds(chan, 1 << 17, 5)
         if not msg:
             os._exit(0)
         run = json.loads(msg)
-        if run.get("op") != "run" or len(fds) != (5 if run.get("stdin") else 4):
+        if run.get("op") != "run" or run.get("last"):
             os._exit(2)
-        if privileged:
-            drop_privileges(run, seccomp_program, req.get("landlock"))
-            privileged = False
-        # A run with limited network gets the proxy variables; any other run none.
-        for k in PROXY_VARS:
-            os.environ.pop(k, None)
-        for kv in run.get("env") or []:
-            k, _, v = kv.partition("=")
-            os.environ[k] = v
-        code_fd, out_fd, err_fd, rep_fd = fds[:4]
-        with os.fdopen(code_fd, "rb") as f:
-            source = f.read().decode("utf-8", errors="replace")
-        os.dup2(fds[4] if run.get("stdin") else devnull, 0)
-        os.dup2(out_fd, 1)
-        os.dup2(err_fd, 2)
-        for fd in fds[1:3] + fds[4:]:
-            os.close(fd)
-        fresh_stdin()
-        set_argv(run.get("argv") or [])
-        os.set_inheritable(rep_fd, False)
-        with os.fdopen(rep_fd, "w", encoding="utf-8") as report:
-            code = execute(source, namespace, report)
-        if run.get("last"):
-            # A one-shot run ends like a program: the server believes "done" only
-            # once this process has exited, so the program cannot end its run early
-            # by forging the message on fd 3 and carrying on.
-            sys.stdout.flush()
-            sys.stderr.flush()
-            chan.send(json.dumps({"op": "done", "exit_code": code}).encode())
-            os._exit(code)
+        code = run_program(run, fds, namespace, devnull)
         os.dup2(devnull, 0)
         os.dup2(devnull, 1)
         os.dup2(devnull, 2)
         reap()
         chan.send(json.dumps({"op": "done", "exit_code": code}).encode())
+
+
+def command_main(init_chan, req, fds):
+    leave_init(init_chan)
+    chan_fd, stdin_fd, stdout_fd, stderr_fd = fds
+    # 0-3 are taken in the init (/dev/null and its channel), so none of fds is below 4.
+    os.dup2(stdin_fd, 0)
+    os.dup2(stdout_fd, 1)
+    os.dup2(stderr_fd, 2)
+    os.dup2(chan_fd, 3, inheritable=False)  # closed by a successful exec
+    os.closerange(4, 65536)
+    chan = socket.socket(fileno=3)
+    attach(chan)
+    os.setsid()
+    # Python ignores these; a program started from a shell expects the defaults.
+    for sig in (signal.SIGPIPE, signal.SIGXFSZ, signal.SIGINT):
+        signal.signal(sig, signal.SIG_DFL)
+    env = dict(kv.partition("=")[::2] for kv in req.get("env") or [])
+    argv = req.get("argv") or []
+    try:
+        os.chdir(req.get("dir") or "/work")
+        os.execvpe(argv[0], argv, env)
+    except (OSError, IndexError) as e:
+        chan.send(json.dumps({"op": "error", "error": "%s: %s" % (type(e).__name__, e)}).encode())
+    os._exit(127)
 
 
 def spawn(ctl, req, chan_fd, own_pidns, sel):
