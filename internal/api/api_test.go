@@ -37,7 +37,7 @@ func (n noSandbox) Run(_ context.Context, req *job.Request) (*job.Result, error)
 	return nil, errors.New("no sandbox in this test")
 }
 
-func (n noSandbox) NewSession(job.Limits) (*sandbox.Session, error) {
+func (n noSandbox) NewSession(context.Context, job.Limits) (*sandbox.Session, error) {
 	return nil, fmt.Errorf("%w: no sandbox in this test", sandbox.ErrNoWarm)
 }
 

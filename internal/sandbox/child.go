@@ -1,6 +1,7 @@
 package sandbox
 
 import (
+	"context"
 	"encoding/json"
 	"fmt"
 	"net"
@@ -29,9 +30,11 @@ type child struct {
 
 // attach learns the child's pid from its first message, moves it into g, and waits
 // for it to be ready.
-func (c *child) attach(g *cgroup.Group) error {
+func (c *child) attach(ctx context.Context, g *cgroup.Group) error {
 	c.ch.SetReadDeadline(time.Now().Add(childReadyTimeout))
 	defer c.ch.SetReadDeadline(time.Time{})
+	stop := context.AfterFunc(ctx, func() { c.ch.SetReadDeadline(time.Now()) })
+	defer stop()
 	if err := c.readPid(); err != nil {
 		return err
 	}
@@ -46,6 +49,9 @@ func (c *child) attach(g *cgroup.Group) error {
 	}
 	buf := make([]byte, 16)
 	n, err := c.ch.Read(buf)
+	if ctx.Err() != nil {
+		return fmt.Errorf("wait for the child: %w", ctx.Err())
+	}
 	if err != nil || string(buf[:n]) != "ready" {
 		c.z.r.log.Warn("a warm child did not get ready", "err", err, "zygote_stderr", c.z.log.String())
 		return fmt.Errorf("sandbox: child did not get ready (%v)", err)
@@ -182,14 +188,19 @@ func (c *child) workDir() (*workDir, error) {
 // seal makes the child a session's init: it drops its privileges for good, with the
 // session's rlimits, and from then on forks the processes the session asks for and
 // runs nothing itself.
-func (c *child) seal(l job.Limits) error {
+func (c *child) seal(ctx context.Context, l job.Limits) error {
 	data, _ := json.Marshal(ctlMsg{Op: "seal", FileBytes: l.FileBytes, OpenFiles: l.OpenFiles})
 	if _, err := c.ch.Write(data); err != nil {
 		return fmt.Errorf("seal the sandbox: %w", err)
 	}
 	c.ch.SetReadDeadline(time.Now().Add(childReadyTimeout))
 	defer c.ch.SetReadDeadline(time.Time{})
+	stop := context.AfterFunc(ctx, func() { c.ch.SetReadDeadline(time.Now()) })
+	defer stop()
 	m, err := readCtl(c.ch)
+	if ctx.Err() != nil {
+		return fmt.Errorf("seal the sandbox: %w", ctx.Err())
+	}
 	if err != nil || m.Op != "sealed" {
 		return fmt.Errorf("sandbox: the session's init did not seal itself (%v)", err)
 	}

@@ -93,10 +93,13 @@ func (r *Runner) runCold(ctx context.Context, req *job.Request) (*job.Result, er
 	stdin.start()
 	w.tee = newTee(w, req.Stdout, req.Stderr) // from the first byte kept, whenever it came
 	// pid 1 of the sandbox's pid namespace: its death kills every process in it.
-	w.start(ctx, func() { _ = cmd.Process.Kill(); _ = g.Kill() })
+	kill := func() { _ = cmd.Process.Kill(); _ = g.Kill() }
+	untrack := r.live.add(kill)
+	w.start(ctx, kill)
 	reportCh := make(chan []byte, 1)
 	go func() { reportCh <- readReport(reportR) }()
 	waitErr := cmd.Wait() // after the copies of stdout and stderr are complete
+	untrack()
 	w.disarm()
 	stdin.close()
 	w.tee.finish()

@@ -200,15 +200,15 @@ func TestStorageBudget(t *testing.T) {
 				t.Fatal(err)
 			}
 			// Two sessions take the budget; a third sandbox of any kind is refused.
-			a, err := r.NewSession(l)
+			a, err := r.NewSession(context.Background(), l)
 			if err != nil {
 				t.Fatal(err)
 			}
-			b, err := r.NewSession(l)
+			b, err := r.NewSession(context.Background(), l)
 			if err != nil {
 				t.Fatal(err)
 			}
-			if _, err := r.NewSession(l); !errors.Is(err, job.ErrStorageLimit) {
+			if _, err := r.NewSession(context.Background(), l); !errors.Is(err, job.ErrStorageLimit) {
 				t.Errorf("a third session: %v, want ErrStorageLimit", err)
 			}
 			if _, err := r.Run(context.Background(), req()); !errors.Is(err, job.ErrStorageLimit) {

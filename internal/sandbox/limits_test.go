@@ -158,7 +158,7 @@ func TestTotalMemory(t *testing.T) {
 		if len(statuses) != 2 || statuses[0] != job.StatusMemoryLimit || (statuses[1] != job.StatusOK && statuses[1] != job.StatusMemoryLimit) {
 			t.Errorf("statuses %v, want [memory_limit ok] (or two memory_limit)", statuses)
 		}
-		if z, err := r.zygote(); err != nil || z != r.zyg {
+		if z, err := r.zygote(context.Background(), true); err != nil || z != r.zyg {
 			t.Errorf("the zygote did not survive: %v", err)
 		}
 		if res, err := r.Run(context.Background(), &job.Request{Code: "1", Limits: each}); err != nil || res.Status != job.StatusOK {
@@ -169,7 +169,7 @@ func TestTotalMemory(t *testing.T) {
 		if _, err := r.Run(context.Background(), &job.Request{Code: "1", Limits: l}); !errors.Is(err, ErrAboveTotal) {
 			t.Errorf("a run above the total: %v, want ErrAboveTotal", err)
 		}
-		if _, err := r.NewSession(l); !errors.Is(err, ErrAboveTotal) {
+		if _, err := r.NewSession(context.Background(), l); !errors.Is(err, ErrAboveTotal) {
 			t.Errorf("a session above the total: %v, want ErrAboveTotal", err)
 		}
 	})

@@ -152,7 +152,7 @@ func TestSessionNetworkPerExecution(t *testing.T) {
 	p, _ := strconv.Atoi(u.Port())
 	t.Run("warm", func(t *testing.T) {
 		r := networkRunner(t)
-		s, err := r.NewSession(job.DefaultLimits())
+		s, err := r.NewSession(context.Background(), job.DefaultLimits())
 		if err != nil {
 			t.Fatal(err)
 		}

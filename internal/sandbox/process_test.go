@@ -238,7 +238,7 @@ func TestContextLimitEndsOnlyIt(t *testing.T) {
 // children and its commands, and leaves no process of the sandbox user behind.
 func TestSessionCloseKillsEveryProcess(t *testing.T) {
 	r := newTestRunnerFor(t, "warm")
-	s, err := r.NewSession(job.DefaultLimits())
+	s, err := r.NewSession(context.Background(), job.DefaultLimits())
 	if err != nil {
 		t.Fatal(err)
 	}

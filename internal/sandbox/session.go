@@ -94,41 +94,52 @@ type Session struct {
 type liveSet struct {
 	mu  sync.Mutex
 	set map[*liveEntry]struct{}
+	wg  sync.WaitGroup // one per entry, done when it is removed
 }
 
-type liveEntry struct{ kill func() }
+type liveEntry struct{ stop func() }
 
-// add records a sandbox that kill stops; the caller must call remove once it is
-// torn down.
-func (l *liveSet) add(kill func()) (remove func()) {
-	e := &liveEntry{kill: kill}
+// add records a sandbox that stop ends (it must lead its owner to call remove soon);
+// the caller must call remove once the sandbox is torn down.
+func (l *liveSet) add(stop func()) (remove func()) {
+	e := &liveEntry{stop: stop}
 	l.mu.Lock()
-	defer l.mu.Unlock()
 	if l.set == nil {
 		l.set = map[*liveEntry]struct{}{}
 	}
 	l.set[e] = struct{}{}
+	l.wg.Add(1)
+	l.mu.Unlock()
+	var once sync.Once
 	return func() {
-		l.mu.Lock()
-		defer l.mu.Unlock()
-		delete(l.set, e)
+		once.Do(func() {
+			l.mu.Lock()
+			delete(l.set, e)
+			l.mu.Unlock()
+			l.wg.Done()
+		})
 	}
 }
 
-// killAll kills the processes of every live sandbox, frozen ones too. They still
-// end, and release what they hold, through their owners.
-func (l *liveSet) killAll() {
+// stopAll ends every live sandbox — killing its processes, frozen ones too — and
+// waits until their owners have removed them.
+func (l *liveSet) stopAll() {
 	l.mu.Lock()
-	defer l.mu.Unlock()
+	entries := make([]*liveEntry, 0, len(l.set))
 	for e := range l.set {
-		e.kill()
+		entries = append(entries, e)
 	}
+	l.mu.Unlock()
+	for _, e := range entries {
+		e.stop()
+	}
+	l.wg.Wait()
 }
 
 // NewSession starts a session whose memory, process, CPU and disk limits are l's
-// for its whole life; each Run may lower the time and output limits. The caller must
-// call Close.
-func (r *Runner) NewSession(l job.Limits) (*Session, error) {
+// for its whole life; each Run may lower the time and output limits. ctx bounds the
+// start, a zygote's start included. The caller must call Close.
+func (r *Runner) NewSession(ctx context.Context, l job.Limits) (*Session, error) {
 	if err := l.Validate(); err != nil {
 		return nil, err
 	}
@@ -138,15 +149,18 @@ func (r *Runner) NewSession(l job.Limits) (*Session, error) {
 	if !r.cfg.Warm {
 		return nil, ErrNoWarm
 	}
-	z, err := r.zygote()
+	z, err := r.zygote(ctx, true)
 	if err != nil {
+		if ctx.Err() != nil {
+			return nil, err
+		}
 		return nil, fmt.Errorf("%w: %v", ErrNoWarm, err)
 	}
-	return r.newSession(z, l)
+	return r.newSession(ctx, z, l)
 }
 
-func (r *Runner) newSession(z *zygote, l job.Limits) (*Session, error) {
-	s, err := r.takeSlot(z, l)
+func (r *Runner) newSession(ctx context.Context, z *zygote, l job.Limits) (*Session, error) {
+	s, err := r.takeSlot(ctx, z, l)
 	if err != nil {
 		return nil, err
 	}
@@ -155,7 +169,7 @@ func (r *Runner) newSession(z *zygote, l job.Limits) (*Session, error) {
 		r.cleanupLater(s.release)
 		return nil, fmt.Errorf("sandbox: open /work: %w", hostFree(err))
 	}
-	if err := s.c.seal(l); err != nil {
+	if err := s.c.seal(ctx, l); err != nil {
 		r.cleanupLater(func() {
 			s.release()
 			work.close()
@@ -163,7 +177,9 @@ func (r *Runner) newSession(z *zygote, l job.Limits) (*Session, error) {
 		return nil, err
 	}
 	sess := &Session{r: r, limits: l, s: s, work: work, inputs: r.inputWriter(s.g, l), procs: map[uint64]*proc{}}
-	sess.untrack = r.live.add(sess.kill)
+	sess.untrack = r.live.add(func() {
+		sess.end(fmt.Errorf("%w: its runner was closed", ErrSessionEnded), EndClosed)
+	})
 	go sess.readInit()
 	return sess, nil
 }

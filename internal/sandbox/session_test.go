@@ -12,7 +12,7 @@ import (
 
 func newTestSession(t *testing.T, r *Runner, l job.Limits) *Session {
 	t.Helper()
-	s, err := r.NewSession(l)
+	s, err := r.NewSession(context.Background(), l)
 	if err != nil {
 		t.Fatalf("NewSession: %v", err)
 	}
@@ -121,7 +121,7 @@ out`)
 func TestSessionCloseKills(t *testing.T) {
 	t.Run("warm", func(t *testing.T) {
 		r := sharedRunner(t)
-		s, err := r.NewSession(job.DefaultLimits())
+		s, err := r.NewSession(context.Background(), job.DefaultLimits())
 		if err != nil {
 			t.Fatal(err)
 		}

@@ -28,7 +28,7 @@ func (s *slot) release() {
 }
 
 // newSlot makes a cgroup with limits l and forks a child from z into it.
-func (r *Runner) newSlot(z *zygote, l job.Limits) (*slot, error) {
+func (r *Runner) newSlot(ctx context.Context, z *zygote, l job.Limits) (*slot, error) {
 	unreserve, err := r.storage.reserve(l)
 	if err != nil {
 		return nil, err
@@ -38,7 +38,7 @@ func (r *Runner) newSlot(z *zygote, l job.Limits) (*slot, error) {
 		unreserve()
 		return nil, fmt.Errorf("sandbox: %w", err)
 	}
-	c, err := z.spawn(l, g)
+	c, err := z.spawn(ctx, l, g)
 	if err != nil {
 		_ = g.Destroy()
 		unreserve()
@@ -54,10 +54,10 @@ func (r *Runner) prefork(ctx context.Context) {
 	defer r.bg.Done()
 	l := job.DefaultLimits()
 	for {
-		z, err := r.zygote()
+		z, err := r.zygote(ctx, true)
 		var s *slot
 		if err == nil {
-			s, err = r.newSlot(z, l)
+			s, err = r.newSlot(ctx, z, l)
 		}
 		if err != nil {
 			select {
@@ -77,13 +77,13 @@ func (r *Runner) prefork(ctx context.Context) {
 }
 
 // takeSlot returns a ready child for l: a preforked one when one fits, else a new one.
-func (r *Runner) takeSlot(z *zygote, l job.Limits) (*slot, error) {
+func (r *Runner) takeSlot(ctx context.Context, z *zygote, l job.Limits) (*slot, error) {
 	for {
 		var s *slot
 		select {
 		case s = <-r.slots:
 		default:
-			return r.newSlot(z, l)
+			return r.newSlot(ctx, z, l)
 		}
 		if !s.c.running() || s.limits.TmpBytes != l.TmpBytes || s.limits.WorkBytes != l.WorkBytes {
 			// Dead with an old zygote, or mounts of the wrong size: not for this run.
@@ -93,7 +93,7 @@ func (r *Runner) takeSlot(z *zygote, l job.Limits) (*slot, error) {
 			if !s.c.running() {
 				continue
 			}
-			return r.newSlot(z, l)
+			return r.newSlot(ctx, z, l)
 		}
 		// Its group was made for the default limits: set this run's, raising or
 		// lowering each. Should the kernel refuse (a cut below what the idle child
@@ -101,7 +101,7 @@ func (r *Runner) takeSlot(z *zygote, l job.Limits) (*slot, error) {
 		if err := s.g.Set(cgroupLimits(l)); err != nil {
 			r.log.Warn("a preforked child could not take the run's limits; forking another", "err", err)
 			r.cleanupLater(s.release)
-			return r.newSlot(z, l)
+			return r.newSlot(ctx, z, l)
 		}
 		s.limits = l
 		return s, nil
@@ -124,7 +124,7 @@ func (r *Runner) cleanupLater(f func()) {
 // itself (as a session's init never does) and exits after it.
 func (r *Runner) runWarm(ctx context.Context, req *job.Request, z *zygote) (*job.Result, error) {
 	l := req.Limits
-	s, err := r.takeSlot(z, l)
+	s, err := r.takeSlot(ctx, z, l)
 	if err != nil {
 		return nil, err
 	}

@@ -1,6 +1,7 @@
 package sandbox
 
 import (
+	"context"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -76,7 +77,7 @@ type zygote struct {
 
 // startZygote starts a zygote and waits until it has imported everything. The
 // caller must call close.
-func (r *Runner) startZygote() (*zygote, error) {
+func (r *Runner) startZygote(ctx context.Context) (*zygote, error) {
 	ours, theirs, err := seqpacketPair()
 	if err != nil {
 		return nil, err
@@ -110,7 +111,9 @@ func (r *Runner) startZygote() (*zygote, error) {
 		close(z.dead)
 	}()
 	ours.SetReadDeadline(time.Now().Add(zygoteStartTimeout))
+	stop := context.AfterFunc(ctx, func() { ours.SetReadDeadline(time.Now()) })
 	msg, err := readCtl(ours)
+	stop()
 	if err != nil || msg.Op != "ready" {
 		z.close()
 		return nil, fmt.Errorf("sandbox: zygote did not start (%v): %s", err, log.String())
@@ -222,8 +225,8 @@ func (z *zygote) close() {
 // spawn forks a child sized for l, moves it into g before it does anything, and
 // waits until its namespaces and mounts are ready. An error because the zygote died
 // wraps ErrZygoteGone, so that the caller can restart it or run cold.
-func (z *zygote) spawn(l job.Limits, g *cgroup.Group) (*child, error) {
-	c, err := z.spawnChild(l, g)
+func (z *zygote) spawn(ctx context.Context, l job.Limits, g *cgroup.Group) (*child, error) {
+	c, err := z.spawnChild(ctx, l, g)
 	if err != nil && !errors.Is(err, ErrZygoteGone) && z.diedBy(time.Second) {
 		err = fmt.Errorf("%w: %v", ErrZygoteGone, err)
 	}
@@ -241,7 +244,7 @@ func (z *zygote) diedBy(d time.Duration) bool {
 	}
 }
 
-func (z *zygote) spawnChild(l job.Limits, g *cgroup.Group) (*child, error) {
+func (z *zygote) spawnChild(ctx context.Context, l job.Limits, g *cgroup.Group) (*child, error) {
 	if !z.alive() {
 		return nil, ErrZygoteGone
 	}
@@ -274,7 +277,7 @@ func (z *zygote) spawnChild(l job.Limits, g *cgroup.Group) (*child, error) {
 		return nil, fmt.Errorf("sandbox: zygote: %w", err)
 	}
 	theirs.Close()
-	if err := c.attach(g); err != nil {
+	if err := c.attach(ctx, g); err != nil {
 		c.close()
 		return nil, err
 	}

@@ -3,6 +3,7 @@
 package session
 
 import (
+	"context"
 	"crypto/rand"
 	"encoding/hex"
 	"errors"
@@ -29,7 +30,7 @@ var (
 
 // Starter makes sandbox sessions; *sandbox.Runner is one.
 type Starter interface {
-	NewSession(l job.Limits) (*sandbox.Session, error)
+	NewSession(ctx context.Context, l job.Limits) (*sandbox.Session, error)
 }
 
 // Config bounds the sessions of a Manager.
@@ -192,7 +193,7 @@ func (m *Manager) CreateIn(owner *tenant.Tenant, image string, st Starter, l job
 	m.owned[owner.Name]++
 	m.mu.Unlock()
 
-	sb, err := st.NewSession(l)
+	sb, err := st.NewSession(context.TODO(), l) // the caller's context once Create takes one
 	m.mu.Lock()
 	defer m.mu.Unlock()
 	m.pending--

@@ -198,7 +198,7 @@ type countingStarter struct {
 
 var errStart = errors.New("test starter: no sandbox")
 
-func (s *countingStarter) NewSession(job.Limits) (*sandbox.Session, error) {
+func (s *countingStarter) NewSession(context.Context, job.Limits) (*sandbox.Session, error) {
 	s.mu.Lock()
 	s.calls++
 	s.mu.Unlock()
@@ -577,10 +577,10 @@ type gatedStarter struct {
 	made    chan *sandbox.Session
 }
 
-func (g *gatedStarter) NewSession(l job.Limits) (*sandbox.Session, error) {
+func (g *gatedStarter) NewSession(ctx context.Context, l job.Limits) (*sandbox.Session, error) {
 	g.entered <- struct{}{}
 	<-g.gate
-	s, err := g.r.NewSession(l)
+	s, err := g.r.NewSession(ctx, l)
 	if err == nil {
 		g.made <- s
 	}

@@ -81,7 +81,7 @@ func TestCommandsConfined(t *testing.T) {
 		t.Run(a.name, func(t *testing.T) {
 			t.Parallel()
 			attackCount.Add(1)
-			s, err := r.NewSession(limits())
+			s, err := r.NewSession(context.Background(), limits())
 			if err != nil {
 				t.Fatal(err)
 			}

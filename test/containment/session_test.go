@@ -71,7 +71,7 @@ func checkIdleWork(t *testing.T, first, second *job.Result) {
 func TestSessionIdleWork(t *testing.T) {
 	r := runnerFor(t, "warm")
 	t.Run("direct", func(t *testing.T) {
-		s, err := r.NewSession(limits())
+		s, err := r.NewSession(context.Background(), limits())
 		if err != nil {
 			t.Fatal(err)
 		}
