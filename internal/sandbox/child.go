@@ -189,7 +189,7 @@ func (c *child) workDir() (*workDir, error) {
 // session's rlimits, and from then on forks the processes the session asks for and
 // runs nothing itself.
 func (c *child) seal(ctx context.Context, l job.Limits) error {
-	data, _ := json.Marshal(ctlMsg{Op: "seal", FileBytes: l.FileBytes, OpenFiles: l.OpenFiles})
+	data, _ := json.Marshal(ctlMsg{Op: "seal", Rlimits: sandboxRlimits(l.FileBytes, l.OpenFiles)})
 	if _, err := c.ch.Write(data); err != nil {
 		return fmt.Errorf("seal the sandbox: %w", err)
 	}

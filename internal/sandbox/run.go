@@ -42,8 +42,11 @@ func (r *Runner) runOn(ctx context.Context, p interpreter, req *job.Request) (o 
 		return o, nil, false, err
 	}
 	defer code.Close()
-	run := ctlMsg{Op: "run", FileBytes: l.FileBytes, OpenFiles: l.OpenFiles, Last: p.last,
+	run := ctlMsg{Op: "run", Last: p.last,
 		Argv: append([]string{req.Name}, req.Args...)}
+	if p.last {
+		run.Rlimits = sandboxRlimits(l.FileBytes, l.OpenFiles) // the child seals itself with this run
+	}
 	if req.Network != nil {
 		// The proxy serves this run only; its connections end with it.
 		link, err := r.openEgress(p.netns, req.Network)

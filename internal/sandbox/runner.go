@@ -446,8 +446,7 @@ func (r *Runner) startInit(spec *initSpec, fd3, stdin *os.File, stdout, stderr i
 		// ExtraFiles start at fd 3: initSpecFD, initReportFD, initErrFD, initExeFD.
 		ExtraFiles: []*os.File{specR, fd3, errW, r.self},
 		SysProcAttr: &syscall.SysProcAttr{
-			Cloneflags: syscall.CLONE_NEWUSER | syscall.CLONE_NEWNS | syscall.CLONE_NEWPID |
-				syscall.CLONE_NEWNET | syscall.CLONE_NEWIPC | syscall.CLONE_NEWUTS,
+			Cloneflags: sandboxCloneFlags,
 			UidMappings: []syscall.SysProcIDMap{
 				{ContainerID: 0, HostID: host, Size: 1},
 				{ContainerID: sandboxUID, HostID: host + sandboxUID, Size: 1},

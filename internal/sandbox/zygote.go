@@ -16,7 +16,6 @@ import (
 	"time"
 
 	"github.com/codeexec/codeexec/internal/cgroup"
-	"github.com/codeexec/codeexec/internal/sandbox/harness"
 	"golang.org/x/sys/unix"
 )
 
@@ -44,8 +43,7 @@ type ctlMsg struct {
 	ExitCode  int           `json:"exit_code,omitempty"`
 	TmpBytes  int64         `json:"tmp_bytes,omitempty"`
 	WorkBytes int64         `json:"work_bytes,omitempty"`
-	FileBytes int64         `json:"file_bytes,omitempty"`
-	OpenFiles uint64        `json:"open_files,omitempty"`
+	Rlimits   [][2]uint64   `json:"rlimits,omitempty"` // a one-shot run's or a seal's (sandboxRlimits)
 	Seccomp   []byte        `json:"seccomp,omitempty"` // base64 in JSON
 	Landlock  *landlockPlan `json:"landlock,omitempty"`
 	Env       []string      `json:"env,omitempty"`  // a run's proxy variables
@@ -53,6 +51,8 @@ type ctlMsg struct {
 	// The /proc paths a child makes read-only and masks (spawn only, never empty).
 	ProcReadOnly []string `json:"proc_read_only,omitempty"`
 	ProcMasked   []string `json:"proc_masked,omitempty"`
+
+	Steps []string `json:"steps,omitempty"` // the zygote's ready: its children's setup steps
 
 	Argv  []string `json:"argv,omitempty"`  // a run's name and arguments
 	Stdin bool     `json:"stdin,omitempty"` // a run's stdin pipe follows its fds
@@ -67,6 +67,9 @@ type zygote struct {
 	ctl *net.UnixConn
 	g   *cgroup.Group
 	log *capWriter // the zygote's own stderr, for diagnostics
+	// steps are the names of a child's setup steps, in order, as the zygote reported
+	// them (zygote.py's CHILD_STEPS).
+	steps []string
 
 	wmu     sync.Mutex // serializes writes on ctl
 	mu      sync.Mutex
@@ -93,7 +96,7 @@ func (r *Runner) startZygote(ctx context.Context) (*zygote, error) {
 		Rootfs:   r.cfg.Rootfs,
 		TmpBytes: zygoteTmpBytes,
 		Env:      sandboxEnv(job.DefaultLimits()),
-		Args:     append([]string{"/usr/bin/python3", "-B", "-s", "-c", harness.ZygoteSource}, r.cfg.Preload...),
+		Args:     append([]string{"/usr/bin/python3", "-B", "-s", "-c", zygoteProgram}, r.cfg.Preload...),
 		Zygote:   true,
 	}
 	cmd, err := r.startInit(spec, theirs, nil, log, log, g, nil)
@@ -119,6 +122,7 @@ func (r *Runner) startZygote(ctx context.Context) (*zygote, error) {
 		return nil, fmt.Errorf("sandbox: zygote did not start (%v): %s", err, log.String())
 	}
 	ours.SetReadDeadline(time.Time{})
+	z.steps = msg.Steps
 	go z.readLoop()
 	return z, nil
 }
