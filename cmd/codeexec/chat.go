@@ -5,7 +5,6 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
-	"github.com/codeexec/codeexec/internal/job"
 	"io"
 	"log/slog"
 	"net/http"
@@ -15,6 +14,7 @@ import (
 
 	"github.com/codeexec/codeexec/internal/agent"
 	"github.com/codeexec/codeexec/internal/egress"
+	"github.com/codeexec/codeexec/internal/job"
 	"github.com/codeexec/codeexec/internal/llm"
 	"github.com/codeexec/codeexec/internal/repl"
 	"github.com/codeexec/codeexec/internal/safety"

@@ -5,7 +5,6 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
-	"github.com/codeexec/codeexec/internal/job"
 	"io"
 	"io/fs"
 	"os"
@@ -17,6 +16,7 @@ import (
 
 	"github.com/codeexec/codeexec/internal/egress"
 	"github.com/codeexec/codeexec/internal/image"
+	"github.com/codeexec/codeexec/internal/job"
 	"github.com/spf13/cobra"
 )
 

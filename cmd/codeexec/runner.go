@@ -4,7 +4,6 @@ import (
 	"context"
 	"encoding/json"
 	"fmt"
-	"github.com/codeexec/codeexec/internal/job"
 	"log/slog"
 	"path/filepath"
 	"strings"
@@ -13,6 +12,7 @@ import (
 	"github.com/codeexec/codeexec/internal/api"
 	"github.com/codeexec/codeexec/internal/image"
 	"github.com/codeexec/codeexec/internal/imageset"
+	"github.com/codeexec/codeexec/internal/job"
 	"github.com/codeexec/codeexec/internal/sandbox"
 )
 

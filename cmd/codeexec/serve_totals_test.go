@@ -1,10 +1,10 @@
 package main
 
 import (
-	"github.com/codeexec/codeexec/internal/job"
 	"testing"
 
 	"github.com/codeexec/codeexec/internal/cgroup"
+	"github.com/codeexec/codeexec/internal/job"
 )
 
 func TestServeTotals(t *testing.T) {

@@ -2,9 +2,9 @@ package agent
 
 import (
 	"context"
-	"github.com/codeexec/codeexec/internal/job"
 
 	"github.com/codeexec/codeexec/internal/egress"
+	"github.com/codeexec/codeexec/internal/job"
 	"github.com/codeexec/codeexec/internal/sandbox"
 )
 

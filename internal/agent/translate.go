@@ -8,7 +8,6 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
-	"github.com/codeexec/codeexec/internal/job"
 	"mime"
 	"net/http"
 	"path"
@@ -16,6 +15,7 @@ import (
 	"strings"
 
 	"github.com/codeexec/codeexec/internal/egress"
+	"github.com/codeexec/codeexec/internal/job"
 	"github.com/codeexec/codeexec/internal/llm"
 )
 

@@ -9,7 +9,6 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
-	"github.com/codeexec/codeexec/internal/job"
 	"log/slog"
 	"net/http"
 	"strconv"
@@ -17,6 +16,7 @@ import (
 	"time"
 
 	"github.com/codeexec/codeexec/internal/agent"
+	"github.com/codeexec/codeexec/internal/job"
 	"github.com/codeexec/codeexec/internal/session"
 	"github.com/codeexec/codeexec/internal/tenant"
 	"github.com/prometheus/client_golang/prometheus"

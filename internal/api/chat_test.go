@@ -7,7 +7,6 @@ package api
 import (
 	"bufio"
 	"context"
-	"github.com/codeexec/codeexec/internal/job"
 	"net/http"
 	"net/http/httptest"
 	"strings"
@@ -17,6 +16,7 @@ import (
 
 	"github.com/codeexec/codeexec/internal/agent"
 	"github.com/codeexec/codeexec/internal/egress"
+	"github.com/codeexec/codeexec/internal/job"
 	"github.com/codeexec/codeexec/internal/llm"
 	"github.com/codeexec/codeexec/internal/llm/llmtest"
 	"github.com/codeexec/codeexec/internal/session"

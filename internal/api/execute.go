@@ -7,7 +7,6 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
-	"github.com/codeexec/codeexec/internal/job"
 	"io"
 	"net/http"
 	"slices"
@@ -17,6 +16,7 @@ import (
 
 	"github.com/codeexec/codeexec/internal/agent"
 	"github.com/codeexec/codeexec/internal/egress"
+	"github.com/codeexec/codeexec/internal/job"
 	"github.com/codeexec/codeexec/internal/sandbox"
 	"github.com/codeexec/codeexec/internal/session"
 )

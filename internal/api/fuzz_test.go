@@ -4,12 +4,12 @@ import (
 	"bytes"
 	"encoding/base64"
 	"errors"
-	"github.com/codeexec/codeexec/internal/job"
 	"net/http"
 	"testing"
 	"time"
 
 	"github.com/codeexec/codeexec/internal/egress"
+	"github.com/codeexec/codeexec/internal/job"
 )
 
 // FuzzDecodeExecute feeds arbitrary bodies to the execute decoder: it must never

@@ -3,12 +3,12 @@ package api
 import (
 	"context"
 	"encoding/json"
-	"github.com/codeexec/codeexec/internal/job"
 	"net/url"
 	"strings"
 	"time"
 
 	"github.com/codeexec/codeexec/internal/egress"
+	"github.com/codeexec/codeexec/internal/job"
 	"github.com/codeexec/codeexec/internal/llm"
 	"github.com/codeexec/codeexec/internal/session"
 	"github.com/codeexec/codeexec/internal/tenant"

@@ -3,11 +3,12 @@ package api
 import (
 	"encoding/json"
 	"fmt"
-	"github.com/codeexec/codeexec/internal/job"
 	"github.com/codeexec/codeexec/internal/session"
 	"strings"
 	"testing"
 	"time"
+
+	"github.com/codeexec/codeexec/internal/job"
 )
 
 // allocBody is an execute body that touches mib MiB of memory; extra is more JSON

@@ -1,9 +1,9 @@
 package api
 
 import (
-	"github.com/codeexec/codeexec/internal/job"
 	"time"
 
+	"github.com/codeexec/codeexec/internal/job"
 	"github.com/prometheus/client_golang/prometheus"
 )
 

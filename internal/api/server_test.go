@@ -5,7 +5,6 @@ import (
 	"encoding/base64"
 	"encoding/json"
 	"fmt"
-	"github.com/codeexec/codeexec/internal/job"
 	"image/png"
 	"io"
 	"net/http"
@@ -15,6 +14,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/codeexec/codeexec/internal/job"
 	"github.com/codeexec/codeexec/internal/sandbox"
 	"github.com/codeexec/codeexec/internal/sandbox/sandboxtest"
 	"github.com/codeexec/codeexec/internal/session"

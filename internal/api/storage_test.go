@@ -5,7 +5,6 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
-	"github.com/codeexec/codeexec/internal/job"
 	"log/slog"
 	"net/http"
 	"net/http/httptest"
@@ -13,6 +12,7 @@ import (
 	"testing"
 
 	"github.com/codeexec/codeexec/internal/agent"
+	"github.com/codeexec/codeexec/internal/job"
 )
 
 // TestStorageLimitAnswers checks that files or sandboxes that do not fit are a 507

@@ -4,12 +4,13 @@ import (
 	"bufio"
 	"context"
 	"encoding/json"
-	"github.com/codeexec/codeexec/internal/job"
 	"github.com/codeexec/codeexec/internal/session"
 	"math/rand/v2"
 	"net/http"
 	"strings"
 	"testing"
+
+	"github.com/codeexec/codeexec/internal/job"
 )
 
 func TestUTF8Text(t *testing.T) {

@@ -7,7 +7,6 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
-	"github.com/codeexec/codeexec/internal/job"
 	"io"
 	"strings"
 	"sync"
@@ -15,6 +14,7 @@ import (
 
 	"github.com/codeexec/codeexec/internal/agent"
 	"github.com/codeexec/codeexec/internal/egress"
+	"github.com/codeexec/codeexec/internal/job"
 )
 
 // analyzerSource is the Python program that parses the code to check; the list of

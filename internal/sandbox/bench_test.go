@@ -2,8 +2,9 @@ package sandbox
 
 import (
 	"context"
-	"github.com/codeexec/codeexec/internal/job"
 	"testing"
+
+	"github.com/codeexec/codeexec/internal/job"
 )
 
 // Benchmarks of one execution through the Go API. The bench/ command compares the

@@ -3,7 +3,6 @@ package sandbox
 import (
 	"context"
 	"fmt"
-	"github.com/codeexec/codeexec/internal/job"
 	"io"
 	"os"
 	"path/filepath"
@@ -11,6 +10,7 @@ import (
 
 	"github.com/codeexec/codeexec/internal/cgroup"
 	"github.com/codeexec/codeexec/internal/cleanup"
+	"github.com/codeexec/codeexec/internal/job"
 	"github.com/codeexec/codeexec/internal/sandbox/harness"
 	"golang.org/x/sys/unix"
 )

@@ -2,7 +2,6 @@ package sandbox
 
 import (
 	"fmt"
-	"github.com/codeexec/codeexec/internal/job"
 	"net"
 	"os"
 	"path/filepath"
@@ -12,6 +11,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/codeexec/codeexec/internal/job"
 	"github.com/codeexec/codeexec/internal/proctree"
 )
 

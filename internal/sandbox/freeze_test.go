@@ -3,11 +3,12 @@ package sandbox
 import (
 	"context"
 	"errors"
-	"github.com/codeexec/codeexec/internal/job"
 	"os"
 	"strings"
 	"testing"
 	"time"
+
+	"github.com/codeexec/codeexec/internal/job"
 )
 
 // spinCode starts a daemon thread that counts forever, as a program might leave a

@@ -3,7 +3,6 @@ package sandbox
 import (
 	"bytes"
 	"fmt"
-	"github.com/codeexec/codeexec/internal/job"
 	"image/png"
 	"os"
 	"path/filepath"
@@ -11,6 +10,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/codeexec/codeexec/internal/job"
 	"github.com/codeexec/codeexec/internal/sandbox/harness"
 )
 

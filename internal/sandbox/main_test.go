@@ -2,7 +2,6 @@ package sandbox
 
 import (
 	"context"
-	"github.com/codeexec/codeexec/internal/job"
 	"os"
 	"path/filepath"
 	"strings"
@@ -10,6 +9,7 @@ import (
 	"testing"
 
 	"github.com/codeexec/codeexec/internal/image"
+	"github.com/codeexec/codeexec/internal/job"
 )
 
 func TestMain(m *testing.M) {

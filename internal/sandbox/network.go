@@ -3,13 +3,13 @@ package sandbox
 import (
 	"context"
 	"fmt"
-	"github.com/codeexec/codeexec/internal/job"
 	"net"
 	"os"
 	"runtime"
 	"strconv"
 
 	"github.com/codeexec/codeexec/internal/egress"
+	"github.com/codeexec/codeexec/internal/job"
 	"golang.org/x/sys/unix"
 )
 

@@ -3,7 +3,6 @@ package sandbox
 import (
 	"context"
 	"fmt"
-	"github.com/codeexec/codeexec/internal/job"
 	"io"
 	"net"
 	"net/http"
@@ -17,6 +16,7 @@ import (
 	"testing"
 
 	"github.com/codeexec/codeexec/internal/egress"
+	"github.com/codeexec/codeexec/internal/job"
 )
 
 // fakeResolver answers for the test's made-up host names only.

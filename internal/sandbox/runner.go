@@ -9,7 +9,6 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
-	"github.com/codeexec/codeexec/internal/job"
 	"io"
 	"log/slog"
 	"os"
@@ -24,6 +23,7 @@ import (
 
 	"github.com/codeexec/codeexec/internal/cgroup"
 	"github.com/codeexec/codeexec/internal/egress"
+	"github.com/codeexec/codeexec/internal/job"
 	"github.com/codeexec/codeexec/internal/sandbox/harness"
 	"github.com/codeexec/codeexec/internal/seccomp"
 )

@@ -5,7 +5,6 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
-	"github.com/codeexec/codeexec/internal/job"
 	"io"
 	"os"
 	"slices"
@@ -13,6 +12,7 @@ import (
 	"syscall"
 
 	"github.com/codeexec/codeexec/internal/cgroup"
+	"github.com/codeexec/codeexec/internal/job"
 	"golang.org/x/sys/unix"
 )
 

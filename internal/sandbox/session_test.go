@@ -4,10 +4,11 @@ import (
 	"context"
 	"errors"
 	"fmt"
-	"github.com/codeexec/codeexec/internal/job"
 	"os"
 	"testing"
 	"time"
+
+	"github.com/codeexec/codeexec/internal/job"
 )
 
 func newTestSession(t *testing.T, r *Runner, l job.Limits) *Session {

@@ -4,13 +4,13 @@ import (
 	"bytes"
 	"context"
 	"errors"
-	"github.com/codeexec/codeexec/internal/job"
 	"io"
 	"strings"
 	"sync"
 	"testing"
 	"time"
 
+	"github.com/codeexec/codeexec/internal/job"
 	"golang.org/x/sys/unix"
 )
 

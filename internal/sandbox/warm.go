@@ -4,10 +4,10 @@ import (
 	"context"
 	"errors"
 	"fmt"
-	"github.com/codeexec/codeexec/internal/job"
 	"time"
 
 	"github.com/codeexec/codeexec/internal/cgroup"
+	"github.com/codeexec/codeexec/internal/job"
 )
 
 // slot is a child forked ahead of demand: namespaces made, work dir mounted, already

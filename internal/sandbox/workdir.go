@@ -3,11 +3,11 @@ package sandbox
 import (
 	"errors"
 	"fmt"
-	"github.com/codeexec/codeexec/internal/job"
 	"hash/maphash"
 	"os"
 	"runtime"
 
+	"github.com/codeexec/codeexec/internal/job"
 	"golang.org/x/sys/unix"
 )
 

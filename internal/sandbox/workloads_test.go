@@ -1,10 +1,11 @@
 package sandbox
 
 import (
-	"github.com/codeexec/codeexec/internal/job"
 	"slices"
 	"strings"
 	"testing"
+
+	"github.com/codeexec/codeexec/internal/job"
 )
 
 // TestWorkloads runs what sandboxes are for under the seccomp allowlist, on both

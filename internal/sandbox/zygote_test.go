@@ -4,13 +4,14 @@ import (
 	"context"
 	"errors"
 	"fmt"
-	"github.com/codeexec/codeexec/internal/job"
 	"os"
 	"path/filepath"
 	"strings"
 	"sync"
 	"testing"
 	"time"
+
+	"github.com/codeexec/codeexec/internal/job"
 )
 
 func TestZygoteRestartsAfterDeath(t *testing.T) {

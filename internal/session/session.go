@@ -8,12 +8,12 @@ import (
 	"encoding/hex"
 	"errors"
 	"fmt"
-	"github.com/codeexec/codeexec/internal/job"
 	"slices"
 	"strings"
 	"sync"
 	"time"
 
+	"github.com/codeexec/codeexec/internal/job"
 	"github.com/codeexec/codeexec/internal/sandbox"
 	"github.com/codeexec/codeexec/internal/tenant"
 )

@@ -3,7 +3,6 @@ package session
 import (
 	"context"
 	"errors"
-	"github.com/codeexec/codeexec/internal/job"
 	"os"
 	"path/filepath"
 	"slices"
@@ -14,6 +13,7 @@ import (
 	"time"
 
 	"github.com/codeexec/codeexec/internal/image"
+	"github.com/codeexec/codeexec/internal/job"
 	"github.com/codeexec/codeexec/internal/sandbox"
 	"github.com/codeexec/codeexec/internal/sandbox/sandboxtest"
 	"github.com/codeexec/codeexec/internal/tenant"

@@ -2,13 +2,14 @@ package containment_test
 
 import (
 	"fmt"
-	"github.com/codeexec/codeexec/internal/job"
 	"os"
 	"regexp"
 	"strconv"
 	"strings"
 	"sync"
 	"testing"
+
+	"github.com/codeexec/codeexec/internal/job"
 )
 
 // TestKernel attacks the kernel interfaces a sandbox must not use: mounts, tracing,

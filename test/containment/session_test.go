@@ -5,7 +5,6 @@ import (
 	"context"
 	"encoding/json"
 	"fmt"
-	"github.com/codeexec/codeexec/internal/job"
 	"io"
 	"net/http"
 	"net/http/httptest"
@@ -15,6 +14,7 @@ import (
 	"time"
 
 	"github.com/codeexec/codeexec/internal/api"
+	"github.com/codeexec/codeexec/internal/job"
 	"github.com/codeexec/codeexec/internal/session"
 )
 

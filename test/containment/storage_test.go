@@ -5,7 +5,6 @@ import (
 	"context"
 	"encoding/base64"
 	"encoding/json"
-	"github.com/codeexec/codeexec/internal/job"
 	"io"
 	"net/http"
 	"net/http/httptest"
@@ -14,6 +13,7 @@ import (
 	"time"
 
 	"github.com/codeexec/codeexec/internal/api"
+	"github.com/codeexec/codeexec/internal/job"
 	"github.com/codeexec/codeexec/internal/session"
 )
 

@@ -8,7 +8,6 @@ import (
 	"context"
 	"encoding/json"
 	"fmt"
-	"github.com/codeexec/codeexec/internal/job"
 	"io"
 	"maps"
 	"net/http"
@@ -27,6 +26,7 @@ import (
 
 	"github.com/codeexec/codeexec/internal/api"
 	"github.com/codeexec/codeexec/internal/image"
+	"github.com/codeexec/codeexec/internal/job"
 	"github.com/codeexec/codeexec/internal/mountinfo"
 	"github.com/codeexec/codeexec/internal/proctree"
 	"github.com/codeexec/codeexec/internal/sandbox"
