@@ -17,8 +17,7 @@ func BenchmarkRun(b *testing.B) {
 	for _, path := range paths {
 		for _, wl := range workloads {
 			b.Run(path+"/"+wl.name, func(b *testing.B) {
-				// pathOf reads the path from the benchmark's name.
-				r := newTestRunner(b)
+				r := newTestRunnerFor(b, path)
 				req := &job.Request{Code: wl.code, Limits: job.DefaultLimits()}
 				for b.Loop() {
 					res, err := r.Run(context.Background(), req)

@@ -30,13 +30,13 @@ func (r *Runner) runCold(ctx context.Context, req *job.Request) (*job.Result, er
 	cu.Add(unreserve)
 	work, err := newWorkDir(filepath.Join(r.inst.dir, name), l.WorkBytes, r.cfg.HostUID+sandboxUID)
 	if err != nil {
-		return nil, fmt.Errorf("sandbox: %w", err)
+		return nil, fmt.Errorf("sandbox: make the work dir: %w", err)
 	}
 	cu.Add(func() { _ = work.remove() })
 	// The group comes before the input files: their pages are charged to it.
 	g, err := r.cg.New(name, cgroupLimits(l))
 	if err != nil {
-		return nil, fmt.Errorf("sandbox: %w", err)
+		return nil, fmt.Errorf("sandbox: make the cgroup: %w", err)
 	}
 	cu.Add(func() { _ = g.Destroy() })
 	if err := work.writeInputs(req.Files, r.inputWriter(g, l)); err != nil {
@@ -88,7 +88,7 @@ func (r *Runner) runCold(ctx context.Context, req *job.Request) (*job.Result, er
 	cmd, err := r.startInit(spec, reportW, stdin.file(), w.stdout, w.stderr, g, prepare)
 	reportW.Close()
 	if err != nil {
-		return nil, fmt.Errorf("sandbox: %w", err)
+		return nil, fmt.Errorf("sandbox: start the sandbox's init: %w", err)
 	}
 	stdin.start()
 	w.tee = newTee(w, req.Stdout, req.Stderr) // from the first byte kept, whenever it came
@@ -109,7 +109,7 @@ func (r *Runner) runCold(ctx context.Context, req *job.Request) (*job.Result, er
 	}
 	o.stats, o.statsErr = g.Stats()
 	if err := g.Destroy(); err != nil {
-		return nil, fmt.Errorf("sandbox: %w", err)
+		return nil, fmt.Errorf("sandbox: remove the cgroup: %w", err)
 	}
 	res := o.result(l, w)
 	if res.Files, res.FilesTruncated, err = work.produced(); err != nil {

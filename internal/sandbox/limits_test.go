@@ -64,8 +64,7 @@ func TestMemoryAboveDefault(t *testing.T) {
 			t.Errorf("limit %d MiB: peak %d MiB, want just under the limit", limit, res.Usage.MaxMemoryBytes>>20)
 		}
 	}
-	bothPaths(t, func(t *testing.T) {
-		r := sharedRunner(t)
+	bothPaths(t, func(t *testing.T, r *Runner) {
 		for _, tt := range tests {
 			for _, alloc := range []int{tt.underMiB, tt.overMiB} {
 				waitPool(t, r)
@@ -78,7 +77,7 @@ func TestMemoryAboveDefault(t *testing.T) {
 	})
 	t.Run("session", func(t *testing.T) {
 		t.Run("warm", func(t *testing.T) {
-			r := sharedRunner(t)
+			r := sharedRunnerFor(t, "warm")
 			for _, tt := range tests {
 				waitPool(t, r)
 				l := job.DefaultLimits()
@@ -96,8 +95,8 @@ func TestMemoryAboveDefault(t *testing.T) {
 // TestOOMScore: sandbox processes are the OOM killer's first choice, and cannot make
 // themselves less so.
 func TestOOMScore(t *testing.T) {
-	bothPaths(t, func(t *testing.T) {
-		res := run(t, `
+	bothPaths(t, func(t *testing.T, r *Runner) {
+		res := run(t, r, `
 import subprocess
 own = open('/proc/self/oom_score_adj').read().strip()
 child = subprocess.run(['cat', '/proc/self/oom_score_adj'], capture_output=True, text=True).stdout.strip()

@@ -4,7 +4,6 @@ import (
 	"context"
 	"os"
 	"path/filepath"
-	"strings"
 	"sync"
 	"testing"
 
@@ -42,19 +41,18 @@ var shared = map[string]*sharedRunnerState{"cold": {}, "warm": {}}
 // test runs on both.
 var paths = []string{"cold", "warm"}
 
-// bothPaths runs f as a subtest per path; the helpers pick the path from the
-// subtest name.
-func bothPaths(t *testing.T, f func(t *testing.T)) {
+// bothPaths runs f as a subtest per path, with the package's shared runner for that
+// path (as net/http's tests pass their mode: run(t, func(t, mode))).
+func bothPaths(t *testing.T, f func(t *testing.T, r *Runner)) {
 	for _, p := range paths {
-		t.Run(p, f)
+		t.Run(p, func(t *testing.T) { f(t, sharedRunnerFor(t, p)) })
 	}
 }
 
-func pathOf(t testing.TB) string {
-	for _, part := range strings.Split(t.Name(), "/") {
-		if part == "warm" || strings.HasPrefix(part, "warm/") {
-			return "warm"
-		}
+// pathName is the path r runs on: "warm" or "cold".
+func pathName(r *Runner) string {
+	if r.cfg.Warm {
+		return "warm"
 	}
 	return "cold"
 }
@@ -95,13 +93,6 @@ func testRootfs(t testing.TB) string {
 	return img.Rootfs
 }
 
-// newTestRunner makes a Runner with its own state dir for the test's path, closed
-// when the test ends.
-func newTestRunner(t testing.TB) *Runner {
-	t.Helper()
-	return newTestRunnerFor(t, pathOf(t))
-}
-
 // newTestRunnerFor makes a Runner for path ("cold" or "warm") with its own state
 // dir, closed when the test ends.
 func newTestRunnerFor(t testing.TB, path string) *Runner {
@@ -134,12 +125,6 @@ func testConfig(rootfs, state, path string) Config {
 	return Config{Rootfs: rootfs, StateDir: state, CgroupParent: "codeexec-test", HostUID: DefaultHostUID, Warm: path == "warm", Prefork: 2}
 }
 
-// sharedRunner returns the package's shared Runner for the test's path.
-func sharedRunner(t testing.TB) *Runner {
-	t.Helper()
-	return sharedRunnerFor(t, pathOf(t))
-}
-
 // sharedRunnerFor returns the package's shared Runner for path ("cold" or "warm").
 func sharedRunnerFor(t testing.TB, path string) *Runner {
 	t.Helper()
@@ -164,15 +149,15 @@ func sharedRunnerFor(t testing.TB, path string) *Runner {
 	return sr.r
 }
 
-// run executes code with the default limits adjusted by adjust.
-func run(t testing.TB, code string, adjust func(*job.Request)) *job.Result {
+// run executes code on r with the default limits adjusted by adjust.
+func run(t testing.TB, r *Runner, code string, adjust func(*job.Request)) *job.Result {
 	t.Helper()
 	req := &job.Request{Code: code, Limits: job.DefaultLimits()}
 	req.Limits.Timeout = 20e9
 	if adjust != nil {
 		adjust(req)
 	}
-	res, err := sharedRunner(t).Run(context.Background(), req)
+	res, err := r.Run(context.Background(), req)
 	if err != nil {
 		t.Fatalf("Run(%q): %v", code, err)
 	}

@@ -159,7 +159,7 @@ func New(cfg Config) (*Runner, error) {
 	}
 	cg, err := cgroup.Open(cfg.CgroupParent)
 	if err != nil {
-		return nil, fmt.Errorf("sandbox: %w", err)
+		return nil, fmt.Errorf("sandbox: open the cgroup hierarchy: %w", err)
 	}
 	if err := sweepState(cfg.StateDir, cg); err != nil && !errors.Is(err, os.ErrNotExist) {
 		return nil, fmt.Errorf("sandbox: clean up after earlier runs: %w", err)
@@ -168,7 +168,7 @@ func New(cfg Config) (*Runner, error) {
 	// child's.
 	if cfg.Total != (cgroup.Limits{}) {
 		if err := cg.SetLimits(cfg.Total); err != nil {
-			return nil, fmt.Errorf("sandbox: %w", err)
+			return nil, fmt.Errorf("sandbox: set the limits of all sandboxes: %w", err)
 		}
 	}
 	prog, err := seccomp.Program()
@@ -324,7 +324,12 @@ func (r *Runner) startZygoteBg(done chan struct{}) {
 	switch {
 	case err != nil:
 		r.zygErr, r.zygFailed = err, time.Now()
-		r.log.Error("zygote failed to start; running cold", "err", err)
+		var zse *ZygoteStartError
+		stderr := ""
+		if errors.As(err, &zse) {
+			stderr = zse.Stderr
+		}
+		r.log.Error("zygote failed to start; running cold", "err", err, "stderr", stderr)
 	case r.zClosed:
 		r.cleanupLater(z.close)
 	default:
@@ -422,18 +427,18 @@ func sandboxEnv(l job.Limits) []string {
 // startInit starts the sandbox init stage with spec, places it in group g before it
 // does anything, and returns once it has exec'd the program. fd3 becomes the
 // program's fd 3 (the report pipe or the zygote's control socket); stdin its fd 0
-// (nil: /dev/null). On error nothing is left running. prepare, when set, runs once the process exists but before it
-// starts its setup.
+// (nil: /dev/null). On error nothing is left running. prepare, when set, runs once
+// the process exists but before it starts its setup.
 func (r *Runner) startInit(spec *initSpec, fd3, stdin *os.File, stdout, stderr io.Writer, g *cgroup.Group, prepare func(pid int) error) (*exec.Cmd, error) {
 	specR, specW, err := os.Pipe()
 	if err != nil {
-		return nil, err
+		return nil, fmt.Errorf("make the spec pipe: %w", err)
 	}
 	defer specW.Close()
 	errR, errW, err := os.Pipe()
 	if err != nil {
 		specR.Close()
-		return nil, err
+		return nil, fmt.Errorf("make the setup error pipe: %w", err)
 	}
 	defer errR.Close()
 	host := r.cfg.HostUID

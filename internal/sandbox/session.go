@@ -12,6 +12,7 @@ import (
 	"syscall"
 
 	"github.com/codeexec/codeexec/internal/cgroup"
+	"github.com/codeexec/codeexec/internal/cleanup"
 	"github.com/codeexec/codeexec/internal/job"
 	"golang.org/x/sys/unix"
 )
@@ -164,18 +165,18 @@ func (r *Runner) newSession(ctx context.Context, z *zygote, l job.Limits) (*Sess
 	if err != nil {
 		return nil, err
 	}
+	// Torn down in the background: the caller need not wait for it.
+	cu := cleanup.Make(func() { r.cleanupLater(s.release) })
+	defer cu.Clean()
 	work, err := s.c.workDir()
 	if err != nil {
-		r.cleanupLater(s.release)
 		return nil, fmt.Errorf("sandbox: open /work: %w", hostFree(err))
 	}
+	cu.Add(work.close)
 	if err := s.c.seal(ctx, l); err != nil {
-		r.cleanupLater(func() {
-			s.release()
-			work.close()
-		})
 		return nil, err
 	}
+	cu.Release()
 	sess := &Session{r: r, limits: l, s: s, work: work, inputs: r.inputWriter(s.g, l), procs: map[uint64]*proc{}}
 	sess.untrack = r.live.add(func() {
 		sess.end(fmt.Errorf("%w: its runner was closed", ErrSessionEnded), EndClosed)

@@ -32,7 +32,7 @@ func sessionRun(t *testing.T, s *Session, code string) *job.Result {
 
 func TestSessionState(t *testing.T) {
 	t.Run("warm", func(t *testing.T) {
-		r := sharedRunner(t)
+		r := sharedRunnerFor(t, "warm")
 		s := newTestSession(t, r, job.DefaultLimits())
 		steps := []struct{ code, want string }{
 			{"import pandas as pd\ndf = pd.DataFrame({'a': [1, 2, 3]})\nopen('notes.txt', 'w').write('kept')", "4"},
@@ -78,7 +78,7 @@ func TestSessionState(t *testing.T) {
 
 func TestSessionEndsOnLimit(t *testing.T) {
 	t.Run("warm", func(t *testing.T) {
-		r := sharedRunner(t)
+		r := sharedRunnerFor(t, "warm")
 		s := newTestSession(t, r, job.DefaultLimits())
 		sessionRun(t, s, "x = 1")
 		pids := sessionPids(t, s)
@@ -98,7 +98,7 @@ func TestSessionEndsOnLimit(t *testing.T) {
 
 func TestSessionsIsolated(t *testing.T) {
 	t.Run("warm", func(t *testing.T) {
-		r := sharedRunner(t)
+		r := sharedRunnerFor(t, "warm")
 		a := newTestSession(t, r, job.DefaultLimits())
 		b := newTestSession(t, r, job.DefaultLimits())
 		sessionRun(t, a, "secret = 42\nopen('a.txt', 'w').write('a')\nimport socket\nsrv = socket.socket(socket.AF_UNIX)\nsrv.bind('\\0codeexec-test')\nsrv.listen()")
@@ -121,7 +121,7 @@ out`)
 
 func TestSessionCloseKills(t *testing.T) {
 	t.Run("warm", func(t *testing.T) {
-		r := sharedRunner(t)
+		r := sharedRunnerFor(t, "warm")
 		s, err := r.NewSession(context.Background(), job.DefaultLimits())
 		if err != nil {
 			t.Fatal(err)

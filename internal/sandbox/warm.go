@@ -7,6 +7,7 @@ import (
 	"time"
 
 	"github.com/codeexec/codeexec/internal/cgroup"
+	"github.com/codeexec/codeexec/internal/cleanup"
 	"github.com/codeexec/codeexec/internal/job"
 )
 
@@ -33,17 +34,18 @@ func (r *Runner) newSlot(ctx context.Context, z *zygote, l job.Limits) (*slot, e
 	if err != nil {
 		return nil, err
 	}
+	cu := cleanup.Make(unreserve)
+	defer cu.Clean()
 	g, err := r.cg.New(r.nextName(), cgroupLimits(l))
 	if err != nil {
-		unreserve()
-		return nil, fmt.Errorf("sandbox: %w", err)
+		return nil, fmt.Errorf("make a warm child's cgroup: %w", err)
 	}
+	cu.Add(func() { _ = g.Destroy() })
 	c, err := z.spawn(ctx, l, g)
 	if err != nil {
-		_ = g.Destroy()
-		unreserve()
 		return nil, err
 	}
+	cu.Release()
 	return &slot{c: c, g: g, limits: l, unreserve: unreserve}, nil
 }
 

@@ -15,6 +15,7 @@ import (
 	"time"
 
 	"github.com/codeexec/codeexec/internal/cgroup"
+	"github.com/codeexec/codeexec/internal/cleanup"
 	"github.com/codeexec/codeexec/internal/job"
 	"golang.org/x/sys/unix"
 )
@@ -81,16 +82,19 @@ type zygote struct {
 // startZygote starts a zygote and waits until it has imported everything. The
 // caller must call close.
 func (r *Runner) startZygote(ctx context.Context) (*zygote, error) {
+	cu := cleanup.Cleanup{}
+	defer cu.Clean()
 	ours, theirs, err := seqpacketPair()
 	if err != nil {
 		return nil, err
 	}
+	cu.Add(func() { ours.Close() })
 	defer theirs.Close()
 	g, err := r.cg.New(r.inst.id+"-zygote"+strconv.FormatUint(r.seq.Add(1), 10), cgroup.Limits{MemoryBytes: zygoteMemoryBytes, Pids: zygotePids})
 	if err != nil {
-		ours.Close()
-		return nil, err
+		return nil, fmt.Errorf("make the zygote's cgroup: %w", err)
 	}
+	cu.Add(func() { _ = g.Destroy() })
 	log := &capWriter{limit: 64 << 10, onLimit: func() {}}
 	spec := &initSpec{
 		Rootfs:   r.cfg.Rootfs,
@@ -101,9 +105,7 @@ func (r *Runner) startZygote(ctx context.Context) (*zygote, error) {
 	}
 	cmd, err := r.startInit(spec, theirs, nil, log, log, g, nil)
 	if err != nil {
-		ours.Close()
-		g.Destroy()
-		return nil, err
+		return nil, &ZygoteStartError{Err: err, Stderr: log.String()}
 	}
 	// The zygote has its own copy. Ours closed, a zygote that dies during its imports
 	// ends the read below at once (EOF) instead of at zygoteStartTimeout.
@@ -113,19 +115,40 @@ func (r *Runner) startZygote(ctx context.Context) (*zygote, error) {
 		_ = cmd.Wait()
 		close(z.dead)
 	}()
+	// z.close kills and waits for the zygote, then does what the steps above undo.
+	cu = cleanup.Make(z.close)
 	ours.SetReadDeadline(time.Now().Add(zygoteStartTimeout))
 	stop := context.AfterFunc(ctx, func() { ours.SetReadDeadline(time.Now()) })
 	msg, err := readCtl(ours)
 	stop()
-	if err != nil || msg.Op != "ready" {
-		z.close()
-		return nil, fmt.Errorf("sandbox: zygote did not start (%v): %s", err, log.String())
+	switch {
+	case ctx.Err() != nil:
+		return nil, fmt.Errorf("start the zygote: %w", ctx.Err())
+	case err != nil:
+		return nil, &ZygoteStartError{Err: fmt.Errorf("wait for its imports: %w", err), Stderr: log.String()}
+	case msg.Op != "ready":
+		return nil, &ZygoteStartError{Err: fmt.Errorf("it sent %q before ready", msg.Op), Stderr: log.String()}
 	}
 	ours.SetReadDeadline(time.Time{})
 	z.steps = msg.Steps
 	go z.readLoop()
+	cu.Release()
 	return z, nil
 }
+
+// ZygoteStartError is a zygote's failure to start. Its message says what failed;
+// the zygote's own stderr (a Python traceback, which may name paths of the image or
+// the host) is kept apart, for the operator's log: it never reaches a client.
+type ZygoteStartError struct {
+	Err    error
+	Stderr string
+}
+
+func (e *ZygoteStartError) Error() string {
+	return "sandbox: the zygote did not start: " + e.Err.Error()
+}
+
+func (e *ZygoteStartError) Unwrap() error { return e.Err }
 
 // seqpacketPair makes a connected SOCK_SEQPACKET pair: message boundaries and
 // SCM_RIGHTS, which a pipe lacks. The second end is for the sandbox.
@@ -169,7 +192,7 @@ func parseCtl(data []byte) (ctlMsg, error) {
 func (z *zygote) send(m ctlMsg, files ...*os.File) error {
 	data, err := json.Marshal(m)
 	if err != nil {
-		return err
+		return fmt.Errorf("encode a message to the zygote: %w", err)
 	}
 	fds := make([]int, len(files))
 	for i, f := range files {
@@ -177,8 +200,10 @@ func (z *zygote) send(m ctlMsg, files ...*os.File) error {
 	}
 	z.wmu.Lock()
 	defer z.wmu.Unlock()
-	_, _, err = z.ctl.WriteMsgUnix(data, unix.UnixRights(fds...), nil)
-	return err
+	if _, _, err := z.ctl.WriteMsgUnix(data, unix.UnixRights(fds...), nil); err != nil {
+		return fmt.Errorf("send to the zygote: %w", err)
+	}
+	return nil
 }
 
 // readLoop delivers the zygote's exit reports to the waiting children until the
@@ -252,38 +277,34 @@ func (z *zygote) spawnChild(ctx context.Context, l job.Limits, g *cgroup.Group) 
 	if !z.alive() {
 		return nil, ErrZygoteGone
 	}
+	cu := cleanup.Cleanup{}
+	defer cu.Clean()
 	ours, theirs, err := seqpacketPair()
 	if err != nil {
 		return nil, err
 	}
+	cu.Add(func() { ours.Close() })
 	defer theirs.Close()
-	raw, err := ours.SyscallConn()
-	if err != nil {
-		ours.Close()
-		return nil, err
-	}
 	// The kernel then attaches the child's credentials, its host pid among them, to
 	// what it sends: the pid comes from the kernel, not from the child's word.
-	var sockErr error
-	if err := raw.Control(func(fd uintptr) {
-		sockErr = unix.SetsockoptInt(int(fd), unix.SOL_SOCKET, unix.SO_PASSCRED, 1)
-	}); err != nil || sockErr != nil {
-		ours.Close()
-		return nil, fmt.Errorf("sandbox: SO_PASSCRED: %v %v", err, sockErr)
+	if err := passCred(ours); err != nil {
+		return nil, err
 	}
 	c := &child{z: z, id: z.nextID.Add(1), pidfd: -1, ch: ours, exit: make(chan ctlMsg, 1)}
 	z.mu.Lock()
 	z.waiters[c.id] = c.exit
 	z.mu.Unlock()
+	// c.close kills and waits for the child once it exists, and forgets it.
+	cu = cleanup.Make(c.forget)
 	if err := z.send(ctlMsg{Op: "spawn", ID: c.id, TmpBytes: l.TmpBytes, WorkBytes: l.WorkBytes, Seccomp: z.r.filter, Landlock: z.r.landlock,
 		ProcReadOnly: procReadOnly, ProcMasked: procMasked}, theirs); err != nil {
-		c.forget()
-		return nil, fmt.Errorf("sandbox: zygote: %w", err)
+		return nil, fmt.Errorf("ask the zygote for a child: %w", err)
 	}
 	theirs.Close()
+	cu = cleanup.Make(c.close)
 	if err := c.attach(ctx, g); err != nil {
-		c.close()
 		return nil, err
 	}
+	cu.Release()
 	return c, nil
 }

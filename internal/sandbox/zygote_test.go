@@ -16,7 +16,7 @@ import (
 
 func TestZygoteRestartsAfterDeath(t *testing.T) {
 	t.Run("warm", func(t *testing.T) {
-		r := newTestRunner(t)
+		r := newTestRunnerFor(t, "warm")
 		first, err := r.zygote(context.Background(), true)
 		if err != nil {
 			t.Fatal(err)
@@ -44,7 +44,7 @@ func TestZygoteRestartsAfterDeath(t *testing.T) {
 
 func TestColdFallbackWhenZygoteCannotStart(t *testing.T) {
 	t.Run("warm", func(t *testing.T) {
-		r := newTestRunner(t)
+		r := newTestRunnerFor(t, "warm")
 		r.zmu.Lock()
 		r.zyg.close()
 		r.zyg = nil
@@ -71,12 +71,12 @@ var errTestZygote = errors.New("test: zygote start disabled")
 // parallel test binaries): starting one must not sweep the other's cgroups.
 func TestRunnersDoNotSweepEachOther(t *testing.T) {
 	t.Run("warm", func(t *testing.T) {
-		first := newTestRunner(t)
+		first := newTestRunnerFor(t, "warm")
 		z, err := first.zygote(context.Background(), true)
 		if err != nil {
 			t.Fatal(err)
 		}
-		second := newTestRunner(t)
+		second := newTestRunnerFor(t, "warm")
 		if _, err := second.Run(context.Background(), &job.Request{Code: "1", Limits: job.DefaultLimits()}); err != nil {
 			t.Fatal(err)
 		}
@@ -94,7 +94,7 @@ func TestRunnersDoNotSweepEachOther(t *testing.T) {
 // or the parent-death signal of whatever it forked (the zygote) fires.
 func TestInputFilesDoNotKillTheZygote(t *testing.T) {
 	t.Run("warm", func(t *testing.T) {
-		r := newTestRunner(t)
+		r := newTestRunnerFor(t, "warm")
 		z, err := r.zygote(context.Background(), true)
 		if err != nil {
 			t.Fatal(err)
@@ -125,7 +125,7 @@ func TestInputFilesDoNotKillTheZygote(t *testing.T) {
 // The zygote keeps only the capabilities its children need for their setup.
 func TestZygoteCapabilities(t *testing.T) {
 	t.Run("warm", func(t *testing.T) {
-		z, err := sharedRunner(t).zygote(context.Background(), true)
+		z, err := sharedRunnerFor(t, "warm").zygote(context.Background(), true)
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -211,8 +211,13 @@ func TestZygoteFailedImport(t *testing.T) {
 		}
 		t.Cleanup(func() { r.Close() })
 		err = r.Warm()
-		if err == nil || !strings.Contains(err.Error(), "_gdbm") || strings.Contains(err.Error(), "timeout") {
+		var zse *ZygoteStartError
+		if !errors.As(err, &zse) || !strings.Contains(zse.Stderr, "_gdbm") || strings.Contains(err.Error(), "timeout") {
 			t.Fatalf("Warm() = %v, want the zygote's ImportError of _gdbm, not a timeout", err)
+		}
+		// The traceback is the operator's, for the log: it names the image's paths.
+		if strings.Contains(err.Error(), "_gdbm") || strings.Contains(err.Error(), "Traceback") {
+			t.Errorf("Warm()'s message holds the zygote's stderr: %v", err)
 		}
 	})
 }

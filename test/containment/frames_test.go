@@ -149,9 +149,9 @@ func TestThroughServer(t *testing.T) {
 	}
 	list := append(append(append(framesAttacks(), reportAttacks()...), treeAttacks()...), socketFamiliesAttack, attack{
 		// Lists the descriptors of a program started by an HTTP request.
-		name:  "file_descriptors",
-		code:  fdInventoryCode,
-		check: fdCheck,
+		name:    "file_descriptors",
+		code:    fdInventoryCode,
+		checkOn: fdCheck,
 	})
 	for i := range list {
 		list[i].name += "_via_http"
