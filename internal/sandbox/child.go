@@ -7,6 +7,7 @@ import (
 	"net"
 	"os"
 	"strconv"
+	"sync"
 	"syscall"
 	"time"
 
@@ -20,12 +21,16 @@ import (
 // one-shot execution's interpreter (run with last), or a session's init, which forks
 // the session's contexts and commands (seal). The owner must call close.
 type child struct {
-	z     *zygote
-	id    uint64
-	pid   int // in the host's pid namespace
+	z    *zygote
+	id   uint64
+	pid  int // in the host's pid namespace
+	ch   *net.UnixConn
+	exit chan ctlMsg // the zygote's report of the child's end
+	// pidfd is the child's; kill may race close, which closes it (and its number
+	// could then name another process's pidfd): both hold pmu. Everything else uses
+	// it only while the child is in use, before close.
+	pmu   sync.Mutex
 	pidfd int
-	ch    *net.UnixConn
-	exit  chan ctlMsg // the zygote's report of the child's end
 }
 
 // attach learns the child's pid from its first message, moves it into g, and waits
@@ -136,6 +141,8 @@ func (c *child) running() bool {
 // kill sends SIGKILL to the child; as pid 1 of its namespace, it takes every process
 // it started with it.
 func (c *child) kill() {
+	c.pmu.Lock()
+	defer c.pmu.Unlock()
 	if c.pidfd >= 0 {
 		_ = unix.PidfdSendSignal(c.pidfd, unix.SIGKILL, nil, 0)
 	}
@@ -166,10 +173,15 @@ func (c *child) forget() {
 func (c *child) close() {
 	c.kill()
 	c.ch.Close()
-	if c.pidfd >= 0 {
+	c.pmu.Lock()
+	pidfd := c.pidfd
+	c.pmu.Unlock()
+	if pidfd >= 0 {
 		_, _ = c.wait()
+		c.pmu.Lock()
 		unix.Close(c.pidfd)
 		c.pidfd = -1
+		c.pmu.Unlock()
 	}
 	c.forget()
 }

@@ -20,6 +20,9 @@ import (
 func (r *Runner) runCold(ctx context.Context, req *job.Request) (*job.Result, error) {
 	l := req.Limits
 	name := r.nextName()
+	// Out of the live set last, once its work dir and cgroup are gone.
+	live := &liveRun{}
+	defer r.live.add(live.stop)()
 	var cu cleanup.Cleanup
 	defer cu.Clean()
 
@@ -94,12 +97,11 @@ func (r *Runner) runCold(ctx context.Context, req *job.Request) (*job.Result, er
 	w.tee = newTee(w, req.Stdout, req.Stderr) // from the first byte kept, whenever it came
 	// pid 1 of the sandbox's pid namespace: its death kills every process in it.
 	kill := func() { _ = cmd.Process.Kill(); _ = g.Kill() }
-	untrack := r.live.add(kill)
+	live.started(kill)
 	w.start(ctx, kill)
 	reportCh := make(chan []byte, 1)
 	go func() { reportCh <- readReport(reportR) }()
 	waitErr := cmd.Wait() // after the copies of stdout and stderr are complete
-	untrack()
 	w.disarm()
 	stdin.close()
 	w.tee.finish()

@@ -246,8 +246,12 @@ func (s *Session) adopt(p *proc, pid int) error {
 		return fmt.Errorf("process %d is not the session's (%v)", pid, err)
 	}
 	p.mu.Lock()
+	defer p.mu.Unlock()
+	if p.ended() {
+		unix.Close(pidfd)
+		return fmt.Errorf("process %d ended before it started", pid)
+	}
 	p.pidfd = pidfd
-	p.mu.Unlock()
 	return nil
 }
 

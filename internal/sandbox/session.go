@@ -70,6 +70,8 @@ type Session struct {
 
 	mainMu sync.Mutex // held while the default context is made
 
+	readerDone chan struct{} // closed when readInit has returned
+
 	mu        sync.Mutex
 	ended     error  // why the session is over, once it is
 	endReason string // ended's reason code: a Status or an End* constant
@@ -99,6 +101,35 @@ type liveSet struct {
 }
 
 type liveEntry struct{ stop func() }
+
+// liveRun is a one-shot execution in the live set: stop kills its processes now, or
+// as soon as they exist.
+type liveRun struct {
+	mu      sync.Mutex
+	stopped bool
+	kill    func()
+}
+
+func (l *liveRun) stop() {
+	l.mu.Lock()
+	l.stopped = true
+	kill := l.kill
+	l.mu.Unlock()
+	if kill != nil {
+		kill()
+	}
+}
+
+// started gives the run's kill function once its processes exist.
+func (l *liveRun) started(kill func()) {
+	l.mu.Lock()
+	l.kill = kill
+	stopped := l.stopped
+	l.mu.Unlock()
+	if stopped {
+		kill()
+	}
+}
 
 // add records a sandbox that stop ends (it must lead its owner to call remove soon);
 // the caller must call remove once the sandbox is torn down.
@@ -177,7 +208,8 @@ func (r *Runner) newSession(ctx context.Context, z *zygote, l job.Limits) (*Sess
 		return nil, err
 	}
 	cu.Release()
-	sess := &Session{r: r, limits: l, s: s, work: work, inputs: r.inputWriter(s.g, l), procs: map[uint64]*proc{}}
+	sess := &Session{r: r, limits: l, s: s, work: work, inputs: r.inputWriter(s.g, l), procs: map[uint64]*proc{},
+		readerDone: make(chan struct{})}
 	sess.untrack = r.live.add(func() {
 		sess.end(fmt.Errorf("%w: its runner was closed", ErrSessionEnded), EndClosed)
 	})
@@ -189,6 +221,7 @@ func (r *Runner) newSession(ctx context.Context, z *zygote, l job.Limits) (*Sess
 // gone; then every process of the session is: the kernel sends SIGKILL to all of a
 // pid namespace when its init dies.
 func (s *Session) readInit() {
+	defer close(s.readerDone)
 	c := s.s.c
 	for {
 		m, err := readCtl(c.ch)
@@ -450,16 +483,23 @@ func (s *Session) end(reason error, code string) {
 	s.ended, s.endReason = reason, code
 	contexts := slices.Clone(s.contexts)
 	s.mu.Unlock()
-	s.untrack()
 	for _, c := range contexts {
 		c.stop(job.StatusKilled)
 	}
 	s.kill()
+	// The teardown is counted (cleanupLater) before the session leaves the live
+	// set, so that the runner's Close, which waits for the one and then the other,
+	// cannot miss it.
+	defer s.untrack()
 	s.r.cleanupLater(func() {
 		s.runs.Wait()
 		for _, c := range contexts {
 			c.ch.Close()
 		}
+		// The reader goes first: it may still kill the init through its pidfd, which
+		// release closes (and the number could name another process's pidfd next).
+		s.s.c.ch.Close()
+		<-s.readerDone
 		s.s.release()
 		s.work.close()
 	})

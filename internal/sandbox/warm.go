@@ -126,6 +126,9 @@ func (r *Runner) cleanupLater(f func()) {
 // itself (as a session's init never does) and exits after it.
 func (r *Runner) runWarm(ctx context.Context, req *job.Request, z *zygote) (*job.Result, error) {
 	l := req.Limits
+	// Out of the live set last, once its teardown is counted (cleanupLater).
+	live := &liveRun{}
+	defer r.live.add(live.stop)()
 	s, err := r.takeSlot(ctx, z, l)
 	if err != nil {
 		return nil, err
@@ -137,14 +140,11 @@ func (r *Runner) runWarm(ctx context.Context, req *job.Request, z *zygote) (*job
 		return nil, fmt.Errorf("sandbox: open /work: %w", hostFree(err))
 	}
 	kill := func() { c.kill(); _ = g.Kill() }
-	untrack := r.live.add(kill)
-	defer func() {
-		untrack()
-		r.cleanupLater(func() {
-			s.release()
-			work.close()
-		})
-	}()
+	live.started(kill)
+	defer r.cleanupLater(func() {
+		s.release()
+		work.close()
+	})
 	if err := work.writeInputs(req.Files, r.inputWriter(g, l)); err != nil {
 		return nil, err
 	}
