@@ -543,8 +543,9 @@ type Command struct {
 }
 
 // maxCommandBytes bounds a command's argv, environment and dir together: the
-// request that carries them is one message.
-const maxCommandBytes = 96 << 10
+// request that carries them is one message of at most maxInitRequest bytes once
+// encoded (request checks that too, since JSON escapes can grow a string sixfold).
+const maxCommandBytes = 64 << 10
 
 // validate checks the command before anything is started.
 func (cmd *Command) validate() error {

@@ -282,3 +282,27 @@ func TestSessionCloseDuringRun(t *testing.T) {
 		t.Errorf("EndReason() = %q, want %q", got, EndClosed)
 	}
 }
+
+// TestCommandValidate: a command the init could not run as asked is refused before
+// anything starts.
+func TestCommandValidate(t *testing.T) {
+	for _, tt := range []struct {
+		name string
+		cmd  Command
+		ok   bool
+	}{
+		{"plain", Command{Args: []string{"/bin/echo", "hi"}, Env: []string{"A=b", "EMPTY="}, Dir: "/tmp"}, true},
+		{"no program", Command{}, false},
+		{"empty program", Command{Args: []string{""}}, false},
+		{"relative dir", Command{Args: []string{"ls"}, Dir: "work"}, false},
+		{"NUL in an argument", Command{Args: []string{"echo", "a\x00b"}}, false},
+		{"invalid UTF-8", Command{Args: []string{"echo", "\xff"}}, false},
+		{"environment without =", Command{Args: []string{"env"}, Env: []string{"NOVALUE"}}, false},
+		{"environment without a name", Command{Args: []string{"env"}, Env: []string{"=x"}}, false},
+		{"too long", Command{Args: []string{"echo", strings.Repeat("x", maxCommandBytes)}}, false},
+	} {
+		if err := tt.cmd.validate(); (err == nil) != tt.ok {
+			t.Errorf("%s: validate() = %v, want ok %v", tt.name, err, tt.ok)
+		}
+	}
+}

@@ -255,11 +255,17 @@ func (s *Session) readInit() {
 	}
 }
 
+// maxInitRequest is the largest request the init reads (zygote.py's recv_fds).
+const maxInitRequest = 1 << 17
+
 // request sends m with files to the init.
 func (c *child) request(wmu *sync.Mutex, m ctlMsg, files ...*os.File) error {
 	data, err := json.Marshal(m)
 	if err != nil {
 		return fmt.Errorf("encode a request to the init: %w", err)
+	}
+	if len(data) > maxInitRequest {
+		return fmt.Errorf("sandbox: the request takes %d bytes encoded; the limit is %d", len(data), maxInitRequest)
 	}
 	fds := make([]int, len(files))
 	for i, f := range files {
