@@ -489,15 +489,20 @@ func (s *Session) end(reason error, code string) {
 	s.ended, s.endReason = reason, code
 	contexts := slices.Clone(s.contexts)
 	s.mu.Unlock()
+	// Kill first: a running program's watch kills the session and its Run reports
+	// it; an idle session's init is killed now, its death taking every process of
+	// its pid namespace with it, and the teardown's group kill, which waits for the
+	// group to be empty (and thaws a frozen one), makes sure in the background.
 	for _, c := range contexts {
 		c.stop(job.StatusKilled)
 	}
-	s.kill()
+	s.s.c.kill()
 	// The teardown is counted (cleanupLater) before the session leaves the live
 	// set, so that the runner's Close, which waits for the one and then the other,
 	// cannot miss it.
 	defer s.untrack()
 	s.r.cleanupLater(func() {
+		_ = s.s.g.Kill()
 		s.runs.Wait()
 		for _, c := range contexts {
 			c.ch.Close()
