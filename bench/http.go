@@ -6,7 +6,6 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
-	"github.com/codeexec/codeexec/internal/job"
 	"io"
 	"net"
 	"net/http"
@@ -15,6 +14,7 @@ import (
 	"time"
 
 	"github.com/codeexec/codeexec/internal/api"
+	"github.com/codeexec/codeexec/internal/job"
 	"github.com/codeexec/codeexec/internal/sandbox"
 	"github.com/codeexec/codeexec/internal/session"
 )
@@ -70,7 +70,7 @@ func startAPI(r *sandbox.Runner) (*apiServer, error) {
 	}
 	acfg := api.DefaultConfig()
 	sessions := session.NewManager(session.Config{Max: 100, IdleTTL: time.Minute, MaxIdleTTL: time.Hour, MaxLifetime: time.Hour,
-		MaxConcurrent: apiMaxConcurrent, MaxQueued: apiMaxQueued}, session.RunnerStarter{Runner: r})
+		MaxConcurrent: apiMaxConcurrent, MaxQueued: apiMaxQueued}, r)
 	s := &apiServer{
 		url:      "http://" + ln.Addr().String(),
 		hs:       &http.Server{Handler: api.New(acfg, r, sessions, func() error { return nil }, nil).Handler()},

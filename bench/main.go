@@ -15,7 +15,6 @@ import (
 	"errors"
 	"flag"
 	"fmt"
-	"github.com/codeexec/codeexec/internal/job"
 	"io"
 	"os"
 	"os/exec"
@@ -29,6 +28,7 @@ import (
 	"time"
 
 	"github.com/codeexec/codeexec/internal/image"
+	"github.com/codeexec/codeexec/internal/job"
 	"github.com/codeexec/codeexec/internal/sandbox"
 )
 
@@ -428,7 +428,7 @@ func measureSessions(ctx context.Context, r *sandbox.Runner, k int) (sessionMemo
 	}()
 	w := workload{name: "session", code: sessionCode}
 	for i := range k {
-		s, err := r.NewSession(job.DefaultLimits())
+		s, err := r.NewSession(ctx, job.DefaultLimits())
 		if err != nil {
 			return m, fmt.Errorf("session %d of %d: %w", i+1, k, err)
 		}

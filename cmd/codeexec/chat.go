@@ -12,10 +12,9 @@ import (
 	"os/signal"
 	"strings"
 
-	"github.com/codeexec/codeexec/internal/job"
-
 	"github.com/codeexec/codeexec/internal/agent"
 	"github.com/codeexec/codeexec/internal/egress"
+	"github.com/codeexec/codeexec/internal/job"
 	"github.com/codeexec/codeexec/internal/llm"
 	"github.com/codeexec/codeexec/internal/openaichat"
 	"github.com/codeexec/codeexec/internal/repl"

@@ -14,10 +14,9 @@ import (
 	"syscall"
 	"time"
 
-	"github.com/codeexec/codeexec/internal/job"
-
 	"github.com/codeexec/codeexec/internal/egress"
 	"github.com/codeexec/codeexec/internal/image"
+	"github.com/codeexec/codeexec/internal/job"
 	"github.com/spf13/cobra"
 )
 

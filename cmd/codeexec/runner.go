@@ -9,13 +9,11 @@ import (
 	"strings"
 	"time"
 
-	"github.com/codeexec/codeexec/internal/job"
-
 	"github.com/codeexec/codeexec/internal/api"
 	"github.com/codeexec/codeexec/internal/image"
 	"github.com/codeexec/codeexec/internal/imageset"
+	"github.com/codeexec/codeexec/internal/job"
 	"github.com/codeexec/codeexec/internal/sandbox"
-	"github.com/codeexec/codeexec/internal/session"
 )
 
 func init() { verifyImage = verifyInSandbox }
@@ -116,5 +114,5 @@ func (a apiImages) Runner(name string) (api.ImageRunner, error) {
 	if err != nil {
 		return nil, err // not a typed nil in an interface
 	}
-	return session.RunnerStarter{Runner: r}, nil
+	return r, nil
 }

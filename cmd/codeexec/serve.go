@@ -560,7 +560,7 @@ func withServer(ctx context.Context, c serveConfig, use func(*builtServer) error
 		// Every execution is admitted by the session manager, in a session or not.
 		MaxConcurrent: c.MaxConcurrent,
 		MaxQueued:     c.MaxQueued,
-	}, session.RunnerStarter{Runner: runner})
+	}, runner)
 	defer sessions.Close()
 
 	acfg := api.DefaultConfig()

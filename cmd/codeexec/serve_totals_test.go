@@ -3,9 +3,8 @@ package main
 import (
 	"testing"
 
-	"github.com/codeexec/codeexec/internal/job"
-
 	"github.com/codeexec/codeexec/internal/cgroup"
+	"github.com/codeexec/codeexec/internal/job"
 )
 
 func TestServeTotals(t *testing.T) {

@@ -2,9 +2,9 @@ package agent
 
 import (
 	"context"
-	"github.com/codeexec/codeexec/internal/job"
 
 	"github.com/codeexec/codeexec/internal/egress"
+	"github.com/codeexec/codeexec/internal/job"
 	"github.com/codeexec/codeexec/internal/sandbox"
 )
 
@@ -30,7 +30,7 @@ func (r *RunnerSandbox) Start(ctx context.Context) error {
 		return nil
 	}
 	r.Close()
-	s, err := r.Runner.NewSession(r.Limits)
+	s, err := r.Runner.NewSession(ctx, r.Limits)
 	if err != nil {
 		return err
 	}

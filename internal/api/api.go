@@ -31,7 +31,7 @@ import (
 type Executor = session.Executor
 
 // ImageRunner runs executions and starts sessions in one image;
-// session.RunnerStarter is one.
+// *sandbox.Runner is one.
 type ImageRunner interface {
 	Executor
 	session.Starter

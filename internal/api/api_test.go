@@ -14,6 +14,7 @@ import (
 	"os"
 	"path/filepath"
 	"regexp"
+	"slices"
 	"sort"
 	"strconv"
 	"strings"
@@ -434,10 +435,10 @@ func TestSessionExpiryEndsProcesses(t *testing.T) {
 	}
 	base := hs.URL + "/v1/sessions/" + created.ID
 	before := sandboxUserProcs(apiTestCgroup)
-	result(t, do(t, "POST", base+"/execute", `{"code": "x = 1"}`)) // the interpreter drops to the sandbox user
+	result(t, do(t, "POST", base+"/execute", `{"code": "x = 1"}`)) // the run starts the session's interpreter
 	procs := map[string][]int{}
 	for cg, pids := range sandboxUserProcs(apiTestCgroup) {
-		if _, ok := before[cg]; !ok {
+		if !slices.Equal(before[cg], pids) {
 			procs[cg] = pids
 		}
 	}

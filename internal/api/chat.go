@@ -12,9 +12,8 @@ import (
 	"sync"
 	"time"
 
-	"github.com/codeexec/codeexec/internal/job"
-
 	"github.com/codeexec/codeexec/internal/agent"
+	"github.com/codeexec/codeexec/internal/job"
 	"github.com/codeexec/codeexec/internal/llm"
 	"github.com/codeexec/codeexec/internal/openaichat"
 	"github.com/codeexec/codeexec/internal/sandbox"

@@ -311,7 +311,7 @@ func TestIdleConnection(t *testing.T) {
 // the next request; a slow download that keeps taking data is not cut either.
 func TestLongExecutionOutlivesDeadlines(t *testing.T) {
 	r := testRunner(t)
-	m := session.NewManager(session.Config{Max: 2, IdleTTL: time.Minute, MaxIdleTTL: time.Hour, MaxLifetime: time.Hour}, session.RunnerStarter{Runner: r})
+	m := session.NewManager(session.Config{Max: 2, IdleTTL: time.Minute, MaxIdleTTL: time.Hour, MaxLifetime: time.Hour}, r)
 	t.Cleanup(m.Close)
 	l := shortLimits()
 	l.IdleTimeout = 5 * time.Second
@@ -376,7 +376,7 @@ func TestLongExecutionOutlivesDeadlines(t *testing.T) {
 // is dropped after the send deadline; the server does not wait for it forever.
 func TestStalledReader(t *testing.T) {
 	r := testRunner(t)
-	m := session.NewManager(session.Config{Max: 2, IdleTTL: time.Minute, MaxIdleTTL: time.Hour, MaxLifetime: time.Hour}, session.RunnerStarter{Runner: r})
+	m := session.NewManager(session.Config{Max: 2, IdleTTL: time.Minute, MaxIdleTTL: time.Hour, MaxLifetime: time.Hour}, r)
 	t.Cleanup(m.Close)
 	addr, srv := limitedServer(t, r, m, shortLimits())
 	id := createSession(t, "http://"+addr)

@@ -8,9 +8,8 @@ import (
 	"testing"
 	"time"
 
-	"github.com/codeexec/codeexec/internal/job"
-
 	"github.com/codeexec/codeexec/internal/egress"
+	"github.com/codeexec/codeexec/internal/job"
 )
 
 // FuzzDecodeExecute feeds arbitrary bodies to the execute decoder: it must never

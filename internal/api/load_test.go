@@ -17,10 +17,9 @@ import (
 	"testing"
 	"time"
 
-	"github.com/codeexec/codeexec/internal/job"
-
 	"github.com/codeexec/codeexec/internal/cgroup"
 	"github.com/codeexec/codeexec/internal/image"
+	"github.com/codeexec/codeexec/internal/job"
 	"github.com/codeexec/codeexec/internal/sandbox"
 	"github.com/codeexec/codeexec/internal/sandbox/sandboxtest"
 	"github.com/codeexec/codeexec/internal/session"
@@ -123,7 +122,7 @@ func TestLoad(t *testing.T) {
 	}
 	// Room for every client: a 429 would be a failure here.
 	sessions := session.NewManager(session.Config{Max: 10, IdleTTL: time.Minute, MaxIdleTTL: time.Hour, MaxLifetime: time.Hour,
-		MaxConcurrent: concurrency, MaxQueued: concurrency}, session.RunnerStarter{Runner: runner})
+		MaxConcurrent: concurrency, MaxQueued: concurrency}, runner)
 	t.Cleanup(sessions.Close)
 	cfg := DefaultConfig()
 	hs := httptest.NewServer(New(cfg, runner, sessions, func() error { return nil }, nil).Handler())

@@ -43,7 +43,7 @@ func testServer(t testing.TB, adjust func(*Config), sc session.Config) (*httptes
 	if sc.Max == 0 {
 		sc = session.Config{Max: 20, IdleTTL: time.Minute, MaxIdleTTL: time.Hour, MaxLifetime: time.Hour}
 	}
-	m := session.NewManager(sc, session.RunnerStarter{Runner: r})
+	m := session.NewManager(sc, r)
 	t.Cleanup(m.Close)
 	hs := httptest.NewServer(New(cfg, r, m, func() error { return nil }, nil).Handler())
 	t.Cleanup(hs.Close)

@@ -11,9 +11,8 @@ import (
 	"strings"
 	"testing"
 
-	"github.com/codeexec/codeexec/internal/job"
-
 	"github.com/codeexec/codeexec/internal/agent"
+	"github.com/codeexec/codeexec/internal/job"
 )
 
 // TestStorageLimitAnswers checks that files or sandboxes that do not fit are a 507

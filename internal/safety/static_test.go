@@ -3,13 +3,13 @@ package safety
 import (
 	"context"
 	"errors"
-	"github.com/codeexec/codeexec/internal/job"
 	"os"
 	"reflect"
 	"strings"
 	"testing"
 
 	"github.com/codeexec/codeexec/internal/egress"
+	"github.com/codeexec/codeexec/internal/job"
 	"github.com/codeexec/codeexec/internal/sandbox"
 	"github.com/codeexec/codeexec/internal/sandbox/sandboxtest"
 )

@@ -2,8 +2,9 @@ package sandbox
 
 import (
 	"context"
-	"github.com/codeexec/codeexec/internal/job"
 	"testing"
+
+	"github.com/codeexec/codeexec/internal/job"
 )
 
 // Benchmarks of one execution through the Go API. The bench/ command compares the
@@ -16,8 +17,7 @@ func BenchmarkRun(b *testing.B) {
 	for _, path := range paths {
 		for _, wl := range workloads {
 			b.Run(path+"/"+wl.name, func(b *testing.B) {
-				// pathOf reads the path from the benchmark's name.
-				r := newTestRunner(b)
+				r := newTestRunnerFor(b, path)
 				req := &job.Request{Code: wl.code, Limits: job.DefaultLimits()}
 				for b.Loop() {
 					res, err := r.Run(context.Background(), req)

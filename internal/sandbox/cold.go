@@ -3,7 +3,6 @@ package sandbox
 import (
 	"context"
 	"fmt"
-	"github.com/codeexec/codeexec/internal/job"
 	"io"
 	"os"
 	"path/filepath"
@@ -11,6 +10,7 @@ import (
 
 	"github.com/codeexec/codeexec/internal/cgroup"
 	"github.com/codeexec/codeexec/internal/cleanup"
+	"github.com/codeexec/codeexec/internal/job"
 	"github.com/codeexec/codeexec/internal/sandbox/harness"
 	"golang.org/x/sys/unix"
 )
@@ -20,6 +20,9 @@ import (
 func (r *Runner) runCold(ctx context.Context, req *job.Request) (*job.Result, error) {
 	l := req.Limits
 	name := r.nextName()
+	// Out of the live set last, once its work dir and cgroup are gone.
+	live := &liveRun{}
+	defer r.live.add(live.stop)()
 	var cu cleanup.Cleanup
 	defer cu.Clean()
 
@@ -30,13 +33,13 @@ func (r *Runner) runCold(ctx context.Context, req *job.Request) (*job.Result, er
 	cu.Add(unreserve)
 	work, err := newWorkDir(filepath.Join(r.inst.dir, name), l.WorkBytes, r.cfg.HostUID+sandboxUID)
 	if err != nil {
-		return nil, fmt.Errorf("sandbox: %w", err)
+		return nil, fmt.Errorf("sandbox: make the work dir: %w", err)
 	}
 	cu.Add(func() { _ = work.remove() })
 	// The group comes before the input files: their pages are charged to it.
 	g, err := r.cg.New(name, cgroupLimits(l))
 	if err != nil {
-		return nil, fmt.Errorf("sandbox: %w", err)
+		return nil, fmt.Errorf("sandbox: make the cgroup: %w", err)
 	}
 	cu.Add(func() { _ = g.Destroy() })
 	if err := work.writeInputs(req.Files, r.inputWriter(g, l)); err != nil {
@@ -88,12 +91,14 @@ func (r *Runner) runCold(ctx context.Context, req *job.Request) (*job.Result, er
 	cmd, err := r.startInit(spec, reportW, stdin.file(), w.stdout, w.stderr, g, prepare)
 	reportW.Close()
 	if err != nil {
-		return nil, fmt.Errorf("sandbox: %w", err)
+		return nil, fmt.Errorf("sandbox: start the sandbox's init: %w", err)
 	}
 	stdin.start()
 	w.tee = newTee(w, req.Stdout, req.Stderr) // from the first byte kept, whenever it came
 	// pid 1 of the sandbox's pid namespace: its death kills every process in it.
-	w.start(ctx, func() { _ = cmd.Process.Kill(); _ = g.Kill() })
+	kill := func() { _ = cmd.Process.Kill(); _ = g.Kill() }
+	live.started(kill)
+	w.start(ctx, kill)
 	reportCh := make(chan []byte, 1)
 	go func() { reportCh <- readReport(reportR) }()
 	waitErr := cmd.Wait() // after the copies of stdout and stderr are complete
@@ -106,7 +111,7 @@ func (r *Runner) runCold(ctx context.Context, req *job.Request) (*job.Result, er
 	}
 	o.stats, o.statsErr = g.Stats()
 	if err := g.Destroy(); err != nil {
-		return nil, fmt.Errorf("sandbox: %w", err)
+		return nil, fmt.Errorf("sandbox: remove the cgroup: %w", err)
 	}
 	res := o.result(l, w)
 	if res.Files, res.FilesTruncated, err = work.produced(); err != nil {

@@ -2,7 +2,6 @@ package sandbox
 
 import (
 	"fmt"
-	"github.com/codeexec/codeexec/internal/job"
 	"net"
 	"os"
 	"path/filepath"
@@ -12,6 +11,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/codeexec/codeexec/internal/job"
 	"github.com/codeexec/codeexec/internal/proctree"
 )
 
@@ -19,7 +19,7 @@ import (
 // absence of an error alone: each program prints what it could reach.
 
 func TestHostFilesInvisible(t *testing.T) {
-	bothPaths(t, func(t *testing.T) {
+	bothPaths(t, func(t *testing.T, r *Runner) {
 		dir := t.TempDir()
 		marker := filepath.Join(dir, "marker.txt")
 		if err := os.WriteFile(marker, []byte("host secret"), 0o644); err != nil {
@@ -38,7 +38,7 @@ for p in [%q, %q, "/root", "/var/lib/codeexec", "/proc/1/root/etc/shadow"]:
 print("found", found)
 print("hostname", open("/etc/hostname").read().strip(), socket.gethostname())
 `, marker, dir)
-		res := run(t, code, nil)
+		res := run(t, r, code, nil)
 		if res.Status != job.StatusOK {
 			t.Fatalf("status %s stderr %q", res.Status, res.Stderr)
 		}
@@ -52,9 +52,9 @@ print("hostname", open("/etc/hostname").read().strip(), socket.gethostname())
 }
 
 func TestNoEnvironmentLeak(t *testing.T) {
-	bothPaths(t, func(t *testing.T) {
+	bothPaths(t, func(t *testing.T, r *Runner) {
 		t.Setenv("CODEEXEC_TEST_SECRET", "sk-do-not-leak-1234")
-		res := run(t, `
+		res := run(t, r, `
 import os
 data = open("/proc/1/environ", "rb").read() + open("/proc/self/environ", "rb").read()
 print(repr(data))
@@ -69,8 +69,8 @@ print(dict(os.environ))`, nil)
 }
 
 func TestImageReadOnly(t *testing.T) {
-	bothPaths(t, func(t *testing.T) {
-		res := run(t, `
+	bothPaths(t, func(t *testing.T, r *Runner) {
+		res := run(t, r, `
 import os
 wrote = []
 for p in ["/usr/lib/python3/dist-packages/evil.py", "/etc/passwd", "/bin/sh", "/evil", "/dev/evil", "/proc/sys/kernel/core_pattern"]:
@@ -99,7 +99,7 @@ print("caps", [l for l in open("/proc/self/status") if l.startswith(("CapEff", "
 }
 
 func TestNetworkIsolated(t *testing.T) {
-	bothPaths(t, func(t *testing.T) {
+	bothPaths(t, func(t *testing.T, r *Runner) {
 		ln, err := net.Listen("tcp", "127.0.0.1:0")
 		if err != nil {
 			t.Fatal(err)
@@ -114,7 +114,7 @@ func TestNetworkIsolated(t *testing.T) {
 			}
 			accepted <- err == nil
 		}()
-		res := run(t, fmt.Sprintf(`
+		res := run(t, r, fmt.Sprintf(`
 import socket
 try:
     socket.create_connection(("127.0.0.1", %d), timeout=3)
@@ -142,8 +142,8 @@ print("ifaces", socket.if_nameindex())
 }
 
 func TestHostProcessesInvisible(t *testing.T) {
-	bothPaths(t, func(t *testing.T) {
-		res := run(t, fmt.Sprintf(`
+	bothPaths(t, func(t *testing.T, r *Runner) {
+		res := run(t, r, fmt.Sprintf(`
 import os, signal
 pids = sorted(int(p) for p in os.listdir("/proc") if p.isdigit())
 print("pids", pids)
@@ -163,7 +163,7 @@ except OSError as e:
 }
 
 func TestTimeoutKillsTree(t *testing.T) {
-	bothPaths(t, func(t *testing.T) {
+	bothPaths(t, func(t *testing.T, r *Runner) {
 		tests := []struct{ name, code string }{
 			{"busy loop", "while True: pass"},
 			{"forked sleeper", "import os, time\nif os.fork() == 0:\n    os.setsid()\n    time.sleep(1000)\nos.wait()"},
@@ -172,7 +172,7 @@ func TestTimeoutKillsTree(t *testing.T) {
 		for _, tt := range tests {
 			t.Run(tt.name, func(t *testing.T) {
 				start := time.Now()
-				res := run(t, tt.code, func(r *job.Request) { r.Limits.Timeout = time.Second })
+				res := run(t, r, tt.code, func(r *job.Request) { r.Limits.Timeout = time.Second })
 				if res.Status != job.StatusTimeout || res.ExitCode != 124 {
 					t.Fatalf("got %s exit %d, want timeout 124", res.Status, res.ExitCode)
 				}
@@ -186,8 +186,8 @@ func TestTimeoutKillsTree(t *testing.T) {
 }
 
 func TestForkBombContained(t *testing.T) {
-	bothPaths(t, func(t *testing.T) {
-		res := run(t, `
+	bothPaths(t, func(t *testing.T, r *Runner) {
+		res := run(t, r, `
 import os
 n = 0
 while True:
@@ -204,7 +204,7 @@ while True:
 }
 
 func TestMemoryLimit(t *testing.T) {
-	bothPaths(t, func(t *testing.T) {
+	bothPaths(t, func(t *testing.T, r *Runner) {
 		tests := []struct{ name, code string }{
 			{"one allocation", "x = bytearray(1 << 30)\nx[::4096] = b'x' * len(x[::4096])"},
 			{"growing list", "l = []\nwhile True:\n    l.append(bytearray(1 << 20))"},
@@ -212,7 +212,7 @@ func TestMemoryLimit(t *testing.T) {
 		}
 		for _, tt := range tests {
 			t.Run(tt.name, func(t *testing.T) {
-				res := run(t, tt.code, func(r *job.Request) { r.Limits.MemoryBytes = 256 << 20 })
+				res := run(t, r, tt.code, func(r *job.Request) { r.Limits.MemoryBytes = 256 << 20 })
 				if res.Status != job.StatusMemoryLimit || res.ExitCode != 137 {
 					t.Fatalf("got %s exit %d (%+v), want memory_limit 137", res.Status, res.ExitCode, res.Error)
 				}
@@ -225,14 +225,14 @@ func TestMemoryLimit(t *testing.T) {
 }
 
 func TestOutputLimit(t *testing.T) {
-	bothPaths(t, func(t *testing.T) {
-		res := run(t, "import sys\nfor _ in range(1024):\n    sys.stdout.write('x' * (1 << 20))", func(r *job.Request) {
+	bothPaths(t, func(t *testing.T, r *Runner) {
+		res := run(t, r, "import sys\nfor _ in range(1024):\n    sys.stdout.write('x' * (1 << 20))", func(r *job.Request) {
 			r.Limits.OutputBytes = 64 << 10
 		})
 		if res.Status != job.StatusOutputLimit || !res.StdoutTruncated || len(res.Stdout) != 64<<10 {
 			t.Fatalf("got %s truncated=%v len=%d, want output_limit, truncated, %d bytes", res.Status, res.StdoutTruncated, len(res.Stdout), 64<<10)
 		}
-		res = run(t, "import sys\nsys.stderr.write('e' * 100)\nprint('x' * 100)", func(r *job.Request) { r.Limits.OutputBytes = 1000 })
+		res = run(t, r, "import sys\nsys.stderr.write('e' * 100)\nprint('x' * 100)", func(r *job.Request) { r.Limits.OutputBytes = 1000 })
 		if res.Status != job.StatusOK || res.StdoutTruncated || res.StderrTruncated || len(res.Stderr) != 100 {
 			t.Fatalf("output under the limit: got %s %v %v %d", res.Status, res.StdoutTruncated, res.StderrTruncated, len(res.Stderr))
 		}
@@ -240,8 +240,8 @@ func TestOutputLimit(t *testing.T) {
 }
 
 func TestDiskCapped(t *testing.T) {
-	bothPaths(t, func(t *testing.T) {
-		res := run(t, `
+	bothPaths(t, func(t *testing.T, r *Runner) {
+		res := run(t, r, `
 import errno
 for path in ["/work/fill", "/tmp/fill", "/dev/shm/fill"]:
     n = 0
@@ -286,9 +286,9 @@ for path in ["/work/fill", "/tmp/fill", "/dev/shm/fill"]:
 }
 
 func TestNothingPersists(t *testing.T) {
-	bothPaths(t, func(t *testing.T) {
-		run(t, "open('/work/persist.txt', 'w').write('x')\nopen('/tmp/persist.txt', 'w').write('x')", nil)
-		res := run(t, "import os\n[os.path.exists(p) for p in ['/work/persist.txt', '/tmp/persist.txt']]", nil)
+	bothPaths(t, func(t *testing.T, r *Runner) {
+		run(t, r, "open('/work/persist.txt', 'w').write('x')\nopen('/tmp/persist.txt', 'w').write('x')", nil)
+		res := run(t, r, "import os\n[os.path.exists(p) for p in ['/work/persist.txt', '/tmp/persist.txt']]", nil)
 		if deref(res.Result) != "[False, False]" {
 			t.Fatalf("files persisted between runs: %s", deref(res.Result))
 		}
@@ -296,11 +296,11 @@ func TestNothingPersists(t *testing.T) {
 }
 
 func TestNoLeaksAfterManyRuns(t *testing.T) {
-	bothPaths(t, func(t *testing.T) {
+	bothPaths(t, func(t *testing.T, r *Runner) {
 		if testing.Short() {
 			t.Skip("200 runs are skipped in -short mode")
 		}
-		r := newTestRunner(t)
+		r = newTestRunnerFor(t, pathName(r))
 		for i := 0; i < 200; i++ {
 			code := "print(1)"
 			switch i % 4 {
@@ -393,8 +393,8 @@ func mountsUnder(t *testing.T, dir string) []string {
 }
 
 func TestKernelSurfaceDenied(t *testing.T) {
-	bothPaths(t, func(t *testing.T) {
-		res := run(t, `
+	bothPaths(t, func(t *testing.T, r *Runner) {
+		res := run(t, r, `
 import ctypes, ctypes.util, errno, os
 libc = ctypes.CDLL(None, use_errno=True)
 def call(name, *args):
@@ -440,7 +440,7 @@ print([l.strip() for l in open("/proc/self/status") if l.startswith("Seccomp:")]
 // While a fork bomb and a memory bomb run in two sandboxes, a third still answers:
 // each bomb is held by its own cgroup.
 func TestNeighboursStayResponsive(t *testing.T) {
-	bothPaths(t, func(t *testing.T) {
+	bothPaths(t, func(t *testing.T, r *Runner) {
 		bombs := []string{
 			"import os\nwhile True:\n    try:\n        os.fork()\n    except OSError:\n        pass",
 			"l = []\nwhile True:\n    l.append(bytearray(1 << 20))",
@@ -451,7 +451,7 @@ func TestNeighboursStayResponsive(t *testing.T) {
 			wg.Add(1)
 			go func() {
 				defer wg.Done()
-				res := run(t, code, func(r *job.Request) { r.Limits.Timeout = 4 * time.Second; r.Limits.MemoryBytes = 128 << 20 })
+				res := run(t, r, code, func(r *job.Request) { r.Limits.Timeout = 4 * time.Second; r.Limits.MemoryBytes = 128 << 20 })
 				statuses[i] = res.Status
 			}()
 		}
@@ -459,7 +459,7 @@ func TestNeighboursStayResponsive(t *testing.T) {
 		var worst time.Duration
 		for i := 0; i < 5; i++ {
 			start := time.Now()
-			res := run(t, "print(1)", nil)
+			res := run(t, r, "print(1)", nil)
 			if d := time.Since(start); d > worst {
 				worst = d
 			}
@@ -484,8 +484,8 @@ func TestLandlockConfinesWrites(t *testing.T) {
 	if landlockABI() < 1 {
 		skipOrFail(t, "the kernel has no Landlock")
 	}
-	bothPaths(t, func(t *testing.T) {
-		res := run(t, `
+	bothPaths(t, func(t *testing.T, r *Runner) {
+		res := run(t, r, `
 import errno, os, subprocess
 def attempt(path):
     try:

@@ -3,11 +3,12 @@ package sandbox
 import (
 	"context"
 	"errors"
-	"github.com/codeexec/codeexec/internal/job"
 	"os"
 	"strings"
 	"testing"
 	"time"
+
+	"github.com/codeexec/codeexec/internal/job"
 )
 
 // spinCode starts a daemon thread that counts forever, as a program might leave a
@@ -34,7 +35,7 @@ func groupCPU(t *testing.T, s *Session) time.Duration {
 // runs, the next run's cpu_ms is its own, and the thread carries on during the runs.
 func TestSessionFrozenBetweenRuns(t *testing.T) {
 	t.Run("warm", func(t *testing.T) {
-		s := newTestSession(t, sharedRunner(t), job.DefaultLimits())
+		s := newTestSession(t, sharedRunnerFor(t, "warm"), job.DefaultLimits())
 		if res := sessionRun(t, s, spinCode); res.Status != job.StatusOK {
 			t.Fatalf("start the thread: %s %s", res.Status, res.Stderr)
 		}
@@ -64,7 +65,7 @@ func TestSessionFrozenBetweenRuns(t *testing.T) {
 // and closing it, or its runner, ends its processes.
 func TestFrozenSession(t *testing.T) {
 	t.Run("warm", func(t *testing.T) {
-		r := newTestRunner(t)
+		r := newTestRunnerFor(t, "warm")
 		s := newTestSession(t, r, job.DefaultLimits())
 		sessionRun(t, s, spinCode+"import os, time\nif os.fork() == 0:\n    time.sleep(1000)")
 		if !s.frozen {
@@ -116,7 +117,7 @@ func TestFrozenSession(t *testing.T) {
 // TestSessionEndReason: a limit that ends a session says so in the same Result.
 func TestSessionEndReason(t *testing.T) {
 	t.Run("warm", func(t *testing.T) {
-		r := sharedRunner(t)
+		r := sharedRunnerFor(t, "warm")
 		l := job.DefaultLimits()
 		l.MemoryBytes = 64 << 20
 		for _, tt := range []struct {
@@ -154,7 +155,7 @@ func TestSessionRunLimits(t *testing.T) {
 	t.Run("warm", func(t *testing.T) {
 		l := job.DefaultLimits()
 		l.MemoryBytes, l.Timeout = 64<<20, 10*time.Second
-		s := newTestSession(t, sharedRunner(t), l)
+		s := newTestSession(t, sharedRunnerFor(t, "warm"), l)
 		tests := []struct {
 			name string
 			ask  job.Limits

@@ -3,7 +3,6 @@ package sandbox
 import (
 	"bytes"
 	"fmt"
-	"github.com/codeexec/codeexec/internal/job"
 	"image/png"
 	"os"
 	"path/filepath"
@@ -11,11 +10,12 @@ import (
 	"testing"
 	"time"
 
+	"github.com/codeexec/codeexec/internal/job"
 	"github.com/codeexec/codeexec/internal/sandbox/harness"
 )
 
 func TestLibraries(t *testing.T) {
-	bothPaths(t, func(t *testing.T) {
+	bothPaths(t, func(t *testing.T, r *Runner) {
 		tests := []struct {
 			name, code, want string
 		}{
@@ -27,7 +27,7 @@ func TestLibraries(t *testing.T) {
 		}
 		for _, tt := range tests {
 			t.Run(tt.name, func(t *testing.T) {
-				res := run(t, tt.code, nil)
+				res := run(t, r, tt.code, nil)
 				if res.Status != job.StatusOK || res.Result == nil || *res.Result != tt.want {
 					t.Fatalf("got status %s result %v stderr %q, want ok %q", res.Status, deref(res.Result), res.Stderr, tt.want)
 				}
@@ -44,8 +44,8 @@ func deref(s *string) string {
 }
 
 func TestMatplotlibFigure(t *testing.T) {
-	bothPaths(t, func(t *testing.T) {
-		res := run(t, "import matplotlib.pyplot as plt\nplt.plot([1, 4, 9])\nplt.title('squares')\nplt.show()\nprint('shown')", nil)
+	bothPaths(t, func(t *testing.T, r *Runner) {
+		res := run(t, r, "import matplotlib.pyplot as plt\nplt.plot([1, 4, 9])\nplt.title('squares')\nplt.show()\nprint('shown')", nil)
 		if res.Status != job.StatusOK || res.Stdout != "shown\n" {
 			t.Fatalf("status %s stdout %q stderr %q", res.Status, res.Stdout, res.Stderr)
 		}
@@ -67,7 +67,7 @@ func TestMatplotlibFigure(t *testing.T) {
 }
 
 func TestResultCapture(t *testing.T) {
-	bothPaths(t, func(t *testing.T) {
+	bothPaths(t, func(t *testing.T, r *Runner) {
 		tests := []struct {
 			name, code string
 			want       *string
@@ -81,7 +81,7 @@ func TestResultCapture(t *testing.T) {
 		}
 		for _, tt := range tests {
 			t.Run(tt.name, func(t *testing.T) {
-				res := run(t, tt.code, nil)
+				res := run(t, r, tt.code, nil)
 				if res.Status != job.StatusOK {
 					t.Fatalf("status %s stderr %q", res.Status, res.Stderr)
 				}
@@ -96,7 +96,7 @@ func TestResultCapture(t *testing.T) {
 func ptr(s string) *string { return &s }
 
 func TestErrors(t *testing.T) {
-	bothPaths(t, func(t *testing.T) {
+	bothPaths(t, func(t *testing.T, r *Runner) {
 		tests := []struct {
 			name, code, errName, inTraceback string
 			exit                             int
@@ -108,7 +108,7 @@ func TestErrors(t *testing.T) {
 		}
 		for _, tt := range tests {
 			t.Run(tt.name, func(t *testing.T) {
-				res := run(t, tt.code, nil)
+				res := run(t, r, tt.code, nil)
 				if res.Status != job.StatusError || res.Error == nil || res.Error.Name != tt.errName || res.ExitCode != tt.exit {
 					t.Fatalf("got %s %+v exit %d, want error %s exit %d", res.Status, res.Error, res.ExitCode, tt.errName, tt.exit)
 				}
@@ -123,7 +123,7 @@ func TestErrors(t *testing.T) {
 				}
 			})
 		}
-		res := run(t, "import sys\nsys.exit(0)", nil)
+		res := run(t, r, "import sys\nsys.exit(0)", nil)
 		if res.Status != job.StatusOK || res.ExitCode != 0 {
 			t.Errorf("sys.exit(0): got %s exit %d, want ok 0", res.Status, res.ExitCode)
 		}
@@ -131,8 +131,8 @@ func TestErrors(t *testing.T) {
 }
 
 func TestStdinIsEmpty(t *testing.T) {
-	bothPaths(t, func(t *testing.T) {
-		res := run(t, "import sys\nsys.stdin.read()", nil)
+	bothPaths(t, func(t *testing.T, r *Runner) {
+		res := run(t, r, "import sys\nsys.stdin.read()", nil)
 		if deref(res.Result) != "''" {
 			t.Fatalf("stdin read %s, want ''", deref(res.Result))
 		}
@@ -140,9 +140,9 @@ func TestStdinIsEmpty(t *testing.T) {
 }
 
 func TestFiles(t *testing.T) {
-	bothPaths(t, func(t *testing.T) {
+	bothPaths(t, func(t *testing.T, r *Runner) {
 		out := t.TempDir()
-		res := run(t, `
+		res := run(t, r, `
 import pandas as pd
 df = pd.read_csv("data/in.csv")
 df["double"] = df["v"] * 2
@@ -180,8 +180,8 @@ int(df["double"].sum())`, func(r *job.Request) {
 // path holds its child's work dir open past the child's end, like the cold path's
 // host tmpfs.
 func TestFilesKeptWhenLimitHit(t *testing.T) {
-	bothPaths(t, func(t *testing.T) {
-		res := run(t, "open('partial.csv', 'w').write('a,b\\n1,2\\n')\nwhile True:\n    pass", func(r *job.Request) {
+	bothPaths(t, func(t *testing.T, r *Runner) {
+		res := run(t, r, "open('partial.csv', 'w').write('a,b\\n1,2\\n')\nwhile True:\n    pass", func(r *job.Request) {
 			r.Limits.Timeout = time.Second
 		})
 		if res.Status != job.StatusTimeout {
@@ -197,7 +197,7 @@ func TestFilesKeptWhenLimitHit(t *testing.T) {
 // the harness cuts and flags it, and the server takes the report (a report beyond a
 // cap would be refused as the program's forgery).
 func TestReportCaps(t *testing.T) {
-	bothPaths(t, func(t *testing.T) {
+	bothPaths(t, func(t *testing.T, r *Runner) {
 		tests := []struct {
 			name, code string
 			check      func(res *job.Result) bool
@@ -230,7 +230,7 @@ func TestReportCaps(t *testing.T) {
 		}
 		for _, tt := range tests {
 			t.Run(tt.name, func(t *testing.T) {
-				res := run(t, tt.code, nil)
+				res := run(t, r, tt.code, nil)
 				if res.Error != nil && res.Error.Name == ReportErrorName {
 					t.Fatalf("the harness's own report was refused: %s", res.Error.Message)
 				}
@@ -246,12 +246,12 @@ func TestReportCaps(t *testing.T) {
 // A program's own figure-1.png and a file of an earlier run in the output dir are
 // kept: the figure and the new file take free names (issue: run --out replaced them).
 func TestOutputDirNeverReplaces(t *testing.T) {
-	bothPaths(t, func(t *testing.T) {
+	bothPaths(t, func(t *testing.T, r *Runner) {
 		out := t.TempDir()
 		if err := os.WriteFile(filepath.Join(out, "data.csv"), []byte("earlier run"), 0o644); err != nil {
 			t.Fatal(err)
 		}
-		res := run(t, "import matplotlib.pyplot as plt\nopen('figure-1.png', 'w').write('mine')\nopen('data.csv', 'w').write('new')\nplt.plot([1, 2])", func(r *job.Request) {
+		res := run(t, r, "import matplotlib.pyplot as plt\nopen('figure-1.png', 'w').write('mine')\nopen('data.csv', 'w').write('new')\nplt.plot([1, 2])", func(r *job.Request) {
 			r.OutputDir = out
 		})
 		if res.Status != job.StatusOK || len(res.Images) != 1 || len(res.Files) != 2 {

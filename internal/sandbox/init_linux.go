@@ -41,6 +41,12 @@ const (
 	mplConfigDir    = "/tmp/.matplotlib" // writable: matplotlib ignores a read-only one
 )
 
+// sandboxCloneFlags are the namespaces a sandbox is made in (the cgroup namespace
+// follows, see initSteps). A warm child is forked in the zygote's user namespace,
+// into a pid namespace the zygote makes for it, and unshares the others itself.
+const sandboxCloneFlags = unix.CLONE_NEWUSER | unix.CLONE_NEWNS | unix.CLONE_NEWPID |
+	unix.CLONE_NEWNET | unix.CLONE_NEWIPC | unix.CLONE_NEWUTS
+
 // initSpec is everything the init stage needs; it travels over a pipe, never through
 // the environment or argv, so nothing of it lingers in /proc.
 type initSpec struct {
@@ -84,80 +90,147 @@ func MaybeInit() {
 	panic("unreachable: init returned without exec")
 }
 
-// runInit runs the stages in order. Each stage does one thing; the order matters
-// and is explained where it is not obvious.
+// runInit reads the spec, runs initSteps in order and executes the program (or the
+// zygote). The warm path's child runs the same steps where they are its own (see
+// zygote.py and TestSetupStepsMatch).
 func runInit() error {
 	spec, err := readSpec()
 	if err != nil {
 		return err
 	}
-	// The cgroup namespace is made here, not at clone, because only now has the parent
-	// moved us into the execution's cgroup: that group becomes our "/".
-	if err := unix.Unshare(unix.CLONE_NEWCGROUP); err != nil {
-		return &os.SyscallError{Syscall: "unshare(CLONE_NEWCGROUP)", Err: err}
+	for _, st := range initSteps {
+		if !st.runsIn(spec) {
+			continue
+		}
+		if err := st.run(spec); err != nil {
+			return fmt.Errorf("%s: %w", st.name, err)
+		}
 	}
-	if err := setupMounts(spec); err != nil {
-		return err
-	}
-	if err := pivotRoot(spec.Rootfs); err != nil {
-		return err
-	}
-	if err := finishMounts(); err != nil {
-		return err
-	}
-	if err := unix.Sethostname([]byte(sandboxHostname)); err != nil {
-		return &os.SyscallError{Syscall: "sethostname", Err: err}
-	}
-	if err := loopbackUp(); err != nil {
-		return err
-	}
-	if err := seedMatplotlib(); err != nil {
-		return err
-	}
-	if err := setupFDs(spec); err != nil {
-		return err
-	}
+	return syscall.Exec(spec.Args[0], spec.Args, spec.Env)
+}
+
+// initStep is one stage of a sandbox's setup. Its name is shared with the warm
+// child's steps of the same effect (zygote.py), so that the two lists can be held to
+// each other.
+type initStep struct {
+	name string
+	run  func(*initSpec) error
+	in   stepSandbox
+}
+
+// stepSandbox says which sandboxes a step runs in.
+type stepSandbox int
+
+const (
+	inBoth    stepSandbox = iota // a program's and the zygote's
+	inProgram                    // a program's only (the cold path)
+	inZygote                     // the zygote's own only
+)
+
+func (st initStep) runsIn(spec *initSpec) bool {
+	return st.in == inBoth || (st.in == inZygote) == spec.Zygote
+}
+
+// initSteps are the stages of a sandbox's setup, in order, each with its reason.
+// Every step up to drop_privileges runs as the sandbox's root, with every capability
+// in the sandbox's user namespace (none on the host).
+var initSteps = []initStep{
+	// Made here, not at clone, because only now has the parent moved us into the
+	// execution's cgroup: that group becomes our "/".
+	{"cgroup_namespace", unshareCgroup, inBoth},
+	// Nothing mounted below may propagate back to the host, and pivot_root needs the
+	// new root to be a mount point.
+	{"private_root", privateRoot, inBoth},
+	{"mount_proc", mountProc, inBoth},
+	// A user namespace cannot mknod: the few devices are the host's, bind-mounted.
+	{"mount_dev", mountDev, inBoth},
+	{"mount_tmp", mountTmp, inBoth},
+	// A tmpfs the parent mounted on the host, so that it can place the input files
+	// before and read the produced files after the sandbox; the zygote has none
+	// (each child mounts its own).
+	{"mount_work", mountWork, inProgram},
+	// The host's file system is detached entirely.
+	{"pivot_root", pivotRoot, inBoth},
+	// After pivot_root: the mounts above are the ones to make read-only.
+	{"read_only_root", readOnlyRoot, inBoth},
+	{"proc_read_only", readOnlyProc, inBoth},
+	{"proc_masked", maskProc, inBoth},
+	{"hostname", setHostname, inBoth},
+	// The network namespace has no other interface; an egress proxy listens on it.
+	{"loopback", func(*initSpec) error { return loopbackUp() }, inBoth},
+	{"matplotlib", func(*initSpec) error { return seedMatplotlib() }, inBoth},
+	{"descriptors", setupFDs, inBoth},
 	// Nothing but stdio, the report (or control) fd and the code may cross the exec:
 	// the server may hold descriptors without close-on-exec (inherited from whatever
 	// started it, or opened by a library between our fork and exec), and os/exec
 	// passes them all on. runc does the same (CloseExecFrom).
+	{"close_descriptors", closeDescriptors, inBoth},
+	// The zygote's children drop privileges and set limits themselves, each after
+	// making its own namespaces, which needs CAP_SYS_ADMIN here: every capability
+	// they do not need leaves the bounding set now, and the zygote dies with us.
+	{"bounding_set", zygoteBoundingSet, inZygote},
+	// Before the drop: raising a hard limit would need CAP_SYS_RESOURCE.
+	{"rlimits", setRlimits, inProgram},
+	// Privileges go last but for exec: everything above needs CAP_SYS_ADMIN in the
+	// sandbox's user namespace, nothing below does.
+	{"drop_privileges", func(*initSpec) error { return dropPrivileges() }, inProgram},
+	// As the sandbox user, who owns /work (0700).
+	{"work_dir", func(*initSpec) error { return os.Chdir(sandboxWorkDir) }, inProgram},
+	// After no_new_privs, which landlock_restrict_self requires.
+	{"landlock", applyLandlock, inProgram},
+	// Seccomp comes last: it must not refuse a syscall of the setup above, and
+	// nothing runs between it and the program.
+	{"seccomp", func(s *initSpec) error { return applySeccomp(s.Seccomp) }, inProgram},
+}
+
+// initStepNames lists the names of the steps a program's sandbox runs (the cold
+// path), in order.
+func initStepNames() []string {
+	var names []string
+	for _, st := range initSteps {
+		if st.in != inZygote {
+			names = append(names, st.name)
+		}
+	}
+	return names
+}
+
+func unshareCgroup(*initSpec) error {
+	if err := unix.Unshare(unix.CLONE_NEWCGROUP); err != nil {
+		return &os.SyscallError{Syscall: "unshare(CLONE_NEWCGROUP)", Err: err}
+	}
+	return nil
+}
+
+func setHostname(*initSpec) error {
+	if err := unix.Sethostname([]byte(sandboxHostname)); err != nil {
+		return &os.SyscallError{Syscall: "sethostname", Err: err}
+	}
+	return nil
+}
+
+func closeDescriptors(*initSpec) error {
 	if err := unix.CloseRange(5, math.MaxUint32, unix.CLOSE_RANGE_CLOEXEC); err != nil {
 		return &os.SyscallError{Syscall: "close_range", Err: err}
 	}
-	if spec.Zygote {
-		// The zygote's children drop privileges and set limits themselves, each
-		// after making its own namespaces, which needs CAP_SYS_ADMIN here. Every
-		// capability they do not need leaves the bounding set now.
-		if err := limitBoundingSet(zygoteCaps); err != nil {
-			return err
-		}
-		if err := unix.Prctl(unix.PR_SET_PDEATHSIG, uintptr(unix.SIGKILL), 0, 0, 0); err != nil {
-			return &os.SyscallError{Syscall: "prctl(PR_SET_PDEATHSIG)", Err: err}
-		}
-		return syscall.Exec(spec.Args[0], spec.Args, spec.Env)
-	}
-	if err := setRlimits(spec); err != nil {
+	return nil
+}
+
+func zygoteBoundingSet(*initSpec) error {
+	if err := limitBoundingSet(zygoteCaps); err != nil {
 		return err
 	}
-	// Privileges go last but for exec: everything above needs CAP_SYS_ADMIN in the
-	// sandbox's user namespace, nothing below does.
-	if err := dropPrivileges(); err != nil {
-		return err
+	if err := unix.Prctl(unix.PR_SET_PDEATHSIG, uintptr(unix.SIGKILL), 0, 0, 0); err != nil {
+		return &os.SyscallError{Syscall: "prctl(PR_SET_PDEATHSIG)", Err: err}
 	}
-	if err := os.Chdir(sandboxWorkDir); err != nil {
-		return err
+	return nil
+}
+
+func applyLandlock(s *initSpec) error {
+	if s.Landlock == nil {
+		return nil // the kernel has none; the runner has warned
 	}
-	if spec.Landlock != nil {
-		if err := spec.Landlock.apply(); err != nil {
-			return err
-		}
-	}
-	// Seccomp comes last: it must not refuse a syscall of the setup above, and
-	// nothing runs between it and the program.
-	if err := applySeccomp(spec.Seccomp); err != nil {
-		return err
-	}
-	return syscall.Exec(spec.Args[0], spec.Args, spec.Env)
+	return s.Landlock.apply()
 }
 
 func applySeccomp(encoded []byte) error {
@@ -188,20 +261,32 @@ func readSpec() (*initSpec, error) {
 // hostDevices are bind-mounted from the host's /dev: a user namespace cannot mknod.
 var hostDevices = []string{"null", "zero", "full", "random", "urandom"}
 
-// setupMounts builds the sandbox's file system under spec.Rootfs before pivot_root.
-func setupMounts(s *initSpec) error {
-	// Nothing we mount may propagate back to the host.
+// Mount flags both paths use (zygote.py gets them from zygoteConstants).
+const (
+	procMountFlags  = unix.MS_NOSUID | unix.MS_NODEV | unix.MS_NOEXEC
+	tmpfsMountFlags = unix.MS_NOSUID | unix.MS_NODEV
+	// maskDirFlags mount the empty tmpfs that hides a directory of /proc.
+	maskDirFlags = unix.MS_RDONLY | unix.MS_NOSUID | unix.MS_NODEV | unix.MS_NOEXEC
+)
+
+// privateRoot makes every mount private, so that nothing mounted here reaches the
+// host, and the image a mount point of its own, for pivot_root.
+func privateRoot(s *initSpec) error {
 	if err := mount("", "/", "", unix.MS_REC|unix.MS_PRIVATE, ""); err != nil {
 		return err
 	}
-	// pivot_root needs the new root to be a mount point.
-	if err := mount(s.Rootfs, s.Rootfs, "", unix.MS_BIND|unix.MS_REC, ""); err != nil {
-		return err
-	}
+	return mount(s.Rootfs, s.Rootfs, "", unix.MS_BIND|unix.MS_REC, "")
+}
+
+// mountProc mounts the sandbox's own pid namespace's /proc.
+func mountProc(s *initSpec) error {
+	return mount("proc", filepath.Join(s.Rootfs, "proc"), "proc", procMountFlags, "")
+}
+
+// mountDev makes /dev a small tmpfs with the host's null-type devices bound in and
+// the usual symlinks.
+func mountDev(s *initSpec) error {
 	r := s.Rootfs
-	if err := mount("proc", filepath.Join(r, "proc"), "proc", unix.MS_NOSUID|unix.MS_NODEV|unix.MS_NOEXEC, ""); err != nil {
-		return err
-	}
 	if err := mount("tmpfs", filepath.Join(r, "dev"), "tmpfs", unix.MS_NOSUID|unix.MS_NOEXEC, "mode=755,size=64k"); err != nil {
 		return err
 	}
@@ -221,29 +306,37 @@ func setupMounts(s *initSpec) error {
 			return err
 		}
 	}
-	size := strconv.FormatInt(s.TmpBytes, 10)
-	shm := filepath.Join(r, "dev", "shm")
+	return nil
+}
+
+// mountTmp mounts /tmp and /dev/shm, size-capped tmpfs each.
+func mountTmp(s *initSpec) error {
+	shm := filepath.Join(s.Rootfs, "dev", "shm")
 	if err := os.Mkdir(shm, 0o755); err != nil {
 		return err
 	}
-	for _, dir := range []string{shm, filepath.Join(r, "tmp")} {
-		if err := mount("tmpfs", dir, "tmpfs", unix.MS_NOSUID|unix.MS_NODEV, "mode=1777,size="+size); err != nil {
+	for _, dir := range []string{shm, filepath.Join(s.Rootfs, "tmp")} {
+		if err := mount("tmpfs", dir, "tmpfs", tmpfsMountFlags, tmpfsOptions(s.TmpBytes)); err != nil {
 			return err
 		}
 	}
-	if s.Zygote {
-		return nil // each child mounts its own work dir
-	}
-	// The work dir is a tmpfs the parent mounted on the host (nosuid, nodev, size-capped)
-	// so that it can read the files back after the sandbox is gone.
-	return mount(s.WorkDir, filepath.Join(r, sandboxWorkDir), "", unix.MS_BIND, "")
+	return nil
+}
+
+// tmpfsOptions are the options of /tmp and /dev/shm on both paths.
+func tmpfsOptions(size int64) string { return "mode=1777,size=" + strconv.FormatInt(size, 10) }
+
+// mountWork binds the work dir the parent mounted on the host (nosuid, nodev,
+// size-capped) at /work.
+func mountWork(s *initSpec) error {
+	return mount(s.WorkDir, filepath.Join(s.Rootfs, sandboxWorkDir), "", unix.MS_BIND, "")
 }
 
 // pivotRoot makes root the new "/" and detaches the host's file system entirely.
 // pivot_root(".", ".") stacks the old root on the new one so no put_old directory is
 // needed in the read-only image (the trick runc uses).
-func pivotRoot(root string) error {
-	if err := unix.Chdir(root); err != nil {
+func pivotRoot(s *initSpec) error {
+	if err := unix.Chdir(s.Rootfs); err != nil {
 		return &os.SyscallError{Syscall: "chdir", Err: err}
 	}
 	if err := unix.PivotRoot(".", "."); err != nil {
@@ -276,14 +369,16 @@ var (
 	}
 )
 
-// finishMounts makes the image and /dev read-only and masks /proc, after pivot_root.
-func finishMounts() error {
+// readOnlyRoot makes the image and /dev read-only, after pivot_root.
+func readOnlyRoot(*initSpec) error {
 	if err := remountReadOnly("/"); err != nil {
 		return err
 	}
-	if err := mount("", "/dev", "", unix.MS_REMOUNT|unix.MS_RDONLY|unix.MS_NOSUID|unix.MS_NOEXEC, ""); err != nil {
-		return err
-	}
+	return mount("", "/dev", "", unix.MS_REMOUNT|unix.MS_RDONLY|unix.MS_NOSUID|unix.MS_NOEXEC, "")
+}
+
+// readOnlyProc makes the procReadOnly paths read-only.
+func readOnlyProc(*initSpec) error {
 	for _, p := range procReadOnly {
 		if _, err := os.Lstat(p); err != nil {
 			continue
@@ -295,13 +390,19 @@ func finishMounts() error {
 			return err
 		}
 	}
+	return nil
+}
+
+// maskProc hides the procMasked paths: a file behind /dev/null, a directory behind
+// an empty read-only tmpfs.
+func maskProc(*initSpec) error {
 	for _, p := range procMasked {
 		fi, err := os.Lstat(p)
 		if err != nil {
 			continue
 		}
 		if fi.IsDir() {
-			err = mount("tmpfs", p, "tmpfs", unix.MS_RDONLY|unix.MS_NOSUID|unix.MS_NODEV|unix.MS_NOEXEC, "size=0")
+			err = mount("tmpfs", p, "tmpfs", maskDirFlags, "size=0")
 		} else {
 			err = mount("/dev/null", p, "", unix.MS_BIND, "")
 		}
@@ -414,16 +515,20 @@ func setupFDs(s *initSpec) error {
 	return nil
 }
 
-func setRlimits(s *initSpec) error {
-	for _, l := range []struct {
-		res int
-		val uint64
-	}{
+// sandboxRlimits are the rlimits of a sandbox's processes, as (resource, value)
+// pairs set as both the soft and the hard limit: the cold init sets them, and a warm
+// child gets them in its run or seal message.
+func sandboxRlimits(fileBytes int64, openFiles uint64) [][2]uint64 {
+	return [][2]uint64{
 		{unix.RLIMIT_CORE, 0},
-		{unix.RLIMIT_FSIZE, uint64(s.FileBytes)},
-		{unix.RLIMIT_NOFILE, s.OpenFiles},
-	} {
-		if err := unix.Setrlimit(l.res, &unix.Rlimit{Cur: l.val, Max: l.val}); err != nil {
+		{unix.RLIMIT_FSIZE, uint64(fileBytes)},
+		{unix.RLIMIT_NOFILE, openFiles},
+	}
+}
+
+func setRlimits(s *initSpec) error {
+	for _, l := range sandboxRlimits(s.FileBytes, s.OpenFiles) {
+		if err := unix.Setrlimit(int(l[0]), &unix.Rlimit{Cur: l[1], Max: l[1]}); err != nil {
 			return &os.SyscallError{Syscall: "setrlimit", Err: err}
 		}
 	}

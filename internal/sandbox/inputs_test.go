@@ -4,7 +4,6 @@ import (
 	"bytes"
 	"context"
 	"errors"
-	"github.com/codeexec/codeexec/internal/job"
 	"io/fs"
 	"os"
 	"path/filepath"
@@ -14,6 +13,7 @@ import (
 	"testing"
 
 	"github.com/codeexec/codeexec/internal/cgroup"
+	"github.com/codeexec/codeexec/internal/job"
 )
 
 // coldSandbox makes what the cold path makes before its init starts: a work dir and
@@ -60,7 +60,7 @@ func tree(t *testing.T, dir string) []string {
 // the check before the write finds it or the kernel refuses the write.
 func TestInputsAllOrNothing(t *testing.T) {
 	t.Run("cold", func(t *testing.T) {
-		r := sharedRunner(t)
+		r := sharedRunnerFor(t, "cold")
 		mib := func(n float64) []byte { return bytes.Repeat([]byte("x"), int(n*(1<<20))) }
 		cases := []struct {
 			name   string
@@ -146,7 +146,7 @@ func TestInputsAllOrNothing(t *testing.T) {
 // session: nothing is killed, and the OOM killer is back for the program afterwards.
 func TestUploadOOMKeepsSession(t *testing.T) {
 	t.Run("warm", func(t *testing.T) {
-		r := sharedRunner(t)
+		r := sharedRunnerFor(t, "warm")
 		l := job.DefaultLimits()
 		l.MemoryBytes = 32 << 20
 		s := newTestSession(t, r, l)
@@ -176,7 +176,7 @@ func TestUploadOOMKeepsSession(t *testing.T) {
 // TestStorageBudget fills a runner's storage budget with sandboxes and checks that the
 // next is refused, and that the budget is given back when they end.
 func TestStorageBudget(t *testing.T) {
-	bothPaths(t, func(t *testing.T) {
+	bothPaths(t, func(t *testing.T, r *Runner) {
 		rootfs := testRootfs(t)
 		dir := t.TempDir()
 		// The sandbox's unprivileged init must be able to traverse to its work dir.
@@ -185,7 +185,7 @@ func TestStorageBudget(t *testing.T) {
 				t.Fatal(err)
 			}
 		}
-		cfg := testConfig(rootfs, filepath.Join(dir, "state"), pathOf(t))
+		cfg := testConfig(rootfs, filepath.Join(dir, "state"), pathName(r))
 		l := job.DefaultLimits()
 		cfg.Prefork = 0
 		cfg.MaxTotalStorage = 2 * tmpfsBytes(l)
@@ -195,20 +195,20 @@ func TestStorageBudget(t *testing.T) {
 		}
 		defer r.Close()
 		req := func() *job.Request { return &job.Request{Code: "print(1)", Limits: l} }
-		if pathOf(t) == "warm" {
+		if cfg.Warm {
 			if err := r.Warm(); err != nil {
 				t.Fatal(err)
 			}
 			// Two sessions take the budget; a third sandbox of any kind is refused.
-			a, err := r.NewSession(l)
+			a, err := r.NewSession(context.Background(), l)
 			if err != nil {
 				t.Fatal(err)
 			}
-			b, err := r.NewSession(l)
+			b, err := r.NewSession(context.Background(), l)
 			if err != nil {
 				t.Fatal(err)
 			}
-			if _, err := r.NewSession(l); !errors.Is(err, job.ErrStorageLimit) {
+			if _, err := r.NewSession(context.Background(), l); !errors.Is(err, job.ErrStorageLimit) {
 				t.Errorf("a third session: %v, want ErrStorageLimit", err)
 			}
 			if _, err := r.Run(context.Background(), req()); !errors.Is(err, job.ErrStorageLimit) {

@@ -9,6 +9,7 @@ import (
 	"strings"
 
 	"github.com/codeexec/codeexec/internal/cgroup"
+	"github.com/codeexec/codeexec/internal/cleanup"
 	"github.com/codeexec/codeexec/internal/mountinfo"
 	"golang.org/x/sys/unix"
 )
@@ -47,22 +48,21 @@ func openInstance(state string) (*instance, error) {
 	if err := os.Mkdir(tmp, 0o711); err != nil {
 		return nil, err
 	}
+	cu := cleanup.Make(func() { os.RemoveAll(tmp) })
+	defer cu.Clean()
 	lock, err := os.OpenFile(filepath.Join(tmp, "lock"), os.O_CREATE|os.O_RDWR|unix.O_CLOEXEC, 0o600)
 	if err != nil {
-		os.RemoveAll(tmp)
 		return nil, err
 	}
+	cu.Add(func() { lock.Close() })
 	if err := unix.Flock(int(lock.Fd()), unix.LOCK_EX|unix.LOCK_NB); err != nil {
-		lock.Close()
-		os.RemoveAll(tmp)
 		return nil, &os.SyscallError{Syscall: "flock", Err: err}
 	}
 	dir := filepath.Join(state, id)
 	if err := os.Rename(tmp, dir); err != nil {
-		lock.Close()
-		os.RemoveAll(tmp)
 		return nil, err
 	}
+	cu.Release()
 	return &instance{id: id, dir: dir, lock: lock}, nil
 }
 

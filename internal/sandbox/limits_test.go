@@ -4,7 +4,6 @@ import (
 	"context"
 	"errors"
 	"fmt"
-	"github.com/codeexec/codeexec/internal/job"
 	"os"
 	"path/filepath"
 	"slices"
@@ -15,6 +14,7 @@ import (
 	"time"
 
 	"github.com/codeexec/codeexec/internal/cgroup"
+	"github.com/codeexec/codeexec/internal/job"
 )
 
 // allocCode touches mib MiB of memory, page by page, and holds it.
@@ -64,8 +64,7 @@ func TestMemoryAboveDefault(t *testing.T) {
 			t.Errorf("limit %d MiB: peak %d MiB, want just under the limit", limit, res.Usage.MaxMemoryBytes>>20)
 		}
 	}
-	bothPaths(t, func(t *testing.T) {
-		r := sharedRunner(t)
+	bothPaths(t, func(t *testing.T, r *Runner) {
 		for _, tt := range tests {
 			for _, alloc := range []int{tt.underMiB, tt.overMiB} {
 				waitPool(t, r)
@@ -78,7 +77,7 @@ func TestMemoryAboveDefault(t *testing.T) {
 	})
 	t.Run("session", func(t *testing.T) {
 		t.Run("warm", func(t *testing.T) {
-			r := sharedRunner(t)
+			r := sharedRunnerFor(t, "warm")
 			for _, tt := range tests {
 				waitPool(t, r)
 				l := job.DefaultLimits()
@@ -96,8 +95,8 @@ func TestMemoryAboveDefault(t *testing.T) {
 // TestOOMScore: sandbox processes are the OOM killer's first choice, and cannot make
 // themselves less so.
 func TestOOMScore(t *testing.T) {
-	bothPaths(t, func(t *testing.T) {
-		res := run(t, `
+	bothPaths(t, func(t *testing.T, r *Runner) {
+		res := run(t, r, `
 import subprocess
 own = open('/proc/self/oom_score_adj').read().strip()
 child = subprocess.run(['cat', '/proc/self/oom_score_adj'], capture_output=True, text=True).stdout.strip()
@@ -158,7 +157,7 @@ func TestTotalMemory(t *testing.T) {
 		if len(statuses) != 2 || statuses[0] != job.StatusMemoryLimit || (statuses[1] != job.StatusOK && statuses[1] != job.StatusMemoryLimit) {
 			t.Errorf("statuses %v, want [memory_limit ok] (or two memory_limit)", statuses)
 		}
-		if z, err := r.zygote(); err != nil || z != r.zyg {
+		if z, err := r.zygote(context.Background(), true); err != nil || z != r.zyg {
 			t.Errorf("the zygote did not survive: %v", err)
 		}
 		if res, err := r.Run(context.Background(), &job.Request{Code: "1", Limits: each}); err != nil || res.Status != job.StatusOK {
@@ -169,7 +168,7 @@ func TestTotalMemory(t *testing.T) {
 		if _, err := r.Run(context.Background(), &job.Request{Code: "1", Limits: l}); !errors.Is(err, ErrAboveTotal) {
 			t.Errorf("a run above the total: %v, want ErrAboveTotal", err)
 		}
-		if _, err := r.NewSession(l); !errors.Is(err, ErrAboveTotal) {
+		if _, err := r.NewSession(context.Background(), l); !errors.Is(err, ErrAboveTotal) {
 			t.Errorf("a session above the total: %v, want ErrAboveTotal", err)
 		}
 	})

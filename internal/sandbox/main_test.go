@@ -2,14 +2,13 @@ package sandbox
 
 import (
 	"context"
-	"github.com/codeexec/codeexec/internal/job"
 	"os"
 	"path/filepath"
-	"strings"
 	"sync"
 	"testing"
 
 	"github.com/codeexec/codeexec/internal/image"
+	"github.com/codeexec/codeexec/internal/job"
 )
 
 func TestMain(m *testing.M) {
@@ -42,19 +41,18 @@ var shared = map[string]*sharedRunnerState{"cold": {}, "warm": {}}
 // test runs on both.
 var paths = []string{"cold", "warm"}
 
-// bothPaths runs f as a subtest per path; the helpers pick the path from the
-// subtest name.
-func bothPaths(t *testing.T, f func(t *testing.T)) {
+// bothPaths runs f as a subtest per path, with the package's shared runner for that
+// path (as net/http's tests pass their mode: run(t, func(t, mode))).
+func bothPaths(t *testing.T, f func(t *testing.T, r *Runner)) {
 	for _, p := range paths {
-		t.Run(p, f)
+		t.Run(p, func(t *testing.T) { f(t, sharedRunnerFor(t, p)) })
 	}
 }
 
-func pathOf(t testing.TB) string {
-	for _, part := range strings.Split(t.Name(), "/") {
-		if part == "warm" || strings.HasPrefix(part, "warm/") {
-			return "warm"
-		}
+// pathName is the path r runs on: "warm" or "cold".
+func pathName(r *Runner) string {
+	if r.cfg.Warm {
+		return "warm"
 	}
 	return "cold"
 }
@@ -95,9 +93,9 @@ func testRootfs(t testing.TB) string {
 	return img.Rootfs
 }
 
-// newTestRunner makes a Runner with its own state dir for the test's path, closed
-// when the test ends.
-func newTestRunner(t testing.TB) *Runner {
+// newTestRunnerFor makes a Runner for path ("cold" or "warm") with its own state
+// dir, closed when the test ends.
+func newTestRunnerFor(t testing.TB, path string) *Runner {
 	t.Helper()
 	rootfs := testRootfs(t)
 	dir := t.TempDir()
@@ -110,7 +108,7 @@ func newTestRunner(t testing.TB) *Runner {
 			t.Fatal(err)
 		}
 	}
-	r, err := New(testConfig(rootfs, filepath.Join(dir, "state"), pathOf(t)))
+	r, err := New(testConfig(rootfs, filepath.Join(dir, "state"), path))
 	if err != nil {
 		t.Fatalf("New: %v", err)
 	}
@@ -127,11 +125,11 @@ func testConfig(rootfs, state, path string) Config {
 	return Config{Rootfs: rootfs, StateDir: state, CgroupParent: "codeexec-test", HostUID: DefaultHostUID, Warm: path == "warm", Prefork: 2}
 }
 
-// sharedRunner returns the package's shared Runner for the test's path.
-func sharedRunner(t testing.TB) *Runner {
+// sharedRunnerFor returns the package's shared Runner for path ("cold" or "warm").
+func sharedRunnerFor(t testing.TB, path string) *Runner {
 	t.Helper()
 	rootfs := testRootfs(t)
-	sr := shared[pathOf(t)]
+	sr := shared[path]
 	sr.once.Do(func() {
 		dir, err := os.MkdirTemp("", "codeexec-sandbox-test-")
 		if err != nil {
@@ -140,7 +138,7 @@ func sharedRunner(t testing.TB) *Runner {
 		}
 		sr.dir = dir
 		os.Chmod(dir, 0o711)
-		sr.r, sr.err = New(testConfig(rootfs, filepath.Join(dir, "state"), pathOf(t)))
+		sr.r, sr.err = New(testConfig(rootfs, filepath.Join(dir, "state"), path))
 		if sr.err == nil && sr.r.cfg.Warm {
 			sr.err = sr.r.Warm()
 		}
@@ -151,15 +149,15 @@ func sharedRunner(t testing.TB) *Runner {
 	return sr.r
 }
 
-// run executes code with the default limits adjusted by adjust.
-func run(t testing.TB, code string, adjust func(*job.Request)) *job.Result {
+// run executes code on r with the default limits adjusted by adjust.
+func run(t testing.TB, r *Runner, code string, adjust func(*job.Request)) *job.Result {
 	t.Helper()
 	req := &job.Request{Code: code, Limits: job.DefaultLimits()}
 	req.Limits.Timeout = 20e9
 	if adjust != nil {
 		adjust(req)
 	}
-	res, err := sharedRunner(t).Run(context.Background(), req)
+	res, err := r.Run(context.Background(), req)
 	if err != nil {
 		t.Fatalf("Run(%q): %v", code, err)
 	}

@@ -3,13 +3,13 @@ package sandbox
 import (
 	"context"
 	"fmt"
-	"github.com/codeexec/codeexec/internal/job"
 	"net"
 	"os"
 	"runtime"
 	"strconv"
 
 	"github.com/codeexec/codeexec/internal/egress"
+	"github.com/codeexec/codeexec/internal/job"
 	"golang.org/x/sys/unix"
 )
 
@@ -20,14 +20,21 @@ import (
 // sandbox: no route to anywhere else exists.
 const proxyListenAddr = "127.0.0.1:0"
 
+// proxyVars are the variables proxyEnv sets; a warm interpreter clears them before
+// each run, so that only a run with limited network has them.
+var proxyVars = []string{"HTTP_PROXY", "HTTPS_PROXY", "http_proxy", "https_proxy", "NO_PROXY", "no_proxy"}
+
 // proxyEnv points Python's HTTP libraries (requests, urllib) at the egress proxy at
 // addr; loopback inside the sandbox stays direct.
 func proxyEnv(addr string) []string {
 	url := "http://" + addr
-	return []string{
-		"HTTP_PROXY=" + url, "HTTPS_PROXY=" + url, "http_proxy=" + url, "https_proxy=" + url,
-		"NO_PROXY=localhost,127.0.0.1,::1", "no_proxy=localhost,127.0.0.1,::1",
+	vals := map[string]string{"HTTP_PROXY": url, "HTTPS_PROXY": url, "http_proxy": url, "https_proxy": url,
+		"NO_PROXY": "localhost,127.0.0.1,::1", "no_proxy": "localhost,127.0.0.1,::1"}
+	env := make([]string, 0, len(proxyVars))
+	for _, k := range proxyVars {
+		env = append(env, k+"="+vals[k])
 	}
+	return env
 }
 
 // egressLink is one execution's egress proxy; close stops it and cuts its connections.

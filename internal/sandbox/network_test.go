@@ -3,7 +3,6 @@ package sandbox
 import (
 	"context"
 	"fmt"
-	"github.com/codeexec/codeexec/internal/job"
 	"io"
 	"net"
 	"net/http"
@@ -17,6 +16,7 @@ import (
 	"testing"
 
 	"github.com/codeexec/codeexec/internal/egress"
+	"github.com/codeexec/codeexec/internal/job"
 )
 
 // fakeResolver answers for the test's made-up host names only.
@@ -29,9 +29,9 @@ func (f fakeResolver) LookupNetIP(_ context.Context, _, host string) ([]netip.Ad
 	return nil, &net.DNSError{Err: "no such host", Name: host, IsNotFound: true}
 }
 
-// networkRunner is a runner of the test's path whose egress proxy resolves the test
+// networkRunner is a runner of path whose egress proxy resolves the test
 // names to loopback and lets 127.0.0.1 (only) through, standing in for the internet.
-func networkRunner(t *testing.T) *Runner {
+func networkRunner(t *testing.T, path string) *Runner {
 	t.Helper()
 	rootfs := testRootfs(t)
 	dir, err := os.MkdirTemp("", "codeexec-net-test-")
@@ -40,7 +40,7 @@ func networkRunner(t *testing.T) *Runner {
 	}
 	t.Cleanup(func() { os.RemoveAll(dir) })
 	os.Chmod(dir, 0o711)
-	cfg := testConfig(rootfs, filepath.Join(dir, "state"), pathOf(t))
+	cfg := testConfig(rootfs, filepath.Join(dir, "state"), path)
 	lo := netip.MustParseAddr("127.0.0.1")
 	cfg.Egress = egress.Options{
 		Resolver: fakeResolver{
@@ -100,8 +100,8 @@ print("port:", attempt(lambda: refused("http://allowed.test:1/")))
 print("direct:", attempt(lambda: socket.create_connection(("127.0.0.1", %[1]d), timeout=2)))
 print("dns:", attempt(lambda: socket.getaddrinfo("allowed.test", 80)))
 `, port(web), port(tls))
-	bothPaths(t, func(t *testing.T) {
-		r := networkRunner(t)
+	bothPaths(t, func(t *testing.T, r *Runner) {
+		r = networkRunner(t, pathName(r))
 		res, err := r.Run(context.Background(), &job.Request{Code: code, Limits: job.DefaultLimits(), Network: policy})
 		if err != nil {
 			t.Fatal(err)
@@ -151,8 +151,8 @@ func TestSessionNetworkPerExecution(t *testing.T) {
 	u, _ := url.Parse(web.URL)
 	p, _ := strconv.Atoi(u.Port())
 	t.Run("warm", func(t *testing.T) {
-		r := networkRunner(t)
-		s, err := r.NewSession(job.DefaultLimits())
+		r := networkRunner(t, "warm")
+		s, err := r.NewSession(context.Background(), job.DefaultLimits())
 		if err != nil {
 			t.Fatal(err)
 		}

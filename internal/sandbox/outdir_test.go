@@ -1,11 +1,12 @@
 package sandbox
 
 import (
-	"github.com/codeexec/codeexec/internal/job"
 	"os"
 	"path/filepath"
 	"strings"
 	"testing"
+
+	"github.com/codeexec/codeexec/internal/job"
 )
 
 func TestNumbered(t *testing.T) {

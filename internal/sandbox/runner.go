@@ -9,7 +9,6 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
-	"github.com/codeexec/codeexec/internal/job"
 	"io"
 	"log/slog"
 	"os"
@@ -24,6 +23,7 @@ import (
 
 	"github.com/codeexec/codeexec/internal/cgroup"
 	"github.com/codeexec/codeexec/internal/egress"
+	"github.com/codeexec/codeexec/internal/job"
 	"github.com/codeexec/codeexec/internal/sandbox/harness"
 	"github.com/codeexec/codeexec/internal/seccomp"
 )
@@ -102,19 +102,27 @@ type Runner struct {
 	seq      atomic.Uint64
 	log      *slog.Logger
 
-	live     liveSessions   // sessions not yet ended, for Close
+	live     liveSet        // sessions and one-shot executions not yet torn down, for Close
 	slots    chan *slot     // preforked children
-	bg       sync.WaitGroup // the prefork loop
+	bg       sync.WaitGroup // the prefork loops and a zygote start in progress
 	cleanups sync.WaitGroup // teardowns of finished executions
+	bgCtx    context.Context
 	stopBg   context.CancelFunc
 
 	closeOnce sync.Once
 	closeErr  error
 
+	// zmu guards the zygote's state; it is never held while a zygote starts.
 	zmu       sync.Mutex
 	zyg       *zygote
 	zygErr    error
 	zygFailed time.Time
+	// zStarting is closed when the start in progress ends; nil when none is.
+	zStarting chan struct{}
+	// zStarted is set once a zygote has run: a start after it is a restart, which
+	// executions do not wait for.
+	zStarted bool
+	zClosed  bool
 }
 
 // zygoteRetry is how long the runner waits before starting a zygote again after a
@@ -151,7 +159,7 @@ func New(cfg Config) (*Runner, error) {
 	}
 	cg, err := cgroup.Open(cfg.CgroupParent)
 	if err != nil {
-		return nil, fmt.Errorf("sandbox: %w", err)
+		return nil, fmt.Errorf("sandbox: open the cgroup hierarchy: %w", err)
 	}
 	if err := sweepState(cfg.StateDir, cg); err != nil && !errors.Is(err, os.ErrNotExist) {
 		return nil, fmt.Errorf("sandbox: clean up after earlier runs: %w", err)
@@ -160,7 +168,7 @@ func New(cfg Config) (*Runner, error) {
 	// child's.
 	if cfg.Total != (cgroup.Limits{}) {
 		if err := cg.SetLimits(cfg.Total); err != nil {
-			return nil, fmt.Errorf("sandbox: %w", err)
+			return nil, fmt.Errorf("sandbox: set the limits of all sandboxes: %w", err)
 		}
 	}
 	prog, err := seccomp.Program()
@@ -192,7 +200,7 @@ func New(cfg Config) (*Runner, error) {
 		}
 	}
 	ctx, cancel := context.WithCancel(context.Background())
-	r.stopBg = cancel
+	r.bgCtx, r.stopBg = ctx, cancel
 	// Two refill loops: a child's setup runs while the zygote forks the next.
 	for i := 0; cfg.Warm && i < min(cfg.Prefork, 2); i++ {
 		r.bg.Add(1)
@@ -219,22 +227,28 @@ func checkSearchable(p string) error {
 	}
 }
 
-// Close stops the warm children and releases the runner's state. Executions still
-// running are not waited for.
+// Close ends every session and kills every execution still running (its Run
+// returns StatusKilled), waits for them to be torn down, then stops the warm
+// children and releases the runner's state.
 func (r *Runner) Close() error {
 	r.closeOnce.Do(func() { r.closeErr = r.close() })
 	return r.closeErr
 }
 
 func (r *Runner) close() error {
+	r.zmu.Lock()
+	r.zClosed = true
+	r.zmu.Unlock()
 	r.stopBg()
-	r.bg.Wait() // the prefork loop has returned: nothing sends on slots any more
+	r.bg.Wait() // the prefork loops and a zygote start have returned: nothing sends on slots any more
 	for len(r.slots) > 0 {
 		(<-r.slots).release()
 	}
-	// The zygote, pid 1 of its namespace, exits only once every process in it has,
-	// and a frozen session's processes die only when their group kills and thaws them.
-	r.live.killAll()
+	// Kill first, then wait: every session ends and every execution still running is
+	// killed (its Run returns StatusKilled), and their owners tear them down. The
+	// zygote, pid 1 of its namespace, exits only once every process in it has, and a
+	// frozen session's processes die only when their group kills and thaws them.
+	r.live.stopAll()
 	r.cleanups.Wait()
 	r.zmu.Lock()
 	if r.zyg != nil {
@@ -249,30 +263,82 @@ func (r *Runner) close() error {
 	return errors.Join(heldErr, r.inst.close(), r.self.Close())
 }
 
-// zygote returns a running zygote, starting one if needed.
-func (r *Runner) zygote() (*zygote, error) {
+// errZygoteStarting is zygote's answer to a caller that does not wait for a restart.
+var errZygoteStarting = errors.New("sandbox: the zygote is restarting")
+
+// zygote returns a running zygote, starting one if none runs. The start is made once
+// however many callers ask (single-flight) and no lock is held while it runs: a
+// caller with wait waits for it, as long as ctx allows; one without wait (an
+// execution, which can run cold) waits only for the first start of the runner, not
+// for a restart after the zygote died, and gets errZygoteStarting meanwhile. After a
+// failed start, none is tried again before zygoteRetry.
+func (r *Runner) zygote(ctx context.Context, wait bool) (*zygote, error) {
+	for {
+		r.zmu.Lock()
+		if r.zClosed {
+			r.zmu.Unlock()
+			return nil, errRunnerClosed
+		}
+		if r.zyg != nil && r.zyg.alive() {
+			z := r.zyg
+			r.zmu.Unlock()
+			return z, nil
+		}
+		if r.zyg != nil {
+			r.log.Warn("zygote exited; restarting it", "stderr", r.zyg.log.String())
+			r.cleanupLater(r.zyg.close)
+			r.zyg = nil
+		}
+		if r.zStarting == nil {
+			if r.zygErr != nil && time.Since(r.zygFailed) < zygoteRetry {
+				err := r.zygErr
+				r.zmu.Unlock()
+				return nil, err
+			}
+			r.zStarting = make(chan struct{})
+			r.bg.Add(1)
+			go r.startZygoteBg(r.zStarting)
+		}
+		starting, restart := r.zStarting, r.zStarted
+		r.zmu.Unlock()
+		if !wait && restart {
+			return nil, errZygoteStarting
+		}
+		select {
+		case <-starting:
+		case <-ctx.Done():
+			return nil, fmt.Errorf("wait for the zygote: %w", ctx.Err())
+		}
+	}
+}
+
+// startZygoteBg starts a zygote for zygote's callers and closes done when it is
+// running or has failed. Close cancels it.
+func (r *Runner) startZygoteBg(done chan struct{}) {
+	defer r.bg.Done()
+	defer close(done)
+	z, err := r.startZygote(r.bgCtx)
 	r.zmu.Lock()
 	defer r.zmu.Unlock()
-	if r.zyg != nil && r.zyg.alive() {
-		return r.zyg, nil
-	}
-	if r.zyg != nil {
-		r.log.Warn("zygote exited; restarting it", "stderr", r.zyg.log.String())
-		r.zyg.close()
-		r.zyg = nil
-	}
-	if r.zygErr != nil && time.Since(r.zygFailed) < zygoteRetry {
-		return nil, r.zygErr
-	}
-	z, err := r.startZygote()
-	if err != nil {
+	r.zStarting = nil
+	switch {
+	case err != nil:
 		r.zygErr, r.zygFailed = err, time.Now()
-		r.log.Error("zygote failed to start; running cold", "err", err)
-		return nil, err
+		var zse *ZygoteStartError
+		stderr := ""
+		if errors.As(err, &zse) {
+			stderr = zse.Stderr
+		}
+		r.log.Error("zygote failed to start; running cold", "err", err, "stderr", stderr)
+	case r.zClosed:
+		r.cleanupLater(z.close)
+	default:
+		r.zyg, r.zygErr, r.zStarted = z, nil, true
 	}
-	r.zyg, r.zygErr = z, nil
-	return z, nil
 }
+
+// errRunnerClosed is returned for a zygote asked of a closed runner.
+var errRunnerClosed = errors.New("sandbox: the runner is closed")
 
 // Warm starts the zygote now rather than at the first execution, and reports
 // whether warm executions are available.
@@ -280,7 +346,7 @@ func (r *Runner) Warm() error {
 	if !r.cfg.Warm {
 		return errors.New("sandbox: the warm path is disabled")
 	}
-	_, err := r.zygote()
+	_, err := r.zygote(context.Background(), true)
 	return err
 }
 
@@ -314,7 +380,7 @@ func (r *Runner) Run(ctx context.Context, req *job.Request) (*job.Result, error)
 		return nil, err
 	}
 	if r.cfg.Warm {
-		if z, err := r.zygote(); err == nil {
+		if z, err := r.zygote(ctx, false); err == nil {
 			res, err := r.runWarm(ctx, req, z)
 			if !errors.Is(err, ErrZygoteGone) {
 				return res, err
@@ -361,18 +427,18 @@ func sandboxEnv(l job.Limits) []string {
 // startInit starts the sandbox init stage with spec, places it in group g before it
 // does anything, and returns once it has exec'd the program. fd3 becomes the
 // program's fd 3 (the report pipe or the zygote's control socket); stdin its fd 0
-// (nil: /dev/null). On error nothing is left running. prepare, when set, runs once the process exists but before it
-// starts its setup.
+// (nil: /dev/null). On error nothing is left running. prepare, when set, runs once
+// the process exists but before it starts its setup.
 func (r *Runner) startInit(spec *initSpec, fd3, stdin *os.File, stdout, stderr io.Writer, g *cgroup.Group, prepare func(pid int) error) (*exec.Cmd, error) {
 	specR, specW, err := os.Pipe()
 	if err != nil {
-		return nil, err
+		return nil, fmt.Errorf("make the spec pipe: %w", err)
 	}
 	defer specW.Close()
 	errR, errW, err := os.Pipe()
 	if err != nil {
 		specR.Close()
-		return nil, err
+		return nil, fmt.Errorf("make the setup error pipe: %w", err)
 	}
 	defer errR.Close()
 	host := r.cfg.HostUID
@@ -385,8 +451,7 @@ func (r *Runner) startInit(spec *initSpec, fd3, stdin *os.File, stdout, stderr i
 		// ExtraFiles start at fd 3: initSpecFD, initReportFD, initErrFD, initExeFD.
 		ExtraFiles: []*os.File{specR, fd3, errW, r.self},
 		SysProcAttr: &syscall.SysProcAttr{
-			Cloneflags: syscall.CLONE_NEWUSER | syscall.CLONE_NEWNS | syscall.CLONE_NEWPID |
-				syscall.CLONE_NEWNET | syscall.CLONE_NEWIPC | syscall.CLONE_NEWUTS,
+			Cloneflags: sandboxCloneFlags,
 			UidMappings: []syscall.SysProcIDMap{
 				{ContainerID: 0, HostID: host, Size: 1},
 				{ContainerID: sandboxUID, HostID: host + sandboxUID, Size: 1},

@@ -2,15 +2,18 @@ package sandbox
 
 import (
 	"context"
+	"encoding/json"
 	"errors"
 	"fmt"
-	"github.com/codeexec/codeexec/internal/job"
 	"io"
 	"os"
+	"slices"
 	"sync"
-	"time"
+	"syscall"
 
 	"github.com/codeexec/codeexec/internal/cgroup"
+	"github.com/codeexec/codeexec/internal/cleanup"
+	"github.com/codeexec/codeexec/internal/job"
 	"golang.org/x/sys/unix"
 )
 
@@ -44,67 +47,131 @@ const (
 	EndError        = "error"         // the sandbox failed
 )
 
-// Session is an interpreter kept alive between executions: variables, imports and
-// files in /work persist from one Run to the next, in a sandbox exactly like a single
-// execution's. Executions in a session run one at a time. Between them the session's
-// processes are frozen (cgroup freezer): a thread or process a run leaves behind gets
-// no CPU until the next run. The creator must call Close.
+// Session is a sandbox that lives across executions: a set of namespaces, a cgroup
+// and a file system holding several processes — interpreter contexts (Run uses the
+// default one; NewContext makes more) and commands (Start) — in a sandbox exactly like
+// a single execution's. Its first process is its init, which forks the others and
+// runs no user code. Variables and imports persist in a context from one run to the
+// next, files in /work for every process. Between runs the session's processes are
+// frozen (cgroup freezer) — a thread or process a run leaves behind gets no CPU until
+// the next run — except while a command runs: a background command (a server, say)
+// must keep running, and so does everything else of the session meanwhile. The
+// creator must call Close.
 type Session struct {
-	r      *Runner
-	limits job.Limits
+	r       *Runner
+	limits  job.Limits
+	s       *slot // its child is the session's init
+	work    *workDir
+	inputs  *inputWriter // writes uploads and input files, charged to s.g
+	untrack func()       // removes the session from the runner's live set
 
-	mu        sync.Mutex // held for the whole of an execution
-	s         *slot
-	work      *workDir
-	inputs    *inputWriter // writes uploads and input files, charged to s.g
-	ended     error        // why the session is over, once it is; written under mu and runMu
-	endReason string       // ended's reason code: a Status or an End* constant
+	wmu    sync.Mutex // serializes requests on the init's channel
+	fileMu sync.Mutex // serializes reads and writes of the work dir's stamps
+
+	mainMu sync.Mutex // held while the default context is made
+
+	readerDone chan struct{} // closed when readInit has returned
+
+	mu        sync.Mutex
+	ended     error  // why the session is over, once it is
+	endReason string // ended's reason code: a Status or an End* constant
 	// frozen is set while the session's group is frozen. Reading and writing its
 	// files from the host needs no thaw; anything that needs a process of the
-	// session to run (its interpreter above all) must call thaw first.
+	// session to run must hold the session first (begin or hold).
 	frozen bool
-
-	// runMu guards running; it is never held across an execution, so that Interrupt
-	// need not wait for the execution it is meant to stop.
-	runMu   sync.Mutex
-	running bool // the interpreter is running a program (from before it is sent)
+	// active counts what needs the session's processes to run: runs, starts and
+	// running commands. The session is frozen when it drops to 0.
+	active   int
+	procs    map[uint64]*proc
+	nextID   uint64
+	contexts []*Context
+	main     *Context // the default context, once made
+	// runs counts the operations in flight (runs, starts, file operations): the
+	// teardown after the end waits for them.
+	runs sync.WaitGroup
 }
 
-// liveSessions are a runner's sessions that have not ended.
-type liveSessions struct {
+// liveSet is what a runner has made and not yet torn down — sessions and one-shot
+// executions, cold and warm — so that Close can reach every one of them, as
+// net/http's Server tracks its connections for Shutdown.
+type liveSet struct {
 	mu  sync.Mutex
-	set map[*Session]struct{}
+	set map[*liveEntry]struct{}
+	wg  sync.WaitGroup // one per entry, done when it is removed
 }
 
-func (l *liveSessions) add(s *Session) {
+type liveEntry struct{ stop func() }
+
+// liveRun is a one-shot execution in the live set: stop kills its processes now, or
+// as soon as they exist.
+type liveRun struct {
+	mu      sync.Mutex
+	stopped bool
+	kill    func()
+}
+
+func (l *liveRun) stop() {
 	l.mu.Lock()
-	defer l.mu.Unlock()
+	l.stopped = true
+	kill := l.kill
+	l.mu.Unlock()
+	if kill != nil {
+		kill()
+	}
+}
+
+// started gives the run's kill function once its processes exist.
+func (l *liveRun) started(kill func()) {
+	l.mu.Lock()
+	l.kill = kill
+	stopped := l.stopped
+	l.mu.Unlock()
+	if stopped {
+		kill()
+	}
+}
+
+// add records a sandbox that stop ends (it must lead its owner to call remove soon);
+// the caller must call remove once the sandbox is torn down.
+func (l *liveSet) add(stop func()) (remove func()) {
+	e := &liveEntry{stop: stop}
+	l.mu.Lock()
 	if l.set == nil {
-		l.set = map[*Session]struct{}{}
+		l.set = map[*liveEntry]struct{}{}
 	}
-	l.set[s] = struct{}{}
+	l.set[e] = struct{}{}
+	l.wg.Add(1)
+	l.mu.Unlock()
+	var once sync.Once
+	return func() {
+		once.Do(func() {
+			l.mu.Lock()
+			delete(l.set, e)
+			l.mu.Unlock()
+			l.wg.Done()
+		})
+	}
 }
 
-func (l *liveSessions) remove(s *Session) {
+// stopAll ends every live sandbox — killing its processes, frozen ones too — and
+// waits until their owners have removed them.
+func (l *liveSet) stopAll() {
 	l.mu.Lock()
-	defer l.mu.Unlock()
-	delete(l.set, s)
-}
-
-// killAll kills the processes of every live session, frozen ones too. The sessions
-// still end, and release what they hold, when they are closed.
-func (l *liveSessions) killAll() {
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	for s := range l.set {
-		_ = s.s.g.Kill()
+	entries := make([]*liveEntry, 0, len(l.set))
+	for e := range l.set {
+		entries = append(entries, e)
 	}
+	l.mu.Unlock()
+	for _, e := range entries {
+		e.stop()
+	}
+	l.wg.Wait()
 }
 
 // NewSession starts a session whose memory, process, CPU and disk limits are l's
-// for its whole life; each Run may lower the time and output limits. The caller must
-// call Close.
-func (r *Runner) NewSession(l job.Limits) (*Session, error) {
+// for its whole life; each Run may lower the time and output limits. ctx bounds the
+// start, a zygote's start included. The caller must call Close.
+func (r *Runner) NewSession(ctx context.Context, l job.Limits) (*Session, error) {
 	if err := l.Validate(); err != nil {
 		return nil, err
 	}
@@ -114,38 +181,115 @@ func (r *Runner) NewSession(l job.Limits) (*Session, error) {
 	if !r.cfg.Warm {
 		return nil, ErrNoWarm
 	}
-	z, err := r.zygote()
+	z, err := r.zygote(ctx, true)
 	if err != nil {
+		if ctx.Err() != nil {
+			return nil, err
+		}
 		return nil, fmt.Errorf("%w: %v", ErrNoWarm, err)
 	}
-	return r.newSession(z, l)
+	return r.newSession(ctx, z, l)
 }
 
-func (r *Runner) newSession(z *zygote, l job.Limits) (*Session, error) {
-	s, err := r.takeSlot(z, l)
+func (r *Runner) newSession(ctx context.Context, z *zygote, l job.Limits) (*Session, error) {
+	s, err := r.takeSlot(ctx, z, l)
 	if err != nil {
 		return nil, err
 	}
+	// Torn down in the background: the caller need not wait for it.
+	cu := cleanup.Make(func() { r.cleanupLater(s.release) })
+	defer cu.Clean()
 	work, err := s.c.workDir()
 	if err != nil {
-		r.cleanupLater(s.release)
 		return nil, fmt.Errorf("sandbox: open /work: %w", hostFree(err))
 	}
-	sess := &Session{r: r, limits: l, s: s, work: work, inputs: r.inputWriter(s.g, l)}
-	r.live.add(sess)
+	cu.Add(work.close)
+	if err := s.c.seal(ctx, l); err != nil {
+		return nil, err
+	}
+	cu.Release()
+	sess := &Session{r: r, limits: l, s: s, work: work, inputs: r.inputWriter(s.g, l), procs: map[uint64]*proc{},
+		readerDone: make(chan struct{})}
+	sess.untrack = r.live.add(func() {
+		sess.end(fmt.Errorf("%w: its runner was closed", ErrSessionEnded), EndClosed)
+	})
+	go sess.readInit()
 	return sess, nil
+}
+
+// readInit delivers the init's reports of its processes' ends, until the init is
+// gone; then every process of the session is: the kernel sends SIGKILL to all of a
+// pid namespace when its init dies.
+func (s *Session) readInit() {
+	defer close(s.readerDone)
+	c := s.s.c
+	for {
+		m, err := readCtl(c.ch)
+		if err != nil {
+			break
+		}
+		if m.Op != "exit" {
+			continue
+		}
+		s.mu.Lock()
+		p := s.procs[m.ID]
+		s.mu.Unlock()
+		switch {
+		case p == nil:
+		case m.Status != nil:
+			p.finish(syscall.WaitStatus(*m.Status), nil)
+		default:
+			p.finish(0, fmt.Errorf("the session's init could not fork it: %s", clipText(m.Error, 512)))
+		}
+	}
+	// A live init that broke the protocol must go too.
+	c.kill()
+	s.mu.Lock()
+	procs := make([]*proc, 0, len(s.procs))
+	for _, p := range s.procs {
+		procs = append(procs, p)
+	}
+	s.mu.Unlock()
+	for _, p := range procs {
+		p.finish(syscall.WaitStatus(syscall.SIGKILL), nil)
+	}
+}
+
+// maxInitRequest is the largest request the init reads (zygote.py's recv_fds).
+const maxInitRequest = 1 << 17
+
+// request sends m with files to the init.
+func (c *child) request(wmu *sync.Mutex, m ctlMsg, files ...*os.File) error {
+	data, err := json.Marshal(m)
+	if err != nil {
+		return fmt.Errorf("encode a request to the init: %w", err)
+	}
+	if len(data) > maxInitRequest {
+		return fmt.Errorf("sandbox: the request takes %d bytes encoded; the limit is %d", len(data), maxInitRequest)
+	}
+	fds := make([]int, len(files))
+	for i, f := range files {
+		fds[i] = int(f.Fd())
+	}
+	wmu.Lock()
+	defer wmu.Unlock()
+	if _, _, err := c.ch.WriteMsgUnix(data, unix.UnixRights(fds...), nil); err != nil {
+		return fmt.Errorf("send a request to the session's init: %w", err)
+	}
+	return nil
 }
 
 // Limits are the session's limits, fixed when it was made.
 func (s *Session) Limits() job.Limits { return s.limits }
 
-// Run executes req in the session. A zero field of req.Limits means the session's.
-// Timeout and OutputBytes may lower the session's for this run. The other limits are
-// the session's for its whole life: a memory limit in particular bounds the state
-// that every run leaves, so one run cannot have another (a cut below what the state
-// holds would make the kernel kill the interpreter), and req.Limits may only repeat
-// them. Anything else is refused with ErrSessionLimits, never ignored. If the program
-// exceeds a limit or kills the interpreter, the session ends and the Result says why.
+// Run executes req in the session's default context, made at the first Run. A zero
+// field of req.Limits means the session's. Timeout and OutputBytes may lower the
+// session's for this run. The other limits are the session's for its whole life: a
+// memory limit in particular bounds the state that every run leaves, so one run
+// cannot have another (a cut below what the state holds would make the kernel kill
+// the interpreter), and req.Limits may only repeat them. Anything else is refused
+// with ErrSessionLimits, never ignored. If the program exceeds a limit or kills the
+// interpreter, the session ends — every process of it — and the Result says why.
 func (s *Session) Run(ctx context.Context, req *job.Request) (*job.Result, error) {
 	l, err := s.runLimits(req.Limits)
 	if err != nil {
@@ -156,7 +300,39 @@ func (s *Session) Run(ctx context.Context, req *job.Request) (*job.Result, error
 	if err := call.Validate(); err != nil {
 		return nil, err
 	}
-	return s.run(ctx, &call, false)
+	// Held from here, so that the session is not frozen between making the default
+	// context and running the program in it.
+	if err := s.begin(); err != nil {
+		return nil, err
+	}
+	c, err := s.mainContext(ctx)
+	if err != nil {
+		s.release()
+		s.leave()
+		return nil, err
+	}
+	return c.run(ctx, &call, true)
+}
+
+// mainContext returns the default context, starting it at the first call. The
+// session must be held (begin).
+func (s *Session) mainContext(ctx context.Context) (*Context, error) {
+	s.mainMu.Lock()
+	defer s.mainMu.Unlock()
+	s.mu.Lock()
+	c := s.main
+	s.mu.Unlock()
+	if c != nil {
+		return c, nil
+	}
+	c, err := s.startContext(ctx, true)
+	if err != nil {
+		return nil, err
+	}
+	s.mu.Lock()
+	s.main = c
+	s.mu.Unlock()
+	return c, nil
 }
 
 // runLimits merges a run's limits asked into the session's, or says which cannot be.
@@ -195,95 +371,6 @@ func (s *Session) runLimits(ask job.Limits) (job.Limits, error) {
 	return l, nil
 }
 
-// run executes req; with last, the interpreter is killed afterwards.
-func (s *Session) run(ctx context.Context, req *job.Request, last bool) (*job.Result, error) {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	if s.ended != nil {
-		return nil, s.ended
-	}
-	c, g := s.s.c, s.s.g
-	if !c.running() {
-		// Killed while idle: by the runner's Close, or by the kernel when all
-		// sandboxes together ran out of memory (a frozen process can still be
-		// chosen, and dies).
-		reason := EndExited
-		if st, err := g.Stats(); err == nil && st.OOMKills > 0 {
-			reason = string(job.StatusMemoryLimit)
-		}
-		s.end(fmt.Errorf("%w: the interpreter was killed between runs (%s)", ErrSessionEnded, reason), reason)
-		return nil, s.ended
-	}
-	// Thawed first: on cgroup v2 the writer of the input files joins the session's
-	// group, and would freeze with it.
-	if err := s.thaw(); err != nil {
-		s.end(err, EndError)
-		return nil, err
-	}
-	if err := s.work.writeInputs(req.Files, s.inputs); err != nil {
-		if ferr := s.freeze(); ferr != nil {
-			s.end(ferr, EndFreezeFailed)
-		}
-		return nil, err
-	}
-	// The group's counters run for the session's whole life: this run's share is
-	// the difference from here (after the input files, whose writer's OOM kill, if
-	// any, is not the program's).
-	before, beforeErr := g.Stats()
-	s.setRunning(true)
-	o, w, alive, err := c.exec(ctx, req, g, last)
-	s.setRunning(false)
-	if err != nil {
-		if w != nil {
-			w.tee.finish() // no Result comes: stop streaming
-		}
-		s.end(err, EndError)
-		return nil, err
-	}
-	// The work dir is held open: it can be read even when the child is gone. A
-	// session's background processes may still change it, racing this listing.
-	files, filesTruncated, filesErr := s.work.produced()
-	grace := outputGrace
-	if last || !alive {
-		c.kill()
-		grace = 5 * time.Second // the kill closes every pipe
-	}
-	o.report = w.waitOutput(grace)
-	var freezeErr error
-	if alive && !last {
-		// Stop whatever the program left running until the next run. Last, so that
-		// the interpreter has gone back to waiting for its next program: a process
-		// asleep freezes at once, a running one only when it next gets a CPU.
-		if freezeErr = s.freeze(); freezeErr != nil {
-			s.r.log.Warn("a session could not be frozen between runs; ending it", "err", freezeErr)
-			c.kill()
-			alive = false
-		}
-	}
-	o.stats, o.statsErr = g.Stats()
-	o.stats, o.statsErr = o.stats.Since(before), errors.Join(o.statsErr, beforeErr)
-	res := o.result(req.Limits, w)
-	if filesErr == nil {
-		res.Files, res.FilesTruncated = files, filesTruncated
-		// Before end, which releases the work dir.
-		saveOutputs(s.work, res, req.OutputDir)
-	}
-	if !alive && !last {
-		reason := endReason(res.Status)
-		if freezeErr != nil {
-			reason = EndFreezeFailed
-		}
-		s.end(fmt.Errorf("%w: the interpreter stopped (%s)", ErrSessionEnded, reason), reason)
-		if res.Error != nil {
-			res.Error.Message += "; the session has ended with it: its variables and files are gone"
-		}
-	}
-	if filesErr != nil {
-		return nil, fmt.Errorf("sandbox: collect files: %w", filesErr)
-	}
-	return res, nil
-}
-
 // endReason names why a run ended its session, from the run's status.
 func endReason(st job.Status) string {
 	switch st {
@@ -293,79 +380,169 @@ func endReason(st job.Status) string {
 	return EndExited
 }
 
-// freeze stops the session's processes until thaw. s.mu must be held.
-func (s *Session) freeze() error {
-	if err := s.s.g.Freeze(); err != nil {
-		return fmt.Errorf("sandbox: pause the session: %w", err)
+// begin holds the session for an operation that needs its processes to run: it
+// thaws the session, and the teardown after an end waits for the operation. The
+// caller must call release and leave.
+func (s *Session) begin() error {
+	if err := s.enter(); err != nil {
+		return err
 	}
-	s.frozen = true
+	if !s.s.c.running() {
+		// The init was killed while the session was idle: by the runner's Close, or
+		// by the kernel when all sandboxes together ran out of memory (a frozen
+		// process can still be chosen, and dies).
+		reason := EndExited
+		if st, err := s.s.g.Stats(); err == nil && st.OOMKills > 0 {
+			reason = string(job.StatusMemoryLimit)
+		}
+		s.leave()
+		s.end(fmt.Errorf("%w: the interpreter was killed between runs (%s)", ErrSessionEnded, reason), reason)
+		return s.endErr()
+	}
+	s.mu.Lock()
+	err := s.hold()
+	s.mu.Unlock()
+	if err != nil {
+		s.leave()
+		s.end(err, EndError)
+		return err
+	}
 	return nil
 }
 
-// thaw lets the session's processes run again. s.mu must be held.
-func (s *Session) thaw() error {
-	if !s.frozen {
+// enter counts an operation in flight, unless the session has ended; the caller must
+// call leave.
+func (s *Session) enter() error {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if s.ended != nil {
+		return s.ended
+	}
+	s.runs.Add(1)
+	return nil
+}
+
+// leave ends an operation counted by enter.
+func (s *Session) leave() { s.runs.Done() }
+
+// endErr is why the session ended; nil while it has not.
+func (s *Session) endErr() error {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.ended
+}
+
+// hold keeps the session thawed until the matching release. s.mu must be held.
+func (s *Session) hold() error {
+	s.active++
+	if s.active == 1 && s.frozen {
+		if err := s.s.g.Thaw(); err != nil {
+			s.active--
+			return fmt.Errorf("sandbox: resume the session: %w", err)
+		}
+		s.frozen = false
+	}
+	return nil
+}
+
+// release undoes a hold; the last one freezes the session. Should the freeze fail,
+// the session ends (EndFreezeFailed), and the error says why.
+func (s *Session) release() error {
+	s.mu.Lock()
+	s.active--
+	if s.active > 0 || s.ended != nil {
+		s.mu.Unlock()
 		return nil
 	}
-	if err := s.s.g.Thaw(); err != nil {
-		return fmt.Errorf("sandbox: resume the session: %w", err)
+	err := s.s.g.Freeze()
+	if err == nil {
+		s.frozen = true
 	}
-	s.frozen = false
+	s.mu.Unlock()
+	if err != nil {
+		s.r.log.Warn("a session could not be frozen between runs; ending it", "err", err)
+		s.end(fmt.Errorf("%w: the interpreter stopped (%s)", ErrSessionEnded, EndFreezeFailed), EndFreezeFailed)
+		return fmt.Errorf("sandbox: pause the session: %w", err)
+	}
 	return nil
 }
 
-// end marks the session over for reason (code: see EndReason) and releases its
-// interpreter in the background. s.mu must be held.
+// kill kills every process of the session, frozen ones too.
+func (s *Session) kill() {
+	// Through the group first: a frozen process dies only when the group that froze
+	// it kills and thaws it. Then the init, whose death takes every process of its
+	// pid namespace with it.
+	_ = s.s.g.Kill()
+	s.s.c.kill()
+}
+
+// end marks the session over for reason (code: see EndReason) and kills its
+// processes at once: a running program's Result says it was killed. Its sandbox is
+// torn down in the background once the operations in flight have returned. The
+// first reason stays.
 func (s *Session) end(reason error, code string) {
+	s.mu.Lock()
 	if s.ended != nil {
+		s.mu.Unlock()
 		return
 	}
-	s.runMu.Lock()
 	s.ended, s.endReason = reason, code
-	s.runMu.Unlock()
-	s.r.live.remove(s)
+	contexts := slices.Clone(s.contexts)
+	s.mu.Unlock()
+	// Kill first: a running program's watch kills the session and its Run reports
+	// it; an idle session's init is killed now, its death taking every process of
+	// its pid namespace with it, and the teardown's group kill, which waits for the
+	// group to be empty (and thaws a frozen one), makes sure in the background.
+	for _, c := range contexts {
+		c.stop(job.StatusKilled)
+	}
+	s.s.c.kill()
+	// The teardown is counted (cleanupLater) before the session leaves the live
+	// set, so that the runner's Close, which waits for the one and then the other,
+	// cannot miss it.
+	defer s.untrack()
 	s.r.cleanupLater(func() {
-		// Through the group first: a frozen process dies only when the group that
-		// froze it kills and thaws it.
 		_ = s.s.g.Kill()
+		s.runs.Wait()
+		for _, c := range contexts {
+			c.ch.Close()
+		}
+		// The reader goes first: it may still kill the init through its pidfd, which
+		// release closes (and the number could name another process's pidfd next).
+		s.s.c.ch.Close()
+		<-s.readerDone
 		s.s.release()
 		s.work.close()
 	})
 }
 
-func (s *Session) setRunning(b bool) {
-	s.runMu.Lock()
-	defer s.runMu.Unlock()
-	s.running = b
-}
-
-// Interrupt stops the running execution as Ctrl-C would, and keeps the session: it
-// sends SIGINT to the interpreter, Python raises KeyboardInterrupt in the program's
-// code, and the Result reports that error. Processes the program started are not
-// signalled (Python's subprocess.run kills its child when interrupted). Code that
-// catches KeyboardInterrupt carries on, within the execution's time limit; a SIGINT
-// that comes while no program code runs (just before it starts, or while the
-// harness reports) is ignored. It returns ErrNotRunning when nothing runs, and the
-// reason the session ended when it has.
+// Interrupt stops the program running in the session's default context as Ctrl-C
+// would, and keeps the session: it sends SIGINT to the interpreter, Python raises
+// KeyboardInterrupt in the program's code, and the Result reports that error.
+// Processes the program started are not signalled (Python's subprocess.run kills its
+// child when interrupted). Code that catches KeyboardInterrupt carries on, within the
+// execution's time limit; a SIGINT that comes while no program code runs (just
+// before it starts, or while the harness reports) is ignored. It returns
+// ErrNotRunning when nothing runs, and the reason the session ended when it has.
 func (s *Session) Interrupt() error {
-	s.runMu.Lock()
-	defer s.runMu.Unlock()
+	s.mu.Lock()
+	ended, c := s.ended, s.main
+	s.mu.Unlock()
 	switch {
-	case s.ended != nil:
-		return s.ended
-	case !s.running:
+	case ended != nil:
+		return ended
+	case c == nil:
 		return ErrNotRunning
 	}
-	// The child outlives this call: it is released only after running is cleared.
-	return s.s.c.signal(unix.SIGINT)
+	return c.Interrupt()
 }
 
-// Close ends the session: its processes and files are gone. It waits for a running
-// execution to finish.
+// Close ends the session: it kills every process of it at once — a running
+// program's Run returns StatusKilled — then waits for the runs and other operations
+// in flight to return. Its files are gone.
 func (s *Session) Close() {
-	s.mu.Lock()
-	defer s.mu.Unlock()
 	s.end(fmt.Errorf("%w: closed", ErrSessionEnded), EndClosed)
+	s.runs.Wait()
 }
 
 // EndReason says why the session ended: "" while it has not, else the Status of the
@@ -380,8 +557,9 @@ func (s *Session) EndReason() string {
 // Alive reports whether the session can still run code.
 func (s *Session) Alive() bool {
 	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.ended == nil && s.s.c.running()
+	ended, main := s.ended, s.main
+	s.mu.Unlock()
+	return ended == nil && s.s.c.running() && (main == nil || !main.p.ended())
 }
 
 // MemoryBytes is the memory the session's processes use now, as its cgroup counts it.
@@ -389,6 +567,20 @@ func (s *Session) Alive() bool {
 func (s *Session) MemoryBytes() (int64, error) {
 	st, err := s.s.g.Stats()
 	return st.MemoryBytes, err
+}
+
+// writeInputs places a run's input files in the work dir.
+func (s *Session) writeInputs(files []job.InputFile) error {
+	s.fileMu.Lock()
+	defer s.fileMu.Unlock()
+	return s.work.writeInputs(files, s.inputs)
+}
+
+// produced lists the files changed since the last listing.
+func (s *Session) produced() ([]job.FileInfo, bool, error) {
+	s.fileMu.Lock()
+	defer s.fileMu.Unlock()
+	return s.work.produced()
 }
 
 // WriteFile puts data at p in the session's work dir, whole or not at all. Its pages
@@ -399,26 +591,24 @@ func (s *Session) WriteFile(p string, data []byte) error {
 	if err != nil {
 		return err
 	}
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	if s.ended != nil {
-		return s.ended
+	if err := s.enter(); err != nil {
+		return err
 	}
-	if s.r.cg.Version() == cgroup.V2 && s.frozen {
+	defer s.leave()
+	if s.r.cg.Version() == cgroup.V2 {
 		// The writer joins the session's whole group on v2 (one hierarchy), and
-		// would freeze with it: thaw for the write. On v1 it joins only the memory
-		// controller, and the freezer's group does not hold it.
-		if err := s.thaw(); err != nil {
+		// would freeze with it: hold the session thawed for the write. On v1 it joins
+		// only the memory controller, and the freezer's group does not hold it.
+		s.mu.Lock()
+		err := s.hold()
+		s.mu.Unlock()
+		if err != nil {
 			s.end(err, EndError)
 			return err
 		}
-		defer func() {
-			if err := s.freeze(); err != nil {
-				s.end(err, EndFreezeFailed)
-			}
-		}()
+		defer s.release()
 	}
-	return s.work.writeInputs([]job.InputFile{{Path: clean, Data: data}}, s.inputs)
+	return s.writeInputs([]job.InputFile{{Path: clean, Data: data}})
 }
 
 // ReadFile returns the content of the regular file p in the session's work dir, at
@@ -428,11 +618,10 @@ func (s *Session) ReadFile(p string, max int64) ([]byte, error) {
 	if err != nil {
 		return nil, err
 	}
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	if s.ended != nil {
-		return nil, s.ended
+	if err := s.enter(); err != nil {
+		return nil, err
 	}
+	defer s.leave()
 	root, release, err := s.work.open()
 	if err != nil {
 		return nil, err
@@ -463,17 +652,18 @@ func (s *Session) ReadFile(p string, max int64) ([]byte, error) {
 }
 
 // RemoveFile deletes p from the session's work dir: a file, or a symlink (never
-// followed); a directory is ErrNotAFile. It waits for a running execution.
+// followed); a directory is ErrNotAFile.
 func (s *Session) RemoveFile(p string) error {
 	clean, err := job.CleanInputPath(p)
 	if err != nil {
 		return err
 	}
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	if s.ended != nil {
-		return s.ended
+	if err := s.enter(); err != nil {
+		return err
 	}
+	defer s.leave()
+	s.fileMu.Lock()
+	defer s.fileMu.Unlock()
 	// As the sandbox user: the server removes nothing the program could not.
 	return asFSUser(s.work.uid, func() error {
 		root, release, err := s.work.open()
@@ -499,11 +689,12 @@ func (s *Session) RemoveFile(p string) error {
 // Files lists the regular files in the session's work dir: at most maxListedFiles,
 // within the walk budgets; the bool says when some were left out.
 func (s *Session) Files() ([]job.FileInfo, bool, error) {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	if s.ended != nil {
-		return nil, false, s.ended
+	if err := s.enter(); err != nil {
+		return nil, false, err
 	}
+	defer s.leave()
+	s.fileMu.Lock()
+	defer s.fileMu.Unlock()
 	files, _, truncated, err := s.work.list(s.work.inputs.fresh())
 	return files, truncated, err
 }

@@ -4,15 +4,16 @@ import (
 	"context"
 	"errors"
 	"fmt"
-	"github.com/codeexec/codeexec/internal/job"
 	"os"
 	"testing"
 	"time"
+
+	"github.com/codeexec/codeexec/internal/job"
 )
 
 func newTestSession(t *testing.T, r *Runner, l job.Limits) *Session {
 	t.Helper()
-	s, err := r.NewSession(l)
+	s, err := r.NewSession(context.Background(), l)
 	if err != nil {
 		t.Fatalf("NewSession: %v", err)
 	}
@@ -31,7 +32,7 @@ func sessionRun(t *testing.T, s *Session, code string) *job.Result {
 
 func TestSessionState(t *testing.T) {
 	t.Run("warm", func(t *testing.T) {
-		r := sharedRunner(t)
+		r := sharedRunnerFor(t, "warm")
 		s := newTestSession(t, r, job.DefaultLimits())
 		steps := []struct{ code, want string }{
 			{"import pandas as pd\ndf = pd.DataFrame({'a': [1, 2, 3]})\nopen('notes.txt', 'w').write('kept')", "4"},
@@ -77,7 +78,7 @@ func TestSessionState(t *testing.T) {
 
 func TestSessionEndsOnLimit(t *testing.T) {
 	t.Run("warm", func(t *testing.T) {
-		r := sharedRunner(t)
+		r := sharedRunnerFor(t, "warm")
 		s := newTestSession(t, r, job.DefaultLimits())
 		sessionRun(t, s, "x = 1")
 		pids := sessionPids(t, s)
@@ -97,7 +98,7 @@ func TestSessionEndsOnLimit(t *testing.T) {
 
 func TestSessionsIsolated(t *testing.T) {
 	t.Run("warm", func(t *testing.T) {
-		r := sharedRunner(t)
+		r := sharedRunnerFor(t, "warm")
 		a := newTestSession(t, r, job.DefaultLimits())
 		b := newTestSession(t, r, job.DefaultLimits())
 		sessionRun(t, a, "secret = 42\nopen('a.txt', 'w').write('a')\nimport socket\nsrv = socket.socket(socket.AF_UNIX)\nsrv.bind('\\0codeexec-test')\nsrv.listen()")
@@ -111,7 +112,8 @@ try:
 except OSError as e:
     out.append(type(e).__name__)
 out`)
-		if deref(res.Result) != "[False, False, [1], 'ConnectionRefusedError']" {
+		// Its own init (1) and interpreter (2), nothing of a's.
+		if deref(res.Result) != "[False, False, [1, 2], 'ConnectionRefusedError']" {
 			t.Fatalf("session b saw session a: %s %s", deref(res.Result), res.Stderr)
 		}
 	})
@@ -119,15 +121,15 @@ out`)
 
 func TestSessionCloseKills(t *testing.T) {
 	t.Run("warm", func(t *testing.T) {
-		r := sharedRunner(t)
-		s, err := r.NewSession(job.DefaultLimits())
+		r := sharedRunnerFor(t, "warm")
+		s, err := r.NewSession(context.Background(), job.DefaultLimits())
 		if err != nil {
 			t.Fatal(err)
 		}
 		sessionRun(t, s, "import os, time\nif os.fork() == 0:\n    time.sleep(1000)")
 		pids := sessionPids(t, s)
-		if len(pids) != 2 {
-			t.Fatalf("session has processes %v, want the interpreter and its child", pids)
+		if len(pids) != 3 {
+			t.Fatalf("session has processes %v, want its init, the interpreter and the interpreter's child", pids)
 		}
 		s.Close()
 		if _, err := s.Run(context.Background(), &job.Request{Code: "1", Limits: job.DefaultLimits()}); !errors.Is(err, ErrSessionEnded) {

@@ -2,8 +2,9 @@ package sandbox
 
 import (
 	"fmt"
-	"github.com/codeexec/codeexec/internal/job"
 	"sync"
+
+	"github.com/codeexec/codeexec/internal/job"
 )
 
 // storageLimit returns a job.ErrStorageLimit that explains itself.

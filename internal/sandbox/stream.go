@@ -167,3 +167,12 @@ func (f *stdinFeed) close() {
 	f.r.Close()
 	f.w.Close()
 }
+
+// closeWriter closes our end: the program reads EOF once it has read what is in the
+// pipe. A Read of src in progress is not waited for. Safe on a nil feed.
+func (f *stdinFeed) closeWriter() {
+	if f == nil {
+		return
+	}
+	f.w.Close()
+}

@@ -4,13 +4,13 @@ import (
 	"bytes"
 	"context"
 	"errors"
-	"github.com/codeexec/codeexec/internal/job"
 	"io"
 	"strings"
 	"sync"
 	"testing"
 	"time"
 
+	"github.com/codeexec/codeexec/internal/job"
 	"golang.org/x/sys/unix"
 )
 
@@ -75,13 +75,13 @@ func runAsync(t *testing.T, run func(context.Context, *job.Request) (*job.Result
 // still runs: it waits for input that the test gives only once it has seen the
 // program's first line.
 func TestStreamsWhileRunning(t *testing.T) {
-	bothPaths(t, func(t *testing.T) {
+	bothPaths(t, func(t *testing.T, r *Runner) {
 		stdinR, stdinW := io.Pipe()
 		defer stdinW.Close()
 		stdout, stderr := newChunkWriter(), newChunkWriter()
 		req := &job.Request{Code: "import sys\nprint('ready')\nprint('warn', file=sys.stderr)\nline = input()\nprint('got', line)\nline",
 			Limits: job.DefaultLimits(), Stdin: stdinR, Stdout: stdout, Stderr: stderr}
-		done := runAsync(t, sharedRunner(t).Run, req)
+		done := runAsync(t, r.Run, req)
 		stdout.waitFor(t, "ready\n")
 		stderr.waitFor(t, "warn\n")
 		select {
@@ -110,7 +110,7 @@ func (r blockedReader) Read([]byte) (int, error) {
 }
 
 func TestStdin(t *testing.T) {
-	bothPaths(t, func(t *testing.T) {
+	bothPaths(t, func(t *testing.T, r *Runner) {
 		release := make(chan struct{})
 		defer close(release)
 		big := strings.Repeat("0123456789abcdef", 1<<16) // 1 MiB: more than a pipe holds
@@ -130,7 +130,7 @@ func TestStdin(t *testing.T) {
 		}
 		for _, tt := range tests {
 			t.Run(tt.name, func(t *testing.T) {
-				res := run(t, tt.code, func(r *job.Request) { r.Stdin = tt.stdin })
+				res := run(t, r, tt.code, func(r *job.Request) { r.Stdin = tt.stdin })
 				if res.Status != job.StatusOK || deref(res.Result) != tt.want {
 					t.Fatalf("got %s %s stderr %q, want %s", res.Status, deref(res.Result), res.Stderr, tt.want)
 				}
@@ -140,7 +140,7 @@ func TestStdin(t *testing.T) {
 }
 
 func TestArgs(t *testing.T) {
-	bothPaths(t, func(t *testing.T) {
+	bothPaths(t, func(t *testing.T, r *Runner) {
 		tests := []struct {
 			name       string
 			progName   string
@@ -155,7 +155,7 @@ func TestArgs(t *testing.T) {
 		}
 		for _, tt := range tests {
 			t.Run(tt.name, func(t *testing.T) {
-				res := run(t, "import sys\nsys.argv", func(r *job.Request) { r.Name, r.Args = tt.progName, tt.args })
+				res := run(t, r, "import sys\nsys.argv", func(r *job.Request) { r.Name, r.Args = tt.progName, tt.args })
 				if res.Status != job.StatusOK || deref(res.Result) != tt.want {
 					t.Fatalf("got %s %s stderr %q, want %s", res.Status, deref(res.Result), res.Stderr, tt.want)
 				}
@@ -189,10 +189,10 @@ func TestStreamWriterFaults(t *testing.T) {
 	defer func(d time.Duration) { streamDrainTimeout = d }(streamDrainTimeout)
 	streamDrainTimeout = 100 * time.Millisecond
 	code := "for i in range(20000): print(i)\nprint('end')"
-	bothPaths(t, func(t *testing.T) {
+	bothPaths(t, func(t *testing.T, r *Runner) {
 		t.Run("stuck", func(t *testing.T) {
 			w := stuckWriter{calls: make(chan struct{}, 100), release: make(chan struct{})}
-			res := run(t, code, func(r *job.Request) { r.Stdout = w })
+			res := run(t, r, code, func(r *job.Request) { r.Stdout = w })
 			close(w.release)
 			if res.Status != job.StatusOK || !strings.HasSuffix(res.Stdout, "19999\nend\n") {
 				t.Fatalf("got %s, stdout ending %q", res.Status, res.Stdout[max(0, len(res.Stdout)-20):])
@@ -204,7 +204,7 @@ func TestStreamWriterFaults(t *testing.T) {
 		})
 		t.Run("failing", func(t *testing.T) {
 			var calls int
-			res := run(t, code, func(r *job.Request) { r.Stdout = failWriter{&calls} })
+			res := run(t, r, code, func(r *job.Request) { r.Stdout = failWriter{&calls} })
 			if res.Status != job.StatusOK || !strings.HasSuffix(res.Stdout, "19999\nend\n") {
 				t.Fatalf("got %s, stdout ending %q", res.Status, res.Stdout[max(0, len(res.Stdout)-20):])
 			}
@@ -214,7 +214,7 @@ func TestStreamWriterFaults(t *testing.T) {
 		})
 		t.Run("output limit", func(t *testing.T) {
 			w := newChunkWriter()
-			res := run(t, "print('x' * 5000)", func(r *job.Request) { r.Stdout = w; r.Limits.OutputBytes = 1000 })
+			res := run(t, r, "print('x' * 5000)", func(r *job.Request) { r.Stdout = w; r.Limits.OutputBytes = 1000 })
 			if res.Status != job.StatusOutputLimit || w.String() != res.Stdout || len(res.Stdout) != 1000 {
 				t.Errorf("got %s, streamed %d bytes, the Result keeps %d, want both 1000", res.Status, len(w.String()), len(res.Stdout))
 			}
@@ -224,7 +224,7 @@ func TestStreamWriterFaults(t *testing.T) {
 
 func TestSessionStdin(t *testing.T) {
 	t.Run("warm", func(t *testing.T) {
-		s := newTestSession(t, sharedRunner(t), job.DefaultLimits())
+		s := newTestSession(t, sharedRunnerFor(t, "warm"), job.DefaultLimits())
 		steps := []struct {
 			stdin io.Reader
 			code  string
@@ -251,7 +251,7 @@ func TestSessionStdin(t *testing.T) {
 
 func TestSessionInterrupt(t *testing.T) {
 	t.Run("warm", func(t *testing.T) {
-		r := sharedRunner(t)
+		r := sharedRunnerFor(t, "warm")
 		tests := []struct {
 			name string
 			code string
@@ -294,7 +294,7 @@ func TestSessionInterrupt(t *testing.T) {
 // while print still writes.
 func TestSessionInterruptIgnored(t *testing.T) {
 	t.Run("warm", func(t *testing.T) {
-		s := newTestSession(t, sharedRunner(t), job.DefaultLimits())
+		s := newTestSession(t, sharedRunnerFor(t, "warm"), job.DefaultLimits())
 		out := newChunkWriter()
 		l := job.DefaultLimits()
 		l.Timeout = 3 * time.Second
@@ -318,10 +318,14 @@ func TestSessionInterruptIgnored(t *testing.T) {
 // raced the end of its run) leaves the session's interpreter and state alone.
 func TestSessionStraySIGINT(t *testing.T) {
 	t.Run("warm", func(t *testing.T) {
-		s := newTestSession(t, sharedRunner(t), job.DefaultLimits())
+		s := newTestSession(t, sharedRunnerFor(t, "warm"), job.DefaultLimits())
 		sessionRun(t, s, "y = 7")
+		// To the interpreter, and to the init that forked it.
 		for range 3 {
-			if err := s.s.c.signal(unix.SIGINT); err != nil {
+			if err := s.main.p.signal(unix.SIGINT); err != nil {
+				t.Fatal(err)
+			}
+			if err := unix.PidfdSendSignal(s.s.c.pidfd, unix.SIGINT, nil, 0); err != nil {
 				t.Fatal(err)
 			}
 		}

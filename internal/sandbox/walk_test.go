@@ -1,7 +1,6 @@
 package sandbox
 
 import (
-	"github.com/codeexec/codeexec/internal/job"
 	"os"
 	"path"
 	"path/filepath"
@@ -12,6 +11,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/codeexec/codeexec/internal/job"
 	"golang.org/x/sys/unix"
 )
 

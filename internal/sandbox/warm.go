@@ -2,11 +2,13 @@ package sandbox
 
 import (
 	"context"
+	"errors"
 	"fmt"
-	"github.com/codeexec/codeexec/internal/job"
 	"time"
 
 	"github.com/codeexec/codeexec/internal/cgroup"
+	"github.com/codeexec/codeexec/internal/cleanup"
+	"github.com/codeexec/codeexec/internal/job"
 )
 
 // slot is a child forked ahead of demand: namespaces made, work dir mounted, already
@@ -27,22 +29,23 @@ func (s *slot) release() {
 }
 
 // newSlot makes a cgroup with limits l and forks a child from z into it.
-func (r *Runner) newSlot(z *zygote, l job.Limits) (*slot, error) {
+func (r *Runner) newSlot(ctx context.Context, z *zygote, l job.Limits) (*slot, error) {
 	unreserve, err := r.storage.reserve(l)
 	if err != nil {
 		return nil, err
 	}
+	cu := cleanup.Make(unreserve)
+	defer cu.Clean()
 	g, err := r.cg.New(r.nextName(), cgroupLimits(l))
 	if err != nil {
-		unreserve()
-		return nil, fmt.Errorf("sandbox: %w", err)
+		return nil, fmt.Errorf("make a warm child's cgroup: %w", err)
 	}
-	c, err := z.spawn(l, g)
+	cu.Add(func() { _ = g.Destroy() })
+	c, err := z.spawn(ctx, l, g)
 	if err != nil {
-		_ = g.Destroy()
-		unreserve()
 		return nil, err
 	}
+	cu.Release()
 	return &slot{c: c, g: g, limits: l, unreserve: unreserve}, nil
 }
 
@@ -53,10 +56,10 @@ func (r *Runner) prefork(ctx context.Context) {
 	defer r.bg.Done()
 	l := job.DefaultLimits()
 	for {
-		z, err := r.zygote()
+		z, err := r.zygote(ctx, true)
 		var s *slot
 		if err == nil {
-			s, err = r.newSlot(z, l)
+			s, err = r.newSlot(ctx, z, l)
 		}
 		if err != nil {
 			select {
@@ -76,13 +79,13 @@ func (r *Runner) prefork(ctx context.Context) {
 }
 
 // takeSlot returns a ready child for l: a preforked one when one fits, else a new one.
-func (r *Runner) takeSlot(z *zygote, l job.Limits) (*slot, error) {
+func (r *Runner) takeSlot(ctx context.Context, z *zygote, l job.Limits) (*slot, error) {
 	for {
 		var s *slot
 		select {
 		case s = <-r.slots:
 		default:
-			return r.newSlot(z, l)
+			return r.newSlot(ctx, z, l)
 		}
 		if !s.c.running() || s.limits.TmpBytes != l.TmpBytes || s.limits.WorkBytes != l.WorkBytes {
 			// Dead with an old zygote, or mounts of the wrong size: not for this run.
@@ -92,7 +95,7 @@ func (r *Runner) takeSlot(z *zygote, l job.Limits) (*slot, error) {
 			if !s.c.running() {
 				continue
 			}
-			return r.newSlot(z, l)
+			return r.newSlot(ctx, z, l)
 		}
 		// Its group was made for the default limits: set this run's, raising or
 		// lowering each. Should the kernel refuse (a cut below what the idle child
@@ -100,7 +103,7 @@ func (r *Runner) takeSlot(z *zygote, l job.Limits) (*slot, error) {
 		if err := s.g.Set(cgroupLimits(l)); err != nil {
 			r.log.Warn("a preforked child could not take the run's limits; forking another", "err", err)
 			r.cleanupLater(s.release)
-			return r.newSlot(z, l)
+			return r.newSlot(ctx, z, l)
 		}
 		s.limits = l
 		return s, nil
@@ -119,12 +122,64 @@ func (r *Runner) cleanupLater(f func()) {
 
 // runWarm runs req in a child forked from the zygote: the same namespaces, limits and
 // unprivileged uid as the cold path, without paying for the interpreter's start and
-// imports. It is a session of one execution.
+// imports. It is a sandbox with one process, which ends: the child runs the program
+// itself (as a session's init never does) and exits after it.
 func (r *Runner) runWarm(ctx context.Context, req *job.Request, z *zygote) (*job.Result, error) {
-	sess, err := r.newSession(z, req.Limits)
+	l := req.Limits
+	// Out of the live set last, once its teardown is counted (cleanupLater).
+	live := &liveRun{}
+	defer r.live.add(live.stop)()
+	s, err := r.takeSlot(ctx, z, l)
 	if err != nil {
 		return nil, err
 	}
-	defer sess.Close()
-	return sess.run(ctx, req, true)
+	c, g := s.c, s.g
+	work, err := c.workDir()
+	if err != nil {
+		r.cleanupLater(s.release)
+		return nil, fmt.Errorf("sandbox: open /work: %w", hostFree(err))
+	}
+	kill := func() { c.kill(); _ = g.Kill() }
+	live.started(kill)
+	defer r.cleanupLater(func() {
+		s.release()
+		work.close()
+	})
+	if err := work.writeInputs(req.Files, r.inputWriter(g, l)); err != nil {
+		return nil, err
+	}
+	// The counters of a preforked child's group include its setup: this run's share
+	// is the difference from here (after the input files, whose writer's OOM kill, if
+	// any, is not the program's).
+	before, beforeErr := g.Stats()
+	o, w, done, err := r.runOn(ctx, interpreter{ch: c.ch, netns: c.pidfd, last: true, pidfd: c.pidfd, kill: kill}, req)
+	if err != nil {
+		if w != nil {
+			w.tee.finish() // no Result comes: stop streaming
+		}
+		return nil, err
+	}
+	if !done {
+		// The child is gone (or must be): its wait status says how.
+		c.kill()
+		ws, err := c.wait()
+		if err != nil {
+			w.tee.finish()
+			return nil, err
+		}
+		o.signaled, o.signal, o.exitCode = ws.Signaled(), ws.Signal(), ws.ExitStatus()
+	}
+	// The work dir is held open: it can be read though the child is gone.
+	files, filesTruncated, filesErr := work.produced()
+	c.kill()
+	o.report = w.waitOutput(5 * time.Second) // the kill closes every pipe
+	o.stats, o.statsErr = g.Stats()
+	o.stats, o.statsErr = o.stats.Since(before), errors.Join(o.statsErr, beforeErr)
+	res := o.result(l, w)
+	if filesErr != nil {
+		return nil, fmt.Errorf("sandbox: collect files: %w", filesErr)
+	}
+	res.Files, res.FilesTruncated = files, filesTruncated
+	saveOutputs(work, res, req.OutputDir)
+	return res, nil
 }

@@ -3,13 +3,13 @@ package sandbox
 import (
 	"errors"
 	"fmt"
-	"github.com/codeexec/codeexec/internal/job"
 	"hash/maphash"
 	"os"
 	"runtime"
 	"slices"
 	"strings"
 
+	"github.com/codeexec/codeexec/internal/job"
 	"golang.org/x/sys/unix"
 )
 

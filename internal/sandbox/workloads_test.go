@@ -1,10 +1,11 @@
 package sandbox
 
 import (
-	"github.com/codeexec/codeexec/internal/job"
 	"slices"
 	"strings"
 	"testing"
+
+	"github.com/codeexec/codeexec/internal/job"
 )
 
 // TestWorkloads runs what sandboxes are for under the seccomp allowlist, on both
@@ -221,10 +222,10 @@ print("libc", ctypes.CDLL(None).getpid() == __import__("os").getpid(), platform.
 print("disk", shutil.disk_usage("/work").total > 0)
 `, []string{"ssl True", "random 16 4 1", "zlib True e3b0c442", "libc True x86_64", "disk True"}},
 	}
-	bothPaths(t, func(t *testing.T) {
+	bothPaths(t, func(t *testing.T, r *Runner) {
 		for _, tt := range tests {
 			t.Run(tt.name, func(t *testing.T) {
-				res := run(t, tt.code, nil)
+				res := run(t, r, tt.code, nil)
 				got := strings.Split(res.Stdout, "\n")
 				for _, w := range tt.want {
 					if !slices.Contains(got, w) {

@@ -4,19 +4,20 @@ import (
 	"context"
 	"errors"
 	"fmt"
-	"github.com/codeexec/codeexec/internal/job"
 	"os"
 	"path/filepath"
 	"strings"
 	"sync"
 	"testing"
 	"time"
+
+	"github.com/codeexec/codeexec/internal/job"
 )
 
 func TestZygoteRestartsAfterDeath(t *testing.T) {
 	t.Run("warm", func(t *testing.T) {
-		r := newTestRunner(t)
-		first, err := r.zygote()
+		r := newTestRunnerFor(t, "warm")
+		first, err := r.zygote(context.Background(), true)
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -33,7 +34,7 @@ func TestZygoteRestartsAfterDeath(t *testing.T) {
 				t.Fatalf("run %d after the zygote died: %v %+v", i, err, res)
 			}
 		}
-		second, err := r.zygote()
+		second, err := r.zygote(context.Background(), true)
 		if err != nil || second == first || !second.alive() {
 			t.Fatalf("zygote was not restarted: %v", err)
 		}
@@ -43,7 +44,7 @@ func TestZygoteRestartsAfterDeath(t *testing.T) {
 
 func TestColdFallbackWhenZygoteCannotStart(t *testing.T) {
 	t.Run("warm", func(t *testing.T) {
-		r := newTestRunner(t)
+		r := newTestRunnerFor(t, "warm")
 		r.zmu.Lock()
 		r.zyg.close()
 		r.zyg = nil
@@ -58,7 +59,7 @@ func TestColdFallbackWhenZygoteCannotStart(t *testing.T) {
 		if res.Stdout != "True\n" {
 			t.Errorf("run was not cold: %q", res.Stdout)
 		}
-		if _, err := r.NewSession(job.DefaultLimits()); err == nil {
+		if _, err := r.NewSession(context.Background(), job.DefaultLimits()); err == nil {
 			t.Error("a session started without a zygote")
 		}
 	})
@@ -70,12 +71,12 @@ var errTestZygote = errors.New("test: zygote start disabled")
 // parallel test binaries): starting one must not sweep the other's cgroups.
 func TestRunnersDoNotSweepEachOther(t *testing.T) {
 	t.Run("warm", func(t *testing.T) {
-		first := newTestRunner(t)
-		z, err := first.zygote()
+		first := newTestRunnerFor(t, "warm")
+		z, err := first.zygote(context.Background(), true)
 		if err != nil {
 			t.Fatal(err)
 		}
-		second := newTestRunner(t)
+		second := newTestRunnerFor(t, "warm")
 		if _, err := second.Run(context.Background(), &job.Request{Code: "1", Limits: job.DefaultLimits()}); err != nil {
 			t.Fatal(err)
 		}
@@ -83,7 +84,7 @@ func TestRunnersDoNotSweepEachOther(t *testing.T) {
 		if err != nil || res.Stdout != "still here\n" {
 			t.Fatalf("first runner after the second started: %v %+v", err, res)
 		}
-		if again, _ := first.zygote(); again != z || !z.alive() {
+		if again, _ := first.zygote(context.Background(), true); again != z || !z.alive() {
 			t.Error("the second runner's start killed the first one's zygote")
 		}
 	})
@@ -93,12 +94,12 @@ func TestRunnersDoNotSweepEachOther(t *testing.T) {
 // or the parent-death signal of whatever it forked (the zygote) fires.
 func TestInputFilesDoNotKillTheZygote(t *testing.T) {
 	t.Run("warm", func(t *testing.T) {
-		r := newTestRunner(t)
-		z, err := r.zygote()
+		r := newTestRunnerFor(t, "warm")
+		z, err := r.zygote(context.Background(), true)
 		if err != nil {
 			t.Fatal(err)
 		}
-		s, err := r.NewSession(job.DefaultLimits())
+		s, err := r.NewSession(context.Background(), job.DefaultLimits())
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -124,7 +125,7 @@ func TestInputFilesDoNotKillTheZygote(t *testing.T) {
 // The zygote keeps only the capabilities its children need for their setup.
 func TestZygoteCapabilities(t *testing.T) {
 	t.Run("warm", func(t *testing.T) {
-		z, err := sharedRunner(t).zygote()
+		z, err := sharedRunnerFor(t, "warm").zygote(context.Background(), true)
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -210,8 +211,67 @@ func TestZygoteFailedImport(t *testing.T) {
 		}
 		t.Cleanup(func() { r.Close() })
 		err = r.Warm()
-		if err == nil || !strings.Contains(err.Error(), "_gdbm") || strings.Contains(err.Error(), "timeout") {
+		var zse *ZygoteStartError
+		if !errors.As(err, &zse) || !strings.Contains(zse.Stderr, "_gdbm") || strings.Contains(err.Error(), "timeout") {
 			t.Fatalf("Warm() = %v, want the zygote's ImportError of _gdbm, not a timeout", err)
 		}
+		// The traceback is the operator's, for the log: it names the image's paths.
+		if strings.Contains(err.Error(), "_gdbm") || strings.Contains(err.Error(), "Traceback") {
+			t.Errorf("Warm()'s message holds the zygote's stderr: %v", err)
+		}
 	})
+}
+
+// TestRunsDoNotWaitForARestart: no execution waits behind a zygote's restart. The run
+// that finds the zygote dead starts the restart and runs cold meanwhile; a session,
+// which needs the zygote, waits for it as long as its context allows.
+func TestRunsDoNotWaitForARestart(t *testing.T) {
+	r := newTestRunnerFor(t, "warm")
+	first, err := r.zygote(context.Background(), true)
+	if err != nil {
+		t.Fatal(err)
+	}
+	_ = first.cmd.Process.Kill()
+	<-first.dead
+	res, err := r.Run(context.Background(), &job.Request{Code: "import sys\nprint(len(sys.modules) < 200)", Limits: job.DefaultLimits()})
+	if err != nil || res.Status != job.StatusOK || res.Stdout != "True\n" {
+		t.Fatalf("run during the restart: %v %+v, want a cold run", err, res)
+	}
+	cancelled, cancel := context.WithCancel(context.Background())
+	cancel()
+	if s, err := r.NewSession(cancelled, job.DefaultLimits()); !errors.Is(err, context.Canceled) {
+		if s != nil {
+			s.Close()
+		}
+		t.Errorf("NewSession with a cancelled context: %v, want context.Canceled", err)
+	}
+	s := newTestSession(t, r, job.DefaultLimits())
+	if res := sessionRun(t, s, "import sys\nlen(sys.modules) > 200"); deref(res.Result) != "True" {
+		t.Errorf("a session after the restart: %s %q, want the zygote's modules", deref(res.Result), res.Stderr)
+	}
+	second, err := r.zygote(context.Background(), false)
+	if err != nil || second == first {
+		t.Errorf("zygote after the restart: %v", err)
+	}
+}
+
+// TestCloseKillsRunningExecutions: a runner's Close kills the executions still
+// running, on both paths. One it did not kill would run to its timeout, which its
+// Result would report.
+func TestCloseKillsRunningExecutions(t *testing.T) {
+	for _, path := range paths {
+		t.Run(path, func(t *testing.T) {
+			r := newTestRunnerFor(t, path)
+			out := newChunkWriter()
+			done := runAsync(t, r.Run, &job.Request{Code: "import time\nprint('sleeping', flush=True)\ntime.sleep(3600)",
+				Limits: func() job.Limits { l := job.DefaultLimits(); l.Timeout = 20 * time.Second; return l }(), Stdout: out})
+			out.waitFor(t, "sleeping")
+			if err := r.Close(); err != nil {
+				t.Errorf("Close: %v", err)
+			}
+			if res := <-done; res.Status != job.StatusKilled {
+				t.Errorf("the run Close ended: %s %+v, want killed", res.Status, res.Error)
+			}
+		})
+	}
 }

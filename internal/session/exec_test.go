@@ -167,7 +167,7 @@ func TestEndKillsFirst(t *testing.T) {
 	} {
 		t.Run(tt.name, func(t *testing.T) {
 			clock := newFakeClock()
-			m := newManager(t, cfg, RunnerStarter{Runner: r}, clock)
+			m := newManager(t, cfg, r, clock)
 			s, err := m.Create(context.Background(), tenant.Anonymous, sessionLimits(), 0)
 			if err != nil {
 				t.Fatalf("Create: %v", err)
@@ -201,7 +201,7 @@ func TestEndKillsFirst(t *testing.T) {
 	t.Run("waiting for a turn", func(t *testing.T) {
 		cfg := cfg
 		cfg.MaxConcurrent, cfg.MaxQueued = 1, 1
-		m := newManager(t, cfg, RunnerStarter{Runner: r}, nil)
+		m := newManager(t, cfg, r, nil)
 		s, err := m.Create(context.Background(), tenant.Anonymous, sessionLimits(), 0)
 		if err != nil {
 			t.Fatalf("Create: %v", err)

@@ -314,7 +314,7 @@ func TestCreateGetInfo(t *testing.T) {
 	r := testRunner(t)
 	clock := newFakeClock()
 	start := clock.Now()
-	m := newManager(t, testConfig, RunnerStarter{Runner: r}, clock)
+	m := newManager(t, testConfig, r, clock)
 	a, err := m.Create(context.Background(), tenant.Anonymous, sessionLimits(), 0)
 	if err != nil {
 		t.Fatalf("Create: %v", err)
@@ -367,7 +367,7 @@ func TestMax(t *testing.T) {
 	r := testRunner(t)
 	cfg := testConfig
 	cfg.Max = 2
-	m := newManager(t, cfg, RunnerStarter{Runner: r}, nil)
+	m := newManager(t, cfg, r, nil)
 	var ids []string
 	for range 2 {
 		s, err := m.Create(context.Background(), tenant.Anonymous, sessionLimits(), 0)
@@ -393,7 +393,7 @@ func TestMaxConcurrent(t *testing.T) {
 	r := testRunner(t)
 	cfg := testConfig
 	cfg.Max = 3
-	m := newManager(t, cfg, RunnerStarter{Runner: r}, nil)
+	m := newManager(t, cfg, r, nil)
 	const tries = 8
 	errs := make(chan error, tries)
 	var wg sync.WaitGroup
@@ -426,7 +426,7 @@ func TestMaxConcurrent(t *testing.T) {
 
 func TestDelete(t *testing.T) {
 	r := testRunner(t)
-	m := newManager(t, testConfig, RunnerStarter{Runner: r}, nil)
+	m := newManager(t, testConfig, r, nil)
 	s, err := m.Create(context.Background(), tenant.Anonymous, sessionLimits(), 0)
 	if err != nil {
 		t.Fatalf("Create: %v", err)
@@ -458,7 +458,7 @@ func TestExpiry(t *testing.T) {
 	clock := newFakeClock()
 	start := clock.Now()
 	cfg := Config{Max: 5, IdleTTL: time.Minute, MaxIdleTTL: time.Hour, MaxLifetime: 3 * time.Minute}
-	m := newManager(t, cfg, RunnerStarter{Runner: r}, clock)
+	m := newManager(t, cfg, r, clock)
 	a, err := m.Create(context.Background(), tenant.Anonymous, sessionLimits(), 0) // idle ttl 1m
 	if err != nil {
 		t.Fatalf("Create: %v", err)
@@ -517,7 +517,7 @@ func TestExpiry(t *testing.T) {
 // TestExpireLoop: the manager's own loop expires sessions, without ExpireNow calls.
 func TestExpireLoop(t *testing.T) {
 	r := testRunner(t)
-	m := newManager(t, testConfig, RunnerStarter{Runner: r}, nil)
+	m := newManager(t, testConfig, r, nil)
 	s, err := m.Create(context.Background(), tenant.Anonymous, sessionLimits(), time.Second)
 	if err != nil {
 		t.Fatalf("Create: %v", err)
@@ -534,7 +534,7 @@ func TestExpireLoop(t *testing.T) {
 
 func TestClose(t *testing.T) {
 	r := testRunner(t)
-	m := newManager(t, testConfig, RunnerStarter{Runner: r}, nil)
+	m := newManager(t, testConfig, r, nil)
 	var sessions []*Session
 	procs := map[string][]int{}
 	for range 2 {
@@ -574,10 +574,10 @@ type gatedStarter struct {
 	made    chan *sandbox.Session
 }
 
-func (g *gatedStarter) NewSession(_ context.Context, l job.Limits) (*sandbox.Session, error) {
+func (g *gatedStarter) NewSession(ctx context.Context, l job.Limits) (*sandbox.Session, error) {
 	g.entered <- struct{}{}
 	<-g.gate
-	s, err := g.r.NewSession(l)
+	s, err := g.r.NewSession(ctx, l)
 	if err == nil {
 		g.made <- s
 	}
@@ -614,7 +614,7 @@ func TestCloseWhileStarting(t *testing.T) {
 // ttl is in use, not idle, and must survive it.
 func TestBusySessionNotExpired(t *testing.T) {
 	r := testRunner(t)
-	m := newManager(t, testConfig, RunnerStarter{Runner: r}, nil)
+	m := newManager(t, testConfig, r, nil)
 	s, err := m.Create(context.Background(), tenant.Anonymous, sessionLimits(), time.Second)
 	if err != nil {
 		t.Fatalf("Create: %v", err)
@@ -633,7 +633,7 @@ func TestBusySessionNotExpired(t *testing.T) {
 func TestOwners(t *testing.T) {
 	r := testRunner(t)
 	clock := newFakeClock()
-	m := newManager(t, testConfig, RunnerStarter{Runner: r}, clock)
+	m := newManager(t, testConfig, r, clock)
 	alice, bob := &tenant.Tenant{Name: "alice"}, &tenant.Tenant{Name: "bob"}
 	a1, err := m.Create(context.Background(), alice, sessionLimits(), 0)
 	if err != nil {
@@ -696,7 +696,7 @@ func TestOwners(t *testing.T) {
 func TestTenantMax(t *testing.T) {
 	r := testRunner(t)
 	clock := newFakeClock()
-	m := newManager(t, testConfig, RunnerStarter{Runner: r}, clock)
+	m := newManager(t, testConfig, r, clock)
 	capped, other := &tenant.Tenant{Name: "capped", MaxSessions: 2}, &tenant.Tenant{Name: "other"}
 	var mine []*Session
 	for range 2 {

@@ -1,9 +1,10 @@
 package containment_test
 
 import (
-	"github.com/codeexec/codeexec/internal/job"
 	"testing"
 	"time"
+
+	"github.com/codeexec/codeexec/internal/job"
 )
 
 // TestBombs exhausts every resource a sandbox has: time, memory, processes, disk,

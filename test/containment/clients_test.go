@@ -29,7 +29,7 @@ import (
 func hostileServer(t *testing.T, path string) string {
 	t.Helper()
 	r := runnerFor(t, path)
-	sessions := session.NewManager(session.Config{Max: 4, IdleTTL: time.Minute, MaxIdleTTL: time.Minute, MaxLifetime: time.Hour}, session.RunnerStarter{Runner: r})
+	sessions := session.NewManager(session.Config{Max: 4, IdleTTL: time.Minute, MaxIdleTTL: time.Minute, MaxLifetime: time.Hour}, r)
 	t.Cleanup(sessions.Close)
 	cfg := api.DefaultConfig()
 	cfg.Keys = []tenant.Key{

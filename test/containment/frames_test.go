@@ -5,7 +5,6 @@ import (
 	"encoding/base64"
 	"encoding/json"
 	"fmt"
-	"github.com/codeexec/codeexec/internal/job"
 	"io"
 	"net/http"
 	"net/http/httptest"
@@ -14,6 +13,7 @@ import (
 	"time"
 
 	"github.com/codeexec/codeexec/internal/api"
+	"github.com/codeexec/codeexec/internal/job"
 	"github.com/codeexec/codeexec/internal/session"
 )
 
@@ -140,7 +140,7 @@ func TestThroughServer(t *testing.T) {
 	servers := map[string]string{}
 	for _, p := range paths {
 		r := runnerFor(t, p)
-		sessions := session.NewManager(session.Config{Max: 4, IdleTTL: time.Minute, MaxIdleTTL: time.Minute, MaxLifetime: time.Hour}, session.RunnerStarter{Runner: r})
+		sessions := session.NewManager(session.Config{Max: 4, IdleTTL: time.Minute, MaxIdleTTL: time.Minute, MaxLifetime: time.Hour}, r)
 		t.Cleanup(sessions.Close)
 		srv := api.New(api.DefaultConfig(), r, sessions, func() error { return nil }, nil)
 		hs := httptest.NewServer(srv.Handler())
@@ -149,9 +149,9 @@ func TestThroughServer(t *testing.T) {
 	}
 	list := append(append(append(framesAttacks(), reportAttacks()...), treeAttacks()...), socketFamiliesAttack, attack{
 		// Lists the descriptors of a program started by an HTTP request.
-		name:  "file_descriptors",
-		code:  fdInventoryCode,
-		check: fdCheck,
+		name:    "file_descriptors",
+		code:    fdInventoryCode,
+		checkOn: fdCheck,
 	})
 	for i := range list {
 		list[i].name += "_via_http"

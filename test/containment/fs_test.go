@@ -2,12 +2,13 @@ package containment_test
 
 import (
 	"fmt"
-	"github.com/codeexec/codeexec/internal/job"
 	"github.com/codeexec/codeexec/internal/sandbox/sandboxtest"
 	"os"
 	"path/filepath"
 	"strings"
 	"testing"
+
+	"github.com/codeexec/codeexec/internal/job"
 )
 
 // TestFilesystem attacks the sandbox's view of the file system: host files, the

@@ -9,7 +9,6 @@ import (
 	"encoding/hex"
 	"flag"
 	"fmt"
-	"github.com/codeexec/codeexec/internal/job"
 	"net"
 	"os"
 	"path/filepath"
@@ -23,6 +22,7 @@ import (
 
 	"golang.org/x/sys/unix"
 
+	"github.com/codeexec/codeexec/internal/job"
 	"github.com/codeexec/codeexec/internal/proctree"
 	"github.com/codeexec/codeexec/internal/sandbox"
 	"github.com/codeexec/codeexec/internal/sandbox/sandboxtest"
@@ -170,8 +170,10 @@ type attack struct {
 	code string
 	// limits, when set, adjusts the attack's limits.
 	limits func(*job.Limits)
-	// check asserts on the result that the attack was contained.
-	check check
+	// check asserts on the result that the attack was contained; checkOn, when set
+	// instead, gives the check for the path the attack runs on.
+	check   check
+	checkOn func(path string) check
 	// serial attacks (CPU-heavy bombs) do not run beside other serial attacks.
 	serial bool
 }
@@ -255,7 +257,11 @@ func runAttacksVia(t *testing.T, attacks []attack, exec executor) {
 					}
 					attackCount.Add(1)
 					res := exec(t, p, prelude+a.code, a.limits)
-					a.check(t, res)
+					if a.checkOn != nil {
+						a.checkOn(p)(t, res)
+					} else {
+						a.check(t, res)
+					}
 					if t.Failed() {
 						t.Logf("status %s exit %d\nstdout:\n%s\nstderr:\n%s", res.Status, res.ExitCode, clip(res.Stdout), clip(res.Stderr))
 					}

@@ -2,13 +2,14 @@ package containment_test
 
 import (
 	"fmt"
-	"github.com/codeexec/codeexec/internal/job"
 	"os"
 	"regexp"
 	"strconv"
 	"strings"
 	"sync"
 	"testing"
+
+	"github.com/codeexec/codeexec/internal/job"
 )
 
 // TestKernel attacks the kernel interfaces a sandbox must not use: mounts, tracing,
@@ -383,9 +384,9 @@ print("move", E(wr, "/sys/fs/cgroup/cgroup.procs", "1"), E(wr, "/sys/fs/cgroup/m
 			// Lists its open file descriptors for anything of the server's: a socket, a
 			// listener it inherited, a host file. Only stdio, the report pipe and (warm)
 			// the child's own channel and /dev/null may be there.
-			name:  "file_descriptors",
-			code:  fdInventoryCode,
-			check: fdCheck,
+			name:    "file_descriptors",
+			code:    fdInventoryCode,
+			checkOn: fdCheck,
 		},
 	})
 }
@@ -416,8 +417,15 @@ for fd in sorted(int(f) for f in os.listdir("/proc/self/fd")):
     print("fd", fd, kind, {0: "r", 1: "w", 2: "rw"}[flags & 3], target)
 `
 
-// fdCheck compares the descriptors a program holds with those its path gives it.
-func fdCheck(t *testing.T, res *job.Result) {
+// fdCheck compares the descriptors a program holds with those path gives it.
+func fdCheck(path string) check {
+	return func(t *testing.T, res *job.Result) {
+		t.Helper()
+		fdCheckOn(t, path, res)
+	}
+}
+
+func fdCheckOn(t *testing.T, path string, res *job.Result) {
 	t.Helper()
 	status(job.StatusOK)(t, res)
 	want := map[string][]string{
@@ -426,7 +434,7 @@ func fdCheck(t *testing.T, res *job.Result) {
 		// stdin, stdout, stderr, the child's channel to the server, its /dev/null, the
 		// report pipe (write end, at whatever number recvmsg gave it).
 		"warm": {"0 /dev/null r", "1 pipe w", "2 pipe w", "3 socket rw", "4 /dev/null w", "* pipe w"},
-	}[pathOf(t)]
+	}[path]
 	var got []string
 	for _, l := range strings.Split(res.Stdout, "\n") {
 		f := strings.Fields(l)
@@ -447,17 +455,6 @@ func fdCheck(t *testing.T, res *job.Result) {
 			t.Errorf("descriptor %d: %q, want %q", i, g, w)
 		}
 	}
-}
-
-// pathOf returns the path ("cold" or "warm") a subtest of runAttacks runs on.
-func pathOf(t *testing.T) string {
-	for _, part := range strings.Split(t.Name(), "/") {
-		if part == "cold" || part == "warm" {
-			return part
-		}
-	}
-	t.Fatalf("%s runs on no path", t.Name())
-	return ""
 }
 
 // TestNothingPersists writes everywhere a program can, then checks that the next

@@ -293,7 +293,7 @@ func TestSessionFilesDeepTree(t *testing.T) {
 func testServer(t *testing.T, path string) string {
 	t.Helper()
 	r := runnerFor(t, path)
-	sessions := session.NewManager(session.Config{Max: 4, IdleTTL: time.Minute, MaxIdleTTL: time.Minute, MaxLifetime: time.Hour}, session.RunnerStarter{Runner: r})
+	sessions := session.NewManager(session.Config{Max: 4, IdleTTL: time.Minute, MaxIdleTTL: time.Minute, MaxLifetime: time.Hour}, r)
 	t.Cleanup(sessions.Close)
 	hs := httptest.NewServer(api.New(api.DefaultConfig(), r, sessions, func() error { return nil }, nil).Handler())
 	t.Cleanup(hs.Close)

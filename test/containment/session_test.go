@@ -5,7 +5,6 @@ import (
 	"context"
 	"encoding/json"
 	"fmt"
-	"github.com/codeexec/codeexec/internal/job"
 	"io"
 	"net/http"
 	"net/http/httptest"
@@ -15,6 +14,7 @@ import (
 	"time"
 
 	"github.com/codeexec/codeexec/internal/api"
+	"github.com/codeexec/codeexec/internal/job"
 	"github.com/codeexec/codeexec/internal/session"
 )
 
@@ -71,7 +71,7 @@ func checkIdleWork(t *testing.T, first, second *job.Result) {
 func TestSessionIdleWork(t *testing.T) {
 	r := runnerFor(t, "warm")
 	t.Run("direct", func(t *testing.T) {
-		s, err := r.NewSession(limits())
+		s, err := r.NewSession(context.Background(), limits())
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -88,7 +88,7 @@ func TestSessionIdleWork(t *testing.T) {
 		checkIdleWork(t, first, run(idleWorkCheck))
 	})
 	t.Run("via_http", func(t *testing.T) {
-		sessions := session.NewManager(session.Config{Max: 4, IdleTTL: time.Minute, MaxIdleTTL: time.Minute, MaxLifetime: time.Hour}, session.RunnerStarter{Runner: r})
+		sessions := session.NewManager(session.Config{Max: 4, IdleTTL: time.Minute, MaxIdleTTL: time.Minute, MaxLifetime: time.Hour}, r)
 		defer sessions.Close()
 		hs := httptest.NewServer(api.New(api.DefaultConfig(), r, sessions, func() error { return nil }, nil).Handler())
 		defer hs.Close()

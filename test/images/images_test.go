@@ -155,7 +155,7 @@ func (a apiImages) Runner(name string) (api.ImageRunner, error) {
 	if err != nil {
 		return nil, err
 	}
-	return session.RunnerStarter{Runner: r}, nil
+	return r, nil
 }
 
 func post(t *testing.T, url, body string) (int, map[string]any) {
@@ -206,7 +206,7 @@ func TestCustomImage(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	sessions := session.NewManager(session.Config{Max: 4, IdleTTL: time.Minute, MaxIdleTTL: time.Hour, MaxLifetime: time.Hour}, session.RunnerStarter{Runner: def})
+	sessions := session.NewManager(session.Config{Max: 4, IdleTTL: time.Minute, MaxIdleTTL: time.Hour, MaxLifetime: time.Hour}, def)
 	t.Cleanup(sessions.Close)
 	srv := api.New(api.DefaultConfig(), def, sessions, func() error { return nil }, slog.New(slog.DiscardHandler))
 	srv.SetImages(apiImages{set})

@@ -72,7 +72,7 @@ func newServerWith(t *testing.T, adjust func(*api.Config), j agent.Judge) *serve
 	r := testenv.Runner(t)
 	// One execution at a time: the cancellation test counts them.
 	sessions := session.NewManager(session.Config{Max: 20, IdleTTL: time.Minute, MaxIdleTTL: time.Hour, MaxLifetime: time.Hour,
-		MaxConcurrent: 1, MaxQueued: 8}, session.RunnerStarter{Runner: r})
+		MaxConcurrent: 1, MaxQueued: 8}, r)
 	cfg := api.DefaultConfig()
 	cfg.Keys = []tenant.Key{{Secret: keyA, Tenant: &tenant.Tenant{Name: "a"}}, {Secret: keyB, Tenant: &tenant.Tenant{Name: "b"}}}
 	if adjust != nil {
@@ -772,7 +772,7 @@ func TestCancelWaitingCallSparesTheRunningOne(t *testing.T) {
 // does not wait for its deadline.
 func TestShutdownEndsMCPStreams(t *testing.T) {
 	r := testenv.Runner(t)
-	sessions := session.NewManager(session.Config{Max: 5, IdleTTL: time.Minute, MaxIdleTTL: time.Hour, MaxLifetime: time.Hour}, session.RunnerStarter{Runner: r})
+	sessions := session.NewManager(session.Config{Max: 5, IdleTTL: time.Minute, MaxIdleTTL: time.Hour, MaxLifetime: time.Hour}, r)
 	defer sessions.Close()
 	srv := api.New(api.DefaultConfig(), r, sessions, func() error { return nil }, slog.New(slog.DiscardHandler))
 	base, cancel := context.WithCancel(context.Background())

@@ -4,11 +4,12 @@ import (
 	"bytes"
 	"encoding/json"
 	"fmt"
-	"github.com/codeexec/codeexec/internal/job"
 	"math/rand/v2"
 	"slices"
 	"strconv"
 	"strings"
+
+	"github.com/codeexec/codeexec/internal/job"
 )
 
 // seed makes the mix reproducible: step i is drawn from its own generator seeded

@@ -8,7 +8,6 @@ import (
 	"context"
 	"encoding/json"
 	"fmt"
-	"github.com/codeexec/codeexec/internal/job"
 	"io"
 	"maps"
 	"net/http"
@@ -27,6 +26,7 @@ import (
 
 	"github.com/codeexec/codeexec/internal/api"
 	"github.com/codeexec/codeexec/internal/image"
+	"github.com/codeexec/codeexec/internal/job"
 	"github.com/codeexec/codeexec/internal/mountinfo"
 	"github.com/codeexec/codeexec/internal/proctree"
 	"github.com/codeexec/codeexec/internal/sandbox"
@@ -139,7 +139,7 @@ func TestSoak(t *testing.T) {
 		t.Fatalf("Warm: %v", err)
 	}
 	sessions := session.NewManager(session.Config{Max: clients, IdleTTL: time.Minute, MaxIdleTTL: time.Hour, MaxLifetime: time.Hour,
-		MaxConcurrent: clients, MaxQueued: clients}, session.RunnerStarter{Runner: runner})
+		MaxConcurrent: clients, MaxQueued: clients}, runner)
 	t.Cleanup(sessions.Close)
 	apiCfg := api.DefaultConfig()
 	hs := httptest.NewServer(api.New(apiCfg, runner, sessions, func() error { return nil }, nil).Handler())

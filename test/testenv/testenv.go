@@ -36,7 +36,7 @@ func Gateway(t testing.TB, p llm.Provider, j agent.Judge) *httptest.Server {
 	if err != nil {
 		t.Fatal(err)
 	}
-	sessions := session.NewManager(session.Config{Max: 10, IdleTTL: time.Minute, MaxIdleTTL: time.Hour, MaxLifetime: time.Hour}, session.RunnerStarter{Runner: r})
+	sessions := session.NewManager(session.Config{Max: 10, IdleTTL: time.Minute, MaxIdleTTL: time.Hour, MaxLifetime: time.Hour}, r)
 	t.Cleanup(sessions.Close)
 	srv := api.New(api.DefaultConfig(), r, sessions, func() error { return nil }, slog.New(slog.DiscardHandler))
 	srv.SetGateway(&api.Gateway{Upstreams: router, Agent: &agent.Agent{Judge: j, MaxSteps: 5}})

@@ -23,10 +23,13 @@ var Source string
 //go:embed zygote.py
 var zygoteSource string
 
-// ZygoteSource is the zygote program: the harness plus a fork server that serves
-// executions from a process that has already imported the scientific stack. Its
-// control socket is fd ReportFD.
-var ZygoteSource = "CODEEXEC_ZYGOTE = True\n" + Source + "\n" + zygoteSource
+// Zygote returns the zygote program: constants (Python assignments the fork server
+// uses, which the sandbox package generates from Go), the harness, and a fork server
+// that serves executions from a process that has already imported the scientific
+// stack. Its control socket is fd ReportFD.
+func Zygote(constants string) string {
+	return "CODEEXEC_ZYGOTE = True\n" + constants + Source + "\n" + zygoteSource
+}
 
 // File descriptors the harness uses, as numbered inside the sandbox.
 const (

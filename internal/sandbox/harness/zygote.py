@@ -14,20 +14,35 @@
 #    "proc_read_only": [path, ..], "proc_masked": [path, ..]}
 #                                                  + SCM_RIGHTS [channel]
 # zygote -> server:
-#   {"op": "ready"}                               once, after the imports
+#   {"op": "ready", "steps": [name, ..]}          once, after the imports; the names of
+#                                                 a child's setup steps, in order
 #   {"op": "exit", "id": N, "status": S}          a child ended (wait status)
 #   {"op": "exit", "id": N, "error": "..."}       a child could not be made
-# Channel messages, server -> child:
-#   {"op": "run", "file_bytes": .., "open_files": .., "env": ["K=V", ..], "last": bool,
+# Channel messages, server -> child (its first message decides what it is):
+#   {"op": "run", "rlimits": [[resource, value], ..], "env": ["K=V", ..], "last": true,
 #    "argv": [name, args..], "stdin": bool}
 #                                                  + [code memfd, stdout, stderr, report]
 #                                                    + [stdin] when "stdin" is set
-#   (with "last", the child exits right after sending done; without "stdin", the
-#   program's stdin is /dev/null)
-# child -> server: "hello" (the server reads the child's host pid from
-#   SCM_CREDENTIALS, moves it into its cgroup and answers "attached"), "ready" once
-#   its namespaces and mounts are made, then {"op": "done", "exit_code": N} after each
-#   run.
+#     a one-shot execution: the child drops its privileges, runs the program itself,
+#     sends done and exits (without "stdin", the program's stdin is /dev/null);
+#   {"op": "seal", "rlimits": [[resource, value], ..]}
+#     a session: the child drops its privileges, answers {"op": "sealed"} and becomes
+#     the sandbox's init, which never runs user code and serves:
+#   {"op": "context", "id": N}                     + [channel]
+#     forks an interpreter context that runs programs sent on channel (the "run"
+#     message above, without "last"), one at a time, each answered by done;
+#   {"op": "command", "id": N, "argv": [..], "env": ["K=V", ..], "dir": path}
+#                                                  + [channel, stdin, stdout, stderr]
+#     forks and executes argv (searched in the env's PATH) in dir;
+# init -> server:
+#   {"op": "exit", "id": N, "status": S}          a context or command ended (wait status)
+#   {"op": "exit", "id": N, "error": "..."}       it could not be forked
+# child, context or command -> server: "hello" (the server reads its host pid from
+#   SCM_CREDENTIALS — for the child it then moves it into its cgroup; a context or a
+#   command is born in it — and answers "attached"). The child then sends "ready" once
+#   its namespaces and mounts are made, and {"op": "done", "exit_code": N} after its
+#   run; a context sends the same after each run; a command's channel is closed by a
+#   successful exec, or carries {"op": "error", "error": "..."} if exec failed.
 import ctypes
 import errno
 import fcntl
@@ -40,23 +55,9 @@ import struct
 
 libc = ctypes.CDLL(None, use_errno=True)
 
-CLONE_NEWNS = 0x00020000
-CLONE_NEWCGROUP = 0x02000000
-CLONE_NEWUTS = 0x04000000
-CLONE_NEWIPC = 0x08000000
-CLONE_NEWPID = 0x20000000
-CLONE_NEWNET = 0x40000000
-MS_RDONLY, MS_NOSUID, MS_NODEV, MS_NOEXEC = 1, 2, 4, 8
-MS_REMOUNT, MS_BIND, MS_REC = 32, 4096, 16384
-PR_SET_PDEATHSIG, PR_SET_DUMPABLE, PR_SET_SECCOMP, PR_CAPBSET_DROP = 1, 4, 22, 24
-PR_SET_NO_NEW_PRIVS, PR_CAP_AMBIENT, SECCOMP_MODE_FILTER = 38, 47, 2
-PR_CAP_AMBIENT_CLEAR_ALL = 4
-SIOCGIFFLAGS, SIOCSIFFLAGS, IFF_UP = 0x8913, 0x8914, 0x1
-SYS_LANDLOCK_CREATE_RULESET, SYS_LANDLOCK_ADD_RULE, SYS_LANDLOCK_RESTRICT_SELF = 444, 445, 446
-LANDLOCK_RULE_PATH_BENEATH = 1
-PROXY_VARS = ["HTTP_PROXY", "HTTPS_PROXY", "http_proxy", "https_proxy", "NO_PROXY", "no_proxy"]
-SANDBOX_UID = SANDBOX_GID = 1000
-
+# The constants this file shares with Go (SANDBOX_UID, CHILD_NAMESPACES, the mount
+# flags, prctl options, PROXY_VARS, ...) are generated from Go's values and come
+# before the harness (zygote_source.go): none is written here.
 CAP_LAST_CAP = int(open("/proc/sys/kernel/cap_last_cap").read())
 
 
@@ -175,26 +176,60 @@ def preload(modules):
     gc.freeze()
 
 
-def setup_child(req):
-    """Gives a new child its own namespaces and writable mounts (still privileged)."""
-    unshare(CLONE_NEWNS | CLONE_NEWNET | CLONE_NEWIPC | CLONE_NEWUTS)
-    mount("proc", "/proc", "proc", MS_NOSUID | MS_NODEV | MS_NOEXEC)
-    # The server's lists (init_linux.go), the same the cold path masks; a request
+# A child's setup is three lists of steps, run in order, each named as the cold
+# path's step of the same effect (init_linux.go's initSteps; TestSetupStepsMatch
+# holds the two lists to each other). Each step takes the spawn request and the
+# child's first message (None before it has come).
+
+
+def step_close_descriptors(req, msg):
+    # Only the channel and stdio survive: nothing of the zygote (its control socket
+    # above all) may reach what the child runs.
+    os.dup2(req["chan_fd"], 3)
+    os.closerange(4, 65536)
+
+
+def step_cgroup_namespace(req, msg):
+    unshare(CLONE_NEWCGROUP)
+
+
+def step_namespaces(req, msg):
+    unshare(CHILD_NAMESPACES)
+
+
+def step_mount_proc(req, msg):
+    mount("proc", "/proc", "proc", PROC_MOUNT_FLAGS)
+
+
+def step_mount_tmp(req, msg):
+    tmp = "mode=1777,size=%d" % req["tmp_bytes"]
+    mount("tmpfs", "/tmp", "tmpfs", TMPFS_MOUNT_FLAGS, tmp)
+    mount("tmpfs", "/dev/shm", "tmpfs", TMPFS_MOUNT_FLAGS, tmp)
+
+
+def step_mount_work(req, msg):
+    mount("tmpfs", WORK_DIR, "tmpfs", TMPFS_MOUNT_FLAGS,
+          "mode=0700,uid=%d,gid=%d,size=%d" % (SANDBOX_UID, SANDBOX_GID, req["work_bytes"]))
+
+
+def step_proc_read_only(req, msg):
+    # The server's lists (init_linux.go), the ones the cold path uses; a request
     # without them is refused rather than served with a /proc unmasked.
     for p in req["proc_read_only"]:
         if os.path.exists(p):
             mount(p, p, None, MS_BIND | MS_REC)
             mount(None, p, None, MS_BIND | MS_REMOUNT | MS_RDONLY | MS_NOSUID | MS_NODEV | MS_NOEXEC)
+
+
+def step_proc_masked(req, msg):
     for p in req["proc_masked"]:
         if os.path.isdir(p):
-            mount("tmpfs", p, "tmpfs", MS_RDONLY | MS_NOSUID | MS_NODEV | MS_NOEXEC, "size=0")
+            mount("tmpfs", p, "tmpfs", MASK_DIR_FLAGS, "size=0")
         elif os.path.exists(p):
             mount("/dev/null", p, None, MS_BIND)
-    tmp = "mode=1777,size=%d" % req["tmp_bytes"]
-    mount("tmpfs", "/tmp", "tmpfs", MS_NOSUID | MS_NODEV, tmp)
-    mount("tmpfs", "/dev/shm", "tmpfs", MS_NOSUID | MS_NODEV, tmp)
-    mount("tmpfs", "/work", "tmpfs", MS_NOSUID | MS_NODEV,
-          "mode=0700,uid=%d,gid=%d,size=%d" % (SANDBOX_UID, SANDBOX_GID, req["work_bytes"]))
+
+
+def step_loopback(req, msg):
     s = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
     try:
         ifr = struct.pack("16sH14x", b"lo", 0)
@@ -202,24 +237,23 @@ def setup_child(req):
         fcntl.ioctl(s, SIOCSIFFLAGS, struct.pack("16sH14x", b"lo", flags | IFF_UP))
     finally:
         s.close()
-    os.chdir("/work")
 
 
-def drop_privileges(run, program, landlock):
-    """Leaves the child unprivileged for good, just before the first program runs."""
-    # The cgroup namespace is made only now that the server has moved us into the
-    # execution's cgroup, so that group is our "/".
-    unshare(CLONE_NEWCGROUP)
-    resource.setrlimit(resource.RLIMIT_CORE, (0, 0))
-    resource.setrlimit(resource.RLIMIT_FSIZE, (run["file_bytes"], run["file_bytes"]))
-    resource.setrlimit(resource.RLIMIT_NOFILE, (run["open_files"], run["open_files"]))
+def step_rlimits(req, msg):
+    # Sent by the server with the first message (sandboxRlimits): a message without
+    # them is refused rather than served without limits.
+    for res, value in msg["rlimits"]:
+        resource.setrlimit(res, (value, value))
+
+
+def step_drop_privileges(req, msg):
     for c in range(CAP_LAST_CAP + 1):
         prctl(PR_CAPBSET_DROP, c)
     prctl(PR_CAP_AMBIENT, PR_CAP_AMBIENT_CLEAR_ALL)
     os.setgroups([])
     os.setresgid(SANDBOX_GID, SANDBOX_GID, SANDBOX_GID)
     os.setresuid(SANDBOX_UID, SANDBOX_UID, SANDBOX_UID)
-    hdr = _CapHeader(0x20080522, 0)
+    hdr = _CapHeader(LINUX_CAPABILITY_VERSION_3, 0)
     data = (_CapData * 2)()
     _check(libc.capset(ctypes.byref(hdr), ctypes.byref(data)), "capset")
     prctl(PR_SET_NO_NEW_PRIVS, 1)
@@ -227,10 +261,65 @@ def drop_privileges(run, program, landlock):
     # like any exec'd program (the cold path) does.
     prctl(PR_SET_PDEATHSIG, signal.SIGKILL)
     prctl(PR_SET_DUMPABLE, 1)
-    if landlock:
-        apply_landlock(landlock)
-    # Last: nothing privileged is left to do, and the program runs next.
-    install_seccomp(program)
+
+
+def step_work_dir(req, msg):
+    os.chdir(WORK_DIR)
+
+
+def step_landlock(req, msg):
+    if req.get("landlock"):
+        apply_landlock(req["landlock"])
+
+
+def step_seccomp(req, msg):
+    install_seccomp(base64.b64decode(req.get("seccomp") or ""))
+
+
+# Before the child says hello: it holds nothing of the zygote's when it first speaks.
+BORN_STEPS = [
+    ("close_descriptors", step_close_descriptors),
+]
+
+# Once the server has moved the child into its cgroup, before it says ready: its
+# own sandbox, made with the zygote's capabilities.
+SETUP_STEPS = [
+    # First, now that the child is in its execution's cgroup: that group becomes the
+    # sandbox's "/".
+    ("cgroup_namespace", step_cgroup_namespace),
+    ("namespaces", step_namespaces),
+    ("mount_proc", step_mount_proc),
+    ("mount_tmp", step_mount_tmp),
+    ("mount_work", step_mount_work),
+    ("proc_read_only", step_proc_read_only),
+    ("proc_masked", step_proc_masked),
+    ("loopback", step_loopback),
+]
+
+# At the first message (a one-shot run, or the seal of a session's init): unprivileged
+# for good, as the cold init before its exec.
+SEAL_STEPS = [
+    # Before the drop: raising a hard limit would need CAP_SYS_RESOURCE.
+    ("rlimits", step_rlimits),
+    ("drop_privileges", step_drop_privileges),
+    # As the sandbox user, who owns /work (0700).
+    ("work_dir", step_work_dir),
+    # After no_new_privs, which landlock_restrict_self requires.
+    ("landlock", step_landlock),
+    # Last: nothing privileged is left to do, and the program (or the init's loop)
+    # runs next.
+    ("seccomp", step_seccomp),
+]
+
+CHILD_STEPS = BORN_STEPS + SETUP_STEPS + SEAL_STEPS
+
+
+def run_steps(steps, req, msg):
+    for name, step in steps:
+        try:
+            step(req, msg)
+        except OSError as e:
+            raise OSError(e.errno, "%s: %s" % (name, e.strerror)) from e
 
 
 # How Python made sys.stdin at startup, as the cold path's program gets it.
@@ -258,10 +347,8 @@ def reap():
 
 
 def child_main(req, chan_fd):
-    # Only the channel and stdio survive: nothing of the zygote (its control socket
-    # above all) may reach user code.
-    os.dup2(chan_fd, 3)
-    os.closerange(4, 65536)
+    req["chan_fd"] = chan_fd
+    run_steps(BORN_STEPS, req, None)
     chan = socket.socket(fileno=3)
     signal.signal(signal.SIGCHLD, signal.SIG_DFL)
     # Wait to be moved into the execution's cgroup before touching memory: pages a
@@ -269,62 +356,209 @@ def child_main(req, chan_fd):
     chan.send(b"hello")
     if chan.recv(16) != b"attached":
         os._exit(3)
-    setup_child(req)
-    seccomp_program = base64.b64decode(req.get("seccomp") or "")
+    run_steps(SETUP_STEPS, req, None)
     chan.send(b"ready")
-    namespace = new_namespace()
-    setup_process()
     devnull = os.open("/dev/null", os.O_WRONLY)
-    privileged = True
+    msg, fds, _, _ = socket.recv_fds(chan, 1 << 17, 5)
+    if not msg:
+        os._exit(0)
+    first = json.loads(msg)
+    if first.get("op") == "run" and first.get("last"):
+        run_steps(SEAL_STEPS, req, first)
+        setup_process()
+        code = run_program(first, fds, new_namespace(), devnull)
+        # A one-shot run ends like a program: the server believes "done" only once
+        # this process has exited, so the program cannot end its run early by forging
+        # the message on fd 3 and carrying on.
+        sys.stdout.flush()
+        sys.stderr.flush()
+        chan.send(json.dumps({"op": "done", "exit_code": code}).encode())
+        os._exit(code)
+    if first.get("op") == "seal" and not fds:
+        run_steps(SEAL_STEPS, req, first)
+        setup_process()
+        # The zygote's stderr, which the server logs, is out of reach of every
+        # process this one forks.
+        for fd in (0, 1, 2):
+            os.dup2(devnull, fd)
+        chan.send(b'{"op": "sealed"}')
+        serve_processes(chan, devnull)
+    os._exit(2)
+
+
+def run_program(run, fds, namespace, devnull):
+    """Runs the program of a "run" message in namespace with the message's
+    descriptors as its stdio and report, and returns its exit code."""
+    if len(fds) != (5 if run.get("stdin") else 4):
+        os._exit(2)
+    # A run with limited network gets the proxy variables; any other run none.
+    for k in PROXY_VARS:
+        os.environ.pop(k, None)
+    for kv in run.get("env") or []:
+        k, _, v = kv.partition("=")
+        os.environ[k] = v
+    code_fd, out_fd, err_fd, rep_fd = fds[:4]
+    with os.fdopen(code_fd, "rb") as f:
+        source = f.read().decode("utf-8", errors="replace")
+    if run.get("stdin"):
+        os.dup2(fds[4], 0)
+    else:
+        # Read-only, as the cold path's: opened for the run rather than held, so the
+        # program sees no descriptor beyond the cold path's but its channel.
+        null_in = os.open("/dev/null", os.O_RDONLY)
+        os.dup2(null_in, 0)
+        os.close(null_in)
+    os.dup2(out_fd, 1)
+    os.dup2(err_fd, 2)
+    for fd in fds[1:3] + fds[4:]:
+        os.close(fd)
+    fresh_stdin()
+    set_argv(run.get("argv") or [])
+    os.set_inheritable(rep_fd, False)
+    with os.fdopen(rep_fd, "w", encoding="utf-8") as report:
+        return execute(source, namespace, report)
+
+
+def serve_processes(chan, devnull):
+    """The sandbox's init: forks the contexts and commands the server asks for,
+    reports each one's end, and reaps every orphan (it is pid 1). It runs no user code,
+    so that a program cannot stand in the way of the next process or forge its end."""
+    # Not dumpable: no process of the sandbox, all of them the same user, may read the
+    # init's memory or descriptors through /proc/1 (Landlock keeps the tree read-only,
+    # so writing was never possible). Each process it forks is made dumpable again.
+    prctl(PR_SET_DUMPABLE, 0)
+    wake_r, wake_w = os.pipe()
+    os.set_blocking(wake_r, False)
+    os.set_blocking(wake_w, False)
+    # SIGCHLD writes to wake_w (the handler itself does nothing): select wakes up for
+    # an exit as for a request.
+    signal.set_wakeup_fd(wake_w)
+    signal.signal(signal.SIGCHLD, lambda signum, frame: None)
+    sel = selectors.DefaultSelector()
+    sel.register(chan, selectors.EVENT_READ, None)
+    sel.register(wake_r, selectors.EVENT_READ, wake_r)
+    procs = {}
+    while True:
+        for key, _ in sel.select():
+            if key.data is None:
+                msg, fds, _, _ = socket.recv_fds(chan, 1 << 17, 4)
+                if not msg:
+                    os._exit(0)  # the server is gone: the whole sandbox goes with pid 1
+                start_process(chan, json.loads(msg), fds, procs)
+            else:
+                try:
+                    os.read(wake_r, 512)
+                except BlockingIOError:
+                    pass
+                reap_processes(chan, procs)
+
+
+def start_process(chan, req, fds, procs):
+    """Forks the context or command req asks for."""
+    op, ident = req.get("op"), req.get("id")
+    if op not in ("context", "command") or len(fds) != (1 if op == "context" else 4):
+        for fd in fds:
+            os.close(fd)
+        chan.send(json.dumps({"op": "exit", "id": ident, "error": "bad request"}).encode())
+        return
+    try:
+        pid = os.fork()
+    except OSError as e:
+        for fd in fds:
+            os.close(fd)
+        chan.send(json.dumps({"op": "exit", "id": ident, "error": str(e)}).encode())
+        return
+    if pid == 0:
+        status = 0
+        try:
+            if op == "context":
+                context_main(chan, fds[0])
+            else:
+                command_main(chan, req, fds)
+        except BaseException:
+            status = 70
+        os._exit(status)
+    procs[pid] = ident
+    for fd in fds:
+        os.close(fd)
+
+
+def reap_processes(chan, procs):
+    """Reaps every exited child: the server hears of those it started."""
+    while True:
+        try:
+            pid, status = os.waitpid(-1, os.WNOHANG)
+        except ChildProcessError:
+            return
+        if pid == 0:
+            return
+        ident = procs.pop(pid, None)
+        if ident is not None:
+            chan.send(json.dumps({"op": "exit", "id": ident, "status": status}).encode())
+
+
+def leave_init(init_chan):
+    """Undoes, in a process the init forked, what is the init's alone."""
+    signal.set_wakeup_fd(-1)
+    signal.signal(signal.SIGCHLD, signal.SIG_DFL)
+    prctl(PR_SET_DUMPABLE, 1)  # owns its /proc/self, as any program does
+    init_chan.detach()  # fd 3 is about to be this process's own channel
+
+
+def attach(chan):
+    """Sends the hello whose credentials give the server this process's host pid, and
+    waits until the server holds a pidfd on it."""
+    chan.send(b"hello")
+    if chan.recv(16) != b"attached":
+        os._exit(3)
+
+
+def context_main(init_chan, chan_fd):
+    leave_init(init_chan)
+    os.dup2(chan_fd, 3, inheritable=False)
+    os.closerange(4, 65536)
+    chan = socket.socket(fileno=3)
+    attach(chan)
+    devnull = os.open("/dev/null", os.O_WRONLY | os.O_CLOEXEC)
+    namespace = new_namespace()
     while True:
         msg, fds, _, _ = socket.recv_fds(chan, 1 << 17, 5)
         if not msg:
             os._exit(0)
         run = json.loads(msg)
-        if run.get("op") != "run" or len(fds) != (5 if run.get("stdin") else 4):
+        if run.get("op") != "run" or run.get("last"):
             os._exit(2)
-        if privileged:
-            drop_privileges(run, seccomp_program, req.get("landlock"))
-            privileged = False
-        # A run with limited network gets the proxy variables; any other run none.
-        for k in PROXY_VARS:
-            os.environ.pop(k, None)
-        for kv in run.get("env") or []:
-            k, _, v = kv.partition("=")
-            os.environ[k] = v
-        code_fd, out_fd, err_fd, rep_fd = fds[:4]
-        with os.fdopen(code_fd, "rb") as f:
-            source = f.read().decode("utf-8", errors="replace")
-        if run.get("stdin"):
-            os.dup2(fds[4], 0)
-        else:
-            # Read-only, as the cold path's: opened per run rather than held, so the
-            # program sees no descriptor beyond the cold path's but the channel's.
-            null_in = os.open("/dev/null", os.O_RDONLY)
-            os.dup2(null_in, 0)
-            os.close(null_in)
-        os.dup2(out_fd, 1)
-        os.dup2(err_fd, 2)
-        for fd in fds[1:3] + fds[4:]:
-            os.close(fd)
-        fresh_stdin()
-        set_argv(run.get("argv") or [])
-        os.set_inheritable(rep_fd, False)
-        with os.fdopen(rep_fd, "w", encoding="utf-8") as report:
-            code = execute(source, namespace, report)
-        if run.get("last"):
-            # A one-shot run ends like a program: the server believes "done" only
-            # once this process has exited, so the program cannot end its run early
-            # by forging the message on fd 3 and carrying on.
-            sys.stdout.flush()
-            sys.stderr.flush()
-            chan.send(json.dumps({"op": "done", "exit_code": code}).encode())
-            os._exit(code)
-        os.dup2(devnull, 0)  # write-only: nothing reads between runs
+        code = run_program(run, fds, namespace, devnull)
+        os.dup2(devnull, 0)
         os.dup2(devnull, 1)
         os.dup2(devnull, 2)
         reap()
         chan.send(json.dumps({"op": "done", "exit_code": code}).encode())
+
+
+def command_main(init_chan, req, fds):
+    leave_init(init_chan)
+    chan_fd, stdin_fd, stdout_fd, stderr_fd = fds
+    # 0-3 are taken in the init (/dev/null and its channel), so none of fds is below 4.
+    os.dup2(stdin_fd, 0)
+    os.dup2(stdout_fd, 1)
+    os.dup2(stderr_fd, 2)
+    os.dup2(chan_fd, 3, inheritable=False)  # closed by a successful exec
+    os.closerange(4, 65536)
+    chan = socket.socket(fileno=3)
+    attach(chan)
+    os.setsid()
+    # Python ignores these; a program started from a shell expects the defaults.
+    for sig in (signal.SIGPIPE, signal.SIGXFSZ, signal.SIGINT):
+        signal.signal(sig, signal.SIG_DFL)
+    env = dict(kv.partition("=")[::2] for kv in req.get("env") or [])
+    argv = req.get("argv") or []
+    try:
+        os.chdir(req.get("dir") or "/work")
+        os.execvpe(argv[0], argv, env)
+    except (OSError, IndexError) as e:
+        chan.send(json.dumps({"op": "error", "error": "%s: %s" % (type(e).__name__, e)}).encode())
+    os._exit(127)
 
 
 def spawn(ctl, req, chan_fd, own_pidns, sel):
@@ -355,7 +589,7 @@ def zygote_main():
     own_pidns = os.open("/proc/self/ns/pid", os.O_RDONLY)
     sel = selectors.DefaultSelector()
     sel.register(ctl, selectors.EVENT_READ, None)
-    ctl.send(b'{"op": "ready"}')
+    ctl.send(json.dumps({"op": "ready", "steps": [name for name, _ in CHILD_STEPS]}).encode())
     while True:
         for key, _ in sel.select():
             if key.data is None:

@@ -1,0 +1,151 @@
+package sandbox
+
+import (
+	"context"
+	"encoding/json"
+	"fmt"
+	"io"
+	"net"
+	"os"
+	"time"
+
+	"github.com/codeexec/codeexec/internal/job"
+	"golang.org/x/sys/unix"
+)
+
+// interpreter is a warm Python process that runs programs sent on its channel: a
+// one-shot sandbox's child (which exits after its one run) or a session's context.
+type interpreter struct {
+	ch *net.UnixConn
+	// netns is a pidfd of a process in the sandbox, whose network namespace the egress
+	// proxy of a run with limited network listens in.
+	netns int
+	// last is set for a one-shot child: it exits right after its run, and pidfd (its
+	// own) says when.
+	last  bool
+	pidfd int
+	// kill stops what a limit or a cancellation must stop.
+	kill func()
+	// watching, when set, is given the run's watch before the program is sent, and
+	// nil once the run is over.
+	watching func(*watch)
+}
+
+// runOn runs req on the interpreter p. It returns when the program has finished —
+// done: the interpreter said so and, unless last, waits for the next program — or
+// when the interpreter has died or been stopped (done is false: its wait status says
+// how). The output readers may still run; call w.waitOutput.
+func (r *Runner) runOn(ctx context.Context, p interpreter, req *job.Request) (o outcome, w *watch, done bool, err error) {
+	l := req.Limits
+	code, err := memfdWith("code", req.Code)
+	if err != nil {
+		return o, nil, false, err
+	}
+	defer code.Close()
+	run := ctlMsg{Op: "run", Last: p.last,
+		Argv: append([]string{req.Name}, req.Args...)}
+	if p.last {
+		run.Rlimits = sandboxRlimits(l.FileBytes, l.OpenFiles) // the child seals itself with this run
+	}
+	if req.Network != nil {
+		// The proxy serves this run only; its connections end with it.
+		link, err := r.openEgress(p.netns, req.Network)
+		if err != nil {
+			return o, nil, false, err
+		}
+		defer func() { o.network = link.close() }()
+		run.Env = proxyEnv(link.addr)
+	}
+	var ends []*os.File
+	defer func() {
+		for _, f := range ends {
+			f.Close()
+		}
+	}()
+	pipe := func() (*os.File, *os.File) {
+		r, w, e := os.Pipe()
+		if e != nil {
+			err = e
+			return nil, nil
+		}
+		ends = append(ends, w)
+		return r, w
+	}
+	outR, outW := pipe()
+	errR, errW := pipe()
+	repR, repW := pipe()
+	if err != nil {
+		for _, f := range []*os.File{outR, errR, repR} {
+			if f != nil {
+				f.Close()
+			}
+		}
+		return o, nil, false, fmt.Errorf("make the program's pipes: %w", err)
+	}
+	stdin, err := newStdinFeed(req.Stdin)
+	if err != nil {
+		for _, f := range []*os.File{outR, errR, repR} {
+			f.Close()
+		}
+		return o, nil, false, fmt.Errorf("sandbox: stdin: %w", err)
+	}
+	defer stdin.close()
+	fds := []int{int(code.Fd()), int(outW.Fd()), int(errW.Fd()), int(repW.Fd())}
+	if stdin != nil {
+		run.Stdin = true
+		fds = append(fds, int(stdin.file().Fd()))
+	}
+	w = newWatch(l)
+	w.readOutput(outR, errR, repR)
+	if p.watching != nil {
+		p.watching(w)
+		defer p.watching(nil)
+	}
+	start := time.Now()
+	data, _ := json.Marshal(run)
+	if _, _, err := p.ch.WriteMsgUnix(data, unix.UnixRights(fds...), nil); err != nil {
+		p.kill()
+		w.disarm()
+		return o, w, false, fmt.Errorf("sandbox: send program: %w", err)
+	}
+	for _, f := range ends {
+		f.Close()
+	}
+	ends = nil
+	stdin.start()
+	w.tee = newTee(w, req.Stdout, req.Stderr) // from the first byte kept, whenever it came
+	w.start(ctx, p.kill)
+	m, rerr := readCtl(p.ch)
+	o.duration = time.Since(start)
+	if p.last {
+		// The harness exits right after "done". The program could forge the message
+		// and carry on, so the run is over only once the child has exited; until
+		// then the watch still enforces every limit.
+		waitExit(p.pidfd)
+	}
+	w.disarm()
+	o.stopped = w.reason()
+	if rerr == nil && m.Op == "done" && o.stopped == "" {
+		o.exitCode = m.ExitCode
+		return o, w, true, nil
+	}
+	return o, w, false, nil
+}
+
+// memfdWith returns an anonymous file holding s, positioned at its start.
+func memfdWith(name, s string) (*os.File, error) {
+	fd, err := unix.MemfdCreate(name, unix.MFD_CLOEXEC)
+	if err != nil {
+		return nil, &os.SyscallError{Syscall: "memfd_create", Err: err}
+	}
+	f := os.NewFile(uintptr(fd), name)
+	if _, err := f.WriteString(s); err != nil {
+		f.Close()
+		return nil, fmt.Errorf("write the code memfd: %w", err)
+	}
+	if _, err := f.Seek(0, io.SeekStart); err != nil {
+		f.Close()
+		return nil, fmt.Errorf("seek the code memfd: %w", err)
+	}
+	return f, nil
+}
