@@ -5,6 +5,7 @@ import (
 	"errors"
 	"os"
 	"path/filepath"
+	"slices"
 	"strconv"
 	"strings"
 	"sync"
@@ -144,16 +145,17 @@ func hasUID(status, uid string) bool {
 	return false
 }
 
-// sessionProcs runs a program in s, so that its interpreter drops to the sandbox
-// user, and returns the cgroups that hold it: the cgroups with user processes that
-// were not there before. No other session of the package may run code meanwhile.
+// sessionProcs runs a program in s, which starts its interpreter, and returns the
+// cgroups whose processes of the sandbox user changed: a session's init runs as
+// that user from its start, its interpreter from its first run. No other session of
+// the package may run code meanwhile.
 func sessionProcs(t testing.TB, s *Session) map[string][]int {
 	t.Helper()
 	before := userProcs()
 	run(t, s, "x = 1")
 	found := map[string][]int{}
 	for cg, pids := range userProcs() {
-		if _, ok := before[cg]; !ok {
+		if !slices.Equal(before[cg], pids) {
 			found[cg] = pids
 		}
 	}
