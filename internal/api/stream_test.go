@@ -10,6 +10,7 @@ import (
 	"testing"
 
 	"github.com/codeexec/codeexec/internal/job"
+	"github.com/codeexec/codeexec/internal/sandbox"
 	"github.com/codeexec/codeexec/internal/session"
 )
 
@@ -250,8 +251,8 @@ func TestDeleteDuringExecution(t *testing.T) {
 	_, _, last := s.rest()
 	var reply SessionExecuteReply
 	if err := json.Unmarshal([]byte(last.data), &reply); last.name != "result" || err != nil || reply.Result == nil ||
-		reply.Status != job.StatusKilled || !reply.Session.Ended || reply.Session.Reason != string(job.StatusKilled) {
-		t.Fatalf("final event %s %s, want a result with status killed and the session ended (killed)", last.name, last.data)
+		reply.Status != job.StatusKilled || !reply.Session.Ended || reply.Session.Reason != sandbox.EndClosed {
+		t.Fatalf("final event %s %s, want a result with status killed and the session ended (closed)", last.name, last.data)
 	}
 	apiErr(t, do(t, "GET", base, ""), http.StatusNotFound, "session_not_found")
 }
