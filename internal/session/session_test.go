@@ -568,7 +568,9 @@ func TestClose(t *testing.T) {
 	m.Close() // a second Close is harmless
 }
 
-// gatedStarter starts real sessions, each once the test opens the gate.
+// gatedStarter starts real sessions, each once the test opens the gate. It starts
+// them whatever becomes of the caller's ctx meanwhile, as a start already past the
+// point of no return would: what the manager does with such a session is the test.
 type gatedStarter struct {
 	r       *sandbox.Runner
 	entered chan struct{}
@@ -576,10 +578,10 @@ type gatedStarter struct {
 	made    chan *sandbox.Session
 }
 
-func (g *gatedStarter) NewSession(ctx context.Context, l job.Limits) (*sandbox.Session, error) {
+func (g *gatedStarter) NewSession(_ context.Context, l job.Limits) (*sandbox.Session, error) {
 	g.entered <- struct{}{}
 	<-g.gate
-	s, err := g.r.NewSession(ctx, l)
+	s, err := g.r.NewSession(context.Background(), l)
 	if err == nil {
 		g.made <- s
 	}
