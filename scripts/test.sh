@@ -29,6 +29,11 @@ go vet ./...
 echo "test: go test"
 CODEEXEC_REQUIRE_INTEGRATION=1 go test -count=1 -timeout 20m ./...
 
+# The Helm chart: lint, render and strict decoding into the Kubernetes API types, in a
+# module of its own so that the Helm SDK stays out of codeexec's build.
+echo "test: the Helm chart (deploy/helm)"
+(cd deploy/helm && go vet ./... && go test -count=1 ./...)
+
 # Every decoder of untrusted input gets a short fuzzing run: HTTP bodies, upstream
 # replies and streams, the sandbox harness's report, the zygote's messages and the
 # egress proxy's reading of a sandbox's proxy requests, and MCP's reading of resource URIs.

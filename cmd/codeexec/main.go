@@ -19,7 +19,7 @@ func main() {
 		SilenceUsage:  true,
 		SilenceErrors: true,
 	}
-	root.AddCommand(newImageCmd(), newRunCmd(), newServeCmd(), newMCPCmd(), newChatCmd(), newDoctorCmd())
+	root.AddCommand(newImageCmd(), newRunCmd(), newServeCmd(), newMCPCmd(), newChatCmd(), newDoctorCmd(), newContainerInitCmd())
 	if err := root.Execute(); err != nil {
 		// An exitError carries the program's own exit code; its output said it all.
 		if _, quiet := err.(exitError); !quiet {

@@ -367,8 +367,8 @@ func decodeConfig(data []byte, c *serveConfig) error {
 }
 
 // otherVariables are the CODEEXEC_* variables that are not config keys: read by
-// serve (the keys), by other commands (chat) or by the tests.
-var otherVariables = []string{"CODEEXEC_API_KEYS", "CODEEXEC_API_KEY", "CODEEXEC_MODEL",
+// serve (the keys, the replica's name), by other commands (chat) or by the tests.
+var otherVariables = []string{"CODEEXEC_API_KEYS", "CODEEXEC_REPLICA", "CODEEXEC_API_KEY", "CODEEXEC_MODEL",
 	"CODEEXEC_REQUIRE_INTEGRATION", "CODEEXEC_TEST_IMAGE_BUILD"}
 
 // applyEnv sets every config key named by a CODEEXEC_<KEY> variable of environ
@@ -530,6 +530,11 @@ type builtServer struct {
 // with it; then it stops what still runs and closes everything.
 func withServer(ctx context.Context, c serveConfig, use func(*builtServer) error) error {
 	log := slog.New(slog.NewTextHandler(os.Stderr, nil))
+	if r := os.Getenv("CODEEXEC_REPLICA"); r != "" {
+		// The chart names each replica (its pod's name), so that the lines of many
+		// replicas, gathered in one place, tell whose they are.
+		log = log.With("replica", r)
+	}
 	storage, err := storageBudget(c.MaxTotalStorage)
 	if err != nil {
 		return err

@@ -165,6 +165,8 @@ func TestServeEnv(t *testing.T) {
 		{env: map[string]string{"CODEEXEC_MAX_CONN": "5"}, err: "unknown variable CODEEXEC_MAX_CONN; the variables are CODEEXEC_ADDR,"},
 		{env: map[string]string{"CODEEXEC_MAX_CONNS": "many"}, err: "CODEEXEC_MAX_CONNS: "},
 		{env: map[string]string{"CODEEXEC_IDLE_TIMEOUT": "soon"}, err: `CODEEXEC_IDLE_TIMEOUT: "soon" is not a duration`},
+		// The Helm chart names each replica by its pod; that is not a config key.
+		{env: map[string]string{"CODEEXEC_REPLICA": "codeexec-2"}, check: func(serveConfig) string { return "" }},
 		{env: map[string]string{"CODEEXEC_MODEL": "m", "CODEEXEC_ADDR": ""},
 			check: func(c serveConfig) string {
 				if c.Addr != defaultServeConfig().Addr {

@@ -11,6 +11,7 @@ import (
 	"syscall"
 
 	"github.com/codeexec/codeexec/internal/cgroup"
+	"github.com/codeexec/codeexec/internal/container"
 	"github.com/codeexec/codeexec/internal/mountinfo"
 )
 
@@ -183,10 +184,15 @@ func diagnoseCgroups(m cgroupMounts, v2Have []string, err error) (detail, fix st
 	}
 }
 
-func checkCgroups(p cgroupProbe) Check {
+// checkCgroups judges the probe; rt is the container runtime doctor runs under, whose
+// terms the fix uses.
+func checkCgroups(p cgroupProbe, rt container.Runtime) Check {
 	c := Check{Name: "cgroups"}
 	if p.err != nil {
 		c.Status, c.Detail, c.Fix = Fail, p.diagnosis, p.fix
+		if rt != container.None {
+			c.Fix = cgroupContainerFix(rt, p.err)
+		}
 		return c
 	}
 	if p.cleanupErr != nil {
@@ -207,6 +213,23 @@ func checkCgroups(p cgroupProbe) Check {
 			float64(t.MemoryBytes)/(1<<30), t.Pids, t.CPUs)
 	}
 	return c
+}
+
+// cgroupContainerFix is the fix for cgroups that failed with err inside a container of
+// runtime rt: the container's own cgroup subtree must be writable (and on v2 have
+// memory, pids and cpu delegated), which the image's entrypoint arranges when it may.
+func cgroupContainerFix(rt container.Runtime, err error) string {
+	why := "the container's cgroup must be writable"
+	// cgroup.Open formats the mkdir error rather than wrapping it.
+	if errors.Is(err, syscall.EROFS) || strings.Contains(err.Error(), "read-only file system") {
+		why = "the cgroups are mounted read-only"
+	}
+	fix := why + ": start the container through the image's entrypoint, `codeexec container-init -- …`, " +
+		"which remounts them read-write and on cgroup v2 delegates memory, pids and cpu below the container's group; it needs SYS_ADMIN"
+	if rt == container.Kubernetes {
+		return fix + " (securityContext.capabilities.add: [SYS_ADMIN, …]); on cgroup v2 nodes the pod's cgroup namespace is private, as the runtime makes it by default"
+	}
+	return fix + " (--cap-add SYS_ADMIN); on cgroup v2 also --cgroupns=private"
 }
 
 // countSwaps returns how many swap areas /proc/swaps lists below its header line.

@@ -10,6 +10,7 @@ import (
 	"testing"
 
 	"github.com/codeexec/codeexec/internal/cgroup"
+	"github.com/codeexec/codeexec/internal/container"
 )
 
 func readMountsFixture(t *testing.T, name string) cgroupMounts {
@@ -184,21 +185,37 @@ func TestCheckSwapReadsProcSwaps(t *testing.T) {
 
 func TestCheckCgroups(t *testing.T) {
 	ok := cgroupProbe{version: cgroup.V2, paths: []string{"/sys/fs/cgroup/codeexec-doctor"}}
-	if c := checkCgroups(ok); c.Status != OK || c.Detail != "cgroup v2: /sys/fs/cgroup" {
+	if c := checkCgroups(ok, container.None); c.Status != OK || c.Detail != "cgroup v2: /sys/fs/cgroup" {
 		t.Errorf("checkCgroups(%+v) = %+v, want ok naming the version and hierarchy", ok, c)
 	}
 	withTotals := ok
 	withTotals.totals = cgroup.Limits{MemoryBytes: 17 << 30, Pids: 8192, CPUs: 1.5}
-	if c := checkCgroups(withTotals); c.Status != OK || !strings.Contains(c.Detail, "17.0 GiB, 8192 processes and 1.5 CPUs") {
+	if c := checkCgroups(withTotals, container.None); c.Status != OK || !strings.Contains(c.Detail, "17.0 GiB, 8192 processes and 1.5 CPUs") {
 		t.Errorf("checkCgroups(%+v) = %+v, want the default totals named", withTotals, c)
 	}
 	leaked := ok
 	leaked.cleanupErr = errors.New("rmdir /sys/fs/cgroup/codeexec-doctor: device or resource busy")
-	if c := checkCgroups(leaked); c.Status != Warn || !strings.Contains(c.Detail, "busy") {
+	if c := checkCgroups(leaked, container.None); c.Status != Warn || !strings.Contains(c.Detail, "busy") {
 		t.Errorf("checkCgroups(%+v) = %+v, want warn reporting the leftover", leaked, c)
 	}
 	broken := cgroupProbe{err: errors.New("x"), diagnosis: "why", fix: "how"}
-	if c := checkCgroups(broken); c.Status != Fail || c.Detail != "why" || c.Fix != "how" {
+	if c := checkCgroups(broken, container.None); c.Status != Fail || c.Detail != "why" || c.Fix != "how" {
 		t.Errorf("checkCgroups(%+v) = %+v, want fail with the diagnosis and fix", broken, c)
+	}
+	// In a container the fix is the container's: its entrypoint and security context.
+	readOnly := cgroupProbe{err: errors.New("cgroup: no usable hierarchy: mkdir /sys/fs/cgroup/memory/codeexec-doctor: read-only file system"), diagnosis: "why", fix: "how"}
+	for _, tt := range []struct {
+		rt   container.Runtime
+		want []string
+	}{
+		{container.Kubernetes, []string{"the cgroups are mounted read-only", "codeexec container-init", "capabilities.add: [SYS_ADMIN"}},
+		{container.Podman, []string{"the cgroups are mounted read-only", "codeexec container-init", "--cap-add SYS_ADMIN", "--cgroupns=private"}},
+	} {
+		c := checkCgroups(readOnly, tt.rt)
+		for _, w := range tt.want {
+			if c.Status != Fail || c.Detail != "why" || !strings.Contains(c.Fix, w) {
+				t.Errorf("checkCgroups(read-only, %q) = %+v, want fail with the diagnosis and a fix containing %q", tt.rt, c, w)
+			}
+		}
 	}
 }

@@ -4,6 +4,8 @@ package doctor
 import (
 	"context"
 	"os"
+
+	"github.com/codeexec/codeexec/internal/container"
 )
 
 // Status is the outcome of one check.
@@ -55,20 +57,22 @@ func (o Options) withDefaults() Options {
 func Run(ctx context.Context, opts Options) []Check {
 	opts = opts.withDefaults()
 	euid := os.Geteuid()
+	rt := container.Detect("/", os.Getenv)
 	probe := probeCgroups(cgroupParent, euid)
 	return []Check{
 		checkRoot(euid),
 		checkKernel(),
-		checkNamespaces(ctx, opts.TrueBinary, euid),
+		checkContainer(opts.ProcDir),
+		checkNamespaces(ctx, opts.TrueBinary, euid, rt),
 		checkUserNSSysctls(opts.ProcDir),
-		checkCgroups(probe),
+		checkCgroups(probe, rt),
 		checkSwap(probe, opts.ProcDir),
 		checkSeccomp(opts.ProcDir),
 		checkLandlock(),
 		checkNoNewPrivs(opts.ProcDir),
 		checkFilesystems(opts.ProcDir),
 		checkImage(opts.Store),
-		checkImageBuilder(),
+		checkImageBuilder(rt),
 	}
 }
 

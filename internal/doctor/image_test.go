@@ -7,6 +7,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/codeexec/codeexec/internal/container"
 	"github.com/codeexec/codeexec/internal/image"
 )
 
@@ -120,15 +121,19 @@ func TestCheckImageBuilt(t *testing.T) {
 
 func TestCheckImageBuilder(t *testing.T) {
 	t.Setenv("PATH", t.TempDir())
-	if c := checkImageBuilder(); c.Status != Warn || c.Fix != "apt-get install mmdebstrap" {
+	if c := checkImageBuilder(container.None); c.Status != Warn || c.Fix != "apt-get install mmdebstrap" {
 		t.Errorf("checkImageBuilder() with an empty PATH = %+v, want warn with fix apt-get install mmdebstrap", c)
+	}
+	// A container's images come built in it.
+	if c := checkImageBuilder(container.Kubernetes); c.Status != OK || !strings.Contains(c.Detail, "none needed in a container") {
+		t.Errorf("checkImageBuilder(in a pod) with an empty PATH = %+v, want ok: none needed", c)
 	}
 	bin := t.TempDir()
 	if err := os.WriteFile(filepath.Join(bin, "debootstrap"), []byte("#!/bin/sh\n"), 0o755); err != nil {
 		t.Fatal(err)
 	}
 	t.Setenv("PATH", bin)
-	if c := checkImageBuilder(); c.Status != OK || c.Detail != filepath.Join(bin, "debootstrap") {
+	if c := checkImageBuilder(container.None); c.Status != OK || c.Detail != filepath.Join(bin, "debootstrap") {
 		t.Errorf("checkImageBuilder() with debootstrap on PATH = %+v, want ok naming it", c)
 	}
 }

@@ -12,6 +12,7 @@ import (
 	"syscall"
 	"time"
 
+	"github.com/codeexec/codeexec/internal/container"
 	"github.com/codeexec/codeexec/internal/sandbox"
 )
 
@@ -54,18 +55,19 @@ func tryNamespaces(ctx context.Context, trueBin string, flags uintptr) error {
 	return nil
 }
 
-func checkNamespaces(ctx context.Context, trueBin string, euid int) Check {
+func checkNamespaces(ctx context.Context, trueBin string, euid int, rt container.Runtime) Check {
 	if _, err := os.Stat(trueBin); err != nil {
 		return Check{Name: "namespaces", Status: Fail,
 			Detail: fmt.Sprintf("cannot test: %v", err),
 			Fix:    fmt.Sprintf("install coreutils so that %s exists", trueBin)}
 	}
-	return namespacesCheck(func(flags uintptr) error { return tryNamespaces(ctx, trueBin, flags) }, euid)
+	return namespacesCheck(func(flags uintptr) error { return tryNamespaces(ctx, trueBin, flags) }, euid, rt)
 }
 
 // namespacesCheck creates all the namespaces a sandbox uses at once with try and, if
-// that fails, one kind at a time to name the kinds that fail.
-func namespacesCheck(try func(flags uintptr) error, euid int) Check {
+// that fails, one kind at a time to name the kinds that fail. rt is the container
+// runtime doctor runs under, whose terms the fix uses.
+func namespacesCheck(try func(flags uintptr) error, euid int, rt container.Runtime) Check {
 	c := Check{Name: "namespaces"}
 	var all uintptr
 	var names []string
@@ -88,6 +90,9 @@ func namespacesCheck(try func(flags uintptr) error, euid int) Check {
 		c.Detail = fmt.Sprintf("cannot create a user namespace: %v", userErr)
 		c.Fix = "see the user namespaces check; the kernel needs CONFIG_USER_NS=y; in a container, " +
 			"allow clone(CLONE_NEWUSER) (e.g. docker run --privileged, or a seccomp profile that permits it)"
+		if h := containerHint(rt); h != "" {
+			c.Fix = "the container may not create user namespaces with uid maps: " + h
+		}
 		return c
 	}
 	// The other kinds are tried inside a user namespace, as a sandbox creates them.
@@ -107,6 +112,9 @@ func namespacesCheck(try func(flags uintptr) error, euid int) Check {
 	}
 	c.Detail = "cannot create namespaces: " + strings.Join(missing, ", ")
 	c.Fix = "use a kernel built with " + strings.Join(configs, " ") + "; in a container, run it with --privileged"
+	if h := containerHint(rt); h != "" {
+		c.Fix = "use a kernel built with " + strings.Join(configs, " ") + "; " + h
+	}
 	return c
 }
 

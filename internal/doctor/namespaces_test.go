@@ -7,6 +7,8 @@ import (
 	"strings"
 	"syscall"
 	"testing"
+
+	"github.com/codeexec/codeexec/internal/container"
 )
 
 func TestUserNSSysctlsCheck(t *testing.T) {
@@ -65,14 +67,19 @@ func TestNamespacesCheckNamesTheMissingKind(t *testing.T) {
 		name        string
 		fails       uintptr // a try including any of these flags fails
 		euid        int
+		rt          container.Runtime
 		want        Status
 		detail, fix string
 	}{
-		{"all work", 0, 0, OK, "created user, mount, pid, net, ipc, uts, cgroup", ""},
-		{"no user namespaces", syscall.CLONE_NEWUSER, 0, Fail, "cannot create a user namespace: operation not permitted", "CONFIG_USER_NS=y"},
-		{"no net or ipc", syscall.CLONE_NEWNET | syscall.CLONE_NEWIPC, 0, Fail,
+		{"all work", 0, 0, container.None, OK, "created user, mount, pid, net, ipc, uts, cgroup", ""},
+		{"no user namespaces", syscall.CLONE_NEWUSER, 0, container.None, Fail, "cannot create a user namespace: operation not permitted", "CONFIG_USER_NS=y"},
+		{"no user namespaces in a pod", syscall.CLONE_NEWUSER, 0, container.Kubernetes, Fail, "cannot create a user namespace",
+			"capabilities.add [SYS_ADMIN, SETUID, SETGID, DAC_OVERRIDE], seccompProfile RuntimeDefault"},
+		{"no user namespaces under podman", syscall.CLONE_NEWUSER, 0, container.Podman, Fail, "cannot create a user namespace",
+			"--cap-add SYS_ADMIN,SETUID,SETGID,DAC_OVERRIDE --security-opt apparmor=unconfined"},
+		{"no net or ipc", syscall.CLONE_NEWNET | syscall.CLONE_NEWIPC, 0, container.None, Fail,
 			"cannot create namespaces: net (operation not permitted), ipc (operation not permitted)", "CONFIG_NET_NS=y CONFIG_IPC_NS=y"},
-		{"not root", syscall.CLONE_NEWUSER, 1000, Fail, "as uid 1000", "run as root"},
+		{"not root", syscall.CLONE_NEWUSER, 1000, container.None, Fail, "as uid 1000", "run as root"},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
@@ -84,10 +91,10 @@ func TestNamespacesCheckNamesTheMissingKind(t *testing.T) {
 				}
 				return nil
 			}
-			c := namespacesCheck(try, tt.euid)
+			c := namespacesCheck(try, tt.euid, tt.rt)
 			if c.Status != tt.want || !strings.Contains(c.Detail, tt.detail) || !strings.Contains(c.Fix, tt.fix) {
-				t.Errorf("namespacesCheck(failing %#x, euid %d) = %+v, want status %q, detail containing %q, fix containing %q",
-					tt.fails, tt.euid, c, tt.want, tt.detail, tt.fix)
+				t.Errorf("namespacesCheck(failing %#x, euid %d, %q) = %+v, want status %q, detail containing %q, fix containing %q",
+					tt.fails, tt.euid, tt.rt, c, tt.want, tt.detail, tt.fix)
 			}
 			if tt.want == OK && len(tried) != 1 {
 				t.Errorf("namespacesCheck(all work) made %d attempts, want 1", len(tried))
@@ -98,7 +105,7 @@ func TestNamespacesCheckNamesTheMissingKind(t *testing.T) {
 
 func TestCheckNamespacesMissingBinary(t *testing.T) {
 	bin := filepath.Join(t.TempDir(), "no-such-true")
-	c := checkNamespaces(context.Background(), bin, 0)
+	c := checkNamespaces(context.Background(), bin, 0, container.None)
 	if c.Status != Fail || !strings.Contains(c.Detail, "cannot test") || !strings.Contains(c.Fix, bin) {
 		t.Errorf("checkNamespaces(%q) = %+v, want fail saying it cannot test, with a fix naming the binary", bin, c)
 	}
@@ -108,7 +115,7 @@ func TestCheckNamespacesNotRoot(t *testing.T) {
 	if os.Geteuid() == 0 {
 		t.Skip("tests the message for users other than root")
 	}
-	c := checkNamespaces(context.Background(), "/bin/true", os.Geteuid())
+	c := checkNamespaces(context.Background(), "/bin/true", os.Geteuid(), container.None)
 	if c.Status != Fail || !strings.Contains(c.Fix, "root") {
 		t.Errorf("checkNamespaces as uid %d = %+v, want fail telling to run as root", os.Geteuid(), c)
 	}

@@ -33,13 +33,13 @@ func TestRunOnThisHost(t *testing.T) {
 			t.Errorf("check %q: status %q with fix %q; a problem needs a fix and ok needs none", c.Name, c.Status, c.Fix)
 		}
 	}
-	want := []string{"root", "kernel", "namespaces", "user namespaces", "cgroups", "swap limit",
+	want := []string{"root", "kernel", "container", "namespaces", "user namespaces", "cgroups", "swap limit",
 		"seccomp", "landlock", "no_new_privs", "filesystems", "image", "image builder"}
 	if !slices.Equal(names, want) {
 		t.Fatalf("Run returned checks %q, want %q", names, want)
 	}
 
-	for _, name := range []string{"root", "namespaces", "cgroups", "seccomp", "no_new_privs", "filesystems"} {
+	for _, name := range []string{"root", "container", "namespaces", "cgroups", "seccomp", "no_new_privs", "filesystems"} {
 		if c := byName[name]; c.Status != OK {
 			t.Errorf("check %q = %+v, want ok on a host that runs sandboxes", name, c)
 		}
