@@ -194,3 +194,23 @@ func (s *Session) Interrupt() error {
 	s.touch(s.now())
 	return s.sb.Interrupt()
 }
+
+// SetTTL makes the session expire after ttl of idleness from now on, within the
+// manager's MaxIdleTTL (an E2B sandbox's setTimeout). It is a use of the session.
+func (m *Manager) SetTTL(owner, id string, ttl time.Duration) error {
+	if ttl <= 0 || ttl > m.cfg.MaxIdleTTL {
+		return fmt.Errorf("%w: %v is outside 1s..%v", ErrBadTTL, ttl, m.cfg.MaxIdleTTL)
+	}
+	s, err := m.Get(owner, id)
+	if err != nil {
+		return err
+	}
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	s.ttl = ttl
+	s.lastUsed = m.now()
+	return nil
+}
+
+// MaxTTL is the longest idle time a caller may ask for.
+func (m *Manager) MaxTTL() time.Duration { return m.cfg.MaxIdleTTL }

@@ -1,0 +1,236 @@
+package e2b
+
+import (
+	"context"
+	"crypto/subtle"
+	"encoding/base64"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"net/http"
+	"strings"
+	"sync"
+
+	"github.com/codeexec/codeexec/internal/job"
+	"github.com/codeexec/codeexec/internal/session"
+)
+
+// dataPlane serves a request for the sandbox its E2b-Sandbox-Id header names. The
+// sandbox id, 128 random bits that only its owner learns, addresses it; envd's calls
+// and /execute must also carry its access token. The code interpreter's /contexts
+// calls carry none in the SDKs, so the id alone admits them, as in E2B.
+func (s *Server) dataPlane(w http.ResponseWriter, r *http.Request) {
+	id := r.Header.Get("E2b-Sandbox-Id")
+	s.mu.Lock()
+	b := s.boxes[id]
+	s.mu.Unlock()
+	if b == nil {
+		writeError(w, http.StatusNotFound, fmt.Sprintf("sandbox %q not found (it may have timed out or been killed)", id))
+		return
+	}
+	sess, err := s.cfg.Sessions.Get(b.owner.Name, id)
+	if err != nil {
+		s.forget(id)
+		writeError(w, http.StatusNotFound, fmt.Sprintf("sandbox %q not found (it may have timed out or been killed)", id))
+		return
+	}
+	port := r.Header.Get("E2b-Sandbox-Port")
+	tok := r.Header.Get("X-Access-Token")
+	tokenOK := subtle.ConstantTimeCompare([]byte(tok), []byte(b.token)) == 1
+	if tok != "" && !tokenOK {
+		writeError(w, http.StatusUnauthorized, "the access token is not valid for this sandbox")
+		return
+	}
+	switch port {
+	case portInterpreter:
+		switch {
+		case r.URL.Path == "/execute" && r.Method == http.MethodPost:
+			if !tokenOK {
+				writeError(w, http.StatusUnauthorized, "X-Access-Token is required")
+				return
+			}
+			s.handleExecute(w, r, b, sess)
+		case r.URL.Path == "/contexts" && r.Method == http.MethodGet:
+			writeJSON(w, http.StatusOK, []codeContext{defaultContext})
+		case r.URL.Path == "/health":
+			w.WriteHeader(http.StatusOK)
+		case strings.HasPrefix(r.URL.Path, "/contexts"):
+			writeError(w, http.StatusNotImplemented, "codeexec sandboxes have one Python context for now: run code without a context")
+		default:
+			writeError(w, http.StatusNotFound, fmt.Sprintf("%s %s is not part of the code interpreter's API", r.Method, r.URL.Path))
+		}
+	case portEnvd:
+		if r.URL.Path == "/health" {
+			w.WriteHeader(http.StatusNoContent)
+			return
+		}
+		if !tokenOK {
+			writeError(w, http.StatusUnauthorized, "X-Access-Token is required")
+			return
+		}
+		s.envd(w, r, b, sess)
+	default:
+		writeError(w, http.StatusBadGateway, fmt.Sprintf("port %q of sandbox %q is not served: codeexec serves envd (49983) and the code interpreter (49999)", port, id))
+	}
+}
+
+// codeContext is a code interpreter context as /contexts describes it.
+type codeContext struct {
+	ID       string `json:"id"`
+	Language string `json:"language"`
+	Cwd      string `json:"cwd"`
+}
+
+// defaultContext is the sandbox's session's own Python context.
+var defaultContext = codeContext{ID: "default-python", Language: "python", Cwd: "/work"}
+
+// executeBody is the body of POST /execute.
+type executeBody struct {
+	Code      string            `json:"code"`
+	ContextID string            `json:"context_id,omitempty"`
+	Language  string            `json:"language,omitempty"`
+	EnvVars   map[string]string `json:"env_vars,omitempty"`
+}
+
+// ndjson writes one JSON object a line, flushing each, from several goroutines.
+type ndjson struct {
+	mu  sync.Mutex
+	w   http.ResponseWriter
+	err error
+}
+
+func (n *ndjson) send(v any) {
+	n.mu.Lock()
+	defer n.mu.Unlock()
+	if n.err != nil {
+		return
+	}
+	b, err := json.Marshal(v)
+	if err != nil {
+		n.err = err
+		return
+	}
+	if _, n.err = n.w.Write(append(b, '\n')); n.err == nil {
+		if f, ok := n.w.(http.Flusher); ok {
+			f.Flush()
+		}
+	}
+}
+
+// streamWriter sends what the program prints as E2B's stdout or stderr lines.
+type streamWriter struct {
+	out  *ndjson
+	kind string
+}
+
+func (sw streamWriter) Write(p []byte) (int, error) {
+	sw.out.send(map[string]any{"type": sw.kind, "text": string(p), "timestamp": ""})
+	return len(p), nil
+}
+
+func (s *Server) handleExecute(w http.ResponseWriter, r *http.Request, b *box, sess *session.Session) {
+	var req executeBody
+	if err := json.NewDecoder(http.MaxBytesReader(w, r.Body, 4<<20)).Decode(&req); err != nil {
+		writeError(w, http.StatusBadRequest, "invalid body: "+err.Error())
+		return
+	}
+	if req.Language != "" && req.Language != "python" {
+		writeError(w, http.StatusBadRequest, fmt.Sprintf("language %q is not available: codeexec runs python", req.Language))
+		return
+	}
+	if req.ContextID != "" && req.ContextID != defaultContext.ID {
+		writeError(w, http.StatusNotFound, fmt.Sprintf("context %q not found", req.ContextID))
+		return
+	}
+	code := req.Code
+	if len(req.EnvVars) > 0 || len(b.envs) > 0 {
+		code = withEnv(b.envs, req.EnvVars, code)
+	}
+	out := &ndjson{w: w}
+	jr := &job.Request{Code: code, Stdout: streamWriter{out, "stdout"}, Stderr: streamWriter{out, "stderr"}}
+	// The SDK's timeout closes the connection: that interrupts the execution, as
+	// Jupyter's would, and keeps the sandbox and its state.
+	run := context.WithoutCancel(r.Context())
+	stop := context.AfterFunc(r.Context(), func() { _ = sess.Interrupt() })
+	defer stop()
+	b.exec.Lock()
+	defer b.exec.Unlock()
+	res, err := s.cfg.Sessions.Exec(run, b.owner, b.id, jr, session.Hooks{Started: func() {
+		w.Header().Set("Content-Type", "application/x-ndjson")
+		w.WriteHeader(http.StatusOK)
+	}})
+	if err != nil {
+		if errors.Is(err, session.ErrNotFound) {
+			writeError(w, http.StatusNotFound, "sandbox not found")
+			return
+		}
+		if errors.Is(err, session.ErrQueueFull) || errors.Is(err, session.ErrTenantBusy) {
+			writeError(w, http.StatusTooManyRequests, strings.TrimPrefix(err.Error(), "session: "))
+			return
+		}
+		// The headers may be out: the failure is the execution's error.
+		out.send(map[string]any{"type": "error", "name": "SandboxError", "value": err.Error(), "traceback": ""})
+		out.send(map[string]any{"type": "end_of_execution"})
+		return
+	}
+	b.count++
+	for _, m := range results(res) {
+		out.send(m)
+	}
+	if e := executionError(res); e != nil {
+		out.send(e)
+	}
+	out.send(map[string]any{"type": "number_of_executions", "execution_count": b.count})
+	out.send(map[string]any{"type": "end_of_execution"})
+}
+
+// results are the E2B result objects of res: its figures (display data), then the
+// value of the last expression, the main result.
+func results(res *job.Result) []map[string]any {
+	var out []map[string]any
+	for _, im := range res.Images {
+		key := "png"
+		switch im.MimeType {
+		case "image/svg+xml":
+			out = append(out, map[string]any{"type": "result", "svg": string(im.Data), "is_main_result": false})
+			continue
+		case "image/jpeg":
+			key = "jpeg"
+		}
+		out = append(out, map[string]any{"type": "result", key: base64.StdEncoding.EncodeToString(im.Data),
+			"text": "<Figure>", "is_main_result": false})
+	}
+	if res.Result != nil {
+		out = append(out, map[string]any{"type": "result", "text": *res.Result, "is_main_result": true})
+	}
+	return out
+}
+
+// executionError is E2B's error object for a run that did not end ok.
+func executionError(res *job.Result) map[string]any {
+	switch {
+	case res.Error != nil:
+		return map[string]any{"type": "error", "name": res.Error.Name, "value": res.Error.Message, "traceback": res.Error.Traceback}
+	case res.Status == job.StatusOK:
+		return nil
+	case res.Status == job.StatusKilled:
+		return map[string]any{"type": "error", "name": "KeyboardInterrupt", "value": "the execution was interrupted", "traceback": ""}
+	default:
+		return map[string]any{"type": "error", "name": "ExecutionError", "value": "the execution ended: " + string(res.Status), "traceback": ""}
+	}
+}
+
+// withEnv prefixes code with the setting of the sandbox's and the run's
+// environment variables (the run's win), in the interpreter's os.environ, where
+// Python code and the programs it starts see them.
+func withEnv(box, run map[string]string, code string) string {
+	env := map[string]string{}
+	for k, v := range box {
+		env[k] = v
+	}
+	for k, v := range run {
+		env[k] = v
+	}
+	j, _ := json.Marshal(env)
+	return fmt.Sprintf("__import__('os').environ.update(__import__('json').loads(%q))\n%s", string(j), code)
+}

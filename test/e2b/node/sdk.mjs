@@ -1,0 +1,147 @@
+// Drives codeexec's E2B API with the unmodified e2b and @e2b/code-interpreter
+// packages. E2B_API_URL, E2B_SANDBOX_URL and E2B_API_KEY point them at it. Each
+// step prints one JSON line {step, ok, detail}; the Go test checks them.
+import { Sandbox } from '@e2b/code-interpreter'
+
+const steps = []
+function report(step, ok, detail) {
+  console.log(JSON.stringify({ step, ok, detail: detail === undefined ? '' : String(detail) }))
+}
+async function step(name, fn) {
+  try {
+    const detail = await fn()
+    report(name, true, detail)
+  } catch (e) {
+    report(name, false, `${e?.name}: ${e?.message}`)
+  }
+}
+function check(cond, msg) {
+  if (!cond) throw new Error(msg)
+}
+
+const which = new Set(process.argv.slice(2))
+const want = (s) => which.size === 0 || which.has(s)
+
+const sbx = await Sandbox.create({ metadata: { suite: 'codeexec-e2b' }, timeoutMs: 120_000 })
+report('create', true, sbx.sandboxId)
+
+if (want('runCode')) {
+  await step('runCode.state', async () => {
+    await sbx.runCode('x = 41')
+    const ex = await sbx.runCode('x + 1')
+    check(ex.text === '42', `x + 1 gave text ${JSON.stringify(ex.text)}, want "42"`)
+    check(ex.error === undefined, `unexpected error ${JSON.stringify(ex.error)}`)
+    return ex.text
+  })
+  await step('runCode.error', async () => {
+    const ex = await sbx.runCode('1/0')
+    check(ex.error && ex.error.name === 'ZeroDivisionError', `error ${JSON.stringify(ex.error)}, want ZeroDivisionError`)
+    check(ex.error.traceback.includes('ZeroDivisionError'), `traceback ${JSON.stringify(ex.error.traceback)} does not name it`)
+    return ex.error.value
+  })
+  await step('runCode.figure', async () => {
+    const ex = await sbx.runCode('import matplotlib.pyplot as plt\nplt.plot([1, 2, 3], [4, 1, 9])\nplt.show()')
+    check(ex.error === undefined, `unexpected error ${JSON.stringify(ex.error)}`)
+    const png = ex.results.find((r) => r.png)
+    check(png, `no png among ${ex.results.length} results`)
+    const head = Buffer.from(png.png, 'base64').subarray(0, 8).toString('hex')
+    check(head === '89504e470d0a1a0a', `png starts with ${head}, not the PNG signature`)
+    return `${png.png.length} base64 bytes`
+  })
+  await step('runCode.onStdout', async () => {
+    const seen = []
+    const ex = await sbx.runCode('import time\nprint("first", flush=True)\ntime.sleep(2)\nprint("second", flush=True)', {
+      onStdout: (m) => seen.push({ line: m.line, at: Date.now() }),
+    })
+    const text = seen.map((s) => s.line).join('')
+    check(text === 'first\nsecond\n', `streamed ${JSON.stringify(text)}`)
+    check(ex.logs.stdout.join('') === 'first\nsecond\n', `logs.stdout ${JSON.stringify(ex.logs.stdout)}`)
+    // The program sleeps 2s between its lines: streamed, they arrive apart; sent
+    // at the end, together.
+    const gap = seen[seen.length - 1].at - seen[0].at
+    check(gap >= 1000, `the lines arrived ${gap}ms apart: not streamed`)
+    return `${gap}ms apart`
+  })
+  await step('runCode.timeout', async () => {
+    let err
+    try {
+      await sbx.runCode('import time\ntime.sleep(60)', { timeoutMs: 1500 })
+    } catch (e) {
+      err = e
+    }
+    check(err, 'a 60s sleep with timeoutMs 1500 did not fail')
+    // The sandbox and its state survive the interrupted execution.
+    const ex = await sbx.runCode('x')
+    check(ex.text === '41', `after the interrupt x gave ${JSON.stringify(ex.text)} (error ${JSON.stringify(ex.error)})`)
+    return err.name
+  })
+}
+
+if (want('commands')) {
+  await step('commands.run', async () => {
+    const r = await sbx.commands.run('echo hello; echo oops >&2; pwd')
+    check(r.exitCode === 0, `exit ${r.exitCode}`)
+    check(r.stdout === 'hello\n/home/user\n', `stdout ${JSON.stringify(r.stdout)}`)
+    check(r.stderr === 'oops\n', `stderr ${JSON.stringify(r.stderr)}`)
+    return r.stdout
+  })
+  await step('commands.exit', async () => {
+    let err
+    try {
+      await sbx.commands.run('exit 3')
+    } catch (e) {
+      err = e
+    }
+    check(err && err.exitCode === 3, `exit 3 gave ${err?.name} ${err?.exitCode}`)
+    return err.name
+  })
+}
+
+if (want('files')) {
+  await step('files', async () => {
+    await sbx.files.write('/home/user/hello.txt', 'hi there\n')
+    const text = await sbx.files.read('/home/user/hello.txt')
+    check(text === 'hi there\n', `read ${JSON.stringify(text)}`)
+    const list = await sbx.files.list('/home/user')
+    check(list.some((e) => e.name === 'hello.txt' && e.type === 'file'), `list ${JSON.stringify(list.map((e) => e.name))}`)
+    const ex = await sbx.runCode('open("/home/user/hello.txt").read()')
+    check(ex.text === "'hi there\\n'", `python read ${JSON.stringify(ex.text)}`)
+    return list.length
+  })
+}
+
+await step('list', async () => {
+  const items = await Sandbox.list({ query: { metadata: { suite: 'codeexec-e2b' } } }).nextItems()
+  check(items.some((i) => i.sandboxId === sbx.sandboxId), `list gave ${JSON.stringify(items.map((i) => i.sandboxId))}`)
+  const none = await Sandbox.list({ query: { metadata: { suite: 'other' } } }).nextItems()
+  check(none.length === 0, `metadata filter other gave ${none.length}`)
+  return items.length
+})
+await step('getInfo', async () => {
+  const info = await sbx.getInfo()
+  check(info.sandboxId === sbx.sandboxId && info.metadata.suite === 'codeexec-e2b', JSON.stringify(info))
+  return info.templateId
+})
+await step('setTimeout', async () => {
+  await sbx.setTimeout(60_000)
+  return 'ok'
+})
+await step('connect', async () => {
+  const again = await Sandbox.connect(sbx.sandboxId)
+  const ex = await again.runCode('x')
+  check(ex.text === '41', `x in the connected sandbox gave ${JSON.stringify(ex.text)}`)
+  return again.sandboxId
+})
+await step('kill', async () => {
+  await sbx.kill()
+  const gone = await Sandbox.kill(sbx.sandboxId)
+  check(gone === false, 'a second kill found the sandbox')
+  let err
+  try {
+    await Sandbox.getInfo(sbx.sandboxId)
+  } catch (e) {
+    err = e
+  }
+  check(err && err.name === 'SandboxNotFoundError', `getInfo after kill gave ${err?.name}`)
+  return 'killed'
+})
