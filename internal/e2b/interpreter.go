@@ -7,9 +7,11 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"io"
 	"net/http"
 	"strings"
 	"sync"
+	"time"
 
 	"github.com/codeexec/codeexec/internal/job"
 	"github.com/codeexec/codeexec/internal/session"
@@ -94,9 +96,10 @@ type executeBody struct {
 
 // ndjson writes one JSON object a line, flushing each, from several goroutines.
 type ndjson struct {
-	mu  sync.Mutex
-	w   http.ResponseWriter
-	err error
+	mu   sync.Mutex
+	w    http.ResponseWriter
+	err  error
+	quit chan struct{} // closed by stop
 }
 
 func (n *ndjson) send(v any) {
@@ -117,6 +120,58 @@ func (n *ndjson) send(v any) {
 	}
 }
 
+// keepaliveEvery is how often a quiet stream gets a keepalive line. The SDKs stop
+// reading when their timeout passes but keep the connection open; only a write
+// shows that they have gone (the connection is then reset).
+const keepaliveEvery = time.Second
+
+// keepalive sends a line of a type the SDKs ignore every keepaliveEvery until stop,
+// and calls gone once a write fails: the client has left.
+func (n *ndjson) keepalive(ctx context.Context, gone func()) {
+	t := time.NewTicker(keepaliveEvery)
+	defer t.Stop()
+	for {
+		select {
+		case <-ctx.Done():
+			return
+		case <-n.done():
+			return
+		case <-t.C:
+			n.send(map[string]any{"type": "keepalive"})
+			n.mu.Lock()
+			err := n.err
+			n.mu.Unlock()
+			if err != nil {
+				gone()
+				return
+			}
+		}
+	}
+}
+
+func (n *ndjson) done() <-chan struct{} {
+	n.mu.Lock()
+	defer n.mu.Unlock()
+	if n.quit == nil {
+		n.quit = make(chan struct{})
+	}
+	return n.quit
+}
+
+// stop ends keepalive.
+func (n *ndjson) stop() {
+	n.mu.Lock()
+	defer n.mu.Unlock()
+	if n.quit == nil {
+		n.quit = make(chan struct{})
+	}
+	select {
+	case <-n.quit:
+	default:
+		close(n.quit)
+	}
+}
+
 // streamWriter sends what the program prints as E2B's stdout or stderr lines.
 type streamWriter struct {
 	out  *ndjson
@@ -130,7 +185,13 @@ func (sw streamWriter) Write(p []byte) (int, error) {
 
 func (s *Server) handleExecute(w http.ResponseWriter, r *http.Request, b *box, sess *session.Session) {
 	var req executeBody
-	if err := json.NewDecoder(http.MaxBytesReader(w, r.Body, 4<<20)).Decode(&req); err != nil {
+	// The whole body, to its EOF: only then does the server watch the connection
+	// and cancel r.Context() when the client goes, which interrupts the run.
+	body, err := io.ReadAll(http.MaxBytesReader(w, r.Body, 4<<20))
+	if err == nil {
+		err = json.Unmarshal(body, &req)
+	}
+	if err != nil {
 		writeError(w, http.StatusBadRequest, "invalid body: "+err.Error())
 		return
 	}
@@ -151,14 +212,18 @@ func (s *Server) handleExecute(w http.ResponseWriter, r *http.Request, b *box, s
 	// The SDK's timeout closes the connection: that interrupts the execution, as
 	// Jupyter's would, and keeps the sandbox and its state.
 	run := context.WithoutCancel(r.Context())
-	stop := context.AfterFunc(r.Context(), func() { _ = sess.Interrupt() })
+	gone, leave := context.WithCancel(r.Context())
+	defer leave()
+	stop := context.AfterFunc(gone, func() { _ = sess.Interrupt() })
 	defer stop()
 	b.exec.Lock()
 	defer b.exec.Unlock()
 	res, err := s.cfg.Sessions.Exec(run, b.owner, b.id, jr, session.Hooks{Started: func() {
 		w.Header().Set("Content-Type", "application/x-ndjson")
 		w.WriteHeader(http.StatusOK)
+		go out.keepalive(gone, leave)
 	}})
+	out.stop()
 	if err != nil {
 		if errors.Is(err, session.ErrNotFound) {
 			writeError(w, http.StatusNotFound, "sandbox not found")
