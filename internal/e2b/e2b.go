@@ -80,6 +80,9 @@ type box struct {
 	endAt    time.Time // as E2B sees it: now + timeout, moved by setTimeout
 	exec     sync.Mutex
 	count    int // executions in the default context, as Jupyter's execution_count
+
+	cmdOnce  sync.Once
+	commands *commands // see cmds
 }
 
 // New returns a Server; cfg.Sessions must outlive it.

@@ -214,3 +214,21 @@ func (m *Manager) SetTTL(owner, id string, ttl time.Duration) error {
 
 // MaxTTL is the longest idle time a caller may ask for.
 func (m *Manager) MaxTTL() time.Duration { return m.cfg.MaxIdleTTL }
+
+// Start starts cmd in the session's sandbox (see sandbox.Session.Start): a command
+// beside its interpreter. It counts as an execution in the session's books: the
+// session does not expire while the command runs, and its end is a use. The caller
+// must call the Process's Wait.
+func (s *Session) Start(ctx context.Context, cmd *sandbox.Command) (*sandbox.Process, error) {
+	s.begin(s.now())
+	p, err := s.sb.Start(ctx, cmd)
+	if err != nil {
+		s.end(s.now())
+		return nil, err
+	}
+	go func() {
+		_, _ = p.Wait()
+		s.end(s.now())
+	}()
+	return p, nil
+}

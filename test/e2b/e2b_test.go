@@ -141,9 +141,9 @@ func runSDK(t *testing.T, url string, groups ...string) map[string]stepReport {
 // TestSDK runs each SDK method against the server: every step must report ok.
 func TestSDK(t *testing.T) {
 	url := server(t)
-	got := runSDK(t, url, "runCode")
+	got := runSDK(t, url, "runCode", "commands", "files")
 	for _, step := range []string{"create", "runCode.state", "runCode.error", "runCode.figure", "runCode.onStdout",
-		"runCode.timeout", "list", "getInfo", "setTimeout", "connect", "kill"} {
+		"runCode.timeout", "commands.run", "commands.exit", "commands.stdin", "commands.kill", "files", "list", "getInfo", "setTimeout", "connect", "kill"} {
 		r, ok := got[step]
 		switch {
 		case !ok:

@@ -85,7 +85,8 @@ if (want('commands')) {
   await step('commands.run', async () => {
     const r = await sbx.commands.run('echo hello; echo oops >&2; pwd')
     check(r.exitCode === 0, `exit ${r.exitCode}`)
-    check(r.stdout === 'hello\n/home/user\n', `stdout ${JSON.stringify(r.stdout)}`)
+    // /home/user is the session's /work (see internal/e2b): commands start there.
+    check(r.stdout === 'hello\n/work\n', `stdout ${JSON.stringify(r.stdout)}`)
     check(r.stderr === 'oops\n', `stderr ${JSON.stringify(r.stderr)}`)
     return r.stdout
   })
@@ -97,7 +98,28 @@ if (want('commands')) {
       err = e
     }
     check(err && err.exitCode === 3, `exit 3 gave ${err?.name} ${err?.exitCode}`)
-    return `${err.name}, next run answered after ${Date.now() - t0}ms`
+    return err.name
+  })
+  await step('commands.stdin', async () => {
+    const h = await sbx.commands.run('read line; echo "got $line"', { background: true, stdin: true })
+    await sbx.commands.sendStdin(h.pid, 'ping\n')
+    const r = await h.wait()
+    check(r.stdout === 'got ping\n', `stdout ${JSON.stringify(r.stdout)}`)
+    return r.stdout
+  })
+  await step('commands.kill', async () => {
+    const h = await sbx.commands.run('sleep 600', { background: true })
+    const listed = await sbx.commands.list()
+    check(listed.some((p) => p.pid === h.pid), `list ${JSON.stringify(listed)}`)
+    check(await sbx.commands.kill(h.pid), 'kill found no process')
+    let err
+    try {
+      await h.wait()
+    } catch (e) {
+      err = e
+    }
+    check(err && err.exitCode === -1, `wait after kill gave ${err?.name} ${err?.exitCode}`)
+    return err.error
   })
 }
 
@@ -108,7 +130,7 @@ if (want('files')) {
     check(text === 'hi there\n', `read ${JSON.stringify(text)}`)
     const list = await sbx.files.list('/home/user')
     check(list.some((e) => e.name === 'hello.txt' && e.type === 'file'), `list ${JSON.stringify(list.map((e) => e.name))}`)
-    const ex = await sbx.runCode('open("/home/user/hello.txt").read()')
+    const ex = await sbx.runCode('open("/work/hello.txt").read()')
     check(ex.text === "'hi there\\n'", `python read ${JSON.stringify(ex.text)}`)
     return list.length
   })
