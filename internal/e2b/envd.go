@@ -43,10 +43,13 @@ func sandboxPath(p string) string {
 		return path.Join(workDir, p[2:])
 	case !strings.HasPrefix(p, "/"):
 		return path.Join(workDir, p)
-	case p == e2bHome || strings.HasPrefix(p, e2bHome+"/"):
-		return workDir + strings.TrimPrefix(path.Clean(p), e2bHome)
 	}
-	return path.Clean(p)
+	// Cleaned first: /home/user/../../etc is /etc, not a path under /work.
+	p = path.Clean(p)
+	if p == e2bHome || strings.HasPrefix(p, e2bHome+"/") {
+		return workDir + strings.TrimPrefix(p, e2bHome)
+	}
+	return p
 }
 
 // workPath is p as a path inside the work dir, for the session's file calls; only
