@@ -181,3 +181,14 @@ func TestControlPlaneKey(t *testing.T) {
 		}
 	}
 }
+
+// TestLatency reports the time from Sandbox.create() to the first runCode result
+// (no threshold: the machine is shared).
+func TestLatency(t *testing.T) {
+	got := runSDK(t, server(t), "latency")
+	if r := got["latency"]; !r.OK {
+		t.Fatalf("latency: %+v", r)
+	} else {
+		t.Log(r.Detail)
+	}
+}

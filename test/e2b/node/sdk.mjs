@@ -171,3 +171,20 @@ await step('kill', async () => {
   check(err && err.name === 'SandboxNotFoundError', `getInfo after kill gave ${err?.name}`)
   return 'killed'
 })
+
+if (want('latency')) {
+  // The time from Sandbox.create() to the first runCode result, as a user sees it.
+  await step('latency', async () => {
+    const took = []
+    for (let i = 0; i < 9; i++) {
+      const t0 = performance.now()
+      const s = await Sandbox.create()
+      const ex = await s.runCode('1 + 1')
+      took.push(performance.now() - t0)
+      check(ex.text === '2', `1 + 1 gave ${JSON.stringify(ex.text)}`)
+      await s.kill()
+    }
+    took.sort((a, b) => a - b)
+    return `create to first result: p50 ${took[4].toFixed(1)}ms, min ${took[0].toFixed(1)}ms, max ${took[8].toFixed(1)}ms`
+  })
+}
