@@ -83,6 +83,9 @@ type box struct {
 
 	cmdOnce  sync.Once
 	commands *commands // see cmds
+
+	ctxMu    sync.Mutex
+	contexts map[string]*pyContext // by id, besides the default one
 }
 
 // New returns a Server; cfg.Sessions must outlive it.

@@ -9,11 +9,13 @@ import (
 	"fmt"
 	"io"
 	"net/http"
+	"slices"
 	"strings"
 	"sync"
 	"time"
 
 	"github.com/codeexec/codeexec/internal/job"
+	"github.com/codeexec/codeexec/internal/sandbox"
 	"github.com/codeexec/codeexec/internal/session"
 )
 
@@ -53,11 +55,15 @@ func (s *Server) dataPlane(w http.ResponseWriter, r *http.Request) {
 			}
 			s.handleExecute(w, r, b, sess)
 		case r.URL.Path == "/contexts" && r.Method == http.MethodGet:
-			writeJSON(w, http.StatusOK, []codeContext{defaultContext})
+			writeJSON(w, http.StatusOK, b.listContexts())
+		case r.URL.Path == "/contexts" && r.Method == http.MethodPost:
+			s.createContext(w, r, b, sess)
+		case strings.HasPrefix(r.URL.Path, "/contexts/") && r.Method == http.MethodDelete:
+			s.deleteContext(w, b, strings.TrimPrefix(r.URL.Path, "/contexts/"))
+		case strings.HasPrefix(r.URL.Path, "/contexts/") && strings.HasSuffix(r.URL.Path, "/restart") && r.Method == http.MethodPost:
+			s.restartContext(w, r, b, sess, strings.TrimSuffix(strings.TrimPrefix(r.URL.Path, "/contexts/"), "/restart"))
 		case r.URL.Path == "/health":
 			w.WriteHeader(http.StatusOK)
-		case strings.HasPrefix(r.URL.Path, "/contexts"):
-			writeError(w, http.StatusNotImplemented, "codeexec sandboxes have one Python context for now: run code without a context")
 		default:
 			writeError(w, http.StatusNotFound, fmt.Sprintf("%s %s is not part of the code interpreter's API", r.Method, r.URL.Path))
 		}
@@ -84,7 +90,118 @@ type codeContext struct {
 }
 
 // defaultContext is the sandbox's session's own Python context.
-var defaultContext = codeContext{ID: "default-python", Language: "python", Cwd: "/work"}
+var defaultContext = codeContext{ID: "default-python", Language: "python", Cwd: e2bHome}
+
+// pyContext is a context that POST /contexts made: another interpreter of the
+// session, with its own variables.
+type pyContext struct {
+	info  codeContext
+	c     *sandbox.Context
+	mu    sync.Mutex // one run at a time, as the execution count needs
+	count int
+}
+
+func (b *box) listContexts() []codeContext {
+	b.ctxMu.Lock()
+	defer b.ctxMu.Unlock()
+	out := []codeContext{defaultContext}
+	for _, c := range b.contexts {
+		out = append(out, c.info)
+	}
+	slices.SortFunc(out[1:], func(x, y codeContext) int { return strings.Compare(x.ID, y.ID) })
+	return out
+}
+
+func (b *box) context(id string) *pyContext {
+	b.ctxMu.Lock()
+	defer b.ctxMu.Unlock()
+	return b.contexts[id]
+}
+
+// startContext starts an interpreter in sess with cwd as its working directory.
+func startContext(ctx context.Context, sess *session.Session, info codeContext) (*pyContext, error) {
+	c, err := sess.NewContext(ctx)
+	if err != nil {
+		return nil, err
+	}
+	pc := &pyContext{info: info, c: c}
+	if dir := sandboxPath(info.Cwd); dir != workDir {
+		res, err := c.Run(ctx, &job.Request{Code: fmt.Sprintf("__import__('os').chdir(%q)", dir)})
+		if err == nil && res.Error != nil {
+			err = fmt.Errorf("%s: %s", res.Error.Name, res.Error.Message)
+		}
+		if err != nil {
+			c.Close()
+			return nil, fmt.Errorf("cwd %q: %w", info.Cwd, err)
+		}
+	}
+	return pc, nil
+}
+
+func (s *Server) createContext(w http.ResponseWriter, r *http.Request, b *box, sess *session.Session) {
+	var req struct {
+		Language string `json:"language"`
+		Cwd      string `json:"cwd"`
+	}
+	if err := json.NewDecoder(http.MaxBytesReader(w, r.Body, 1<<16)).Decode(&req); err != nil {
+		writeError(w, http.StatusBadRequest, "invalid body: "+err.Error())
+		return
+	}
+	if req.Language != "" && req.Language != "python" {
+		writeError(w, http.StatusBadRequest, fmt.Sprintf("language %q is not available: codeexec runs python", req.Language))
+		return
+	}
+	if req.Cwd == "" {
+		req.Cwd = e2bHome
+	}
+	pc, err := startContext(r.Context(), sess, codeContext{ID: newToken()[:16], Language: "python", Cwd: req.Cwd})
+	if err != nil {
+		writeError(w, http.StatusBadRequest, "create context: "+err.Error())
+		return
+	}
+	b.ctxMu.Lock()
+	if b.contexts == nil {
+		b.contexts = map[string]*pyContext{}
+	}
+	b.contexts[pc.info.ID] = pc
+	b.ctxMu.Unlock()
+	writeJSON(w, http.StatusOK, pc.info)
+}
+
+func (s *Server) deleteContext(w http.ResponseWriter, b *box, id string) {
+	b.ctxMu.Lock()
+	pc := b.contexts[id]
+	delete(b.contexts, id)
+	b.ctxMu.Unlock()
+	if pc == nil {
+		writeError(w, http.StatusNotFound, fmt.Sprintf("context %q not found", id))
+		return
+	}
+	pc.c.Close()
+	w.WriteHeader(http.StatusOK)
+}
+
+func (s *Server) restartContext(w http.ResponseWriter, r *http.Request, b *box, sess *session.Session, id string) {
+	old := b.context(id)
+	if old == nil {
+		writeError(w, http.StatusNotFound, fmt.Sprintf("context %q not found", id))
+		return
+	}
+	old.c.Close()
+	pc, err := startContext(r.Context(), sess, old.info)
+	b.ctxMu.Lock()
+	if err != nil {
+		delete(b.contexts, id)
+	} else {
+		b.contexts[id] = pc
+	}
+	b.ctxMu.Unlock()
+	if err != nil {
+		writeError(w, http.StatusInternalServerError, "restart context: "+err.Error())
+		return
+	}
+	w.WriteHeader(http.StatusOK)
+}
 
 // executeBody is the body of POST /execute.
 type executeBody struct {
@@ -199,9 +316,12 @@ func (s *Server) handleExecute(w http.ResponseWriter, r *http.Request, b *box, s
 		writeError(w, http.StatusBadRequest, fmt.Sprintf("language %q is not available: codeexec runs python", req.Language))
 		return
 	}
+	var pc *pyContext
 	if req.ContextID != "" && req.ContextID != defaultContext.ID {
-		writeError(w, http.StatusNotFound, fmt.Sprintf("context %q not found", req.ContextID))
-		return
+		if pc = b.context(req.ContextID); pc == nil {
+			writeError(w, http.StatusNotFound, fmt.Sprintf("context %q not found", req.ContextID))
+			return
+		}
 	}
 	code := req.Code
 	if len(req.EnvVars) > 0 || len(b.envs) > 0 {
@@ -209,20 +329,30 @@ func (s *Server) handleExecute(w http.ResponseWriter, r *http.Request, b *box, s
 	}
 	out := &ndjson{w: w}
 	jr := &job.Request{Code: code, Stdout: streamWriter{out, "stdout"}, Stderr: streamWriter{out, "stderr"}}
-	// The SDK's timeout closes the connection: that interrupts the execution, as
-	// Jupyter's would, and keeps the sandbox and its state.
+	// The client's leaving (the SDK's timeout: see keepalive) interrupts the
+	// execution, as Jupyter's would, and keeps the sandbox and its state.
 	run := context.WithoutCancel(r.Context())
 	gone, leave := context.WithCancel(r.Context())
 	defer leave()
-	stop := context.AfterFunc(gone, func() { _ = sess.Interrupt() })
+	interrupt, mu, count := sess.Interrupt, &b.exec, &b.count
+	if pc != nil {
+		interrupt, mu, count = pc.c.Interrupt, &pc.mu, &pc.count
+	}
+	stop := context.AfterFunc(gone, func() { _ = interrupt() })
 	defer stop()
-	b.exec.Lock()
-	defer b.exec.Unlock()
-	res, err := s.cfg.Sessions.Exec(run, b.owner, b.id, jr, session.Hooks{Started: func() {
+	mu.Lock()
+	defer mu.Unlock()
+	hooks := session.Hooks{Started: func() {
 		w.Header().Set("Content-Type", "application/x-ndjson")
 		w.WriteHeader(http.StatusOK)
 		go out.keepalive(gone, leave)
-	}})
+	}}
+	var res *job.Result
+	if pc != nil {
+		res, err = s.cfg.Sessions.ExecIn(run, b.owner, b.id, pc.c, jr, hooks)
+	} else {
+		res, err = s.cfg.Sessions.Exec(run, b.owner, b.id, jr, hooks)
+	}
 	out.stop()
 	if err != nil {
 		if errors.Is(err, session.ErrNotFound) {
@@ -238,14 +368,14 @@ func (s *Server) handleExecute(w http.ResponseWriter, r *http.Request, b *box, s
 		out.send(map[string]any{"type": "end_of_execution"})
 		return
 	}
-	b.count++
+	*count++
 	for _, m := range results(res) {
 		out.send(m)
 	}
 	if e := executionError(res); e != nil {
 		out.send(e)
 	}
-	out.send(map[string]any{"type": "number_of_executions", "execution_count": b.count})
+	out.send(map[string]any{"type": "number_of_executions", "execution_count": *count})
 	out.send(map[string]any{"type": "end_of_execution"})
 }
 

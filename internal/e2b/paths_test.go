@@ -5,7 +5,7 @@ import "testing"
 func TestPaths(t *testing.T) {
 	for _, c := range []struct {
 		in, sandbox, work string
-		bad              bool
+		bad               bool
 	}{
 		{in: "/home/user", sandbox: "/work", work: "."},
 		{in: "/home/user/a/b.txt", sandbox: "/work/a/b.txt", work: "a/b.txt"},

@@ -232,3 +232,11 @@ func (s *Session) Start(ctx context.Context, cmd *sandbox.Command) (*sandbox.Pro
 	}()
 	return p, nil
 }
+
+// NewContext starts another interpreter context in the session (see
+// sandbox.Session.NewContext); Manager.ExecIn runs code in it. It is a use of the
+// session. The caller must Close the context, or the session's end closes it.
+func (s *Session) NewContext(ctx context.Context) (*sandbox.Context, error) {
+	s.touch(s.now())
+	return s.sb.NewContext(ctx)
+}

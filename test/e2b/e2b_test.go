@@ -121,10 +121,12 @@ func runSDK(t *testing.T, url string, groups ...string) map[string]stepReport {
 	cmd.Env = append(os.Environ(), "E2B_API_URL="+url, "E2B_SANDBOX_URL="+url, "E2B_API_KEY="+apiKey, "E2B_DOMAIN=localhost")
 	var stderr bytes.Buffer
 	cmd.Stderr = &stderr
+	start := time.Now()
 	out, err := cmd.Output()
 	if err != nil {
 		t.Errorf("node sdk.mjs: %v\nstderr:\n%s", err, stderr.Bytes())
 	}
+	t.Logf("node sdk.mjs ran %v", time.Since(start).Round(time.Millisecond))
 	got := map[string]stepReport{}
 	sc := bufio.NewScanner(bytes.NewReader(out))
 	for sc.Scan() {
@@ -143,7 +145,7 @@ func TestSDK(t *testing.T) {
 	url := server(t)
 	got := runSDK(t, url, "runCode", "commands", "files")
 	for _, step := range []string{"create", "runCode.state", "runCode.error", "runCode.figure", "runCode.onStdout",
-		"runCode.timeout", "commands.run", "commands.exit", "commands.stdin", "commands.kill", "files", "list", "getInfo", "setTimeout", "connect", "kill"} {
+		"runCode.timeout", "runCode.contexts", "commands.run", "commands.exit", "commands.stdin", "commands.kill", "files", "list", "getInfo", "setTimeout", "connect", "kill"} {
 		r, ok := got[step]
 		switch {
 		case !ok:

@@ -8,11 +8,13 @@ function report(step, ok, detail) {
   console.log(JSON.stringify({ step, ok, detail: detail === undefined ? '' : String(detail) }))
 }
 async function step(name, fn) {
+  const t0 = performance.now()
+  const took = () => `${Math.round(performance.now() - t0)}ms`
   try {
     const detail = await fn()
-    report(name, true, detail)
+    report(name, true, `${detail}; ${took()}`)
   } catch (e) {
-    report(name, false, `${e?.name}: ${e?.message}`)
+    report(name, false, `${e?.name}: ${e?.message}; ${took()}`)
   }
 }
 function check(cond, msg) {
@@ -78,6 +80,28 @@ if (want('runCode')) {
     check(waited < 30_000, `the next run answered after ${waited}ms: the sleep was not interrupted`)
     check(ex.text === '41', `after the interrupt x gave ${JSON.stringify(ex.text)} (error ${JSON.stringify(ex.error)})`)
     return `${err.name}, next run answered after ${Date.now() - t0}ms`
+  })
+  await step('runCode.contexts', async () => {
+    const ctx = await sbx.createCodeContext({ cwd: '/tmp' })
+    await sbx.runCode('y = "in ctx"', { context: ctx })
+    const here = await sbx.runCode('y, __import__("os").getcwd()', { context: ctx })
+    check(here.text === "('in ctx', '/tmp')", `in the context: ${JSON.stringify(here.text)} ${JSON.stringify(here.error)}`)
+    const there = await sbx.runCode('y')
+    check(there.error && there.error.name === 'NameError', `the default context sees y: ${JSON.stringify(there.text)}`)
+    const list = await sbx.listCodeContexts()
+    check(list.some((c) => c.id === ctx.id), `list ${JSON.stringify(list)}`)
+    await sbx.restartCodeContext(ctx)
+    const fresh = await sbx.runCode('y', { context: ctx })
+    check(fresh.error && fresh.error.name === 'NameError', `y after a restart: ${JSON.stringify(fresh.text)}`)
+    await sbx.removeCodeContext(ctx)
+    let err
+    try {
+      await sbx.runCode('1', { context: ctx })
+    } catch (e) {
+      err = e
+    }
+    check(err, 'a removed context still runs code')
+    return ctx.id
   })
 }
 
@@ -188,3 +212,6 @@ if (want('latency')) {
     return `create to first result: p50 ${took[4].toFixed(1)}ms, min ${took[0].toFixed(1)}ms, max ${took[8].toFixed(1)}ms`
   })
 }
+
+// The SDK's context calls leave their request timers (60s) armed: do not wait for them.
+process.exit(0)
