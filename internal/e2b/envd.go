@@ -117,13 +117,17 @@ func (s *Server) envd(w http.ResponseWriter, r *http.Request, b *box, sess *sess
 		s.stat(w, r, sess)
 	case "/filesystem.Filesystem/Remove":
 		s.remove(w, r, sess)
+	case "/filesystem.Filesystem/MakeDir":
+		s.makeDir(w, r, sess)
+	case "/filesystem.Filesystem/Move":
+		s.move(w, r, sess)
 	default:
 		connectError(w, "unimplemented", fmt.Sprintf("%s is not supported by codeexec", r.URL.Path))
 	}
 }
 
 // connectCodes maps Connect's error codes to HTTP statuses for unary replies.
-var connectCodes = map[string]int{"invalid_argument": 400, "not_found": 404, "unimplemented": 501,
+var connectCodes = map[string]int{"invalid_argument": 400, "already_exists": 409, "not_found": 404, "unimplemented": 501,
 	"unavailable": 503, "internal": 500, "failed_precondition": 400, "unknown": 500}
 
 // connectError answers a unary Connect call with an error.
@@ -630,4 +634,82 @@ func (s *Server) remove(w http.ResponseWriter, r *http.Request, sess *session.Se
 		return
 	}
 	writeJSON(w, http.StatusOK, map[string]any{})
+}
+
+// runTool runs argv in the sandbox as a command (mkdir, mv: the session's file
+// calls do not make directories or rename) and returns its stderr when it fails.
+func runTool(ctx context.Context, sess *session.Session, argv ...string) error {
+	var stderr bytes.Buffer
+	p, err := sess.Start(ctx, &sandbox.Command{Args: argv, Stderr: &limitedBuffer{b: &stderr, max: 4 << 10}})
+	if err != nil {
+		return err
+	}
+	st, err := p.Wait()
+	if err != nil {
+		return err
+	}
+	if st.Code != 0 {
+		return fmt.Errorf("%s: %s", argv[0], strings.TrimSpace(stderr.String()))
+	}
+	return nil
+}
+
+// limitedBuffer keeps the first max bytes written to it.
+type limitedBuffer struct {
+	b   *bytes.Buffer
+	max int
+}
+
+func (l *limitedBuffer) Write(p []byte) (int, error) {
+	if room := l.max - l.b.Len(); room > 0 {
+		l.b.Write(p[:min(len(p), room)])
+	}
+	return len(p), nil
+}
+
+func (s *Server) makeDir(w http.ResponseWriter, r *http.Request, sess *session.Session) {
+	var req struct {
+		Path string `json:"path"`
+	}
+	if !readUnary(w, r, &req) {
+		return
+	}
+	rel, err := workPath(req.Path)
+	if err != nil {
+		connectError(w, "invalid_argument", err.Error())
+		return
+	}
+	// E2B answers already_exists for a directory that is there; the SDK maps it
+	// to false.
+	if runTool(r.Context(), sess, "test", "!", "-e", path.Join(workDir, rel)) != nil {
+		connectError(w, "already_exists", fmt.Sprintf("%q already exists", req.Path))
+		return
+	}
+	if err := runTool(r.Context(), sess, "mkdir", "-p", "--", path.Join(workDir, rel)); err != nil {
+		connectError(w, "invalid_argument", err.Error())
+		return
+	}
+	writeJSON(w, http.StatusOK, map[string]any{"entry": entryInfo{Name: path.Base(e2bPath(rel)), Type: "FILE_TYPE_DIRECTORY", Path: e2bPath(rel)}})
+}
+
+func (s *Server) move(w http.ResponseWriter, r *http.Request, sess *session.Session) {
+	var req struct {
+		Source      string `json:"source"`
+		Destination string `json:"destination"`
+	}
+	if !readUnary(w, r, &req) {
+		return
+	}
+	src, err := workPath(req.Source)
+	if err == nil {
+		var dst string
+		if dst, err = workPath(req.Destination); err == nil {
+			err = runTool(r.Context(), sess, "mv", "-T", "--", path.Join(workDir, src), path.Join(workDir, dst))
+			if err == nil {
+				writeJSON(w, http.StatusOK, map[string]any{"entry": entryInfo{Name: path.Base(dst), Type: "FILE_TYPE_FILE", Path: e2bPath(dst)}})
+				return
+			}
+		}
+	}
+	connectError(w, "invalid_argument", err.Error())
 }
