@@ -296,7 +296,7 @@ type streamWriter struct {
 }
 
 func (sw streamWriter) Write(p []byte) (int, error) {
-	sw.out.send(map[string]any{"type": sw.kind, "text": string(p), "timestamp": ""})
+	sw.out.send(map[string]any{"type": sw.kind, "text": string(p)})
 	return len(p), nil
 }
 
