@@ -8,7 +8,9 @@ import (
 	"context"
 	"encoding/json"
 	"errors"
+	"io"
 	"log/slog"
+	"net/http"
 	"net/http/httptest"
 	"os"
 	"os/exec"
@@ -87,7 +89,10 @@ func nodeDir(t *testing.T) string {
 	return dir
 }
 
-const apiKey = "e2b_test_key_for_codeexec"
+const (
+	apiKey   = "e2b_test_key_for_codeexec"
+	otherKey = "e2b_test_key_of_another_tenant"
+)
 
 // server starts the E2B API over a session manager of the shared warm runner, with
 // one API key, on loopback.
@@ -96,7 +101,7 @@ func server(t *testing.T) string {
 	runner := testenv.Runner(t)
 	m := session.NewManager(session.Config{Max: 8, IdleTTL: 10 * time.Minute, MaxIdleTTL: time.Hour, MaxLifetime: 4 * time.Hour}, runner)
 	t.Cleanup(m.Close)
-	keys := []tenant.Key{{Secret: apiKey, Tenant: &tenant.Tenant{Name: "e2b-test"}}}
+	keys := []tenant.Key{{Secret: apiKey, Tenant: &tenant.Tenant{Name: "e2b-test"}}, {Secret: otherKey, Tenant: &tenant.Tenant{Name: "other"}}}
 	h := e2b.New(e2b.Config{Sessions: m, Keys: keys, Policy: api.DefaultConfig().Policy, Log: slog.New(slog.DiscardHandler)}).Handler()
 	srv := httptest.NewServer(h)
 	t.Cleanup(srv.Close)
@@ -192,5 +197,73 @@ func TestLatency(t *testing.T) {
 		t.Fatalf("latency: %+v", r)
 	} else {
 		t.Log(r.Detail)
+	}
+}
+
+// TestTenancy: a sandbox exists for its creator's tenant only, and its data plane
+// wants its own access token.
+func TestTenancy(t *testing.T) {
+	url := server(t)
+	do := func(method, path, key string, hdr map[string]string, body string) (int, string) {
+		t.Helper()
+		req, err := http.NewRequest(method, url+path, strings.NewReader(body))
+		if err != nil {
+			t.Fatal(err)
+		}
+		if key != "" {
+			req.Header.Set("X-API-Key", key)
+		}
+		for k, v := range hdr {
+			req.Header.Set(k, v)
+		}
+		res, err := http.DefaultClient.Do(req)
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer res.Body.Close()
+		b, _ := io.ReadAll(res.Body)
+		return res.StatusCode, string(b)
+	}
+	code, body := do("POST", "/v2/sandboxes", apiKey, nil, `{"templateID":"base"}`)
+	if code != http.StatusCreated {
+		t.Fatalf("create: %d %s", code, body)
+	}
+	var sb struct{ SandboxID, EnvdAccessToken string }
+	if err := json.Unmarshal([]byte(body), &sb); err != nil {
+		t.Fatal(err)
+	}
+	envd := func(tok string) map[string]string {
+		h := map[string]string{"E2b-Sandbox-Id": sb.SandboxID, "E2b-Sandbox-Port": "49983", "Content-Type": "application/json"}
+		if tok != "" {
+			h["X-Access-Token"] = tok
+		}
+		return h
+	}
+	interp := map[string]string{"E2b-Sandbox-Id": sb.SandboxID, "E2b-Sandbox-Port": "49999", "X-Access-Token": "wrong"}
+	for _, c := range []struct {
+		what, method, path, key string
+		hdr                     map[string]string
+		body                    string
+		want                    int
+	}{
+		{"get by another tenant", "GET", "/sandboxes/" + sb.SandboxID, otherKey, nil, "", 404},
+		{"kill by another tenant", "DELETE", "/sandboxes/" + sb.SandboxID, otherKey, nil, "", 404},
+		{"timeout by another tenant", "POST", "/sandboxes/" + sb.SandboxID + "/timeout", otherKey, nil, `{"timeout":60}`, 404},
+		{"no key", "GET", "/v2/sandboxes", "", nil, "", 401},
+		{"envd without a token", "POST", "/process.Process/List", "", envd(""), "{}", 401},
+		{"envd with a wrong token", "POST", "/process.Process/List", "", envd("wrong"), "{}", 401},
+		{"execute with a wrong token", "POST", "/execute", "", interp, `{"code":"1"}`, 401},
+		{"envd with its token", "POST", "/process.Process/List", "", envd(sb.EnvdAccessToken), "{}", 200},
+		{"a timeout above the maximum", "POST", "/sandboxes/" + sb.SandboxID + "/timeout", apiKey, nil, `{"timeout":86400}`, 400},
+		{"pause", "POST", "/sandboxes/" + sb.SandboxID + "/pause", apiKey, nil, "", 501},
+		{"a template codeexec lacks", "POST", "/v2/sandboxes", apiKey, nil, `{"templateID":"nope"}`, 400},
+		{"get by its tenant", "GET", "/sandboxes/" + sb.SandboxID, apiKey, nil, "", 200},
+	} {
+		if code, body := do(c.method, c.path, c.key, c.hdr, c.body); code != c.want {
+			t.Errorf("%s: %s %s answered %d %s, want %d", c.what, c.method, c.path, code, body, c.want)
+		}
+	}
+	if code, body := do("GET", "/v2/sandboxes", otherKey, nil, ""); code != 200 || strings.TrimSpace(body) != "[]" {
+		t.Errorf("list by another tenant: %d %s, want 200 []", code, body)
 	}
 }
