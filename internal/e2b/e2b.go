@@ -260,9 +260,21 @@ func (s *Server) handleCreate(w http.ResponseWriter, r *http.Request) {
 	b := &box{id: sess.ID, owner: owner, template: tmpl, metadata: req.Metadata, envs: req.EnvVars,
 		token: newToken(), started: sess.Created, endAt: time.Now().Add(ttl)}
 	s.mu.Lock()
+	s.prune()
 	s.boxes[b.id] = b
 	s.mu.Unlock()
 	writeJSON(w, http.StatusCreated, s.reply(b))
+}
+
+// prune forgets the boxes whose sessions have ended (expired, or deleted through
+// another face), so that the table holds no more boxes than the manager holds
+// sessions, plus one. s.mu must be held.
+func (s *Server) prune() {
+	for id, b := range s.boxes {
+		if _, err := s.cfg.Sessions.Get(b.owner.Name, id); err != nil {
+			delete(s.boxes, id)
+		}
+	}
 }
 
 func (s *Server) reply(b *box) Sandbox {
