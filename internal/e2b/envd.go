@@ -561,13 +561,15 @@ func (s *Server) listDir(w http.ResponseWriter, r *http.Request, sess *session.S
 	if !readUnary(w, r, &req) {
 		return
 	}
-	rel, err := workPath(req.Path)
-	if err != nil {
-		connectError(w, "invalid_argument", err.Error())
-		return
-	}
 	if req.Depth < 1 {
 		req.Depth = 1
+	}
+	rel, err := workPath(req.Path)
+	if err != nil {
+		// Outside the work dir: the image's read-only tree, or /tmp, listed by the
+		// sandbox's own find.
+		s.listTree(w, r, sess, req.Path, req.Depth)
+		return
 	}
 	list, found, err := entries(sess, rel, req.Depth)
 	if err != nil {
@@ -712,4 +714,52 @@ func (s *Server) move(w http.ResponseWriter, r *http.Request, sess *session.Sess
 		}
 	}
 	connectError(w, "invalid_argument", err.Error())
+}
+
+// maxListing bounds the output of a find that lists a directory.
+const maxListing = 4 << 20
+
+// listTree lists dir (a sandbox path outside the work dir) to depth levels with
+// find, run in the sandbox as a command: the session's file calls reach the work
+// dir only. Paths under /work are named as E2B names them, under /home/user.
+func (s *Server) listTree(w http.ResponseWriter, r *http.Request, sess *session.Session, dir string, depth int) {
+	var out, stderr bytes.Buffer
+	p, err := sess.Start(r.Context(), &sandbox.Command{
+		Args:   []string{"find", sandboxPath(dir), "-mindepth", "1", "-maxdepth", fmt.Sprint(depth), "-printf", `%y\t%s\t%p\n`},
+		Stdout: &limitedBuffer{b: &out, max: maxListing}, Stderr: &limitedBuffer{b: &stderr, max: 4 << 10}})
+	if err != nil {
+		connectError(w, "internal", "list: "+err.Error())
+		return
+	}
+	st, err := p.Wait()
+	if err != nil {
+		connectError(w, "internal", "list: "+err.Error())
+		return
+	}
+	if st.Code != 0 && out.Len() == 0 {
+		connectError(w, "not_found", fmt.Sprintf("list %q: %s", dir, strings.TrimSpace(stderr.String())))
+		return
+	}
+	list := []entryInfo{}
+	for line := range strings.SplitSeq(strings.TrimSuffix(out.String(), "\n"), "\n") {
+		kind, rest, _ := strings.Cut(line, "\t")
+		size, name, ok := strings.Cut(rest, "\t")
+		if !ok {
+			continue
+		}
+		e := entryInfo{Name: path.Base(name), Path: name, Type: "FILE_TYPE_FILE"}
+		fmt.Sscan(size, &e.Size)
+		switch kind {
+		case "d":
+			e.Type = "FILE_TYPE_DIRECTORY"
+		case "l":
+			e.Type = "FILE_TYPE_SYMLINK"
+		}
+		if rel, ok := strings.CutPrefix(name, workDir+"/"); ok {
+			e.Path = e2bPath(rel)
+		}
+		list = append(list, e)
+	}
+	slices.SortFunc(list, func(a, b entryInfo) int { return strings.Compare(a.Path, b.Path) })
+	writeJSON(w, http.StatusOK, map[string]any{"entries": list})
 }

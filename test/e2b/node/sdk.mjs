@@ -165,6 +165,10 @@ if (want('files')) {
     check(Buffer.from(back).equals(Buffer.from(bin)), `binary read ${Buffer.from(back).toString('hex')}`)
     await sbx.files.remove('/home/user/bin.dat')
     check(!(await sbx.files.exists('/home/user/bin.dat')), 'bin.dat exists after remove')
+    // The quick start's files.list('/'): the sandbox's root.
+    const root = await sbx.files.list('/')
+    check(root.some((e) => e.name === 'usr' && e.type === 'dir'), `list / ${JSON.stringify(root.map((e) => e.name))}`)
+    check(root.some((e) => e.name === 'work' && e.type === 'dir'), `list / ${JSON.stringify(root.map((e) => e.name))}`)
     const ex = await sbx.runCode('open("/work/hello.txt").read()')
     check(ex.text === "'hi there\\n'", `python read ${JSON.stringify(ex.text)}`)
     return list.length
