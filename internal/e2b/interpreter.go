@@ -213,10 +213,12 @@ type executeBody struct {
 
 // ndjson writes one JSON object a line, flushing each, from several goroutines.
 type ndjson struct {
-	mu   sync.Mutex
-	w    http.ResponseWriter
-	err  error
-	quit chan struct{} // closed by stop
+	mu  sync.Mutex
+	w   http.ResponseWriter
+	err error
+	// quit stops the keepalive goroutine, which closes exited; both nil when it was
+	// not started. Only the handler's goroutine touches them.
+	quit, exited chan struct{}
 }
 
 func (n *ndjson) send(v any) {
@@ -242,50 +244,38 @@ func (n *ndjson) send(v any) {
 // shows that they have gone (the connection is then reset).
 const keepaliveEvery = time.Second
 
-// keepalive sends a line of a type the SDKs ignore every keepaliveEvery until stop,
-// and calls gone once a write fails: the client has left.
-func (n *ndjson) keepalive(ctx context.Context, gone func()) {
-	t := time.NewTicker(keepaliveEvery)
-	defer t.Stop()
-	for {
-		select {
-		case <-ctx.Done():
-			return
-		case <-n.done():
-			return
-		case <-t.C:
-			n.send(map[string]any{"type": "keepalive"})
-			n.mu.Lock()
-			err := n.err
-			n.mu.Unlock()
-			if err != nil {
-				gone()
+// startKeepalive sends a line of a type the SDKs ignore every keepaliveEvery until
+// stopKeepalive, and calls gone once a write fails: the client has left.
+func (n *ndjson) startKeepalive(gone func()) {
+	n.quit, n.exited = make(chan struct{}), make(chan struct{})
+	go func() {
+		defer close(n.exited)
+		t := time.NewTicker(keepaliveEvery)
+		defer t.Stop()
+		for {
+			select {
+			case <-n.quit:
 				return
+			case <-t.C:
+				n.send(map[string]any{"type": "keepalive"})
+				n.mu.Lock()
+				err := n.err
+				n.mu.Unlock()
+				if err != nil {
+					gone()
+					return
+				}
 			}
 		}
-	}
+	}()
 }
 
-func (n *ndjson) done() <-chan struct{} {
-	n.mu.Lock()
-	defer n.mu.Unlock()
-	if n.quit == nil {
-		n.quit = make(chan struct{})
-	}
-	return n.quit
-}
-
-// stop ends keepalive.
-func (n *ndjson) stop() {
-	n.mu.Lock()
-	defer n.mu.Unlock()
-	if n.quit == nil {
-		n.quit = make(chan struct{})
-	}
-	select {
-	case <-n.quit:
-	default:
+// stopKeepalive ends what startKeepalive started, if it did, and waits for it:
+// nothing writes to the reply once its handler has returned.
+func (n *ndjson) stopKeepalive() {
+	if n.quit != nil {
 		close(n.quit)
+		<-n.exited
 	}
 }
 
@@ -345,7 +335,7 @@ func (s *Server) handleExecute(w http.ResponseWriter, r *http.Request, b *box, s
 	hooks := session.Hooks{Started: func() {
 		w.Header().Set("Content-Type", "application/x-ndjson")
 		w.WriteHeader(http.StatusOK)
-		go out.keepalive(gone, leave)
+		out.startKeepalive(leave)
 	}}
 	var res *job.Result
 	if pc != nil {
@@ -353,7 +343,7 @@ func (s *Server) handleExecute(w http.ResponseWriter, r *http.Request, b *box, s
 	} else {
 		res, err = s.cfg.Sessions.Exec(run, b.owner, b.id, jr, hooks)
 	}
-	out.stop()
+	out.stopKeepalive()
 	if err != nil {
 		if errors.Is(err, session.ErrNotFound) {
 			writeError(w, http.StatusNotFound, "sandbox not found")
