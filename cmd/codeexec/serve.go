@@ -8,6 +8,7 @@ import (
 	"log/slog"
 	"maps"
 	"net"
+	"net/http"
 	"os"
 	"os/signal"
 	"reflect"
@@ -23,6 +24,7 @@ import (
 	"github.com/codeexec/codeexec/internal/agent"
 	"github.com/codeexec/codeexec/internal/api"
 	"github.com/codeexec/codeexec/internal/cgroup"
+	"github.com/codeexec/codeexec/internal/e2b"
 	"github.com/codeexec/codeexec/internal/egress"
 	"github.com/codeexec/codeexec/internal/image"
 	"github.com/codeexec/codeexec/internal/imageset"
@@ -38,7 +40,9 @@ import (
 // serveConfig is the server's configuration: defaults, then the config file, then
 // CODEEXEC_* variables, then flags, each overriding the one before.
 type serveConfig struct {
-	Addr          string   `json:"addr"`
+	Addr string `json:"addr"`
+	// E2BAddr, when set, is the address of the E2B-compatible API (internal/e2b).
+	E2BAddr       string   `json:"e2b_addr"`
 	Store         string   `json:"store"`
 	APIKeysFile   string   `json:"api_keys_file"`
 	InsecureNoKey bool     `json:"insecure_no_auth"`
@@ -193,6 +197,7 @@ Without API keys the server listens on loopback addresses only, unless
 // bindServeFlags defines serve's flags, each with its default from cfg, into cfg.
 func bindServeFlags(f *pflag.FlagSet, cfg *serveConfig) {
 	f.StringVar(&cfg.Addr, "addr", cfg.Addr, "listen address")
+	f.StringVar(&cfg.E2BAddr, "e2b-addr", cfg.E2BAddr, "listen address of the E2B-compatible API, for the e2b SDKs' E2B_API_URL and E2B_SANDBOX_URL (empty: off)")
 	f.StringVar(&cfg.Store, "store", "", "image and state directory (default $CODEEXEC_STORE or "+defaultStore+")")
 	f.StringVar(&cfg.APIKeysFile, "api-keys-file", "", "file of API keys, one per line, each optionally with tenant=NAME max_sessions=N max_concurrent=N")
 	f.BoolVar(&cfg.InsecureNoKey, "insecure-no-auth", false, "allow listening beyond loopback without API keys")
@@ -285,6 +290,9 @@ func (c *serveConfig) load(file string, flags *pflag.FlagSet) error {
 	}
 	if len(keys) == 0 && !c.InsecureNoKey && !loopbackOnly(c.Addr) {
 		return fmt.Errorf("refusing to listen on %q without API keys: use --api-keys-file (or CODEEXEC_API_KEYS), a loopback address, or --insecure-no-auth", c.Addr)
+	}
+	if len(keys) == 0 && !c.InsecureNoKey && c.E2BAddr != "" && !loopbackOnly(c.E2BAddr) {
+		return fmt.Errorf("refusing to serve the E2B API on %q without API keys: use --api-keys-file (or CODEEXEC_API_KEYS), a loopback address, or --insecure-no-auth", c.E2BAddr)
 	}
 	return nil
 }
@@ -518,12 +526,14 @@ func warnFileLimit(log *slog.Logger, maxConns int) {
 
 // builtServer is the server withServer makes, with what its faces report.
 type builtServer struct {
-	srv     *api.Server
-	log     *slog.Logger
-	images  *imageset.Set
-	runner  *sandbox.Runner
-	img     *image.Image
-	storage int64
+	srv      *api.Server
+	sessions *session.Manager
+	policy   job.Policy
+	log      *slog.Logger
+	images   *imageset.Set
+	runner   *sandbox.Runner
+	img      *image.Image
+	storage  int64
 }
 
 // withServer makes the server of c — images, sessions, policy, judge — and calls use
@@ -616,7 +626,7 @@ func withServer(ctx context.Context, c serveConfig, use func(*builtServer) error
 	// Calls of MCP sessions whose client has gone run apart from any request: stop
 	// them before the sessions close, which waits for their executions.
 	defer srv.MCP().Stop()
-	if err := use(&builtServer{srv: srv, log: log, images: images, runner: runner, img: img, storage: storage}); err != nil {
+	if err := use(&builtServer{srv: srv, sessions: sessions, policy: acfg.Policy, log: log, images: images, runner: runner, img: img, storage: storage}); err != nil {
 		return err
 	}
 	srv.MCP().Stop()
@@ -655,8 +665,29 @@ func listen(ctx context.Context, c serveConfig, b *builtServer) error {
 
 	ctx, stop := signal.NotifyContext(ctx, os.Interrupt, syscall.SIGTERM)
 	defer stop()
-	errc := make(chan error, 1)
+	errc := make(chan error, 2)
 	go func() { errc <- hs.Serve(srv.LimitListener(ln)) }()
+	if c.E2BAddr != "" {
+		eln, err := net.Listen("tcp", c.E2BAddr)
+		if err != nil {
+			return fmt.Errorf("listen (e2b): %w", err)
+		}
+		es := &http.Server{
+			Handler:           e2b.New(e2b.Config{Sessions: b.sessions, Keys: c.apiKeys, Policy: b.policy, Log: log}).Handler(),
+			BaseContext:       func(net.Listener) context.Context { return reqCtx },
+			ReadHeaderTimeout: c.conn.HeaderTimeout,
+			IdleTimeout:       c.conn.IdleTimeout,
+			MaxHeaderBytes:    c.conn.MaxHeaderBytes,
+		}
+		defer es.Close()
+		log.Info("serving the E2B API", "addr", eln.Addr().String())
+		go func() { errc <- es.Serve(srv.LimitListener(eln)) }()
+		defer func() {
+			sctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+			defer cancel()
+			_ = es.Shutdown(sctx)
+		}()
+	}
 	select {
 	case err := <-errc:
 		return fmt.Errorf("serving: %w", err)

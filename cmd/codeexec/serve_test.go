@@ -79,6 +79,7 @@ func TestServeConfigErrors(t *testing.T) {
 		{`{"max_header_bytes": "2GiB"}`, []string{"max_header_bytes:", "up to 1GiB"}},
 		{`{"max_conns": 5`, []string{"not valid JSON"}},
 		{`[1]`, []string{"expected an object, got an array"}},
+		{`{"e2b_addr": "0.0.0.0:3000"}`, []string{`refusing to serve the E2B API on "0.0.0.0:3000" without API keys`}},
 	}
 	for _, tt := range tests {
 		_, err := loadServe(t, tt.config)

@@ -7,6 +7,7 @@ import (
 	"time"
 
 	"github.com/codeexec/codeexec/internal/job"
+	"github.com/codeexec/codeexec/internal/sandbox"
 	"github.com/codeexec/codeexec/internal/tenant"
 )
 
@@ -58,6 +59,20 @@ type Hooks struct {
 // the run is killed and answers with status killed; a wait for a turn ends with
 // sandbox.ErrSessionEnded.
 func (m *Manager) Exec(ctx context.Context, owner *tenant.Tenant, id string, req *job.Request, h Hooks) (*job.Result, error) {
+	return m.exec(ctx, owner, id, req, h, func(live context.Context, s *Session) (*job.Result, error) {
+		return s.sb.Run(live, req)
+	})
+}
+
+// ExecIn is Exec in c, an interpreter context that the session's NewContext made,
+// instead of the session's default one.
+func (m *Manager) ExecIn(ctx context.Context, owner *tenant.Tenant, id string, c *sandbox.Context, req *job.Request, h Hooks) (*job.Result, error) {
+	return m.exec(ctx, owner, id, req, h, func(live context.Context, _ *Session) (*job.Result, error) {
+		return c.Run(live, req)
+	})
+}
+
+func (m *Manager) exec(ctx context.Context, owner *tenant.Tenant, id string, req *job.Request, h Hooks, run func(context.Context, *Session) (*job.Result, error)) (*job.Result, error) {
 	s, err := m.Get(owner.Name, id)
 	if err != nil {
 		return nil, err
@@ -69,7 +84,7 @@ func (m *Manager) Exec(ctx context.Context, owner *tenant.Tenant, id string, req
 	return m.admit(ctx, live, owner, req, h, func() (*job.Result, error) {
 		s.begin(m.now())
 		defer func() { s.end(m.now()) }()
-		return s.sb.Run(live, req)
+		return run(live, s)
 	})
 }
 

@@ -194,3 +194,49 @@ func (s *Session) Interrupt() error {
 	s.touch(s.now())
 	return s.sb.Interrupt()
 }
+
+// SetTTL makes the session expire after ttl of idleness from now on, within the
+// manager's MaxIdleTTL (an E2B sandbox's setTimeout). It is a use of the session.
+func (m *Manager) SetTTL(owner, id string, ttl time.Duration) error {
+	if ttl <= 0 || ttl > m.cfg.MaxIdleTTL {
+		return fmt.Errorf("%w: %v is outside 1s..%v", ErrBadTTL, ttl, m.cfg.MaxIdleTTL)
+	}
+	s, err := m.Get(owner, id)
+	if err != nil {
+		return err
+	}
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	s.ttl = ttl
+	s.lastUsed = m.now()
+	return nil
+}
+
+// MaxTTL is the longest idle time a caller may ask for.
+func (m *Manager) MaxTTL() time.Duration { return m.cfg.MaxIdleTTL }
+
+// Start starts cmd in the session's sandbox (see sandbox.Session.Start): a command
+// beside its interpreter. It counts as an execution in the session's books: the
+// session does not expire while the command runs, and its end is a use. The caller
+// must call the Process's Wait.
+func (s *Session) Start(ctx context.Context, cmd *sandbox.Command) (*sandbox.Process, error) {
+	s.begin(s.now())
+	p, err := s.sb.Start(ctx, cmd)
+	if err != nil {
+		s.end(s.now())
+		return nil, err
+	}
+	go func() {
+		_, _ = p.Wait()
+		s.end(s.now())
+	}()
+	return p, nil
+}
+
+// NewContext starts another interpreter context in the session (see
+// sandbox.Session.NewContext); Manager.ExecIn runs code in it. It is a use of the
+// session. The caller must Close the context, or the session's end closes it.
+func (s *Session) NewContext(ctx context.Context) (*sandbox.Context, error) {
+	s.touch(s.now())
+	return s.sb.NewContext(ctx)
+}

@@ -1,0 +1,421 @@
+package e2b
+
+import (
+	"context"
+	"crypto/subtle"
+	"encoding/base64"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"net/http"
+	"slices"
+	"strings"
+	"sync"
+	"time"
+
+	"github.com/codeexec/codeexec/internal/job"
+	"github.com/codeexec/codeexec/internal/sandbox"
+	"github.com/codeexec/codeexec/internal/session"
+)
+
+// dataPlane serves a request for the sandbox its E2b-Sandbox-Id header names. The
+// sandbox id, 128 random bits that only its owner learns, addresses it; envd's calls
+// and /execute must also carry its access token. The code interpreter's /contexts
+// calls carry none in the SDKs, so the id alone admits them, as in E2B.
+func (s *Server) dataPlane(w http.ResponseWriter, r *http.Request) {
+	id := r.Header.Get("E2b-Sandbox-Id")
+	s.mu.Lock()
+	b := s.boxes[id]
+	s.mu.Unlock()
+	if b == nil {
+		writeError(w, http.StatusNotFound, fmt.Sprintf("sandbox %q not found (it may have timed out or been killed)", id))
+		return
+	}
+	sess, err := s.cfg.Sessions.Get(b.owner.Name, id)
+	if err != nil {
+		s.forget(id)
+		writeError(w, http.StatusNotFound, fmt.Sprintf("sandbox %q not found (it may have timed out or been killed)", id))
+		return
+	}
+	port := r.Header.Get("E2b-Sandbox-Port")
+	tok := r.Header.Get("X-Access-Token")
+	tokenOK := subtle.ConstantTimeCompare([]byte(tok), []byte(b.token)) == 1
+	if tok != "" && !tokenOK {
+		writeError(w, http.StatusUnauthorized, "the access token is not valid for this sandbox")
+		return
+	}
+	switch port {
+	case portInterpreter:
+		switch {
+		case r.URL.Path == "/execute" && r.Method == http.MethodPost:
+			if !tokenOK {
+				writeError(w, http.StatusUnauthorized, "X-Access-Token is required")
+				return
+			}
+			s.handleExecute(w, r, b, sess)
+		case r.URL.Path == "/contexts" && r.Method == http.MethodGet:
+			writeJSON(w, http.StatusOK, b.listContexts())
+		case r.URL.Path == "/contexts" && r.Method == http.MethodPost:
+			s.createContext(w, r, b, sess)
+		case strings.HasPrefix(r.URL.Path, "/contexts/") && r.Method == http.MethodDelete:
+			s.deleteContext(w, b, strings.TrimPrefix(r.URL.Path, "/contexts/"))
+		case strings.HasPrefix(r.URL.Path, "/contexts/") && strings.HasSuffix(r.URL.Path, "/restart") && r.Method == http.MethodPost:
+			s.restartContext(w, r, b, sess, strings.TrimSuffix(strings.TrimPrefix(r.URL.Path, "/contexts/"), "/restart"))
+		case r.URL.Path == "/health":
+			w.WriteHeader(http.StatusOK)
+		default:
+			writeError(w, http.StatusNotFound, fmt.Sprintf("%s %s is not part of the code interpreter's API", r.Method, r.URL.Path))
+		}
+	case portEnvd:
+		if r.URL.Path == "/health" {
+			w.WriteHeader(http.StatusNoContent)
+			return
+		}
+		if !tokenOK {
+			writeError(w, http.StatusUnauthorized, "X-Access-Token is required")
+			return
+		}
+		s.envd(w, r, b, sess)
+	default:
+		writeError(w, http.StatusBadGateway, fmt.Sprintf("port %q of sandbox %q is not served: codeexec serves envd (49983) and the code interpreter (49999)", port, id))
+	}
+}
+
+// codeContext is a code interpreter context as /contexts describes it.
+type codeContext struct {
+	ID       string `json:"id"`
+	Language string `json:"language"`
+	Cwd      string `json:"cwd"`
+}
+
+// defaultContext is the sandbox's session's own Python context.
+var defaultContext = codeContext{ID: "default-python", Language: "python", Cwd: e2bHome}
+
+// pyContext is a context that POST /contexts made: another interpreter of the
+// session, with its own variables.
+type pyContext struct {
+	info  codeContext
+	c     *sandbox.Context
+	mu    sync.Mutex // one run at a time, as the execution count needs
+	count int
+}
+
+func (b *box) listContexts() []codeContext {
+	b.ctxMu.Lock()
+	defer b.ctxMu.Unlock()
+	out := []codeContext{defaultContext}
+	for _, c := range b.contexts {
+		out = append(out, c.info)
+	}
+	slices.SortFunc(out[1:], func(x, y codeContext) int { return strings.Compare(x.ID, y.ID) })
+	return out
+}
+
+func (b *box) context(id string) *pyContext {
+	b.ctxMu.Lock()
+	defer b.ctxMu.Unlock()
+	return b.contexts[id]
+}
+
+// startContext starts an interpreter in sess with cwd as its working directory.
+func startContext(ctx context.Context, sess *session.Session, info codeContext) (*pyContext, error) {
+	c, err := sess.NewContext(ctx)
+	if err != nil {
+		return nil, err
+	}
+	pc := &pyContext{info: info, c: c}
+	if dir := sandboxPath(info.Cwd); dir != workDir {
+		res, err := c.Run(ctx, &job.Request{Code: fmt.Sprintf("__import__('os').chdir(%q)", dir)})
+		if err == nil && res.Error != nil {
+			err = fmt.Errorf("%s: %s", res.Error.Name, res.Error.Message)
+		}
+		if err != nil {
+			c.Close()
+			return nil, fmt.Errorf("cwd %q: %w", info.Cwd, err)
+		}
+	}
+	return pc, nil
+}
+
+func (s *Server) createContext(w http.ResponseWriter, r *http.Request, b *box, sess *session.Session) {
+	var req struct {
+		Language string `json:"language"`
+		Cwd      string `json:"cwd"`
+	}
+	if err := json.NewDecoder(http.MaxBytesReader(w, r.Body, 1<<16)).Decode(&req); err != nil {
+		writeError(w, http.StatusBadRequest, "invalid body: "+err.Error())
+		return
+	}
+	if req.Language != "" && req.Language != "python" {
+		writeError(w, http.StatusBadRequest, fmt.Sprintf("language %q is not available: codeexec runs python", req.Language))
+		return
+	}
+	if req.Cwd == "" {
+		req.Cwd = e2bHome
+	}
+	pc, err := startContext(r.Context(), sess, codeContext{ID: newToken()[:16], Language: "python", Cwd: req.Cwd})
+	if err != nil {
+		writeError(w, http.StatusBadRequest, "create context: "+err.Error())
+		return
+	}
+	b.ctxMu.Lock()
+	if b.contexts == nil {
+		b.contexts = map[string]*pyContext{}
+	}
+	b.contexts[pc.info.ID] = pc
+	b.ctxMu.Unlock()
+	writeJSON(w, http.StatusOK, pc.info)
+}
+
+func (s *Server) deleteContext(w http.ResponseWriter, b *box, id string) {
+	b.ctxMu.Lock()
+	pc := b.contexts[id]
+	delete(b.contexts, id)
+	b.ctxMu.Unlock()
+	if pc == nil {
+		writeError(w, http.StatusNotFound, fmt.Sprintf("context %q not found", id))
+		return
+	}
+	pc.c.Close()
+	w.WriteHeader(http.StatusOK)
+}
+
+func (s *Server) restartContext(w http.ResponseWriter, r *http.Request, b *box, sess *session.Session, id string) {
+	old := b.context(id)
+	if old == nil {
+		writeError(w, http.StatusNotFound, fmt.Sprintf("context %q not found", id))
+		return
+	}
+	old.c.Close()
+	pc, err := startContext(r.Context(), sess, old.info)
+	b.ctxMu.Lock()
+	if err != nil {
+		delete(b.contexts, id)
+	} else {
+		b.contexts[id] = pc
+	}
+	b.ctxMu.Unlock()
+	if err != nil {
+		writeError(w, http.StatusInternalServerError, "restart context: "+err.Error())
+		return
+	}
+	w.WriteHeader(http.StatusOK)
+}
+
+// executeBody is the body of POST /execute.
+type executeBody struct {
+	Code      string            `json:"code"`
+	ContextID string            `json:"context_id,omitempty"`
+	Language  string            `json:"language,omitempty"`
+	EnvVars   map[string]string `json:"env_vars,omitempty"`
+}
+
+// ndjson writes one JSON object a line, flushing each, from several goroutines.
+type ndjson struct {
+	mu  sync.Mutex
+	w   http.ResponseWriter
+	err error
+	// quit stops the keepalive goroutine, which closes exited; both nil when it was
+	// not started. Only the handler's goroutine touches them.
+	quit, exited chan struct{}
+}
+
+func (n *ndjson) send(v any) {
+	n.mu.Lock()
+	defer n.mu.Unlock()
+	if n.err != nil {
+		return
+	}
+	b, err := json.Marshal(v)
+	if err != nil {
+		n.err = err
+		return
+	}
+	if _, n.err = n.w.Write(append(b, '\n')); n.err == nil {
+		if f, ok := n.w.(http.Flusher); ok {
+			f.Flush()
+		}
+	}
+}
+
+// keepaliveEvery is how often a quiet stream gets a keepalive line. The SDKs stop
+// reading when their timeout passes but keep the connection open; only a write
+// shows that they have gone (the connection is then reset).
+const keepaliveEvery = time.Second
+
+// startKeepalive sends a line of a type the SDKs ignore every keepaliveEvery until
+// stopKeepalive, and calls gone once a write fails: the client has left.
+func (n *ndjson) startKeepalive(gone func()) {
+	n.quit, n.exited = make(chan struct{}), make(chan struct{})
+	go func() {
+		defer close(n.exited)
+		t := time.NewTicker(keepaliveEvery)
+		defer t.Stop()
+		for {
+			select {
+			case <-n.quit:
+				return
+			case <-t.C:
+				n.send(map[string]any{"type": "keepalive"})
+				n.mu.Lock()
+				err := n.err
+				n.mu.Unlock()
+				if err != nil {
+					gone()
+					return
+				}
+			}
+		}
+	}()
+}
+
+// stopKeepalive ends what startKeepalive started, if it did, and waits for it:
+// nothing writes to the reply once its handler has returned.
+func (n *ndjson) stopKeepalive() {
+	if n.quit != nil {
+		close(n.quit)
+		<-n.exited
+	}
+}
+
+// streamWriter sends what the program prints as E2B's stdout or stderr lines.
+type streamWriter struct {
+	out  *ndjson
+	kind string
+}
+
+func (sw streamWriter) Write(p []byte) (int, error) {
+	sw.out.send(map[string]any{"type": sw.kind, "text": string(p)})
+	return len(p), nil
+}
+
+func (s *Server) handleExecute(w http.ResponseWriter, r *http.Request, b *box, sess *session.Session) {
+	var req executeBody
+	// The whole body, to its EOF: only then does the server watch the connection
+	// and cancel r.Context() when the client goes, which interrupts the run.
+	body, err := io.ReadAll(http.MaxBytesReader(w, r.Body, 4<<20))
+	if err == nil {
+		err = json.Unmarshal(body, &req)
+	}
+	if err != nil {
+		writeError(w, http.StatusBadRequest, "invalid body: "+err.Error())
+		return
+	}
+	if req.Language != "" && req.Language != "python" {
+		writeError(w, http.StatusBadRequest, fmt.Sprintf("language %q is not available: codeexec runs python", req.Language))
+		return
+	}
+	var pc *pyContext
+	if req.ContextID != "" && req.ContextID != defaultContext.ID {
+		if pc = b.context(req.ContextID); pc == nil {
+			writeError(w, http.StatusNotFound, fmt.Sprintf("context %q not found", req.ContextID))
+			return
+		}
+	}
+	code := req.Code
+	if len(req.EnvVars) > 0 || len(b.envs) > 0 {
+		code = withEnv(b.envs, req.EnvVars, code)
+	}
+	out := &ndjson{w: w}
+	jr := &job.Request{Code: code, Stdout: streamWriter{out, "stdout"}, Stderr: streamWriter{out, "stderr"}}
+	// The client's leaving (the SDK's timeout: see keepalive) interrupts the
+	// execution, as Jupyter's would, and keeps the sandbox and its state.
+	run := context.WithoutCancel(r.Context())
+	gone, leave := context.WithCancel(r.Context())
+	defer leave()
+	interrupt, mu, count := sess.Interrupt, &b.exec, &b.count
+	if pc != nil {
+		interrupt, mu, count = pc.c.Interrupt, &pc.mu, &pc.count
+	}
+	stop := context.AfterFunc(gone, func() { _ = interrupt() })
+	defer stop()
+	mu.Lock()
+	defer mu.Unlock()
+	hooks := session.Hooks{Started: func() {
+		w.Header().Set("Content-Type", "application/x-ndjson")
+		w.WriteHeader(http.StatusOK)
+		out.startKeepalive(leave)
+	}}
+	var res *job.Result
+	if pc != nil {
+		res, err = s.cfg.Sessions.ExecIn(run, b.owner, b.id, pc.c, jr, hooks)
+	} else {
+		res, err = s.cfg.Sessions.Exec(run, b.owner, b.id, jr, hooks)
+	}
+	out.stopKeepalive()
+	if err != nil {
+		if errors.Is(err, session.ErrNotFound) {
+			writeError(w, http.StatusNotFound, "sandbox not found")
+			return
+		}
+		if errors.Is(err, session.ErrQueueFull) || errors.Is(err, session.ErrTenantBusy) {
+			writeError(w, http.StatusTooManyRequests, strings.TrimPrefix(err.Error(), "session: "))
+			return
+		}
+		// The headers may be out: the failure is the execution's error.
+		out.send(map[string]any{"type": "error", "name": "SandboxError", "value": err.Error(), "traceback": ""})
+		out.send(map[string]any{"type": "end_of_execution"})
+		return
+	}
+	*count++
+	for _, m := range results(res) {
+		out.send(m)
+	}
+	if e := executionError(res); e != nil {
+		out.send(e)
+	}
+	out.send(map[string]any{"type": "number_of_executions", "execution_count": *count})
+	out.send(map[string]any{"type": "end_of_execution"})
+}
+
+// results are the E2B result objects of res: its figures (display data), then the
+// value of the last expression, the main result.
+func results(res *job.Result) []map[string]any {
+	var out []map[string]any
+	for _, im := range res.Images {
+		key := "png"
+		switch im.MimeType {
+		case "image/svg+xml":
+			out = append(out, map[string]any{"type": "result", "svg": string(im.Data), "is_main_result": false})
+			continue
+		case "image/jpeg":
+			key = "jpeg"
+		}
+		out = append(out, map[string]any{"type": "result", key: base64.StdEncoding.EncodeToString(im.Data),
+			"text": "<Figure>", "is_main_result": false})
+	}
+	if res.Result != nil {
+		out = append(out, map[string]any{"type": "result", "text": *res.Result, "is_main_result": true})
+	}
+	return out
+}
+
+// executionError is E2B's error object for a run that did not end ok.
+func executionError(res *job.Result) map[string]any {
+	switch {
+	case res.Error != nil:
+		return map[string]any{"type": "error", "name": res.Error.Name, "value": res.Error.Message, "traceback": res.Error.Traceback}
+	case res.Status == job.StatusOK:
+		return nil
+	case res.Status == job.StatusKilled:
+		return map[string]any{"type": "error", "name": "KeyboardInterrupt", "value": "the execution was interrupted", "traceback": ""}
+	default:
+		return map[string]any{"type": "error", "name": "ExecutionError", "value": "the execution ended: " + string(res.Status), "traceback": ""}
+	}
+}
+
+// withEnv prefixes code with the setting of the sandbox's and the run's
+// environment variables (the run's win), in the interpreter's os.environ, where
+// Python code and the programs it starts see them.
+func withEnv(box, run map[string]string, code string) string {
+	env := map[string]string{}
+	for k, v := range box {
+		env[k] = v
+	}
+	for k, v := range run {
+		env[k] = v
+	}
+	j, _ := json.Marshal(env)
+	return fmt.Sprintf("__import__('os').environ.update(__import__('json').loads(%q))\n%s", string(j), code)
+}

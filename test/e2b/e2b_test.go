@@ -1,0 +1,269 @@
+// Package e2b_test drives codeexec's E2B-compatible API (internal/e2b) with the
+// unmodified npm e2b and @e2b/code-interpreter packages, against the real sandbox.
+package e2b_test
+
+import (
+	"bufio"
+	"bytes"
+	"context"
+	"encoding/json"
+	"errors"
+	"io"
+	"log/slog"
+	"net/http"
+	"net/http/httptest"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/codeexec/codeexec/internal/api"
+	"github.com/codeexec/codeexec/internal/e2b"
+	"github.com/codeexec/codeexec/internal/sandbox"
+	"github.com/codeexec/codeexec/internal/session"
+	"github.com/codeexec/codeexec/internal/tenant"
+	"github.com/codeexec/codeexec/test/testenv"
+)
+
+func TestMain(m *testing.M) {
+	sandbox.MaybeInit()
+	code := m.Run()
+	testenv.Close()
+	os.Exit(code)
+}
+
+// The packages node/package.json pins; nodeDir installs them when they are missing.
+var sdkPackages = []string{"e2b", "@e2b/code-interpreter"}
+
+// nodeDir returns test/e2b/node with its dependencies installed, running npm ci
+// when node_modules lacks a version package.json pins.
+func nodeDir(t *testing.T) string {
+	t.Helper()
+	if _, err := exec.LookPath("node"); err != nil {
+		testenv.Skip(t, "node is not on PATH")
+	}
+	dir, err := filepath.Abs("node")
+	if err != nil {
+		t.Fatal(err)
+	}
+	var pkg struct {
+		Dependencies map[string]string `json:"dependencies"`
+	}
+	data, err := os.ReadFile(filepath.Join(dir, "package.json"))
+	if err == nil {
+		err = json.Unmarshal(data, &pkg)
+	}
+	if err != nil {
+		t.Fatalf("node/package.json: %v", err)
+	}
+	missing := false
+	for _, name := range sdkPackages {
+		var installed struct {
+			Version string `json:"version"`
+		}
+		if data, err := os.ReadFile(filepath.Join(dir, "node_modules", name, "package.json")); err == nil {
+			json.Unmarshal(data, &installed)
+		}
+		if pkg.Dependencies[name] == "" {
+			t.Fatalf("node/package.json does not pin %s", name)
+		}
+		if installed.Version != pkg.Dependencies[name] {
+			missing = true
+		}
+	}
+	if !missing {
+		return dir
+	}
+	if _, err := exec.LookPath("npm"); err != nil {
+		testenv.Skip(t, "npm is not on PATH, and node/node_modules lacks the pinned E2B SDKs")
+	}
+	ctx, cancel := context.WithTimeout(t.Context(), 3*time.Minute)
+	defer cancel()
+	npm := exec.CommandContext(ctx, "npm", "ci", "--no-audit", "--no-fund")
+	npm.Dir = dir
+	if out, err := npm.CombinedOutput(); err != nil {
+		t.Fatalf("npm ci in %s: %v\n%s", dir, err, out)
+	}
+	return dir
+}
+
+const (
+	apiKey   = "e2b_test_key_for_codeexec"
+	otherKey = "e2b_test_key_of_another_tenant"
+)
+
+// server starts the E2B API over a session manager of the shared warm runner, with
+// one API key, on loopback.
+func server(t *testing.T) string {
+	t.Helper()
+	runner := testenv.Runner(t)
+	m := session.NewManager(session.Config{Max: 8, IdleTTL: 10 * time.Minute, MaxIdleTTL: time.Hour, MaxLifetime: 4 * time.Hour}, runner)
+	t.Cleanup(m.Close)
+	keys := []tenant.Key{{Secret: apiKey, Tenant: &tenant.Tenant{Name: "e2b-test"}}, {Secret: otherKey, Tenant: &tenant.Tenant{Name: "other"}}}
+	h := e2b.New(e2b.Config{Sessions: m, Keys: keys, Policy: api.DefaultConfig().Policy, Log: slog.New(slog.DiscardHandler)}).Handler()
+	srv := httptest.NewServer(h)
+	t.Cleanup(srv.Close)
+	return srv.URL
+}
+
+type stepReport struct {
+	Step   string `json:"step"`
+	OK     bool   `json:"ok"`
+	Detail string `json:"detail"`
+}
+
+// runSDK runs node/sdk.mjs with the given groups against url and returns its
+// reports by step.
+func runSDK(t *testing.T, url string, groups ...string) map[string]stepReport {
+	t.Helper()
+	dir := nodeDir(t)
+	ctx, cancel := context.WithTimeout(t.Context(), 3*time.Minute)
+	defer cancel()
+	cmd := exec.CommandContext(ctx, "node", append([]string{"sdk.mjs"}, groups...)...)
+	cmd.Dir = dir
+	cmd.Env = append(os.Environ(), "E2B_API_URL="+url, "E2B_SANDBOX_URL="+url, "E2B_API_KEY="+apiKey, "E2B_DOMAIN=localhost")
+	var stderr bytes.Buffer
+	cmd.Stderr = &stderr
+	start := time.Now()
+	out, err := cmd.Output()
+	if err != nil {
+		t.Errorf("node sdk.mjs: %v\nstderr:\n%s", err, stderr.Bytes())
+	}
+	t.Logf("node sdk.mjs ran %v", time.Since(start).Round(time.Millisecond))
+	got := map[string]stepReport{}
+	sc := bufio.NewScanner(bytes.NewReader(out))
+	for sc.Scan() {
+		var r stepReport
+		if err := json.Unmarshal(sc.Bytes(), &r); err != nil {
+			t.Errorf("sdk.mjs printed %q: %v", sc.Text(), err)
+			continue
+		}
+		got[r.Step] = r
+	}
+	return got
+}
+
+// TestSDK runs each SDK method against the server: every step must report ok.
+func TestSDK(t *testing.T) {
+	url := server(t)
+	got := runSDK(t, url, "runCode", "commands", "files")
+	for _, step := range []string{"create", "runCode.state", "runCode.error", "runCode.figure", "runCode.onStdout",
+		"runCode.timeout", "runCode.contexts", "commands.run", "commands.exit", "commands.stdin", "commands.kill", "files", "list", "getInfo", "setTimeout", "connect", "kill"} {
+		r, ok := got[step]
+		switch {
+		case !ok:
+			t.Errorf("%s: not run", step)
+		case !r.OK:
+			t.Errorf("%s: %s", step, r.Detail)
+		default:
+			t.Logf("%s: ok (%s)", step, r.Detail)
+		}
+	}
+}
+
+// TestControlPlaneKey: the control plane refuses a missing or wrong X-API-Key with
+// E2B's 401 body, which the SDK turns into an AuthenticationError.
+func TestControlPlaneKey(t *testing.T) {
+	url := server(t)
+	dir := nodeDir(t)
+	for _, key := range []string{"wrong-key"} {
+		ctx, cancel := context.WithTimeout(t.Context(), time.Minute)
+		cmd := exec.CommandContext(ctx, "node", "-e", `import('e2b').then(async ({ Sandbox }) => {
+  try { await Sandbox.create(); console.log('created') } catch (e) { console.log(e.name) }
+})`)
+		cmd.Dir = dir
+		cmd.Env = append(os.Environ(), "E2B_API_URL="+url, "E2B_SANDBOX_URL="+url, "E2B_API_KEY="+key)
+		out, err := cmd.CombinedOutput()
+		cancel()
+		if err != nil {
+			var ee *exec.ExitError
+			if !errors.As(err, &ee) {
+				t.Fatal(err)
+			}
+		}
+		if got := strings.TrimSpace(string(out)); got != "AuthenticationError" {
+			t.Errorf("Sandbox.create with key %q: got %q, want AuthenticationError", key, got)
+		}
+	}
+}
+
+// TestLatency reports the time from Sandbox.create() to the first runCode result
+// (no threshold: the machine is shared).
+func TestLatency(t *testing.T) {
+	got := runSDK(t, server(t), "latency")
+	if r := got["latency"]; !r.OK {
+		t.Fatalf("latency: %+v", r)
+	} else {
+		t.Log(r.Detail)
+	}
+}
+
+// TestTenancy: a sandbox exists for its creator's tenant only, and its data plane
+// wants its own access token.
+func TestTenancy(t *testing.T) {
+	url := server(t)
+	do := func(method, path, key string, hdr map[string]string, body string) (int, string) {
+		t.Helper()
+		req, err := http.NewRequest(method, url+path, strings.NewReader(body))
+		if err != nil {
+			t.Fatal(err)
+		}
+		if key != "" {
+			req.Header.Set("X-API-Key", key)
+		}
+		for k, v := range hdr {
+			req.Header.Set(k, v)
+		}
+		res, err := http.DefaultClient.Do(req)
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer res.Body.Close()
+		b, _ := io.ReadAll(res.Body)
+		return res.StatusCode, string(b)
+	}
+	code, body := do("POST", "/v2/sandboxes", apiKey, nil, `{"templateID":"base"}`)
+	if code != http.StatusCreated {
+		t.Fatalf("create: %d %s", code, body)
+	}
+	var sb struct{ SandboxID, EnvdAccessToken string }
+	if err := json.Unmarshal([]byte(body), &sb); err != nil {
+		t.Fatal(err)
+	}
+	envd := func(tok string) map[string]string {
+		h := map[string]string{"E2b-Sandbox-Id": sb.SandboxID, "E2b-Sandbox-Port": "49983", "Content-Type": "application/json"}
+		if tok != "" {
+			h["X-Access-Token"] = tok
+		}
+		return h
+	}
+	interp := map[string]string{"E2b-Sandbox-Id": sb.SandboxID, "E2b-Sandbox-Port": "49999", "X-Access-Token": "wrong"}
+	for _, c := range []struct {
+		what, method, path, key string
+		hdr                     map[string]string
+		body                    string
+		want                    int
+	}{
+		{"get by another tenant", "GET", "/sandboxes/" + sb.SandboxID, otherKey, nil, "", 404},
+		{"kill by another tenant", "DELETE", "/sandboxes/" + sb.SandboxID, otherKey, nil, "", 404},
+		{"timeout by another tenant", "POST", "/sandboxes/" + sb.SandboxID + "/timeout", otherKey, nil, `{"timeout":60}`, 404},
+		{"no key", "GET", "/v2/sandboxes", "", nil, "", 401},
+		{"envd without a token", "POST", "/process.Process/List", "", envd(""), "{}", 401},
+		{"envd with a wrong token", "POST", "/process.Process/List", "", envd("wrong"), "{}", 401},
+		{"execute with a wrong token", "POST", "/execute", "", interp, `{"code":"1"}`, 401},
+		{"envd with its token", "POST", "/process.Process/List", "", envd(sb.EnvdAccessToken), "{}", 200},
+		{"a timeout above the maximum", "POST", "/sandboxes/" + sb.SandboxID + "/timeout", apiKey, nil, `{"timeout":86400}`, 400},
+		{"pause", "POST", "/sandboxes/" + sb.SandboxID + "/pause", apiKey, nil, "", 501},
+		{"a template codeexec lacks", "POST", "/v2/sandboxes", apiKey, nil, `{"templateID":"nope"}`, 400},
+		{"get by its tenant", "GET", "/sandboxes/" + sb.SandboxID, apiKey, nil, "", 200},
+	} {
+		if code, body := do(c.method, c.path, c.key, c.hdr, c.body); code != c.want {
+			t.Errorf("%s: %s %s answered %d %s, want %d", c.what, c.method, c.path, code, body, c.want)
+		}
+	}
+	if code, body := do("GET", "/v2/sandboxes", otherKey, nil, ""); code != 200 || strings.TrimSpace(body) != "[]" {
+		t.Errorf("list by another tenant: %d %s, want 200 []", code, body)
+	}
+}

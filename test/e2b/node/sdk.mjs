@@ -1,0 +1,232 @@
+// Drives codeexec's E2B API with the unmodified e2b and @e2b/code-interpreter
+// packages. E2B_API_URL, E2B_SANDBOX_URL and E2B_API_KEY point them at it. Each
+// step prints one JSON line {step, ok, detail}; the Go test checks them.
+import { Sandbox } from '@e2b/code-interpreter'
+
+const steps = []
+function report(step, ok, detail) {
+  console.log(JSON.stringify({ step, ok, detail: detail === undefined ? '' : String(detail) }))
+}
+async function step(name, fn) {
+  const t0 = performance.now()
+  const took = () => `${Math.round(performance.now() - t0)}ms`
+  try {
+    const detail = await fn()
+    report(name, true, `${detail}; ${took()}`)
+  } catch (e) {
+    report(name, false, `${e?.name}: ${e?.message}; ${took()}`)
+  }
+}
+function check(cond, msg) {
+  if (!cond) throw new Error(msg)
+}
+
+const which = new Set(process.argv.slice(2))
+const want = (s) => which.size === 0 || which.has(s)
+
+const sbx = await Sandbox.create({ metadata: { suite: 'codeexec-e2b' }, timeoutMs: 120_000 })
+report('create', true, sbx.sandboxId)
+
+if (want('runCode')) {
+  await step('runCode.state', async () => {
+    await sbx.runCode('x = 41')
+    const ex = await sbx.runCode('x + 1')
+    check(ex.text === '42', `x + 1 gave text ${JSON.stringify(ex.text)}, want "42"`)
+    check(ex.error === undefined, `unexpected error ${JSON.stringify(ex.error)}`)
+    return ex.text
+  })
+  await step('runCode.error', async () => {
+    const ex = await sbx.runCode('1/0')
+    check(ex.error && ex.error.name === 'ZeroDivisionError', `error ${JSON.stringify(ex.error)}, want ZeroDivisionError`)
+    check(ex.error.traceback.includes('ZeroDivisionError'), `traceback ${JSON.stringify(ex.error.traceback)} does not name it`)
+    return ex.error.value
+  })
+  await step('runCode.figure', async () => {
+    const ex = await sbx.runCode('import matplotlib.pyplot as plt\nplt.plot([1, 2, 3], [4, 1, 9])\nplt.show()')
+    check(ex.error === undefined, `unexpected error ${JSON.stringify(ex.error)}`)
+    const png = ex.results.find((r) => r.png)
+    check(png, `no png among ${ex.results.length} results`)
+    const head = Buffer.from(png.png, 'base64').subarray(0, 8).toString('hex')
+    check(head === '89504e470d0a1a0a', `png starts with ${head}, not the PNG signature`)
+    return `${png.png.length} base64 bytes`
+  })
+  await step('runCode.onStdout', async () => {
+    const seen = []
+    const ex = await sbx.runCode('import time\nprint("first", flush=True)\ntime.sleep(2)\nprint("second", flush=True)', {
+      onStdout: (m) => seen.push({ line: m.line, at: Date.now() }),
+    })
+    const text = seen.map((s) => s.line).join('')
+    check(text === 'first\nsecond\n', `streamed ${JSON.stringify(text)}`)
+    check(ex.logs.stdout.join('') === 'first\nsecond\n', `logs.stdout ${JSON.stringify(ex.logs.stdout)}`)
+    // The program sleeps 2s between its lines: streamed, they arrive apart; sent
+    // at the end, together.
+    const gap = seen[seen.length - 1].at - seen[0].at
+    check(gap >= 1000, `the lines arrived ${gap}ms apart: not streamed`)
+    return `${gap}ms apart`
+  })
+  await step('runCode.timeout', async () => {
+    let err
+    const t0 = Date.now()
+    try {
+      await sbx.runCode('import time\ntime.sleep(60)', { timeoutMs: 1500 })
+    } catch (e) {
+      err = e
+    }
+    check(err, 'a 60s sleep with timeoutMs 1500 did not fail')
+    // The sandbox and its state survive the interrupted execution, which stopped:
+    // the next run does not wait for the 60s sleep.
+    const ex = await sbx.runCode('x')
+    const waited = Date.now() - t0
+    check(waited < 30_000, `the next run answered after ${waited}ms: the sleep was not interrupted`)
+    check(ex.text === '41', `after the interrupt x gave ${JSON.stringify(ex.text)} (error ${JSON.stringify(ex.error)})`)
+    return `${err.name}, next run answered after ${Date.now() - t0}ms`
+  })
+  await step('runCode.contexts', async () => {
+    const ctx = await sbx.createCodeContext({ cwd: '/tmp' })
+    await sbx.runCode('y = "in ctx"', { context: ctx })
+    const here = await sbx.runCode('y, __import__("os").getcwd()', { context: ctx })
+    check(here.text === "('in ctx', '/tmp')", `in the context: ${JSON.stringify(here.text)} ${JSON.stringify(here.error)}`)
+    const there = await sbx.runCode('y')
+    check(there.error && there.error.name === 'NameError', `the default context sees y: ${JSON.stringify(there.text)}`)
+    const list = await sbx.listCodeContexts()
+    check(list.some((c) => c.id === ctx.id), `list ${JSON.stringify(list)}`)
+    await sbx.restartCodeContext(ctx)
+    const fresh = await sbx.runCode('y', { context: ctx })
+    check(fresh.error && fresh.error.name === 'NameError', `y after a restart: ${JSON.stringify(fresh.text)}`)
+    await sbx.removeCodeContext(ctx)
+    let err
+    try {
+      await sbx.runCode('1', { context: ctx })
+    } catch (e) {
+      err = e
+    }
+    check(err, 'a removed context still runs code')
+    return ctx.id
+  })
+}
+
+if (want('commands')) {
+  await step('commands.run', async () => {
+    const r = await sbx.commands.run('echo hello; echo oops >&2; pwd')
+    check(r.exitCode === 0, `exit ${r.exitCode}`)
+    // /home/user is the session's /work (see internal/e2b): commands start there.
+    check(r.stdout === 'hello\n/work\n', `stdout ${JSON.stringify(r.stdout)}`)
+    check(r.stderr === 'oops\n', `stderr ${JSON.stringify(r.stderr)}`)
+    return r.stdout
+  })
+  await step('commands.exit', async () => {
+    let err
+    try {
+      await sbx.commands.run('exit 3')
+    } catch (e) {
+      err = e
+    }
+    check(err && err.exitCode === 3, `exit 3 gave ${err?.name} ${err?.exitCode}`)
+    return err.name
+  })
+  await step('commands.stdin', async () => {
+    const h = await sbx.commands.run('read line; echo "got $line"', { background: true, stdin: true })
+    await sbx.commands.sendStdin(h.pid, 'ping\n')
+    const r = await h.wait()
+    check(r.stdout === 'got ping\n', `stdout ${JSON.stringify(r.stdout)}`)
+    return r.stdout
+  })
+  await step('commands.kill', async () => {
+    const h = await sbx.commands.run('sleep 600', { background: true })
+    const listed = await sbx.commands.list()
+    check(listed.some((p) => p.pid === h.pid), `list ${JSON.stringify(listed)}`)
+    check(await sbx.commands.kill(h.pid), 'kill found no process')
+    let err
+    try {
+      await h.wait()
+    } catch (e) {
+      err = e
+    }
+    check(err && err.exitCode === -1, `wait after kill gave ${err?.name} ${err?.exitCode}`)
+    return err.error
+  })
+}
+
+if (want('files')) {
+  await step('files', async () => {
+    await sbx.files.write('/home/user/hello.txt', 'hi there\n')
+    const text = await sbx.files.read('/home/user/hello.txt')
+    check(text === 'hi there\n', `read ${JSON.stringify(text)}`)
+    const list = await sbx.files.list('/home/user')
+    check(list.some((e) => e.name === 'hello.txt' && e.type === 'file'), `list ${JSON.stringify(list.map((e) => e.name))}`)
+    check(await sbx.files.makeDir('/home/user/sub/dir'), 'makeDir answered false for a new directory')
+    check(!(await sbx.files.makeDir('/home/user/sub/dir')), 'makeDir answered true for an existing directory')
+    await sbx.files.rename('/home/user/hello.txt', '/home/user/sub/moved.txt')
+    check((await sbx.files.read('/home/user/sub/moved.txt')) === 'hi there\n', 'the moved file')
+    await sbx.files.rename('/home/user/sub/moved.txt', '/home/user/hello.txt')
+    const bin = new Uint8Array([0, 1, 2, 255, 254, 10, 13])
+    await sbx.files.write('/home/user/bin.dat', bin.buffer)
+    const back = await sbx.files.read('/home/user/bin.dat', { format: 'bytes' })
+    check(Buffer.from(back).equals(Buffer.from(bin)), `binary read ${Buffer.from(back).toString('hex')}`)
+    await sbx.files.remove('/home/user/bin.dat')
+    check(!(await sbx.files.exists('/home/user/bin.dat')), 'bin.dat exists after remove')
+    // The quick start's files.list('/'): the sandbox's root.
+    const root = await sbx.files.list('/')
+    check(root.some((e) => e.name === 'usr' && e.type === 'dir'), `list / ${JSON.stringify(root.map((e) => e.name))}`)
+    check(root.some((e) => e.name === 'work' && e.type === 'dir'), `list / ${JSON.stringify(root.map((e) => e.name))}`)
+    const ex = await sbx.runCode('open("/work/hello.txt").read()')
+    check(ex.text === "'hi there\\n'", `python read ${JSON.stringify(ex.text)}`)
+    return list.length
+  })
+}
+
+await step('list', async () => {
+  const items = await Sandbox.list({ query: { metadata: { suite: 'codeexec-e2b' } } }).nextItems()
+  check(items.some((i) => i.sandboxId === sbx.sandboxId), `list gave ${JSON.stringify(items.map((i) => i.sandboxId))}`)
+  const none = await Sandbox.list({ query: { metadata: { suite: 'other' } } }).nextItems()
+  check(none.length === 0, `metadata filter other gave ${none.length}`)
+  return items.length
+})
+await step('getInfo', async () => {
+  const info = await sbx.getInfo()
+  check(info.sandboxId === sbx.sandboxId && info.metadata.suite === 'codeexec-e2b', JSON.stringify(info))
+  return info.templateId
+})
+await step('setTimeout', async () => {
+  await sbx.setTimeout(60_000)
+  return 'ok'
+})
+await step('connect', async () => {
+  const again = await Sandbox.connect(sbx.sandboxId)
+  const ex = await again.runCode('x')
+  check(ex.text === '41', `x in the connected sandbox gave ${JSON.stringify(ex.text)}`)
+  return again.sandboxId
+})
+await step('kill', async () => {
+  await sbx.kill()
+  const gone = await Sandbox.kill(sbx.sandboxId)
+  check(gone === false, 'a second kill found the sandbox')
+  let err
+  try {
+    await Sandbox.getInfo(sbx.sandboxId)
+  } catch (e) {
+    err = e
+  }
+  check(err && err.name === 'SandboxNotFoundError', `getInfo after kill gave ${err?.name}`)
+  return 'killed'
+})
+
+if (want('latency')) {
+  // The time from Sandbox.create() to the first runCode result, as a user sees it.
+  await step('latency', async () => {
+    const took = []
+    for (let i = 0; i < 9; i++) {
+      const t0 = performance.now()
+      const s = await Sandbox.create()
+      const ex = await s.runCode('1 + 1')
+      took.push(performance.now() - t0)
+      check(ex.text === '2', `1 + 1 gave ${JSON.stringify(ex.text)}`)
+      await s.kill()
+    }
+    took.sort((a, b) => a - b)
+    return `create to first result: p50 ${took[4].toFixed(1)}ms, min ${took[0].toFixed(1)}ms, max ${took[8].toFixed(1)}ms`
+  })
+}
+
+// The SDK's context calls leave their request timers (60s) armed: do not wait for them.
+process.exit(0)
