@@ -14,6 +14,7 @@ import (
 
 	"github.com/codeexec/codeexec/internal/job"
 	"github.com/codeexec/codeexec/internal/session"
+	"github.com/codeexec/codeexec/internal/textfit"
 	sdk "github.com/modelcontextprotocol/go-sdk/mcp"
 )
 
@@ -86,83 +87,19 @@ func resultText(res *job.Result, state *SessionState, max int) string {
 			fmt.Fprintf(&tail, "session: %s (variables, imports and files persist)\n", state.ID)
 		}
 	}
-	type section struct {
-		name, text string
-		truncated  bool
-	}
-	sections := []section{{"stdout", res.Stdout, res.StdoutTruncated}, {"stderr", res.Stderr, res.StderrTruncated}}
+	sections := []textfit.Section{{Name: "stdout", Text: res.Stdout, Truncated: res.StdoutTruncated}, {Name: "stderr", Text: res.Stderr, Truncated: res.StderrTruncated}}
 	if res.Result != nil {
-		sections = append(sections, section{"result", *res.Result, res.ResultTruncated})
+		sections = append(sections, textfit.Section{Name: "result", Text: *res.Result, Truncated: res.ResultTruncated})
 	}
 	// The harness prints the traceback to stderr too; shown again only when stderr
 	// does not hold it (the program redirected stderr, or filled it).
 	if e := res.Error; e != nil && e.Traceback != "" && !strings.Contains(res.Stderr, e.Traceback) {
-		sections = append(sections, section{"traceback", e.Traceback, e.Truncated})
+		sections = append(sections, textfit.Section{Name: "traceback", Text: e.Traceback, Truncated: e.Truncated})
 	}
-	sizes := make([]int, len(sections))
-	for i, s := range sections {
-		sizes[i] = len(s.text)
-	}
-	shares := fairShares(sizes, max-head.Len()-tail.Len())
-	var b strings.Builder
-	b.WriteString(head.String())
-	for i, s := range sections {
-		if s.text == "" {
-			continue
-		}
-		text := s.text
-		if shares[i] < len(text) {
-			text = cutMiddle(text, shares[i])
-		}
-		fmt.Fprintf(&b, "%s:\n%s", s.name, text)
-		if !strings.HasSuffix(text, "\n") {
-			b.WriteString("\n")
-		}
-		if s.truncated {
-			fmt.Fprintf(&b, "[%s was truncated at its limit]\n", s.name)
-		}
-	}
-	b.WriteString(tail.String())
-	return b.String()
-}
-
-// fairShares divides budget among parts of the given sizes: a part smaller than an
-// equal share keeps all of it, and what it leaves goes to the others.
-func fairShares(sizes []int, budget int) []int {
-	shares := make([]int, len(sizes))
-	left := make([]int, 0, len(sizes))
-	for i := range sizes {
-		left = append(left, i)
-	}
-	budget = max(budget, 0)
-	for len(left) > 0 {
-		share := budget / len(left)
-		var next []int
-		for _, i := range left {
-			if sizes[i] <= share {
-				shares[i] = sizes[i]
-				budget -= sizes[i]
-			} else {
-				next = append(next, i)
-			}
-		}
-		if len(next) == len(left) {
-			for _, i := range next {
-				shares[i] = share
-			}
-			break
-		}
-		left = next
-	}
-	return shares
-}
-
-// cutMiddle keeps about n bytes of s, its start and its end, and says how much of
-// the middle was cut.
-func cutMiddle(s string, n int) string {
-	keep := max(n/2, 0)
-	return strings.ToValidUTF8(s[:keep], "") + fmt.Sprintf("\n[… %d bytes cut here; the structured result has them all …]\n", len(s)-2*keep) +
-		strings.ToValidUTF8(s[len(s)-keep:], "")
+	return textfit.Layout(head.String(), sections, tail.String(), max, textfit.Notes{
+		Cut:       "[… %d bytes cut here; the structured result has them all …]",
+		Truncated: "[%s was truncated at its limit]",
+	})
 }
 
 // firstLine is the first line of s, at most n bytes of it.
