@@ -11,7 +11,6 @@ import (
 	"fmt"
 	"os"
 	"os/exec"
-	"path/filepath"
 	"strings"
 	"testing"
 	"time"
@@ -219,49 +218,10 @@ func TestGoOpenAI(t *testing.T) {
 	})
 }
 
-// nodeDir returns test/clients/node with its dependencies installed, running npm ci
-// when node_modules lacks the openai version package.json pins.
+// nodeDir returns node/ with the packages it pins installed.
 func nodeDir(t *testing.T) string {
 	t.Helper()
-	if _, err := exec.LookPath("node"); err != nil {
-		testenv.Skip(t, "node is not on PATH")
-	}
-	dir, err := filepath.Abs("node")
-	if err != nil {
-		t.Fatal(err)
-	}
-	var pkg struct {
-		Dependencies map[string]string `json:"dependencies"`
-	}
-	var installed struct {
-		Version string `json:"version"`
-	}
-	data, err := os.ReadFile(filepath.Join(dir, "package.json"))
-	if err == nil {
-		err = json.Unmarshal(data, &pkg)
-	}
-	if err != nil || pkg.Dependencies["openai"] == "" {
-		t.Fatalf("node/package.json does not pin openai: %v %s", err, data)
-	}
-	if data, err := os.ReadFile(filepath.Join(dir, "node_modules", "openai", "package.json")); err == nil {
-		json.Unmarshal(data, &installed)
-	}
-	if installed.Version == pkg.Dependencies["openai"] {
-		return dir
-	}
-	if _, err := exec.LookPath("npm"); err != nil {
-		testenv.Skip(t, "npm is not on PATH, and node/node_modules lacks openai "+pkg.Dependencies["openai"])
-	}
-	ctx, cancel := context.WithTimeout(t.Context(), 3*time.Minute)
-	defer cancel()
-	npm := exec.CommandContext(ctx, "npm", "ci", "--no-audit", "--no-fund")
-	npm.Dir = dir
-	start := time.Now()
-	if out, err := npm.CombinedOutput(); err != nil {
-		t.Fatalf("npm ci in %s: %v\n%s", dir, err, out)
-	}
-	t.Logf("npm ci installed openai %s in %v", pkg.Dependencies["openai"], time.Since(start).Round(time.Millisecond))
-	return dir
+	return testenv.NodeDir(t, "node", "openai")
 }
 
 func TestNodeOpenAI(t *testing.T) {

@@ -14,7 +14,6 @@ import (
 	"net/http/httptest"
 	"os"
 	"os/exec"
-	"path/filepath"
 	"strings"
 	"testing"
 	"time"
@@ -37,56 +36,10 @@ func TestMain(m *testing.M) {
 // The packages node/package.json pins; nodeDir installs them when they are missing.
 var sdkPackages = []string{"e2b", "@e2b/code-interpreter"}
 
-// nodeDir returns test/e2b/node with its dependencies installed, running npm ci
-// when node_modules lacks a version package.json pins.
+// nodeDir returns node/ with the packages it pins installed.
 func nodeDir(t *testing.T) string {
 	t.Helper()
-	if _, err := exec.LookPath("node"); err != nil {
-		testenv.Skip(t, "node is not on PATH")
-	}
-	dir, err := filepath.Abs("node")
-	if err != nil {
-		t.Fatal(err)
-	}
-	var pkg struct {
-		Dependencies map[string]string `json:"dependencies"`
-	}
-	data, err := os.ReadFile(filepath.Join(dir, "package.json"))
-	if err == nil {
-		err = json.Unmarshal(data, &pkg)
-	}
-	if err != nil {
-		t.Fatalf("node/package.json: %v", err)
-	}
-	missing := false
-	for _, name := range sdkPackages {
-		var installed struct {
-			Version string `json:"version"`
-		}
-		if data, err := os.ReadFile(filepath.Join(dir, "node_modules", name, "package.json")); err == nil {
-			json.Unmarshal(data, &installed)
-		}
-		if pkg.Dependencies[name] == "" {
-			t.Fatalf("node/package.json does not pin %s", name)
-		}
-		if installed.Version != pkg.Dependencies[name] {
-			missing = true
-		}
-	}
-	if !missing {
-		return dir
-	}
-	if _, err := exec.LookPath("npm"); err != nil {
-		testenv.Skip(t, "npm is not on PATH, and node/node_modules lacks the pinned E2B SDKs")
-	}
-	ctx, cancel := context.WithTimeout(t.Context(), 3*time.Minute)
-	defer cancel()
-	npm := exec.CommandContext(ctx, "npm", "ci", "--no-audit", "--no-fund")
-	npm.Dir = dir
-	if out, err := npm.CombinedOutput(); err != nil {
-		t.Fatalf("npm ci in %s: %v\n%s", dir, err, out)
-	}
-	return dir
+	return testenv.NodeDir(t, "node", sdkPackages...)
 }
 
 const (

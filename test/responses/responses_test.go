@@ -10,7 +10,6 @@ import (
 	"encoding/json"
 	"os"
 	"os/exec"
-	"path/filepath"
 	"slices"
 	"strings"
 	"testing"
@@ -64,59 +63,10 @@ func gateway(t *testing.T, runs ...[]llmtest.Turn) (*llmtest.Server, string) {
 // pinned are the packages node/package.json pins, which nodeDir installs.
 var pinned = []string{"openai", "@openai/agents", "ai", "@ai-sdk/openai"}
 
-// nodeDir returns test/responses/node with its dependencies installed, running npm
-// ci when node_modules lacks a version package.json pins.
+// nodeDir returns node/ with the packages it pins installed.
 func nodeDir(t *testing.T) string {
 	t.Helper()
-	if _, err := exec.LookPath("node"); err != nil {
-		testenv.Skip(t, "node is not on PATH")
-	}
-	dir, err := filepath.Abs("node")
-	if err != nil {
-		t.Fatal(err)
-	}
-	var pkg struct {
-		Dependencies map[string]string `json:"dependencies"`
-	}
-	data, err := os.ReadFile(filepath.Join(dir, "package.json"))
-	if err == nil {
-		err = json.Unmarshal(data, &pkg)
-	}
-	if err != nil {
-		t.Fatalf("node/package.json: %v", err)
-	}
-	var missing []string
-	for _, name := range pinned {
-		want := pkg.Dependencies[name]
-		if want == "" {
-			t.Fatalf("node/package.json does not pin %s: %s", name, data)
-		}
-		var installed struct {
-			Version string `json:"version"`
-		}
-		if data, err := os.ReadFile(filepath.Join(dir, "node_modules", name, "package.json")); err == nil {
-			json.Unmarshal(data, &installed)
-		}
-		if installed.Version != want {
-			missing = append(missing, name+"@"+want)
-		}
-	}
-	if len(missing) == 0 {
-		return dir
-	}
-	if _, err := exec.LookPath("npm"); err != nil {
-		testenv.Skip(t, "npm is not on PATH, and node/node_modules lacks "+strings.Join(missing, ", "))
-	}
-	ctx, cancel := context.WithTimeout(t.Context(), 5*time.Minute)
-	defer cancel()
-	npm := exec.CommandContext(ctx, "npm", "ci", "--no-audit", "--no-fund")
-	npm.Dir = dir
-	start := time.Now()
-	if out, err := npm.CombinedOutput(); err != nil {
-		t.Fatalf("npm ci in %s: %v\n%s", dir, err, out)
-	}
-	t.Logf("npm ci installed %s in %v", strings.Join(missing, ", "), time.Since(start).Round(time.Millisecond))
-	return dir
+	return testenv.NodeDir(t, "node", pinned...)
 }
 
 // node runs a script of test/responses/node against the server at url and decodes
