@@ -17,11 +17,28 @@ type InputFile struct {
 	Data []byte
 }
 
+// The languages a Request may be in.
+const (
+	LangPython = "python"
+	LangBash   = "bash"
+)
+
+// Languages are the languages served, in the order error messages name them.
+var Languages = []string{LangPython, LangBash}
+
+// KnownLanguage reports whether lang is one of Languages; "" means Python.
+func KnownLanguage(lang string) bool {
+	return lang == "" || lang == LangPython || lang == LangBash
+}
+
 // Request is one execution.
 type Request struct {
-	Code   string
-	Limits Limits
-	Files  []InputFile
+	Code string
+	// Language is what Code is written in: LangPython (also "") or LangBash, which
+	// runs Code with /bin/bash -c, Name as $0 and Args as $1...
+	Language string
+	Limits   Limits
+	Files    []InputFile
 	// OutputDir, when set, receives a copy of every file the program created or
 	// changed in its work dir and of every figure.
 	OutputDir string
@@ -75,6 +92,9 @@ func CleanInputPath(p string) (string, error) {
 
 // Validate checks a request before any sandbox is made.
 func (r *Request) Validate() error {
+	if !KnownLanguage(r.Language) {
+		return fmt.Errorf("sandbox: language %q is not supported; use one of %s", r.Language, strings.Join(Languages, ", "))
+	}
 	if err := r.Limits.Validate(); err != nil {
 		return err
 	}

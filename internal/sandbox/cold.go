@@ -65,7 +65,7 @@ func (r *Runner) runCold(ctx context.Context, req *job.Request) (*job.Result, er
 		FileBytes: l.FileBytes,
 		OpenFiles: l.OpenFiles,
 		Env:       sandboxEnv(l),
-		Args:      append([]string{"/usr/bin/python3", "-B", "-s", "-c", harness.Source, req.Name}, req.Args...),
+		Args:      coldArgs(req),
 		Code:      req.Code,
 		Seccomp:   r.filter,
 		Landlock:  r.landlock,
@@ -105,7 +105,8 @@ func (r *Runner) runCold(ctx context.Context, req *job.Request) (*job.Result, er
 	w.disarm()
 	stdin.close()
 	w.tee.finish()
-	o := outcome{stopped: w.reason(), report: <-reportCh, duration: time.Since(start), network: link.close()}
+	o := outcome{stopped: w.reason(), report: <-reportCh, duration: time.Since(start), network: link.close(),
+		bare: req.Language == job.LangBash}
 	if ws := waitStatus(waitErr); ws != nil {
 		o.signaled, o.signal, o.exitCode = ws.Signaled(), ws.Signal(), ws.ExitStatus()
 	}
@@ -119,6 +120,22 @@ func (r *Runner) runCold(ctx context.Context, req *job.Request) (*job.Result, er
 	}
 	saveOutputs(work, res, req.OutputDir)
 	return res, nil
+}
+
+// coldArgs is the argv the cold init execs: the Python harness, or bash itself.
+func coldArgs(req *job.Request) []string {
+	if req.Language == job.LangBash {
+		return append([]string{"/bin/bash", "-c", req.Code, bashName(req.Name)}, req.Args...)
+	}
+	return append([]string{"/usr/bin/python3", "-B", "-s", "-c", harness.Source, req.Name}, req.Args...)
+}
+
+// bashName is a bash program's $0: the name it came from, or "bash".
+func bashName(name string) string {
+	if name == "" {
+		return "bash"
+	}
+	return name
 }
 
 func cgroupLimits(l job.Limits) cgroup.Limits {

@@ -24,6 +24,9 @@ type outcome struct {
 	report   []byte
 	duration time.Duration
 	network  *job.NetworkUsage // with limited network only
+	// bare says the program ran without the Python harness (a bash program): it
+	// writes no report, and its exit code is all it says of how it went.
+	bare bool
 }
 
 // result builds the Result. Limits come from what the runner and the kernel saw;
@@ -95,6 +98,11 @@ func (o *outcome) result(l job.Limits, w *watch) *job.Result {
 		res.Status = job.StatusOK
 		if res.ExitCode != 0 {
 			res.Status = job.StatusError
+			if o.bare {
+				// A shell's non-zero status is an answer, as Python's is not: the
+				// program said what went wrong on its stderr.
+				break
+			}
 			res.Error = &job.Error{Name: "ProcessExit", Message: fmt.Sprintf("the interpreter exited with status %d before reporting", res.ExitCode)}
 		}
 	}

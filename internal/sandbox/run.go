@@ -42,7 +42,7 @@ func (r *Runner) runOn(ctx context.Context, p interpreter, req *job.Request) (o 
 		return o, nil, false, err
 	}
 	defer code.Close()
-	run := ctlMsg{Op: "run", Last: p.last,
+	run := ctlMsg{Op: "run", Last: p.last, Lang: bashLang(req.Language),
 		Argv: append([]string{req.Name}, req.Args...)}
 	if p.last {
 		run.Rlimits = sandboxRlimits(l.FileBytes, l.OpenFiles) // the child seals itself with this run
@@ -130,6 +130,14 @@ func (r *Runner) runOn(ctx context.Context, p interpreter, req *job.Request) (o 
 		return o, w, true, nil
 	}
 	return o, w, false, nil
+}
+
+// bashLang is a run message's lang: "bash" for a bash program, "" for Python.
+func bashLang(lang string) string {
+	if lang == job.LangBash {
+		return job.LangBash
+	}
+	return ""
 }
 
 // memfdWith returns an anonymous file holding s, positioned at its start.

@@ -414,9 +414,99 @@ def run_program(run, fds, namespace, devnull):
         os.close(fd)
     fresh_stdin()
     set_argv(run.get("argv") or [])
+    if run.get("lang") == "bash":
+        # No report: a shell program has no result, error or figures, only its exit
+        # status, which this process learns from the kernel, not from the program.
+        os.close(rep_fd)
+        return run_bash(source, run, namespace)
     os.set_inheritable(rep_fd, False)
     with os.fdopen(rep_fd, "w", encoding="utf-8") as report:
         return execute(source, namespace, report)
+
+
+# A bash session's state between runs: each run is a fresh bash, which saves its
+# working directory and exported variables on fd 3 as it exits, and the next starts
+# from them. A run that replaces the EXIT trap or execs keeps the state of the run
+# before. Rejected: one long-lived bash reading each program from a pipe, whose end
+# of run the program could forge (or hide) by writing the marker itself, and whose
+# shell options, traps and functions a failed program would leave half-changed.
+BASH_SAVE_STATE = (
+    "trap '__codeexec_status=$?; { builtin printf \"%s\\0\" \"$PWD\"; "
+    "builtin compgen -e | while IFS= builtin read -r __codeexec_name; do "
+    "builtin printf \"%s=%s\\0\" \"$__codeexec_name\" \"${!__codeexec_name}\"; done; } >&3 2>/dev/null; "
+    "builtin exit \"$__codeexec_status\"' EXIT; "
+)
+
+# Variables a saved state does not carry over: each bash sets them afresh.
+BASH_UNSAVED = ("SHLVL", "_", "OLDPWD")
+
+
+def run_bash(source, run, namespace):
+    """Runs source with /bin/bash -c in this process's stdio and returns its exit
+    status (128 + the signal's number when a signal ended it, as a shell says). In a
+    session (not "last"), the run starts in the directory and environment the run
+    before left, kept in namespace."""
+    state = namespace.setdefault("__codeexec_bash__", {})
+    env = state.get("env")
+    if env is None:
+        env = {k: v for k, v in os.environ.items() if not k.startswith("CODEEXEC_")}
+    else:
+        env = dict(env)
+    # This run's proxy variables, not an earlier run's.
+    for k in PROXY_VARS:
+        env.pop(k, None)
+    for kv in run.get("env") or []:
+        k, _, v = kv.partition("=")
+        env[k] = v
+    argv = run.get("argv") or []
+    name = argv[0] if argv and argv[0] else "bash"
+    save = not run.get("last")
+    actions = []
+    state_fd = -1
+    if save:
+        state_fd = os.memfd_create("bash-state")
+        actions.append((os.POSIX_SPAWN_DUP2, state_fd, 3))
+        source = BASH_SAVE_STATE + source  # one line: the program's line numbers stay
+        try:
+            os.chdir(state.get("cwd") or "/work")
+        except OSError:
+            os.chdir("/work")  # removed since: start where a session starts
+    try:
+        pid = os.posix_spawn("/bin/bash", ["bash", "-c", source, name] + argv[1:], env,
+                             file_actions=actions,
+                             setsigdef=(signal.SIGPIPE, signal.SIGXFSZ, signal.SIGINT))
+    except OSError as e:
+        os.write(2, ("codeexec: cannot start /bin/bash: %s\n" % e).encode())
+        if state_fd >= 0:
+            os.close(state_fd)
+        return 126
+    while True:
+        try:
+            _, status = os.waitpid(pid, 0)
+            break
+        except KeyboardInterrupt:
+            # An interrupt of the run is bash's to handle, as Ctrl-C in a terminal.
+            try:
+                os.kill(pid, signal.SIGINT)
+            except ProcessLookupError:
+                pass
+    code = os.waitstatus_to_exitcode(status)
+    if code < 0:
+        code = 128 - code
+    if save:
+        saved = os.pread(state_fd, 1 << 24, 0)
+        os.close(state_fd)
+        parts = saved.split(b"\0")
+        if len(parts) > 1 and parts[0].startswith(b"/"):
+            new = {}
+            for kv in parts[1:-1]:
+                k, sep, v = kv.partition(b"=")
+                if sep and k:
+                    new[os.fsdecode(k)] = os.fsdecode(v)
+            for k in BASH_UNSAVED:
+                new.pop(k, None)
+            state["cwd"], state["env"] = os.fsdecode(parts[0]), new
+    return code
 
 
 def serve_processes(chan, devnull):
