@@ -110,7 +110,7 @@ func (req *ExecuteRequest) toSandbox(cfg *Config) (*job.Request, *requestError) 
 	if err != nil {
 		return nil, policyError(err)
 	}
-	sb := &job.Request{Code: *req.Code, Limits: l, Network: network}
+	sb := &job.Request{Code: *req.Code, Language: req.Language, Limits: l, Network: network}
 	for i, f := range req.Files {
 		data, err := base64.StdEncoding.DecodeString(f.ContentBase64)
 		if err != nil {
@@ -131,12 +131,27 @@ func (req *ExecuteRequest) toSandbox(cfg *Config) (*job.Request, *requestError) 
 	return sb, nil
 }
 
-// checkLanguage refuses a language other than Python, the only one served.
+// checkLanguage refuses a language that is not served, naming those that are.
 func checkLanguage(lang string) *requestError {
-	if lang != "" && lang != "python" {
-		return badRequest("unsupported_language", "language %q is not supported; use \"python\"", lang)
+	if !job.KnownLanguage(lang) {
+		return badRequest("unsupported_language", "language %q is not supported; use one of %q", lang, job.Languages)
 	}
 	return nil
+}
+
+// sessionLanguage is the language of an execution in a session: the session's when
+// the request names none. A session's state is one interpreter's (Python variables
+// or a shell's directory and environment), so another language is refused.
+func sessionLanguage(asked string, sess *session.Session) (string, *requestError) {
+	have := sess.Language()
+	if asked == "" || asked == have || (asked == job.LangPython && have == "") {
+		return have, nil
+	}
+	name := have
+	if name == "" {
+		name = job.LangPython
+	}
+	return "", badRequest("language_mismatch", "session %q runs %s, not %s; leave out \"language\" or create a session for %s", sess.ID, name, asked, asked)
 }
 
 // policyError answers a request the execution policy refuses, with the code of the
@@ -213,6 +228,10 @@ func (s *Server) execute(w http.ResponseWriter, r *http.Request, sessionID strin
 		}
 		var rerr *requestError
 		if sb.Limits, rerr = sessionRunLimits(req, sess.Limits()); rerr != nil {
+			writeRequestError(w, rerr)
+			return
+		}
+		if sb.Language, rerr = sessionLanguage(req.Language, sess); rerr != nil {
 			writeRequestError(w, rerr)
 			return
 		}

@@ -89,6 +89,9 @@ func (s *Server) handleCreateSession(w http.ResponseWriter, r *http.Request) {
 		writeSessionError(w, "", cerr)
 		return
 	}
+	if req.Language != job.LangPython {
+		sess.SetLanguage(req.Language)
+	}
 	writeJSON(w, http.StatusCreated, CreateSessionReply{ID: sess.ID, ExpiresAt: sess.ExpiresAt(), Image: sess.Image})
 }
 

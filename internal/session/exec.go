@@ -23,8 +23,6 @@ var (
 	ErrWaitCancelled = errors.New("session: cancelled while waiting for a turn")
 )
 
-// language is the label of every execution's metrics: Python is the only language.
-const language = "python"
 
 // Executor runs one execution in a fresh sandbox; *sandbox.Runner is one.
 type Executor interface {
@@ -107,7 +105,7 @@ func (m *Manager) admit(ctx, wait context.Context, owner *tenant.Tenant, req *jo
 	defer leave()
 	if h.Check != nil {
 		if res := h.Check(ctx, req); res != nil {
-			m.observe(res, 0)
+			m.observe(res, req.Language, 0)
 			return res, nil
 		}
 	}
@@ -130,11 +128,14 @@ func (m *Manager) admit(ctx, wait context.Context, owner *tenant.Tenant, req *jo
 	if err != nil {
 		return nil, err
 	}
-	m.observe(res, time.Since(start))
+	m.observe(res, req.Language, time.Since(start))
 	return res, nil
 }
 
-func (m *Manager) observe(res *job.Result, took time.Duration) {
+func (m *Manager) observe(res *job.Result, language string, took time.Duration) {
+	if language == "" {
+		language = job.LangPython
+	}
 	if m.obs != nil {
 		m.obs.Executed(res, language, took)
 	}

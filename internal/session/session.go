@@ -72,6 +72,23 @@ type Session struct {
 	execCount int
 	running   int // executions in progress: a busy session does not expire
 	maxExpiry time.Time
+	language  string
+}
+
+// SetLanguage records the language the session was created for (see Language); its
+// creator sets it before handing out the session's id.
+func (s *Session) SetLanguage(lang string) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	s.language = lang
+}
+
+// Language is the language of the session's executions that name none: "" (Python)
+// unless SetLanguage said otherwise.
+func (s *Session) Language() string {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.language
 }
 
 // begin records the start of an execution; the caller must call end after it.
