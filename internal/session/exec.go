@@ -23,7 +23,6 @@ var (
 	ErrWaitCancelled = errors.New("session: cancelled while waiting for a turn")
 )
 
-
 // Executor runs one execution in a fresh sandbox; *sandbox.Runner is one.
 type Executor interface {
 	Run(ctx context.Context, req *job.Request) (*job.Result, error)
