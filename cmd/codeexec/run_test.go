@@ -184,3 +184,16 @@ func TestRunArgsNeedDash(t *testing.T) {
 		t.Errorf("run prog.py a: %v, want a usage error that shows --", err)
 	}
 }
+
+func TestRunLang(t *testing.T) {
+	for _, tc := range []struct {
+		lang string
+		ok   bool
+	}{{"python", true}, {"bash", true}, {"cobol", false}, {"", false}} {
+		f := runFlags{lang: tc.lang, net: "none", memory: "64MiB", timeout: 1e9}
+		req, err := f.request("echo 1")
+		if (err == nil) != tc.ok || (tc.ok && req.Language != tc.lang) {
+			t.Errorf("request with --lang %q: %v, %v; want ok %v", tc.lang, req, err, tc.ok)
+		}
+	}
+}
