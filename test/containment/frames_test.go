@@ -168,14 +168,14 @@ func TestThroughServer(t *testing.T) {
 			}
 		}
 	})
-	runAttacksVia(t, list, func(t *testing.T, path, code string, adjust func(*job.Limits)) *job.Result {
+	runAttacksVia(t, list, func(t *testing.T, path, lang, code string, adjust func(*job.Limits)) *job.Result {
 		t.Helper()
 		l := limits()
 		if adjust != nil {
 			adjust(&l)
 		}
 		ms, mb := l.Timeout.Milliseconds(), l.MemoryBytes>>20
-		body, _ := json.Marshal(api.ExecuteRequest{Code: &code, TimeoutMS: &ms, MemoryMB: &mb})
+		body, _ := json.Marshal(api.ExecuteRequest{Code: &code, Language: lang, TimeoutMS: &ms, MemoryMB: &mb})
 		resp, err := http.Post(servers[path]+"/v1/execute", "application/json", bytes.NewReader(body))
 		if err != nil {
 			t.Fatal(err)

@@ -166,8 +166,12 @@ func checkHealthy(t testing.TB, r *sandbox.Runner) {
 // attack is one attack program and the proof that it was contained.
 type attack struct {
 	name string
-	// code is the Python program, run after prelude; it prints what it could reach.
+	// code is the program, in Python (run after prelude) unless lang says otherwise;
+	// it prints what it could reach.
 	code string
+	// lang is the program's language: "" is Python, job.LangBash a bash script (run
+	// without prelude).
+	lang string
 	// limits, when set, adjusts the attack's limits.
 	limits func(*job.Limits)
 	// check asserts on the result that the attack was contained; checkOn, when set
@@ -230,13 +234,22 @@ func runAttacks(t *testing.T, attacks []attack) {
 	runAttacksVia(t, attacks, direct)
 }
 
-// executor runs code on path with limits() adjusted by adjust.
-type executor func(t *testing.T, path, code string, adjust func(*job.Limits)) *job.Result
+// executor runs code, written in lang ("" is Python), on path with limits() adjusted
+// by adjust.
+type executor func(t *testing.T, path, lang, code string, adjust func(*job.Limits)) *job.Result
 
 // direct runs code on the test binary's runner for path.
-func direct(t *testing.T, path, code string, adjust func(*job.Limits)) *job.Result {
+func direct(t *testing.T, path, lang, code string, adjust func(*job.Limits)) *job.Result {
 	t.Helper()
-	return run(t, runnerFor(t, path), code, adjust)
+	l := limits()
+	if adjust != nil {
+		adjust(&l)
+	}
+	res, err := runnerFor(t, path).Run(context.Background(), &job.Request{Code: code, Language: lang, Limits: l})
+	if err != nil {
+		t.Fatalf("Run: %v", err)
+	}
+	return res
 }
 
 // runAttacksVia is runAttacks with the executions made by exec.
@@ -256,7 +269,11 @@ func runAttacksVia(t *testing.T, attacks []attack, exec executor) {
 						defer heavy.Unlock()
 					}
 					attackCount.Add(1)
-					res := exec(t, p, prelude+a.code, a.limits)
+					code := a.code
+					if a.lang == "" {
+						code = prelude + code
+					}
+					res := exec(t, p, a.lang, code, a.limits)
 					if a.checkOn != nil {
 						a.checkOn(p)(t, res)
 					} else {
@@ -265,7 +282,7 @@ func runAttacksVia(t *testing.T, attacks []attack, exec executor) {
 					if t.Failed() {
 						t.Logf("status %s exit %d\nstdout:\n%s\nstderr:\n%s", res.Status, res.ExitCode, clip(res.Stdout), clip(res.Stderr))
 					}
-					res = exec(t, p, "print(1)", nil)
+					res = exec(t, p, "", "print(1)", nil)
 					if res.Status != job.StatusOK || res.Stdout != "1\n" {
 						t.Fatalf("print(1) after the attack: status %s stdout %q stderr %q", res.Status, res.Stdout, res.Stderr)
 					}
