@@ -245,6 +245,17 @@ func TestDeleteDuringExecution(t *testing.T) {
 	if ev, ok := s.next(); !ok || ev.name != "stdout" {
 		t.Fatalf("first event %+v, want stdout", ev)
 	}
+	// The session's info and its listing answer during the run (they would otherwise
+	// wait the run's 600 s, and the test's deadline would fail it).
+	var info struct {
+		Alive bool `json:"alive"`
+	}
+	if r := do(t, "GET", base, ""); r.status != http.StatusOK || json.Unmarshal(r.body, &info) != nil || !info.Alive {
+		t.Fatalf("GET during the execution: %d %s, want the session alive", r.status, r.body)
+	}
+	if r := do(t, "GET", hs.URL+"/v1/sessions", ""); r.status != http.StatusOK {
+		t.Fatalf("list during the execution: %d %s", r.status, r.body)
+	}
 	if r := do(t, "DELETE", base, ""); r.status != http.StatusOK {
 		t.Fatalf("DELETE during the execution: %d %s", r.status, r.body)
 	}
