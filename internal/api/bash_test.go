@@ -61,6 +61,10 @@ func TestBashSession(t *testing.T) {
 		t.Fatalf("create: %d %s", r.status, r.body)
 	}
 	base := hs.URL + "/v1/sessions/" + created.ID
+	var info session.Info
+	if r := do(t, "GET", base, ""); json.Unmarshal(r.body, &info) != nil || info.Language != "bash" {
+		t.Errorf("GET %s: %d %s, want language bash", base, r.status, r.body)
+	}
 	steps := []struct{ code, stdout string }{
 		{"cd /tmp", ""},
 		{"export X=1", ""},

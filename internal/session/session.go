@@ -142,6 +142,7 @@ type Info struct {
 	LastUsedAt  time.Time `json:"last_used_at"`
 	ExpiresAt   time.Time `json:"expires_at"`
 	Image       string    `json:"image,omitempty"`
+	Language    string    `json:"language"` // python or bash
 	Executions  int       `json:"executions"`
 	Alive       bool      `json:"alive"`
 	MemoryBytes int64     `json:"memory_bytes"`
@@ -167,8 +168,12 @@ func (s *Session) Info() Info {
 	mem, _ := s.sb.MemoryBytes()
 	s.mu.Lock()
 	defer s.mu.Unlock()
+	lang := s.language
+	if lang == "" {
+		lang = "python"
+	}
 	return Info{ID: s.ID, CreatedAt: s.Created, LastUsedAt: s.lastUsed, ExpiresAt: s.expiresLocked(),
-		Image: s.Image, Executions: s.execCount, Alive: s.sb.Alive(), MemoryBytes: mem}
+		Image: s.Image, Language: lang, Executions: s.execCount, Alive: s.sb.Alive(), MemoryBytes: mem}
 }
 
 // Limits are the session's limits, fixed when it was created.
