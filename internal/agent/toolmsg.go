@@ -62,7 +62,7 @@ func toolMessage(res *job.Result, max int) string {
 	var head, tail strings.Builder
 	fmt.Fprintf(&head, "status: %s\n", res.Status)
 	if res.Error != nil {
-		fmt.Fprintf(&tail, "error: %s: %s\n", res.Error.Name, firstLine(res.Error.Message, 500))
+		fmt.Fprintf(&tail, "error: %s: %s\n", res.Error.Name, textfit.FirstLine(res.Error.Message, 500))
 	}
 	if len(res.Images) > 0 {
 		names := make([]string, len(res.Images))
@@ -92,17 +92,4 @@ func toolMessage(res *job.Result, max int) string {
 		Cut:       "[… %d bytes cut: print less …]",
 		Truncated: "[%s was truncated by the output limit]",
 	})
-}
-
-// firstLine is the first line of s, at most n bytes of it.
-func firstLine(s string, n int) string {
-	s, _, _ = strings.Cut(s, "\n")
-	return clip(s, n)
-}
-
-func clip(s string, n int) string {
-	if len(s) <= n {
-		return s
-	}
-	return strings.ToValidUTF8(s[:n], "") + "…"
 }

@@ -52,7 +52,7 @@ func resultText(res *job.Result, state *SessionState, max int) string {
 	if res.Status == job.StatusRejected && res.Error != nil {
 		fmt.Fprintf(&head, "The code was NOT run: the safety policy refused it. Reason: %s\nDo not try to get around this.\n", res.Error.Message)
 	} else if res.Error != nil {
-		fmt.Fprintf(&tail, "error: %s: %s\n", res.Error.Name, firstLine(res.Error.Message, 1000))
+		fmt.Fprintf(&tail, "error: %s: %s\n", res.Error.Name, textfit.FirstLine(res.Error.Message, 1000))
 	}
 	if len(res.Images) > 0 {
 		names := make([]string, len(res.Images))
@@ -100,15 +100,6 @@ func resultText(res *job.Result, state *SessionState, max int) string {
 		Cut:       "[… %d bytes cut here; the structured result has them all …]",
 		Truncated: "[%s was truncated at its limit]",
 	})
-}
-
-// firstLine is the first line of s, at most n bytes of it.
-func firstLine(s string, n int) string {
-	s, _, _ = strings.Cut(s, "\n")
-	if len(s) > n {
-		s = strings.ToValidUTF8(s[:n], "") + "…"
-	}
-	return s
 }
 
 // fileURIPrefix begins the URI of every session file: codeexec://sessions/{id}/files/{path}.

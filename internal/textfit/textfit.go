@@ -92,3 +92,13 @@ func CutMiddle(s string, n int, note string) string {
 	return strings.ToValidUTF8(s[:keep], "") + "\n" + fmt.Sprintf(note, len(s)-2*keep) + "\n" +
 		strings.ToValidUTF8(s[len(s)-keep:], "")
 }
+
+// FirstLine is the first line of s, at most n bytes of it (cut on a character
+// boundary, with an ellipsis).
+func FirstLine(s string, n int) string {
+	s, _, _ = strings.Cut(s, "\n")
+	if len(s) > n {
+		s = strings.ToValidUTF8(s[:n], "") + "…"
+	}
+	return s
+}
