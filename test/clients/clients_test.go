@@ -16,9 +16,7 @@ import (
 	"time"
 
 	"github.com/codeexec/codeexec/internal/agent"
-	"github.com/codeexec/codeexec/internal/egress"
 	"github.com/codeexec/codeexec/internal/llm/llmtest"
-	"github.com/codeexec/codeexec/internal/safety"
 	"github.com/codeexec/codeexec/internal/sandbox"
 	"github.com/codeexec/codeexec/test/testenv"
 	"github.com/openai/openai-go/v3"
@@ -305,40 +303,23 @@ type streamEvent struct {
 	Container   string `json:"container"`
 }
 
-// gatedJudge approves code only when the test says so: while it holds a program,
-// the program has not run.
-type gatedJudge struct {
-	held    chan string
-	release chan struct{}
-}
-
-func (g gatedJudge) Check(ctx context.Context, code string, network *egress.Policy) (safety.Verdict, error) {
-	g.held <- code
-	select {
-	case <-g.release:
-		return safety.Verdict{Safe: true, Reason: "released by the test"}, nil
-	case <-ctx.Done():
-		return safety.Verdict{}, ctx.Err()
-	}
-}
-
 // orderedGateway is a gateway whose model writes "Let me compute." and then waits
 // for modelWriting to close before calling the code tool, and whose judge holds
 // the code until the test releases it.
-func orderedGateway(t *testing.T) (url string, modelWriting chan struct{}, j gatedJudge) {
+func orderedGateway(t *testing.T) (url string, modelWriting chan struct{}, j testenv.GatedJudge) {
 	modelWriting = make(chan struct{})
 	args, _ := json.Marshal(map[string]string{"code": "print('ran')"})
 	first := llmtest.Calls(llmtest.Call{Name: agent.ToolName, Arguments: string(args)})
 	first.Content, first.Hold = "Let me compute.", modelWriting
 	up := llmtest.NewServer(t, first, llmtest.Text("It ran."))
-	j = gatedJudge{held: make(chan string, 1), release: make(chan struct{})}
+	j = testenv.NewGatedJudge()
 	return testenv.Gateway(t, up.Provider(), j).URL, modelWriting, j
 }
 
 // checkStreamOrder drives a client's stream, read as events: the text must arrive
 // while the model is still writing, the code while it has not run, and its output
 // after. Each step waits for the one before, so no timing is involved.
-func checkStreamOrder(t *testing.T, who string, events <-chan streamEvent, modelWriting chan struct{}, j gatedJudge) {
+func checkStreamOrder(t *testing.T, who string, events <-chan streamEvent, modelWriting chan struct{}, j testenv.GatedJudge) {
 	t.Helper()
 	next := func(what string) streamEvent {
 		t.Helper()
@@ -361,11 +342,11 @@ func checkStreamOrder(t *testing.T, who string, events <-chan streamEvent, model
 		t.Errorf("%s: the first code event %+v, want status running and a container", who, e)
 	}
 	select {
-	case <-j.held:
+	case <-j.Held:
 	case <-time.After(time.Minute):
 		t.Fatalf("%s: the judge was never asked", who)
 	}
-	close(j.release)
+	close(j.Release)
 	done := next("the output")
 	for done.Run == "" {
 		done = next("the output")

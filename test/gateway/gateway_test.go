@@ -358,23 +358,6 @@ func TestModels(t *testing.T) {
 	}
 }
 
-// gatedJudge approves code only when the test says so, reporting each program it
-// holds: while it holds one, the code has not run.
-type gatedJudge struct {
-	held    chan string
-	release chan struct{}
-}
-
-func (g gatedJudge) Check(ctx context.Context, code string, network *egress.Policy) (safety.Verdict, error) {
-	g.held <- code
-	select {
-	case <-g.release:
-		return safety.Verdict{Safe: true, Reason: "released by the test"}, nil
-	case <-ctx.Done():
-		return safety.Verdict{}, ctx.Err()
-	}
-}
-
 // chunk is the part of a streamed chunk the tests read.
 type chunk struct {
 	Choices []struct {
@@ -424,7 +407,7 @@ func TestStreamingOrder(t *testing.T) {
 	first := llmtest.Calls(code("import time\ntime.sleep(0.2)\nprint('ran')"))
 	first.Content, first.Hold = "Let me compute.", modelWriting
 	up := llmtest.NewServer(t, first, llmtest.Text("It ran."))
-	j := gatedJudge{held: make(chan string, 1), release: make(chan struct{})}
+	j := testenv.NewGatedJudge()
 	hs := testenv.Gateway(t, up.Provider(), j)
 	// Were nothing streamed, nothing would come until the end, which waits for this
 	// test: the deadline turns that hang into a failure.
@@ -464,7 +447,7 @@ func TestStreamingOrder(t *testing.T) {
 		}
 	}
 	select {
-	case held := <-j.held:
+	case held := <-j.Held:
 		if held != started.Code {
 			t.Errorf("the judge holds %q, the stream announced %q", held, started.Code)
 		}
@@ -474,7 +457,7 @@ func TestStreamingOrder(t *testing.T) {
 	if started.Status != "running" || !strings.HasPrefix(started.ContainerID, "sess_") {
 		t.Errorf("the announced run %+v, want status running and its container", started)
 	}
-	close(j.release) // the code arrived before it ran
+	close(j.Release) // the code arrived before it ran
 
 	var finished *llm.CodeExecution
 	for finished == nil {
