@@ -19,6 +19,7 @@ import (
 	"time"
 
 	"github.com/codeexec/codeexec/internal/job"
+	"github.com/codeexec/codeexec/internal/jsonerr"
 	"github.com/codeexec/codeexec/internal/sandbox"
 
 	"github.com/codeexec/codeexec/internal/agent"
@@ -359,7 +360,7 @@ func (c *serveConfig) connLimits() (api.ConnLimits, error) {
 func decodeConfig(data []byte, c *serveConfig) error {
 	var raw map[string]json.RawMessage
 	if err := json.Unmarshal(data, &raw); err != nil {
-		return errors.New(api.DescribeJSONError(err, &raw))
+		return errors.New(jsonerr.Describe(err, &raw))
 	}
 	fields := configFields(c)
 	for _, key := range slices.Sorted(maps.Keys(raw)) {
@@ -368,7 +369,7 @@ func decodeConfig(data []byte, c *serveConfig) error {
 			return fmt.Errorf("unknown key %q; the keys are %s", key, strings.Join(slices.Sorted(maps.Keys(fields)), ", "))
 		}
 		if err := json.Unmarshal(raw[key], f.Addr().Interface()); err != nil {
-			return fmt.Errorf("%s: %s", key, api.DescribeJSONError(err, f.Interface()))
+			return fmt.Errorf("%s: %s", key, jsonerr.Describe(err, f.Interface()))
 		}
 	}
 	return nil
@@ -401,7 +402,7 @@ func applyEnv(c *serveConfig, environ []string) error {
 			return fmt.Errorf("unknown variable %s; the variables are %s", name, strings.Join(known, ", "))
 		}
 		if err := json.Unmarshal(envJSON(f, v), f.Addr().Interface()); err != nil {
-			return fmt.Errorf("%s: %s", name, api.DescribeJSONError(err, f.Interface()))
+			return fmt.Errorf("%s: %s", name, jsonerr.Describe(err, f.Interface()))
 		}
 	}
 	return nil

@@ -13,6 +13,7 @@ import (
 	"time"
 
 	"github.com/codeexec/codeexec/internal/job"
+	"github.com/codeexec/codeexec/internal/jsonerr"
 	"github.com/codeexec/codeexec/internal/openairesponses"
 	"github.com/codeexec/codeexec/internal/session"
 )
@@ -127,7 +128,7 @@ func (s *Server) handleCreateContainer(w http.ResponseWriter, r *http.Request) {
 	// An OpenAI body: fields codeexec does not know are left alone, as in the gateway.
 	var req createContainerRequest
 	if err := json.Unmarshal(body, &req); err != nil {
-		writeError(w, http.StatusBadRequest, "invalid_json", "request body: "+err.Error())
+		writeError(w, http.StatusBadRequest, "invalid_json", "request body: "+jsonerr.Describe(err, &req))
 		return
 	}
 	if len(req.FileIDs) > 0 {

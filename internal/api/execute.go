@@ -15,6 +15,7 @@ import (
 	"time"
 
 	"github.com/codeexec/codeexec/internal/job"
+	"github.com/codeexec/codeexec/internal/jsonerr"
 
 	"github.com/codeexec/codeexec/internal/safety"
 	"github.com/codeexec/codeexec/internal/sandbox"
@@ -70,7 +71,7 @@ func decodeJSON(r io.Reader, v any) *requestError {
 		if errors.Is(err, io.EOF) {
 			return badRequest("invalid_json", "request body is empty; expected a JSON object")
 		}
-		return badRequest("invalid_json", "request body: %s", DescribeJSONError(err, v))
+		return badRequest("invalid_json", "request body: %s", jsonerr.Describe(err, v))
 	}
 	if dec.More() {
 		return badRequest("invalid_json", "request body has data after the JSON object")

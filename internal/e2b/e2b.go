@@ -26,6 +26,7 @@ import (
 	"time"
 
 	"github.com/codeexec/codeexec/internal/job"
+	"github.com/codeexec/codeexec/internal/jsonerr"
 	"github.com/codeexec/codeexec/internal/session"
 	"github.com/codeexec/codeexec/internal/tenant"
 )
@@ -214,7 +215,7 @@ func (s *Server) handleCreate(w http.ResponseWriter, r *http.Request) {
 	var req NewSandbox
 	dec := json.NewDecoder(http.MaxBytesReader(w, r.Body, 1<<20))
 	if err := dec.Decode(&req); err != nil {
-		writeError(w, http.StatusBadRequest, "invalid body: "+err.Error())
+		writeError(w, http.StatusBadRequest, "invalid body: "+jsonerr.Describe(err, nil))
 		return
 	}
 	if !defaultTemplates[req.TemplateID] {
@@ -432,7 +433,7 @@ type timeoutBody struct {
 func (s *Server) setTTL(w http.ResponseWriter, r *http.Request, b *box, need bool) bool {
 	var t timeoutBody
 	if err := json.NewDecoder(http.MaxBytesReader(w, r.Body, 1<<16)).Decode(&t); err != nil && (need || err.Error() != "EOF") {
-		writeError(w, http.StatusBadRequest, "invalid body: "+err.Error())
+		writeError(w, http.StatusBadRequest, "invalid body: "+jsonerr.Describe(err, nil))
 		return false
 	}
 	if t.Timeout == nil {

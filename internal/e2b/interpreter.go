@@ -15,6 +15,7 @@ import (
 	"time"
 
 	"github.com/codeexec/codeexec/internal/job"
+	"github.com/codeexec/codeexec/internal/jsonerr"
 	"github.com/codeexec/codeexec/internal/sandbox"
 	"github.com/codeexec/codeexec/internal/session"
 )
@@ -144,7 +145,7 @@ func (s *Server) createContext(w http.ResponseWriter, r *http.Request, b *box, s
 		Cwd      string `json:"cwd"`
 	}
 	if err := json.NewDecoder(http.MaxBytesReader(w, r.Body, 1<<16)).Decode(&req); err != nil {
-		writeError(w, http.StatusBadRequest, "invalid body: "+err.Error())
+		writeError(w, http.StatusBadRequest, "invalid body: "+jsonerr.Describe(err, nil))
 		return
 	}
 	if req.Language != "" && req.Language != "python" {
@@ -299,7 +300,7 @@ func (s *Server) handleExecute(w http.ResponseWriter, r *http.Request, b *box, s
 		err = json.Unmarshal(body, &req)
 	}
 	if err != nil {
-		writeError(w, http.StatusBadRequest, "invalid body: "+err.Error())
+		writeError(w, http.StatusBadRequest, "invalid body: "+jsonerr.Describe(err, nil))
 		return
 	}
 	if req.Language != "" && req.Language != "python" {

@@ -13,6 +13,7 @@ import (
 	"strings"
 
 	"github.com/codeexec/codeexec/internal/agent"
+	"github.com/codeexec/codeexec/internal/jsonerr"
 )
 
 // Request is a POST /v1/responses body. Optional values are pointers or raw JSON,
@@ -70,7 +71,7 @@ var responsesOnly = map[string]bool{"truncation": true, "background": true, "con
 func DecodeRequest(body []byte) (*Request, error) {
 	var fields map[string]json.RawMessage
 	if err := json.Unmarshal(body, &fields); err != nil {
-		return nil, fmt.Errorf("the body is not a JSON object: %w", err)
+		return nil, fmt.Errorf("the body is not a JSON object: %s", jsonerr.Describe(err, nil))
 	}
 	r := &Request{}
 	for key, raw := range fields {
@@ -125,7 +126,7 @@ func DecodeRequest(body []byte) (*Request, error) {
 			r.Extra[key] = raw
 		}
 		if err != nil {
-			return nil, fmt.Errorf("field %q: %w", key, err)
+			return nil, fmt.Errorf("field %q: %s", key, jsonerr.Describe(err, nil))
 		}
 	}
 	return r, nil

@@ -1,4 +1,6 @@
-package api
+// Package jsonerr says what is wrong with a JSON document in the document's terms, never
+// in Go's: for every error a client or an operator gets about JSON they wrote.
+package jsonerr
 
 import (
 	"encoding/json"
@@ -9,10 +11,10 @@ import (
 	"strings"
 )
 
-// DescribeJSONError says what is wrong with a JSON document that failed to decode
+// Describe says what is wrong with a JSON document that failed to decode
 // into v, in the document's terms: field names as they are spelled in JSON and JSON
 // kinds ("timeout_ms: expected an integer, got a string"), never Go's type names.
-func DescribeJSONError(err error, v any) string {
+func Describe(err error, v any) string {
 	var typeErr *json.UnmarshalTypeError
 	var syntaxErr *json.SyntaxError
 	switch {
