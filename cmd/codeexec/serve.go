@@ -57,8 +57,11 @@ type serveConfig struct {
 	SessionMaxAge duration `json:"session_max_age"`
 	// ResponseTTL is how long /v1/responses keeps a response for previous_response_id.
 	ResponseTTL duration `json:"response_ttl"`
-	MaxTimeout  duration `json:"max_timeout"`
-	MaxMemory   string   `json:"max_memory"`
+	// MaxFileStorage bounds the bytes of one tenant's /v1/files (kept in memory);
+	// "0": no bound.
+	MaxFileStorage string   `json:"max_file_storage"`
+	MaxTimeout     duration `json:"max_timeout"`
+	MaxMemory      string   `json:"max_memory"`
 	// MaxTotalMemory, MaxTotalPids and MaxTotalCPUs bound all sandboxes together
 	// (their parent cgroup): executions, sessions and the warm interpreters. Unset
 	// (empty or 0): derived from the machine, see cgroup.MachineTotals.
@@ -113,23 +116,24 @@ type serveConfig struct {
 func defaultServeConfig() serveConfig {
 	conn := api.DefaultConnLimits()
 	return serveConfig{
-		Addr:          "127.0.0.1:8080",
-		Prefork:       4,
-		MaxConcurrent: 16,
-		MaxQueued:     64,
-		MaxSessions:   1000,
-		SessionTTL:    duration(10 * time.Minute),
-		MaxSessionTTL: duration(time.Hour),
-		SessionMaxAge: duration(4 * time.Hour),
-		ResponseTTL:   duration(time.Hour),
-		MaxTimeout:    duration(5 * time.Minute),
-		MaxMemory:     "4GiB",
-		MaxSteps:      10,
-		Safety:        "off",
-		SafetyScope:   "chat",
-		JudgeModel:    "gpt-4o-mini",
-		ChatNet:       "none",
-		MCPNet:        "none",
+		Addr:           "127.0.0.1:8080",
+		Prefork:        4,
+		MaxConcurrent:  16,
+		MaxQueued:      64,
+		MaxSessions:    1000,
+		SessionTTL:     duration(10 * time.Minute),
+		MaxSessionTTL:  duration(time.Hour),
+		SessionMaxAge:  duration(4 * time.Hour),
+		ResponseTTL:    duration(time.Hour),
+		MaxFileStorage: "256MiB",
+		MaxTimeout:     duration(5 * time.Minute),
+		MaxMemory:      "4GiB",
+		MaxSteps:       10,
+		Safety:         "off",
+		SafetyScope:    "chat",
+		JudgeModel:     "gpt-4o-mini",
+		ChatNet:        "none",
+		MCPNet:         "none",
 
 		HeaderTimeout:     duration(conn.HeaderTimeout),
 		BodyTimeout:       duration(conn.BodyTimeout),
@@ -282,6 +286,9 @@ func (c *serveConfig) load(file string, flags *pflag.FlagSet) error {
 		if _, err := parseSize(c.MaxTotalStorage); err != nil {
 			return fmt.Errorf("max-total-storage: %w", err)
 		}
+	}
+	if _, err := parseSize(c.MaxFileStorage); err != nil {
+		return fmt.Errorf("max-file-storage: %w", err)
 	}
 	if c.MaxConcurrent < 1 || c.MaxQueued < 0 || c.MaxSessions < 0 || c.Prefork < 0 {
 		return errors.New("max-concurrent must be positive; max-queued, max-sessions and prefork not negative")
@@ -593,6 +600,9 @@ func withServer(ctx context.Context, c serveConfig, use func(*builtServer) error
 			"max_memory_mib", acfg.Policy.Max.MemoryBytes>>20, "max_total_memory_mib", c.totals.MemoryBytes>>20)
 	}
 	acfg.Policy.Max = withinTotals(acfg.Policy.Max, c.totals)
+	if acfg.MaxFileStorage, err = parseSize(c.MaxFileStorage); err != nil {
+		return fmt.Errorf("max_file_storage: %w", err)
+	}
 	acfg.Policy.Default = withinTotals(acfg.Policy.Default, c.totals)
 	ready := func() error {
 		if c.Cold {

@@ -1,6 +1,7 @@
 package agent
 
 import (
+	"cmp"
 	"crypto/sha256"
 	"encoding/base64"
 	"errors"
@@ -22,6 +23,7 @@ import (
 // files of messages before the model's last output were placed by an earlier
 // request and are not written again: the code may have changed them since.
 func placeFiles(sb Sandbox, input []Item, resumed bool) ([]Item, error) {
+	uploads, _ := sb.(Uploads)
 	placedBefore := -1
 	if resumed {
 		for i, it := range input {
@@ -50,14 +52,14 @@ func placeFiles(sb Sandbox, input []Item, resumed bool) ([]Item, error) {
 		changed := false
 		for pi, p := range m.Content.Parts {
 			where := fmt.Sprintf("%s.content[%d]", source, pi)
-			a, err := attachment(p)
+			a, err := attachment(p, uploads)
 			if err != nil {
 				return nil, badRequest(err.code, "%s: %s", where, err.msg)
 			}
 			if a == nil {
 				continue
 			}
-			a.name = uniqueName(a.name, sha256.Sum256(a.data), names)
+			a.name = UniqueName(a.name, sha256.Sum256(a.data), names)
 			if i > placedBefore {
 				writes = append(writes, placed{*a, where})
 			}
@@ -99,10 +101,10 @@ func isModelOutput(it Item) bool {
 	return false
 }
 
-// uniqueName returns name, or name with a "-2", "-3", … suffix before its extension
+// UniqueName returns name, or name with a "-2", "-3", … suffix before its extension
 // when a different file of that name is already in names: two attachments never
 // overwrite each other. The same file attached twice keeps its name.
-func uniqueName(name string, sum [sha256.Size]byte, names map[string][sha256.Size]byte) string {
+func UniqueName(name string, sum [sha256.Size]byte, names map[string][sha256.Size]byte) string {
 	ext := path.Ext(name)
 	stem := strings.TrimSuffix(name, ext)
 	for n := 2; ; n++ {
@@ -123,16 +125,31 @@ type file struct {
 // partError is what is wrong with a content part, with its stable code.
 type partError struct{ code, msg string }
 
-// attachment extracts a file from a content part: a file part with FileData, or an
-// image part holding a data URL; nil for anything else. A file without a name is
-// named by its kind, content and type: "file-1a2b3c4d.csv".
-func attachment(p Part) (*file, *partError) {
+// Uploads is what a Sandbox implements when the client may attach files it
+// uploaded before (file parts with a FileID): it finds them.
+type Uploads interface {
+	// Uploaded returns the filename and bytes of the uploaded file id, or an error
+	// that says why there is none, for the client.
+	Uploaded(id string) (filename string, data []byte, err error)
+}
+
+// attachment extracts a file from a content part: a file part with FileData or
+// with a FileID that uploads has, or an image part holding a data URL; nil for
+// anything else. A file without a name is named by its kind, content and type:
+// "file-1a2b3c4d.csv".
+func attachment(p Part, uploads Uploads) (*file, *partError) {
 	var raw, name, kind string
 	switch {
 	case p.Type == PartFile && p.FileData != "":
 		raw, name, kind = p.FileData, p.Filename, "file"
-	case p.Type == PartFile && p.FileID != "":
+	case p.Type == PartFile && p.FileID != "" && uploads == nil:
 		return nil, &partError{"file_id_unsupported", fmt.Sprintf("file_id %q: this server stores no uploaded files; send the content inline as file_data (base64, or a data: URL)", p.FileID)}
+	case p.Type == PartFile && p.FileID != "":
+		filename, data, err := uploads.Uploaded(p.FileID)
+		if err != nil {
+			return nil, &partError{"file_not_found", err.Error()}
+		}
+		return named(cmp.Or(p.Filename, filename), "file", "", data)
 	case p.Type == PartFile:
 		return nil, &partError{"invalid_file", "a file part needs file_data (base64, or a data: URL)"}
 	case p.Type == PartImage && strings.HasPrefix(p.URL, "data:"):
@@ -152,6 +169,12 @@ func attachment(p Part) (*file, *partError) {
 	if err != nil {
 		return nil, &partError{"invalid_file", fmt.Sprintf("file data is not valid base64: %v", err)}
 	}
+	return named(name, kind, mimeType, data)
+}
+
+// named is an attachment under its name's last element, or, without a name, one
+// made of its kind, content and type.
+func named(name, kind, mimeType string, data []byte) (*file, *partError) {
 	name = path.Base(strings.ReplaceAll(name, `\`, "/"))
 	if name == "" || name == "." || name == "/" || name == ".." {
 		sum := sha256.Sum256(data)

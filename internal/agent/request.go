@@ -58,6 +58,9 @@ type CodeTool struct {
 	// operator's allowlist; nil: the Agent's Network. The caller's Sandbox must run
 	// the code with the same policy: the model and the judge are told of this one.
 	Network *egress.Policy
+	// Files are the names of files the caller's Sandbox has in its work dir from
+	// the start (a container's file_ids), which the model is told of.
+	Files []string
 }
 
 // Tool is a tool of the client's.

@@ -95,8 +95,12 @@ func upstreamRequest(req *Request) (*llm.ChatRequest, error) {
 
 // codeHint is the system message that tells the model of the code tool: what
 // network the code has and whether earlier state is there.
-func codeHint(network *egress.Policy, resumed bool) string {
-	return fmt.Sprintf(systemHint, networkHint(network), stateHint(resumed))
+func codeHint(network *egress.Policy, resumed bool, files []string) string {
+	hint := fmt.Sprintf(systemHint, networkHint(network), stateHint(resumed))
+	if len(files) > 0 {
+		hint += " These files are in /work: " + strings.Join(files, ", ") + "."
+	}
+	return hint
 }
 
 func setRaw(dst *json.RawMessage, v json.RawMessage) {

@@ -60,6 +60,9 @@ type Config struct {
 	MaxCodeBytes int
 	// MaxDownloadBytes bounds a file read back from a session.
 	MaxDownloadBytes int64
+	// MaxFileStorage bounds the bytes of the files one tenant keeps with
+	// /v1/files (in memory); 0: no bound.
+	MaxFileStorage int64
 	// Keys, when there are any, are required as "Authorization: Bearer <key>" on /v1,
 	// and each request acts for its key's tenant. APIKeys are keys each of a tenant
 	// of its own (named "key#N" by their place), checked after Keys.
@@ -84,6 +87,7 @@ func DefaultConfig() Config {
 		MaxBodyBytes:     32 << 20,
 		MaxCodeBytes:     1 << 20,
 		MaxDownloadBytes: 64 << 20,
+		MaxFileStorage:   256 << 20,
 		Conn:             DefaultConnLimits(),
 	}
 }
@@ -106,6 +110,8 @@ type Server struct {
 	mcp      *mcp.Server // see MCP
 	// containerNames are the names of the containers of /v1/containers.
 	containerNames containerNames
+	// files are the uploads of /v1/files.
+	files *fileStore
 }
 
 // SetJudge makes j judge the code of /v1/execute and session executions before it
@@ -129,7 +135,7 @@ func New(cfg Config, exec Executor, sessions *session.Manager, ready func() erro
 		log = slog.New(slog.DiscardHandler)
 	}
 	reg := prometheus.NewRegistry()
-	s := &Server{cfg: cfg, exec: exec, sessions: sessions, ready: ready, log: log, registry: reg}
+	s := &Server{cfg: cfg, exec: exec, sessions: sessions, ready: ready, log: log, registry: reg, files: newFileStore(cfg.MaxFileStorage)}
 	s.keys = append(s.keys, cfg.Keys...)
 	for i, k := range cfg.APIKeys {
 		s.keys = append(s.keys, tenant.Key{Secret: k, Tenant: &tenant.Tenant{Name: "key#" + strconv.Itoa(len(cfg.Keys)+i+1)}})
@@ -168,6 +174,11 @@ func (s *Server) Handler() http.Handler {
 	v1("GET /v1/containers/{id}/files/{file_id}", s.handleGetContainerFile)
 	v1("GET /v1/containers/{id}/files/{file_id}/content", s.handleContainerFileContent)
 	v1("DELETE /v1/containers/{id}/files/{file_id}", s.handleDeleteContainerFile)
+	v1("POST /v1/files", s.handleCreateFile)
+	v1("GET /v1/files", s.handleListUploadedFiles)
+	v1("GET /v1/files/{file_id}", s.handleGetUploadedFile)
+	v1("GET /v1/files/{file_id}/content", s.handleUploadedFileContent)
+	v1("DELETE /v1/files/{file_id}", s.handleDeleteUploadedFile)
 	mux.Handle("/mcp", s.auth(s.MCP().Handler()))
 	mux.HandleFunc("GET /healthz", func(w http.ResponseWriter, r *http.Request) {
 		writeJSON(w, http.StatusOK, map[string]string{"status": "ok"})

@@ -226,6 +226,7 @@ func TestAuthEveryRoute(t *testing.T) {
 		{"PUT", "/v1/sessions/sess_a/files/a"}, {"GET", "/v1/sessions/sess_a/files"},
 		{"GET", "/v1/sessions/sess_a/files/a"}, {"DELETE", "/v1/sessions/sess_a/files/a"},
 		{"POST", "/v1/chat/completions"}, {"GET", "/v1/models"},
+		{"POST", "/v1/files"}, {"GET", "/v1/files"}, {"GET", "/v1/files/file-a"}, {"GET", "/v1/files/file-a/content"}, {"DELETE", "/v1/files/file-a"},
 	}
 	for _, rt := range routes {
 		for _, h := range []struct {

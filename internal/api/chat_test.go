@@ -107,7 +107,7 @@ func TestChatRefusals(t *testing.T) {
 		{"unknown session_id", `"tools":[{"type":"code_interpreter","session_id":"sess_gone"}],` + user, 404, "session_not_found"},
 		{"container not a string", `"tools":[{"type":"code_execution","container":42}],` + user, 400, "invalid_container"},
 		{"two containers", `"tools":[{"type":"code_execution","container":"sess_a","session_id":"sess_b"}],` + user, 400, "invalid_container"},
-		{"file_id", `"tools":[{"type":"code_execution"}],` + file(`{"file_id":"file-abc123"}`), 400, "file_id_unsupported"},
+		{"unknown file_id", `"tools":[{"type":"code_execution"}],` + file(`{"file_id":"file-abc123"}`), 400, "file_not_found"},
 		{"file without data", `"tools":[{"type":"code_execution"}],` + file(`{"filename":"a.csv"}`), 400, "invalid_file"},
 		{"file not base64", `"tools":[{"type":"code_execution"}],` + file(`{"filename":"a.csv","file_data":"%%%"}`), 400, "invalid_file"},
 		{"function named code_execution", `"tools":[{"type":"code_execution"},{"type":"function","function":{"name":"code_execution"}}],` + user, 400, "invalid_tools"},

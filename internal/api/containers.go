@@ -33,6 +33,8 @@ type Container struct {
 	ExpiresAfter ExpiresAfter `json:"expires_after"`
 	LastActiveAt int64        `json:"last_active_at"`
 	Name         string       `json:"name"`
+	// MemoryLimit is the memory_limit the container was made with, if any.
+	MemoryLimit string `json:"memory_limit,omitempty"`
 }
 
 // ExpiresAfter is when a container expires: minutes after its last use.
@@ -77,10 +79,11 @@ type containerNames struct {
 	byID map[string]ownedName
 }
 
-type ownedName struct{ owner, name string }
+type ownedName struct{ owner, name, memory string }
 
-// set names owner's session id, after dropping the names of the sessions that ended.
-func (n *containerNames) set(m *session.Manager, owner, id, name string) {
+// set names owner's session id (and keeps its memory_limit), after dropping the
+// names of the sessions that ended.
+func (n *containerNames) set(m *session.Manager, owner, id, name, memory string) {
 	n.mu.Lock()
 	defer n.mu.Unlock()
 	if n.byID == nil {
@@ -91,13 +94,13 @@ func (n *containerNames) set(m *session.Manager, owner, id, name string) {
 			delete(n.byID, id)
 		}
 	}
-	n.byID[id] = ownedName{owner, name}
+	n.byID[id] = ownedName{owner, name, memory}
 }
 
-func (n *containerNames) get(id string) string {
+func (n *containerNames) get(id string) ownedName {
 	n.mu.Lock()
 	defer n.mu.Unlock()
-	return n.byID[id].name
+	return n.byID[id]
 }
 
 func (s *Server) container(sess *session.Session) Container {
@@ -107,16 +110,39 @@ func (s *Server) container(sess *session.Session) Container {
 		status = "expired"
 	}
 	minutes := int64(math.Round(info.ExpiresAt.Sub(info.LastUsedAt).Minutes()))
+	n := s.containerNames.get(info.ID)
 	return Container{ID: info.ID, Object: "container", CreatedAt: info.CreatedAt.Unix(), Status: status,
-		ExpiresAfter: ExpiresAfter{Anchor: "last_active_at", Minutes: minutes}, LastActiveAt: info.LastUsedAt.Unix(), Name: s.containerNames.get(info.ID)}
+		ExpiresAfter: ExpiresAfter{Anchor: "last_active_at", Minutes: minutes}, LastActiveAt: info.LastUsedAt.Unix(), Name: n.name, MemoryLimit: n.memory}
 }
 
 // createContainerRequest is the body of POST /v1/containers.
 type createContainerRequest struct {
-	Name         string          `json:"name"`
-	ExpiresAfter *ExpiresAfter   `json:"expires_after"`
-	FileIDs      []string        `json:"file_ids"`
-	MemoryLimit  json.RawMessage `json:"memory_limit"`
+	Name         string        `json:"name"`
+	ExpiresAfter *ExpiresAfter `json:"expires_after"`
+	FileIDs      []string      `json:"file_ids"`
+	MemoryLimit  string        `json:"memory_limit"`
+}
+
+// containerMemory are the memory_limit values of OpenAI's containers.
+var containerMemory = map[string]int64{"1g": 1 << 30, "4g": 4 << 30, "16g": 16 << 30, "64g": 64 << 30}
+
+// containerLimits are the limits of a new container with memory_limit m ("": the
+// server's default limits): m becomes the session's memory limit, within the
+// operator's max_memory.
+func (s *Server) containerLimits(m string) (job.Limits, *requestError) {
+	l := s.cfg.Policy.Default
+	if m == "" {
+		return l, nil
+	}
+	n, ok := containerMemory[m]
+	if !ok {
+		return l, badRequest("invalid_memory_limit", `"memory_limit" must be "1g", "4g", "16g" or "64g", got %q`, m)
+	}
+	if max := s.cfg.Policy.Max.MemoryBytes; n > max {
+		return l, badRequest("memory_limit_too_high", `"memory_limit" %q is above this server's most for a container, %d MiB (its max_memory)`, m, max>>20)
+	}
+	l.MemoryBytes = n
+	return l, nil
 }
 
 func (s *Server) handleCreateContainer(w http.ResponseWriter, r *http.Request) {
@@ -131,14 +157,15 @@ func (s *Server) handleCreateContainer(w http.ResponseWriter, r *http.Request) {
 		writeError(w, http.StatusBadRequest, "invalid_json", "request body: "+jsonerr.Describe(err, &req))
 		return
 	}
-	if len(req.FileIDs) > 0 {
-		writeError(w, http.StatusBadRequest, "file_ids_unsupported",
-			`"file_ids" are not supported: upload files into the container with POST /v1/containers/{id}/files`)
+	limits, lerr := s.containerLimits(req.MemoryLimit)
+	if lerr != nil {
+		writeRequestError(w, lerr)
 		return
 	}
-	if len(req.MemoryLimit) > 0 && string(req.MemoryLimit) != "null" {
-		writeError(w, http.StatusBadRequest, "memory_limit_unsupported",
-			`"memory_limit" is not supported: a container has the server's session limits (POST /v1/sessions takes memory_mb)`)
+	owner := tenantOf(r)
+	files, err := s.uploadedFiles(owner.Name, req.FileIDs)
+	if err != nil {
+		writeError(w, http.StatusNotFound, "file_not_found", err.Error())
 		return
 	}
 	var ttl time.Duration
@@ -150,13 +177,20 @@ func (s *Server) handleCreateContainer(w http.ResponseWriter, r *http.Request) {
 		}
 		ttl = time.Duration(e.Minutes) * time.Minute
 	}
-	owner := tenantOf(r)
-	sess, err := s.sessions.Create(r.Context(), owner, s.cfg.Policy.Default, ttl)
+	sess, err := s.sessions.Create(r.Context(), owner, limits, ttl)
 	if err != nil {
 		writeSessionError(w, "", err)
 		return
 	}
-	s.containerNames.set(s.sessions, owner.Name, sess.ID, req.Name)
+	for _, f := range files {
+		if err := sess.WriteFile(f.name, f.data); err != nil {
+			// No container without the files it was made with.
+			_ = s.sessions.Delete(owner.Name, sess.ID)
+			writeFileError(w, f.name, err)
+			return
+		}
+	}
+	s.containerNames.set(s.sessions, owner.Name, sess.ID, req.Name, req.MemoryLimit)
 	writeJSON(w, http.StatusOK, s.container(sess))
 }
 

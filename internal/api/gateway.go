@@ -32,6 +32,9 @@ type gatewaySandbox struct {
 	network *egress.Policy
 	sess    *session.Session
 	created *session.Session // the session this request started, if any
+	// place are files put in each session this request starts (a container's
+	// file_ids), before any code runs there.
+	place []namedFile
 }
 
 func (s *Server) gatewaySandbox(owner *tenant.Tenant) *gatewaySandbox {
@@ -53,7 +56,24 @@ func (g *gatewaySandbox) Start(ctx context.Context) error {
 		return err
 	}
 	g.sess, g.created = sess, sess
+	for _, f := range g.place {
+		if err := sess.WriteFile(f.name, f.data); err != nil {
+			// A container without its files is not the one asked for.
+			_ = g.s.sessions.Delete(g.owner.Name, sess.ID)
+			g.sess, g.created = nil, nil
+			return fmt.Errorf("place the container's file %q: %w", f.name, err)
+		}
+	}
 	return nil
+}
+
+// Uploaded finds a file of /v1/files the request's owner uploaded (agent.Uploads).
+func (g *gatewaySandbox) Uploaded(id string) (string, []byte, error) {
+	f := g.s.files.get(g.owner.Name, id, time.Now())
+	if f == nil {
+		return "", nil, fmt.Errorf("no file %q: upload it with POST /v1/files first (files are kept in memory: a restart forgets them)", id)
+	}
+	return f.obj.Filename, f.data, nil
 }
 
 func (g *gatewaySandbox) Started() bool { return g.sess != nil && g.sess.Alive() }

@@ -61,19 +61,32 @@ func (s *Server) handleResponses(w http.ResponseWriter, r *http.Request) {
 		// A follow-up goes on in its conversation's container unless it names another.
 		areq.Code.Container = prev.container
 	}
-	if container != nil && len(container.FileIDs) > 0 {
-		writeError(w, http.StatusBadRequest, "file_ids_unsupported",
-			`"file_ids" are not supported yet: send files as input_file parts (file_data), or upload them with PUT /v1/sessions/{id}/files/{path} and name the session as the container`)
-		return
-	}
 	var sb agent.Sandbox // nil: the request has no code tool
 	var gsb *gatewaySandbox
 	if areq.Code != nil {
 		gsb = s.gatewaySandbox(owner)
+		var lerr *requestError
+		if container != nil {
+			gsb.limits, lerr = s.containerLimits(container.MemoryLimit)
+		}
+		if lerr != nil {
+			writeRequestError(w, lerr)
+			return
+		}
 		if id := areq.Code.Container; id != "" {
 			if gsb.sess, err = s.sessions.Get(owner.Name, id); err != nil {
 				writeContainerError(w, id, err)
 				return
+			}
+		} else if container != nil {
+			// A new container: its files. One the conversation goes on in has them
+			// (and its memory) since it was made.
+			if gsb.place, err = s.uploadedFiles(owner.Name, container.FileIDs); err != nil {
+				writeError(w, http.StatusNotFound, "file_not_found", err.Error())
+				return
+			}
+			for _, f := range gsb.place {
+				areq.Code.Files = append(areq.Code.Files, f.name)
 			}
 		}
 		sb = gsb

@@ -144,6 +144,9 @@ type Container struct {
 	ID string
 	// FileIDs are uploaded files to place in a new container.
 	FileIDs []string
+	// MemoryLimit is a new container's memory ("1g", "4g", "16g", "64g"); "" for
+	// the server's default.
+	MemoryLimit string
 }
 
 // FromResponsesRequest converts a Responses request into the loop's request, with
@@ -275,14 +278,18 @@ func containerFrom(raw json.RawMessage) (*Container, error) {
 		return &Container{ID: id}, nil
 	}
 	var auto struct {
-		Type        string          `json:"type"`
-		FileIDs     []string        `json:"file_ids"`
-		MemoryLimit json.RawMessage `json:"memory_limit"`
+		Type        string   `json:"type"`
+		FileIDs     []string `json:"file_ids"`
+		MemoryLimit *string  `json:"memory_limit"`
 	}
 	if err := json.Unmarshal(raw, &auto); err != nil || auto.Type != "auto" {
 		return nil, fmt.Errorf(`want a container id (from an earlier response or POST /v1/containers) or {"type": "auto"}, got %s`, clip(string(raw), 80))
 	}
-	return &Container{FileIDs: auto.FileIDs}, nil
+	c := &Container{FileIDs: auto.FileIDs}
+	if auto.MemoryLimit != nil {
+		c.MemoryLimit = *auto.MemoryLimit
+	}
+	return c, nil
 }
 
 // toolChoice is the Responses tool_choice in chat completions' form: "none",

@@ -35,7 +35,11 @@ func TestFromResponsesRequest(t *testing.T) {
 			`{"model":"m","instructions":"be brief","input":"hi","tools":[{"type":"code_interpreter","container":{"type":"auto","memory_limit":"1g"}}]}`,
 			&agent.Request{Model: "m", Code: &agent.CodeTool{}, Input: []agent.Item{
 				&agent.Message{Role: "system", Content: agent.Text("be brief"), Source: "instructions"}, user("hi", "input")}},
-			&Container{}},
+			&Container{MemoryLimit: "1g"}},
+		{"an auto container with files",
+			`{"model":"m","input":"hi","tools":[{"type":"code_interpreter","container":{"type":"auto","file_ids":["file-1","file-2"]}}]}`,
+			&agent.Request{Model: "m", Code: &agent.CodeTool{}, Input: []agent.Item{user("hi", "input")}},
+			&Container{FileIDs: []string{"file-1", "file-2"}}},
 		{"code_execution as an alias, a container id",
 			`{"model":"m","input":"hi","tools":[{"type":"code_execution","container":"sess_1"}]}`,
 			&agent.Request{Model: "m", Code: &agent.CodeTool{Container: "sess_1"}, Input: []agent.Item{user("hi", "input")}},

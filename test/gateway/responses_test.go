@@ -103,7 +103,7 @@ func TestResponsesRefusals(t *testing.T) {
 		{`{"input":"hi"}`, 400, "missing_model"},
 		{`{"model":"fake-model","input":"hi","tools":[{"type":"web_search"}]}`, 400, "unsupported_tool"},
 		{`{"model":"fake-model","input":"hi","tools":[{"type":"code_interpreter","container":"sess_0123456789abcdef0123456789abcdef"}]}`, 404, "session_not_found"},
-		{`{"model":"fake-model","input":"hi","tools":[{"type":"code_interpreter","container":{"type":"auto","file_ids":["file_1"]}}]}`, 400, "file_ids_unsupported"},
+		{`{"model":"fake-model","input":"hi","tools":[{"type":"code_interpreter","container":{"type":"auto","file_ids":["file_1"]}}]}`, 404, "file_not_found"},
 		{`{"model":"fake-model","input":[{"role":"user","content":[{"type":"input_file","filename":"a.csv","file_data":"%%%"}]}],"tools":[{"type":"code_interpreter"}]}`, 400, "invalid_file"},
 		{`not json`, 400, "invalid_json"},
 	} {

@@ -1,0 +1,196 @@
+package gateway_test
+
+// Files of /v1/files in the sandbox: a code tool's container with file_ids, an
+// input_file part naming a file_id, a container of /v1/containers made with
+// file_ids; and a container's memory_limit.
+
+import (
+	"bytes"
+	"encoding/json"
+	"io"
+	"mime/multipart"
+	"net/http"
+	"strings"
+	"testing"
+
+	"github.com/codeexec/codeexec/internal/llm/llmtest"
+)
+
+// uploadFile posts content as a /v1/files file named name and returns its id.
+func uploadFile(t *testing.T, url, name, content string) string {
+	t.Helper()
+	var body bytes.Buffer
+	mw := multipart.NewWriter(&body)
+	_ = mw.WriteField("purpose", "user_data")
+	fw, _ := mw.CreateFormFile("file", name)
+	_, _ = fw.Write([]byte(content))
+	_ = mw.Close()
+	resp, err := http.Post(url+"/v1/files", mw.FormDataContentType(), &body)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer resp.Body.Close()
+	data, _ := io.ReadAll(resp.Body)
+	var f struct {
+		ID string `json:"id"`
+	}
+	if resp.StatusCode != 200 || json.Unmarshal(data, &f) != nil || f.ID == "" {
+		t.Fatalf("upload %s: %d %s", name, resp.StatusCode, data)
+	}
+	return f.ID
+}
+
+func getJSON(t *testing.T, url string, v any) {
+	t.Helper()
+	resp, err := http.Get(url)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer resp.Body.Close()
+	data, _ := io.ReadAll(resp.Body)
+	if resp.StatusCode != 200 || json.Unmarshal(data, v) != nil {
+		t.Fatalf("GET %s: %d %s", url, resp.StatusCode, data)
+	}
+}
+
+const sumCSV = "import pandas as pd\nprint(pd.read_csv('data.csv')['n'].sum())"
+
+// TestResponsesFileIDs: the code finds the uploaded files of the container's
+// file_ids and of an input_file part in its work dir, and the model is told their
+// names; the container has the memory it asked for.
+func TestResponsesFileIDs(t *testing.T) {
+	up, hs := testenvFake(t,
+		llmtest.Calls(code(sumCSV)), llmtest.Text("3"),
+		llmtest.Calls(code(sumCSV)), llmtest.Text("3"),
+		llmtest.Calls(code(sumCSV)), llmtest.Text("3"),
+	)
+	id := uploadFile(t, hs.URL, "data.csv", "n\n1\n2\n")
+	status, data := postResponses(t, hs.URL, `{"model":"fake-model","input":"sum n","include":["code_interpreter_call.outputs"],
+		"tools":[{"type":"code_interpreter","container":{"type":"auto","file_ids":["`+id+`"],"memory_limit":"1g"}}]}`)
+	if status != 200 {
+		t.Fatalf("status %d: %s", status, data)
+	}
+	r := decodeResponse(t, data)
+	run := r.Output[0]
+	if run.Outputs == nil || (*run.Outputs)[0].Logs != "3\n" {
+		t.Errorf("the code did not read data.csv of file_ids: %s", data)
+	}
+	if reqs := up.ChatRequests(); len(reqs) == 0 || !strings.Contains(asText(reqs[0]), "These files are in /work: data.csv.") {
+		t.Errorf("the model was not told of data.csv")
+	}
+	if !bigAlloc(t, hs.URL, run.ContainerID) {
+		t.Errorf("memory_limit 1g: the container's code could not fill 700 MiB")
+	}
+
+	status, data = postResponses(t, hs.URL, `{"model":"fake-model","include":["code_interpreter_call.outputs"],"tools":[{"type":"code_interpreter"}],
+		"input":[{"role":"user","content":[{"type":"input_text","text":"sum n"},{"type":"input_file","file_id":"`+id+`"}]}]}`)
+	if status != 200 {
+		t.Fatalf("status %d: %s", status, data)
+	}
+	if r := decodeResponse(t, data); r.Output[0].Outputs == nil || (*r.Output[0].Outputs)[0].Logs != "3\n" {
+		t.Errorf("the code did not read data.csv of an input_file part: %s", data)
+	}
+
+	// The chat gateway's file parts take a file_id too.
+	status, data = post(t, hs.URL, `{"model":"fake-model",`+codeTool+`,
+		"messages":[{"role":"user","content":[{"type":"text","text":"sum n"},{"type":"file","file":{"file_id":"`+id+`"}}]}]}`)
+	if status != 200 || !strings.Contains(string(data), `"stdout":"3\n"`) {
+		t.Errorf("chat with a file_id part: %d %s", status, data)
+	}
+}
+
+// TestContainerFileIDs: POST /v1/containers with file_ids and memory_limit.
+func TestContainerFileIDs(t *testing.T) {
+	_, hs := testenvFake(t)
+	id := uploadFile(t, hs.URL, "data.csv", "n\n1\n2\n")
+	resp, err := http.Post(hs.URL+"/v1/containers", "application/json", strings.NewReader(`{"name":"c","file_ids":["`+id+`"],"memory_limit":"4g"}`))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer resp.Body.Close()
+	data, _ := io.ReadAll(resp.Body)
+	var c struct {
+		ID          string `json:"id"`
+		MemoryLimit string `json:"memory_limit"`
+	}
+	if resp.StatusCode != 200 || json.Unmarshal(data, &c) != nil || c.MemoryLimit != "4g" {
+		t.Fatalf("create: %d %s", resp.StatusCode, data)
+	}
+	var files struct {
+		Data []struct {
+			Path  string `json:"path"`
+			Bytes int    `json:"bytes"`
+		} `json:"data"`
+	}
+	getJSON(t, hs.URL+"/v1/containers/"+c.ID+"/files", &files)
+	if len(files.Data) != 1 || files.Data[0].Path != "data.csv" || files.Data[0].Bytes != 6 {
+		t.Errorf("the container's files: %+v", files.Data)
+	}
+	if !bigAlloc(t, hs.URL, c.ID) {
+		t.Errorf("memory_limit 4g: the container's code could not fill 700 MiB")
+	}
+}
+
+// bigAlloc reports whether code in container id can fill 700 MiB: more than the
+// default limits' 512 MiB, less than any memory_limit's.
+func bigAlloc(t *testing.T, url, id string) bool {
+	t.Helper()
+	resp, err := http.Post(url+"/v1/sessions/"+id+"/execute", "application/json",
+		strings.NewReader(`{"code":"b = b'x' * (700 << 20)\nprint(len(b) >> 20)\ndel b"}`))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer resp.Body.Close()
+	data, _ := io.ReadAll(resp.Body)
+	var res struct {
+		Status string `json:"status"`
+		Stdout string `json:"stdout"`
+	}
+	if json.Unmarshal(data, &res) != nil {
+		t.Fatalf("execute: %s", data)
+	}
+	t.Logf("700 MiB in %s: %s %q", id, res.Status, res.Stdout)
+	return res.Status == "ok" && res.Stdout == "700\n"
+}
+
+// TestContainerRefusals: what a container cannot be made with, by both routes.
+func TestContainerRefusals(t *testing.T) {
+	_, hs := testenvFake(t)
+	tool := func(c string) string {
+		return `{"model":"fake-model","input":"hi","tools":[{"type":"code_interpreter","container":` + c + `}]}`
+	}
+	for _, tc := range []struct {
+		path, body string
+		status     int
+		code       string
+	}{
+		// The server's max_memory is 4GiB.
+		{"/v1/responses", tool(`{"type":"auto","memory_limit":"16g"}`), 400, "memory_limit_too_high"},
+		{"/v1/responses", tool(`{"type":"auto","memory_limit":"2g"}`), 400, "invalid_memory_limit"},
+		{"/v1/responses", tool(`{"type":"auto","file_ids":["file-nope"]}`), 404, "file_not_found"},
+		{"/v1/containers", `{"memory_limit":"64g"}`, 400, "memory_limit_too_high"},
+		{"/v1/containers", `{"memory_limit":"1G"}`, 400, "invalid_memory_limit"},
+		{"/v1/containers", `{"file_ids":["file-nope"]}`, 404, "file_not_found"},
+	} {
+		resp, err := http.Post(hs.URL+tc.path, "application/json", strings.NewReader(tc.body))
+		if err != nil {
+			t.Fatal(err)
+		}
+		data, _ := io.ReadAll(resp.Body)
+		resp.Body.Close()
+		var e struct {
+			Error struct{ Code string } `json:"error"`
+		}
+		_ = json.Unmarshal(data, &e)
+		if resp.StatusCode != tc.status || e.Error.Code != tc.code {
+			t.Errorf("POST %s %s: got %d %s, want %d %s", tc.path, tc.body, resp.StatusCode, data, tc.status, tc.code)
+		}
+	}
+	var list struct {
+		Data []any `json:"data"`
+	}
+	getJSON(t, hs.URL+"/v1/containers", &list)
+	if len(list.Data) != 0 {
+		t.Errorf("a refused request left %d containers", len(list.Data))
+	}
+}
