@@ -59,7 +59,10 @@ type serveConfig struct {
 	ResponseTTL duration `json:"response_ttl"`
 	// MaxFileStorage bounds the bytes of one tenant's /v1/files (kept in memory);
 	// "0": no bound.
-	MaxFileStorage string   `json:"max_file_storage"`
+	MaxFileStorage string `json:"max_file_storage"`
+	// ResponseImages is how /v1/responses gives the images of code outputs: "url"
+	// (of the container's files here) or "data" (data: URLs, inline).
+	ResponseImages string   `json:"response_images"`
 	MaxTimeout     duration `json:"max_timeout"`
 	MaxMemory      string   `json:"max_memory"`
 	// MaxTotalMemory, MaxTotalPids and MaxTotalCPUs bound all sandboxes together
@@ -126,6 +129,7 @@ func defaultServeConfig() serveConfig {
 		SessionMaxAge:  duration(4 * time.Hour),
 		ResponseTTL:    duration(time.Hour),
 		MaxFileStorage: "256MiB",
+		ResponseImages: "url",
 		MaxTimeout:     duration(5 * time.Minute),
 		MaxMemory:      "4GiB",
 		MaxSteps:       10,
@@ -286,6 +290,9 @@ func (c *serveConfig) load(file string, flags *pflag.FlagSet) error {
 		if _, err := parseSize(c.MaxTotalStorage); err != nil {
 			return fmt.Errorf("max-total-storage: %w", err)
 		}
+	}
+	if c.ResponseImages != "url" && c.ResponseImages != "data" {
+		return fmt.Errorf("response_images %q is not url or data", c.ResponseImages)
 	}
 	if _, err := parseSize(c.MaxFileStorage); err != nil {
 		return fmt.Errorf("max-file-storage: %w", err)
@@ -626,7 +633,7 @@ func withServer(ctx context.Context, c serveConfig, use func(*builtServer) error
 	if err != nil {
 		return err
 	}
-	srv.SetGateway(&api.Gateway{Upstreams: upstreams, ResponseTTL: time.Duration(c.ResponseTTL), Agent: &agent.Agent{
+	srv.SetGateway(&api.Gateway{Upstreams: upstreams, ResponseTTL: time.Duration(c.ResponseTTL), DataURLImages: c.ResponseImages == "data", Agent: &agent.Agent{
 		Judge:    judge,
 		MaxSteps: c.MaxSteps,
 		Network:  c.chatNet,

@@ -34,6 +34,10 @@ type Gateway struct {
 	// ResponseTTL is how long a response of /v1/responses is kept for a follow-up
 	// request's previous_response_id; 0: an hour.
 	ResponseTTL time.Duration
+	// DataURLImages makes the images of /v1/responses' code_interpreter_call
+	// outputs data: URLs, for clients that want them inline; by default they are
+	// URLs of the container's files on this server (the figures are saved there).
+	DataURLImages bool
 
 	responses     *responseStore
 	responsesOnce sync.Once

@@ -35,7 +35,15 @@ type gatewaySandbox struct {
 	// place are files put in each session this request starts (a container's
 	// file_ids), before any code runs there.
 	place []namedFile
+	// figures: each run's figures are also saved in the session (figuresDir), so
+	// that a URL of the container's files serves them (their Saved says where).
+	figures bool
 }
+
+// figuresDir is where a session keeps the figures of the Responses API's runs:
+// hidden, so that it does not clutter what the code lists of /work.
+const figuresDir = ".figures"
+
 
 func (s *Server) gatewaySandbox(owner *tenant.Tenant) *gatewaySandbox {
 	return &gatewaySandbox{s: s, owner: owner, limits: s.cfg.Policy.Default, network: s.gateway.Agent.Network}
@@ -97,7 +105,27 @@ func (g *gatewaySandbox) Run(ctx context.Context, code string) (*job.Result, err
 		// Expired or deleted since Start: to the agent, an interpreter that stopped.
 		return nil, fmt.Errorf("%w: session %q is gone", sandbox.ErrSessionEnded, g.sess.ID)
 	}
+	if err == nil && g.figures {
+		g.saveFigures(res)
+	}
 	return res, err
+}
+
+// saveFigures writes a run's figures into the session, under names no other run's
+// take (a random tag), and records each one's path in its SavedAs; a figure that
+// cannot be written (the session ended with the run, its storage is full) gets its
+// SaveError and stays a data: URL.
+func (g *gatewaySandbox) saveFigures(res *job.Result) {
+	tag := newID()[:8]
+	for i := range res.Images {
+		im := &res.Images[i]
+		p := figuresDir + "/" + tag + "-" + im.Name
+		if err := g.sess.WriteFile(p, im.Data); err != nil {
+			im.SaveError = err.Error()
+			continue
+		}
+		im.SavedAs = p
+	}
 }
 
 // WriteFile puts an attached file in the session's work dir.

@@ -4,6 +4,7 @@ import (
 	"encoding/json"
 	"fmt"
 	"net/http"
+	"net/url"
 	"time"
 
 	"github.com/codeexec/codeexec/internal/agent"
@@ -93,6 +94,10 @@ func (s *Server) handleResponses(w http.ResponseWriter, r *http.Request) {
 	}
 	opts := openairesponses.Options{ID: "resp_" + newID(), CreatedAt: time.Now().Unix(), Request: req,
 		Outputs: req.IncludesOutputs()}
+	if gsb != nil && !s.gateway.DataURLImages {
+		gsb.figures = true
+		opts.ImageURL = figureURL(r)
+	}
 	if req.Stream {
 		s.streamResponse(w, r, agent.Upstream(client), areq, sb, gsb, opts)
 		return
@@ -108,6 +113,24 @@ func (s *Server) handleResponses(w http.ResponseWriter, r *http.Request) {
 	}
 	s.keep(owner.Name, req, areq, res, gsb, opts.ID)
 	writeJSON(w, http.StatusOK, openairesponses.ToResponse(res, opts))
+}
+
+// figureURL gives a figure saved in its container the URL of its content among
+// the container's files, on the address the client used for this request (the
+// route wants the API key, as every /v1 route does).
+func figureURL(r *http.Request) func(e *agent.Execution, i int) string {
+	scheme := "http"
+	if r.TLS != nil {
+		scheme = "https"
+	}
+	base := scheme + "://" + r.Host
+	return func(e *agent.Execution, i int) string {
+		im := e.Result.Images[i]
+		if im.SavedAs == "" || e.ContainerID == "" {
+			return ""
+		}
+		return base + "/v1/containers/" + url.PathEscape(e.ContainerID) + "/files/" + openairesponses.FileID(im.SavedAs) + "/content"
+	}
 }
 
 // keep stores the response for a follow-up unless the request said "store": false:

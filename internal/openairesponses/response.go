@@ -364,15 +364,25 @@ func runStatus(res *job.Result) string {
 	return StatusIncomplete
 }
 
-// written are the files a run wrote, as citations without a place in the text.
+// written are the files a run wrote, and its figures saved in its container, as
+// citations without a place in the text.
 func written(e *agent.Execution) []Annotation {
 	if e.Result == nil || e.ContainerID == "" {
 		return nil
 	}
 	var out []Annotation
+	cite := func(p string) {
+		name := p[strings.LastIndex(p, "/")+1:]
+		out = append(out, Annotation{Type: "container_file_citation", ContainerID: e.ContainerID, FileID: FileID(p), Filename: name})
+	}
 	for _, f := range e.Result.Files {
-		name := f.Path[strings.LastIndex(f.Path, "/")+1:]
-		out = append(out, Annotation{Type: "container_file_citation", ContainerID: e.ContainerID, FileID: FileID(f.Path), Filename: name})
+		cite(f.Path)
+	}
+	// The figures saved in the container are files of it too (see Options.ImageURL).
+	for _, im := range e.Result.Images {
+		if im.SavedAs != "" {
+			cite(im.SavedAs)
+		}
 	}
 	return out
 }

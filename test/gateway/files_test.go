@@ -194,3 +194,39 @@ func TestContainerRefusals(t *testing.T) {
 		t.Errorf("a refused request left %d containers", len(list.Data))
 	}
 }
+
+// TestResponsesImageURL: a figure is an image output whose URL, on this server,
+// serves the PNG from the container's files, and the answer cites it.
+func TestResponsesImageURL(t *testing.T) {
+	_, hs := testenvFake(t,
+		llmtest.Calls(code("import matplotlib.pyplot as plt\nplt.plot([1, 2, 3])\nplt.show()")), llmtest.Text("Here is the plot."))
+	status, data := postResponses(t, hs.URL, `{"model":"fake-model","input":"plot","include":["code_interpreter_call.outputs"],
+		"tools":[{"type":"code_interpreter","container":{"type":"auto"}}]}`)
+	if status != 200 {
+		t.Fatalf("status %d: %s", status, data)
+	}
+	r := decodeResponse(t, data)
+	run := r.Output[0]
+	if run.Outputs == nil || len(*run.Outputs) != 2 || (*run.Outputs)[1].Type != "image" {
+		t.Fatalf("want the logs and an image: %s", data)
+	}
+	u := (*run.Outputs)[1].URL
+	prefix := hs.URL + "/v1/containers/" + run.ContainerID + "/files/cfile_"
+	if !strings.HasPrefix(u, prefix) || !strings.HasSuffix(u, "/content") {
+		t.Fatalf("image URL %q, want %s…/content", u, prefix)
+	}
+	resp, err := http.Get(u)
+	if err != nil {
+		t.Fatal(err)
+	}
+	png, _ := io.ReadAll(resp.Body)
+	resp.Body.Close()
+	if resp.StatusCode != 200 || !bytes.HasPrefix(png, []byte("\x89PNG")) {
+		t.Errorf("GET the image URL: %d, %d bytes beginning %q", resp.StatusCode, len(png), png[:min(8, len(png))])
+	}
+	ann := r.Output[1].Content[0].Annotations
+	fileID := strings.TrimSuffix(strings.TrimPrefix(u, hs.URL+"/v1/containers/"+run.ContainerID+"/files/"), "/content")
+	if len(ann) != 1 || ann[0].Type != "container_file_citation" || ann[0].FileID != fileID || !strings.HasSuffix(ann[0].Filename, "-figure-1.png") {
+		t.Errorf("the answer's citations %+v, want the figure %s", ann, fileID)
+	}
+}
