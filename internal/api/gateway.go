@@ -44,7 +44,6 @@ type gatewaySandbox struct {
 // hidden, so that it does not clutter what the code lists of /work.
 const figuresDir = ".figures"
 
-
 func (s *Server) gatewaySandbox(owner *tenant.Tenant) *gatewaySandbox {
 	return &gatewaySandbox{s: s, owner: owner, limits: s.cfg.Policy.Default, network: s.gateway.Agent.Network}
 }
