@@ -112,7 +112,7 @@ func (s *Server) handleChat(w http.ResponseWriter, r *http.Request) {
 	container := areq.Code.Container
 	sb := s.gatewaySandbox(tenantOf(r))
 	if container != "" {
-		if sb.sess, err = s.sessions.Get(sb.owner.Name, container); err != nil {
+		if err = sb.resume(container); err != nil {
 			writeContainerError(w, container, err)
 			return
 		}

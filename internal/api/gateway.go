@@ -48,6 +48,18 @@ func (s *Server) gatewaySandbox(owner *tenant.Tenant) *gatewaySandbox {
 	return &gatewaySandbox{s: s, owner: owner, limits: s.cfg.Policy.Default, network: s.gateway.Agent.Network}
 }
 
+// resume makes the sandbox the caller's session id (a container the request
+// names), whose code runs with the limits it was made with (a container's
+// memory_limit, a session's memory_mb).
+func (g *gatewaySandbox) resume(id string) error {
+	sess, err := g.s.sessions.Get(g.owner.Name, id)
+	if err != nil {
+		return err
+	}
+	g.sess, g.limits = sess, sess.Limits()
+	return nil
+}
+
 // Start starts a session unless the current one is alive. A session whose
 // interpreter a limit stopped is ended first: the reply names the new one.
 func (g *gatewaySandbox) Start(ctx context.Context) error {

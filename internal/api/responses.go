@@ -75,7 +75,7 @@ func (s *Server) handleResponses(w http.ResponseWriter, r *http.Request) {
 			return
 		}
 		if id := areq.Code.Container; id != "" {
-			if gsb.sess, err = s.sessions.Get(owner.Name, id); err != nil {
+			if err = gsb.resume(id); err != nil {
 				writeContainerError(w, id, err)
 				return
 			}

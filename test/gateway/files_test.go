@@ -99,9 +99,10 @@ func TestResponsesFileIDs(t *testing.T) {
 	}
 }
 
-// TestContainerFileIDs: POST /v1/containers with file_ids and memory_limit.
+// TestContainerFileIDs: POST /v1/containers with file_ids and memory_limit, and a
+// response whose code runs there, with that memory.
 func TestContainerFileIDs(t *testing.T) {
-	_, hs := testenvFake(t)
+	_, hs := testenvFake(t, llmtest.Calls(code(sumCSV)), llmtest.Text("3"))
 	id := uploadFile(t, hs.URL, "data.csv", "n\n1\n2\n")
 	resp, err := http.Post(hs.URL+"/v1/containers", "application/json", strings.NewReader(`{"name":"c","file_ids":["`+id+`"],"memory_limit":"4g"}`))
 	if err != nil {
@@ -128,6 +129,14 @@ func TestContainerFileIDs(t *testing.T) {
 	}
 	if !bigAlloc(t, hs.URL, c.ID) {
 		t.Errorf("memory_limit 4g: the container's code could not fill 700 MiB")
+	}
+	status, data := postResponses(t, hs.URL, `{"model":"fake-model","input":"sum n","include":["code_interpreter_call.outputs"],
+		"tools":[{"type":"code_interpreter","container":"`+c.ID+`"}]}`)
+	if status != 200 {
+		t.Fatalf("a response in the container: %d %s", status, data)
+	}
+	if r := decodeResponse(t, data); r.Output[0].ContainerID != c.ID || (*r.Output[0].Outputs)[0].Logs != "3\n" {
+		t.Errorf("a response in the container: %s", data)
 	}
 }
 

@@ -371,3 +371,74 @@ func TestContainersNode(t *testing.T) {
 		t.Errorf("after the deletes: files %v, retrieve %+v; want none and a 404", r.FilesAfterDelete, r.AfterDelete)
 	}
 }
+
+// TestFilesNode: the openai package's files API, a container made with file_ids,
+// and the URL of a figure fetched with containers.files.content and with fetch.
+func TestFilesNode(t *testing.T) {
+	_, url := gateway(t, run("import pandas as pd\nprint(pd.read_csv('data.csv')['n'].sum())", "3"),
+		run("import matplotlib.pyplot as plt\nimport pandas as pd\nplt.plot(pd.read_csv('data.csv')['n'])\nplt.show()", "Here is the plot."))
+	var r struct {
+		Failed string `json:"failed"`
+		File   struct {
+			ID       string `json:"id"`
+			Object   string `json:"object"`
+			Bytes    int    `json:"bytes"`
+			Filename string `json:"filename"`
+			Purpose  string `json:"purpose"`
+		} `json:"file"`
+		Run struct {
+			ContainerID string `json:"containerId"`
+			Logs        string `json:"logs"`
+			OutputText  string `json:"outputText"`
+		} `json:"run"`
+		Image struct {
+			URL      string `json:"url"`
+			Citation struct {
+				Type        string `json:"type"`
+				ContainerID string `json:"container_id"`
+				FileID      string `json:"file_id"`
+			} `json:"citation"`
+			SDKBytes    int    `json:"sdkBytes"`
+			SDKMagic    string `json:"sdkMagic"`
+			FetchStatus int    `json:"fetchStatus"`
+			FetchBytes  int    `json:"fetchBytes"`
+		} `json:"image"`
+		Listed    []string `json:"listed"`
+		Retrieved struct {
+			ID string `json:"id"`
+		} `json:"retrieved"`
+		Content string `json:"content"`
+		Deleted struct {
+			Deleted bool `json:"deleted"`
+		} `json:"deleted"`
+		AfterDelete struct {
+			Status int    `json:"status"`
+			Code   string `json:"code"`
+		} `json:"afterDelete"`
+	}
+	node(t, "files.mjs", url, &r)
+	if r.Failed != "" {
+		t.Fatalf("files.mjs threw: %s", r.Failed)
+	}
+	f := r.File
+	if !strings.HasPrefix(f.ID, "file-") || f.Object != "file" || f.Bytes != 6 || f.Filename != "data.csv" || f.Purpose != "user_data" {
+		t.Errorf("files.create: %+v", f)
+	}
+	if !strings.HasPrefix(r.Run.ContainerID, "sess_") || r.Run.Logs != "3\n" || r.Run.OutputText != "3" {
+		t.Errorf("the response with file_ids: %+v; want the code to read data.csv", r.Run)
+	}
+	im := r.Image
+	if !strings.HasPrefix(im.URL, url+"/v1/containers/"+r.Run.ContainerID+"/files/cfile_") || im.Citation.Type != "container_file_citation" ||
+		!strings.Contains(im.URL, "/"+im.Citation.FileID+"/") {
+		t.Errorf("the figure: url %q, citation %+v", im.URL, im.Citation)
+	}
+	if im.SDKMagic != "\u0089PNG" || im.SDKBytes < 1000 || im.FetchStatus != 200 || im.FetchBytes != im.SDKBytes {
+		t.Errorf("the figure read with containers.files.content: %d bytes beginning %q; with fetch: %d, %d bytes", im.SDKBytes, im.SDKMagic, im.FetchStatus, im.FetchBytes)
+	}
+	if !slices.Equal(r.Listed, []string{f.ID}) || r.Retrieved.ID != f.ID || r.Content != "n\n1\n2\n" || !r.Deleted.Deleted {
+		t.Errorf("files list %v, retrieve %+v, content %q, delete %+v", r.Listed, r.Retrieved, r.Content, r.Deleted)
+	}
+	if r.AfterDelete.Status != 404 || r.AfterDelete.Code != "file_not_found" {
+		t.Errorf("retrieve after delete: %+v, want 404 file_not_found", r.AfterDelete)
+	}
+}
