@@ -62,9 +62,12 @@ type serveConfig struct {
 	MaxFileStorage string `json:"max_file_storage"`
 	// ResponseImages is how /v1/responses gives the images of code outputs: "url"
 	// (of the container's files here) or "data" (data: URLs, inline).
-	ResponseImages string   `json:"response_images"`
-	MaxTimeout     duration `json:"max_timeout"`
-	MaxMemory      string   `json:"max_memory"`
+	ResponseImages string `json:"response_images"`
+	// UpstreamResponses is when a Responses request without the code tool goes to
+	// the upstream's own Responses endpoint: auto, on or off (api.Gateway).
+	UpstreamResponses string   `json:"upstream_responses"`
+	MaxTimeout        duration `json:"max_timeout"`
+	MaxMemory         string   `json:"max_memory"`
 	// MaxTotalMemory, MaxTotalPids and MaxTotalCPUs bound all sandboxes together
 	// (their parent cgroup): executions, sessions and the warm interpreters. Unset
 	// (empty or 0): derived from the machine, see cgroup.MachineTotals.
@@ -119,25 +122,26 @@ type serveConfig struct {
 func defaultServeConfig() serveConfig {
 	conn := api.DefaultConnLimits()
 	return serveConfig{
-		Addr:           "127.0.0.1:8080",
-		Prefork:        4,
-		MaxConcurrent:  16,
-		MaxQueued:      64,
-		MaxSessions:    1000,
-		SessionTTL:     duration(10 * time.Minute),
-		MaxSessionTTL:  duration(time.Hour),
-		SessionMaxAge:  duration(4 * time.Hour),
-		ResponseTTL:    duration(time.Hour),
-		MaxFileStorage: "256MiB",
-		ResponseImages: "url",
-		MaxTimeout:     duration(5 * time.Minute),
-		MaxMemory:      "4GiB",
-		MaxSteps:       10,
-		Safety:         "off",
-		SafetyScope:    "chat",
-		JudgeModel:     "gpt-4o-mini",
-		ChatNet:        "none",
-		MCPNet:         "none",
+		Addr:              "127.0.0.1:8080",
+		Prefork:           4,
+		MaxConcurrent:     16,
+		MaxQueued:         64,
+		MaxSessions:       1000,
+		SessionTTL:        duration(10 * time.Minute),
+		MaxSessionTTL:     duration(time.Hour),
+		SessionMaxAge:     duration(4 * time.Hour),
+		ResponseTTL:       duration(time.Hour),
+		MaxFileStorage:    "256MiB",
+		ResponseImages:    "url",
+		UpstreamResponses: "auto",
+		MaxTimeout:        duration(5 * time.Minute),
+		MaxMemory:         "4GiB",
+		MaxSteps:          10,
+		Safety:            "off",
+		SafetyScope:       "chat",
+		JudgeModel:        "gpt-4o-mini",
+		ChatNet:           "none",
+		MCPNet:            "none",
 
 		HeaderTimeout:     duration(conn.HeaderTimeout),
 		BodyTimeout:       duration(conn.BodyTimeout),
@@ -290,6 +294,9 @@ func (c *serveConfig) load(file string, flags *pflag.FlagSet) error {
 		if _, err := parseSize(c.MaxTotalStorage); err != nil {
 			return fmt.Errorf("max-total-storage: %w", err)
 		}
+	}
+	if !slices.Contains([]string{"auto", "on", "off"}, c.UpstreamResponses) {
+		return fmt.Errorf("upstream_responses %q is not auto, on or off", c.UpstreamResponses)
 	}
 	if c.ResponseImages != "url" && c.ResponseImages != "data" {
 		return fmt.Errorf("response_images %q is not url or data", c.ResponseImages)
@@ -633,11 +640,12 @@ func withServer(ctx context.Context, c serveConfig, use func(*builtServer) error
 	if err != nil {
 		return err
 	}
-	srv.SetGateway(&api.Gateway{Upstreams: upstreams, ResponseTTL: time.Duration(c.ResponseTTL), DataURLImages: c.ResponseImages == "data", Agent: &agent.Agent{
-		Judge:    judge,
-		MaxSteps: c.MaxSteps,
-		Network:  c.chatNet,
-	}})
+	srv.SetGateway(&api.Gateway{Upstreams: upstreams, ResponseTTL: time.Duration(c.ResponseTTL), DataURLImages: c.ResponseImages == "data",
+		UpstreamResponses: c.UpstreamResponses, Agent: &agent.Agent{
+			Judge:    judge,
+			MaxSteps: c.MaxSteps,
+			Network:  c.chatNet,
+		}})
 	if c.SafetyScope == "all" {
 		srv.SetJudge(judge)
 	}

@@ -38,6 +38,15 @@ type Gateway struct {
 	// outputs data: URLs, for clients that want them inline; by default they are
 	// URLs of the container's files on this server (the figures are saved there).
 	DataURLImages bool
+	// UpstreamResponses says when a Responses request without the code tool goes
+	// to the upstream's own POST /responses as it is: "on" (always), "off" (never:
+	// it is translated to chat completions like the rest), or "auto" (or ""): to
+	// each upstream until it answers that it has no such endpoint (404 or 405),
+	// which its first such request finds out.
+	UpstreamResponses string
+
+	// hasResponses is, by provider name, whether "auto" found its endpoint.
+	hasResponses sync.Map
 
 	responses     *responseStore
 	responsesOnce sync.Once

@@ -2,12 +2,15 @@ package api
 
 import (
 	"encoding/json"
+	"errors"
 	"fmt"
+	"io"
 	"net/http"
 	"net/url"
 	"time"
 
 	"github.com/codeexec/codeexec/internal/agent"
+	"github.com/codeexec/codeexec/internal/llm"
 	"github.com/codeexec/codeexec/internal/openairesponses"
 )
 
@@ -40,6 +43,9 @@ func (s *Server) handleResponses(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	owner := tenantOf(r)
+	if !openairesponses.HasCodeTool(req) && s.gateway.forwards(client) && !s.continuesHere(owner.Name, req) && s.forwardResponses(w, r, client, body, req.Stream) {
+		return
+	}
 	var prev *storedResponse
 	if id := req.PreviousResponseID; id != "" {
 		if prev = s.gateway.store().get(owner.Name, id, time.Now()); prev == nil {
@@ -113,6 +119,77 @@ func (s *Server) handleResponses(w http.ResponseWriter, r *http.Request) {
 	}
 	s.keep(owner.Name, req, areq, res, gsb, opts.ID)
 	writeJSON(w, http.StatusOK, openairesponses.ToResponse(res, opts))
+}
+
+// forwards reports whether a request without the code tool goes to client's own
+// Responses endpoint (see Gateway.UpstreamResponses).
+func (g *Gateway) forwards(client *llm.Client) bool {
+	switch g.UpstreamResponses {
+	case "on":
+		return true
+	case "off":
+		return false
+	}
+	has, known := g.hasResponses.Load(client.Provider().Name)
+	return !known || has.(bool)
+}
+
+// continuesHere reports whether the request goes on from a response of this
+// server's (previous_response_id, an item_reference), which the upstream does not
+// know: it is translated here, whatever the upstream has.
+func (s *Server) continuesHere(owner string, req *openairesponses.Request) bool {
+	now := time.Now()
+	if req.PreviousResponseID != "" && s.gateway.store().get(owner, req.PreviousResponseID, now) != nil {
+		return true
+	}
+	for _, id := range openairesponses.ItemReferences(req) {
+		if s.gateway.store().item(owner, id, now) != nil {
+			return true
+		}
+	}
+	return false
+}
+
+// forwardResponses sends body to client's POST /responses and relays the reply
+// as it comes (each piece flushed: a stream stays a stream). false: "auto" found
+// that the upstream has no such endpoint, and nothing was written; the caller
+// translates the request instead.
+func (s *Server) forwardResponses(w http.ResponseWriter, r *http.Request, client *llm.Client, body []byte, stream bool) bool {
+	name := client.Provider().Name
+	reply, err := client.Responses(r.Context(), body, stream)
+	var apiErr *llm.APIError
+	if errors.As(err, &apiErr) && (apiErr.Status == http.StatusNotFound || apiErr.Status == http.StatusMethodNotAllowed) && s.gateway.UpstreamResponses != "on" {
+		s.gateway.hasResponses.Store(name, false)
+		s.log.Info("the upstream has no Responses endpoint: its Responses requests are translated to chat completions", "provider", name, "status", apiErr.Status)
+		return false
+	}
+	if err != nil {
+		writeAgentError(w, err)
+		return true
+	}
+	s.gateway.hasResponses.Store(name, true)
+	defer reply.Body.Close()
+	w.Header().Set("Content-Type", reply.ContentType)
+	w.WriteHeader(http.StatusOK)
+	rc := http.NewResponseController(w)
+	buf := make([]byte, 32<<10)
+	for {
+		n, err := reply.Body.Read(buf)
+		if n > 0 {
+			if _, werr := w.Write(buf[:n]); werr != nil {
+				return true // the client went away
+			}
+			_ = rc.Flush()
+		}
+		if err == io.EOF {
+			return true
+		}
+		if err != nil {
+			// The status is sent: the client sees the reply end early.
+			s.log.Warn("relaying the upstream's Responses reply", "provider", name, "err", err)
+			return true
+		}
+	}
 }
 
 // figureURL gives a figure saved in its container the URL of its content among

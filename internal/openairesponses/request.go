@@ -521,3 +521,35 @@ func clip(s string, n int) string {
 	}
 	return strings.ToValidUTF8(s[:n], "") + "…"
 }
+
+// HasCodeTool reports whether the request's tools hold the code tool: without it
+// the request may go to an upstream's own Responses endpoint as it is.
+func HasCodeTool(r *Request) bool {
+	for _, raw := range r.Tools {
+		var t struct {
+			Type string `json:"type"`
+		}
+		if json.Unmarshal(raw, &t) == nil && (t.Type == ToolTypeCodeInterpreter || t.Type == ToolTypeCodeExecution) {
+			return true
+		}
+	}
+	return false
+}
+
+// ItemReferences are the ids of the request's item_reference items.
+func ItemReferences(r *Request) []string {
+	var items []struct {
+		Type string `json:"type"`
+		ID   string `json:"id"`
+	}
+	if json.Unmarshal(r.Input, &items) != nil {
+		return nil // a string, or invalid: FromResponsesRequest says so
+	}
+	var ids []string
+	for _, it := range items {
+		if it.Type == "item_reference" {
+			ids = append(ids, it.ID)
+		}
+	}
+	return ids
+}

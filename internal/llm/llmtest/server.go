@@ -12,6 +12,7 @@ import (
 	"net/http"
 	"net/http/httptest"
 	"slices"
+	"strings"
 	"sync"
 	"testing"
 	"time"
@@ -48,6 +49,9 @@ type Server struct {
 	next     int
 	requests []Request
 	models   []string
+	// responses is the text POST /v1/responses answers with; nil: the route is
+	// not served (404), as by an upstream without the Responses API.
+	responses *string
 }
 
 // NewServer starts a fake upstream answering with turns, in order. A request beyond
@@ -57,6 +61,7 @@ func NewServer(t testing.TB, turns ...Turn) *Server {
 	mux := http.NewServeMux()
 	mux.HandleFunc("POST /v1/chat/completions", s.chat)
 	mux.HandleFunc("GET /v1/models", s.listModels)
+	mux.HandleFunc("POST /v1/responses", s.respond)
 	mux.HandleFunc("/", func(w http.ResponseWriter, r *http.Request) {
 		s.record(r, nil, nil)
 		writeError(w, http.StatusNotFound, fmt.Sprintf("llmtest: no route for %s %s", r.Method, r.URL.Path))
@@ -93,6 +98,74 @@ func (s *Server) SetModels(ids ...string) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	s.models = slices.Clone(ids)
+}
+
+// SetResponses makes the server an upstream with its own Responses API: POST
+// /v1/responses answers every request with a Response whose message is text (see
+// ResponseBody), or with its events when the request asks for a stream. Without
+// it the route is a 404. The requests are recorded, not scripted turns.
+func (s *Server) SetResponses(text string) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	s.responses = &text
+}
+
+// ResponseBody is the Response object SetResponses' server answers for model.
+func ResponseBody(model, text string) string {
+	b, _ := json.Marshal(map[string]any{"id": "resp_upstream", "object": "response", "created_at": Created, "status": "completed",
+		"model": model, "output": []any{map[string]any{"id": "msg_upstream", "type": "message", "status": "completed", "role": "assistant",
+			"content": []any{map[string]any{"type": "output_text", "text": text, "annotations": []any{}}}}}})
+	return string(b)
+}
+
+// ResponseEvents are the events SetResponses' server streams for model: created,
+// a text delta per piece, completed.
+func ResponseEvents(model, text string) string {
+	var b strings.Builder
+	seq := 0
+	event := func(typ string, fields map[string]any) {
+		fields["type"], fields["sequence_number"] = typ, seq
+		seq++
+		data, _ := json.Marshal(fields)
+		fmt.Fprintf(&b, "event: %s\ndata: %s\n\n", typ, data)
+	}
+	resp := json.RawMessage(ResponseBody(model, text))
+	event("response.created", map[string]any{"response": resp})
+	for _, piece := range pieces(text) {
+		event("response.output_text.delta", map[string]any{"item_id": "msg_upstream", "output_index": 0, "content_index": 0, "delta": piece})
+	}
+	event("response.completed", map[string]any{"response": resp})
+	return b.String()
+}
+
+func (s *Server) respond(w http.ResponseWriter, r *http.Request) {
+	body, err := io.ReadAll(r.Body)
+	s.record(r, body, nil)
+	if err != nil {
+		return // the client went away
+	}
+	s.mu.Lock()
+	text := s.responses
+	s.mu.Unlock()
+	if text == nil {
+		writeError(w, http.StatusNotFound, "llmtest: no route for POST /v1/responses")
+		return
+	}
+	var req struct {
+		Model  string `json:"model"`
+		Stream bool   `json:"stream"`
+	}
+	if err := json.Unmarshal(body, &req); err != nil {
+		writeError(w, http.StatusBadRequest, "llmtest: "+err.Error())
+		return
+	}
+	if req.Stream {
+		w.Header().Set("Content-Type", "text/event-stream")
+		io.WriteString(w, ResponseEvents(req.Model, *text))
+		return
+	}
+	w.Header().Set("Content-Type", "application/json")
+	io.WriteString(w, ResponseBody(req.Model, *text))
 }
 
 // Requests returns the requests received so far, in order.

@@ -1,0 +1,176 @@
+package api
+
+import (
+	"encoding/json"
+	"io"
+	"net/http"
+	"net/http/httptest"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/codeexec/codeexec/internal/agent"
+	"github.com/codeexec/codeexec/internal/llm"
+	"github.com/codeexec/codeexec/internal/llm/llmtest"
+	"github.com/codeexec/codeexec/internal/session"
+)
+
+// passthroughServer is a gateway in front of up whose Responses requests without
+// the code tool go to up's own endpoint as mode says.
+func passthroughServer(t *testing.T, up *llmtest.Server, mode string) *httptest.Server {
+	t.Helper()
+	m := session.NewManager(session.Config{Max: 2, IdleTTL: time.Minute, MaxIdleTTL: time.Hour, MaxLifetime: time.Hour}, noSandbox{t})
+	t.Cleanup(m.Close)
+	srv := New(DefaultConfig(), noSandbox{t}, m, func() error { return nil }, nil)
+	router, err := llm.NewRouter("fake", up.Provider())
+	if err != nil {
+		t.Fatal(err)
+	}
+	srv.SetGateway(&Gateway{Upstreams: router, Agent: &agent.Agent{MaxSteps: 3}, UpstreamResponses: mode})
+	hs := httptest.NewServer(srv.Handler())
+	t.Cleanup(hs.Close)
+	return hs
+}
+
+// TestResponsesPassthrough: a Responses request without the code tool goes to an
+// upstream's own Responses endpoint as it is (streaming too), when the mode and
+// the upstream allow; else it is translated to chat completions, as a request
+// with the code tool always is.
+func TestResponsesPassthrough(t *testing.T) {
+	const plain = `{"model":"fake-model","input":"hi","x_vendor":{"keep":true}}`
+	type call struct {
+		body string
+		// status and what the reply is: the upstream's own (body or events), or a
+		// translated Response ("translated").
+		status int
+		reply  string
+		// paths are the upstream routes the request reached.
+		paths []string
+	}
+	for _, tc := range []struct {
+		name     string
+		mode     string
+		upstream bool // the upstream has /v1/responses
+		calls    []call
+	}{
+		{"auto, the upstream has it", "auto", true, []call{
+			{plain, 200, llmtest.ResponseBody("fake-model", "from upstream"), []string{"/v1/responses"}},
+			{`{"model":"fake-model","input":"hi","stream":true}`, 200, llmtest.ResponseEvents("fake-model", "from upstream"), []string{"/v1/responses"}},
+			// The provider's prefix is the router's, not the upstream's.
+			{`{"model":"fake/fake-model","input":"hi"}`, 200, llmtest.ResponseBody("fake-model", "from upstream"), []string{"/v1/responses"}},
+		}},
+		{"auto, the upstream has none: found once", "auto", false, []call{
+			{plain, 200, "translated", []string{"/v1/responses", "/v1/chat/completions"}},
+			{plain, 200, "translated", []string{"/v1/chat/completions"}},
+		}},
+		{"off", "off", true, []call{{plain, 200, "translated", []string{"/v1/chat/completions"}}}},
+		{"on, the upstream has none", "on", false, []call{{plain, 502, "upstream_error", []string{"/v1/responses"}}}},
+		{"the code tool is translated", "on", true, []call{
+			{`{"model":"fake-model","input":"hi","tools":[{"type":"code_interpreter"}]}`, 200, "translated", []string{"/v1/chat/completions"}}}},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			up := llmtest.NewServer(t)
+			if tc.upstream {
+				up.SetResponses("from upstream")
+			}
+			hs := passthroughServer(t, up, tc.mode)
+			for i, c := range tc.calls {
+				before := len(up.Requests())
+				if c.reply == "translated" {
+					up.Add(llmtest.Text("translated answer"))
+				}
+				resp, err := http.Post(hs.URL+"/v1/responses", "application/json", strings.NewReader(c.body))
+				if err != nil {
+					t.Fatal(err)
+				}
+				got, _ := io.ReadAll(resp.Body)
+				resp.Body.Close()
+				var paths []string
+				reqs := up.Requests()[before:]
+				for _, r := range reqs {
+					paths = append(paths, r.Path)
+				}
+				if strings.Join(paths, " ") != strings.Join(c.paths, " ") {
+					t.Errorf("request %d reached the upstream at %v, want %v", i, paths, c.paths)
+				}
+				switch c.reply {
+				case "translated":
+					if resp.StatusCode != c.status || !strings.Contains(string(got), `"output_text":"translated answer"`) {
+						t.Errorf("request %d: %d %s, want the translated answer", i, resp.StatusCode, got)
+					}
+				case "upstream_error":
+					if resp.StatusCode != c.status || !strings.Contains(string(got), `"code":"upstream_error"`) {
+						t.Errorf("request %d: %d %s, want %d upstream_error", i, resp.StatusCode, got, c.status)
+					}
+				default:
+					if resp.StatusCode != c.status || string(got) != c.reply {
+						t.Errorf("request %d: %d\n%s\nwant the upstream's reply as it is:\n%s", i, resp.StatusCode, got, c.reply)
+					}
+					// The body went as it was, byte for byte; with the router's model
+					// prefix, as it was but for the model.
+					want := c.body
+					got := string(reqs[len(reqs)-1].Body)
+					if strings.Contains(c.body, "fake/") {
+						want = canonical(t, strings.Replace(c.body, "fake/fake-model", "fake-model", 1))
+						got = canonical(t, got)
+					}
+					if got != want {
+						t.Errorf("request %d: the upstream got %s, want %s", i, got, want)
+					}
+				}
+			}
+		})
+	}
+}
+
+// canonical is JSON text with its object keys sorted.
+func canonical(t *testing.T, s string) string {
+	t.Helper()
+	var v any
+	if err := json.Unmarshal([]byte(s), &v); err != nil {
+		t.Fatalf("%s: %v", s, err)
+	}
+	b, _ := json.Marshal(v)
+	return string(b)
+}
+
+// TestResponsesPassthroughContinuesHere: a follow-up of a response this server
+// made is translated here, though the upstream has its own endpoint: the upstream
+// does not know the response.
+func TestResponsesPassthroughContinuesHere(t *testing.T) {
+	up := llmtest.NewServer(t, llmtest.Text("first"), llmtest.Text("second"))
+	up.SetResponses("from upstream")
+	hs := passthroughServer(t, up, "on")
+	post := func(body string) string {
+		t.Helper()
+		resp, err := http.Post(hs.URL+"/v1/responses", "application/json", strings.NewReader(body))
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer resp.Body.Close()
+		b, _ := io.ReadAll(resp.Body)
+		if resp.StatusCode != 200 {
+			t.Fatalf("POST %s: %d %s", body, resp.StatusCode, b)
+		}
+		return string(b)
+	}
+	// With the code tool (which the model does not call), it is translated and kept.
+	first := post(`{"model":"fake-model","input":"hi","tools":[{"type":"code_interpreter"}]}`)
+	id, _, _ := strings.Cut(strings.TrimPrefix(first, `{"id":"`), `"`)
+	if !strings.HasPrefix(id, "resp_") {
+		t.Fatalf("first response: %s", first)
+	}
+	if second := post(`{"model":"fake-model","input":"and?","previous_response_id":"` + id + `"}`); !strings.Contains(second, `"output_text":"second"`) {
+		t.Errorf("the follow-up was not translated here: %s", second)
+	}
+	if third := post(`{"model":"fake-model","input":"hi","previous_response_id":"resp_of_the_upstream"}`); !strings.Contains(third, "from upstream") {
+		t.Errorf("a follow-up of the upstream's response did not go there: %s", third)
+	}
+	var paths []string
+	for _, r := range up.Requests() {
+		paths = append(paths, r.Path)
+	}
+	if want := "/v1/chat/completions /v1/chat/completions /v1/responses"; strings.Join(paths, " ") != want {
+		t.Errorf("the upstream got %v, want %s", paths, want)
+	}
+}
