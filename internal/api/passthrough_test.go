@@ -174,3 +174,39 @@ func TestResponsesPassthroughContinuesHere(t *testing.T) {
 		t.Errorf("the upstream got %v, want %s", paths, want)
 	}
 }
+
+// TestResponsesNetworkPolicy: a code tool's network_policy is the code's network,
+// within the operator's allowlist: the model is told of it.
+func TestResponsesNetworkPolicy(t *testing.T) {
+	up := llmtest.NewServer(t, llmtest.Text("ok"), llmtest.Text("ok"))
+	hs := gatewayServer(t, up, nil, nil, func(c *Config) { c.Policy.NetworkAllow = []string{"*.example.com"} })
+	for i, tc := range []struct{ policy, hint string }{
+		{`{"type":"allowlist","allowed_domains":["api.example.com"]}`, "to these hosts, through a proxy that refuses all others: api.example.com"},
+		{`{"type":"disabled"}`, "with no network access"},
+	} {
+		body := `{"model":"fake-model","input":"hi","tools":[{"type":"code_interpreter","container":{"type":"auto","network_policy":` + tc.policy + `}}]}`
+		resp, err := http.Post(hs.URL+"/v1/responses", "application/json", strings.NewReader(body))
+		if err != nil {
+			t.Fatal(err)
+		}
+		got, _ := io.ReadAll(resp.Body)
+		resp.Body.Close()
+		if resp.StatusCode != 200 {
+			t.Fatalf("%s: %d %s", tc.policy, resp.StatusCode, got)
+		}
+		reqs := up.ChatRequests()
+		if sys, _ := json.Marshal(reqs[i].Messages[0]); !strings.Contains(string(sys), tc.hint) {
+			t.Errorf("network_policy %s: the model was told %s, want %q", tc.policy, sys, tc.hint)
+		}
+	}
+	resp, err := http.Post(hs.URL+"/v1/responses", "application/json", strings.NewReader(
+		`{"model":"fake-model","input":"hi","tools":[{"type":"code_interpreter","container":{"type":"auto","network_policy":{"type":"allowlist","allowed_domains":["evil.org"]}}}]}`))
+	if err != nil {
+		t.Fatal(err)
+	}
+	got, _ := io.ReadAll(resp.Body)
+	resp.Body.Close()
+	if resp.StatusCode != 403 || !strings.Contains(string(got), "network_not_permitted") {
+		t.Errorf("a domain beyond the allowlist: %d %s", resp.StatusCode, got)
+	}
+}

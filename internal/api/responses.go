@@ -10,6 +10,7 @@ import (
 	"time"
 
 	"github.com/codeexec/codeexec/internal/agent"
+	"github.com/codeexec/codeexec/internal/egress"
 	"github.com/codeexec/codeexec/internal/llm"
 	"github.com/codeexec/codeexec/internal/openairesponses"
 )
@@ -79,6 +80,19 @@ func (s *Server) handleResponses(w http.ResponseWriter, r *http.Request) {
 		if lerr != nil {
 			writeRequestError(w, lerr)
 			return
+		}
+		if container != nil && container.Network != "" {
+			// Per run, so in a container the request names too.
+			network, perr := s.cfg.Policy.Network(container.Network)
+			if perr != nil {
+				writeRequestError(w, policyError(perr))
+				return
+			}
+			gsb.network = network
+			areq.Code.Network = network
+			if network == nil {
+				areq.Code.Network = &egress.Policy{} // none, not the gateway's default
+			}
 		}
 		if id := areq.Code.Container; id != "" {
 			if err = gsb.resume(id); err != nil {

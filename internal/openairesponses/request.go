@@ -147,6 +147,10 @@ type Container struct {
 	// MemoryLimit is a new container's memory ("1g", "4g", "16g", "64g"); "" for
 	// the server's default.
 	MemoryLimit string
+	// Network is the container's network_policy as a network setting of the
+	// execute API ("none" or "allow=HOST,…"), which the server checks against its
+	// allowlist; "" when the request sets none.
+	Network string
 }
 
 // FromResponsesRequest converts a Responses request into the loop's request, with
@@ -278,9 +282,10 @@ func containerFrom(raw json.RawMessage) (*Container, error) {
 		return &Container{ID: id}, nil
 	}
 	var auto struct {
-		Type        string   `json:"type"`
-		FileIDs     []string `json:"file_ids"`
-		MemoryLimit *string  `json:"memory_limit"`
+		Type          string          `json:"type"`
+		FileIDs       []string        `json:"file_ids"`
+		MemoryLimit   *string         `json:"memory_limit"`
+		NetworkPolicy json.RawMessage `json:"network_policy"`
 	}
 	if err := json.Unmarshal(raw, &auto); err != nil || auto.Type != "auto" {
 		return nil, fmt.Errorf(`want a container id (from an earlier response or POST /v1/containers) or {"type": "auto"}, got %s`, clip(string(raw), 80))
@@ -289,7 +294,42 @@ func containerFrom(raw json.RawMessage) (*Container, error) {
 	if auto.MemoryLimit != nil {
 		c.MemoryLimit = *auto.MemoryLimit
 	}
-	return c, nil
+	var err error
+	c.Network, err = networkSpec(auto.NetworkPolicy)
+	return c, err
+}
+
+// networkSpec is a network_policy as a network setting: {"type": "disabled"} is
+// "none", {"type": "allowlist", "allowed_domains": [...]} "allow=…". Domain
+// secrets are refused: the egress proxy injects no credentials.
+func networkSpec(raw json.RawMessage) (string, error) {
+	if len(raw) == 0 || isNull(raw) {
+		return "", nil
+	}
+	var p struct {
+		Type           string            `json:"type"`
+		AllowedDomains []string          `json:"allowed_domains"`
+		DomainSecrets  []json.RawMessage `json:"domain_secrets"`
+	}
+	if err := json.Unmarshal(raw, &p); err != nil {
+		return "", fmt.Errorf(`"network_policy" must be {"type": "disabled"} or {"type": "allowlist", "allowed_domains": [...]}, got %s`, clip(string(raw), 80))
+	}
+	switch {
+	case p.Type == "disabled":
+		return "none", nil
+	case p.Type != "allowlist":
+		return "", fmt.Errorf(`"network_policy.type" must be "disabled" or "allowlist", got %q`, p.Type)
+	case len(p.DomainSecrets) > 0:
+		return "", fmt.Errorf(`"network_policy.domain_secrets" are not supported: codeexec's egress proxy adds no credentials to requests`)
+	case len(p.AllowedDomains) == 0:
+		return "", fmt.Errorf(`"network_policy.allowed_domains" must name at least one domain (or use {"type": "disabled"})`)
+	}
+	for _, d := range p.AllowedDomains {
+		if d == "" || strings.ContainsAny(d, ", ") {
+			return "", fmt.Errorf(`"network_policy.allowed_domains" holds %q, which is not a domain`, d)
+		}
+	}
+	return "allow=" + strings.Join(p.AllowedDomains, ","), nil
 }
 
 // toolChoice is the Responses tool_choice in chat completions' form: "none",

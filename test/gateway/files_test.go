@@ -177,6 +177,10 @@ func TestContainerRefusals(t *testing.T) {
 		{"/v1/responses", tool(`{"type":"auto","memory_limit":"16g"}`), 400, "memory_limit_too_high"},
 		{"/v1/responses", tool(`{"type":"auto","memory_limit":"2g"}`), 400, "invalid_memory_limit"},
 		{"/v1/responses", tool(`{"type":"auto","file_ids":["file-nope"]}`), 404, "file_not_found"},
+		// This server allows no network.
+		{"/v1/responses", tool(`{"type":"auto","network_policy":{"type":"allowlist","allowed_domains":["example.com"]}}`), 403, "network_not_permitted"},
+		{"/v1/responses", tool(`{"type":"auto","network_policy":{"type":"allowlist","allowed_domains":["example.com"],"domain_secrets":[{"domain":"example.com","name":"K","value":"v"}]}}`), 400, "invalid_container"},
+		{"/v1/responses", tool(`{"type":"auto","network_policy":{"type":"open"}}`), 400, "invalid_container"},
 		{"/v1/containers", `{"memory_limit":"64g"}`, 400, "memory_limit_too_high"},
 		{"/v1/containers", `{"memory_limit":"1G"}`, 400, "invalid_memory_limit"},
 		{"/v1/containers", `{"file_ids":["file-nope"]}`, 404, "file_not_found"},
