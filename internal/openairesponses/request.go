@@ -10,6 +10,7 @@ import (
 	"bytes"
 	"encoding/json"
 	"fmt"
+	"slices"
 	"strings"
 
 	"github.com/codeexec/codeexec/internal/agent"
@@ -40,6 +41,9 @@ type Request struct {
 	Reasoning json.RawMessage
 	// Extra holds the fields this face does not know, for the upstream as written.
 	Extra map[string]json.RawMessage
+	// Refused are the Refused fields the request sets, which FromResponsesRequest
+	// refuses (a request forwarded to an upstream's own Responses API keeps them).
+	Refused []string
 }
 
 // IncludeCodeOutputs is the include value that asks for the outputs of
@@ -60,11 +64,46 @@ func (r *Request) IncludesOutputs() bool {
 // OpenAI, unless the request says "store": false.
 func (r *Request) Stored() bool { return r.Store == nil || *r.Store }
 
-// responsesOnly are fields of the Responses API that describe the response, not
-// the model's call: they are not sent upstream, whose chat completions API has
-// other meanings or none for them.
-var responsesOnly = map[string]bool{"truncation": true, "background": true, "conversation": true,
-	"prompt": true, "max_tool_calls": true, "stream_options": true, "prompt_cache_key": true, "safety_identifier": true}
+// Handling is what the Responses face does with a field of a request.
+type Handling int
+
+const (
+	// Handled fields are read and translated for the loop or the reply.
+	Handled Handling = iota + 1
+	// Ignored fields are accepted and not sent upstream, whose chat completions
+	// API has other meanings or none for them; the reply is as without them.
+	Ignored
+	// Forwarded fields go upstream as written (Request.Extra), as every field the
+	// face does not know does.
+	Forwarded
+	// Refused fields, when set (not null, false, "", [] or {}), make the request a
+	// 400 unsupported_parameter: what they ask for cannot be done on chat
+	// completions, and dropping them would answer another question than the one
+	// asked.
+	Refused
+)
+
+// RequestFields says what becomes of each field of a Responses request that the
+// OpenAI SDKs define. A field not listed is Forwarded, as any unknown field is;
+// the guard test (fields_test.go) fails when openai-go's ResponseNewParams has a
+// field not listed here, so that a new one is decided on, not silently forwarded.
+var RequestFields = map[string]Handling{
+	"model": Handled, "input": Handled, "instructions": Handled, "tools": Handled, "tool_choice": Handled,
+	"max_output_tokens": Handled, "temperature": Handled, "top_p": Handled, "parallel_tool_calls": Handled,
+	"metadata": Handled, "store": Handled, "stream": Handled, "previous_response_id": Handled, "include": Handled,
+	"user": Handled, "text": Handled, "reasoning": Handled,
+	// The reply says "truncation": "disabled", as the upstream does; the stream
+	// has no obfuscation to turn off; cache keys and safety ids are OpenAI's own
+	// bookkeeping; the loop's max_steps bounds its tool calls.
+	"truncation": Ignored, "stream_options": Ignored, "prompt_cache_key": Ignored, "safety_identifier": Ignored,
+	"max_tool_calls": Ignored,
+	// Chat completions has these under the same names.
+	"service_tier": Forwarded, "top_logprobs": Forwarded, "prompt_cache_retention": Forwarded, "prompt_cache_options": Forwarded,
+	// A response run in the background, a stored conversation or prompt template,
+	// server-side compaction, moderation and access programs are OpenAI's services.
+	"background": Refused, "conversation": Refused, "prompt": Refused, "context_management": Refused,
+	"moderation": Refused, "access_programs": Refused,
+}
 
 // DecodeRequest reads a Responses request body. Only a value of the wrong JSON
 // type is an error; meaning is checked by FromResponsesRequest.
@@ -117,7 +156,13 @@ func DecodeRequest(body []byte) (*Request, error) {
 		case "reasoning":
 			r.Reasoning = raw
 		default:
-			if responsesOnly[key] {
+			switch RequestFields[key] {
+			case Ignored:
+				continue
+			case Refused:
+				if isSet(raw) {
+					r.Refused = append(r.Refused, key)
+				}
 				continue
 			}
 			if r.Extra == nil {
@@ -160,6 +205,11 @@ type Container struct {
 // the item of an earlier response with that id, or nil (refs nil: none resolve).
 // Its errors are *agent.RequestError.
 func FromResponsesRequest(r *Request, history []agent.Item, refs func(id string) agent.Item) (*agent.Request, *Container, error) {
+	if len(r.Refused) > 0 {
+		slices.Sort(r.Refused)
+		return nil, nil, badRequest("unsupported_parameter", "%s: codeexec runs the Responses API on chat completions, which cannot do this (without the code tool, an upstream with its own Responses API gets the request as it is)",
+			strings.Join(quoted(r.Refused), ", "))
+	}
 	req := &agent.Request{
 		Model:             r.Model,
 		ParallelToolCalls: r.ParallelToolCalls,
@@ -551,6 +601,23 @@ func contentFrom(where string, raw json.RawMessage) (agent.Content, error) {
 		}
 	}
 	return c, nil
+}
+
+// isSet reports whether a value sets its field: not null, false, "", [] or {}.
+func isSet(raw json.RawMessage) bool {
+	switch string(bytes.Join(bytes.Fields(raw), nil)) {
+	case "null", "false", `""`, "[]", "{}":
+		return false
+	}
+	return true
+}
+
+func quoted(ss []string) []string {
+	out := make([]string, len(ss))
+	for i, s := range ss {
+		out[i] = fmt.Sprintf("%q", s)
+	}
+	return out
 }
 
 func isNull(raw json.RawMessage) bool { return string(bytes.TrimSpace(raw)) == "null" }

@@ -106,6 +106,8 @@ func TestResponsesRefusals(t *testing.T) {
 		{`{"model":"fake-model","input":"hi","tools":[{"type":"code_interpreter","container":{"type":"auto","file_ids":["file_1"]}}]}`, 404, "file_not_found"},
 		{`{"model":"fake-model","input":[{"role":"user","content":[{"type":"input_file","filename":"a.csv","file_data":"%%%"}]}],"tools":[{"type":"code_interpreter"}]}`, 400, "invalid_file"},
 		{`not json`, 400, "invalid_json"},
+		{`{"model":"fake-model","input":"hi","background":true,"tools":[{"type":"code_interpreter"}]}`, 400, "unsupported_parameter"},
+		{`{"model":"fake-model","input":"hi","conversation":"conv_1","tools":[{"type":"code_interpreter"}]}`, 400, "unsupported_parameter"},
 	} {
 		status, data := postResponses(t, hs.URL, tc.body)
 		var e struct {
