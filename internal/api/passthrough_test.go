@@ -210,3 +210,24 @@ func TestResponsesNetworkPolicy(t *testing.T) {
 		t.Errorf("a domain beyond the allowlist: %d %s", resp.StatusCode, got)
 	}
 }
+
+// TestNoEndpoint: which upstream 404s say there is no Responses endpoint.
+func TestNoEndpoint(t *testing.T) {
+	for _, tc := range []struct {
+		name string
+		err  llm.APIError
+		want bool
+	}{
+		{"405", llm.APIError{Status: 405}, true},
+		{"vLLM, Ollama: no code", llm.APIError{Status: 404, Message: "Not Found"}, true},
+		{"OpenAI's unknown URL", llm.APIError{Status: 404, Type: "invalid_request_error", Message: "Invalid URL (POST /v1/responses)"}, true},
+		{"llama.cpp", llm.APIError{Status: 404, Code: "404", Type: "not_found_error", Message: "File Not Found"}, true},
+		{"an unknown previous response", llm.APIError{Status: 404, Code: "previous_response_not_found", Param: "previous_response_id"}, false},
+		{"an unknown model", llm.APIError{Status: 404, Code: "model_not_found"}, false},
+		{"400", llm.APIError{Status: 400}, false},
+	} {
+		if got := noEndpoint(&tc.err); got != tc.want {
+			t.Errorf("noEndpoint(%s: %+v) = %v, want %v", tc.name, tc.err, got, tc.want)
+		}
+	}
+}

@@ -172,7 +172,7 @@ func (s *Server) forwardResponses(w http.ResponseWriter, r *http.Request, client
 	name := client.Provider().Name
 	reply, err := client.Responses(r.Context(), body, stream)
 	var apiErr *llm.APIError
-	if errors.As(err, &apiErr) && (apiErr.Status == http.StatusNotFound || apiErr.Status == http.StatusMethodNotAllowed) && s.gateway.UpstreamResponses != "on" {
+	if errors.As(err, &apiErr) && noEndpoint(apiErr) && s.gateway.UpstreamResponses != "on" {
 		s.gateway.hasResponses.Store(name, false)
 		s.log.Info("the upstream has no Responses endpoint: its Responses requests are translated to chat completions", "provider", name, "status", apiErr.Status)
 		return false
@@ -204,6 +204,21 @@ func (s *Server) forwardResponses(w http.ResponseWriter, r *http.Request, client
 			return true
 		}
 	}
+}
+
+// noEndpoint reports whether an upstream's error says it has no Responses
+// endpoint: a 405, or a 404 about the route (vLLM's {"detail": "Not Found"},
+// Ollama's plain text, OpenAI's "Invalid URL", llama.cpp's code 404), not about
+// something the request names — OpenAI answers 404 with a code or a param for an
+// unknown model or previous_response_id, which is relayed.
+func noEndpoint(e *llm.APIError) bool {
+	switch e.Status {
+	case http.StatusMethodNotAllowed:
+		return true
+	case http.StatusNotFound:
+		return e.Param == "" && (e.Code == "" || e.Code == "404" || e.Code == "not_found")
+	}
+	return false
 }
 
 // figureURL gives a figure saved in its container the URL of its content among
