@@ -442,3 +442,44 @@ func TestFilesNode(t *testing.T) {
 		t.Errorf("retrieve after delete: %+v, want 404 file_not_found", r.AfterDelete)
 	}
 }
+
+// TestPassthroughNode: without the code tool, the openai package's requests reach
+// an upstream with its own Responses API, and its reply, streamed or not, reaches
+// the client as the upstream wrote it.
+func TestPassthroughNode(t *testing.T) {
+	up, url := gateway(t)
+	up.SetResponses("Hello from the upstream.")
+	var r struct {
+		Failed string `json:"failed"`
+		Create struct {
+			ID         string `json:"id"`
+			OutputText string `json:"outputText"`
+		} `json:"create"`
+		Stream struct {
+			Events []string `json:"events"`
+			Text   string   `json:"text"`
+			ID     string   `json:"id"`
+		} `json:"stream"`
+	}
+	node(t, "passthrough.mjs", url, &r)
+	if r.Failed != "" {
+		t.Fatalf("passthrough.mjs threw: %s", r.Failed)
+	}
+	if r.Create.ID != "resp_upstream" || r.Create.OutputText != "Hello from the upstream." {
+		t.Errorf("responses.create: %+v, want the upstream's response", r.Create)
+	}
+	if r.Stream.ID != "resp_upstream" || r.Stream.Text != "Hello from the upstream." || r.Stream.Events[0] != "response.created" ||
+		r.Stream.Events[len(r.Stream.Events)-1] != "response.completed" {
+		t.Errorf("the stream: %+v, want the upstream's events", r.Stream)
+	}
+	var paths []string
+	for _, req := range up.Requests() {
+		paths = append(paths, req.Path)
+		if !strings.Contains(string(req.Body), `"model":"fake-model"`) {
+			t.Errorf("the upstream got %s", req.Body)
+		}
+	}
+	if !slices.Equal(paths, []string{"/v1/responses", "/v1/responses"}) || !strings.Contains(string(up.Requests()[0].Body), `"service_tier":"auto"`) {
+		t.Errorf("the upstream got requests at %v: %s", paths, up.Requests()[0].Body)
+	}
+}
