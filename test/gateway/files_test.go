@@ -8,12 +8,20 @@ import (
 	"bytes"
 	"encoding/json"
 	"io"
+	"log/slog"
 	"mime/multipart"
 	"net/http"
+	"net/http/httptest"
 	"strings"
 	"testing"
+	"time"
 
+	"github.com/codeexec/codeexec/internal/agent"
+	"github.com/codeexec/codeexec/internal/api"
+	"github.com/codeexec/codeexec/internal/llm"
 	"github.com/codeexec/codeexec/internal/llm/llmtest"
+	"github.com/codeexec/codeexec/internal/session"
+	"github.com/codeexec/codeexec/test/testenv"
 )
 
 // uploadFile posts content as a /v1/files file named name and returns its id.
@@ -241,5 +249,39 @@ func TestResponsesImageURL(t *testing.T) {
 	fileID := strings.TrimSuffix(strings.TrimPrefix(u, hs.URL+"/v1/containers/"+run.ContainerID+"/files/"), "/content")
 	if len(ann) != 1 || ann[0].Type != "container_file_citation" || ann[0].FileID != fileID || !strings.HasSuffix(ann[0].Filename, "-figure-1.png") {
 		t.Errorf("the answer's citations %+v, want the figure %s", ann, fileID)
+	}
+}
+
+// TestResponsesImageDataURL: with response_images "data", a figure is a data:
+// URL, and nothing is saved in the container.
+func TestResponsesImageDataURL(t *testing.T) {
+	up := llmtest.NewServer(t, llmtest.Calls(code("import matplotlib.pyplot as plt\nplt.plot([1, 2, 3])\nplt.show()")), llmtest.Text("Here is the plot."))
+	router, err := llm.NewRouter("fake", up.Provider())
+	if err != nil {
+		t.Fatal(err)
+	}
+	sessions := session.NewManager(session.Config{Max: 10, IdleTTL: time.Minute, MaxIdleTTL: time.Hour, MaxLifetime: time.Hour}, testenv.Runner(t))
+	t.Cleanup(sessions.Close)
+	srv := api.New(api.DefaultConfig(), testenv.Runner(t), sessions, func() error { return nil }, slog.New(slog.DiscardHandler))
+	srv.SetGateway(&api.Gateway{Upstreams: router, Agent: &agent.Agent{MaxSteps: 5}, DataURLImages: true})
+	hs := httptest.NewServer(srv.Handler())
+	t.Cleanup(hs.Close)
+
+	status, data := postResponses(t, hs.URL, `{"model":"fake-model","input":"plot","include":["code_interpreter_call.outputs"],
+		"tools":[{"type":"code_interpreter","container":{"type":"auto"}}]}`)
+	if status != 200 {
+		t.Fatalf("status %d: %s", status, data)
+	}
+	r := decodeResponse(t, data)
+	run := r.Output[0]
+	if run.Outputs == nil || len(*run.Outputs) != 2 || !strings.HasPrefix((*run.Outputs)[1].URL, "data:image/png;base64,iVBOR") {
+		t.Fatalf("want the logs and a data: URL image: %s", data)
+	}
+	var files struct {
+		Data []any `json:"data"`
+	}
+	getJSON(t, hs.URL+"/v1/containers/"+run.ContainerID+"/files", &files)
+	if len(files.Data) != 0 || len(r.Output[1].Content[0].Annotations) != 0 {
+		t.Errorf("the container has files %v, the answer citations %+v; want none", files.Data, r.Output[1].Content[0].Annotations)
 	}
 }
