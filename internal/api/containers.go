@@ -234,10 +234,11 @@ func (s *Server) containerFile(w http.ResponseWriter, r *http.Request) (*http.Re
 }
 
 // handleCreateContainerFile puts a file in the container: a multipart upload of
-// "file", named by its filename; a {"file_id"} of /v1/files is not supported.
+// "file", named by its filename, or {"file_id"} naming a file of /v1/files.
 func (s *Server) handleCreateContainerFile(w http.ResponseWriter, r *http.Request) {
 	id := r.PathValue("id")
-	sess, err := s.sessions.Get(tenantOf(r).Name, id)
+	owner := tenantOf(r)
+	sess, err := s.sessions.Get(owner.Name, id)
 	if err != nil {
 		writeContainerError(w, id, err)
 		return
@@ -247,16 +248,30 @@ func (s *Server) handleCreateContainerFile(w http.ResponseWriter, r *http.Reques
 		writeRequestError(w, rerr)
 		return
 	}
+	var name string
+	var data []byte
 	mediaType, params, _ := mime.ParseMediaType(r.Header.Get("Content-Type"))
-	if mediaType != "multipart/form-data" {
-		writeError(w, http.StatusBadRequest, "file_ids_unsupported",
-			`upload the file as multipart/form-data with a "file" part; a "file_id" of /v1/files is not supported`)
-		return
-	}
-	name, data, err := uploadedFile(body, params["boundary"])
-	if err != nil {
-		writeError(w, http.StatusBadRequest, "invalid_file", err.Error())
-		return
+	switch mediaType {
+	case "multipart/form-data":
+		if name, data, err = uploadedFile(body, params["boundary"]); err != nil {
+			writeError(w, http.StatusBadRequest, "invalid_file", err.Error())
+			return
+		}
+	default:
+		var req struct {
+			FileID string `json:"file_id"`
+		}
+		if err := json.Unmarshal(body, &req); err != nil || req.FileID == "" {
+			writeError(w, http.StatusBadRequest, "invalid_file",
+				`upload the file as multipart/form-data with a "file" part, or name a file of /v1/files as {"file_id": "file-…"}`)
+			return
+		}
+		files, err := s.uploadedFiles(owner.Name, []string{req.FileID})
+		if err != nil {
+			writeError(w, http.StatusNotFound, "file_not_found", err.Error())
+			return
+		}
+		name, data = files[0].name, files[0].data
 	}
 	p, err := job.CleanInputPath(name)
 	if err != nil {

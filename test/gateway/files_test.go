@@ -131,8 +131,24 @@ func TestContainerFileIDs(t *testing.T) {
 			Bytes int    `json:"bytes"`
 		} `json:"data"`
 	}
+	// A file of /v1/files added by its id.
+	other := uploadFile(t, hs.URL, "notes.txt", "hello")
+	for _, tc := range []struct {
+		id     string
+		status int
+	}{{other, 200}, {"file-nope", 404}} {
+		resp, err := http.Post(hs.URL+"/v1/containers/"+c.ID+"/files", "application/json", strings.NewReader(`{"file_id":"`+tc.id+`"}`))
+		if err != nil {
+			t.Fatal(err)
+		}
+		data, _ := io.ReadAll(resp.Body)
+		resp.Body.Close()
+		if resp.StatusCode != tc.status {
+			t.Errorf("containers.files.create with file_id %s: %d %s, want %d", tc.id, resp.StatusCode, data, tc.status)
+		}
+	}
 	getJSON(t, hs.URL+"/v1/containers/"+c.ID+"/files", &files)
-	if len(files.Data) != 1 || files.Data[0].Path != "data.csv" || files.Data[0].Bytes != 6 {
+	if len(files.Data) != 2 || files.Data[0].Path != "data.csv" || files.Data[0].Bytes != 6 || files.Data[1].Path != "notes.txt" {
 		t.Errorf("the container's files: %+v", files.Data)
 	}
 	if !bigAlloc(t, hs.URL, c.ID) {
