@@ -63,6 +63,7 @@ type fileStore struct {
 	byID     map[string]*storedFile
 	used     map[string]int64 // bytes by tenant
 	count    map[string]int   // files by tenant
+	expiring int              // files with an expiry, which expire scans for
 }
 
 func newFileStore(maxBytes int64) *fileStore {
@@ -90,6 +91,9 @@ func (s *fileStore) put(f *storedFile, now time.Time) error {
 	s.byID[f.obj.ID] = f
 	s.used[f.owner] += n
 	s.count[f.owner]++
+	if !f.expires.IsZero() {
+		s.expiring++
+	}
 	return nil
 }
 
@@ -133,6 +137,9 @@ func (s *fileStore) delete(owner, id string, now time.Time) bool {
 
 func (s *fileStore) remove(f *storedFile) {
 	delete(s.byID, f.obj.ID)
+	if !f.expires.IsZero() {
+		s.expiring--
+	}
 	s.used[f.owner] -= int64(len(f.data))
 	s.count[f.owner]--
 	if s.count[f.owner] == 0 {
@@ -141,9 +148,12 @@ func (s *fileStore) remove(f *storedFile) {
 	}
 }
 
-// expire drops the files whose expires_after has passed. A scan of the table:
-// files with an expiry are rare, and the table is bounded.
+// expire drops the files whose expires_after has passed: a scan of the bounded
+// table, and none while no file has an expiry.
 func (s *fileStore) expire(now time.Time) {
+	if s.expiring == 0 {
+		return
+	}
 	for _, f := range s.byID {
 		if !f.expires.IsZero() && !now.Before(f.expires) {
 			s.remove(f)

@@ -6,6 +6,7 @@ import (
 	"mime/multipart"
 	"net/http"
 	"testing"
+	"time"
 )
 
 // upload posts a multipart /v1/files body: a "file" part named name (if name is
@@ -94,4 +95,28 @@ func TestFilesAPI(t *testing.T) {
 	}
 	wantError(t, "GET a deleted file", do(t, "GET", hs.URL+"/v1/files/"+f.ID, "", auth("key-a")...), 404, "file_not_found")
 	decodeFile(t, upload(t, hs.URL, "key-a", "more.txt", "12345", "purpose", "assistants"))
+}
+
+// TestFileStoreExpiry: a file with expires_after is gone after it, and its bytes
+// are free again.
+func TestFileStoreExpiry(t *testing.T) {
+	s := newFileStore(10)
+	now := time.Unix(1000, 0)
+	keep := &storedFile{owner: "a", data: []byte("12345"), obj: FileObject{ID: "file-keep"}}
+	brief := &storedFile{owner: "a", data: []byte("12345"), obj: FileObject{ID: "file-brief"}, expires: now.Add(time.Hour)}
+	for _, f := range []*storedFile{keep, brief} {
+		if err := s.put(f, now); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if s.get("a", "file-brief", now.Add(time.Hour-time.Second)) == nil {
+		t.Errorf("the file expired early")
+	}
+	later := now.Add(time.Hour)
+	if s.get("a", "file-brief", later) != nil || s.get("a", "file-keep", later) == nil {
+		t.Errorf("after its expiry: the file is there %v, the other %v", s.get("a", "file-brief", later) != nil, s.get("a", "file-keep", later) != nil)
+	}
+	if err := s.put(&storedFile{owner: "a", data: []byte("12345"), obj: FileObject{ID: "file-new"}}, later); err != nil {
+		t.Errorf("the expired file's bytes are not free: %v", err)
+	}
 }
