@@ -13,6 +13,7 @@ import (
 	"github.com/codeexec/codeexec/internal/egress"
 	"github.com/codeexec/codeexec/internal/llm"
 	"github.com/codeexec/codeexec/internal/openairesponses"
+	"github.com/codeexec/codeexec/internal/tenant"
 )
 
 // handleResponses serves POST /v1/responses on the same agent loop as chat
@@ -72,43 +73,9 @@ func (s *Server) handleResponses(w http.ResponseWriter, r *http.Request) {
 	var sb agent.Sandbox // nil: the request has no code tool
 	var gsb *gatewaySandbox
 	if areq.Code != nil {
-		gsb = s.gatewaySandbox(owner)
-		var lerr *requestError
-		if container != nil {
-			gsb.limits, lerr = s.containerLimits(container.MemoryLimit)
-		}
-		if lerr != nil {
-			writeRequestError(w, lerr)
+		var ok bool
+		if gsb, ok = s.codeSandbox(w, owner, areq, container); !ok {
 			return
-		}
-		if container != nil && container.Network != "" {
-			// Per run, so in a container the request names too.
-			network, perr := s.cfg.Policy.Network(container.Network)
-			if perr != nil {
-				writeRequestError(w, policyError(perr))
-				return
-			}
-			gsb.network = network
-			areq.Code.Network = network
-			if network == nil {
-				areq.Code.Network = &egress.Policy{} // none, not the gateway's default
-			}
-		}
-		if id := areq.Code.Container; id != "" {
-			if err = gsb.resume(id); err != nil {
-				writeContainerError(w, id, err)
-				return
-			}
-		} else if container != nil {
-			// A new container: its files. One the conversation goes on in has them
-			// (and its memory) since it was made.
-			if gsb.place, err = s.uploadedFiles(owner.Name, container.FileIDs); err != nil {
-				writeError(w, http.StatusNotFound, "file_not_found", err.Error())
-				return
-			}
-			for _, f := range gsb.place {
-				areq.Code.Files = append(areq.Code.Files, f.name)
-			}
 		}
 		sb = gsb
 	}
@@ -133,6 +100,52 @@ func (s *Server) handleResponses(w http.ResponseWriter, r *http.Request) {
 	}
 	s.keep(owner.Name, req, areq, res, gsb, opts.ID)
 	writeJSON(w, http.StatusOK, openairesponses.ToResponse(res, opts))
+}
+
+// codeSandbox is the sandbox of a request with the code tool: the container it
+// names, whose code runs with the limits it was made with, or a new one with the
+// memory and files its container asks for; either with the container's network.
+// It answers a container that cannot be had itself (false).
+func (s *Server) codeSandbox(w http.ResponseWriter, owner *tenant.Tenant, areq *agent.Request, container *openairesponses.Container) (*gatewaySandbox, bool) {
+	gsb := s.gatewaySandbox(owner)
+	if container == nil {
+		container = &openairesponses.Container{}
+	}
+	var lerr *requestError
+	if gsb.limits, lerr = s.containerLimits(container.MemoryLimit); lerr != nil {
+		writeRequestError(w, lerr)
+		return nil, false
+	}
+	if container.Network != "" {
+		// Per run, so in a container the request names too.
+		network, err := s.cfg.Policy.Network(container.Network)
+		if err != nil {
+			writeRequestError(w, policyError(err))
+			return nil, false
+		}
+		gsb.network, areq.Code.Network = network, network
+		if network == nil {
+			areq.Code.Network = &egress.Policy{} // none, not the gateway's default
+		}
+	}
+	if id := areq.Code.Container; id != "" {
+		if err := gsb.resume(id); err != nil {
+			writeContainerError(w, id, err)
+			return nil, false
+		}
+		return gsb, true
+	}
+	// A new container gets its files; one the conversation goes on in has had them
+	// (and its memory) since it was made.
+	var err error
+	if gsb.place, err = s.uploadedFiles(owner.Name, container.FileIDs); err != nil {
+		writeError(w, http.StatusNotFound, "file_not_found", err.Error())
+		return nil, false
+	}
+	for _, f := range gsb.place {
+		areq.Code.Files = append(areq.Code.Files, f.name)
+	}
+	return gsb, true
 }
 
 // forwards reports whether a request without the code tool goes to client's own
