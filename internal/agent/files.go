@@ -53,6 +53,13 @@ func placeFiles(sb Sandbox, input []Item, resumed bool) ([]Item, error) {
 		for pi, p := range m.Content.Parts {
 			where := fmt.Sprintf("%s.content[%d]", source, pi)
 			a, err := attachment(p, uploads)
+			if err != nil && err.code == "file_not_found" && i <= placedBefore {
+				// Placed by an earlier request and deleted since: the conversation goes
+				// on, and the model learns no more than that.
+				parts[pi] = Part{Type: PartText, Text: fmt.Sprintf("[An uploaded file (%s) was placed in the working directory /work earlier; it has been deleted from the uploads since.]", p.FileID)}
+				changed = true
+				continue
+			}
 			if err != nil {
 				return nil, badRequest(err.code, "%s: %s", where, err.msg)
 			}

@@ -71,6 +71,7 @@ func TestResponsesFileIDs(t *testing.T) {
 		llmtest.Calls(code(sumCSV)), llmtest.Text("3"),
 		llmtest.Calls(code(sumCSV)), llmtest.Text("3"),
 		llmtest.Calls(code(sumCSV)), llmtest.Text("3"),
+		llmtest.Text("You're welcome."),
 	)
 	id := uploadFile(t, hs.URL, "data.csv", "n\n1\n2\n")
 	status, data := postResponses(t, hs.URL, `{"model":"fake-model","input":"sum n","include":["code_interpreter_call.outputs"],
@@ -95,7 +96,8 @@ func TestResponsesFileIDs(t *testing.T) {
 	if status != 200 {
 		t.Fatalf("status %d: %s", status, data)
 	}
-	if r := decodeResponse(t, data); r.Output[0].Outputs == nil || (*r.Output[0].Outputs)[0].Logs != "3\n" {
+	r2 := decodeResponse(t, data)
+	if r2.Output[0].Outputs == nil || (*r2.Output[0].Outputs)[0].Logs != "3\n" {
 		t.Errorf("the code did not read data.csv of an input_file part: %s", data)
 	}
 
@@ -104,6 +106,22 @@ func TestResponsesFileIDs(t *testing.T) {
 		"messages":[{"role":"user","content":[{"type":"text","text":"sum n"},{"type":"file","file":{"file_id":"`+id+`"}}]}]}`)
 	if status != 200 || !strings.Contains(string(data), `"stdout":"3\n"`) {
 		t.Errorf("chat with a file_id part: %d %s", status, data)
+	}
+
+	// Deleted from the uploads, the file of an earlier turn does not end the
+	// conversation.
+	req, _ := http.NewRequest("DELETE", hs.URL+"/v1/files/"+id, nil)
+	resp, err := http.DefaultClient.Do(req)
+	if err != nil {
+		t.Fatal(err)
+	}
+	resp.Body.Close()
+	if resp.StatusCode != 200 {
+		t.Fatalf("delete the file: %d", resp.StatusCode)
+	}
+	status, data = postResponses(t, hs.URL, `{"model":"fake-model","input":"thanks","previous_response_id":"`+r2.ID+`","tools":[{"type":"code_interpreter"}]}`)
+	if status != 200 || !strings.Contains(asText(up.ChatRequests()[len(up.ChatRequests())-1]), "has been deleted from the uploads since") {
+		t.Errorf("a follow-up after the file was deleted: %d %s", status, data)
 	}
 }
 
