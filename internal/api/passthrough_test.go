@@ -231,3 +231,24 @@ func TestNoEndpoint(t *testing.T) {
 		}
 	}
 }
+
+// TestResponsesInlineUploads: translated without the code tool, an input_file
+// naming an upload reaches the upstream with its content, since the upstream
+// knows nothing of codeexec's files; an unknown one is refused.
+func TestResponsesInlineUploads(t *testing.T) {
+	up := llmtest.NewServer(t, llmtest.Text("read it"))
+	hs := passthroughServer(t, up, "off")
+	f := decodeFile(t, upload(t, hs.URL, "", "notes.txt", "hello", "purpose", "user_data"))
+	input := func(id string) string {
+		return `{"model":"fake-model","input":[{"role":"user","content":[{"type":"input_text","text":"read"},{"type":"input_file","file_id":"` + id + `"}]}]}`
+	}
+	r := do(t, "POST", hs.URL+"/v1/responses", input(f.ID))
+	if r.status != 200 {
+		t.Fatalf("%d %s", r.status, r.body)
+	}
+	reqs := up.Requests()
+	if body := string(reqs[len(reqs)-1].Body); !strings.Contains(body, `"file_data":"aGVsbG8="`) || !strings.Contains(body, `"filename":"notes.txt"`) || strings.Contains(body, f.ID) {
+		t.Errorf("the upstream got %s, want the file's content", body)
+	}
+	wantError(t, "an unknown file_id", do(t, "POST", hs.URL+"/v1/responses", input("file-nope")), 400, "file_not_found")
+}

@@ -1,12 +1,15 @@
 package api
 
 import (
+	"cmp"
+	"encoding/base64"
 	"encoding/json"
 	"errors"
 	"fmt"
 	"io"
 	"net/http"
 	"net/url"
+	"slices"
 	"time"
 
 	"github.com/codeexec/codeexec/internal/agent"
@@ -69,6 +72,13 @@ func (s *Server) handleResponses(w http.ResponseWriter, r *http.Request) {
 	if areq.Code != nil && areq.Code.Container == "" && prev != nil && prev.container != "" {
 		// A follow-up goes on in its conversation's container unless it names another.
 		areq.Code.Container = prev.container
+	}
+	if areq.Code == nil {
+		// No sandbox takes the files: the upstream gets them inline.
+		if areq.Input, err = s.inlineUploads(owner.Name, areq.Input); err != nil {
+			writeAgentError(w, err)
+			return
+		}
 	}
 	var sb agent.Sandbox // nil: the request has no code tool
 	var gsb *gatewaySandbox
@@ -146,6 +156,47 @@ func (s *Server) codeSandbox(w http.ResponseWriter, owner *tenant.Tenant, areq *
 		areq.Code.Files = append(areq.Code.Files, f.name)
 	}
 	return gsb, true
+}
+
+// inlineUploads is input with each file part that names an upload of owner's by
+// file_id holding its content as file_data instead, for an upstream that knows
+// nothing of codeexec's uploads. The items of input are not changed: they may be
+// a stored response's.
+func (s *Server) inlineUploads(owner string, input []agent.Item) ([]agent.Item, error) {
+	out, cloned := input, false
+	for i, it := range input {
+		m, ok := it.(*agent.Message)
+		if !ok {
+			continue
+		}
+		var parts []agent.Part
+		for j, p := range m.Content.Parts {
+			if p.Type != agent.PartFile || p.FileID == "" || p.FileData != "" {
+				continue
+			}
+			f := s.files.get(owner, p.FileID, time.Now())
+			if f == nil {
+				return nil, &agent.RequestError{Code: "file_not_found", Message: fmt.Sprintf(
+					"%s.content[%d]: no file %q: upload it with POST /v1/files first (files are kept in memory: a restart forgets them)",
+					cmp.Or(m.Source, fmt.Sprintf("input[%d]", i)), j, p.FileID)}
+			}
+			if parts == nil {
+				parts = slices.Clone(m.Content.Parts)
+			}
+			parts[j].FileID, parts[j].FileData = "", base64.StdEncoding.EncodeToString(f.data)
+			parts[j].Filename = cmp.Or(p.Filename, f.obj.Filename)
+		}
+		if parts == nil {
+			continue
+		}
+		if !cloned {
+			out, cloned = slices.Clone(input), true
+		}
+		c := *m
+		c.Content.Parts = parts
+		out[i] = &c
+	}
+	return out, nil
 }
 
 // forwards reports whether a request without the code tool goes to client's own
