@@ -72,6 +72,10 @@ func placeFiles(sb Sandbox, input []Item, resumed bool) ([]Item, error) {
 			}
 			note := Part{Type: PartText, Text: fmt.Sprintf("[The file %s (%d bytes) is in the working directory /work for the code_execution tool.]", a.name, len(a.data))}
 			if p.Type == PartImage {
+				if p.URL == "" {
+					// An upload by file_id: the upstream knows nothing of it.
+					parts[pi] = ImageData(p, a.data)
+				}
 				parts = append(parts, note) // keep the image itself for models that see
 			} else {
 				parts[pi] = note
@@ -94,6 +98,15 @@ func placeFiles(sb Sandbox, input []Item, resumed bool) ([]Item, error) {
 		}
 	}
 	return out, nil
+}
+
+// ImageData is image part p, an upload named by its FileID, with data as its
+// URL (a data: URL of the type sniffed from data) instead: what an upstream can
+// read.
+func ImageData(p Part, data []byte) Part {
+	p.URL = "data:" + http.DetectContentType(data) + ";base64," + base64.StdEncoding.EncodeToString(data)
+	p.FileID = ""
+	return p
 }
 
 // isModelOutput reports whether it is something the model wrote: an assistant
@@ -159,6 +172,15 @@ func attachment(p Part, uploads Uploads) (*file, *partError) {
 		return named(cmp.Or(p.Filename, filename), "file", "", data)
 	case p.Type == PartFile:
 		return nil, &partError{"invalid_file", "a file part needs file_data (base64, or a data: URL)"}
+	case p.Type == PartImage && p.URL == "" && p.FileID != "":
+		if uploads == nil {
+			return nil, &partError{"file_id_unsupported", fmt.Sprintf("file_id %q: this server stores no uploaded files; send the image as a data: URL", p.FileID)}
+		}
+		filename, data, err := uploads.Uploaded(p.FileID)
+		if err != nil {
+			return nil, &partError{"file_not_found", err.Error()}
+		}
+		return named(filename, "image", "", data)
 	case p.Type == PartImage && strings.HasPrefix(p.URL, "data:"):
 		raw, kind = p.URL, "image"
 	default:

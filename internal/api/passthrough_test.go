@@ -1,6 +1,7 @@
 package api
 
 import (
+	"encoding/base64"
 	"encoding/json"
 	"io"
 	"net/http"
@@ -251,4 +252,18 @@ func TestResponsesInlineUploads(t *testing.T) {
 		t.Errorf("the upstream got %s, want the file's content", body)
 	}
 	wantError(t, "an unknown file_id", do(t, "POST", hs.URL+"/v1/responses", input("file-nope")), 400, "file_not_found")
+
+	// An input_image by file_id becomes a data: URL.
+	up.Add(llmtest.Text("saw it"))
+	png := "\x89PNG\r\n\x1a\n0000"
+	img := decodeFile(t, upload(t, hs.URL, "", "dot.png", png, "purpose", "vision"))
+	r = do(t, "POST", hs.URL+"/v1/responses", `{"model":"fake-model","input":[{"role":"user","content":[{"type":"input_image","file_id":"`+img.ID+`","detail":"low"}]}]}`)
+	if r.status != 200 {
+		t.Fatalf("%d %s", r.status, r.body)
+	}
+	reqs = up.Requests()
+	want := `"image_url":{"url":"data:image/png;base64,` + base64.StdEncoding.EncodeToString([]byte(png)) + `","detail":"low"}`
+	if body := string(reqs[len(reqs)-1].Body); !strings.Contains(body, want) || strings.Contains(body, img.ID) {
+		t.Errorf("the upstream got %s, want %s", body, want)
+	}
 }

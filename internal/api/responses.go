@@ -159,7 +159,8 @@ func (s *Server) codeSandbox(w http.ResponseWriter, owner *tenant.Tenant, areq *
 }
 
 // inlineUploads is input with each file part that names an upload of owner's by
-// file_id holding its content as file_data instead, for an upstream that knows
+// file_id holding its content as file_data instead (an image part, as a data:
+// URL), for an upstream that knows
 // nothing of codeexec's uploads. The items of input are not changed: they may be
 // a stored response's.
 func (s *Server) inlineUploads(owner string, input []agent.Item) ([]agent.Item, error) {
@@ -171,7 +172,9 @@ func (s *Server) inlineUploads(owner string, input []agent.Item) ([]agent.Item, 
 		}
 		var parts []agent.Part
 		for j, p := range m.Content.Parts {
-			if p.Type != agent.PartFile || p.FileID == "" || p.FileData != "" {
+			file := p.Type == agent.PartFile && p.FileData == ""
+			image := p.Type == agent.PartImage && p.URL == ""
+			if p.FileID == "" || !file && !image {
 				continue
 			}
 			f := s.files.get(owner, p.FileID, time.Now())
@@ -182,6 +185,10 @@ func (s *Server) inlineUploads(owner string, input []agent.Item) ([]agent.Item, 
 			}
 			if parts == nil {
 				parts = slices.Clone(m.Content.Parts)
+			}
+			if image {
+				parts[j] = agent.ImageData(p, f.data)
+				continue
 			}
 			parts[j].FileID, parts[j].FileData = "", base64.StdEncoding.EncodeToString(f.data)
 			parts[j].Filename = cmp.Or(p.Filename, f.obj.Filename)

@@ -587,10 +587,10 @@ func contentFrom(where string, raw json.RawMessage) (agent.Content, error) {
 			_ = json.Unmarshal(raw, &r)
 			c.Parts = append(c.Parts, agent.Part{Type: agent.PartText, Text: r.Refusal})
 		case "input_image":
-			if p.ImageURL == "" {
-				return agent.Content{}, badRequest("invalid_image", "%s.content[%d]: an input_image needs an \"image_url\" (an https: or data: URL); file_id is not supported", where, j)
+			if p.ImageURL == "" && p.FileID == "" {
+				return agent.Content{}, badRequest("invalid_image", "%s.content[%d]: an input_image needs an \"image_url\" (an https: or data: URL) or the \"file_id\" of an upload", where, j)
 			}
-			c.Parts = append(c.Parts, agent.Part{Type: agent.PartImage, URL: p.ImageURL, Detail: p.Detail})
+			c.Parts = append(c.Parts, agent.Part{Type: agent.PartImage, URL: p.ImageURL, FileID: p.FileID, Detail: p.Detail})
 		case "input_file":
 			if p.FileURL != "" {
 				return agent.Content{}, badRequest("invalid_file", "%s.content[%d]: file_url is not supported: send the file's content as file_data", where, j)

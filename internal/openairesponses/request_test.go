@@ -144,7 +144,7 @@ func TestRequestRefusals(t *testing.T) {
 		{"unknown item", `{"model":"m","input":[{"type":"web_search_call","id":"ws"}]}`, "unsupported_input_item"},
 		{"unknown item_reference", `{"model":"m","input":[{"type":"item_reference","id":"msg_gone"}]}`, "item_not_found"},
 		{"unknown part", `{"model":"m","input":[{"role":"user","content":[{"type":"input_audio"}]}]}`, "invalid_input"},
-		{"image without url", `{"model":"m","input":[{"role":"user","content":[{"type":"input_image","file_id":"file_1"}]}]}`, "invalid_image"},
+		{"image without url or file", `{"model":"m","input":[{"role":"user","content":[{"type":"input_image","detail":"low"}]}]}`, "invalid_image"},
 		{"file by url", `{"model":"m","input":[{"role":"user","content":[{"type":"input_file","file_url":"https://x"}]}]}`, "invalid_file"},
 		{"hosted tool", `{"model":"m","input":"hi","tools":[{"type":"web_search"}]}`, "unsupported_tool"},
 		{"function without name", `{"model":"m","input":"hi","tools":[{"type":"function"}]}`, "invalid_tools"},

@@ -319,3 +319,23 @@ func TestResponsesImageDataURL(t *testing.T) {
 		t.Errorf("the container has files %v, the answer citations %+v; want none", files.Data, r.Output[1].Content[0].Annotations)
 	}
 }
+
+// TestResponsesImageFileID: an input_image by file_id is placed in the container
+// and shown to the model as a data: URL.
+func TestResponsesImageFileID(t *testing.T) {
+	up, hs := testenvFake(t, llmtest.Calls(code("import os\nprint(os.path.getsize('dot.png'))")), llmtest.Text("12 bytes"))
+	png := "\x89PNG\r\n\x1a\n0000"
+	id := uploadFile(t, hs.URL, "dot.png", png)
+	status, data := postResponses(t, hs.URL, `{"model":"fake-model","include":["code_interpreter_call.outputs"],"tools":[{"type":"code_interpreter"}],
+		"input":[{"role":"user","content":[{"type":"input_text","text":"how big?"},{"type":"input_image","file_id":"`+id+`"}]}]}`)
+	if status != 200 {
+		t.Fatalf("status %d: %s", status, data)
+	}
+	if r := decodeResponse(t, data); (*r.Output[0].Outputs)[0].Logs != "12\n" {
+		t.Errorf("the code did not find dot.png: %s", data)
+	}
+	body, _ := json.Marshal(up.ChatRequests()[0].Messages)
+	if !strings.Contains(string(body), "data:image/png;base64,") || strings.Contains(string(body), id) {
+		t.Errorf("the model was shown %s, want the image as a data: URL", body)
+	}
+}
