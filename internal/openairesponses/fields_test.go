@@ -192,3 +192,80 @@ func TestContainerFieldsCoverSDK(t *testing.T) {
 func (h Handling) String() string {
 	return [...]string{"unlisted", "Handled", "Ignored", "Forwarded", "Refused"}[h]
 }
+
+// sdkEvents are the stream events openai-go knows, by type: each variant of its
+// ResponseStreamEventUnion (its As… methods), named by its Type constant.
+func sdkEvents(t *testing.T) map[string]reflect.Type {
+	t.Helper()
+	events := map[string]reflect.Type{}
+	u := reflect.ValueOf(responses.ResponseStreamEventUnion{})
+	for m := range u.Type().Methods() {
+		if !strings.HasPrefix(m.Name, "As") || m.Name == "AsAny" || m.Type.NumIn() != 1 || m.Type.NumOut() != 1 {
+			continue
+		}
+		v := u.Method(m.Index).Call(nil)[0]
+		typ := v.FieldByName("Type")
+		if !typ.IsValid() {
+			continue
+		}
+		def := typ.MethodByName("Default")
+		if !def.IsValid() {
+			continue
+		}
+		events[def.Call(nil)[0].String()] = v.Type()
+	}
+	if len(events) < 40 {
+		t.Fatalf("found %d event types in openai-go's ResponseStreamEventUnion; its shape changed", len(events))
+	}
+	return events
+}
+
+// eventLeftOut are the event fields codeexec does not write: log probabilities
+// it has none of, and OpenAI's obfuscation padding.
+var eventLeftOut = map[string]string{"logprobs": "no log probabilities", "obfuscation": "no obfuscation padding", "param": "no parameter to name"}
+
+// TestStreamEventsCoverSDK: every event a Stream sends is one openai-go knows,
+// with every field openai-go defines for it.
+func TestStreamEventsCoverSDK(t *testing.T) {
+	sdk := sdkEvents(t)
+	run := &agent.Execution{ID: "call_a", Code: "print(2)", ContainerID: "sess_1", Output: "2",
+		Result: &job.Result{Status: job.StatusOK, Stdout: "2\n", Files: []job.FileInfo{{Path: "o.txt", Size: 1}}}}
+	_, done := frames(t, true, func(s *Stream) {
+		s.Text("Let me see.")
+		s.CodeDelta(0, "call_a", "print(2)")
+		s.ExecutionStarted(0, &agent.Execution{ID: "call_a", Code: "print(2)", ContainerID: "sess_1"})
+		s.ExecutionFinished(0, run)
+		s.ToolCallDelta(0, "call_9", "search", `{"q":1}`)
+		s.Finish(&agent.Result{Output: []agent.Item{&agent.Message{Role: "assistant", Content: agent.Text("Let me see.")}, run,
+			&agent.ToolCall{ID: "call_9", Type: "function", Name: "search", Arguments: `{"q":1}`}}, Finish: agent.FinishToolCalls})
+	})
+	_, incomplete := frames(t, false, func(s *Stream) {
+		s.Text("Stop")
+		s.Finish(&agent.Result{Output: []agent.Item{&agent.Message{Role: "assistant", Content: agent.Text("Stop")}}, Finish: agent.FinishStepLimit})
+	})
+	_, failed := frames(t, false, func(s *Stream) {
+		s.Text("Hm")
+		s.Fail("upstream_error", "the upstream model failed")
+	})
+	seen := map[string]bool{}
+	for _, ev := range slices.Concat(done, incomplete, failed) {
+		typ := ev.Type()
+		seen[typ] = true
+		st, ok := sdk[typ]
+		if !ok {
+			t.Errorf("a Stream sends %q, an event openai-go does not know", typ)
+			continue
+		}
+		for _, name := range jsonFields(st) {
+			if _, has := ev[name]; !has && eventLeftOut[name] == "" {
+				t.Errorf("openai-go's %s (%q) has the field %q, which codeexec's event does not write: write it, or list it in eventLeftOut with the reason", st.Name(), typ, name)
+			}
+		}
+	}
+	for _, typ := range []string{"response.completed", "response.incomplete", "response.failed", "error", "response.function_call_arguments.done",
+		"response.code_interpreter_call.completed", "response.output_text.done"} {
+		if !seen[typ] {
+			t.Errorf("the streams sent no %q event: the test no longer covers it", typ)
+		}
+	}
+}
