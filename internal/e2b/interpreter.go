@@ -314,12 +314,9 @@ func (s *Server) handleExecute(w http.ResponseWriter, r *http.Request, b *box, s
 			return
 		}
 	}
-	code := req.Code
-	if len(req.EnvVars) > 0 || len(b.envs) > 0 {
-		code = withEnv(b.envs, req.EnvVars, code)
-	}
 	out := &ndjson{w: w}
-	jr := &job.Request{Code: code, Stdout: streamWriter{out, "stdout"}, Stderr: streamWriter{out, "stderr"}}
+	jr := &job.Request{Code: req.Code, Stdout: streamWriter{out, "stdout"}, Stderr: streamWriter{out, "stderr"},
+		Kernel: &job.Kernel{Env: req.EnvVars}}
 	// The client's leaving (the SDK's timeout: see keepalive) interrupts the
 	// execution, as Jupyter's would, and keeps the sandbox and its state.
 	run := context.WithoutCancel(r.Context())
@@ -333,6 +330,11 @@ func (s *Server) handleExecute(w http.ResponseWriter, r *http.Request, b *box, s
 	defer stop()
 	mu.Lock()
 	defer mu.Unlock()
+	if *count == 0 {
+		// The sandbox's envVars, set for good in the context's interpreter by its
+		// first run, as E2B's code interpreter does.
+		jr.Kernel.BaseEnv = b.envs
+	}
 	hooks := session.Hooks{Started: func() {
 		w.Header().Set("Content-Type", "application/x-ndjson")
 		w.WriteHeader(http.StatusOK)
@@ -370,10 +372,34 @@ func (s *Server) handleExecute(w http.ResponseWriter, r *http.Request, b *box, s
 	out.send(map[string]any{"type": "end_of_execution"})
 }
 
-// results are the E2B result objects of res: its figures (display data), then the
-// value of the last expression, the main result.
+// mimeKeys are E2B's result keys for the MIME types of a display data bundle
+// (E2B's template/server/api/models/result.py); a type not listed goes to "extra".
+var mimeKeys = map[string]string{
+	"text/plain":             "text",
+	"text/html":              "html",
+	"text/markdown":          "markdown",
+	"image/svg+xml":          "svg",
+	"image/png":              "png",
+	"image/jpeg":             "jpeg",
+	"application/pdf":        "pdf",
+	"text/latex":             "latex",
+	"application/json":       "json",
+	"application/javascript": "javascript",
+	"e2b/data":               "data",
+	"e2b/chart":              "chart",
+}
+
+// results are the E2B result objects of res. A kernel run's display data, in the
+// order the program showed it, is E2B's as it stands. Other runs have its figures
+// (display data), then the value of the last expression, the main result.
 func results(res *job.Result) []map[string]any {
 	var out []map[string]any
+	if len(res.Outputs) > 0 {
+		for _, o := range res.Outputs {
+			out = append(out, resultOf(o))
+		}
+		return out
+	}
 	for _, im := range res.Images {
 		key := "png"
 		switch im.MimeType {
@@ -392,6 +418,35 @@ func results(res *job.Result) []map[string]any {
 	return out
 }
 
+// resultOf is E2B's result object of one display data bundle. As E2B's server, it
+// shows a string's text without its quotes.
+func resultOf(o job.Output) map[string]any {
+	m := map[string]any{"type": "result", "is_main_result": o.Main}
+	extra := map[string]json.RawMessage{}
+	for mime, v := range o.Data {
+		key, ok := mimeKeys[mime]
+		if !ok {
+			extra[mime] = v
+			continue
+		}
+		if key == "text" {
+			var text string
+			if json.Unmarshal(v, &text) == nil {
+				if len(text) >= 2 && (text[0] == '\'' && text[len(text)-1] == '\'' || text[0] == '"' && text[len(text)-1] == '"') {
+					text = text[1 : len(text)-1]
+				}
+				m[key] = text
+				continue
+			}
+		}
+		m[key] = v
+	}
+	if len(extra) > 0 {
+		m["extra"] = extra
+	}
+	return m
+}
+
 // executionError is E2B's error object for a run that did not end ok.
 func executionError(res *job.Result) map[string]any {
 	switch {
@@ -404,19 +459,4 @@ func executionError(res *job.Result) map[string]any {
 	default:
 		return map[string]any{"type": "error", "name": "ExecutionError", "value": "the execution ended: " + string(res.Status), "traceback": ""}
 	}
-}
-
-// withEnv prefixes code with the setting of the sandbox's and the run's
-// environment variables (the run's win), in the interpreter's os.environ, where
-// Python code and the programs it starts see them.
-func withEnv(box, run map[string]string, code string) string {
-	env := map[string]string{}
-	for k, v := range box {
-		env[k] = v
-	}
-	for k, v := range run {
-		env[k] = v
-	}
-	j, _ := json.Marshal(env)
-	return fmt.Sprintf("__import__('os').environ.update(__import__('json').loads(%q))\n%s", string(j), code)
 }

@@ -116,6 +116,26 @@ func TestSDK(t *testing.T) {
 	}
 }
 
+// TestKernel runs IPython's semantics through the SDK: DataFrames with html and
+// data, display(), rich reprs, !cmd, %magics and %%cell magics, figures, the
+// execution count, envs per sandbox and per run, and the clear refusal of a
+// JavaScript context.
+func TestKernel(t *testing.T) {
+	got := runSDK(t, server(t), "kernel")
+	for _, step := range []string{"kernel.dataframe", "kernel.display", "kernel.repr", "kernel.shell", "kernel.magics",
+		"kernel.figure", "kernel.executionCount", "kernel.envs", "kernel.javascript"} {
+		r, ok := got[step]
+		switch {
+		case !ok:
+			t.Errorf("%s: not run", step)
+		case !r.OK:
+			t.Errorf("%s: %s", step, r.Detail)
+		default:
+			t.Logf("%s: ok (%s)", step, r.Detail)
+		}
+	}
+}
+
 // TestControlPlaneKey: the control plane refuses a missing or wrong X-API-Key with
 // E2B's 401 body, which the SDK turns into an AuthenticationError.
 func TestControlPlaneKey(t *testing.T) {
@@ -193,6 +213,9 @@ func TestTenancy(t *testing.T) {
 		return h
 	}
 	interp := map[string]string{"E2b-Sandbox-Id": sb.SandboxID, "E2b-Sandbox-Port": "49999", "X-Access-Token": "wrong"}
+	interpWith := func(tok string) map[string]string {
+		return map[string]string{"E2b-Sandbox-Id": sb.SandboxID, "E2b-Sandbox-Port": "49999", "X-Access-Token": tok}
+	}
 	for _, c := range []struct {
 		what, method, path, key string
 		hdr                     map[string]string
@@ -209,6 +232,8 @@ func TestTenancy(t *testing.T) {
 		{"envd with its token", "POST", "/process.Process/List", "", envd(sb.EnvdAccessToken), "{}", 200},
 		{"a timeout above the maximum", "POST", "/sandboxes/" + sb.SandboxID + "/timeout", apiKey, nil, `{"timeout":86400}`, 400},
 		{"pause", "POST", "/sandboxes/" + sb.SandboxID + "/pause", apiKey, nil, "", 501},
+		{"a JavaScript run", "POST", "/execute", "", interpWith(sb.EnvdAccessToken), `{"code":"1","language":"js"}`, 400},
+		{"a JavaScript context", "POST", "/contexts", "", interpWith(sb.EnvdAccessToken), `{"language":"javascript"}`, 400},
 		{"a template codeexec lacks", "POST", "/v2/sandboxes", apiKey, nil, `{"templateID":"nope"}`, 400},
 		{"get by its tenant", "GET", "/sandboxes/" + sb.SandboxID, apiKey, nil, "", 200},
 	} {

@@ -105,6 +105,119 @@ if (want('runCode')) {
   })
 }
 
+if (want('kernel')) {
+  // IPython's semantics in a Python context (internal/sandbox/harness/kernel.py).
+  await step('kernel.dataframe', async () => {
+    const ex = await sbx.runCode('import pandas as pd\npd.DataFrame({"a": [1, 2], "b": [0.5, None]})')
+    const r = ex.results[0]
+    check(ex.results.length === 1 && r.isMainResult, `results ${JSON.stringify(ex.results)}`)
+    check(r.html && r.html.includes('<table'), `html ${JSON.stringify(r.html)}`)
+    check(JSON.stringify(r.data) === '{"a":[1,2],"b":[0.5,null]}', `data ${JSON.stringify(r.data)}`)
+    check(r.text.includes('0.5'), `text ${JSON.stringify(r.text)}`)
+    return r.formats().join(',')
+  })
+  await step('kernel.display', async () => {
+    const seen = []
+    const ex = await sbx.runCode(
+      'from IPython.display import HTML, Markdown\nprint("before")\ndisplay("shown")\ndisplay(HTML("<b>bold</b>"), Markdown("# title"))\n7',
+      { onResult: (r) => seen.push(r) })
+    const [a, b, c, d] = ex.results
+    check(ex.results.length === 4, `${ex.results.length} results: ${JSON.stringify(ex.results)}`)
+    check(a.text === 'shown' && !a.isMainResult, `display("shown") gave ${JSON.stringify(a)}`)
+    check(b.html === '<b>bold</b>' && c.markdown === '# title', `HTML/Markdown gave ${JSON.stringify([b, c])}`)
+    check(d.text === '7' && d.isMainResult && ex.text === '7', `main result ${JSON.stringify(d)}`)
+    check(seen.length === 4, `onResult saw ${seen.length}`)
+    check(ex.logs.stdout.join('') === 'before\n', `stdout ${JSON.stringify(ex.logs.stdout)}`)
+    return ex.results.map((r) => r.formats().join('+')).join(' ')
+  })
+  await step('kernel.repr', async () => {
+    const ex = await sbx.runCode([
+      'import base64',
+      'class R:',
+      '    def _repr_html_(self): return "<i>r</i>"',
+      '    def _repr_markdown_(self): return "*r*"',
+      '    def _repr_svg_(self): return "<svg></svg>"',
+      '    def _repr_latex_(self): return "$r$"',
+      '    def _repr_json_(self): return {"r": 1}',
+      '    def _repr_png_(self): return base64.b64decode("iVBORw0KGgo=")',
+      '    def __repr__(self): return "R()"',
+      'R()',
+    ].join('\n'))
+    const r = ex.results[0]
+    check(r && r.html === '<i>r</i>' && r.markdown === '*r*' && r.svg === '<svg></svg>' && r.latex === '$r$', JSON.stringify(r))
+    check(JSON.stringify(r.json) === '{"r":1}' && r.png === 'iVBORw0KGgo=' && r.text === 'R()', JSON.stringify(r))
+    return r.formats().join(',')
+  })
+  await step('kernel.shell', async () => {
+    const ex = await sbx.runCode('n = 3\n!echo shell $n {n + 1}\nlines = !printf "a\\nb\\n"\nlines')
+    check(ex.logs.stdout.join('') === 'shell 3 4\n', `stdout ${JSON.stringify(ex.logs.stdout)}`)
+    check(ex.text === "['a', 'b']", `x = !cmd gave ${JSON.stringify(ex.text)}`)
+    const fail = await sbx.runCode('!exit 4\n_exit_code')
+    check(fail.text === '4', `_exit_code ${JSON.stringify(fail.text)}`)
+    return ex.text
+  })
+  await step('kernel.magics', async () => {
+    const cd = await sbx.runCode('%cd /tmp\n%pwd')
+    check(cd.text === '/tmp', `%pwd after %cd /tmp: ${JSON.stringify(cd.text)} ${JSON.stringify(cd.error)}`)
+    await sbx.runCode('%cd -q -')
+    const env = await sbx.runCode('%env GREETING=hi\nimport os\nos.environ["GREETING"]')
+    check(env.text === 'hi', `%env: ${JSON.stringify(env.text)}`)
+    const time = await sbx.runCode('%time sum(range(10))')
+    check(time.logs.stdout.join('').includes('Wall time:') && time.text === '45', `%time: ${JSON.stringify(time.logs)} ${time.text}`)
+    const pip = await sbx.runCode('%pip install requests')
+    check(pip.logs.stderr.join('').includes('pip is not installed'), `%pip: ${JSON.stringify(pip.logs)}`)
+    const bad = await sbx.runCode('%nosuchmagic')
+    check(bad.error && bad.error.name === 'UsageError', `unknown magic: ${JSON.stringify(bad.error)}`)
+    const bash = await sbx.runCode('%%bash\necho from bash\necho $((6 * 7))')
+    check(bash.logs.stdout.join('') === 'from bash\n42\n', `%%bash: ${JSON.stringify(bash.logs)}`)
+    const wf = await sbx.runCode('%%writefile w.txt\nwritten\n')
+    check((await sbx.files.read('/home/user/w.txt')) === 'written\n', `%%writefile: ${JSON.stringify(wf.logs)}`)
+    const quiet = await sbx.runCode('1 + 1;')
+    check(quiet.results.length === 0, `a trailing ; still showed ${JSON.stringify(quiet.results)}`)
+    return 'ok'
+  })
+  await step('kernel.figure', async () => {
+    const ex = await sbx.runCode('import matplotlib.pyplot as plt\nprint("a")\nplt.plot([1, 2])\nplt.show()\nprint("b")\nfig = plt.figure()\nplt.bar([1], [2])\n"done"')
+    const pngs = ex.results.filter((r) => r.png)
+    check(pngs.length === 2, `${pngs.length} figures, want 2 (plt.show() and the one left open)`)
+    check(pngs[0].text.startsWith('<Figure size'), `figure text ${JSON.stringify(pngs[0].text)}`)
+    check(ex.text === 'done', `main ${JSON.stringify(ex.text)}`)
+    return `${pngs.length} figures`
+  })
+  await step('kernel.executionCount', async () => {
+    const a = await sbx.runCode('1')
+    const b = await sbx.runCode('2')
+    check(b.executionCount === a.executionCount + 1, `execution counts ${a.executionCount}, ${b.executionCount}`)
+    return b.executionCount
+  })
+  await step('kernel.envs', async () => {
+    const e = await Sandbox.create({ envs: { SANDBOX_VAR: 'box' }, timeoutMs: 60_000 })
+    try {
+      const run = await e.runCode('import os\nos.environ.get("SANDBOX_VAR"), os.environ.get("RUN_VAR")', { envs: { RUN_VAR: 'run' } })
+      check(run.text === "('box', 'run')", `with envs: ${JSON.stringify(run.text)} ${JSON.stringify(run.error)}`)
+      const after = await e.runCode('os.environ.get("SANDBOX_VAR"), os.environ.get("RUN_VAR")')
+      check(after.text === "('box', None)", `the next run: ${JSON.stringify(after.text)}`)
+      const cmd = await e.commands.run('echo $SANDBOX_VAR $CMD_VAR', { envs: { CMD_VAR: 'cmd' } })
+      check(cmd.stdout === 'box cmd\n', `command: ${JSON.stringify(cmd.stdout)}`)
+      return run.text
+    } finally {
+      await e.kill()
+    }
+  })
+  await step('kernel.javascript', async () => {
+    let err
+    try {
+      await sbx.runCode('1 + 1', { language: 'js' })
+    } catch (e) {
+      err = e
+    }
+    // The SDK shows a 400's status only; the body says that codeexec runs Python
+    // (TestJavaScriptRefused reads it).
+    check(err && err.name === 'SandboxError' && err.message.startsWith('400'), `language js gave ${err?.name}: ${err?.message}`)
+    return `${err.name}: ${err.message}`
+  })
+}
+
 if (want('commands')) {
   await step('commands.run', async () => {
     const r = await sbx.commands.run('echo hello; echo oops >&2; pwd')
@@ -169,8 +282,9 @@ if (want('files')) {
     const root = await sbx.files.list('/')
     check(root.some((e) => e.name === 'usr' && e.type === 'dir'), `list / ${JSON.stringify(root.map((e) => e.name))}`)
     check(root.some((e) => e.name === 'work' && e.type === 'dir'), `list / ${JSON.stringify(root.map((e) => e.name))}`)
+    // E2B's text of a string is without its quotes.
     const ex = await sbx.runCode('open("/work/hello.txt").read()')
-    check(ex.text === "'hi there\\n'", `python read ${JSON.stringify(ex.text)}`)
+    check(ex.text === 'hi there\\n', `python read ${JSON.stringify(ex.text)}`)
     return list.length
   })
 }

@@ -1,0 +1,52 @@
+package e2b
+
+import (
+	"encoding/json"
+	"testing"
+
+	"github.com/codeexec/codeexec/internal/job"
+)
+
+// TestResults: a kernel run's display data becomes E2B's result objects, by E2B's
+// keys, in order; a string's text loses its quotes as in E2B's server; other types
+// go to extra.
+func TestResults(t *testing.T) {
+	raw := func(s string) json.RawMessage { return json.RawMessage(s) }
+	str := "'plain'"
+	tests := []struct {
+		name string
+		res  job.Result
+		want string
+	}{
+		{"a DataFrame", job.Result{Outputs: []job.Output{{Main: true, Data: map[string]json.RawMessage{
+			"text/plain": raw(`"   a\n0  1"`), "text/html": raw(`"<table></table>"`), "e2b/data": raw(`{"a":[1]}`)}}}},
+			`[{"data":{"a":[1]},"html":"<table></table>","is_main_result":true,"text":"   a\n0  1","type":"result"}]`},
+		{"display() of a string, then a figure", job.Result{Outputs: []job.Output{
+			{Data: map[string]json.RawMessage{"text/plain": raw(`"'shown'"`)}},
+			{Data: map[string]json.RawMessage{"text/plain": raw(`"<Figure>"`), "image/png": raw(`"iVBORw0KGgo="`)}}}},
+			`[{"is_main_result":false,"text":"shown","type":"result"},{"is_main_result":false,"png":"iVBORw0KGgo=","text":"<Figure>","type":"result"}]`},
+		{"every E2B key and one more", job.Result{Outputs: []job.Output{{Main: true, Data: map[string]json.RawMessage{
+			"text/markdown": raw(`"*m*"`), "image/svg+xml": raw(`"<svg/>"`), "image/jpeg": raw(`"/9j/"`), "application/pdf": raw(`"JVBE"`),
+			"text/latex": raw(`"$x$"`), "application/json": raw(`[1,2]`), "application/javascript": raw(`"1"`), "e2b/chart": raw(`{}`),
+			"application/vnd.custom+json": raw(`{"k":1}`)}}}},
+			`[{"chart":{},"extra":{"application/vnd.custom+json":{"k":1}},"is_main_result":true,"javascript":"1","jpeg":"/9j/","json":[1,2],"latex":"$x$","markdown":"*m*","pdf":"JVBE","svg":"<svg/>","type":"result"}]`},
+		{"a plain run's result", job.Result{Result: &str},
+			`[{"is_main_result":true,"text":"'plain'","type":"result"}]`},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			got, err := json.Marshal(results(&tt.res))
+			if err != nil {
+				t.Fatal(err)
+			}
+			var w any
+			if err := json.Unmarshal([]byte(tt.want), &w); err != nil {
+				t.Fatal(err)
+			}
+			want, _ := json.Marshal(w) // as Marshal escapes
+			if string(got) != string(want) {
+				t.Errorf("results(%s):\n got %s\nwant %s", tt.name, got, tt.want)
+			}
+		})
+	}
+}
