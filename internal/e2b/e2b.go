@@ -87,6 +87,7 @@ type box struct {
 
 	ctxMu    sync.Mutex
 	contexts map[string]*pyContext // by id, besides the default one
+	bash     *pyContext            // runs of language bash without a context, made at the first
 }
 
 // New returns a Server; cfg.Sessions must outlive it.

@@ -8,6 +8,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"maps"
 	"net/http"
 	"slices"
 	"strings"
@@ -29,14 +30,16 @@ func (s *Server) dataPlane(w http.ResponseWriter, r *http.Request) {
 	s.mu.Lock()
 	b := s.boxes[id]
 	s.mu.Unlock()
+	// An unknown sandbox is a 502, as from E2B's proxy: the SDKs read it as a
+	// sandbox that timed out or was killed (isRunning() is false on a 502 only).
 	if b == nil {
-		writeError(w, http.StatusNotFound, fmt.Sprintf("sandbox %q not found (it may have timed out or been killed)", id))
+		writeError(w, http.StatusBadGateway, fmt.Sprintf("sandbox %q not found (it may have timed out or been killed)", id))
 		return
 	}
 	sess, err := s.cfg.Sessions.Get(b.owner.Name, id)
 	if err != nil {
 		s.forget(id)
-		writeError(w, http.StatusNotFound, fmt.Sprintf("sandbox %q not found (it may have timed out or been killed)", id))
+		writeError(w, http.StatusBadGateway, fmt.Sprintf("sandbox %q not found (it may have timed out or been killed)", id))
 		return
 	}
 	port := r.Header.Get("E2b-Sandbox-Port")
@@ -127,9 +130,16 @@ func startContext(ctx context.Context, sess *session.Session, info codeContext) 
 	}
 	pc := &pyContext{info: info, c: c}
 	if dir := sandboxPath(info.Cwd); dir != workDir {
-		res, err := c.Run(ctx, &job.Request{Code: fmt.Sprintf("__import__('os').chdir(%q)", dir)})
+		chdir := &job.Request{Code: fmt.Sprintf("__import__('os').chdir(%q)", dir)}
+		if info.Language == job.LangBash {
+			// A bash context keeps the directory its last run left.
+			chdir = &job.Request{Code: "cd -- " + shellQuote(dir), Language: job.LangBash}
+		}
+		res, err := c.Run(ctx, chdir)
 		if err == nil && res.Error != nil {
 			err = fmt.Errorf("%s: %s", res.Error.Name, res.Error.Message)
+		} else if err == nil && res.ExitCode != 0 {
+			err = fmt.Errorf("%s", strings.TrimSpace(res.Stderr))
 		}
 		if err != nil {
 			c.Close()
@@ -148,14 +158,15 @@ func (s *Server) createContext(w http.ResponseWriter, r *http.Request, b *box, s
 		writeError(w, http.StatusBadRequest, "invalid body: "+jsonerr.Describe(err, nil))
 		return
 	}
-	if req.Language != "" && req.Language != "python" {
-		writeError(w, http.StatusBadRequest, fmt.Sprintf("language %q is not available: codeexec runs python", req.Language))
+	lang, err := contextLanguage(req.Language)
+	if err != nil {
+		writeError(w, http.StatusBadRequest, err.Error())
 		return
 	}
 	if req.Cwd == "" {
 		req.Cwd = e2bHome
 	}
-	pc, err := startContext(r.Context(), sess, codeContext{ID: newToken()[:16], Language: "python", Cwd: req.Cwd})
+	pc, err := startContext(r.Context(), sess, codeContext{ID: newToken()[:16], Language: lang, Cwd: req.Cwd})
 	if err != nil {
 		writeError(w, http.StatusBadRequest, "create context: "+err.Error())
 		return
@@ -303,20 +314,35 @@ func (s *Server) handleExecute(w http.ResponseWriter, r *http.Request, b *box, s
 		writeError(w, http.StatusBadRequest, "invalid body: "+jsonerr.Describe(err, nil))
 		return
 	}
-	if req.Language != "" && req.Language != "python" {
-		writeError(w, http.StatusBadRequest, fmt.Sprintf("language %q is not available: codeexec runs python", req.Language))
+	lang, err := contextLanguage(req.Language)
+	if err != nil {
+		writeError(w, http.StatusBadRequest, err.Error())
 		return
 	}
 	var pc *pyContext
-	if req.ContextID != "" && req.ContextID != defaultContext.ID {
+	switch {
+	case req.ContextID != "" && req.ContextID != defaultContext.ID:
 		if pc = b.context(req.ContextID); pc == nil {
 			writeError(w, http.StatusNotFound, fmt.Sprintf("context %q not found", req.ContextID))
 			return
 		}
+		lang = pc.info.Language
+	case lang == job.LangBash:
+		if pc, err = b.bashContext(r.Context(), sess); err != nil {
+			writeError(w, http.StatusInternalServerError, "start the bash context: "+err.Error())
+			return
+		}
+	}
+	if lang == job.LangBash {
+		for k := range req.EnvVars {
+			if !shellName(k) {
+				writeError(w, http.StatusBadRequest, fmt.Sprintf("env var name %q is not a shell variable name", k))
+				return
+			}
+		}
 	}
 	out := &ndjson{w: w}
-	jr := &job.Request{Code: req.Code, Stdout: streamWriter{out, "stdout"}, Stderr: streamWriter{out, "stderr"},
-		Kernel: &job.Kernel{Env: req.EnvVars}}
+	jr := &job.Request{Code: req.Code, Stdout: streamWriter{out, "stdout"}, Stderr: streamWriter{out, "stderr"}}
 	// The client's leaving (the SDK's timeout: see keepalive) interrupts the
 	// execution, as Jupyter's would, and keeps the sandbox and its state.
 	run := context.WithoutCancel(r.Context())
@@ -330,12 +356,20 @@ func (s *Server) handleExecute(w http.ResponseWriter, r *http.Request, b *box, s
 	defer stop()
 	mu.Lock()
 	defer mu.Unlock()
+	// The sandbox's envVars are set for good in the context by its first run, as
+	// E2B's code interpreter does; a run's env_vars for that run only.
+	var base map[string]string
 	if *count == 0 {
-		// The sandbox's envVars, set for good in the context's interpreter by its
-		// first run, as E2B's code interpreter does.
-		jr.Kernel.BaseEnv = b.envs
+		base = b.envs
 	}
+	if lang == job.LangBash {
+		jr.Language, jr.Code = job.LangBash, bashCode(req.Code, base, b.envs, req.EnvVars)
+	} else {
+		jr.Kernel = &job.Kernel{Env: req.EnvVars, BaseEnv: base}
+	}
+	started := false
 	hooks := session.Hooks{Started: func() {
+		started = true
 		w.Header().Set("Content-Type", "application/x-ndjson")
 		w.WriteHeader(http.StatusOK)
 		out.startKeepalive(leave)
@@ -347,6 +381,12 @@ func (s *Server) handleExecute(w http.ResponseWriter, r *http.Request, b *box, s
 		res, err = s.cfg.Sessions.Exec(run, b.owner, b.id, jr, hooks)
 	}
 	out.stopKeepalive()
+	if started && s.gone(b) {
+		// Killed (or timed out) during the run: as E2B's, the stream breaks rather
+		// than ends, and the SDK, finding the sandbox gone, says it was killed
+		// while the request was in progress.
+		panic(http.ErrAbortHandler)
+	}
 	if err != nil {
 		if errors.Is(err, session.ErrNotFound) {
 			writeError(w, http.StatusNotFound, "sandbox not found")
@@ -370,6 +410,84 @@ func (s *Server) handleExecute(w http.ResponseWriter, r *http.Request, b *box, s
 	}
 	out.send(map[string]any{"type": "number_of_executions", "execution_count": *count})
 	out.send(map[string]any{"type": "end_of_execution"})
+}
+
+// contextLanguage is the language of a context or run as codeexec names it.
+// JavaScript, TypeScript, R and Java have no interpreter in codeexec's images.
+func contextLanguage(lang string) (string, error) {
+	switch lang {
+	case "", "python":
+		return job.LangPython, nil
+	case "bash":
+		return job.LangBash, nil
+	}
+	return "", fmt.Errorf("language %q is not available: codeexec's code interpreter runs python and bash", lang)
+}
+
+// bashContext returns the sandbox's bash context, starting it at the first call.
+func (b *box) bashContext(ctx context.Context, sess *session.Session) (*pyContext, error) {
+	b.ctxMu.Lock()
+	defer b.ctxMu.Unlock()
+	if b.bash != nil {
+		return b.bash, nil
+	}
+	pc, err := startContext(ctx, sess, codeContext{ID: "default-bash", Language: job.LangBash, Cwd: e2bHome})
+	if err != nil {
+		return nil, err
+	}
+	b.bash = pc
+	return pc, nil
+}
+
+// bashCode is code with E2B's environment for a bash run: base exported for good,
+// run exported for this run, then each of run's variables back to the sandbox's
+// value or unset. A run that exits early keeps run's (the context keeps what its
+// runs export).
+func bashCode(code string, base, sandbox, run map[string]string) string {
+	var pre, post strings.Builder
+	for _, env := range []map[string]string{base, run} {
+		for _, k := range slices.Sorted(maps.Keys(env)) {
+			if shellName(k) {
+				fmt.Fprintf(&pre, "export %s=%s; ", k, shellQuote(env[k]))
+			}
+		}
+	}
+	for _, k := range slices.Sorted(maps.Keys(run)) {
+		if v, ok := sandbox[k]; ok {
+			fmt.Fprintf(&post, "; export %s=%s", k, shellQuote(v))
+		} else if shellName(k) {
+			fmt.Fprintf(&post, "; unset %s", k)
+		}
+	}
+	if post.Len() == 0 {
+		return pre.String() + code
+	}
+	// The status of the program, not of the restoring.
+	return pre.String() + code + "\n__codeexec_status=$?" + post.String() + "; (exit $__codeexec_status)\n"
+}
+
+// shellName reports whether k can be a shell variable's name.
+func shellName(k string) bool {
+	if k == "" || k[0] >= '0' && k[0] <= '9' {
+		return false
+	}
+	for _, c := range k {
+		if !(c == '_' || c >= 'a' && c <= 'z' || c >= 'A' && c <= 'Z' || c >= '0' && c <= '9') {
+			return false
+		}
+	}
+	return true
+}
+
+// shellQuote quotes s for bash.
+func shellQuote(s string) string {
+	return "'" + strings.ReplaceAll(s, "'", `'\''`) + "'"
+}
+
+// gone reports whether b's session has ended.
+func (s *Server) gone(b *box) bool {
+	_, err := s.cfg.Sessions.Get(b.owner.Name, b.id)
+	return err != nil
 }
 
 // mimeKeys are E2B's result keys for the MIME types of a display data bundle

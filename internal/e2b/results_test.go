@@ -50,3 +50,24 @@ func TestResults(t *testing.T) {
 		})
 	}
 }
+
+// TestBashCode: a bash run's envs are exported for the run and restored after it
+// to the sandbox's value or unset, keeping the program's exit status.
+func TestBashCode(t *testing.T) {
+	tests := []struct {
+		name           string
+		base, box, run map[string]string
+		want           string
+	}{
+		{"no envs", nil, nil, nil, "echo hi"},
+		{"the sandbox's, first run", map[string]string{"B": "b'q"}, map[string]string{"B": "b'q"}, nil, `export B='b'\''q'; echo hi`},
+		{"a run's", nil, map[string]string{"B": "b"}, map[string]string{"R": "r", "B": "o"},
+			"export B='o'; export R='r'; echo hi\n__codeexec_status=$?; export B='b'; unset R; (exit $__codeexec_status)\n"},
+		{"a name that is not a shell's", nil, nil, map[string]string{"A-B": "x"}, "echo hi"},
+	}
+	for _, tt := range tests {
+		if got := bashCode("echo hi", tt.base, tt.box, tt.run); got != tt.want {
+			t.Errorf("%s: bashCode = %q, want %q", tt.name, got, tt.want)
+		}
+	}
+}

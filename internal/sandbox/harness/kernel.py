@@ -139,6 +139,7 @@ class Kernel:
         plt = sys.modules.get("matplotlib.pyplot")
         if plt is not None and getattr(plt.show, "__module__", "") != __name__:
             plt.show = _show
+        _hook_pil()
 
     def leave(self):
         """Restores the variables this run set: as E2B's, a run's env_vars are the
@@ -390,6 +391,62 @@ def _show(*args, **kwargs):
     """plt.show(): the open figures are shown now, as the inline backend does."""
     if _current is not None:
         _current.flush_figures()
+
+
+def _patch_pil(image_mod):
+    """As in a notebook on E2B: Image.show() displays the image (there is no viewer
+    to start), and saving one to a named file displays it too."""
+    cls = image_mod.Image
+    if getattr(cls.show, "_codeexec", False):
+        return
+    save = cls.save
+
+    def show(self, title=None, **options):
+        display(self)
+
+    def save_and_show(self, fp, format=None, **params):
+        result = save(self, fp, format, **params)
+        if isinstance(fp, (str, os.PathLike)):
+            display(self)
+        return result
+
+    show._codeexec = True
+    cls.show, cls.save = show, save_and_show
+
+
+class _PILFinder:
+    """Patches PIL.Image when a program first imports it (importing it for every
+    run would cost the runs that never use it)."""
+
+    def find_spec(self, name, path=None, target=None):
+        if name != "PIL.Image":
+            return None
+        for finder in sys.meta_path:
+            if finder is self or not hasattr(finder, "find_spec"):
+                continue
+            spec = finder.find_spec(name, path, target)
+            if spec is not None and spec.loader is not None:
+                loader = spec.loader
+                exec_module = loader.exec_module
+
+                class Loader:
+                    def create_module(self, spec):
+                        return loader.create_module(spec)
+
+                    def exec_module(self, module):
+                        exec_module(module)
+                        _patch_pil(module)
+                spec.loader = Loader()
+                return spec
+        return None
+
+
+def _hook_pil():
+    image_mod = sys.modules.get("PIL.Image")
+    if image_mod is not None:
+        _patch_pil(image_mod)
+    elif not any(isinstance(f, _PILFinder) for f in sys.meta_path):
+        sys.meta_path.insert(0, _PILFinder())
 
 
 def _flush():
@@ -683,6 +740,12 @@ def transform_cell(source):
     first = 0
     while first < len(lines) and not lines[first].strip():
         first += 1
+    if first < len(lines):
+        # IPython's leading_indent: a cell indented as a whole (code in a string of
+        # a program, as E2B's examples write it) loses the first line's indent.
+        indent = lines[first][:len(lines[first]) - len(lines[first].lstrip(" \t"))]
+        if indent:
+            lines = [l[len(indent):] if l.startswith(indent) else l for l in lines]
     if first < len(lines) and lines[first].startswith("%%"):
         head = lines[first][2:].rstrip("\n")
         name, _, arg = head.partition(" ")

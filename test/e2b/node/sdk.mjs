@@ -204,6 +204,48 @@ if (want('kernel')) {
       await e.kill()
     }
   })
+  await step('kernel.indented', async () => {
+    // As E2B's examples write code: indented as a whole (IPython drops the indent).
+    const ex = await sbx.runCode(`
+        import numpy
+        from PIL import Image
+        image = Image.fromarray((numpy.ones((8, 8, 3)) * 200).astype('uint8'))
+        image.show()
+        print("shown")
+        `)
+    check(ex.error === undefined, `error ${JSON.stringify(ex.error)}`)
+    check(ex.results.length === 1 && ex.results[0].png, `results ${JSON.stringify(ex.results.map((r) => r.formats()))}`)
+    return ex.logs.stdout.join('')
+  })
+  await step('kernel.bash', async () => {
+    const e = await Sandbox.create({ envs: { BOX_VAR: 'box' }, timeoutMs: 60_000 })
+    try {
+      const a = await e.runCode('echo $BOX_VAR $RUN_VAR; cd /tmp; X=kept', { language: 'bash', envs: { RUN_VAR: 'run', BOX_VAR: 'over' } })
+      check(a.logs.stdout.join('') === 'over run\n', `first bash run: ${JSON.stringify(a.logs)}`)
+      const b = await e.runCode('echo "$BOX_VAR ${RUN_VAR:-unset} $PWD"', { language: 'bash' })
+      check(b.logs.stdout.join('') === 'box unset /tmp\n', `second bash run: ${JSON.stringify(b.logs)}`)
+      const ctx = await e.createCodeContext({ language: 'bash', cwd: '/tmp' })
+      const c = await e.runCode('pwd', { context: ctx })
+      check(c.logs.stdout.join('') === '/tmp\n', `bash context: ${JSON.stringify(c.logs)}`)
+      return 'ok'
+    } finally {
+      await e.kill()
+    }
+  })
+  await step('kernel.killed', async () => {
+    const e = await Sandbox.create({ timeoutMs: 60_000 })
+    const run = e.runCode('import time; time.sleep(300)', { timeoutMs: 300_000 })
+    await new Promise((r) => setTimeout(r, 1500))
+    await e.kill()
+    let err
+    try {
+      await run
+    } catch (x) {
+      err = x
+    }
+    check(err && err.name === 'TimeoutError' && /killed while the request/.test(err.message), `run during kill gave ${err?.name}: ${err?.message}`)
+    return err.name
+  })
   await step('kernel.javascript', async () => {
     let err
     try {
