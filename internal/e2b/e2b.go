@@ -27,6 +27,7 @@ import (
 
 	"github.com/codeexec/codeexec/internal/job"
 	"github.com/codeexec/codeexec/internal/jsonerr"
+	"github.com/codeexec/codeexec/internal/sandbox"
 	"github.com/codeexec/codeexec/internal/session"
 	"github.com/codeexec/codeexec/internal/tenant"
 )
@@ -250,7 +251,8 @@ func (s *Server) handleCreate(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	owner := tenantOf(r)
-	sess, err := s.cfg.Sessions.Create(r.Context(), owner, l, ttl)
+	// The work dir at /home/user, where E2B's users and programs look for it.
+	sess, err := s.cfg.Sessions.CreateWith(r.Context(), owner, l, ttl, sandbox.SessionOptions{Home: true})
 	if err != nil {
 		writeSessionError(w, err)
 		return

@@ -13,7 +13,6 @@ import (
 	"net/http"
 	"os"
 	"path"
-	"slices"
 	"strings"
 	"sync"
 	"syscall"
@@ -24,50 +23,45 @@ import (
 	"github.com/codeexec/codeexec/internal/session"
 )
 
-// E2B's working directory, /home/user, is the session's work dir, /work: envd's
-// paths under /home/user name files of /work, and a command's default directory is
-// /work. The sandbox's root file system is the image's, read-only; /work and /tmp
-// are its writable tmpfs mounts.
+// E2B's working directory, /home/user, is the session's work dir: an E2B
+// sandbox's session shows it there (sandbox.SessionOptions.Home) as well as at
+// /work, and starts its processes there, so that the paths a program prints are the
+// ones envd's calls take. The sandbox's root file system is the image's, read-only;
+// the work dir and /tmp are its writable tmpfs mounts.
 const (
 	e2bHome = "/home/user"
 	workDir = "/work"
 )
 
-// sandboxPath maps an E2B path to the sandbox's: /home/user is /work, a relative
-// path is relative to it.
+// sandboxPath is an E2B path as a clean absolute path in the sandbox: a relative
+// path is relative to /home/user, as envd's.
 func sandboxPath(p string) string {
 	switch {
 	case p == "" || p == "~":
-		return workDir
+		return e2bHome
 	case strings.HasPrefix(p, "~/"):
-		return path.Join(workDir, p[2:])
+		return path.Join(e2bHome, p[2:])
 	case !strings.HasPrefix(p, "/"):
-		return path.Join(workDir, p)
+		return path.Join(e2bHome, p)
 	}
-	// Cleaned first: /home/user/../../etc is /etc, not a path under /work.
-	p = path.Clean(p)
-	if p == e2bHome || strings.HasPrefix(p, e2bHome+"/") {
-		return workDir + strings.TrimPrefix(p, e2bHome)
-	}
-	return p
+	// Cleaned: /home/user/../../etc is /etc, not a path in the work dir.
+	return path.Clean(p)
 }
 
-// workPath is p as a path inside the work dir, for the session's file calls; only
-// files there (and so under /home/user) are reachable through envd's file API.
-func workPath(p string) (string, error) {
+// workPath is p as a path inside the work dir (under /home/user, or /work), for the
+// session's file calls; ok is false for a path elsewhere in the sandbox.
+func workPath(p string) (rel string, ok bool) {
 	sp := sandboxPath(p)
-	if sp == workDir {
-		return ".", nil
+	for _, dir := range []string{e2bHome, workDir} {
+		if sp == dir {
+			return ".", true
+		}
+		if rel, ok := strings.CutPrefix(sp, dir+"/"); ok {
+			return rel, true
+		}
 	}
-	rel, ok := strings.CutPrefix(sp, workDir+"/")
-	if !ok {
-		return "", fmt.Errorf("%q is outside /home/user (the sandbox's /work): codeexec's file API reaches files there only", p)
-	}
-	return rel, nil
+	return "", false
 }
-
-// e2bPath is the E2B name of a path in the work dir.
-func e2bPath(rel string) string { return path.Join(e2bHome, rel) }
 
 // commands are a box's running and finished commands, by pid.
 type commands struct {
@@ -232,7 +226,7 @@ func (s *Server) processStart(w http.ResponseWriter, r *http.Request, b *box, se
 			env = append(env, k+"="+v)
 		}
 	}
-	dir := workDir
+	dir := e2bHome
 	if req.Process.Cwd != nil {
 		dir = sandboxPath(*req.Process.Cwd)
 	}
@@ -407,12 +401,13 @@ const maxDownload = 256 << 20
 
 func (s *Server) download(w http.ResponseWriter, r *http.Request, sess *session.Session) {
 	p := r.URL.Query().Get("path")
-	rel, err := workPath(p)
-	if err != nil {
-		writeError(w, http.StatusBadRequest, err.Error())
-		return
+	var data []byte
+	var err error
+	if rel, ok := workPath(p); ok {
+		data, err = sess.ReadFile(rel, maxDownload)
+	} else {
+		data, err = readInSandbox(r.Context(), sess, sandboxPath(p))
 	}
-	data, err := sess.ReadFile(rel, maxDownload)
 	if err != nil {
 		writeFileError(w, p, err)
 		return
@@ -424,7 +419,7 @@ func (s *Server) download(w http.ResponseWriter, r *http.Request, sess *session.
 
 func writeFileError(w http.ResponseWriter, p string, err error) {
 	switch {
-	case errors.Is(err, os.ErrNotExist):
+	case errors.Is(err, os.ErrNotExist), errors.Is(err, errNotFound):
 		writeError(w, http.StatusNotFound, fmt.Sprintf("path %q does not exist", p))
 	case errors.Is(err, sandbox.ErrSessionEnded):
 		writeError(w, http.StatusBadGateway, "the sandbox has ended")
@@ -450,16 +445,18 @@ func (s *Server) upload(w http.ResponseWriter, r *http.Request, sess *session.Se
 	body := http.MaxBytesReader(w, r.Body, maxUpload)
 	var files []writtenFile
 	put := func(name string, data []byte) bool {
-		rel, err := workPath(name)
-		if err != nil {
-			writeError(w, http.StatusBadRequest, err.Error())
-			return false
+		var err error
+		if rel, ok := workPath(name); ok {
+			err = sess.WriteFile(rel, data)
+		} else {
+			err = writeInSandbox(r.Context(), sess, sandboxPath(name), data)
 		}
-		if err := sess.WriteFile(rel, data); err != nil {
+		if err != nil {
 			writeFileError(w, name, err)
 			return false
 		}
-		files = append(files, writtenFile{Name: path.Base(rel), Type: "file", Path: e2bPath(rel)})
+		sp := sandboxPath(name)
+		files = append(files, writtenFile{Name: path.Base(sp), Type: "file", Path: e2bName(sp)})
 		return true
 	}
 	mt, params, _ := mime.ParseMediaType(r.Header.Get("Content-Type"))
@@ -476,7 +473,9 @@ func (s *Server) upload(w http.ResponseWriter, r *http.Request, sess *session.Se
 			}
 			name := p
 			if name == "" {
-				name = part.FileName()
+				// The whole name, with its directories: FileName() keeps the base only.
+				_, dp, _ := mime.ParseMediaType(part.Header.Get("Content-Disposition"))
+				name = dp["filename"]
 			}
 			data, err := io.ReadAll(part)
 			if err != nil {
@@ -502,140 +501,6 @@ func (s *Server) upload(w http.ResponseWriter, r *http.Request, sess *session.Se
 		}
 	}
 	writeJSON(w, http.StatusOK, files)
-}
-
-// entryInfo is filesystem.EntryInfo.
-type entryInfo struct {
-	Name string `json:"name"`
-	Type string `json:"type"`
-	Path string `json:"path"`
-	Size int64  `json:"size,string"`
-}
-
-// entries lists what the work dir holds at rel, to depth levels, from the
-// session's file list (files only: directories are named by the files in them).
-func entries(sess *session.Session, rel string, depth int) ([]entryInfo, bool, error) {
-	files, _, err := sess.Files()
-	if err != nil {
-		return nil, false, err
-	}
-	prefix := ""
-	if rel != "." {
-		prefix = rel + "/"
-	}
-	seen := map[string]bool{}
-	var out []entryInfo
-	found := rel == "."
-	for _, f := range files {
-		if f.Path == rel {
-			return []entryInfo{{Name: path.Base(rel), Type: "FILE_TYPE_FILE", Path: e2bPath(rel), Size: f.Size}}, true, nil
-		}
-		sub, ok := strings.CutPrefix(f.Path, prefix)
-		if !ok {
-			continue
-		}
-		found = true
-		parts := strings.Split(sub, "/")
-		for i := 0; i < len(parts) && i < depth; i++ {
-			p := prefix + strings.Join(parts[:i+1], "/")
-			if seen[p] {
-				continue
-			}
-			seen[p] = true
-			e := entryInfo{Name: parts[i], Type: "FILE_TYPE_DIRECTORY", Path: e2bPath(p)}
-			if i == len(parts)-1 {
-				e.Type, e.Size = "FILE_TYPE_FILE", f.Size
-			}
-			out = append(out, e)
-		}
-	}
-	slices.SortFunc(out, func(a, b entryInfo) int { return strings.Compare(a.Path, b.Path) })
-	return out, found, nil
-}
-
-func (s *Server) listDir(w http.ResponseWriter, r *http.Request, sess *session.Session) {
-	var req struct {
-		Path  string `json:"path"`
-		Depth int    `json:"depth"`
-	}
-	if !readUnary(w, r, &req) {
-		return
-	}
-	if req.Depth < 1 {
-		req.Depth = 1
-	}
-	rel, err := workPath(req.Path)
-	if err != nil {
-		// Outside the work dir: the image's read-only tree, or /tmp, listed by the
-		// sandbox's own find.
-		s.listTree(w, r, sess, req.Path, req.Depth)
-		return
-	}
-	list, found, err := entries(sess, rel, req.Depth)
-	if err != nil {
-		connectError(w, "internal", err.Error())
-		return
-	}
-	if !found {
-		connectError(w, "not_found", fmt.Sprintf("path %q does not exist", req.Path))
-		return
-	}
-	if list == nil {
-		list = []entryInfo{}
-	}
-	writeJSON(w, http.StatusOK, map[string]any{"entries": list})
-}
-
-func (s *Server) stat(w http.ResponseWriter, r *http.Request, sess *session.Session) {
-	var req struct {
-		Path string `json:"path"`
-	}
-	if !readUnary(w, r, &req) {
-		return
-	}
-	rel, err := workPath(req.Path)
-	if err != nil {
-		connectError(w, "invalid_argument", err.Error())
-		return
-	}
-	if rel == "." {
-		writeJSON(w, http.StatusOK, map[string]any{"entry": entryInfo{Name: "user", Type: "FILE_TYPE_DIRECTORY", Path: e2bHome}})
-		return
-	}
-	list, found, err := entries(sess, rel, 1)
-	switch {
-	case err != nil:
-		connectError(w, "internal", err.Error())
-	case !found:
-		connectError(w, "not_found", fmt.Sprintf("path %q does not exist", req.Path))
-	case len(list) == 1 && list[0].Path == e2bPath(rel):
-		writeJSON(w, http.StatusOK, map[string]any{"entry": list[0]})
-	default:
-		writeJSON(w, http.StatusOK, map[string]any{"entry": entryInfo{Name: path.Base(rel), Type: "FILE_TYPE_DIRECTORY", Path: e2bPath(rel)}})
-	}
-}
-
-func (s *Server) remove(w http.ResponseWriter, r *http.Request, sess *session.Session) {
-	var req struct {
-		Path string `json:"path"`
-	}
-	if !readUnary(w, r, &req) {
-		return
-	}
-	rel, err := workPath(req.Path)
-	if err != nil {
-		connectError(w, "invalid_argument", err.Error())
-		return
-	}
-	if err := sess.RemoveFile(rel); err != nil {
-		if errors.Is(err, os.ErrNotExist) {
-			connectError(w, "not_found", fmt.Sprintf("path %q does not exist", req.Path))
-			return
-		}
-		connectError(w, "invalid_argument", err.Error())
-		return
-	}
-	writeJSON(w, http.StatusOK, map[string]any{})
 }
 
 // runTool runs argv in the sandbox as a command (mkdir, mv: the session's file
@@ -669,97 +534,45 @@ func (l *limitedBuffer) Write(p []byte) (int, error) {
 	return len(p), nil
 }
 
-func (s *Server) makeDir(w http.ResponseWriter, r *http.Request, sess *session.Session) {
-	var req struct {
-		Path string `json:"path"`
-	}
-	if !readUnary(w, r, &req) {
-		return
-	}
-	rel, err := workPath(req.Path)
-	if err != nil {
-		connectError(w, "invalid_argument", err.Error())
-		return
-	}
-	// E2B answers already_exists for a directory that is there; the SDK maps it
-	// to false.
-	if runTool(r.Context(), sess, "test", "!", "-e", path.Join(workDir, rel)) != nil {
-		connectError(w, "already_exists", fmt.Sprintf("%q already exists", req.Path))
-		return
-	}
-	if err := runTool(r.Context(), sess, "mkdir", "-p", "--", path.Join(workDir, rel)); err != nil {
-		connectError(w, "invalid_argument", err.Error())
-		return
-	}
-	writeJSON(w, http.StatusOK, map[string]any{"entry": entryInfo{Name: path.Base(e2bPath(rel)), Type: "FILE_TYPE_DIRECTORY", Path: e2bPath(rel)}})
-}
-
-func (s *Server) move(w http.ResponseWriter, r *http.Request, sess *session.Session) {
-	var req struct {
-		Source      string `json:"source"`
-		Destination string `json:"destination"`
-	}
-	if !readUnary(w, r, &req) {
-		return
-	}
-	src, err := workPath(req.Source)
-	if err == nil {
-		var dst string
-		if dst, err = workPath(req.Destination); err == nil {
-			err = runTool(r.Context(), sess, "mv", "-T", "--", path.Join(workDir, src), path.Join(workDir, dst))
-			if err == nil {
-				writeJSON(w, http.StatusOK, map[string]any{"entry": entryInfo{Name: path.Base(dst), Type: "FILE_TYPE_FILE", Path: e2bPath(dst)}})
-				return
-			}
-		}
-	}
-	connectError(w, "invalid_argument", err.Error())
-}
-
-// maxListing bounds the output of a find that lists a directory.
-const maxListing = 4 << 20
-
-// listTree lists dir (a sandbox path outside the work dir) to depth levels with
-// find, run in the sandbox as a command: the session's file calls reach the work
-// dir only. Paths under /work are named as E2B names them, under /home/user.
-func (s *Server) listTree(w http.ResponseWriter, r *http.Request, sess *session.Session, dir string, depth int) {
+// readInSandbox reads p (a sandbox path outside the work dir) with the sandbox's
+// cat, as the sandbox user: the session's file calls reach the work dir only.
+func readInSandbox(ctx context.Context, sess *session.Session, p string) ([]byte, error) {
 	var out, stderr bytes.Buffer
-	p, err := sess.Start(r.Context(), &sandbox.Command{
-		Args:   []string{"find", sandboxPath(dir), "-mindepth", "1", "-maxdepth", fmt.Sprint(depth), "-printf", `%y\t%s\t%p\n`},
-		Stdout: &limitedBuffer{b: &out, max: maxListing}, Stderr: &limitedBuffer{b: &stderr, max: 4 << 10}})
+	proc, err := sess.Start(ctx, &sandbox.Command{Args: []string{"cat", "--", p},
+		Stdout: &limitedBuffer{b: &out, max: maxDownload + 1}, Stderr: &limitedBuffer{b: &stderr, max: 4 << 10}})
 	if err != nil {
-		connectError(w, "internal", "list: "+err.Error())
-		return
+		return nil, err
 	}
-	st, err := p.Wait()
+	st, err := proc.Wait()
+	switch {
+	case err != nil:
+		return nil, err
+	case st.Code != 0 && strings.Contains(stderr.String(), "No such file or directory"):
+		return nil, errNotFound
+	case st.Code != 0:
+		return nil, fmt.Errorf("cat: %s", strings.TrimSpace(stderr.String()))
+	case out.Len() > maxDownload:
+		return nil, fmt.Errorf("the file is over %d bytes, more than one download takes", maxDownload)
+	}
+	return out.Bytes(), nil
+}
+
+// writeInSandbox writes data to p (a sandbox path outside the work dir), making its
+// directories, with the sandbox's own tools, as the sandbox user.
+func writeInSandbox(ctx context.Context, sess *session.Session, p string, data []byte) error {
+	var stderr bytes.Buffer
+	proc, err := sess.Start(ctx, &sandbox.Command{
+		Args:  []string{"/bin/sh", "-c", `mkdir -p -- "$(dirname -- "$1")" && cat > "$1"`, "sh", p},
+		Stdin: bytes.NewReader(data), Stderr: &limitedBuffer{b: &stderr, max: 4 << 10}})
 	if err != nil {
-		connectError(w, "internal", "list: "+err.Error())
-		return
+		return err
 	}
-	if st.Code != 0 && out.Len() == 0 {
-		connectError(w, "not_found", fmt.Sprintf("list %q: %s", dir, strings.TrimSpace(stderr.String())))
-		return
+	st, err := proc.Wait()
+	if err != nil {
+		return err
 	}
-	list := []entryInfo{}
-	for line := range strings.SplitSeq(strings.TrimSuffix(out.String(), "\n"), "\n") {
-		kind, rest, _ := strings.Cut(line, "\t")
-		size, name, ok := strings.Cut(rest, "\t")
-		if !ok {
-			continue
-		}
-		e := entryInfo{Name: path.Base(name), Path: name, Type: "FILE_TYPE_FILE"}
-		fmt.Sscan(size, &e.Size)
-		switch kind {
-		case "d":
-			e.Type = "FILE_TYPE_DIRECTORY"
-		case "l":
-			e.Type = "FILE_TYPE_SYMLINK"
-		}
-		if rel, ok := strings.CutPrefix(name, workDir+"/"); ok {
-			e.Path = e2bPath(rel)
-		}
-		list = append(list, e)
+	if st.Code != 0 {
+		return fmt.Errorf("write: %s", strings.TrimSpace(stderr.String()))
 	}
-	slices.SortFunc(list, func(a, b entryInfo) int { return strings.Compare(a.Path, b.Path) })
-	writeJSON(w, http.StatusOK, map[string]any{"entries": list})
+	return nil
 }

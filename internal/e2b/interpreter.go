@@ -129,7 +129,7 @@ func startContext(ctx context.Context, sess *session.Session, info codeContext) 
 		return nil, err
 	}
 	pc := &pyContext{info: info, c: c}
-	if dir := sandboxPath(info.Cwd); dir != workDir {
+	if dir := sandboxPath(info.Cwd); dir != e2bHome {
 		chdir := &job.Request{Code: fmt.Sprintf("__import__('os').chdir(%q)", dir)}
 		if info.Language == job.LangBash {
 			// A bash context keeps the directory its last run left.

@@ -264,8 +264,8 @@ if (want('commands')) {
   await step('commands.run', async () => {
     const r = await sbx.commands.run('echo hello; echo oops >&2; pwd')
     check(r.exitCode === 0, `exit ${r.exitCode}`)
-    // /home/user is the session's /work (see internal/e2b): commands start there.
-    check(r.stdout === 'hello\n/work\n', `stdout ${JSON.stringify(r.stdout)}`)
+    // The session's work dir is at /home/user (see internal/e2b): commands start there.
+    check(r.stdout === 'hello\n/home/user\n', `stdout ${JSON.stringify(r.stdout)}`)
     check(r.stderr === 'oops\n', `stderr ${JSON.stringify(r.stderr)}`)
     return r.stdout
   })
@@ -328,6 +328,47 @@ if (want('files')) {
     const ex = await sbx.runCode('open("/work/hello.txt").read()')
     check(ex.text === 'hi there\\n', `python read ${JSON.stringify(ex.text)}`)
     return list.length
+  })
+}
+
+if (want('files')) {
+  await step('files.paths', async () => {
+    // The work dir is /home/user inside the sandbox too: the paths code prints are
+    // the ones the files API takes.
+    const cwd = await sbx.runCode('import os\nos.getcwd()')
+    check(cwd.text === '/home/user', `os.getcwd() ${JSON.stringify(cwd.text)}`)
+    await sbx.runCode('open("/home/user/from_code.txt", "w").write("code")')
+    check((await sbx.files.read('/home/user/from_code.txt')) === 'code', 'a file code wrote at /home/user')
+    // Other writable paths of the sandbox: /tmp.
+    await sbx.files.write('/tmp/up/t.txt', 'tmp file')
+    check((await sbx.files.read('/tmp/up/t.txt')) === 'tmp file', 'read back /tmp/up/t.txt')
+    const seen = await sbx.runCode('open("/tmp/up/t.txt").read()')
+    check(seen.text === 'tmp file', `code reads /tmp: ${JSON.stringify(seen.text)}`)
+    const tmp = await sbx.files.list('/tmp/up')
+    check(tmp.length === 1 && tmp[0].path === '/tmp/up/t.txt' && tmp[0].type === 'file', `list /tmp/up ${JSON.stringify(tmp)}`)
+    // An empty directory, its details, a symlink's target.
+    check(await sbx.files.makeDir('empty'), 'makeDir empty')
+    const dir = await sbx.files.getInfo('empty')
+    check(dir.type === 'dir' && dir.path === '/home/user/empty' && dir.mode === 0o755, `getInfo(empty) ${JSON.stringify(dir)}`)
+    await sbx.commands.run('ln -s from_code.txt link')
+    const link = await sbx.files.getInfo('link')
+    check(link.symlinkTarget === '/home/user/from_code.txt', `symlink ${JSON.stringify(link)}`)
+    await sbx.files.remove('not-there.txt')
+    let err
+    try {
+      await sbx.files.rename('not-there.txt', 'x.txt')
+    } catch (e) {
+      err = e
+    }
+    check(err && err.name === 'FileNotFoundError', `rename of a missing file gave ${err?.name}`)
+    let ro
+    try {
+      await sbx.files.write('/usr/x.txt', 'no')
+    } catch (e) {
+      ro = e
+    }
+    check(ro, 'a write to the read-only image succeeded')
+    return `${tmp.length} in /tmp/up`
   })
 }
 
