@@ -91,6 +91,16 @@ type box struct {
 	bash     *pyContext            // runs of language bash without a context, made at the first
 }
 
+// env is the environment of b's processes and contexts beyond the session's: HOME
+// at /home/user, as in E2B's sandboxes, and the envVars it was created with.
+func (b *box) env() map[string]string {
+	env := map[string]string{"HOME": e2bHome}
+	for k, v := range b.envs {
+		env[k] = v
+	}
+	return env
+}
+
 // New returns a Server; cfg.Sessions must outlive it.
 func New(cfg Config) *Server {
 	if cfg.Log == nil {

@@ -221,7 +221,7 @@ func (s *Server) processStart(w http.ResponseWriter, r *http.Request, b *box, se
 		return
 	}
 	env := []string{}
-	for _, m := range []map[string]string{b.envs, req.Process.Envs} {
+	for _, m := range []map[string]string{b.env(), req.Process.Envs} {
 		for k, v := range m {
 			env = append(env, k+"="+v)
 		}
@@ -264,6 +264,11 @@ func (s *Server) processStart(w http.ResponseWriter, r *http.Request, b *box, se
 	}()
 	out.event(map[string]any{"start": map[string]uint32{"pid": c.pid}})
 	st, werr := p.Wait()
+	if s.gone(b) {
+		// Killed (or timed out) while the command ran: the stream breaks, as E2B's,
+		// and the SDK, finding the sandbox gone, says so.
+		panic(http.ErrAbortHandler)
+	}
 	if werr != nil {
 		out.end("internal", werr)
 		return

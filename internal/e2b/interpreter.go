@@ -1,6 +1,7 @@
 package e2b
 
 import (
+	"bytes"
 	"context"
 	"crypto/subtle"
 	"encoding/base64"
@@ -129,7 +130,8 @@ func startContext(ctx context.Context, sess *session.Session, info codeContext) 
 		return nil, err
 	}
 	pc := &pyContext{info: info, c: c}
-	if dir := sandboxPath(info.Cwd); dir != e2bHome {
+	// A bash context starts where a session's bash does (/work) unless told.
+	if dir := sandboxPath(info.Cwd); dir != e2bHome || info.Language == job.LangBash {
 		chdir := &job.Request{Code: fmt.Sprintf("__import__('os').chdir(%q)", dir)}
 		if info.Language == job.LangBash {
 			// A bash context keeps the directory its last run left.
@@ -291,15 +293,49 @@ func (n *ndjson) stopKeepalive() {
 	}
 }
 
-// streamWriter sends what the program prints as E2B's stdout or stderr lines.
-type streamWriter struct {
+// lineStream sends what the program prints as E2B's stdout or stderr messages, as
+// a notebook's stream shows it: whole lines (print writes a line's text and its
+// newline apart), and a line's start once flushAfter passes without its end (a
+// progress bar, a prompt). Rejected: buffering the program's stdout by lines,
+// which would lose a partial line to a crash or a kill.
+type lineStream struct {
 	out  *ndjson
 	kind string
+
+	mu    sync.Mutex
+	buf   []byte
+	timer *time.Timer
 }
 
-func (sw streamWriter) Write(p []byte) (int, error) {
-	sw.out.send(map[string]any{"type": sw.kind, "text": string(p)})
+// flushAfter is how long the start of a line waits for its end.
+const flushAfter = 100 * time.Millisecond
+
+func (l *lineStream) Write(p []byte) (int, error) {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	l.buf = append(l.buf, p...)
+	if i := bytes.LastIndexByte(l.buf, '\n'); i >= 0 {
+		l.out.send(map[string]any{"type": l.kind, "text": string(l.buf[:i+1])})
+		l.buf = append([]byte(nil), l.buf[i+1:]...)
+	}
+	if len(l.buf) > 0 && l.timer == nil {
+		l.timer = time.AfterFunc(flushAfter, l.flush)
+	}
 	return len(p), nil
+}
+
+// flush sends what is held; after the run's last write it leaves nothing to send.
+func (l *lineStream) flush() {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	if l.timer != nil {
+		l.timer.Stop()
+		l.timer = nil
+	}
+	if len(l.buf) > 0 {
+		l.out.send(map[string]any{"type": l.kind, "text": string(l.buf)})
+		l.buf = nil
+	}
 }
 
 func (s *Server) handleExecute(w http.ResponseWriter, r *http.Request, b *box, sess *session.Session) {
@@ -342,7 +378,8 @@ func (s *Server) handleExecute(w http.ResponseWriter, r *http.Request, b *box, s
 		}
 	}
 	out := &ndjson{w: w}
-	jr := &job.Request{Code: req.Code, Stdout: streamWriter{out, "stdout"}, Stderr: streamWriter{out, "stderr"}}
+	stdout, stderr := &lineStream{out: out, kind: "stdout"}, &lineStream{out: out, kind: "stderr"}
+	jr := &job.Request{Code: req.Code, Stdout: stdout, Stderr: stderr}
 	// The client's leaving (the SDK's timeout: see keepalive) interrupts the
 	// execution, as Jupyter's would, and keeps the sandbox and its state.
 	run := context.WithoutCancel(r.Context())
@@ -360,10 +397,10 @@ func (s *Server) handleExecute(w http.ResponseWriter, r *http.Request, b *box, s
 	// E2B's code interpreter does; a run's env_vars for that run only.
 	var base map[string]string
 	if *count == 0 {
-		base = b.envs
+		base = b.env()
 	}
 	if lang == job.LangBash {
-		jr.Language, jr.Code = job.LangBash, bashCode(req.Code, base, b.envs, req.EnvVars)
+		jr.Language, jr.Code = job.LangBash, bashCode(req.Code, base, b.env(), req.EnvVars)
 	} else {
 		jr.Kernel = &job.Kernel{Env: req.EnvVars, BaseEnv: base}
 	}
@@ -380,6 +417,8 @@ func (s *Server) handleExecute(w http.ResponseWriter, r *http.Request, b *box, s
 	} else {
 		res, err = s.cfg.Sessions.Exec(run, b.owner, b.id, jr, hooks)
 	}
+	stdout.flush()
+	stderr.flush()
 	out.stopKeepalive()
 	if started && s.gone(b) {
 		// Killed (or timed out) during the run: as E2B's, the stream breaks rather

@@ -2,6 +2,7 @@ package e2b
 
 import (
 	"encoding/json"
+	"net/http/httptest"
 	"testing"
 
 	"github.com/codeexec/codeexec/internal/job"
@@ -69,5 +70,21 @@ func TestBashCode(t *testing.T) {
 		if got := bashCode("echo hi", tt.base, tt.box, tt.run); got != tt.want {
 			t.Errorf("%s: bashCode = %q, want %q", tt.name, got, tt.want)
 		}
+	}
+}
+
+// TestLineStream: what a program prints reaches E2B as whole lines, a partial line
+// when flushed.
+func TestLineStream(t *testing.T) {
+	rec := httptest.NewRecorder()
+	out := &ndjson{w: rec}
+	l := &lineStream{out: out, kind: "stdout"}
+	for _, w := range []string{"1", "\n", "a\nb", "c\n", "partial"} {
+		l.Write([]byte(w))
+	}
+	l.flush()
+	want := `{"text":"1\n","type":"stdout"}` + "\n" + `{"text":"a\n","type":"stdout"}` + "\n" + `{"text":"bc\n","type":"stdout"}` + "\n" + `{"text":"partial","type":"stdout"}` + "\n"
+	if got := rec.Body.String(); got != want {
+		t.Errorf("lineStream sent\n%s\nwant\n%s", got, want)
 	}
 }

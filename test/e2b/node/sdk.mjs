@@ -246,6 +246,29 @@ if (want('kernel')) {
     check(err && err.name === 'TimeoutError' && /killed while the request/.test(err.message), `run during kill gave ${err?.name}: ${err?.message}`)
     return err.name
   })
+  await step('kernel.stream', async () => {
+    // print writes its text and newline apart; a notebook shows one line.
+    const lines = []
+    await sbx.runCode('print(1)', { onStdout: (m) => lines.push(m.line) })
+    check(JSON.stringify(lines) === '["1\\n"]', `onStdout got ${JSON.stringify(lines)}`)
+    const bash = await sbx.runCode('pwd; echo $HOME', { language: 'bash' })
+    check(bash.logs.stdout.join('') === '/home/user\n/home/user\n', `bash pwd, HOME: ${JSON.stringify(bash.logs.stdout)}`)
+    return lines.length
+  })
+  await step('commands.killed', async () => {
+    const e = await Sandbox.create({ timeoutMs: 60_000 })
+    const run = e.commands.run('sleep 300')
+    await new Promise((r) => setTimeout(r, 1500))
+    await e.kill()
+    let err
+    try {
+      await run
+    } catch (x) {
+      err = x
+    }
+    check(err && err.name === 'TimeoutError', `a command during kill gave ${err?.name}: ${err?.message}`)
+    return err.name
+  })
   await step('kernel.javascript', async () => {
     let err
     try {
