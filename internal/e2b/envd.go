@@ -8,6 +8,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"slices"
 	"mime"
 	"mime/multipart"
 	"net/http"
@@ -69,12 +70,78 @@ type commands struct {
 	byID map[uint32]*command
 }
 
+// command is a process that Start began. It runs until it exits or the sandbox
+// ends, whoever listens: a client that leaves Start's stream (the SDK's disconnect)
+// leaves it running, and Connect listens again.
 type command struct {
 	pid   uint32
 	cfg   processConfig
 	tag   string
 	p     *sandbox.Process
 	stdin *io.PipeWriter // nil: the command got an empty stdin
+
+	mu      sync.Mutex
+	subs    []*connectStream // the streams its output goes to
+	pending []any            // its output before started
+	live    bool             // started: its pid is known
+	end     map[string]any   // its end event, once it has exited
+	done    chan struct{}    // closed once it has exited
+}
+
+// started sends Start's stream the start event, then what the command printed
+// before its pid was known, and makes it a listener.
+func (c *command) started(out *connectStream) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	out.event(map[string]any{"start": map[string]uint32{"pid": c.pid}})
+	for _, ev := range c.pending {
+		out.event(ev)
+	}
+	c.pending, c.live = nil, true
+	c.subs = append(c.subs, out)
+}
+
+// listen adds out to the streams the command's output goes to, with the start
+// event first; it returns false once the command has ended.
+func (c *command) listen(out *connectStream) bool {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if c.end != nil {
+		return false
+	}
+	out.event(map[string]any{"start": map[string]uint32{"pid": c.pid}})
+	c.subs = append(c.subs, out)
+	return true
+}
+
+func (c *command) unlisten(out *connectStream) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	c.subs = slices.DeleteFunc(c.subs, func(s *connectStream) bool { return s == out })
+}
+
+// broadcast sends an event to every listener.
+func (c *command) broadcast(ev any) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if !c.live {
+		c.pending = append(c.pending, ev)
+		return
+	}
+	for _, s := range c.subs {
+		s.event(ev)
+	}
+}
+
+// finish records the end event and sends it to every listener.
+func (c *command) finish(end map[string]any) {
+	c.mu.Lock()
+	c.end = end
+	for _, s := range c.subs {
+		s.event(map[string]any{"end": end})
+	}
+	c.mu.Unlock()
+	close(c.done)
 }
 
 func (b *box) cmds() *commands {
@@ -97,6 +164,8 @@ func (s *Server) envd(w http.ResponseWriter, r *http.Request, b *box, sess *sess
 		}
 	case "/process.Process/Start":
 		s.processStart(w, r, b, sess)
+	case "/process.Process/Connect":
+		s.processConnect(w, r, b)
 	case "/process.Process/List":
 		s.processList(w, r, b)
 	case "/process.Process/SendSignal":
@@ -187,33 +256,81 @@ func (c *connectStream) end(code string, err error) {
 	c.send(2, map[string]any{"error": map[string]string{"code": code, "message": err.Error()}})
 }
 
-// outWriter sends a command's output as data events.
+// outWriter sends a command's output as data events to its listeners.
 type outWriter struct {
-	c   *connectStream
+	c   *command
 	key string
 }
 
 func (o outWriter) Write(p []byte) (int, error) {
-	o.c.event(map[string]any{"data": map[string][]byte{o.key: p}})
+	o.c.broadcast(map[string]any{"data": map[string][]byte{o.key: p}})
 	return len(p), nil
 }
 
-func (s *Server) processStart(w http.ResponseWriter, r *http.Request, b *box, sess *session.Session) {
-	// A streaming call's request is one enveloped message.
+// readStreamRequest decodes a server-streaming call's request: one enveloped
+// message.
+func readStreamRequest(w http.ResponseWriter, r *http.Request, v any) bool {
 	var head [5]byte
 	body := http.MaxBytesReader(w, r.Body, 1<<20)
 	if _, err := io.ReadFull(body, head[:]); err != nil {
 		connectError(w, "invalid_argument", "invalid request envelope: "+err.Error())
-		return
+		return false
 	}
 	msg := make([]byte, binary.BigEndian.Uint32(head[1:]))
-	var req startRequest
 	_, err := io.ReadFull(body, msg)
 	if err == nil {
-		err = json.Unmarshal(msg, &req)
+		err = json.Unmarshal(msg, v)
 	}
 	if err != nil {
 		connectError(w, "invalid_argument", "invalid request: "+err.Error())
+		return false
+	}
+	return true
+}
+
+// follow streams c's output to out, a listener of c, until c ends (then the
+// stream ends as E2B's: broken when the sandbox is gone) or the client leaves (c
+// runs on).
+func (s *Server) follow(w http.ResponseWriter, r *http.Request, b *box, c *command, out *connectStream) {
+	select {
+	case <-c.done:
+	case <-r.Context().Done():
+		c.unlisten(out)
+		return
+	}
+	if s.gone(b) {
+		// Killed (or timed out) while the command ran: the stream breaks, as E2B's,
+		// and the SDK, finding the sandbox gone, says so.
+		panic(http.ErrAbortHandler)
+	}
+	out.end("", nil)
+}
+
+func (s *Server) processConnect(w http.ResponseWriter, r *http.Request, b *box) {
+	var req struct {
+		Process processSelector `json:"process"`
+	}
+	if !readStreamRequest(w, r, &req) {
+		return
+	}
+	c, err := b.command(req.Process)
+	if err != nil {
+		connectError(w, "not_found", err.Error())
+		return
+	}
+	out := &connectStream{w: w}
+	w.Header().Set("Content-Type", "application/connect+json")
+	w.WriteHeader(http.StatusOK)
+	if !c.listen(out) {
+		out.end("not_found", fmt.Errorf("process %d has ended", c.pid))
+		return
+	}
+	s.follow(w, r, b, c, out)
+}
+
+func (s *Server) processStart(w http.ResponseWriter, r *http.Request, b *box, sess *session.Session) {
+	var req startRequest
+	if !readStreamRequest(w, r, &req) {
 		return
 	}
 	if len(req.PTY) > 0 && string(req.PTY) != "null" {
@@ -230,13 +347,13 @@ func (s *Server) processStart(w http.ResponseWriter, r *http.Request, b *box, se
 	if req.Process.Cwd != nil {
 		dir = sandboxPath(*req.Process.Cwd)
 	}
-	c := &command{cfg: req.Process}
+	c := &command{cfg: req.Process, done: make(chan struct{})}
 	if req.Tag != nil {
 		c.tag = *req.Tag
 	}
 	out := &connectStream{w: w}
 	cmd := &sandbox.Command{Args: append([]string{req.Process.Cmd}, req.Process.Args...), Env: env, Dir: dir,
-		Stdout: outWriter{out, "stdout"}, Stderr: outWriter{out, "stderr"}}
+		Stdout: outWriter{c, "stdout"}, Stderr: outWriter{c, "stderr"}}
 	if req.Stdin != nil && *req.Stdin {
 		pr, pw := io.Pipe()
 		cmd.Stdin, c.stdin = pr, pw
@@ -244,41 +361,36 @@ func (s *Server) processStart(w http.ResponseWriter, r *http.Request, b *box, se
 	w.Header().Set("Content-Type", "application/connect+json")
 	// The headers go first: output may come as soon as the command starts.
 	w.WriteHeader(http.StatusOK)
-	p, err := sess.Start(r.Context(), cmd)
+	// Not r's context: the command outlives this stream when the client leaves it.
+	p, err := sess.Start(context.WithoutCancel(r.Context()), cmd)
 	if err != nil {
 		out.end("invalid_argument", err)
 		return
 	}
-	c.p, c.pid = p, uint32(p.ID())
 	t := b.cmds()
 	t.mu.Lock()
+	c.p, c.pid = p, uint32(p.ID())
 	t.byID[c.pid] = c
 	t.mu.Unlock()
-	defer func() {
+	c.started(out)
+	go func() {
+		st, werr := p.Wait()
 		t.mu.Lock()
 		delete(t.byID, c.pid)
 		t.mu.Unlock()
 		if c.stdin != nil {
 			c.stdin.Close()
 		}
+		end := map[string]any{"exitCode": st.Code, "exited": st.Signal == 0, "status": st.String()}
+		if st.Signal != 0 {
+			end["exitCode"] = -1
+		}
+		if werr != nil {
+			end = map[string]any{"exitCode": -1, "exited": false, "status": werr.Error()}
+		}
+		c.finish(end)
 	}()
-	out.event(map[string]any{"start": map[string]uint32{"pid": c.pid}})
-	st, werr := p.Wait()
-	if s.gone(b) {
-		// Killed (or timed out) while the command ran: the stream breaks, as E2B's,
-		// and the SDK, finding the sandbox gone, says so.
-		panic(http.ErrAbortHandler)
-	}
-	if werr != nil {
-		out.end("internal", werr)
-		return
-	}
-	end := map[string]any{"exitCode": st.Code, "exited": st.Signal == 0, "status": st.String()}
-	if st.Signal != 0 {
-		end["exitCode"] = -1
-	}
-	out.event(map[string]any{"end": end})
-	out.end("", nil)
+	s.follow(w, r, b, c, out)
 }
 
 // processSelector is process.ProcessSelector.

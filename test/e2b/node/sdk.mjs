@@ -309,6 +309,20 @@ if (want('commands')) {
     check(r.stdout === 'got ping\n', `stdout ${JSON.stringify(r.stdout)}`)
     return r.stdout
   })
+  await step('commands.connect', async () => {
+    // A background command outlives its stream: disconnect, then connect again.
+    const h = await sbx.commands.run('sleep 1; echo later; exit 5', { background: true })
+    await h.disconnect()
+    const again = await sbx.commands.connect(h.pid)
+    let err
+    try {
+      await again.wait()
+    } catch (e) {
+      err = e
+    }
+    check(err && err.exitCode === 5 && err.stdout === 'later\n', `connect gave ${err?.name} ${err?.exitCode} ${JSON.stringify(err?.stdout)}`)
+    return `exit ${err.exitCode}`
+  })
   await step('commands.kill', async () => {
     const h = await sbx.commands.run('sleep 600', { background: true })
     const listed = await sbx.commands.list()
