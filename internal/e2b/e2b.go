@@ -87,8 +87,9 @@ type box struct {
 	commands *commands // see cmds
 
 	ctxMu    sync.Mutex
-	contexts map[string]*pyContext // by id, besides the default one
-	bash     *pyContext            // runs of language bash without a context, made at the first
+	contexts map[string]*pyContext     // by id, besides the default one
+	bash     *pyContext                // runs of language bash without a context, made at the first
+	watchers map[string]*polledWatcher // CreateWatcher's, by id
 }
 
 // env is the environment of b's processes and contexts beyond the session's: HOME

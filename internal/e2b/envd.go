@@ -184,6 +184,14 @@ func (s *Server) envd(w http.ResponseWriter, r *http.Request, b *box, sess *sess
 		s.makeDir(w, r, sess)
 	case "/filesystem.Filesystem/Move":
 		s.move(w, r, sess)
+	case "/filesystem.Filesystem/WatchDir":
+		s.watchDir(w, r, sess)
+	case "/filesystem.Filesystem/CreateWatcher":
+		s.createWatcher(w, r, b, sess)
+	case "/filesystem.Filesystem/GetWatcherEvents":
+		s.getWatcherEvents(w, r, b)
+	case "/filesystem.Filesystem/RemoveWatcher":
+		s.removeWatcher(w, r, b)
 	default:
 		connectError(w, "unimplemented", fmt.Sprintf("%s is not supported by codeexec", r.URL.Path))
 	}
@@ -191,7 +199,7 @@ func (s *Server) envd(w http.ResponseWriter, r *http.Request, b *box, sess *sess
 
 // connectCodes maps Connect's error codes to HTTP statuses for unary replies.
 var connectCodes = map[string]int{"invalid_argument": 400, "already_exists": 409, "not_found": 404, "unimplemented": 501,
-	"unavailable": 503, "internal": 500, "failed_precondition": 400, "unknown": 500}
+	"unavailable": 503, "resource_exhausted": 429, "internal": 500, "failed_precondition": 400, "unknown": 500}
 
 // connectError answers a unary Connect call with an error.
 func connectError(w http.ResponseWriter, code, msg string) {

@@ -14,6 +14,7 @@ import (
 	"net/http/httptest"
 	"os"
 	"os/exec"
+	"slices"
 	"strings"
 	"testing"
 	"time"
@@ -103,7 +104,7 @@ func TestSDK(t *testing.T) {
 	url := server(t)
 	got := runSDK(t, url, "runCode", "commands", "files")
 	for _, step := range []string{"create", "runCode.state", "runCode.error", "runCode.figure", "runCode.onStdout",
-		"runCode.timeout", "runCode.contexts", "commands.run", "commands.exit", "commands.stdin", "commands.connect", "commands.kill", "files", "files.paths", "list", "getInfo", "setTimeout", "connect", "kill"} {
+		"runCode.timeout", "runCode.contexts", "commands.run", "commands.exit", "commands.stdin", "commands.connect", "commands.kill", "files", "files.paths", "files.watchDir", "list", "getInfo", "setTimeout", "connect", "kill"} {
 		r, ok := got[step]
 		switch {
 		case !ok:
@@ -243,5 +244,73 @@ func TestTenancy(t *testing.T) {
 	}
 	if code, body := do("GET", "/v2/sandboxes", otherKey, nil, ""); code != 200 || strings.TrimSpace(body) != "[]" {
 		t.Errorf("list by another tenant: %d %s, want 200 []", code, body)
+	}
+}
+
+// TestWatcherPolling drives envd's polled watchers (the Python SDK's watch_dir):
+// CreateWatcher, a write through /files, GetWatcherEvents until it reports the
+// file, RemoveWatcher, and then a watcher that is gone.
+func TestWatcherPolling(t *testing.T) {
+	url := server(t)
+	call := func(method, path string, hdr map[string]string, body string) (int, string) {
+		t.Helper()
+		req, err := http.NewRequest(method, url+path, strings.NewReader(body))
+		if err != nil {
+			t.Fatal(err)
+		}
+		for k, v := range hdr {
+			req.Header.Set(k, v)
+		}
+		res, err := http.DefaultClient.Do(req)
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer res.Body.Close()
+		b, _ := io.ReadAll(res.Body)
+		return res.StatusCode, string(b)
+	}
+	code, body := call("POST", "/v2/sandboxes", map[string]string{"X-API-Key": apiKey}, `{"templateID":"base"}`)
+	if code != http.StatusCreated {
+		t.Fatalf("create: %d %s", code, body)
+	}
+	var sb struct{ SandboxID, EnvdAccessToken string }
+	if err := json.Unmarshal([]byte(body), &sb); err != nil {
+		t.Fatal(err)
+	}
+	envd := map[string]string{"E2b-Sandbox-Id": sb.SandboxID, "E2b-Sandbox-Port": "49983", "X-Access-Token": sb.EnvdAccessToken,
+		"Content-Type": "application/json"}
+	code, body = call("POST", "/filesystem.Filesystem/CreateWatcher", envd, `{"path":"/home/user","recursive":true}`)
+	var cw struct{ WatcherID string }
+	if err := json.Unmarshal([]byte(body), &cw); code != 200 || err != nil || cw.WatcherID == "" {
+		t.Fatalf("CreateWatcher: %d %s", code, body)
+	}
+	up := map[string]string{"E2b-Sandbox-Id": sb.SandboxID, "E2b-Sandbox-Port": "49983", "X-Access-Token": sb.EnvdAccessToken,
+		"Content-Type": "application/octet-stream"}
+	if code, body := call("POST", "/files?path=/home/user/polled.txt", up, "data"); code != 200 {
+		t.Fatalf("upload: %d %s", code, body)
+	}
+	var got []string
+	for range 100 {
+		code, body := call("POST", "/filesystem.Filesystem/GetWatcherEvents", envd, `{"watcherId":"`+cw.WatcherID+`"}`)
+		var ev struct{ Events []struct{ Name, Type string } }
+		if err := json.Unmarshal([]byte(body), &ev); code != 200 || err != nil {
+			t.Fatalf("GetWatcherEvents: %d %s", code, body)
+		}
+		for _, e := range ev.Events {
+			got = append(got, e.Type+":"+e.Name)
+		}
+		if slices.Contains(got, "EVENT_TYPE_WRITE:polled.txt") {
+			break
+		}
+		time.Sleep(100 * time.Millisecond)
+	}
+	if !slices.Contains(got, "EVENT_TYPE_CREATE:polled.txt") || !slices.Contains(got, "EVENT_TYPE_WRITE:polled.txt") {
+		t.Fatalf("events %v, want a create and a write of polled.txt", got)
+	}
+	if code, body := call("POST", "/filesystem.Filesystem/RemoveWatcher", envd, `{"watcherId":"`+cw.WatcherID+`"}`); code != 200 {
+		t.Fatalf("RemoveWatcher: %d %s", code, body)
+	}
+	if code, _ := call("POST", "/filesystem.Filesystem/GetWatcherEvents", envd, `{"watcherId":"`+cw.WatcherID+`"}`); code != 404 {
+		t.Errorf("GetWatcherEvents of a removed watcher: %d, want 404", code)
 	}
 }

@@ -407,6 +407,21 @@ if (want('files')) {
     check(ro, 'a write to the read-only image succeeded')
     return `${tmp.length} in /tmp/up`
   })
+  await step('files.watchDir', async () => {
+    await sbx.files.makeDir('watched')
+    const events = []
+    let seen
+    const both = new Promise((resolve) => { seen = resolve })
+    const handle = await sbx.files.watchDir('watched', (e) => {
+      events.push(`${e.type}:${e.name}`)
+      if (events.includes('write:by_code.txt') && events.includes('write:by_api.txt')) seen()
+    }, { recursive: true })
+    await sbx.runCode('open("watched/by_code.txt", "w").write("x")')
+    await sbx.files.write('/home/user/watched/by_api.txt', 'y')
+    await Promise.race([both, new Promise((_, reject) => setTimeout(() => reject(new Error(`events ${JSON.stringify(events)}`)), 10_000))])
+    await handle.stop()
+    return events.join(' ')
+  })
 }
 
 await step('list', async () => {
