@@ -379,7 +379,7 @@ func (s *Server) handleExecute(w http.ResponseWriter, r *http.Request, b *box, s
 	}
 	out := &ndjson{w: w}
 	stdout, stderr := &lineStream{out: out, kind: "stdout"}, &lineStream{out: out, kind: "stderr"}
-	jr := &job.Request{Code: req.Code, Stdout: stdout, Stderr: stderr}
+	jr := &job.Request{Code: req.Code, Stdout: stdout, Stderr: stderr, Network: b.network}
 	// The client's leaving (the SDK's timeout: see keepalive) interrupts the
 	// execution, as Jupyter's would, and keeps the sandbox and its state.
 	run := context.WithoutCancel(r.Context())

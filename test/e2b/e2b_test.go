@@ -21,6 +21,7 @@ import (
 
 	"github.com/codeexec/codeexec/internal/api"
 	"github.com/codeexec/codeexec/internal/e2b"
+	"github.com/codeexec/codeexec/internal/job"
 	"github.com/codeexec/codeexec/internal/sandbox"
 	"github.com/codeexec/codeexec/internal/session"
 	"github.com/codeexec/codeexec/internal/tenant"
@@ -52,11 +53,17 @@ const (
 // one API key, on loopback.
 func server(t *testing.T) string {
 	t.Helper()
+	return serverWith(t, api.DefaultConfig().Policy)
+}
+
+// serverWith is server with the policy p (limits, the operator's network allowlist).
+func serverWith(t *testing.T, p job.Policy) string {
+	t.Helper()
 	runner := testenv.Runner(t)
 	m := session.NewManager(session.Config{Max: 8, IdleTTL: 10 * time.Minute, MaxIdleTTL: time.Hour, MaxLifetime: 4 * time.Hour}, runner)
 	t.Cleanup(m.Close)
 	keys := []tenant.Key{{Secret: apiKey, Tenant: &tenant.Tenant{Name: "e2b-test"}}, {Secret: otherKey, Tenant: &tenant.Tenant{Name: "other"}}}
-	h := e2b.New(e2b.Config{Sessions: m, Keys: keys, Policy: api.DefaultConfig().Policy, Log: slog.New(slog.DiscardHandler)}).Handler()
+	h := e2b.New(e2b.Config{Sessions: m, Keys: keys, Policy: p, Log: slog.New(slog.DiscardHandler)}).Handler()
 	srv := httptest.NewServer(h)
 	t.Cleanup(srv.Close)
 	return srv.URL
@@ -312,5 +319,64 @@ func TestWatcherPolling(t *testing.T) {
 	}
 	if code, _ := call("POST", "/filesystem.Filesystem/GetWatcherEvents", envd, `{"watcherId":"`+cw.WatcherID+`"}`); code != 404 {
 		t.Errorf("GetWatcherEvents of a removed watcher: %d, want 404", code)
+	}
+}
+
+// TestNetworkAtCreate: a sandbox's network is what its create asks within the
+// operator's allowlist (allowOut, or allow_internet_access for all of it), and its
+// runs go through the egress proxy then; anything beyond is refused at create.
+func TestNetworkAtCreate(t *testing.T) {
+	closed := server(t)
+	p := api.DefaultConfig().Policy
+	p.NetworkAllow = []string{"*.example.com"}
+	open := serverWith(t, p)
+	post := func(url, path string, hdr map[string]string, body string) (int, string) {
+		t.Helper()
+		req, err := http.NewRequest("POST", url+path, strings.NewReader(body))
+		if err != nil {
+			t.Fatal(err)
+		}
+		for k, v := range hdr {
+			req.Header.Set(k, v)
+		}
+		res, err := http.DefaultClient.Do(req)
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer res.Body.Close()
+		b, _ := io.ReadAll(res.Body)
+		return res.StatusCode, string(b)
+	}
+	key := map[string]string{"X-API-Key": apiKey}
+	for _, c := range []struct {
+		name, url, body string
+		want            int
+		proxied         string // for a sandbox made: whether its runs have the proxy
+	}{
+		{"internet on a server without --net-allow", closed, `{"allow_internet_access":true}`, 400, ""},
+		{"a host beyond --net-allow", open, `{"network":{"allowOut":["example.org"]}}`, 400, ""},
+		{"a denyOut of one host", open, `{"network":{"denyOut":["10.0.0.1"]}}`, 400, ""},
+		{"no network asked", open, `{}`, 201, "False"},
+		{"internet off", open, `{"allow_internet_access":false}`, 201, "False"},
+		{"a host within --net-allow", open, `{"network":{"allowOut":["api.example.com"],"denyOut":["0.0.0.0/0"]}}`, 201, "True"},
+		{"internet on: what --net-allow allows", open, `{"allow_internet_access":true}`, 201, "True"},
+	} {
+		code, body := post(c.url, "/v2/sandboxes", key, c.body)
+		if code != c.want {
+			t.Errorf("%s: create %s answered %d %s, want %d", c.name, c.body, code, body, c.want)
+			continue
+		}
+		if code != http.StatusCreated {
+			continue
+		}
+		var sb struct{ SandboxID, EnvdAccessToken string }
+		if err := json.Unmarshal([]byte(body), &sb); err != nil {
+			t.Fatal(err)
+		}
+		hdr := map[string]string{"E2b-Sandbox-Id": sb.SandboxID, "E2b-Sandbox-Port": "49999", "X-Access-Token": sb.EnvdAccessToken}
+		_, out := post(c.url, "/execute", hdr, `{"code":"import os\n'HTTPS_PROXY' in os.environ"}`)
+		if !strings.Contains(out, `"text":"`+c.proxied+`"`) {
+			t.Errorf("%s: a run's proxy variables: %s, want text %s", c.name, out, c.proxied)
+		}
 	}
 }
