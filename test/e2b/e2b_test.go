@@ -36,7 +36,7 @@ func TestMain(m *testing.M) {
 }
 
 // The packages node/package.json pins; nodeDir installs them when they are missing.
-var sdkPackages = []string{"e2b", "@e2b/code-interpreter"}
+var sdkPackages = []string{"e2b", "@e2b/code-interpreter", "dotenv"}
 
 // nodeDir returns node/ with the packages it pins installed.
 func nodeDir(t *testing.T) string {
@@ -140,6 +140,27 @@ func TestKernel(t *testing.T) {
 			t.Errorf("%s: %s", step, r.Detail)
 		default:
 			t.Logf("%s: ok (%s)", step, r.Detail)
+		}
+	}
+}
+
+// TestQuickstart runs the quick start of E2B's documentation as written there
+// (node/quickstart.mjs): it prints the run's logs and the sandbox's root.
+func TestQuickstart(t *testing.T) {
+	url := server(t)
+	dir := nodeDir(t)
+	ctx, cancel := context.WithTimeout(t.Context(), 2*time.Minute)
+	defer cancel()
+	cmd := exec.CommandContext(ctx, "node", "quickstart.mjs")
+	cmd.Dir = dir
+	cmd.Env = append(os.Environ(), "E2B_API_URL="+url, "E2B_SANDBOX_URL="+url, "E2B_API_KEY="+apiKey)
+	out, err := cmd.CombinedOutput()
+	if err != nil {
+		t.Fatalf("node quickstart.mjs: %v\n%s", err, out)
+	}
+	for _, want := range []string{"stdout: [ 'hello world\\n' ]", "stderr: []", "name: 'usr'", "path: '/home'", "type: 'dir'"} {
+		if !strings.Contains(string(out), want) {
+			t.Errorf("the quick start printed no %q:\n%s", want, out)
 		}
 	}
 }
