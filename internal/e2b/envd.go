@@ -2,6 +2,7 @@ package e2b
 
 import (
 	"bytes"
+	"compress/gzip"
 	"context"
 	"encoding/binary"
 	"encoding/json"
@@ -538,8 +539,65 @@ func (s *Server) download(w http.ResponseWriter, r *http.Request, sess *session.
 		return
 	}
 	w.Header().Set("Content-Type", "application/octet-stream")
+	if acceptsGzip(r.Header.Get("Accept-Encoding")) {
+		w.Header().Set("Content-Encoding", "gzip")
+		w.WriteHeader(http.StatusOK)
+		zw := gzip.NewWriter(w)
+		_, _ = zw.Write(data)
+		_ = zw.Close()
+		return
+	}
 	w.WriteHeader(http.StatusOK)
 	_, _ = w.Write(data)
+}
+
+// acceptsGzip reports whether an Accept-Encoding header takes gzip (the SDKs send
+// "gzip" for read's gzip option).
+func acceptsGzip(h string) bool {
+	for part := range strings.SplitSeq(h, ",") {
+		enc, q, _ := strings.Cut(strings.TrimSpace(part), ";")
+		if strings.EqualFold(strings.TrimSpace(enc), "gzip") && strings.TrimSpace(q) != "q=0" {
+			return true
+		}
+	}
+	return false
+}
+
+// uploadBody is an upload's body, decompressed when its Content-Encoding is gzip
+// (write's gzip option), at most maxUpload bytes either way.
+func uploadBody(w http.ResponseWriter, r *http.Request) (io.Reader, error) {
+	body := http.MaxBytesReader(w, r.Body, maxUpload)
+	switch enc := strings.ToLower(strings.TrimSpace(r.Header.Get("Content-Encoding"))); enc {
+	case "", "identity":
+		return body, nil
+	case "gzip":
+		zr, err := gzip.NewReader(body)
+		if err != nil {
+			return nil, fmt.Errorf("gzip body: %w", err)
+		}
+		return &capReader{r: zr, left: maxUpload}, nil
+	default:
+		return nil, fmt.Errorf("Content-Encoding %q is not supported: send gzip or none", enc)
+	}
+}
+
+// capReader fails a read past left bytes: a small gzip body may inflate beyond
+// what an upload may hold.
+type capReader struct {
+	r    io.Reader
+	left int64
+}
+
+func (c *capReader) Read(p []byte) (int, error) {
+	if c.left <= 0 {
+		return 0, fmt.Errorf("the upload inflates to more than %d bytes", maxUpload)
+	}
+	if int64(len(p)) > c.left {
+		p = p[:c.left]
+	}
+	n, err := c.r.Read(p)
+	c.left -= int64(n)
+	return n, err
 }
 
 func writeFileError(w http.ResponseWriter, p string, err error) {
@@ -567,7 +625,11 @@ const maxUpload = 256 << 20
 
 func (s *Server) upload(w http.ResponseWriter, r *http.Request, sess *session.Session) {
 	p := r.URL.Query().Get("path")
-	body := http.MaxBytesReader(w, r.Body, maxUpload)
+	body, err := uploadBody(w, r)
+	if err != nil {
+		writeError(w, http.StatusBadRequest, err.Error())
+		return
+	}
 	var files []writtenFile
 	put := func(name string, data []byte) bool {
 		var err error

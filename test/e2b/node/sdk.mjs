@@ -407,6 +407,14 @@ if (want('files')) {
     check(ro, 'a write to the read-only image succeeded')
     return `${tmp.length} in /tmp/up`
   })
+  await step('files.gzip', async () => {
+    const info = await sbx.files.write('zipped.txt', 'gzip both ways', { gzip: true })
+    check(info.path === '/home/user/zipped.txt', `write gave ${JSON.stringify(info)}`)
+    const back = await sbx.files.read('zipped.txt', { gzip: true })
+    check(back === 'gzip both ways', `read with gzip gave ${JSON.stringify(back)}`)
+    check((await sbx.files.read('zipped.txt')) === 'gzip both ways', 'read without gzip')
+    return back.length
+  })
   await step('files.watchDir', async () => {
     await sbx.files.makeDir('watched')
     const events = []
