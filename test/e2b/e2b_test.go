@@ -131,7 +131,7 @@ func TestSDK(t *testing.T) {
 func TestKernel(t *testing.T) {
 	got := runSDK(t, server(t), "kernel")
 	for _, step := range []string{"kernel.dataframe", "kernel.display", "kernel.repr", "kernel.shell", "kernel.magics",
-		"kernel.figure", "kernel.executionCount", "kernel.envs", "kernel.indented", "kernel.bash", "kernel.killed", "kernel.stream", "commands.killed", "kernel.javascript"} {
+		"kernel.figure", "kernel.chart", "kernel.executionCount", "kernel.envs", "kernel.indented", "kernel.bash", "kernel.killed", "kernel.stream", "commands.killed", "kernel.javascript"} {
 		r, ok := got[step]
 		switch {
 		case !ok:

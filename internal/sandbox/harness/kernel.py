@@ -34,7 +34,7 @@ _REPR_METHODS = (
     ("application/pdf", "_repr_pdf_"),
 )
 _BINARY = ("image/png", "image/jpeg", "application/pdf")
-_JSON_MIMES = ("application/json", "e2b/data")
+_JSON_MIMES = ("application/json", "e2b/data", "e2b/chart")
 
 # A DataFrame's data (E2B's "e2b/data") is built only below this many cells: its
 # HTML stays, and a bigger frame's data would not fit the outputs' cap anyway.
@@ -108,6 +108,109 @@ def _format_time(seconds):
             return "%.*g %s" % (3, seconds * scale, unit)
 
 
+# -- E2B's chart data: what a matplotlib figure shows, as series ------------------------
+
+def _chart(fig):
+    """E2B's "e2b/chart" of a figure: its one chart, or a superchart of its axes'."""
+    axes = [ax for ax in fig.get_axes() if ax.get_visible()]
+    if len(axes) == 1:
+        return _axes_chart(axes[0])
+    title = fig._suptitle.get_text() if getattr(fig, "_suptitle", None) is not None else None
+    return {"type": "superchart", "title": title or None, "elements": [_axes_chart(ax) for ax in axes]}
+
+
+def _unit(label):
+    """The unit a label names in its trailing parentheses: "Time (s)" is in s."""
+    m = re.search(r"\(([^()]*)\)\s*$", label or "")
+    return m.group(1) if m else None
+
+
+def _scale(axis, scale):
+    import matplotlib.category
+    import matplotlib.dates
+    fmt = axis.get_major_formatter()
+    if isinstance(fmt, (matplotlib.dates.AutoDateFormatter, matplotlib.dates.ConciseDateFormatter,
+                        matplotlib.dates.DateFormatter)):
+        return "datetime"
+    if isinstance(fmt, matplotlib.category.StrCategoryFormatter):
+        return "categorical"
+    return scale
+
+
+def _value(v, scale):
+    """A coordinate as E2B gives it: an ISO time on a datetime axis."""
+    if scale == "datetime":
+        import matplotlib.dates
+        return matplotlib.dates.num2date(float(v)).isoformat()
+    return v
+
+
+def _axes_chart(ax):
+    import matplotlib.collections
+    import matplotlib.patches
+    title = ax.get_title() or None
+    xlabel, ylabel = ax.get_xlabel() or None, ax.get_ylabel() or None
+    base = {"title": title, "x_label": xlabel, "y_label": ylabel, "x_unit": _unit(xlabel), "y_unit": _unit(ylabel)}
+    wedges = [p for p in ax.patches if isinstance(p, matplotlib.patches.Wedge)]
+    if wedges and len(wedges) == len(ax.patches):
+        return {"type": "pie", "title": title, "elements": [
+            {"label": w.get_label(), "angle": float(w.theta2 - w.theta1), "radius": float(w.r)} for w in wedges]}
+    box = _box_elements(ax)
+    if box is not None:
+        return dict(base, type="box_and_whisker", elements=box)
+    bars = [c for c in ax.containers if type(c).__name__ == "BarContainer"]
+    if bars:
+        ticks = {round(float(t), 6): l.get_text() for t, l in zip(ax.get_xticks(), ax.get_xticklabels())}
+        elements = []
+        for c in bars:
+            group = c.get_label() if not (c.get_label() or "").startswith("_") else ""
+            for r in c.patches:
+                x = r.get_x() + r.get_width() / 2
+                elements.append({"label": ticks.get(round(float(x), 6), str(x)), "group": group, "value": r.get_height()})
+        return dict(base, type="bar", elements=elements)
+    xscale, yscale = _scale(ax.xaxis, ax.get_xscale()), _scale(ax.yaxis, ax.get_yscale())
+    axes2d = dict(base, x_scale=xscale, y_scale=yscale,
+                  x_ticks=[_value(t, xscale) for t in ax.get_xticks()], y_ticks=[_value(t, yscale) for t in ax.get_yticks()],
+                  x_tick_labels=[t.get_text() for t in ax.get_xticklabels()],
+                  y_tick_labels=[t.get_text() for t in ax.get_yticklabels()])
+    scatters = [c for c in ax.collections if isinstance(c, matplotlib.collections.PathCollection)]
+    if scatters:
+        return dict(axes2d, type="scatter", elements=[
+            {"label": c.get_label(), "points": [[_value(x, xscale), _value(y, yscale)] for x, y in c.get_offsets()]}
+            for c in scatters])
+    lines = [l for l in ax.get_lines() if l.get_visible()]
+    if lines:
+        return dict(axes2d, type="line", elements=[
+            {"label": l.get_label(), "points": [[_value(x, xscale), _value(y, yscale)]
+                                                for x, y in zip(l.get_xdata(orig=False), l.get_ydata(orig=False))]}
+            for l in lines])
+    return {"type": "unknown", "title": title, "elements": []}
+
+
+def _box_elements(ax):
+    """A boxplot's boxes, read from the lines it drew: per box two whiskers, two
+    caps, the box (unless drawn as a patch), the median and the outliers."""
+    lines = ax.get_lines()
+    boxes = [p for p in ax.patches if type(p).__name__ == "PathPatch"]
+    per = 6 if boxes else 7
+    if not lines or len(lines) % per or any(l.get_label() != "_nolegend_" for l in lines):
+        return None
+    n = len(lines) // per
+    if boxes and len(boxes) != n:
+        return None
+    labels = [t.get_text() for t in ax.get_xticklabels()]
+    out = []
+    for i in range(n):
+        g = lines[i * per:(i + 1) * per]
+        low, high = g[0].get_ydata(), g[1].get_ydata()
+        median, fliers = g[-2].get_ydata(), g[-1].get_ydata()
+        out.append({"label": labels[i] if i < len(labels) else str(i + 1),
+                    "min": float(low[1]), "first_quartile": float(low[0]), "median": float(median[0]),
+                    "third_quartile": float(high[0]), "max": float(high[1]),
+                    "outliers": [float(v) for v in fliers]})
+    return out
+
+
 class Kernel:
     """The state of one kernel run; the namespace's own state (`_`, the working
     directory, the environment) lives in the process between runs."""
@@ -136,10 +239,7 @@ class Kernel:
         builtins.display = display
         builtins.get_ipython = get_ipython
         _install_ipython_display()
-        plt = sys.modules.get("matplotlib.pyplot")
-        if plt is not None and getattr(plt.show, "__module__", "") != __name__:
-            plt.show = _show
-        _hook_pil()
+        _hook_imports()
 
     def leave(self):
         """Restores the variables this run set: as E2B's, a run's env_vars are the
@@ -252,6 +352,11 @@ class Kernel:
             plt = sys.modules.get("matplotlib.pyplot")
             if plt is not None:
                 plt.close(obj)
+            if "e2b/chart" not in data:
+                try:
+                    data["e2b/chart"] = _plain(_chart(obj))
+                except Exception:
+                    data["e2b/chart"] = {}  # as E2B's: a figure whose chart is not read
         pandas = sys.modules.get("pandas")
         if pandas is not None and isinstance(obj, pandas.DataFrame) and "e2b/data" not in data:
             if obj.size <= _MAX_DATA_CELLS:
@@ -414,12 +519,14 @@ def _patch_pil(image_mod):
     cls.show, cls.save = show, save_and_show
 
 
-class _PILFinder:
-    """Patches PIL.Image when a program first imports it (importing it for every
-    run would cost the runs that never use it)."""
+class _ImportHook:
+    """Patches a module when a program first imports it (importing it for every run
+    would cost the runs that never use it): PIL.Image, and matplotlib.pyplot when the
+    interpreter did not preload it."""
 
     def find_spec(self, name, path=None, target=None):
-        if name != "PIL.Image":
+        patch = _IMPORT_PATCHES.get(name)
+        if patch is None:
             return None
         for finder in sys.meta_path:
             if finder is self or not hasattr(finder, "find_spec"):
@@ -435,18 +542,26 @@ class _PILFinder:
 
                     def exec_module(self, module):
                         exec_module(module)
-                        _patch_pil(module)
+                        patch(module)
                 spec.loader = Loader()
                 return spec
         return None
 
 
-def _hook_pil():
-    image_mod = sys.modules.get("PIL.Image")
-    if image_mod is not None:
-        _patch_pil(image_mod)
-    elif not any(isinstance(f, _PILFinder) for f in sys.meta_path):
-        sys.meta_path.insert(0, _PILFinder())
+def _patch_pyplot(plt):
+    if getattr(plt.show, "__module__", "") != __name__:
+        plt.show = _show
+
+
+_IMPORT_PATCHES = {"PIL.Image": _patch_pil, "matplotlib.pyplot": _patch_pyplot}
+
+
+def _hook_imports():
+    for name, patch in _IMPORT_PATCHES.items():
+        if name in sys.modules:
+            patch(sys.modules[name])
+    if not any(isinstance(f, _ImportHook) for f in sys.meta_path):
+        sys.meta_path.insert(0, _ImportHook())
 
 
 def _flush():

@@ -184,6 +184,22 @@ if (want('kernel')) {
     check(ex.text === 'done', `main ${JSON.stringify(ex.text)}`)
     return `${pngs.length} figures`
   })
+  await step('kernel.chart', async () => {
+    const ex = await sbx.runCode([
+      'import matplotlib.pyplot as plt',
+      'plt.plot([1, 2, 3], [2, 4, 8], label="growth")',
+      'plt.xlabel("Time (s)")',
+      'plt.title("Line")',
+      'plt.show()',
+      'plt.bar(["a", "b"], [3, 5], label="sold")',
+      'plt.show()',
+    ].join('\n'))
+    const [line, bar] = ex.results.map((r) => r.chart)
+    check(line && line.type === 'line' && line.title === 'Line' && line.x_unit === 's', `line chart ${JSON.stringify(line)?.slice(0, 300)}`)
+    check(JSON.stringify(line.elements[0].points) === '[[1,2],[2,4],[3,8]]' && line.elements[0].label === 'growth', `line points ${JSON.stringify(line.elements)}`)
+    check(bar && bar.type === 'bar' && JSON.stringify(bar.elements) === '[{"label":"a","group":"sold","value":3},{"label":"b","group":"sold","value":5}]', `bar chart ${JSON.stringify(bar)}`)
+    return `${line.type}, ${bar.type}`
+  })
   await step('kernel.executionCount', async () => {
     const a = await sbx.runCode('1')
     const b = await sbx.runCode('2')
