@@ -279,22 +279,37 @@ func (o outWriter) Write(p []byte) (int, error) {
 // readStreamRequest decodes a server-streaming call's request: one enveloped
 // message.
 func readStreamRequest(w http.ResponseWriter, r *http.Request, v any) bool {
+	const maxRequest = 1 << 20
 	var head [5]byte
-	body := http.MaxBytesReader(w, r.Body, 1<<20)
+	body := http.MaxBytesReader(w, r.Body, maxRequest)
 	if _, err := io.ReadFull(body, head[:]); err != nil {
-		connectError(w, "invalid_argument", "invalid request envelope: "+err.Error())
+		streamError(w, "invalid_argument", "invalid request envelope: "+err.Error())
 		return false
 	}
-	msg := make([]byte, binary.BigEndian.Uint32(head[1:]))
+	n := binary.BigEndian.Uint32(head[1:])
+	if n > maxRequest {
+		streamError(w, "invalid_argument", fmt.Sprintf("a request of %d bytes: more than %d", n, maxRequest))
+		return false
+	}
+	msg := make([]byte, n)
 	_, err := io.ReadFull(body, msg)
 	if err == nil {
 		err = json.Unmarshal(msg, v)
 	}
 	if err != nil {
-		connectError(w, "invalid_argument", "invalid request: "+err.Error())
+		streamError(w, "invalid_argument", "invalid request: "+err.Error())
 		return false
 	}
 	return true
+}
+
+// streamError answers a streaming Connect call with an error before any message:
+// in the end of the stream, where the SDKs read a streaming call's error (an HTTP
+// error status is only "unknown" to them).
+func streamError(w http.ResponseWriter, code, msg string) {
+	w.Header().Set("Content-Type", "application/connect+json")
+	w.WriteHeader(http.StatusOK)
+	(&connectStream{w: w}).end(code, errors.New(msg))
 }
 
 // follow streams c's output to out, a listener of c, until c ends (then the
@@ -324,7 +339,7 @@ func (s *Server) processConnect(w http.ResponseWriter, r *http.Request, b *box) 
 	}
 	c, err := b.command(req.Process)
 	if err != nil {
-		connectError(w, "not_found", err.Error())
+		streamError(w, "not_found", err.Error())
 		return
 	}
 	out := &connectStream{w: w}
@@ -343,7 +358,7 @@ func (s *Server) processStart(w http.ResponseWriter, r *http.Request, b *box, se
 		return
 	}
 	if len(req.PTY) > 0 && string(req.PTY) != "null" {
-		connectError(w, "unimplemented", "codeexec does not give commands a terminal (pty)")
+		streamError(w, "unimplemented", "codeexec does not give commands a terminal (pty): run commands without one")
 		return
 	}
 	env := []string{}

@@ -3,6 +3,7 @@ package e2b
 import (
 	"encoding/json"
 	"net/http/httptest"
+	"strings"
 	"testing"
 
 	"github.com/codeexec/codeexec/internal/job"
@@ -86,5 +87,19 @@ func TestLineStream(t *testing.T) {
 	want := `{"text":"1\n","type":"stdout"}` + "\n" + `{"text":"a\n","type":"stdout"}` + "\n" + `{"text":"bc\n","type":"stdout"}` + "\n" + `{"text":"partial","type":"stdout"}` + "\n"
 	if got := rec.Body.String(); got != want {
 		t.Errorf("lineStream sent\n%s\nwant\n%s", got, want)
+	}
+}
+
+// TestStreamRequestCap: a streaming call's envelope that claims more than the cap
+// is refused in the stream's end, before anything is allocated for it.
+func TestStreamRequestCap(t *testing.T) {
+	rec := httptest.NewRecorder()
+	req := httptest.NewRequest("POST", "/process.Process/Start", strings.NewReader("\x00\xff\xff\xff\xff{}"))
+	var v struct{}
+	if readStreamRequest(rec, req, &v) {
+		t.Fatal("readStreamRequest accepted a 4 GiB envelope")
+	}
+	if got := rec.Body.String(); rec.Code != 200 || !strings.Contains(got, `"code":"invalid_argument"`) || got[0] != 2 {
+		t.Errorf("answered %d %q, want 200 and an end-of-stream invalid_argument", rec.Code, got)
 	}
 }

@@ -339,6 +339,17 @@ if (want('commands')) {
     check(err && err.exitCode === 5 && err.stdout === 'later\n', `connect gave ${err?.name} ${err?.exitCode} ${JSON.stringify(err?.stdout)}`)
     return `exit ${err.exitCode}`
   })
+  await step('commands.pty', async () => {
+    // No terminals: a clear refusal the SDK raises, not a hang.
+    let err
+    try {
+      await sbx.pty.create({ cols: 80, rows: 24, onData: () => {} })
+    } catch (e) {
+      err = e
+    }
+    check(err && /pty/.test(err.message), `pty.create gave ${err?.name}: ${err?.message}`)
+    return `${err.name}: ${err.message}`
+  })
   await step('commands.kill', async () => {
     const h = await sbx.commands.run('sleep 600', { background: true })
     const listed = await sbx.commands.list()
