@@ -21,12 +21,15 @@ import (
 	"log/slog"
 	"net/http"
 	"net/url"
+	"slices"
 	"strings"
 	"sync"
 	"time"
 
+	"github.com/codeexec/codeexec/internal/egress"
 	"github.com/codeexec/codeexec/internal/job"
 	"github.com/codeexec/codeexec/internal/jsonerr"
+	"github.com/codeexec/codeexec/internal/sandbox"
 	"github.com/codeexec/codeexec/internal/session"
 	"github.com/codeexec/codeexec/internal/tenant"
 )
@@ -76,6 +79,7 @@ type box struct {
 	template string
 	metadata map[string]string
 	envs     map[string]string
+	network  *egress.Policy // its runs' egress (nil: none); commands have none
 	token    string
 	started  time.Time
 	endAt    time.Time // as E2B sees it: now + timeout, moved by setTimeout
@@ -86,7 +90,19 @@ type box struct {
 	commands *commands // see cmds
 
 	ctxMu    sync.Mutex
-	contexts map[string]*pyContext // by id, besides the default one
+	contexts map[string]*pyContext     // by id, besides the default one
+	bash     *pyContext                // runs of language bash without a context, made at the first
+	watchers map[string]*polledWatcher // CreateWatcher's, by id
+}
+
+// env is the environment of b's processes and contexts beyond the session's: HOME
+// at /home/user, as in E2B's sandboxes, and the envVars it was created with.
+func (b *box) env() map[string]string {
+	env := map[string]string{"HOME": e2bHome}
+	for k, v := range b.envs {
+		env[k] = v
+	}
+	return env
 }
 
 // New returns a Server; cfg.Sessions must outlive it.
@@ -194,8 +210,47 @@ type NewSandbox struct {
 	Metadata            map[string]string `json:"metadata,omitempty"`
 	EnvVars             map[string]string `json:"envVars,omitempty"`
 	AllowInternetAccess *bool             `json:"allow_internet_access,omitempty"`
+	Network             *NetworkRules     `json:"network,omitempty"`
 	AutoPause           *bool             `json:"autoPause,omitempty"`
 	Secure              *bool             `json:"secure,omitempty"`
+}
+
+// NetworkRules is the body's network: the hosts a sandbox may reach (allowOut)
+// and those it may not (denyOut).
+type NetworkRules struct {
+	AllowOut []string `json:"allowOut,omitempty"`
+	DenyOut  []string `json:"denyOut,omitempty"`
+}
+
+// denyAll are the denyOut entries that mean every host: E2B's way to say that
+// allowOut is the whole list.
+var denyAll = map[string]bool{"0.0.0.0/0": true, "::/0": true, "*": true}
+
+// network is the egress policy of a sandbox, from its create body, within the
+// operator's --net-allow: none by default (E2B's default is the internet; codeexec
+// gives no network unless asked), the hosts of allowOut, or with
+// allow_internet_access every host the operator allows. codeexec's network is an
+// allowlist: a denyOut entry other than "everything" has no meaning in it.
+func (s *Server) network(req NewSandbox) (*egress.Policy, error) {
+	var allow []string
+	if n := req.Network; n != nil {
+		for _, d := range n.DenyOut {
+			if !denyAll[d] && !slices.Contains(n.AllowOut, d) {
+				return nil, fmt.Errorf("network.denyOut %q: codeexec's network is an allowlist (allowOut, within the server's --net-allow); denyOut can only be 0.0.0.0/0", d)
+			}
+		}
+		allow = n.AllowOut
+	}
+	if len(allow) == 0 && req.AllowInternetAccess != nil && *req.AllowInternetAccess {
+		if len(s.cfg.Policy.NetworkAllow) == 0 {
+			return nil, errors.New("allow_internet_access: this server permits no network access; its operator can allow hosts with `codeexec serve --net-allow`, or create the sandbox with allowInternetAccess: false")
+		}
+		allow = s.cfg.Policy.NetworkAllow
+	}
+	if len(allow) == 0 {
+		return nil, nil
+	}
+	return s.cfg.Policy.Network("allow=" + strings.Join(allow, ","))
 }
 
 // Sandbox is the reply to a create or connect.
@@ -226,8 +281,9 @@ func (s *Server) handleCreate(w http.ResponseWriter, r *http.Request) {
 		writeError(w, http.StatusNotImplemented, "autoPause: codeexec does not pause sandboxes")
 		return
 	}
-	if req.AllowInternetAccess != nil && *req.AllowInternetAccess {
-		writeError(w, http.StatusBadRequest, "allow_internet_access: codeexec sandboxes have no network; create it with allowInternetAccess: false")
+	network, err := s.network(req)
+	if err != nil {
+		writeError(w, http.StatusBadRequest, err.Error())
 		return
 	}
 	ttl := defaultTimeout
@@ -249,7 +305,8 @@ func (s *Server) handleCreate(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	owner := tenantOf(r)
-	sess, err := s.cfg.Sessions.Create(r.Context(), owner, l, ttl)
+	// The work dir at /home/user, where E2B's users and programs look for it.
+	sess, err := s.cfg.Sessions.CreateWith(r.Context(), owner, l, ttl, sandbox.SessionOptions{Home: true})
 	if err != nil {
 		writeSessionError(w, err)
 		return
@@ -259,7 +316,7 @@ func (s *Server) handleCreate(w http.ResponseWriter, r *http.Request) {
 		tmpl = "base"
 	}
 	b := &box{id: sess.ID, owner: owner, template: tmpl, metadata: req.Metadata, envs: req.EnvVars,
-		token: newToken(), started: sess.Created, endAt: time.Now().Add(ttl)}
+		token: newToken(), started: sess.Created, endAt: time.Now().Add(ttl), network: network}
 	s.mu.Lock()
 	s.prune()
 	s.boxes[b.id] = b

@@ -2,6 +2,7 @@ package e2b
 
 import (
 	"bytes"
+	"compress/gzip"
 	"context"
 	"encoding/binary"
 	"encoding/json"
@@ -24,50 +25,45 @@ import (
 	"github.com/codeexec/codeexec/internal/session"
 )
 
-// E2B's working directory, /home/user, is the session's work dir, /work: envd's
-// paths under /home/user name files of /work, and a command's default directory is
-// /work. The sandbox's root file system is the image's, read-only; /work and /tmp
-// are its writable tmpfs mounts.
+// E2B's working directory, /home/user, is the session's work dir: an E2B
+// sandbox's session shows it there (sandbox.SessionOptions.Home) as well as at
+// /work, and starts its processes there, so that the paths a program prints are the
+// ones envd's calls take. The sandbox's root file system is the image's, read-only;
+// the work dir and /tmp are its writable tmpfs mounts.
 const (
 	e2bHome = "/home/user"
 	workDir = "/work"
 )
 
-// sandboxPath maps an E2B path to the sandbox's: /home/user is /work, a relative
-// path is relative to it.
+// sandboxPath is an E2B path as a clean absolute path in the sandbox: a relative
+// path is relative to /home/user, as envd's.
 func sandboxPath(p string) string {
 	switch {
 	case p == "" || p == "~":
-		return workDir
+		return e2bHome
 	case strings.HasPrefix(p, "~/"):
-		return path.Join(workDir, p[2:])
+		return path.Join(e2bHome, p[2:])
 	case !strings.HasPrefix(p, "/"):
-		return path.Join(workDir, p)
+		return path.Join(e2bHome, p)
 	}
-	// Cleaned first: /home/user/../../etc is /etc, not a path under /work.
-	p = path.Clean(p)
-	if p == e2bHome || strings.HasPrefix(p, e2bHome+"/") {
-		return workDir + strings.TrimPrefix(p, e2bHome)
-	}
-	return p
+	// Cleaned: /home/user/../../etc is /etc, not a path in the work dir.
+	return path.Clean(p)
 }
 
-// workPath is p as a path inside the work dir, for the session's file calls; only
-// files there (and so under /home/user) are reachable through envd's file API.
-func workPath(p string) (string, error) {
+// workPath is p as a path inside the work dir (under /home/user, or /work), for the
+// session's file calls; ok is false for a path elsewhere in the sandbox.
+func workPath(p string) (rel string, ok bool) {
 	sp := sandboxPath(p)
-	if sp == workDir {
-		return ".", nil
+	for _, dir := range []string{e2bHome, workDir} {
+		if sp == dir {
+			return ".", true
+		}
+		if rel, ok := strings.CutPrefix(sp, dir+"/"); ok {
+			return rel, true
+		}
 	}
-	rel, ok := strings.CutPrefix(sp, workDir+"/")
-	if !ok {
-		return "", fmt.Errorf("%q is outside /home/user (the sandbox's /work): codeexec's file API reaches files there only", p)
-	}
-	return rel, nil
+	return "", false
 }
-
-// e2bPath is the E2B name of a path in the work dir.
-func e2bPath(rel string) string { return path.Join(e2bHome, rel) }
 
 // commands are a box's running and finished commands, by pid.
 type commands struct {
@@ -75,12 +71,78 @@ type commands struct {
 	byID map[uint32]*command
 }
 
+// command is a process that Start began. It runs until it exits or the sandbox
+// ends, whoever listens: a client that leaves Start's stream (the SDK's disconnect)
+// leaves it running, and Connect listens again.
 type command struct {
 	pid   uint32
 	cfg   processConfig
 	tag   string
 	p     *sandbox.Process
 	stdin *io.PipeWriter // nil: the command got an empty stdin
+
+	mu      sync.Mutex
+	subs    []*connectStream // the streams its output goes to
+	pending []any            // its output before started
+	live    bool             // started: its pid is known
+	end     map[string]any   // its end event, once it has exited
+	done    chan struct{}    // closed once it has exited
+}
+
+// started sends Start's stream the start event, then what the command printed
+// before its pid was known, and makes it a listener.
+func (c *command) started(out *connectStream) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	out.event(map[string]any{"start": map[string]uint32{"pid": c.pid}})
+	for _, ev := range c.pending {
+		out.event(ev)
+	}
+	c.pending, c.live = nil, true
+	c.subs = append(c.subs, out)
+}
+
+// listen adds out to the streams the command's output goes to, with the start
+// event first; it returns false once the command has ended.
+func (c *command) listen(out *connectStream) bool {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if c.end != nil {
+		return false
+	}
+	out.event(map[string]any{"start": map[string]uint32{"pid": c.pid}})
+	c.subs = append(c.subs, out)
+	return true
+}
+
+func (c *command) unlisten(out *connectStream) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	c.subs = slices.DeleteFunc(c.subs, func(s *connectStream) bool { return s == out })
+}
+
+// broadcast sends an event to every listener.
+func (c *command) broadcast(ev any) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if !c.live {
+		c.pending = append(c.pending, ev)
+		return
+	}
+	for _, s := range c.subs {
+		s.event(ev)
+	}
+}
+
+// finish records the end event and sends it to every listener.
+func (c *command) finish(end map[string]any) {
+	c.mu.Lock()
+	c.end = end
+	for _, s := range c.subs {
+		s.event(map[string]any{"end": end})
+	}
+	c.mu.Unlock()
+	close(c.done)
 }
 
 func (b *box) cmds() *commands {
@@ -103,6 +165,8 @@ func (s *Server) envd(w http.ResponseWriter, r *http.Request, b *box, sess *sess
 		}
 	case "/process.Process/Start":
 		s.processStart(w, r, b, sess)
+	case "/process.Process/Connect":
+		s.processConnect(w, r, b)
 	case "/process.Process/List":
 		s.processList(w, r, b)
 	case "/process.Process/SendSignal":
@@ -121,6 +185,14 @@ func (s *Server) envd(w http.ResponseWriter, r *http.Request, b *box, sess *sess
 		s.makeDir(w, r, sess)
 	case "/filesystem.Filesystem/Move":
 		s.move(w, r, sess)
+	case "/filesystem.Filesystem/WatchDir":
+		s.watchDir(w, r, sess)
+	case "/filesystem.Filesystem/CreateWatcher":
+		s.createWatcher(w, r, b, sess)
+	case "/filesystem.Filesystem/GetWatcherEvents":
+		s.getWatcherEvents(w, r, b)
+	case "/filesystem.Filesystem/RemoveWatcher":
+		s.removeWatcher(w, r, b)
 	default:
 		connectError(w, "unimplemented", fmt.Sprintf("%s is not supported by codeexec", r.URL.Path))
 	}
@@ -128,7 +200,7 @@ func (s *Server) envd(w http.ResponseWriter, r *http.Request, b *box, sess *sess
 
 // connectCodes maps Connect's error codes to HTTP statuses for unary replies.
 var connectCodes = map[string]int{"invalid_argument": 400, "already_exists": 409, "not_found": 404, "unimplemented": 501,
-	"unavailable": 503, "internal": 500, "failed_precondition": 400, "unknown": 500}
+	"unavailable": 503, "resource_exhausted": 429, "internal": 500, "failed_precondition": 400, "unknown": 500}
 
 // connectError answers a unary Connect call with an error.
 func connectError(w http.ResponseWriter, code, msg string) {
@@ -193,56 +265,119 @@ func (c *connectStream) end(code string, err error) {
 	c.send(2, map[string]any{"error": map[string]string{"code": code, "message": err.Error()}})
 }
 
-// outWriter sends a command's output as data events.
+// outWriter sends a command's output as data events to its listeners.
 type outWriter struct {
-	c   *connectStream
+	c   *command
 	key string
 }
 
 func (o outWriter) Write(p []byte) (int, error) {
-	o.c.event(map[string]any{"data": map[string][]byte{o.key: p}})
+	o.c.broadcast(map[string]any{"data": map[string][]byte{o.key: p}})
 	return len(p), nil
 }
 
-func (s *Server) processStart(w http.ResponseWriter, r *http.Request, b *box, sess *session.Session) {
-	// A streaming call's request is one enveloped message.
+// readStreamRequest decodes a server-streaming call's request: one enveloped
+// message.
+func readStreamRequest(w http.ResponseWriter, r *http.Request, v any) bool {
+	const maxRequest = 1 << 20
 	var head [5]byte
-	body := http.MaxBytesReader(w, r.Body, 1<<20)
+	body := http.MaxBytesReader(w, r.Body, maxRequest)
 	if _, err := io.ReadFull(body, head[:]); err != nil {
-		connectError(w, "invalid_argument", "invalid request envelope: "+err.Error())
-		return
+		streamError(w, "invalid_argument", "invalid request envelope: "+err.Error())
+		return false
 	}
-	msg := make([]byte, binary.BigEndian.Uint32(head[1:]))
-	var req startRequest
+	n := binary.BigEndian.Uint32(head[1:])
+	if n > maxRequest {
+		streamError(w, "invalid_argument", fmt.Sprintf("a request of %d bytes: more than %d", n, maxRequest))
+		return false
+	}
+	msg := make([]byte, n)
 	_, err := io.ReadFull(body, msg)
 	if err == nil {
-		err = json.Unmarshal(msg, &req)
+		err = json.Unmarshal(msg, v)
 	}
 	if err != nil {
-		connectError(w, "invalid_argument", "invalid request: "+err.Error())
+		streamError(w, "invalid_argument", "invalid request: "+err.Error())
+		return false
+	}
+	return true
+}
+
+// streamError answers a streaming Connect call with an error before any message:
+// in the end of the stream, where the SDKs read a streaming call's error (an HTTP
+// error status is only "unknown" to them).
+func streamError(w http.ResponseWriter, code, msg string) {
+	w.Header().Set("Content-Type", "application/connect+json")
+	w.WriteHeader(http.StatusOK)
+	(&connectStream{w: w}).end(code, errors.New(msg))
+}
+
+// follow streams c's output to out, a listener of c, until c ends (then the
+// stream ends as E2B's: broken when the sandbox is gone) or the client leaves (c
+// runs on).
+func (s *Server) follow(w http.ResponseWriter, r *http.Request, b *box, c *command, out *connectStream) {
+	select {
+	case <-c.done:
+	case <-r.Context().Done():
+		c.unlisten(out)
+		return
+	}
+	if s.gone(b) {
+		// Killed (or timed out) while the command ran: the stream breaks, as E2B's,
+		// and the SDK, finding the sandbox gone, says so.
+		panic(http.ErrAbortHandler)
+	}
+	out.end("", nil)
+}
+
+func (s *Server) processConnect(w http.ResponseWriter, r *http.Request, b *box) {
+	var req struct {
+		Process processSelector `json:"process"`
+	}
+	if !readStreamRequest(w, r, &req) {
+		return
+	}
+	c, err := b.command(req.Process)
+	if err != nil {
+		streamError(w, "not_found", err.Error())
+		return
+	}
+	out := &connectStream{w: w}
+	w.Header().Set("Content-Type", "application/connect+json")
+	w.WriteHeader(http.StatusOK)
+	if !c.listen(out) {
+		out.end("not_found", fmt.Errorf("process %d has ended", c.pid))
+		return
+	}
+	s.follow(w, r, b, c, out)
+}
+
+func (s *Server) processStart(w http.ResponseWriter, r *http.Request, b *box, sess *session.Session) {
+	var req startRequest
+	if !readStreamRequest(w, r, &req) {
 		return
 	}
 	if len(req.PTY) > 0 && string(req.PTY) != "null" {
-		connectError(w, "unimplemented", "codeexec does not give commands a terminal (pty)")
+		streamError(w, "unimplemented", "codeexec does not give commands a terminal (pty): run commands without one")
 		return
 	}
 	env := []string{}
-	for _, m := range []map[string]string{b.envs, req.Process.Envs} {
+	for _, m := range []map[string]string{b.env(), req.Process.Envs} {
 		for k, v := range m {
 			env = append(env, k+"="+v)
 		}
 	}
-	dir := workDir
+	dir := e2bHome
 	if req.Process.Cwd != nil {
 		dir = sandboxPath(*req.Process.Cwd)
 	}
-	c := &command{cfg: req.Process}
+	c := &command{cfg: req.Process, done: make(chan struct{})}
 	if req.Tag != nil {
 		c.tag = *req.Tag
 	}
 	out := &connectStream{w: w}
 	cmd := &sandbox.Command{Args: append([]string{req.Process.Cmd}, req.Process.Args...), Env: env, Dir: dir,
-		Stdout: outWriter{out, "stdout"}, Stderr: outWriter{out, "stderr"}}
+		Stdout: outWriter{c, "stdout"}, Stderr: outWriter{c, "stderr"}}
 	if req.Stdin != nil && *req.Stdin {
 		pr, pw := io.Pipe()
 		cmd.Stdin, c.stdin = pr, pw
@@ -250,36 +385,36 @@ func (s *Server) processStart(w http.ResponseWriter, r *http.Request, b *box, se
 	w.Header().Set("Content-Type", "application/connect+json")
 	// The headers go first: output may come as soon as the command starts.
 	w.WriteHeader(http.StatusOK)
-	p, err := sess.Start(r.Context(), cmd)
+	// Not r's context: the command outlives this stream when the client leaves it.
+	p, err := sess.Start(context.WithoutCancel(r.Context()), cmd)
 	if err != nil {
 		out.end("invalid_argument", err)
 		return
 	}
-	c.p, c.pid = p, uint32(p.ID())
 	t := b.cmds()
 	t.mu.Lock()
+	c.p, c.pid = p, uint32(p.ID())
 	t.byID[c.pid] = c
 	t.mu.Unlock()
-	defer func() {
+	c.started(out)
+	go func() {
+		st, werr := p.Wait()
 		t.mu.Lock()
 		delete(t.byID, c.pid)
 		t.mu.Unlock()
 		if c.stdin != nil {
 			c.stdin.Close()
 		}
+		end := map[string]any{"exitCode": st.Code, "exited": st.Signal == 0, "status": st.String()}
+		if st.Signal != 0 {
+			end["exitCode"] = -1
+		}
+		if werr != nil {
+			end = map[string]any{"exitCode": -1, "exited": false, "status": werr.Error()}
+		}
+		c.finish(end)
 	}()
-	out.event(map[string]any{"start": map[string]uint32{"pid": c.pid}})
-	st, werr := p.Wait()
-	if werr != nil {
-		out.end("internal", werr)
-		return
-	}
-	end := map[string]any{"exitCode": st.Code, "exited": st.Signal == 0, "status": st.String()}
-	if st.Signal != 0 {
-		end["exitCode"] = -1
-	}
-	out.event(map[string]any{"end": end})
-	out.end("", nil)
+	s.follow(w, r, b, c, out)
 }
 
 // processSelector is process.ProcessSelector.
@@ -407,24 +542,82 @@ const maxDownload = 256 << 20
 
 func (s *Server) download(w http.ResponseWriter, r *http.Request, sess *session.Session) {
 	p := r.URL.Query().Get("path")
-	rel, err := workPath(p)
-	if err != nil {
-		writeError(w, http.StatusBadRequest, err.Error())
-		return
+	var data []byte
+	var err error
+	if rel, ok := workPath(p); ok {
+		data, err = sess.ReadFile(rel, maxDownload)
+	} else {
+		data, err = readInSandbox(r.Context(), sess, sandboxPath(p))
 	}
-	data, err := sess.ReadFile(rel, maxDownload)
 	if err != nil {
 		writeFileError(w, p, err)
 		return
 	}
 	w.Header().Set("Content-Type", "application/octet-stream")
+	if acceptsGzip(r.Header.Get("Accept-Encoding")) {
+		w.Header().Set("Content-Encoding", "gzip")
+		w.WriteHeader(http.StatusOK)
+		zw := gzip.NewWriter(w)
+		_, _ = zw.Write(data)
+		_ = zw.Close()
+		return
+	}
 	w.WriteHeader(http.StatusOK)
 	_, _ = w.Write(data)
 }
 
+// acceptsGzip reports whether an Accept-Encoding header takes gzip (the SDKs send
+// "gzip" for read's gzip option).
+func acceptsGzip(h string) bool {
+	for part := range strings.SplitSeq(h, ",") {
+		enc, q, _ := strings.Cut(strings.TrimSpace(part), ";")
+		if strings.EqualFold(strings.TrimSpace(enc), "gzip") && strings.TrimSpace(q) != "q=0" {
+			return true
+		}
+	}
+	return false
+}
+
+// uploadBody is an upload's body, decompressed when its Content-Encoding is gzip
+// (write's gzip option), at most maxUpload bytes either way.
+func uploadBody(w http.ResponseWriter, r *http.Request) (io.Reader, error) {
+	body := http.MaxBytesReader(w, r.Body, maxUpload)
+	switch enc := strings.ToLower(strings.TrimSpace(r.Header.Get("Content-Encoding"))); enc {
+	case "", "identity":
+		return body, nil
+	case "gzip":
+		zr, err := gzip.NewReader(body)
+		if err != nil {
+			return nil, fmt.Errorf("gzip body: %w", err)
+		}
+		return &capReader{r: zr, left: maxUpload}, nil
+	default:
+		return nil, fmt.Errorf("Content-Encoding %q is not supported: send gzip or none", enc)
+	}
+}
+
+// capReader fails a read past left bytes: a small gzip body may inflate beyond
+// what an upload may hold.
+type capReader struct {
+	r    io.Reader
+	left int64
+}
+
+func (c *capReader) Read(p []byte) (int, error) {
+	if c.left <= 0 {
+		return 0, fmt.Errorf("the upload inflates to more than %d bytes", maxUpload)
+	}
+	if int64(len(p)) > c.left {
+		p = p[:c.left]
+	}
+	n, err := c.r.Read(p)
+	c.left -= int64(n)
+	return n, err
+}
+
 func writeFileError(w http.ResponseWriter, p string, err error) {
 	switch {
-	case errors.Is(err, os.ErrNotExist):
+	case errors.Is(err, os.ErrNotExist), errors.Is(err, errNotFound):
 		writeError(w, http.StatusNotFound, fmt.Sprintf("path %q does not exist", p))
 	case errors.Is(err, sandbox.ErrSessionEnded):
 		writeError(w, http.StatusBadGateway, "the sandbox has ended")
@@ -447,19 +640,25 @@ const maxUpload = 256 << 20
 
 func (s *Server) upload(w http.ResponseWriter, r *http.Request, sess *session.Session) {
 	p := r.URL.Query().Get("path")
-	body := http.MaxBytesReader(w, r.Body, maxUpload)
+	body, err := uploadBody(w, r)
+	if err != nil {
+		writeError(w, http.StatusBadRequest, err.Error())
+		return
+	}
 	var files []writtenFile
 	put := func(name string, data []byte) bool {
-		rel, err := workPath(name)
-		if err != nil {
-			writeError(w, http.StatusBadRequest, err.Error())
-			return false
+		var err error
+		if rel, ok := workPath(name); ok {
+			err = sess.WriteFile(rel, data)
+		} else {
+			err = writeInSandbox(r.Context(), sess, sandboxPath(name), data)
 		}
-		if err := sess.WriteFile(rel, data); err != nil {
+		if err != nil {
 			writeFileError(w, name, err)
 			return false
 		}
-		files = append(files, writtenFile{Name: path.Base(rel), Type: "file", Path: e2bPath(rel)})
+		sp := sandboxPath(name)
+		files = append(files, writtenFile{Name: path.Base(sp), Type: "file", Path: e2bName(sp)})
 		return true
 	}
 	mt, params, _ := mime.ParseMediaType(r.Header.Get("Content-Type"))
@@ -476,7 +675,9 @@ func (s *Server) upload(w http.ResponseWriter, r *http.Request, sess *session.Se
 			}
 			name := p
 			if name == "" {
-				name = part.FileName()
+				// The whole name, with its directories: FileName() keeps the base only.
+				_, dp, _ := mime.ParseMediaType(part.Header.Get("Content-Disposition"))
+				name = dp["filename"]
 			}
 			data, err := io.ReadAll(part)
 			if err != nil {
@@ -502,140 +703,6 @@ func (s *Server) upload(w http.ResponseWriter, r *http.Request, sess *session.Se
 		}
 	}
 	writeJSON(w, http.StatusOK, files)
-}
-
-// entryInfo is filesystem.EntryInfo.
-type entryInfo struct {
-	Name string `json:"name"`
-	Type string `json:"type"`
-	Path string `json:"path"`
-	Size int64  `json:"size,string"`
-}
-
-// entries lists what the work dir holds at rel, to depth levels, from the
-// session's file list (files only: directories are named by the files in them).
-func entries(sess *session.Session, rel string, depth int) ([]entryInfo, bool, error) {
-	files, _, err := sess.Files()
-	if err != nil {
-		return nil, false, err
-	}
-	prefix := ""
-	if rel != "." {
-		prefix = rel + "/"
-	}
-	seen := map[string]bool{}
-	var out []entryInfo
-	found := rel == "."
-	for _, f := range files {
-		if f.Path == rel {
-			return []entryInfo{{Name: path.Base(rel), Type: "FILE_TYPE_FILE", Path: e2bPath(rel), Size: f.Size}}, true, nil
-		}
-		sub, ok := strings.CutPrefix(f.Path, prefix)
-		if !ok {
-			continue
-		}
-		found = true
-		parts := strings.Split(sub, "/")
-		for i := 0; i < len(parts) && i < depth; i++ {
-			p := prefix + strings.Join(parts[:i+1], "/")
-			if seen[p] {
-				continue
-			}
-			seen[p] = true
-			e := entryInfo{Name: parts[i], Type: "FILE_TYPE_DIRECTORY", Path: e2bPath(p)}
-			if i == len(parts)-1 {
-				e.Type, e.Size = "FILE_TYPE_FILE", f.Size
-			}
-			out = append(out, e)
-		}
-	}
-	slices.SortFunc(out, func(a, b entryInfo) int { return strings.Compare(a.Path, b.Path) })
-	return out, found, nil
-}
-
-func (s *Server) listDir(w http.ResponseWriter, r *http.Request, sess *session.Session) {
-	var req struct {
-		Path  string `json:"path"`
-		Depth int    `json:"depth"`
-	}
-	if !readUnary(w, r, &req) {
-		return
-	}
-	if req.Depth < 1 {
-		req.Depth = 1
-	}
-	rel, err := workPath(req.Path)
-	if err != nil {
-		// Outside the work dir: the image's read-only tree, or /tmp, listed by the
-		// sandbox's own find.
-		s.listTree(w, r, sess, req.Path, req.Depth)
-		return
-	}
-	list, found, err := entries(sess, rel, req.Depth)
-	if err != nil {
-		connectError(w, "internal", err.Error())
-		return
-	}
-	if !found {
-		connectError(w, "not_found", fmt.Sprintf("path %q does not exist", req.Path))
-		return
-	}
-	if list == nil {
-		list = []entryInfo{}
-	}
-	writeJSON(w, http.StatusOK, map[string]any{"entries": list})
-}
-
-func (s *Server) stat(w http.ResponseWriter, r *http.Request, sess *session.Session) {
-	var req struct {
-		Path string `json:"path"`
-	}
-	if !readUnary(w, r, &req) {
-		return
-	}
-	rel, err := workPath(req.Path)
-	if err != nil {
-		connectError(w, "invalid_argument", err.Error())
-		return
-	}
-	if rel == "." {
-		writeJSON(w, http.StatusOK, map[string]any{"entry": entryInfo{Name: "user", Type: "FILE_TYPE_DIRECTORY", Path: e2bHome}})
-		return
-	}
-	list, found, err := entries(sess, rel, 1)
-	switch {
-	case err != nil:
-		connectError(w, "internal", err.Error())
-	case !found:
-		connectError(w, "not_found", fmt.Sprintf("path %q does not exist", req.Path))
-	case len(list) == 1 && list[0].Path == e2bPath(rel):
-		writeJSON(w, http.StatusOK, map[string]any{"entry": list[0]})
-	default:
-		writeJSON(w, http.StatusOK, map[string]any{"entry": entryInfo{Name: path.Base(rel), Type: "FILE_TYPE_DIRECTORY", Path: e2bPath(rel)}})
-	}
-}
-
-func (s *Server) remove(w http.ResponseWriter, r *http.Request, sess *session.Session) {
-	var req struct {
-		Path string `json:"path"`
-	}
-	if !readUnary(w, r, &req) {
-		return
-	}
-	rel, err := workPath(req.Path)
-	if err != nil {
-		connectError(w, "invalid_argument", err.Error())
-		return
-	}
-	if err := sess.RemoveFile(rel); err != nil {
-		if errors.Is(err, os.ErrNotExist) {
-			connectError(w, "not_found", fmt.Sprintf("path %q does not exist", req.Path))
-			return
-		}
-		connectError(w, "invalid_argument", err.Error())
-		return
-	}
-	writeJSON(w, http.StatusOK, map[string]any{})
 }
 
 // runTool runs argv in the sandbox as a command (mkdir, mv: the session's file
@@ -669,97 +736,45 @@ func (l *limitedBuffer) Write(p []byte) (int, error) {
 	return len(p), nil
 }
 
-func (s *Server) makeDir(w http.ResponseWriter, r *http.Request, sess *session.Session) {
-	var req struct {
-		Path string `json:"path"`
-	}
-	if !readUnary(w, r, &req) {
-		return
-	}
-	rel, err := workPath(req.Path)
-	if err != nil {
-		connectError(w, "invalid_argument", err.Error())
-		return
-	}
-	// E2B answers already_exists for a directory that is there; the SDK maps it
-	// to false.
-	if runTool(r.Context(), sess, "test", "!", "-e", path.Join(workDir, rel)) != nil {
-		connectError(w, "already_exists", fmt.Sprintf("%q already exists", req.Path))
-		return
-	}
-	if err := runTool(r.Context(), sess, "mkdir", "-p", "--", path.Join(workDir, rel)); err != nil {
-		connectError(w, "invalid_argument", err.Error())
-		return
-	}
-	writeJSON(w, http.StatusOK, map[string]any{"entry": entryInfo{Name: path.Base(e2bPath(rel)), Type: "FILE_TYPE_DIRECTORY", Path: e2bPath(rel)}})
-}
-
-func (s *Server) move(w http.ResponseWriter, r *http.Request, sess *session.Session) {
-	var req struct {
-		Source      string `json:"source"`
-		Destination string `json:"destination"`
-	}
-	if !readUnary(w, r, &req) {
-		return
-	}
-	src, err := workPath(req.Source)
-	if err == nil {
-		var dst string
-		if dst, err = workPath(req.Destination); err == nil {
-			err = runTool(r.Context(), sess, "mv", "-T", "--", path.Join(workDir, src), path.Join(workDir, dst))
-			if err == nil {
-				writeJSON(w, http.StatusOK, map[string]any{"entry": entryInfo{Name: path.Base(dst), Type: "FILE_TYPE_FILE", Path: e2bPath(dst)}})
-				return
-			}
-		}
-	}
-	connectError(w, "invalid_argument", err.Error())
-}
-
-// maxListing bounds the output of a find that lists a directory.
-const maxListing = 4 << 20
-
-// listTree lists dir (a sandbox path outside the work dir) to depth levels with
-// find, run in the sandbox as a command: the session's file calls reach the work
-// dir only. Paths under /work are named as E2B names them, under /home/user.
-func (s *Server) listTree(w http.ResponseWriter, r *http.Request, sess *session.Session, dir string, depth int) {
+// readInSandbox reads p (a sandbox path outside the work dir) with the sandbox's
+// cat, as the sandbox user: the session's file calls reach the work dir only.
+func readInSandbox(ctx context.Context, sess *session.Session, p string) ([]byte, error) {
 	var out, stderr bytes.Buffer
-	p, err := sess.Start(r.Context(), &sandbox.Command{
-		Args:   []string{"find", sandboxPath(dir), "-mindepth", "1", "-maxdepth", fmt.Sprint(depth), "-printf", `%y\t%s\t%p\n`},
-		Stdout: &limitedBuffer{b: &out, max: maxListing}, Stderr: &limitedBuffer{b: &stderr, max: 4 << 10}})
+	proc, err := sess.Start(ctx, &sandbox.Command{Args: []string{"cat", "--", p},
+		Stdout: &limitedBuffer{b: &out, max: maxDownload + 1}, Stderr: &limitedBuffer{b: &stderr, max: 4 << 10}})
 	if err != nil {
-		connectError(w, "internal", "list: "+err.Error())
-		return
+		return nil, err
 	}
-	st, err := p.Wait()
+	st, err := proc.Wait()
+	switch {
+	case err != nil:
+		return nil, err
+	case st.Code != 0 && strings.Contains(stderr.String(), "No such file or directory"):
+		return nil, errNotFound
+	case st.Code != 0:
+		return nil, fmt.Errorf("cat: %s", strings.TrimSpace(stderr.String()))
+	case out.Len() > maxDownload:
+		return nil, fmt.Errorf("the file is over %d bytes, more than one download takes", maxDownload)
+	}
+	return out.Bytes(), nil
+}
+
+// writeInSandbox writes data to p (a sandbox path outside the work dir), making its
+// directories, with the sandbox's own tools, as the sandbox user.
+func writeInSandbox(ctx context.Context, sess *session.Session, p string, data []byte) error {
+	var stderr bytes.Buffer
+	proc, err := sess.Start(ctx, &sandbox.Command{
+		Args:  []string{"/bin/sh", "-c", `mkdir -p -- "$(dirname -- "$1")" && cat > "$1"`, "sh", p},
+		Stdin: bytes.NewReader(data), Stderr: &limitedBuffer{b: &stderr, max: 4 << 10}})
 	if err != nil {
-		connectError(w, "internal", "list: "+err.Error())
-		return
+		return err
 	}
-	if st.Code != 0 && out.Len() == 0 {
-		connectError(w, "not_found", fmt.Sprintf("list %q: %s", dir, strings.TrimSpace(stderr.String())))
-		return
+	st, err := proc.Wait()
+	if err != nil {
+		return err
 	}
-	list := []entryInfo{}
-	for line := range strings.SplitSeq(strings.TrimSuffix(out.String(), "\n"), "\n") {
-		kind, rest, _ := strings.Cut(line, "\t")
-		size, name, ok := strings.Cut(rest, "\t")
-		if !ok {
-			continue
-		}
-		e := entryInfo{Name: path.Base(name), Path: name, Type: "FILE_TYPE_FILE"}
-		fmt.Sscan(size, &e.Size)
-		switch kind {
-		case "d":
-			e.Type = "FILE_TYPE_DIRECTORY"
-		case "l":
-			e.Type = "FILE_TYPE_SYMLINK"
-		}
-		if rel, ok := strings.CutPrefix(name, workDir+"/"); ok {
-			e.Path = e2bPath(rel)
-		}
-		list = append(list, e)
+	if st.Code != 0 {
+		return fmt.Errorf("write: %s", strings.TrimSpace(stderr.String()))
 	}
-	slices.SortFunc(list, func(a, b entryInfo) int { return strings.Compare(a.Path, b.Path) })
-	writeJSON(w, http.StatusOK, map[string]any{"entries": list})
+	return nil
 }

@@ -1,6 +1,7 @@
 package e2b
 
 import (
+	"bytes"
 	"context"
 	"crypto/subtle"
 	"encoding/base64"
@@ -8,6 +9,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"maps"
 	"net/http"
 	"slices"
 	"strings"
@@ -29,14 +31,16 @@ func (s *Server) dataPlane(w http.ResponseWriter, r *http.Request) {
 	s.mu.Lock()
 	b := s.boxes[id]
 	s.mu.Unlock()
+	// An unknown sandbox is a 502, as from E2B's proxy: the SDKs read it as a
+	// sandbox that timed out or was killed (isRunning() is false on a 502 only).
 	if b == nil {
-		writeError(w, http.StatusNotFound, fmt.Sprintf("sandbox %q not found (it may have timed out or been killed)", id))
+		writeError(w, http.StatusBadGateway, fmt.Sprintf("sandbox %q not found (it may have timed out or been killed)", id))
 		return
 	}
 	sess, err := s.cfg.Sessions.Get(b.owner.Name, id)
 	if err != nil {
 		s.forget(id)
-		writeError(w, http.StatusNotFound, fmt.Sprintf("sandbox %q not found (it may have timed out or been killed)", id))
+		writeError(w, http.StatusBadGateway, fmt.Sprintf("sandbox %q not found (it may have timed out or been killed)", id))
 		return
 	}
 	port := r.Header.Get("E2b-Sandbox-Port")
@@ -126,10 +130,18 @@ func startContext(ctx context.Context, sess *session.Session, info codeContext) 
 		return nil, err
 	}
 	pc := &pyContext{info: info, c: c}
-	if dir := sandboxPath(info.Cwd); dir != workDir {
-		res, err := c.Run(ctx, &job.Request{Code: fmt.Sprintf("__import__('os').chdir(%q)", dir)})
+	// A bash context starts where a session's bash does (/work) unless told.
+	if dir := sandboxPath(info.Cwd); dir != e2bHome || info.Language == job.LangBash {
+		chdir := &job.Request{Code: fmt.Sprintf("__import__('os').chdir(%q)", dir)}
+		if info.Language == job.LangBash {
+			// A bash context keeps the directory its last run left.
+			chdir = &job.Request{Code: "cd -- " + shellQuote(dir), Language: job.LangBash}
+		}
+		res, err := c.Run(ctx, chdir)
 		if err == nil && res.Error != nil {
 			err = fmt.Errorf("%s: %s", res.Error.Name, res.Error.Message)
+		} else if err == nil && res.ExitCode != 0 {
+			err = fmt.Errorf("%s", strings.TrimSpace(res.Stderr))
 		}
 		if err != nil {
 			c.Close()
@@ -148,14 +160,15 @@ func (s *Server) createContext(w http.ResponseWriter, r *http.Request, b *box, s
 		writeError(w, http.StatusBadRequest, "invalid body: "+jsonerr.Describe(err, nil))
 		return
 	}
-	if req.Language != "" && req.Language != "python" {
-		writeError(w, http.StatusBadRequest, fmt.Sprintf("language %q is not available: codeexec runs python", req.Language))
+	lang, err := contextLanguage(req.Language)
+	if err != nil {
+		writeError(w, http.StatusBadRequest, err.Error())
 		return
 	}
 	if req.Cwd == "" {
 		req.Cwd = e2bHome
 	}
-	pc, err := startContext(r.Context(), sess, codeContext{ID: newToken()[:16], Language: "python", Cwd: req.Cwd})
+	pc, err := startContext(r.Context(), sess, codeContext{ID: newToken()[:16], Language: lang, Cwd: req.Cwd})
 	if err != nil {
 		writeError(w, http.StatusBadRequest, "create context: "+err.Error())
 		return
@@ -280,15 +293,49 @@ func (n *ndjson) stopKeepalive() {
 	}
 }
 
-// streamWriter sends what the program prints as E2B's stdout or stderr lines.
-type streamWriter struct {
+// lineStream sends what the program prints as E2B's stdout or stderr messages, as
+// a notebook's stream shows it: whole lines (print writes a line's text and its
+// newline apart), and a line's start once flushAfter passes without its end (a
+// progress bar, a prompt). Rejected: buffering the program's stdout by lines,
+// which would lose a partial line to a crash or a kill.
+type lineStream struct {
 	out  *ndjson
 	kind string
+
+	mu    sync.Mutex
+	buf   []byte
+	timer *time.Timer
 }
 
-func (sw streamWriter) Write(p []byte) (int, error) {
-	sw.out.send(map[string]any{"type": sw.kind, "text": string(p)})
+// flushAfter is how long the start of a line waits for its end.
+const flushAfter = 100 * time.Millisecond
+
+func (l *lineStream) Write(p []byte) (int, error) {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	l.buf = append(l.buf, p...)
+	if i := bytes.LastIndexByte(l.buf, '\n'); i >= 0 {
+		l.out.send(map[string]any{"type": l.kind, "text": string(l.buf[:i+1])})
+		l.buf = append([]byte(nil), l.buf[i+1:]...)
+	}
+	if len(l.buf) > 0 && l.timer == nil {
+		l.timer = time.AfterFunc(flushAfter, l.flush)
+	}
 	return len(p), nil
+}
+
+// flush sends what is held; after the run's last write it leaves nothing to send.
+func (l *lineStream) flush() {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	if l.timer != nil {
+		l.timer.Stop()
+		l.timer = nil
+	}
+	if len(l.buf) > 0 {
+		l.out.send(map[string]any{"type": l.kind, "text": string(l.buf)})
+		l.buf = nil
+	}
 }
 
 func (s *Server) handleExecute(w http.ResponseWriter, r *http.Request, b *box, sess *session.Session) {
@@ -303,23 +350,36 @@ func (s *Server) handleExecute(w http.ResponseWriter, r *http.Request, b *box, s
 		writeError(w, http.StatusBadRequest, "invalid body: "+jsonerr.Describe(err, nil))
 		return
 	}
-	if req.Language != "" && req.Language != "python" {
-		writeError(w, http.StatusBadRequest, fmt.Sprintf("language %q is not available: codeexec runs python", req.Language))
+	lang, err := contextLanguage(req.Language)
+	if err != nil {
+		writeError(w, http.StatusBadRequest, err.Error())
 		return
 	}
 	var pc *pyContext
-	if req.ContextID != "" && req.ContextID != defaultContext.ID {
+	switch {
+	case req.ContextID != "" && req.ContextID != defaultContext.ID:
 		if pc = b.context(req.ContextID); pc == nil {
 			writeError(w, http.StatusNotFound, fmt.Sprintf("context %q not found", req.ContextID))
 			return
 		}
+		lang = pc.info.Language
+	case lang == job.LangBash:
+		if pc, err = b.bashContext(r.Context(), sess); err != nil {
+			writeError(w, http.StatusInternalServerError, "start the bash context: "+err.Error())
+			return
+		}
 	}
-	code := req.Code
-	if len(req.EnvVars) > 0 || len(b.envs) > 0 {
-		code = withEnv(b.envs, req.EnvVars, code)
+	if lang == job.LangBash {
+		for k := range req.EnvVars {
+			if !shellName(k) {
+				writeError(w, http.StatusBadRequest, fmt.Sprintf("env var name %q is not a shell variable name", k))
+				return
+			}
+		}
 	}
 	out := &ndjson{w: w}
-	jr := &job.Request{Code: code, Stdout: streamWriter{out, "stdout"}, Stderr: streamWriter{out, "stderr"}}
+	stdout, stderr := &lineStream{out: out, kind: "stdout"}, &lineStream{out: out, kind: "stderr"}
+	jr := &job.Request{Code: req.Code, Stdout: stdout, Stderr: stderr, Network: b.network}
 	// The client's leaving (the SDK's timeout: see keepalive) interrupts the
 	// execution, as Jupyter's would, and keeps the sandbox and its state.
 	run := context.WithoutCancel(r.Context())
@@ -333,7 +393,20 @@ func (s *Server) handleExecute(w http.ResponseWriter, r *http.Request, b *box, s
 	defer stop()
 	mu.Lock()
 	defer mu.Unlock()
+	// The sandbox's envVars are set for good in the context by its first run, as
+	// E2B's code interpreter does; a run's env_vars for that run only.
+	var base map[string]string
+	if *count == 0 {
+		base = b.env()
+	}
+	if lang == job.LangBash {
+		jr.Language, jr.Code = job.LangBash, bashCode(req.Code, base, b.env(), req.EnvVars)
+	} else {
+		jr.Kernel = &job.Kernel{Env: req.EnvVars, BaseEnv: base}
+	}
+	started := false
 	hooks := session.Hooks{Started: func() {
+		started = true
 		w.Header().Set("Content-Type", "application/x-ndjson")
 		w.WriteHeader(http.StatusOK)
 		out.startKeepalive(leave)
@@ -344,7 +417,15 @@ func (s *Server) handleExecute(w http.ResponseWriter, r *http.Request, b *box, s
 	} else {
 		res, err = s.cfg.Sessions.Exec(run, b.owner, b.id, jr, hooks)
 	}
+	stdout.flush()
+	stderr.flush()
 	out.stopKeepalive()
+	if started && s.gone(b) {
+		// Killed (or timed out) during the run: as E2B's, the stream breaks rather
+		// than ends, and the SDK, finding the sandbox gone, says it was killed
+		// while the request was in progress.
+		panic(http.ErrAbortHandler)
+	}
 	if err != nil {
 		if errors.Is(err, session.ErrNotFound) {
 			writeError(w, http.StatusNotFound, "sandbox not found")
@@ -370,10 +451,112 @@ func (s *Server) handleExecute(w http.ResponseWriter, r *http.Request, b *box, s
 	out.send(map[string]any{"type": "end_of_execution"})
 }
 
-// results are the E2B result objects of res: its figures (display data), then the
-// value of the last expression, the main result.
+// contextLanguage is the language of a context or run as codeexec names it.
+// JavaScript, TypeScript, R and Java have no interpreter in codeexec's images.
+func contextLanguage(lang string) (string, error) {
+	switch lang {
+	case "", "python":
+		return job.LangPython, nil
+	case "bash":
+		return job.LangBash, nil
+	}
+	return "", fmt.Errorf("language %q is not available: codeexec's code interpreter runs python and bash", lang)
+}
+
+// bashContext returns the sandbox's bash context, starting it at the first call.
+func (b *box) bashContext(ctx context.Context, sess *session.Session) (*pyContext, error) {
+	b.ctxMu.Lock()
+	defer b.ctxMu.Unlock()
+	if b.bash != nil {
+		return b.bash, nil
+	}
+	pc, err := startContext(ctx, sess, codeContext{ID: "default-bash", Language: job.LangBash, Cwd: e2bHome})
+	if err != nil {
+		return nil, err
+	}
+	b.bash = pc
+	return pc, nil
+}
+
+// bashCode is code with E2B's environment for a bash run: base exported for good,
+// run exported for this run, then each of run's variables back to the sandbox's
+// value or unset. A run that exits early keeps run's (the context keeps what its
+// runs export).
+func bashCode(code string, base, sandbox, run map[string]string) string {
+	var pre, post strings.Builder
+	for _, env := range []map[string]string{base, run} {
+		for _, k := range slices.Sorted(maps.Keys(env)) {
+			if shellName(k) {
+				fmt.Fprintf(&pre, "export %s=%s; ", k, shellQuote(env[k]))
+			}
+		}
+	}
+	for _, k := range slices.Sorted(maps.Keys(run)) {
+		if v, ok := sandbox[k]; ok {
+			fmt.Fprintf(&post, "; export %s=%s", k, shellQuote(v))
+		} else if shellName(k) {
+			fmt.Fprintf(&post, "; unset %s", k)
+		}
+	}
+	if post.Len() == 0 {
+		return pre.String() + code
+	}
+	// The status of the program, not of the restoring.
+	return pre.String() + code + "\n__codeexec_status=$?" + post.String() + "; (exit $__codeexec_status)\n"
+}
+
+// shellName reports whether k can be a shell variable's name.
+func shellName(k string) bool {
+	if k == "" || k[0] >= '0' && k[0] <= '9' {
+		return false
+	}
+	for _, c := range k {
+		if !(c == '_' || c >= 'a' && c <= 'z' || c >= 'A' && c <= 'Z' || c >= '0' && c <= '9') {
+			return false
+		}
+	}
+	return true
+}
+
+// shellQuote quotes s for bash.
+func shellQuote(s string) string {
+	return "'" + strings.ReplaceAll(s, "'", `'\''`) + "'"
+}
+
+// gone reports whether b's session has ended.
+func (s *Server) gone(b *box) bool {
+	_, err := s.cfg.Sessions.Get(b.owner.Name, b.id)
+	return err != nil
+}
+
+// mimeKeys are E2B's result keys for the MIME types of a display data bundle
+// (E2B's template/server/api/models/result.py); a type not listed goes to "extra".
+var mimeKeys = map[string]string{
+	"text/plain":             "text",
+	"text/html":              "html",
+	"text/markdown":          "markdown",
+	"image/svg+xml":          "svg",
+	"image/png":              "png",
+	"image/jpeg":             "jpeg",
+	"application/pdf":        "pdf",
+	"text/latex":             "latex",
+	"application/json":       "json",
+	"application/javascript": "javascript",
+	"e2b/data":               "data",
+	"e2b/chart":              "chart",
+}
+
+// results are the E2B result objects of res. A kernel run's display data, in the
+// order the program showed it, is E2B's as it stands. Other runs have its figures
+// (display data), then the value of the last expression, the main result.
 func results(res *job.Result) []map[string]any {
 	var out []map[string]any
+	if len(res.Outputs) > 0 {
+		for _, o := range res.Outputs {
+			out = append(out, resultOf(o))
+		}
+		return out
+	}
 	for _, im := range res.Images {
 		key := "png"
 		switch im.MimeType {
@@ -392,6 +575,35 @@ func results(res *job.Result) []map[string]any {
 	return out
 }
 
+// resultOf is E2B's result object of one display data bundle. As E2B's server, it
+// shows a string's text without its quotes.
+func resultOf(o job.Output) map[string]any {
+	m := map[string]any{"type": "result", "is_main_result": o.Main}
+	extra := map[string]json.RawMessage{}
+	for mime, v := range o.Data {
+		key, ok := mimeKeys[mime]
+		if !ok {
+			extra[mime] = v
+			continue
+		}
+		if key == "text" {
+			var text string
+			if json.Unmarshal(v, &text) == nil {
+				if len(text) >= 2 && (text[0] == '\'' && text[len(text)-1] == '\'' || text[0] == '"' && text[len(text)-1] == '"') {
+					text = text[1 : len(text)-1]
+				}
+				m[key] = text
+				continue
+			}
+		}
+		m[key] = v
+	}
+	if len(extra) > 0 {
+		m["extra"] = extra
+	}
+	return m
+}
+
 // executionError is E2B's error object for a run that did not end ok.
 func executionError(res *job.Result) map[string]any {
 	switch {
@@ -404,19 +616,4 @@ func executionError(res *job.Result) map[string]any {
 	default:
 		return map[string]any{"type": "error", "name": "ExecutionError", "value": "the execution ended: " + string(res.Status), "traceback": ""}
 	}
-}
-
-// withEnv prefixes code with the setting of the sandbox's and the run's
-// environment variables (the run's win), in the interpreter's os.environ, where
-// Python code and the programs it starts see them.
-func withEnv(box, run map[string]string, code string) string {
-	env := map[string]string{}
-	for k, v := range box {
-		env[k] = v
-	}
-	for k, v := range run {
-		env[k] = v
-	}
-	j, _ := json.Marshal(env)
-	return fmt.Sprintf("__import__('os').environ.update(__import__('json').loads(%q))\n%s", string(j), code)
 }

@@ -65,6 +65,21 @@ type Request struct {
 	// StreamDrainTimeout if a Write blocks: that Write may then return after Run, but
 	// no other starts.
 	Stdout, Stderr io.Writer
+
+	// Kernel, when set, runs a Python program as a cell of a Jupyter kernel: IPython's
+	// syntax (!cmd, %magic, %%cell magic), display() and rich display data in
+	// Result.Outputs (the last expression's value and figures included there). E2B's
+	// code interpreter sets it; /v1/execute, sessions and the gateway do not.
+	Kernel *Kernel
+}
+
+// Kernel is the setting of a kernel run (Request.Kernel).
+type Kernel struct {
+	// Env is set in the interpreter's environment for this run only: afterwards each
+	// variable is back to its value before the run, as E2B's per-run env_vars.
+	Env map[string]string
+	// BaseEnv is set for good: a sandbox's envVars, given with its first run.
+	BaseEnv map[string]string
 }
 
 // MaxArgsBytes bounds a Request's Name and Args together (each counted with a
@@ -97,6 +112,9 @@ func (r *Request) Validate() error {
 	}
 	if err := r.Limits.Validate(); err != nil {
 		return err
+	}
+	if r.Kernel != nil && r.Language == LangBash {
+		return errors.New("sandbox: a kernel run is Python; language bash has none")
 	}
 	var total int64
 	for i, f := range r.Files {

@@ -1,5 +1,7 @@
 package job
 
+import "encoding/json"
+
 // Status is the outcome class of one execution.
 type Status string
 
@@ -34,6 +36,21 @@ type Result struct {
 	ExitCode       int     `json:"exit_code"`
 	DurationMS     float64 `json:"duration_ms"`
 	Usage          Usage   `json:"usage"`
+	// Outputs are a kernel run's display data (Request.Kernel), in the order shown;
+	// other runs have none.
+	Outputs []Output `json:"outputs,omitempty"`
+	// OutputsTruncated is set when display data was dropped or cut to the limits.
+	OutputsTruncated bool `json:"outputs_truncated,omitempty"`
+}
+
+// Output is one display data bundle of a kernel run: the representations of one
+// object by MIME type: text as JSON strings, binary types (image/png, image/jpeg,
+// application/pdf) as base64 strings, JSON types (application/json, e2b/data) as
+// JSON.
+type Output struct {
+	Data map[string]json.RawMessage `json:"data"`
+	// Main is set for the value of the cell's last expression.
+	Main bool `json:"main"`
 }
 
 // Error describes why the code failed.

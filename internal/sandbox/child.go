@@ -200,8 +200,8 @@ func (c *child) workDir() (*workDir, error) {
 // seal makes the child a session's init: it drops its privileges for good, with the
 // session's rlimits, and from then on forks the processes the session asks for and
 // runs nothing itself.
-func (c *child) seal(ctx context.Context, l job.Limits) error {
-	data, _ := json.Marshal(ctlMsg{Op: "seal", Rlimits: sandboxRlimits(l.FileBytes, l.OpenFiles)})
+func (c *child) seal(ctx context.Context, l job.Limits, o SessionOptions) error {
+	data, _ := json.Marshal(ctlMsg{Op: "seal", Rlimits: sandboxRlimits(l.FileBytes, l.OpenFiles), Home: o.Home})
 	if _, err := c.ch.Write(data); err != nil {
 		return fmt.Errorf("seal the sandbox: %w", err)
 	}

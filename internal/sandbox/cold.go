@@ -26,6 +26,14 @@ func (r *Runner) runCold(ctx context.Context, req *job.Request) (*job.Result, er
 	var cu cleanup.Cleanup
 	defer cu.Clean()
 
+	var kernel string
+	if req.Kernel != nil {
+		k, err := kernelEnv(req.Kernel)
+		if err != nil {
+			return nil, err
+		}
+		kernel = k
+	}
 	unreserve, err := r.storage.reserve(l)
 	if err != nil {
 		return nil, err
@@ -69,6 +77,9 @@ func (r *Runner) runCold(ctx context.Context, req *job.Request) (*job.Result, er
 		Code:      req.Code,
 		Seccomp:   r.filter,
 		Landlock:  r.landlock,
+	}
+	if req.Kernel != nil {
+		spec.Env = append(spec.Env, kernel)
 	}
 	var link *egressLink
 	defer func() { link.close() }() // on the error paths; closing twice is harmless

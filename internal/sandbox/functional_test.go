@@ -269,3 +269,25 @@ func TestOutputDirNeverReplaces(t *testing.T) {
 		}
 	})
 }
+
+// TestKernelRun: a run with Request.Kernel runs as a notebook cell on both paths
+// (IPython's syntax, display data in Outputs, the run's environment); the same
+// code without it is plain Python, where `!` is a syntax error.
+func TestKernelRun(t *testing.T) {
+	bothPaths(t, func(t *testing.T, r *Runner) {
+		code := "import os\n!echo shell $HOME_VAR\ndisplay({'a': 1})\nos.environ['RUN_VAR']"
+		res := run(t, r, code, func(req *job.Request) {
+			req.Kernel = &job.Kernel{Env: map[string]string{"RUN_VAR": "set"}, BaseEnv: map[string]string{"HOME_VAR": "base"}}
+		})
+		if res.Status != job.StatusOK || res.Stdout != "shell base\n" {
+			t.Fatalf("status %s stdout %q stderr %q", res.Status, res.Stdout, res.Stderr)
+		}
+		if len(res.Outputs) != 2 || string(res.Outputs[0].Data["application/json"]) != `{"a": 1}` ||
+			!res.Outputs[1].Main || string(res.Outputs[1].Data["text/plain"]) != `"'set'"` {
+			t.Fatalf("outputs %+v", res.Outputs)
+		}
+		if res := run(t, r, code, nil); res.Error == nil || res.Error.Name != "SyntaxError" || len(res.Outputs) != 0 {
+			t.Fatalf("without Kernel: %+v", res)
+		}
+	})
+}

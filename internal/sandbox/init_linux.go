@@ -33,7 +33,9 @@ const (
 
 // Paths and ids inside the sandbox: the image is made for them.
 const (
-	sandboxWorkDir  = image.WorkDir
+	sandboxWorkDir = image.WorkDir
+	// sandboxHomeDir shows the work dir again in a session with SessionOptions.Home.
+	sandboxHomeDir  = "/home/user"
 	sandboxUID      = image.SandboxUID
 	sandboxGID      = image.SandboxGID
 	sandboxHostname = image.Hostname

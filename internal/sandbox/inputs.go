@@ -91,6 +91,11 @@ type inputWriter struct {
 	log    *slog.Logger
 }
 
+// UploadPrefix begins the name of the temporary file a written file is made in
+// before it is renamed into place (in the same directory), for watchers that hide
+// these steps.
+const UploadPrefix = ".codeexec-upload-"
+
 func (r *Runner) inputWriter(g *cgroup.Group, l job.Limits) *inputWriter {
 	return &inputWriter{exe: r.self, uid: r.cfg.HostUID + sandboxUID, g: g, limits: l, log: r.log}
 }
@@ -324,7 +329,7 @@ func (st *staging) create() error {
 		}
 		var b [8]byte
 		_, _ = rand.Read(b[:])
-		name := path.Join(path.Dir(f.Path), ".codeexec-upload-"+hex.EncodeToString(b[:]))
+		name := path.Join(path.Dir(f.Path), UploadPrefix+hex.EncodeToString(b[:]))
 		t, err := st.root.OpenFile(name, os.O_WRONLY|os.O_CREATE|os.O_EXCL|unix.O_NOFOLLOW, 0o644)
 		if err != nil {
 			return fmt.Errorf("sandbox: input file %q: %w", f.Path, hostFree(err))

@@ -51,6 +51,10 @@ func (o *outcome) result(l job.Limits, w *watch) *job.Result {
 	if rep != nil {
 		res.Result, res.ResultTruncated = rep.Result, rep.ResultTruncated
 		res.ImagesTruncated = rep.ImagesTruncated
+		res.OutputsTruncated = rep.OutputsTruncated
+		for _, o := range rep.Outputs {
+			res.Outputs = append(res.Outputs, job.Output{Data: o.Data, Main: o.Main})
+		}
 		for i, im := range rep.Images {
 			// Named here: the report's names are the program's to choose.
 			res.Images = append(res.Images, job.Image{Name: "figure-" + strconv.Itoa(i+1) + ".png", MimeType: im.MimeType, Data: im.Data})

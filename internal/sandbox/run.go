@@ -10,6 +10,7 @@ import (
 	"time"
 
 	"github.com/codeexec/codeexec/internal/job"
+	"github.com/codeexec/codeexec/internal/sandbox/harness"
 	"golang.org/x/sys/unix"
 )
 
@@ -55,6 +56,13 @@ func (r *Runner) runOn(ctx context.Context, p interpreter, req *job.Request) (o 
 		}
 		defer func() { o.network = link.close() }()
 		run.Env = proxyEnv(link.addr)
+	}
+	if req.Kernel != nil {
+		kv, err := kernelEnv(req.Kernel)
+		if err != nil {
+			return o, nil, false, err
+		}
+		run.Env = append(run.Env, kv)
 	}
 	var ends []*os.File
 	defer func() {
@@ -130,6 +138,15 @@ func (r *Runner) runOn(ctx context.Context, p interpreter, req *job.Request) (o 
 		return o, w, true, nil
 	}
 	return o, w, false, nil
+}
+
+// kernelEnv is the variable that makes the harness run a program as a kernel run.
+func kernelEnv(k *job.Kernel) (string, error) {
+	b, err := json.Marshal(harness.KernelOptions{Env: k.Env, BaseEnv: k.BaseEnv})
+	if err != nil {
+		return "", fmt.Errorf("sandbox: kernel options: %w", err)
+	}
+	return harness.KernelVar + "=" + string(b), nil
 }
 
 // bashLang is a run message's lang: "bash" for a bash program, "" for Python.

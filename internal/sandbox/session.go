@@ -172,6 +172,20 @@ func (l *liveSet) stopAll() {
 // for its whole life; each Run may lower the time and output limits. ctx bounds the
 // start, a zygote's start included. The caller must call Close.
 func (r *Runner) NewSession(ctx context.Context, l job.Limits) (*Session, error) {
+	return r.NewSessionWith(ctx, l, SessionOptions{})
+}
+
+// SessionOptions are a session's settings beyond its limits.
+type SessionOptions struct {
+	// Home shows the session's work dir at /home/user as well, and starts its
+	// processes there: E2B's sandboxes, whose users and programs name that path,
+	// and whose absolute paths (os.getcwd(), pwd) must be the ones its file calls
+	// take. A tmpfs of the sandbox's own covers the image's /home for it.
+	Home bool
+}
+
+// NewSessionWith is NewSession with options o.
+func (r *Runner) NewSessionWith(ctx context.Context, l job.Limits, o SessionOptions) (*Session, error) {
 	if err := l.Validate(); err != nil {
 		return nil, err
 	}
@@ -188,10 +202,10 @@ func (r *Runner) NewSession(ctx context.Context, l job.Limits) (*Session, error)
 		}
 		return nil, fmt.Errorf("%w: %v", ErrNoWarm, err)
 	}
-	return r.newSession(ctx, z, l)
+	return r.newSession(ctx, z, l, o)
 }
 
-func (r *Runner) newSession(ctx context.Context, z *zygote, l job.Limits) (*Session, error) {
+func (r *Runner) newSession(ctx context.Context, z *zygote, l job.Limits, o SessionOptions) (*Session, error) {
 	s, err := r.takeSlot(ctx, z, l)
 	if err != nil {
 		return nil, err
@@ -204,7 +218,7 @@ func (r *Runner) newSession(ctx context.Context, z *zygote, l job.Limits) (*Sess
 		return nil, fmt.Errorf("sandbox: open /work: %w", hostFree(err))
 	}
 	cu.Add(work.close)
-	if err := s.c.seal(ctx, l); err != nil {
+	if err := s.c.seal(ctx, l, o); err != nil {
 		return nil, err
 	}
 	cu.Release()

@@ -159,3 +159,30 @@ func assertGone(t *testing.T, r *Runner, pids []int) {
 		}
 	}
 }
+
+// TestSessionHome: a session with SessionOptions.Home shows its work dir at
+// /home/user too and starts there; /home itself stays unwritable; a session
+// without it has no /home/user.
+func TestSessionHome(t *testing.T) {
+	r := sharedRunnerFor(t, "warm")
+	s, err := r.NewSessionWith(context.Background(), job.DefaultLimits(), SessionOptions{Home: true})
+	if err != nil {
+		t.Fatalf("NewSessionWith: %v", err)
+	}
+	t.Cleanup(s.Close)
+	for _, c := range []struct{ code, want string }{
+		{"import os\nos.getcwd()", "'/home/user'"},
+		{"open('/home/user/a.txt', 'w').write('x')\nopen('/work/a.txt').read()", "'x'"},
+		{"os.path.samefile('/home/user', '/work')", "True"},
+		{"try:\n    open('/home/b.txt', 'w')\n    r = 'written'\nexcept OSError as e:\n    r = type(e).__name__\nr", "'PermissionError'"},
+	} {
+		res := sessionRun(t, s, c.code)
+		if res.Status != job.StatusOK || deref(res.Result) != c.want {
+			t.Errorf("%q: %s %s %q, want %s", c.code, res.Status, deref(res.Result), res.Stderr, c.want)
+		}
+	}
+	plain := newTestSession(t, r, job.DefaultLimits())
+	if res := sessionRun(t, plain, "import os\nos.path.exists('/home/user'), os.getcwd()"); deref(res.Result) != "(False, '/work')" {
+		t.Errorf("a session without Home: %s %q", deref(res.Result), res.Stderr)
+	}
+}

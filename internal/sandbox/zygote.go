@@ -59,6 +59,7 @@ type ctlMsg struct {
 	Lang  string   `json:"lang,omitempty"`  // a run's language: "" for Python, or "bash"
 	Stdin bool     `json:"stdin,omitempty"` // a run's stdin pipe follows its fds
 	Dir   string   `json:"dir,omitempty"`   // a command's working directory
+	Home  bool     `json:"home,omitempty"`  // a seal's: the work dir at HOME_DIR too (SessionOptions.Home)
 }
 
 // zygote is a running fork server: a Python process, sandboxed like any execution,

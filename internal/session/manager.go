@@ -11,6 +11,7 @@ import (
 	"time"
 
 	"github.com/codeexec/codeexec/internal/job"
+	"github.com/codeexec/codeexec/internal/sandbox"
 	"github.com/codeexec/codeexec/internal/tenant"
 )
 
@@ -58,6 +59,12 @@ func (m *Manager) SetObserver(o Observer) { m.obs = o }
 // ends by Delete, expiry or Close.
 func (m *Manager) Create(ctx context.Context, owner *tenant.Tenant, l job.Limits, ttl time.Duration) (*Session, error) {
 	return m.CreateIn(ctx, owner, "", m.starter, l, ttl)
+}
+
+// CreateWith is Create with the sandbox's options o; the manager's starter must be
+// an OptionsStarter.
+func (m *Manager) CreateWith(ctx context.Context, owner *tenant.Tenant, l job.Limits, ttl time.Duration, o sandbox.SessionOptions) (*Session, error) {
+	return m.CreateIn(ctx, owner, "", withOptions{m.starter, o}, l, ttl)
 }
 
 // CreateIn is Create with the session started by st, the starter of image (the

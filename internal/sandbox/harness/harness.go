@@ -15,10 +15,29 @@ import (
 
 // Source is the harness program, run as `python3 -c Source` inside the sandbox.
 // It reads the user's code from fd CodeFD and writes one JSON Report to fd ReportFD.
-// It needs the environment Env.
-//
+// It needs the environment Env. The kernel mode (kernel.py, see KernelVar) comes
+// first: harness.py ends by running the program, and uses it.
+var Source = kernelSource + "\n" + harnessSource
+
 //go:embed harness.py
-var Source string
+var harnessSource string
+
+//go:embed kernel.py
+var kernelSource string
+
+// KernelVar names the environment variable that makes a Python run a kernel run
+// (kernel.py): a notebook cell's syntax and display data, Report.Outputs. Its value
+// is the JSON of a KernelOptions. The harness removes it before the program runs.
+const KernelVar = "CODEEXEC_KERNEL"
+
+// KernelOptions are a kernel run's settings, as the harness reads them.
+type KernelOptions struct {
+	// Env is set in the interpreter's environment for this run only: afterwards
+	// each variable is back to its value before the run.
+	Env map[string]string `json:"env,omitempty"`
+	// BaseEnv is set for good: the environment of every later run too.
+	BaseEnv map[string]string `json:"base_env,omitempty"`
+}
 
 //go:embed zygote.py
 var zygoteSource string
@@ -57,9 +76,16 @@ const (
 	// traceback; the whole traceback also goes to stderr, under the output limit.
 	MaxErrorMessageBytes = 64 << 10
 	MaxTracebackBytes    = 64 << 10
+	// MaxOutputs bounds a kernel run's display data: one bundle a display() call,
+	// a figure or the main result.
+	MaxOutputs = 64
+	// MaxOutputBytes bounds the JSON of all of a kernel run's bundles together, as
+	// the harness writes it (ASCII: it is its own worst encoding). Figures of a
+	// kernel run are bundles, not Images.
+	MaxOutputBytes = 8 << 20
 	// MaxReportBytes bounds the report as read from the pipe: the caps above, each
 	// at its worst JSON encoding (see the check below).
-	MaxReportBytes = 16 << 20
+	MaxReportBytes = 24 << 20
 )
 
 // The caps at their worst encoding must fit MaxReportBytes: base64 of the figures
@@ -69,7 +95,8 @@ const (
 const (
 	worstImages  = (MaxImageBytes+2*MaxImages)/3*4 + MaxImages*(4+maxImageNameBytes*6+64)
 	worstStrings = 6 * (MaxResultBytes + MaxErrorNameBytes + MaxErrorMessageBytes + MaxTracebackBytes)
-	_            = uint64(MaxReportBytes - worstImages - worstStrings - 4<<10)
+	worstOutputs = MaxOutputBytes + MaxOutputs*32 // each bundle's separator and "main" key
+	_            = uint64(MaxReportBytes - worstImages - worstStrings - worstOutputs - 4<<10)
 )
 
 // maxImageNameBytes bounds the name the harness gives a figure. The server names
@@ -85,6 +112,8 @@ func Env() []string {
 		"CODEEXEC_MAX_ERROR_NAME=" + strconv.Itoa(MaxErrorNameBytes),
 		"CODEEXEC_MAX_ERROR_MESSAGE=" + strconv.Itoa(MaxErrorMessageBytes),
 		"CODEEXEC_MAX_TRACEBACK=" + strconv.Itoa(MaxTracebackBytes),
+		"CODEEXEC_MAX_OUTPUTS=" + strconv.Itoa(MaxOutputs),
+		"CODEEXEC_MAX_OUTPUT_BYTES=" + strconv.Itoa(MaxOutputBytes),
 	}
 }
 
@@ -99,7 +128,27 @@ type Report struct {
 	Images          Images       `json:"images"`
 	ImagesTruncated bool         `json:"images_truncated"`
 	ExitCode        int          `json:"exit_code"`
+	// Outputs are a kernel run's display data, in the order the program showed
+	// them; OutputsTruncated says some were dropped or cut to the caps.
+	Outputs          []Output `json:"outputs"`
+	OutputsTruncated bool     `json:"outputs_truncated"`
 }
+
+// Output is one display data bundle: representations of one object by MIME type
+// (text/plain, text/html, image/png as base64, application/json as JSON, ...).
+type Output struct {
+	Data map[string]json.RawMessage `json:"data"`
+	// Main is set for the value of the cell's last expression (Jupyter's
+	// execute_result), clear for display() calls and figures.
+	Main bool `json:"main"`
+}
+
+// maxMIMEBytes bounds a bundle's MIME type names (IANA's limit is 127 bytes), and
+// maxBundleTypes their number.
+const (
+	maxMIMEBytes   = 127
+	maxBundleTypes = 32
+)
 
 // ReportError is the exception the program raised.
 type ReportError struct {
@@ -210,6 +259,9 @@ func (r *Report) check() error {
 	if total > MaxImageBytes {
 		return fmt.Errorf("has %d bytes of figures, more than %d", total, MaxImageBytes)
 	}
+	if err := checkOutputs(r.Outputs); err != nil {
+		return err
+	}
 	if r.Result != nil && len(*r.Result) > MaxResultBytes {
 		return fmt.Errorf("has a result of %d bytes, more than %d", len(*r.Result), MaxResultBytes)
 	}
@@ -225,6 +277,30 @@ func (r *Report) check() error {
 		return fmt.Errorf("has an error message of %d bytes, more than %d", len(e.Message), MaxErrorMessageBytes)
 	case len(e.Traceback) > MaxTracebackBytes:
 		return fmt.Errorf("has a traceback of %d bytes, more than %d", len(e.Traceback), MaxTracebackBytes)
+	}
+	return nil
+}
+
+// checkOutputs holds a kernel run's display data to its caps: the report's size
+// already bounds it, this keeps a forged one to what the harness would write.
+func checkOutputs(outs []Output) error {
+	if len(outs) > MaxOutputs {
+		return capError(fmt.Sprintf("has %d display outputs, more than %d", len(outs), MaxOutputs))
+	}
+	total := 0
+	for i, o := range outs {
+		if len(o.Data) > maxBundleTypes {
+			return fmt.Errorf("has %d types in display output %d, more than %d", len(o.Data), i+1, maxBundleTypes)
+		}
+		for mime, v := range o.Data {
+			if mime == "" || len(mime) > maxMIMEBytes {
+				return fmt.Errorf("has a type name of %d bytes in display output %d", len(mime), i+1)
+			}
+			total += len(mime) + len(v)
+		}
+	}
+	if total > MaxOutputBytes {
+		return fmt.Errorf("has %d bytes of display outputs, more than %d", total, MaxOutputBytes)
 	}
 	return nil
 }

@@ -28,6 +28,9 @@ MAX_IMAGE_BYTES = int(os.environ.pop("CODEEXEC_MAX_IMAGE_BYTES"))
 MAX_ERROR_NAME = int(os.environ.pop("CODEEXEC_MAX_ERROR_NAME"))
 MAX_ERROR_MESSAGE = int(os.environ.pop("CODEEXEC_MAX_ERROR_MESSAGE"))
 MAX_TRACEBACK = int(os.environ.pop("CODEEXEC_MAX_TRACEBACK"))
+# A kernel run's display data (kernel.py): how many bundles, and their JSON's bytes.
+MAX_OUTPUTS = int(os.environ.pop("CODEEXEC_MAX_OUTPUTS"))
+MAX_OUTPUT_BYTES = int(os.environ.pop("CODEEXEC_MAX_OUTPUT_BYTES"))
 
 
 def _read_code():
@@ -188,14 +191,24 @@ def set_argv(argv):
 
 def execute(source, namespace, report):
     """Runs source in namespace, writes the JSON report to the file report, and
-    returns the exit code. `result` is reset first, so each run reports its own."""
-    # Tracebacks show the program's own lines.
+    returns the exit code. `result` is reset first, so each run reports its own.
+    A run the server marked as a kernel run (kernel.py) runs as a notebook cell:
+    its result and figures are display data in "outputs", not "result" alone."""
+    kernel = None
+    options = kernel_options()
+    if options is not None:
+        kernel = Kernel(options, namespace)
+    # Tracebacks show the program's own lines (a kernel run's rewriting keeps them).
     linecache.cache[FILENAME] = (len(source), None, source.splitlines(True), FILENAME)
-    namespace.pop("result", None)
+    if kernel is None:
+        namespace.pop("result", None)
     out = {"ok": True, "result": None, "result_truncated": False, "error": None,
            "images": [], "images_truncated": False, "exit_code": 0}
     last = None
     try:
+        if kernel is not None:
+            kernel.enter()
+            source = kernel.transform(source)
         last = _run(source, namespace)
     except SystemExit as e:
         code = e.code
@@ -210,16 +223,32 @@ def execute(source, namespace, report):
                 out["ok"], out["exit_code"] = False, 1
             message, cut = _cut(message, MAX_ERROR_MESSAGE)
             out["error"] = {"name": "SystemExit", "message": message, "traceback": "", "truncated": cut}
+    except UsageError as e:
+        # As IPython's: the message alone, without the kernel's own frames.
+        out["ok"], out["exit_code"] = False, 1
+        message, cut = _cut(_text(e), MAX_ERROR_MESSAGE)
+        out["error"] = {"name": "UsageError", "message": message, "traceback": "UsageError: %s\n" % message,
+                        "truncated": cut}
+        sys.stderr.write("UsageError: %s\n" % message)
     except BaseException as e:
         out["ok"], out["exit_code"] = False, 1
         out["error"], full = _error(e)
         sys.stderr.write(full)
 
-    if out["ok"]:
-        value = namespace["result"] if "result" in namespace else last
-        if value is not None or "result" in namespace:
-            out["result"], out["result_truncated"] = _repr(value)
-    out["images"], out["images_truncated"] = _figures()
+    if kernel is not None:
+        _flush()
+        if out["ok"] and last is not None and not suppressed(source):
+            out["result"], out["result_truncated"] = _repr(last)
+            kernel.result(last, False)
+        kernel.flush_figures()
+        kernel.leave()
+        out["outputs"], out["outputs_truncated"] = kernel.outputs, kernel.truncated
+    else:
+        if out["ok"]:
+            value = namespace["result"] if "result" in namespace else last
+            if value is not None or "result" in namespace:
+                out["result"], out["result_truncated"] = _repr(value)
+        out["images"], out["images_truncated"] = _figures()
 
     for stream in (sys.stdout, sys.stderr):
         try:

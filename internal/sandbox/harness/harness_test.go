@@ -97,6 +97,13 @@ func TestParse(t *testing.T) {
 		{"traceback over its cap", report(failed("E", "m", strings.Repeat("t", MaxTracebackBytes+1))), nil},
 		{"an error on a run that succeeded", report(func(m map[string]any) { failed("E", "m", "t")(m); m["ok"] = true }), nil},
 		{"no error on a run that failed", report(func(m map[string]any) { m["ok"] = false }), nil},
+		{"display outputs", `{"ok":true,"outputs":[{"data":{"text/plain":"1","text/html":"<b>1</b>","e2b/data":{"a":[1]}},"main":true}],"outputs_truncated":false}`,
+			func(r *Report) bool { return len(r.Outputs) == 1 && r.Outputs[0].Main && len(r.Outputs[0].Data) == 3 }},
+		{"unknown field of an output", `{"ok":true,"outputs":[{"data":{},"main":false,"x":1}]}`, nil},
+		{"outputs at their count", report(outputs(MaxOutputs, 10)), func(r *Report) bool { return len(r.Outputs) == MaxOutputs }},
+		{"outputs over their count", report(outputs(MaxOutputs+1, 10)), nil},
+		{"outputs over their bytes", report(outputs(2, MaxOutputBytes/2)), nil},
+		{"an empty MIME type", `{"ok":true,"outputs":[{"data":{"":"x"},"main":false}]}`, nil},
 		{"over the report's size", report(nil) + strings.Repeat(" ", MaxReportBytes), nil},
 	}
 	for _, tt := range tests {
@@ -121,6 +128,17 @@ func TestParse(t *testing.T) {
 	_, err := Parse([]byte(`{"` + strings.Repeat("x", 1<<20) + `":1}`))
 	if err == nil || len(err.Error()) > 300 {
 		t.Errorf("Parse(an unknown field of 1 MiB) = %.300v…, want a short error", err)
+	}
+}
+
+// outputs is n display outputs of a text/plain of size bytes each.
+func outputs(n, size int) func(m map[string]any) {
+	return func(m map[string]any) {
+		var outs []any
+		for range n {
+			outs = append(outs, map[string]any{"data": map[string]any{"text/plain": strings.Repeat("x", size)}, "main": false})
+		}
+		m["outputs"] = outs
 	}
 }
 
@@ -183,6 +201,9 @@ func FuzzParse(f *testing.F) {
 		}
 		if r.Result != nil && len(*r.Result) > MaxResultBytes {
 			t.Fatalf("accepted a result of %d bytes", len(*r.Result))
+		}
+		if len(r.Outputs) > MaxOutputs {
+			t.Fatalf("accepted %d display outputs", len(r.Outputs))
 		}
 		if r.OK != (r.Error == nil) {
 			t.Fatalf("accepted ok %v with error %+v", r.OK, r.Error)

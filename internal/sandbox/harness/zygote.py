@@ -263,8 +263,18 @@ def step_drop_privileges(req, msg):
     prctl(PR_SET_DUMPABLE, 1)
 
 
+def step_home(req, msg):
+    # A session that asks for it (SessionOptions.Home) sees its work dir at HOME_DIR
+    # too: a bind of the same tmpfs, on a tmpfs of its own over the image's parent.
+    if msg.get("home"):
+        parent = os.path.dirname(HOME_DIR)
+        mount("tmpfs", parent, "tmpfs", TMPFS_MOUNT_FLAGS, "mode=0755,size=16k")
+        os.mkdir(HOME_DIR, 0o755)
+        mount(WORK_DIR, HOME_DIR, None, MS_BIND)
+
+
 def step_work_dir(req, msg):
-    os.chdir(WORK_DIR)
+    os.chdir(HOME_DIR if msg.get("home") else WORK_DIR)
 
 
 def step_landlock(req, msg):
@@ -301,6 +311,8 @@ SETUP_STEPS = [
 SEAL_STEPS = [
     # Before the drop: raising a hard limit would need CAP_SYS_RESOURCE.
     ("rlimits", step_rlimits),
+    # Mounts, so before the drop.
+    ("home", step_home),
     ("drop_privileges", step_drop_privileges),
     # As the sandbox user, who owns /work (0700).
     ("work_dir", step_work_dir),

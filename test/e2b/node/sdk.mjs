@@ -105,12 +105,206 @@ if (want('runCode')) {
   })
 }
 
+if (want('kernel')) {
+  // IPython's semantics in a Python context (internal/sandbox/harness/kernel.py).
+  await step('kernel.dataframe', async () => {
+    const ex = await sbx.runCode('import pandas as pd\npd.DataFrame({"a": [1, 2], "b": [0.5, None]})')
+    const r = ex.results[0]
+    check(ex.results.length === 1 && r.isMainResult, `results ${JSON.stringify(ex.results)}`)
+    check(r.html && r.html.includes('<table'), `html ${JSON.stringify(r.html)}`)
+    check(JSON.stringify(r.data) === '{"a":[1,2],"b":[0.5,null]}', `data ${JSON.stringify(r.data)}`)
+    check(r.text.includes('0.5'), `text ${JSON.stringify(r.text)}`)
+    return r.formats().join(',')
+  })
+  await step('kernel.display', async () => {
+    const seen = []
+    const ex = await sbx.runCode(
+      'from IPython.display import HTML, Markdown\nprint("before")\ndisplay("shown")\ndisplay(HTML("<b>bold</b>"), Markdown("# title"))\n7',
+      { onResult: (r) => seen.push(r) })
+    const [a, b, c, d] = ex.results
+    check(ex.results.length === 4, `${ex.results.length} results: ${JSON.stringify(ex.results)}`)
+    check(a.text === 'shown' && !a.isMainResult, `display("shown") gave ${JSON.stringify(a)}`)
+    check(b.html === '<b>bold</b>' && c.markdown === '# title', `HTML/Markdown gave ${JSON.stringify([b, c])}`)
+    check(d.text === '7' && d.isMainResult && ex.text === '7', `main result ${JSON.stringify(d)}`)
+    check(seen.length === 4, `onResult saw ${seen.length}`)
+    check(ex.logs.stdout.join('') === 'before\n', `stdout ${JSON.stringify(ex.logs.stdout)}`)
+    return ex.results.map((r) => r.formats().join('+')).join(' ')
+  })
+  await step('kernel.repr', async () => {
+    const ex = await sbx.runCode([
+      'import base64',
+      'class R:',
+      '    def _repr_html_(self): return "<i>r</i>"',
+      '    def _repr_markdown_(self): return "*r*"',
+      '    def _repr_svg_(self): return "<svg></svg>"',
+      '    def _repr_latex_(self): return "$r$"',
+      '    def _repr_json_(self): return {"r": 1}',
+      '    def _repr_png_(self): return base64.b64decode("iVBORw0KGgo=")',
+      '    def __repr__(self): return "R()"',
+      'R()',
+    ].join('\n'))
+    const r = ex.results[0]
+    check(r && r.html === '<i>r</i>' && r.markdown === '*r*' && r.svg === '<svg></svg>' && r.latex === '$r$', JSON.stringify(r))
+    check(JSON.stringify(r.json) === '{"r":1}' && r.png === 'iVBORw0KGgo=' && r.text === 'R()', JSON.stringify(r))
+    return r.formats().join(',')
+  })
+  await step('kernel.shell', async () => {
+    const ex = await sbx.runCode('n = 3\n!echo shell $n {n + 1}\nlines = !printf "a\\nb\\n"\nlines')
+    check(ex.logs.stdout.join('') === 'shell 3 4\n', `stdout ${JSON.stringify(ex.logs.stdout)}`)
+    check(ex.text === "['a', 'b']", `x = !cmd gave ${JSON.stringify(ex.text)}`)
+    const fail = await sbx.runCode('!exit 4\n_exit_code')
+    check(fail.text === '4', `_exit_code ${JSON.stringify(fail.text)}`)
+    return ex.text
+  })
+  await step('kernel.magics', async () => {
+    const cd = await sbx.runCode('%cd /tmp\n%pwd')
+    check(cd.text === '/tmp', `%pwd after %cd /tmp: ${JSON.stringify(cd.text)} ${JSON.stringify(cd.error)}`)
+    await sbx.runCode('%cd -q -')
+    const env = await sbx.runCode('%env GREETING=hi\nimport os\nos.environ["GREETING"]')
+    check(env.text === 'hi', `%env: ${JSON.stringify(env.text)}`)
+    const time = await sbx.runCode('%time sum(range(10))')
+    check(time.logs.stdout.join('').includes('Wall time:') && time.text === '45', `%time: ${JSON.stringify(time.logs)} ${time.text}`)
+    const pip = await sbx.runCode('%pip install requests')
+    check(pip.logs.stderr.join('').includes('pip is not installed'), `%pip: ${JSON.stringify(pip.logs)}`)
+    const bad = await sbx.runCode('%nosuchmagic')
+    check(bad.error && bad.error.name === 'UsageError', `unknown magic: ${JSON.stringify(bad.error)}`)
+    const bash = await sbx.runCode('%%bash\necho from bash\necho $((6 * 7))')
+    check(bash.logs.stdout.join('') === 'from bash\n42\n', `%%bash: ${JSON.stringify(bash.logs)}`)
+    const wf = await sbx.runCode('%%writefile w.txt\nwritten\n')
+    check((await sbx.files.read('/home/user/w.txt')) === 'written\n', `%%writefile: ${JSON.stringify(wf.logs)}`)
+    const quiet = await sbx.runCode('1 + 1;')
+    check(quiet.results.length === 0, `a trailing ; still showed ${JSON.stringify(quiet.results)}`)
+    return 'ok'
+  })
+  await step('kernel.figure', async () => {
+    const ex = await sbx.runCode('import matplotlib.pyplot as plt\nprint("a")\nplt.plot([1, 2])\nplt.show()\nprint("b")\nfig = plt.figure()\nplt.bar([1], [2])\n"done"')
+    const pngs = ex.results.filter((r) => r.png)
+    check(pngs.length === 2, `${pngs.length} figures, want 2 (plt.show() and the one left open)`)
+    check(pngs[0].text.startsWith('<Figure size'), `figure text ${JSON.stringify(pngs[0].text)}`)
+    check(ex.text === 'done', `main ${JSON.stringify(ex.text)}`)
+    return `${pngs.length} figures`
+  })
+  await step('kernel.chart', async () => {
+    const ex = await sbx.runCode([
+      'import matplotlib.pyplot as plt',
+      'plt.plot([1, 2, 3], [2, 4, 8], label="growth")',
+      'plt.xlabel("Time (s)")',
+      'plt.title("Line")',
+      'plt.show()',
+      'plt.bar(["a", "b"], [3, 5], label="sold")',
+      'plt.show()',
+    ].join('\n'))
+    const [line, bar] = ex.results.map((r) => r.chart)
+    check(line && line.type === 'line' && line.title === 'Line' && line.x_unit === 's', `line chart ${JSON.stringify(line)?.slice(0, 300)}`)
+    check(JSON.stringify(line.elements[0].points) === '[[1,2],[2,4],[3,8]]' && line.elements[0].label === 'growth', `line points ${JSON.stringify(line.elements)}`)
+    check(bar && bar.type === 'bar' && JSON.stringify(bar.elements) === '[{"label":"a","group":"sold","value":3},{"label":"b","group":"sold","value":5}]', `bar chart ${JSON.stringify(bar)}`)
+    return `${line.type}, ${bar.type}`
+  })
+  await step('kernel.executionCount', async () => {
+    const a = await sbx.runCode('1')
+    const b = await sbx.runCode('2')
+    check(b.executionCount === a.executionCount + 1, `execution counts ${a.executionCount}, ${b.executionCount}`)
+    return b.executionCount
+  })
+  await step('kernel.envs', async () => {
+    const e = await Sandbox.create({ envs: { SANDBOX_VAR: 'box' }, timeoutMs: 60_000 })
+    try {
+      const run = await e.runCode('import os\nos.environ.get("SANDBOX_VAR"), os.environ.get("RUN_VAR")', { envs: { RUN_VAR: 'run' } })
+      check(run.text === "('box', 'run')", `with envs: ${JSON.stringify(run.text)} ${JSON.stringify(run.error)}`)
+      const after = await e.runCode('os.environ.get("SANDBOX_VAR"), os.environ.get("RUN_VAR")')
+      check(after.text === "('box', None)", `the next run: ${JSON.stringify(after.text)}`)
+      const cmd = await e.commands.run('echo $SANDBOX_VAR $CMD_VAR', { envs: { CMD_VAR: 'cmd' } })
+      check(cmd.stdout === 'box cmd\n', `command: ${JSON.stringify(cmd.stdout)}`)
+      return run.text
+    } finally {
+      await e.kill()
+    }
+  })
+  await step('kernel.indented', async () => {
+    // As E2B's examples write code: indented as a whole (IPython drops the indent).
+    const ex = await sbx.runCode(`
+        import numpy
+        from PIL import Image
+        image = Image.fromarray((numpy.ones((8, 8, 3)) * 200).astype('uint8'))
+        image.show()
+        print("shown")
+        `)
+    check(ex.error === undefined, `error ${JSON.stringify(ex.error)}`)
+    check(ex.results.length === 1 && ex.results[0].png, `results ${JSON.stringify(ex.results.map((r) => r.formats()))}`)
+    return ex.logs.stdout.join('')
+  })
+  await step('kernel.bash', async () => {
+    const e = await Sandbox.create({ envs: { BOX_VAR: 'box' }, timeoutMs: 60_000 })
+    try {
+      const a = await e.runCode('echo $BOX_VAR $RUN_VAR; cd /tmp; X=kept', { language: 'bash', envs: { RUN_VAR: 'run', BOX_VAR: 'over' } })
+      check(a.logs.stdout.join('') === 'over run\n', `first bash run: ${JSON.stringify(a.logs)}`)
+      const b = await e.runCode('echo "$BOX_VAR ${RUN_VAR:-unset} $PWD"', { language: 'bash' })
+      check(b.logs.stdout.join('') === 'box unset /tmp\n', `second bash run: ${JSON.stringify(b.logs)}`)
+      const ctx = await e.createCodeContext({ language: 'bash', cwd: '/tmp' })
+      const c = await e.runCode('pwd', { context: ctx })
+      check(c.logs.stdout.join('') === '/tmp\n', `bash context: ${JSON.stringify(c.logs)}`)
+      return 'ok'
+    } finally {
+      await e.kill()
+    }
+  })
+  await step('kernel.killed', async () => {
+    const e = await Sandbox.create({ timeoutMs: 60_000 })
+    const run = e.runCode('import time; time.sleep(300)', { timeoutMs: 300_000 })
+    await new Promise((r) => setTimeout(r, 1500))
+    await e.kill()
+    let err
+    try {
+      await run
+    } catch (x) {
+      err = x
+    }
+    check(err && err.name === 'TimeoutError' && /killed while the request/.test(err.message), `run during kill gave ${err?.name}: ${err?.message}`)
+    return err.name
+  })
+  await step('kernel.stream', async () => {
+    // print writes its text and newline apart; a notebook shows one line.
+    const lines = []
+    await sbx.runCode('print(1)', { onStdout: (m) => lines.push(m.line) })
+    check(JSON.stringify(lines) === '["1\\n"]', `onStdout got ${JSON.stringify(lines)}`)
+    const bash = await sbx.runCode('pwd; echo $HOME', { language: 'bash' })
+    check(bash.logs.stdout.join('') === '/home/user\n/home/user\n', `bash pwd, HOME: ${JSON.stringify(bash.logs.stdout)}`)
+    return lines.length
+  })
+  await step('commands.killed', async () => {
+    const e = await Sandbox.create({ timeoutMs: 60_000 })
+    const run = e.commands.run('sleep 300')
+    await new Promise((r) => setTimeout(r, 1500))
+    await e.kill()
+    let err
+    try {
+      await run
+    } catch (x) {
+      err = x
+    }
+    check(err && err.name === 'TimeoutError', `a command during kill gave ${err?.name}: ${err?.message}`)
+    return err.name
+  })
+  await step('kernel.javascript', async () => {
+    let err
+    try {
+      await sbx.runCode('1 + 1', { language: 'js' })
+    } catch (e) {
+      err = e
+    }
+    // The SDK shows a 400's status only; the body says that codeexec runs Python
+    // (TestJavaScriptRefused reads it).
+    check(err && err.name === 'SandboxError' && err.message.startsWith('400'), `language js gave ${err?.name}: ${err?.message}`)
+    return `${err.name}: ${err.message}`
+  })
+}
+
 if (want('commands')) {
   await step('commands.run', async () => {
     const r = await sbx.commands.run('echo hello; echo oops >&2; pwd')
     check(r.exitCode === 0, `exit ${r.exitCode}`)
-    // /home/user is the session's /work (see internal/e2b): commands start there.
-    check(r.stdout === 'hello\n/work\n', `stdout ${JSON.stringify(r.stdout)}`)
+    // The session's work dir is at /home/user (see internal/e2b): commands start there.
+    check(r.stdout === 'hello\n/home/user\n', `stdout ${JSON.stringify(r.stdout)}`)
     check(r.stderr === 'oops\n', `stderr ${JSON.stringify(r.stderr)}`)
     return r.stdout
   })
@@ -130,6 +324,31 @@ if (want('commands')) {
     const r = await h.wait()
     check(r.stdout === 'got ping\n', `stdout ${JSON.stringify(r.stdout)}`)
     return r.stdout
+  })
+  await step('commands.connect', async () => {
+    // A background command outlives its stream: disconnect, then connect again.
+    const h = await sbx.commands.run('sleep 1; echo later; exit 5', { background: true })
+    await h.disconnect()
+    const again = await sbx.commands.connect(h.pid)
+    let err
+    try {
+      await again.wait()
+    } catch (e) {
+      err = e
+    }
+    check(err && err.exitCode === 5 && err.stdout === 'later\n', `connect gave ${err?.name} ${err?.exitCode} ${JSON.stringify(err?.stdout)}`)
+    return `exit ${err.exitCode}`
+  })
+  await step('commands.pty', async () => {
+    // No terminals: a clear refusal the SDK raises, not a hang.
+    let err
+    try {
+      await sbx.pty.create({ cols: 80, rows: 24, onData: () => {} })
+    } catch (e) {
+      err = e
+    }
+    check(err && /pty/.test(err.message), `pty.create gave ${err?.name}: ${err?.message}`)
+    return `${err.name}: ${err.message}`
   })
   await step('commands.kill', async () => {
     const h = await sbx.commands.run('sleep 600', { background: true })
@@ -169,9 +388,74 @@ if (want('files')) {
     const root = await sbx.files.list('/')
     check(root.some((e) => e.name === 'usr' && e.type === 'dir'), `list / ${JSON.stringify(root.map((e) => e.name))}`)
     check(root.some((e) => e.name === 'work' && e.type === 'dir'), `list / ${JSON.stringify(root.map((e) => e.name))}`)
+    // E2B's text of a string is without its quotes.
     const ex = await sbx.runCode('open("/work/hello.txt").read()')
-    check(ex.text === "'hi there\\n'", `python read ${JSON.stringify(ex.text)}`)
+    check(ex.text === 'hi there\\n', `python read ${JSON.stringify(ex.text)}`)
     return list.length
+  })
+}
+
+if (want('files')) {
+  await step('files.paths', async () => {
+    // The work dir is /home/user inside the sandbox too: the paths code prints are
+    // the ones the files API takes.
+    const cwd = await sbx.runCode('import os\nos.getcwd()')
+    check(cwd.text === '/home/user', `os.getcwd() ${JSON.stringify(cwd.text)}`)
+    await sbx.runCode('open("/home/user/from_code.txt", "w").write("code")')
+    check((await sbx.files.read('/home/user/from_code.txt')) === 'code', 'a file code wrote at /home/user')
+    // Other writable paths of the sandbox: /tmp.
+    await sbx.files.write('/tmp/up/t.txt', 'tmp file')
+    check((await sbx.files.read('/tmp/up/t.txt')) === 'tmp file', 'read back /tmp/up/t.txt')
+    const seen = await sbx.runCode('open("/tmp/up/t.txt").read()')
+    check(seen.text === 'tmp file', `code reads /tmp: ${JSON.stringify(seen.text)}`)
+    const tmp = await sbx.files.list('/tmp/up')
+    check(tmp.length === 1 && tmp[0].path === '/tmp/up/t.txt' && tmp[0].type === 'file', `list /tmp/up ${JSON.stringify(tmp)}`)
+    // An empty directory, its details, a symlink's target.
+    check(await sbx.files.makeDir('empty'), 'makeDir empty')
+    const dir = await sbx.files.getInfo('empty')
+    check(dir.type === 'dir' && dir.path === '/home/user/empty' && dir.mode === 0o755, `getInfo(empty) ${JSON.stringify(dir)}`)
+    await sbx.commands.run('ln -s from_code.txt link')
+    const link = await sbx.files.getInfo('link')
+    check(link.symlinkTarget === '/home/user/from_code.txt', `symlink ${JSON.stringify(link)}`)
+    await sbx.files.remove('not-there.txt')
+    let err
+    try {
+      await sbx.files.rename('not-there.txt', 'x.txt')
+    } catch (e) {
+      err = e
+    }
+    check(err && err.name === 'FileNotFoundError', `rename of a missing file gave ${err?.name}`)
+    let ro
+    try {
+      await sbx.files.write('/usr/x.txt', 'no')
+    } catch (e) {
+      ro = e
+    }
+    check(ro, 'a write to the read-only image succeeded')
+    return `${tmp.length} in /tmp/up`
+  })
+  await step('files.gzip', async () => {
+    const info = await sbx.files.write('zipped.txt', 'gzip both ways', { gzip: true })
+    check(info.path === '/home/user/zipped.txt', `write gave ${JSON.stringify(info)}`)
+    const back = await sbx.files.read('zipped.txt', { gzip: true })
+    check(back === 'gzip both ways', `read with gzip gave ${JSON.stringify(back)}`)
+    check((await sbx.files.read('zipped.txt')) === 'gzip both ways', 'read without gzip')
+    return back.length
+  })
+  await step('files.watchDir', async () => {
+    await sbx.files.makeDir('watched')
+    const events = []
+    let seen
+    const both = new Promise((resolve) => { seen = resolve })
+    const handle = await sbx.files.watchDir('watched', (e) => {
+      events.push(`${e.type}:${e.name}`)
+      if (events.includes('write:by_code.txt') && events.includes('write:by_api.txt')) seen()
+    }, { recursive: true })
+    await sbx.runCode('open("watched/by_code.txt", "w").write("x")')
+    await sbx.files.write('/home/user/watched/by_api.txt', 'y')
+    await Promise.race([both, new Promise((_, reject) => setTimeout(() => reject(new Error(`events ${JSON.stringify(events)}`)), 10_000))])
+    await handle.stop()
+    return events.join(' ')
   })
 }
 
