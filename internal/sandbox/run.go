@@ -56,6 +56,9 @@ func (r *Runner) runOn(ctx context.Context, p interpreter, req *job.Request) (o 
 		defer func() { o.network = link.close() }()
 		run.Env = proxyEnv(link.addr)
 	}
+	if req.Language == job.LangJavaScript {
+		run.Env = append(run.Env, nodeEnv(l)...) // the zygote's env has the default limits
+	}
 	var ends []*os.File
 	defer func() {
 		for _, f := range ends {
@@ -132,10 +135,10 @@ func (r *Runner) runOn(ctx context.Context, p interpreter, req *job.Request) (o 
 	return o, w, false, nil
 }
 
-// bashLang is a run message's lang: "bash" for a bash program, "" for Python.
+// bashLang is a run message's lang: "bash" or "javascript", or "" for Python.
 func bashLang(lang string) string {
-	if lang == job.LangBash {
-		return job.LangBash
+	if lang == job.LangBash || lang == job.LangJavaScript {
+		return lang
 	}
 	return ""
 }

@@ -415,6 +415,7 @@ func sandboxEnv(l job.Limits) []string {
 	}
 	// The report's caps, which the harness keeps to and reads from here.
 	env = append(env, harness.Env()...)
+	env = append(env, nodeEnv(l)...)
 	// Some CPUs need these for Debian's OpenBLAS to compute correctly.
 	for _, k := range []string{"OPENBLAS_CORETYPE", "OPENBLAS_L2_SIZE"} {
 		if v, ok := os.LookupEnv(k); ok {

@@ -56,7 +56,7 @@ type ctlMsg struct {
 	Steps []string `json:"steps,omitempty"` // the zygote's ready: its children's setup steps
 
 	Argv  []string `json:"argv,omitempty"`  // a run's name and arguments
-	Lang  string   `json:"lang,omitempty"`  // a run's language: "" for Python, or "bash"
+	Lang  string   `json:"lang,omitempty"`  // a run's language: "" for Python, "bash" or "javascript"
 	Stdin bool     `json:"stdin,omitempty"` // a run's stdin pipe follows its fds
 	Dir   string   `json:"dir,omitempty"`   // a command's working directory
 }
