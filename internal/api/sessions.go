@@ -50,6 +50,7 @@ func (s *Server) handleCreateSession(w http.ResponseWriter, r *http.Request) {
 		}
 	}
 	// The session's limits hold for its whole life, within the policy of executions.
+	req.Language = job.CanonicalLanguage(req.Language)
 	if err := checkLanguage(req.Language); err != nil {
 		writeRequestError(w, err)
 		return
