@@ -9,8 +9,30 @@ import (
 	"github.com/codeexec/codeexec/internal/job"
 )
 
+// jsPaths runs f on the cold and warm paths and on a warm runner with a Node pool;
+// before each run there, wait for the pool (waitNodePool).
+func jsPaths(t *testing.T, f func(t *testing.T, r *Runner)) {
+	for _, p := range []string{"cold", "warm", "node-pool"} {
+		t.Run(p, func(t *testing.T) { f(t, sharedRunnerFor(t, p)) })
+	}
+}
+
+// waitNodePool waits until r's Node pool is full, so that the next execution that
+// can takes a pooled sandbox.
+func waitNodePool(t *testing.T, r *Runner) {
+	t.Helper()
+	deadline := time.Now().Add(time.Minute)
+	for r.NodePoolSize() < r.cfg.NodePool {
+		if time.Now().After(deadline) {
+			t.Fatalf("the Node pool holds %d sandboxes after a minute, want %d", r.NodePoolSize(), r.cfg.NodePool)
+		}
+		time.Sleep(10 * time.Millisecond)
+	}
+}
+
 func runJS(t *testing.T, r *Runner, code string, l job.Limits) *job.Result {
 	t.Helper()
+	waitNodePool(t, r)
 	res, err := r.Run(context.Background(), &job.Request{Code: code, Language: job.LangJavaScript, Name: "prog.js", Args: []string{"a"}, Limits: l})
 	if err != nil {
 		t.Fatalf("Run(%q): %v", code, err)
@@ -28,7 +50,10 @@ func TestJavaScript(t *testing.T) {
 	small.MemoryBytes = 128 << 20
 	flood := job.DefaultLimits()
 	flood.OutputBytes = 1 << 16
-	bothPaths(t, func(t *testing.T, r *Runner) {
+	jsPaths(t, func(t *testing.T, r *Runner) {
+		// Node's parent: none on the cold path (Node is the sandbox's init), the warm
+		// child that spawned it (pid 1), or in a pooled sandbox the context process.
+		parent := map[string]string{"cold": "0", "warm": "1", "node-pool": "true"}[t.Name()[len("TestJavaScript/"):]]
 		tests := []struct {
 			name, code     string
 			limits         job.Limits
@@ -40,6 +65,9 @@ func TestJavaScript(t *testing.T) {
 			file           string
 		}{
 			{name: "console.log", code: "console.log(1)", status: job.StatusOK, stdout: "1\n"},
+			{name: "where", code: "process.ppid > 1 ? 'true' : String(process.ppid)", status: job.StatusOK, result: "'" + parent + "'"},
+			{name: "no stdin", code: "require('fs').readFileSync(0, 'utf8').length", status: job.StatusOK, result: "0"},
+			{name: "env", code: "process.env.NODE_OPTIONS + ' ' + ('CODEEXEC_MAX_RESULT' in process.env)", status: job.StatusOK, result: "'--max-old-space-size=384 false'"},
 			{name: "last expression", code: "const a = [1, 2]\na.map(x => x * 2)", status: job.StatusOK, result: "[ 2, 4 ]"},
 			{name: "no result after a declaration", code: "1 + 1\nlet b = 3", status: job.StatusOK},
 			{name: "string result", code: "'hi'", status: job.StatusOK, result: "'hi'"},

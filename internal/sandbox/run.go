@@ -29,6 +29,8 @@ type interpreter struct {
 	// watching, when set, is given the run's watch before the program is sent, and
 	// nil once the run is over.
 	watching func(*watch)
+	// drain makes a session's JavaScript run end as a one-shot run (ctlMsg.Drain).
+	drain bool
 }
 
 // runOn runs req on the interpreter p. It returns when the program has finished —
@@ -42,7 +44,7 @@ func (r *Runner) runOn(ctx context.Context, p interpreter, req *job.Request) (o 
 		return o, nil, false, err
 	}
 	defer code.Close()
-	run := ctlMsg{Op: "run", Last: p.last, Lang: bashLang(req.Language),
+	run := ctlMsg{Op: "run", Last: p.last, Lang: bashLang(req.Language), Drain: p.drain,
 		Argv: append([]string{req.Name}, req.Args...)}
 	if p.last {
 		run.Rlimits = sandboxRlimits(l.FileBytes, l.OpenFiles) // the child seals itself with this run

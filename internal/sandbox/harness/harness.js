@@ -263,10 +263,10 @@
     process.argv = [process.execPath].concat(argv && argv.length ? [argv[0] || FILENAME].concat(argv.slice(1)) : [FILENAME]);
   }
 
-  function oneShot() {
-    const source = fs.readFileSync(4, 'utf8');
-    fs.closeSync(4);
-    setArgv(process.argv.slice(1));
+  // oneShot runs one program and reports it when the process exits, once the event
+  // loop is empty (or the program exits), as `node file.js` would end. send writes
+  // the report.
+  function oneShot(source, send) {
     const outcome = {};
     let reported = false;
     const report = (code) => {
@@ -275,8 +275,7 @@
       if (outcome.error === undefined && code) outcome.exit = code;
       const r = reportOf(outcome);
       try {
-        fs.writeSync(3, JSON.stringify(r));
-        fs.closeSync(3);
+        send(JSON.stringify(r));
       } catch (e) {
         // The program closed fd 3: the server reports its exit status alone.
       }
@@ -301,6 +300,10 @@
   function serve() {
     const net = require('net');
     const sock = new net.Socket({ fd: 3, readable: true, writable: true });
+    const exit = process.exit;
+    // An interrupt outside the program's synchronous part (breakOnSigint) must not
+    // end Node, whose globals are the session's.
+    process.on('SIGINT', () => {});
     let pending = null; // an error thrown by a callback between runs
     let running = null;
     process.exit = (code) => {
@@ -318,6 +321,21 @@
       if (busy || queue.length === 0) return;
       busy = true;
       const msg = queue.shift();
+      if (msg.drain) {
+        // The sandbox's one run (a pooled sandbox): it ends as a one-shot run does,
+        // and Node with it. The socket no longer keeps the loop alive.
+        sock.pause();
+        sock.unref();
+        process.exit = exit;
+        process.removeAllListeners('uncaughtException');
+        for (const kv of msg.env || []) {
+          const i = kv.indexOf('=');
+          if (i > 0) env[kv.slice(0, i)] = kv.slice(i + 1);
+        }
+        setArgv(msg.argv || []);
+        oneShot(msg.code, (line) => fs.writeSync(3, line + '\n'));
+        return;
+      }
       for (const kv of msg.env || []) {
         const i = kv.indexOf('=');
         if (i > 0) env[kv.slice(0, i)] = kv.slice(i + 1);
@@ -364,6 +382,15 @@
     sock.on('error', () => process.reallyExit(2));
   }
 
-  if (SERVE) serve();
-  else oneShot();
+  if (SERVE) {
+    serve();
+  } else {
+    const source = fs.readFileSync(4, 'utf8');
+    fs.closeSync(4);
+    setArgv(process.argv.slice(1));
+    oneShot(source, (report) => {
+      fs.writeSync(3, report);
+      fs.closeSync(3);
+    });
+  }
 })();

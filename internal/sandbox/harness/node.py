@@ -132,7 +132,8 @@ def run_js_session(source, run, namespace, rep_fd):
             os.write(2, ("codeexec: cannot start %s: %s\n" % (NODE, e)).encode())
             os.close(rep_fd)
             return 126
-    msg = json.dumps({"code": source, "argv": run.get("argv") or [], "env": run.get("env") or []}) + "\n"
+    msg = json.dumps({"code": source, "argv": run.get("argv") or [], "env": run.get("env") or [],
+                      "drain": bool(run.get("drain"))}) + "\n"
     sock = node["sock"]
     sock.sendall(msg.encode("utf-8", "surrogatepass"))
     sel = selectors.DefaultSelector()
@@ -165,6 +166,10 @@ def run_js_session(source, run, namespace, rep_fd):
             buf += data
             if b"\n" in buf:
                 report = buf[:buf.index(b"\n")]
+                if run.get("drain"):
+                    # Node exits after its report (its run was the sandbox's only
+                    # one); not waited for, as its exit is no part of the program.
+                    namespace.pop("__codeexec_node__", None)
     sel.close()
     for fd, dst in ((node["out"], 1), (node["err"], 2)):
         _relay(fd, dst)
