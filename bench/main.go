@@ -37,8 +37,6 @@ type config struct {
 	store       string
 	image       string // a name or an image ID
 	prefork     int
-	nodePool    int  // started Node sandboxes kept ready
-	langsOnly   bool // measure the languages section only
 	nWarm       int // latency executions per workload on the warm path
 	nCold       int // latency executions per workload on the cold path and the peers
 	tputN       int // executions per concurrency level, warm
@@ -51,6 +49,9 @@ type config struct {
 	httpTputN   int  // requests per concurrency level over HTTP
 	out         string
 	args        []string // as given, for the report
+
+	nodePool  int  // started Node sandboxes kept ready
+	langsOnly bool // measure the languages section only
 }
 
 func parseFlags() (config, error) {

@@ -57,11 +57,12 @@ type ctlMsg struct {
 
 	Argv  []string `json:"argv,omitempty"`  // a run's name and arguments
 	Lang  string   `json:"lang,omitempty"`  // a run's language: "" for Python, "bash" or "javascript"
+	Stdin bool     `json:"stdin,omitempty"` // a run's stdin pipe follows its fds
+	Dir   string   `json:"dir,omitempty"`   // a command's working directory
+
 	// Drain, in a JavaScript run of a session context, ends the run as a one-shot run
 	// ends, once Node's event loop is empty, and Node with it (a pooled sandbox's run).
 	Drain bool `json:"drain,omitempty"`
-	Stdin bool     `json:"stdin,omitempty"` // a run's stdin pipe follows its fds
-	Dir   string   `json:"dir,omitempty"`   // a command's working directory
 }
 
 // zygote is a running fork server: a Python process, sandboxed like any execution,
