@@ -55,7 +55,7 @@ type Config struct {
 	Prefork int
 	// NodePool is how many sandboxes with a started Node are kept ready for one-shot
 	// JavaScript executions with the default limits (nodepool.go); 0 starts Node per
-	// execution. Warm only.
+	// execution. Warm only, and only with an image that has Node.
 	NodePool int
 	// Preload are the Python modules the zygote imports, in order, skipping those the
 	// image does not have; nil means DefaultPreload.
@@ -214,7 +214,7 @@ func New(cfg Config) (*Runner, error) {
 		r.bg.Add(1)
 		go r.prefork(ctx)
 	}
-	if cfg.Warm && cfg.NodePool > 0 {
+	if _, err := os.Stat(filepath.Join(cfg.Rootfs, nodePath)); err == nil && cfg.Warm && cfg.NodePool > 0 {
 		r.nodes = make(chan *Session, cfg.NodePool)
 		r.bg.Add(1)
 		go r.fillNodePool(ctx)
