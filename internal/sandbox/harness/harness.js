@@ -39,6 +39,52 @@
   const SERVE = env.CODEEXEC_JS_SERVE === '1';
   delete env.CODEEXEC_JS_SERVE;
 
+  // stdout and stderr write synchronously, as they would to a file. Node's own
+  // streams for a pipe queue a write the full pipe refuses until the event loop runs
+  // again, which a loop that only prints never lets it: the output would pile up in
+  // memory, and the run end in the memory limit before the server saw the output
+  // limit passed. A blocking write holds the program at the pipe instead.
+  const pause = new Int32Array(new SharedArrayBuffer(4));
+  function writeAll(fd, data) {
+    let off = 0;
+    while (off < data.length) {
+      try {
+        off += fs.writeSync(fd, data, off, data.length - off);
+      } catch (e) {
+        if (e.code !== 'EAGAIN') throw e;
+        Atomics.wait(pause, 0, 0, 1); // someone made the pipe non-blocking: wait for room
+      }
+    }
+  }
+  function syncStream(fd) {
+    const { Writable } = require('stream');
+    const s = new Writable({
+      decodeStrings: true,
+      write(chunk, _encoding, cb) {
+        try {
+          writeAll(fd, chunk);
+        } catch (e) {
+          return cb(e);
+        }
+        cb();
+      },
+    });
+    s.fd = fd;
+    s.isTTY = false;
+    s._isStdio = true;
+    s.destroySoon = s.destroy;
+    s._destroy = (err, cb) => cb(err); // stdio is never closed by the program's end()
+    return s;
+  }
+  for (const [name, fd] of [['stdout', 1], ['stderr', 2]]) {
+    let stream;
+    Object.defineProperty(process, name, {
+      configurable: true,
+      enumerable: true,
+      get: () => stream || (stream = syncStream(fd)),
+    });
+  }
+
   // Debian's node-acorn, a dependency of its nodejs. Without it programs still run,
   // but top-level await is not rewritten and let/const cannot be declared twice.
   let acorn = null;
