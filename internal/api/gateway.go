@@ -32,6 +32,10 @@ type gatewaySandbox struct {
 	network *egress.Policy
 	sess    *session.Session
 	created *session.Session // the session this request started, if any
+
+	// language is the code tool's (job.LangPython or ""; LangJavaScript; LangBash):
+	// a session this sandbox starts runs it, and one the request names must.
+	language string
 }
 
 func (s *Server) gatewaySandbox(owner *tenant.Tenant) *gatewaySandbox {
@@ -51,6 +55,9 @@ func (g *gatewaySandbox) Start(ctx context.Context) error {
 	sess, err := g.s.sessions.Create(ctx, g.owner, g.limits, 0)
 	if err != nil {
 		return err
+	}
+	if g.language != "" && g.language != job.LangPython {
+		sess.SetLanguage(g.language)
 	}
 	g.sess, g.created = sess, sess
 	return nil
@@ -72,7 +79,7 @@ func (g *gatewaySandbox) Run(ctx context.Context, code string) (*job.Result, err
 	if err := g.Start(ctx); err != nil {
 		return nil, err
 	}
-	res, err := g.s.sessions.Exec(ctx, g.owner, g.sess.ID, &job.Request{Code: code, Limits: g.limits, Network: g.network}, session.Hooks{})
+	res, err := g.s.sessions.Exec(ctx, g.owner, g.sess.ID, &job.Request{Code: code, Language: g.language, Limits: g.limits, Network: g.network}, session.Hooks{})
 	if errors.Is(err, session.ErrNotFound) {
 		// Expired or deleted since Start: to the agent, an interpreter that stopped.
 		return nil, fmt.Errorf("%w: session %q is gone", sandbox.ErrSessionEnded, g.sess.ID)
