@@ -2,6 +2,7 @@ package sandbox
 
 import (
 	"context"
+	"errors"
 	"time"
 
 	"github.com/codeexec/codeexec/internal/job"
@@ -52,7 +53,20 @@ func (r *Runner) runPooledNode(ctx context.Context, req *job.Request) (res *job.
 		return nil, false, nil
 	}
 	defer r.cleanupLater(s.Close)
-	res, err = s.Run(ctx, req)
+	// Held from here to its end: the run's end does not freeze a sandbox that is
+	// destroyed next (a freeze costs milliseconds, while the Node exits).
+	s.mu.Lock()
+	err = s.hold()
+	s.mu.Unlock()
+	if err == nil {
+		res, err = s.Run(ctx, req)
+	}
+	if errors.Is(err, ErrSessionEnded) {
+		// It died while it waited (the host's OOM killer, say), before the program
+		// was sent: the execution runs elsewhere.
+		r.log.Warn("a pooled Node sandbox had ended; running the execution without it", "err", err)
+		return nil, false, nil
+	}
 	return res, true, err
 }
 
