@@ -185,3 +185,39 @@ func TestBashLargeProgram(t *testing.T) {
 		}
 	}
 }
+
+// TestJavaScriptSessionInterrupt: an interrupt stops a JavaScript session's busy
+// program as Ctrl-C would, and the session's Node, with its globals, lives on.
+func TestJavaScriptSessionInterrupt(t *testing.T) {
+	r := sharedRunnerFor(t, "warm")
+	s := newTestSession(t, r, job.DefaultLimits())
+	if res, err := s.Run(context.Background(), &job.Request{Code: "const kept = 41", Language: job.LangJavaScript}); err != nil || res.Status != job.StatusOK {
+		t.Fatalf("first run: %v %+v", err, res)
+	}
+	done := make(chan *job.Result, 1)
+	go func() {
+		res, err := s.Run(context.Background(), &job.Request{Code: "console.log('busy'); for (;;) {}", Language: job.LangJavaScript})
+		if err != nil {
+			t.Error(err)
+		}
+		done <- res
+	}()
+	var res *job.Result
+	deadline := time.After(20 * time.Second)
+	for res == nil {
+		select {
+		case res = <-done:
+		case <-deadline:
+			t.Fatal("the interrupt did not stop the program")
+		case <-time.After(200 * time.Millisecond):
+			_ = s.Interrupt() // until the program runs
+		}
+	}
+	if res.Status != job.StatusError || res.Error == nil || !strings.Contains(res.Error.Message, "SIGINT") || res.Stdout != "busy\n" {
+		t.Fatalf("interrupted run: %s %+v stdout %q", res.Status, res.Error, res.Stdout)
+	}
+	res, err := s.Run(context.Background(), &job.Request{Code: "kept + 1", Language: job.LangJavaScript})
+	if err != nil || res.Status != job.StatusOK || res.Result == nil || *res.Result != "42" {
+		t.Fatalf("after the interrupt: %v %+v", err, res)
+	}
+}

@@ -37,18 +37,33 @@ def _high(fd):
     return high
 
 
+class _ForwardInterrupts:
+    """Passes the SIGINT of an interrupt on to Node while this process waits for it:
+    the harness's own handler (_on_interrupt) raises only in a program's frames, and
+    this process runs none."""
+
+    def __init__(self, pid):
+        self.pid = pid
+
+    def _forward(self, signum, frame):
+        try:
+            os.kill(self.pid, signal.SIGINT)
+        except ProcessLookupError:
+            pass
+
+    def __enter__(self):
+        self.prev = signal.signal(signal.SIGINT, self._forward)
+        return self
+
+    def __exit__(self, *exc):
+        signal.signal(signal.SIGINT, self.prev)
+
+
 def _wait_forwarding_interrupts(pid):
     """Waits for pid, passing an interrupt of the run on to it, and returns its exit
     status as a shell says it (128 + the signal's number for a signal)."""
-    while True:
-        try:
-            _, status = os.waitpid(pid, 0)
-            break
-        except KeyboardInterrupt:
-            try:
-                os.kill(pid, signal.SIGINT)
-            except ProcessLookupError:
-                pass
+    with _ForwardInterrupts(pid):
+        _, status = os.waitpid(pid, 0)
     code = os.waitstatus_to_exitcode(status)
     return 128 - code if code < 0 else code
 
@@ -140,18 +155,30 @@ def run_js_session(source, run, namespace, rep_fd):
     sel.register(node["out"], selectors.EVENT_READ, 1)
     sel.register(node["err"], selectors.EVENT_READ, 2)
     sel.register(sock, selectors.EVENT_READ, 0)
+    with _ForwardInterrupts(node["pid"]):
+        report = _relay_until_report(sel, node, rep_fd)
+    sel.close()
+    if run.get("drain"):
+        # Node exits after its report (its run was the sandbox's only one); not
+        # waited for, as its exit is no part of the program.
+        namespace.pop("__codeexec_node__", None)
+    for fd, dst in ((node["out"], 1), (node["err"], 2)):
+        _relay(fd, dst)
+    _write_all(rep_fd, report)
+    os.close(rep_fd)
+    try:
+        return int(json.loads(report).get("exit_code") or 0) & 0xFF
+    except (ValueError, AttributeError, TypeError):
+        return 1
+
+
+def _relay_until_report(sel, node, rep_fd):
+    """Relays what Node writes until its report line has come, and returns the
+    line. If Node dies first, so does this process (see run_js_session)."""
+    sock = node["sock"]
     buf = b""
-    report = None
-    while report is None:
-        try:
-            events = sel.select()
-        except KeyboardInterrupt:
-            try:
-                os.kill(node["pid"], signal.SIGINT)
-            except ProcessLookupError:
-                pass
-            continue
-        for key, _ in events:
+    while True:
+        for key, _ in sel.select():
             if key.data:
                 if not _relay(key.fd, key.data):
                     sel.unregister(key.fd)
@@ -165,17 +192,4 @@ def run_js_session(source, run, namespace, rep_fd):
                 os._exit(_wait_forwarding_interrupts(node["pid"]))
             buf += data
             if b"\n" in buf:
-                report = buf[:buf.index(b"\n")]
-                if run.get("drain"):
-                    # Node exits after its report (its run was the sandbox's only
-                    # one); not waited for, as its exit is no part of the program.
-                    namespace.pop("__codeexec_node__", None)
-    sel.close()
-    for fd, dst in ((node["out"], 1), (node["err"], 2)):
-        _relay(fd, dst)
-    _write_all(rep_fd, report)
-    os.close(rep_fd)
-    try:
-        return int(json.loads(report).get("exit_code") or 0) & 0xFF
-    except (ValueError, AttributeError, TypeError):
-        return 1
+                return buf[:buf.index(b"\n")]
