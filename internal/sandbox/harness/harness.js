@@ -259,6 +259,23 @@
     return { script: pre + out + '\n})()', async: true };
   }
 
+  // compile makes the program's script; import() in it loads modules as the main
+  // context does (Node 20's vm leaves it unsupported otherwise), without the
+  // experimental-feature warning the option prints, which is Node's, not the program's.
+  const importDynamically = vm.constants && vm.constants.USE_MAIN_CONTEXT_DEFAULT_LOADER;
+  if (importDynamically) {
+    const emitWarning = process.emitWarning;
+    process.emitWarning = function (warning, ...rest) {
+      if (String((warning && warning.message) || warning).includes('USE_MAIN_CONTEXT_DEFAULT_LOADER')) return;
+      return emitWarning.call(this, warning, ...rest);
+    };
+  }
+  function compile(script) {
+    const options = { filename: FILENAME };
+    if (importDynamically) options.importModuleDynamically = importDynamically;
+    return new vm.Script(script, options);
+  }
+
   // evaluate runs source in the main context and returns a promise of its result
   // (undefined when the program does not end with an expression).
   async function evaluate(source) {
@@ -275,7 +292,7 @@
     } else {
       script = source;
     }
-    const compiled = new vm.Script(script, { filename: FILENAME });
+    const compiled = compile(script);
     const value = compiled.runInThisContext({ breakOnSigint: true, displayErrors: false });
     if (p && p.async) return await value;
     return expressionLast ? value : undefined;
@@ -351,7 +368,7 @@
       prepare('const a = [1, {b: `c${2}`}]; let d = await Promise.resolve(a);\n' +
         'class K { m() { return this } } function f(x, ...y) { for (const i of y) x += i; return x }\nf(1, 2) + d.length');
       inspect([1, 'a', { b: null }, new Map(), 1.5]);
-      new vm.Script('1 + 1', { filename: FILENAME }).runInThisContext();
+      compile('1 + 1').runInThisContext();
       void process.stdout;
       void process.stderr;
     } catch (e) {
