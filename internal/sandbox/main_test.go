@@ -35,7 +35,7 @@ type sharedRunnerState struct {
 }
 
 // shared holds a Runner per path.
-var shared = map[string]*sharedRunnerState{"cold": {}, "warm": {}, "node-pool": {}}
+var shared = map[string]*sharedRunnerState{"cold": {}, "warm": {}}
 
 // paths are the two ways a Runner executes code; every functional and containment
 // test runs on both.

@@ -10,10 +10,18 @@ import (
 )
 
 // jsPaths runs f on the cold and warm paths and on a warm runner with a Node pool;
-// before each run there, wait for the pool (waitNodePool).
+// before each run there, wait for the pool (waitNodePool). The pool's runner is the
+// subtest's own, closed with it: its waiting Node sandboxes are processes of the
+// sandbox user, which other tests count.
 func jsPaths(t *testing.T, f func(t *testing.T, r *Runner)) {
 	for _, p := range []string{"cold", "warm", "node-pool"} {
-		t.Run(p, func(t *testing.T) { f(t, sharedRunnerFor(t, p)) })
+		t.Run(p, func(t *testing.T) {
+			if p == "node-pool" {
+				f(t, newTestRunnerFor(t, p))
+				return
+			}
+			f(t, sharedRunnerFor(t, p))
+		})
 	}
 }
 

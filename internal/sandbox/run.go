@@ -44,7 +44,7 @@ func (r *Runner) runOn(ctx context.Context, p interpreter, req *job.Request) (o 
 		return o, nil, false, err
 	}
 	defer code.Close()
-	run := ctlMsg{Op: "run", Last: p.last, Lang: bashLang(req.Language), Drain: p.drain,
+	run := ctlMsg{Op: "run", Last: p.last, Lang: runLang(req.Language), Drain: p.drain,
 		Argv: append([]string{req.Name}, req.Args...)}
 	if p.last {
 		run.Rlimits = sandboxRlimits(l.FileBytes, l.OpenFiles) // the child seals itself with this run
@@ -58,9 +58,9 @@ func (r *Runner) runOn(ctx context.Context, p interpreter, req *job.Request) (o 
 		defer func() { o.network = link.close() }()
 		run.Env = proxyEnv(link.addr)
 	}
-	if req.Language == job.LangJavaScript {
-		run.Env = append(run.Env, nodeEnv(l)...) // the zygote's env has the default limits
-	}
+	// For every run: the zygote's environment has the default limits' heap, and a
+	// Python or bash program may start Node too.
+	run.Env = append(run.Env, nodeEnv(l)...)
 	var ends []*os.File
 	defer func() {
 		for _, f := range ends {
@@ -137,8 +137,8 @@ func (r *Runner) runOn(ctx context.Context, p interpreter, req *job.Request) (o 
 	return o, w, false, nil
 }
 
-// bashLang is a run message's lang: "bash" or "javascript", or "" for Python.
-func bashLang(lang string) string {
+// runLang is a run message's lang: "bash" or "javascript", or "" for Python.
+func runLang(lang string) string {
 	if lang == job.LangBash || lang == job.LangJavaScript {
 		return lang
 	}

@@ -47,7 +47,7 @@ type ctlMsg struct {
 	Rlimits   [][2]uint64   `json:"rlimits,omitempty"` // a one-shot run's or a seal's (sandboxRlimits)
 	Seccomp   []byte        `json:"seccomp,omitempty"` // base64 in JSON
 	Landlock  *landlockPlan `json:"landlock,omitempty"`
-	Env       []string      `json:"env,omitempty"`  // a run's proxy variables
+	Env       []string      `json:"env,omitempty"`  // a run's proxy variables and NODE_OPTIONS
 	Last      bool          `json:"last,omitempty"` // the child exits after this run
 	// The /proc paths a child makes read-only and masks (spawn only, never empty).
 	ProcReadOnly []string `json:"proc_read_only,omitempty"`
