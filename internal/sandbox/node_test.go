@@ -229,3 +229,41 @@ func TestJavaScriptSessionInterrupt(t *testing.T) {
 		t.Fatalf("after the interrupt: %v %+v", err, res)
 	}
 }
+
+// TestNodeSessionFromPool: a JavaScript session with the pool's limits starts in a
+// pooled sandbox, its context and Node already there, and behaves as any session:
+// its runs keep their globals (none of them drains the sandbox as a one-shot run).
+func TestNodeSessionFromPool(t *testing.T) {
+	r := newTestRunnerFor(t, "node-pool")
+	waitNodePool(t, r)
+	s, err := r.NewNodeSession(context.Background(), job.DefaultLimits())
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer s.Close()
+	if procs := s.Processes(); len(procs) != 1 || procs[0].Kind != KindContext || !procs[0].Running {
+		t.Fatalf("a session from the pool has processes %+v, want its running context", procs)
+	}
+	if s.Limits() != job.DefaultLimits() {
+		t.Errorf("limits %+v, want the asked %+v", s.Limits(), job.DefaultLimits())
+	}
+	for i, st := range []struct{ code, result string }{
+		{"let n = 1; setTimeout(() => n++, 0); n", "1"},
+		{"await new Promise((r) => setTimeout(r, 10)); n", "2"},
+	} {
+		res, err := s.Run(context.Background(), &job.Request{Code: st.code, Language: job.LangJavaScript})
+		if err != nil || res.Status != job.StatusOK || res.Result == nil || *res.Result != st.result {
+			t.Fatalf("run %d %q: %v %+v", i, st.code, err, res)
+		}
+	}
+	other := job.DefaultLimits()
+	other.MemoryBytes = 256 << 20
+	s2, err := r.NewNodeSession(context.Background(), other)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer s2.Close()
+	if procs := s2.Processes(); len(procs) != 0 {
+		t.Errorf("a session with other limits has processes %+v, want a new session's none", procs)
+	}
+}

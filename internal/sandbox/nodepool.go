@@ -134,5 +134,25 @@ func (e *nodeStartError) Error() string {
 	return "sandbox: Node did not start: " + string(e.res.Status) + ": " + clipText(e.res.Stderr, 512)
 }
 
+// NewNodeSession is NewSession for a JavaScript session: with limits l whose fixed
+// limits are the pool's, it takes a pooled Node sandbox, whose Node has started, so
+// that the session's first run does not wait for it; else, or when the pool is
+// empty, it makes a new session. The caller must call Close.
+func (r *Runner) NewNodeSession(ctx context.Context, l job.Limits) (*Session, error) {
+	if err := l.Validate(); err != nil {
+		return nil, err
+	}
+	if r.nodes != nil && nodePoolable(&job.Request{Language: job.LangJavaScript, Limits: l}) {
+		select {
+		case s := <-r.nodes:
+			// Not shared yet: the pool's sandboxes are reached only through r.nodes.
+			s.limits, s.oneRun = l, false
+			return s, nil
+		default:
+		}
+	}
+	return r.NewSession(ctx, l)
+}
+
 // NodePoolSize is the number of started Node sandboxes ready for an execution.
 func (r *Runner) NodePoolSize() int { return len(r.nodes) }
