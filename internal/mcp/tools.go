@@ -3,6 +3,7 @@ package mcp
 import (
 	"context"
 	"encoding/base64"
+	"encoding/json"
 	"errors"
 	"fmt"
 	"reflect"
@@ -256,9 +257,10 @@ func objectSchema(props map[string]*jsonschema.Schema, required ...string) *json
 }
 
 // schemaTypes are the schemas of types whose JSON is not what inference would
-// say: []byte is a base64 string.
+// say: []byte is a base64 string, json.RawMessage any JSON value.
 var schemaTypes = map[reflect.Type]*jsonschema.Schema{
-	reflect.TypeFor[[]byte](): {Type: "string", Description: "base64"},
+	reflect.TypeFor[[]byte]():          {Type: "string", Description: "base64"},
+	reflect.TypeFor[json.RawMessage](): {Description: "any JSON value"},
 }
 
 // outputSchema is the schema of T's JSON, inferred from its fields, written for
