@@ -7,6 +7,7 @@ import (
 	"time"
 
 	"github.com/codeexec/codeexec/internal/agent"
+	"github.com/codeexec/codeexec/internal/cluster"
 	"github.com/codeexec/codeexec/internal/openairesponses"
 )
 
@@ -78,7 +79,7 @@ func (s *Server) handleResponses(w http.ResponseWriter, r *http.Request) {
 		}
 		sb = gsb
 	}
-	opts := openairesponses.Options{ID: "resp_" + newID(), CreatedAt: time.Now().Unix(), Request: req,
+	opts := openairesponses.Options{ID: cluster.ID("resp", s.replica, newID()), CreatedAt: time.Now().Unix(), Request: req,
 		Outputs: req.IncludesOutputs()}
 	if req.Stream {
 		s.streamResponse(w, r, agent.Upstream(client), areq, sb, gsb, opts)
