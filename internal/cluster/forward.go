@@ -10,6 +10,7 @@ import (
 	"net/http/httputil"
 	"net/url"
 	"slices"
+	"strings"
 	"time"
 )
 
@@ -75,7 +76,7 @@ func New(cfg Config) (*Cluster, error) {
 		c.names = append(c.names, p.Name)
 	}
 	if _, ok := c.peers[cfg.Self]; !ok {
-		return nil, fmt.Errorf("this replica, %q, is not among the peers (%v)", cfg.Self, c.names)
+		return nil, fmt.Errorf("this replica %q is not among the peers (%s)", cfg.Self, strings.Join(c.names, ", "))
 	}
 	// The keepalive probes find an owner whose machine died in the middle of a long
 	// request in about 25s; the kernel's defaults would take over two hours.
