@@ -154,7 +154,7 @@ func (s *Server) Handler() http.Handler {
 	v1("POST /v1/chat/completions", s.byBody(s.handleChat))
 	v1("POST /v1/responses", s.byBody(s.handleResponses))
 	v1("GET /v1/models", s.handleModels)
-	v1("POST /v1/execute", s.creating(s.handleExecute))
+	v1("POST /v1/execute", s.byBody(s.handleExecute))
 	v1("POST /v1/sessions", s.creating(s.handleCreateSession))
 	v1("GET /v1/sessions", s.handleListSessions)
 	v1("GET /v1/sessions/{id}", s.byPath(s.handleGetSession))

@@ -81,9 +81,9 @@ func (s *Server) creating(next http.HandlerFunc) http.HandlerFunc {
 	}
 }
 
-// byBody routes a chat or Responses request: one that goes on from a stored
-// response (previous_response_id) or runs in a container is served by their
-// replica; any other is stateless and runs here, unless this replica drains. The
+// byBody routes an execute, chat or Responses request: one that runs in a session
+// (session_id), goes on from a stored response (previous_response_id) or runs in a
+// container is served by their replica; any other is stateless and runs here, unless this replica drains. The
 // body is read (within MaxBodyBytes) and put back for whoever serves it.
 func (s *Server) byBody(next http.HandlerFunc) http.HandlerFunc {
 	return func(w http.ResponseWriter, r *http.Request) {
@@ -105,11 +105,13 @@ func (s *Server) byBody(next http.HandlerFunc) http.HandlerFunc {
 	}
 }
 
-// stateOf returns the id of the state a chat or Responses body names: its
-// previous_response_id, else the container of its code tool; "" when it names none
-// or does not decode (its handler then says what is wrong with it).
+// stateOf returns the id of the state an execute, chat or Responses body names:
+// its session_id (execute), previous_response_id, else the container of its code
+// tool; "" when it names none or does not decode (its handler then says what is
+// wrong with it).
 func stateOf(body []byte) string {
 	var b struct {
+		SessionID          string `json:"session_id"`
 		PreviousResponseID string `json:"previous_response_id"`
 		Tools              []struct {
 			Container json.RawMessage `json:"container"`
@@ -117,6 +119,9 @@ func stateOf(body []byte) string {
 	}
 	if json.Unmarshal(body, &b) != nil {
 		return ""
+	}
+	if b.SessionID != "" {
+		return b.SessionID
 	}
 	if b.PreviousResponseID != "" {
 		return b.PreviousResponseID

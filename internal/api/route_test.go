@@ -94,6 +94,8 @@ func TestRouteByID(t *testing.T) {
 		// Another replica's session: r1 answers (it has no such session).
 		{"GET", "/v1/sessions/sess_r1_00ff", "", nil, 404, "session_not_found", true},
 		{"POST", "/v1/sessions/sess_r1_00ff/execute", `{"code":"1"}`, nil, 404, "session_not_found", true},
+		{"POST", "/v1/execute", `{"code":"1","session_id":"sess_r1_00ff"}`, nil, 404, "session_not_found", true},
+		{"POST", "/v1/execute", `{"code":"1","session_id":"sess_r2_00ff"}`, nil, 410, "session_lost", false},
 		{"PUT", "/v1/sessions/sess_r1_00ff/files/a.txt", "x", nil, 404, "session_not_found", true},
 		{"GET", "/v1/containers/sess_r1_00ff/files", "", nil, 404, "session_not_found", true},
 		// Its own, or an id that names no replica: served here.
@@ -176,6 +178,7 @@ func TestStateOf(t *testing.T) {
 		{`{"tools":[{"type":"function"},{"type":"code_interpreter","container":"sess_r2_b"}]}`, "sess_r2_b"},
 		{`{"tools":[{"type":"code_interpreter","container":{"type":"auto"}}]}`, ""},
 		{`{"messages":[]}`, ""},
+		{`{"code":"1","session_id":"sess_r1_a"}`, "sess_r1_a"},
 		{`not json`, ""},
 		{`{"previous_response_id":7}`, ""},
 	}
