@@ -192,3 +192,6 @@ func (d *Deployment) Stop() {
 		cancel()
 	}
 }
+
+// Pid is r's process id.
+func (r *Replica) Pid() int { return r.cmd.Process.Pid }
