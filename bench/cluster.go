@@ -35,8 +35,8 @@ const clusterKey = "bench-cluster-key"
 
 type clusterRow struct {
 	n                    int
-	stateless, inSession float64 // executions per second
-	forwarded            float64 // share of the session executions that took a hop
+	stateless, inSession float64       // executions per second
+	forwarded            float64       // share of the session executions that took a hop
 	cpuPerExec           time.Duration // stateless
 	cpuPerSessionExec    time.Duration
 	pssMiB               float64 // the replicas' trees, after the load
@@ -278,17 +278,25 @@ func writeClusterReport(w io.Writer, cfg config, rows []clusterRow, loadStart, l
 	fmt.Fprintf(w, "## A deployment of N replicas on one machine (`go run ./bench %s`)\n\n", strings.Join(cfg.args, " "))
 	fmt.Fprintf(w, "%d cores (%s); N `codeexec serve` processes on loopback, peers from a file; %d executions of `print(1)` per load, %d at once, spread over the replicas. Load average %s → %s.\n\n",
 		cores, cpuModel(), cfg.clusterN, cfg.clusterConc, loadStart, loadEnd)
-	t := newTable("N", "stateless exec/s", "per core", "vs N=1", "CPU per exec", "in sessions exec/s (hops)", "per core", "vs N=1", "CPU per exec", "PSS of the replicas")
+	t := newTable("N", "stateless exec/s", "per core", "vs N=1", "CPU per exec", "per CPU-second", "in sessions exec/s (hops)", "per core", "vs N=1", "CPU per exec", "per CPU-second", "PSS of the replicas")
 	var base, baseSession float64
 	for _, r := range rows {
 		if base == 0 {
 			base, baseSession = r.stateless, r.inSession
 		}
 		t.add(strconv.Itoa(r.n), fmt.Sprintf("%.1f", r.stateless), fmt.Sprintf("%.1f", r.stateless/float64(cores)),
-			fmt.Sprintf("%.2f", r.stateless/base), ms(r.cpuPerExec), fmt.Sprintf("%.1f (%.0f%%)", r.inSession, 100*r.forwarded),
-			fmt.Sprintf("%.1f", r.inSession/float64(cores)), fmt.Sprintf("%.2f", r.inSession/baseSession), ms(r.cpuPerSessionExec),
+			fmt.Sprintf("%.2f", r.stateless/base), ms(r.cpuPerExec), perCPUSecond(r.cpuPerExec), fmt.Sprintf("%.1f (%.0f%%)", r.inSession, 100*r.forwarded),
+			fmt.Sprintf("%.1f", r.inSession/float64(cores)), fmt.Sprintf("%.2f", r.inSession/baseSession), ms(r.cpuPerSessionExec), perCPUSecond(r.cpuPerSessionExec),
 			fmt.Sprintf("%.0f MiB", r.pssMiB))
 	}
 	t.write(w)
-	fmt.Fprintf(w, "\n\"vs N=1\" is the scaling efficiency on the same %d cores: 1.00 means N processes do as much as one; with the cores fixed, a rate that holds per core is what scales with the cores a cluster adds. \"hops\" is the share of session executions sent to a replica that does not own the session and forwarded. CPU per exec is the replicas' own (server, zygote, sandboxes), from /proc.\n", cores)
+	fmt.Fprintf(w, "\n\"vs N=1\" is the scaling efficiency on the same %d cores: 1.00 means N processes do as much as one; with the cores fixed, a rate that holds per core is what scales with the cores a cluster adds. \"hops\" is the share of session executions sent to a replica that does not own the session and forwarded. CPU per exec is the replicas' own (server, zygote, sandboxes), from /proc, and \"per CPU-second\" its inverse: the per-core rate of a machine that runs nothing else, which the wall-clock rates of this shared machine are not.\n", cores)
+}
+
+// perCPUSecond is how many executions of cpu each one CPU-second runs.
+func perCPUSecond(cpu time.Duration) string {
+	if cpu <= 0 {
+		return "?"
+	}
+	return fmt.Sprintf("%.0f", float64(time.Second)/float64(cpu))
 }
