@@ -340,7 +340,7 @@ func (s *Server) logRequests(next http.Handler) http.Handler {
 					// A forwarded reply whose owner failed in the middle: net/http
 					// cuts the client's connection, the only honest end of a
 					// reply whose status is already sent.
-					s.log.Warn("request aborted", "method", r.Method, "path", r.URL.Path, "status", rec.status)
+					s.log.Warn("request aborted", "method", r.Method, "path", r.URL.Path, "status", rec.status, "ctx", context.Cause(r.Context()))
 					panic(v)
 				}
 				// A bug must cost one request, never the server.

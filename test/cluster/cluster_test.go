@@ -124,11 +124,23 @@ func TestDeployment(t *testing.T) {
 	t.Logf("seed %d", seed)
 	rng := rand.New(rand.NewPCG(seed, 0))
 	// others are the replicas other than owner that are alive, in a random order.
+	// alive is read by the MCP client's transport too.
+	var aliveMu sync.Mutex
 	alive := map[string]bool{"r0": true, "r1": true, "r2": true}
+	isAlive := func(name string) bool {
+		aliveMu.Lock()
+		defer aliveMu.Unlock()
+		return alive[name]
+	}
+	died := func(name string) {
+		aliveMu.Lock()
+		defer aliveMu.Unlock()
+		alive[name] = false
+	}
 	others := func(owner string) []*testenv.Replica {
 		var o []*testenv.Replica
 		for _, r := range rs {
-			if r.Name != owner && alive[r.Name] {
+			if r.Name != owner && isAlive(r.Name) {
 				o = append(o, r)
 			}
 		}
@@ -186,7 +198,7 @@ func TestDeployment(t *testing.T) {
 
 	// An E2B sandbox made on r0, used through r1 (data plane) and r2 (control plane).
 	sbx := e2bCreate(t, rs[0])
-	if out := e2bRun(t, rs[1], sbx, "y = 6 * 7\nprint(y)"); out.status != 200 || !bytes.Contains(out.body, []byte(`42\n`)) {
+	if out := e2bRun(t, rs[1], sbx, "y = 6 * 7\nprint(y)"); out.status != 200 || ndjsonStdout(out.body) != "42\n" {
 		t.Errorf("E2B execute through r1 in a sandbox of r0: %d %s", out.status, out.body)
 	}
 	if r := call(t, "GET", rs[2].E2B+"/sandboxes/"+sbx.id, "", "X-API-Key", key); r.status != 200 || !bytes.Contains(r.body, []byte(sbx.id)) {
@@ -196,7 +208,7 @@ func TestDeployment(t *testing.T) {
 
 	// An MCP session: each request goes to the next replica, so that the session
 	// opened on one is used through all.
-	rr := &roundRobin{alive: func(name string) bool { return alive[name] }}
+	rr := &roundRobin{alive: isAlive}
 	for _, r := range rs {
 		rr.targets = append(rr.targets, r)
 	}
@@ -243,7 +255,7 @@ func TestDeployment(t *testing.T) {
 		t.Fatal(err)
 	}
 	_ = rs[2].Wait(ctx)
-	alive["r2"] = false
+	died("r2")
 	// The stream was under way: its end is cut, without its result event.
 	if ev := <-streamDone; ev["result"] != "" || ev["stdout"] != "started\n" {
 		t.Errorf("the stream of the killed replica: %v, want it cut after its start", ev)
@@ -272,7 +284,7 @@ func TestDeployment(t *testing.T) {
 	if out := e2bRun(t, rs[1], sbx2, "print(1)"); out.status != 404 || !bytes.Contains(out.body, []byte("session_lost")) {
 		t.Errorf("E2B sandbox of the killed r2: %d %s, want 404 session_lost", out.status, out.body)
 	}
-	if out := e2bRun(t, rs[1], sbx, "print(y)"); out.status != 200 || !bytes.Contains(out.body, []byte(`42\n`)) {
+	if out := e2bRun(t, rs[1], sbx, "print(y)"); out.status != 200 || ndjsonStdout(out.body) != "42\n" {
 		t.Errorf("E2B sandbox of r0 after r2 died: %d %s", out.status, out.body)
 	}
 	if mcpOwner != "r2" {
@@ -297,7 +309,7 @@ func TestDeployment(t *testing.T) {
 	started = make(chan struct{})
 	streamDone = make(chan map[string]string, 1)
 	go func() {
-		streamDone <- streamNoFatal(rs[0].API, held.id, "import time\nprint('started', flush=True)\ntry:\n    time.sleep(300)\nexcept KeyboardInterrupt:\n    print('finished')", started)
+		streamDone <- streamNoFatal(rs[0].API, held.id, "import time\ntry:\n    print('started', flush=True)\n    time.sleep(300)\nexcept KeyboardInterrupt:\n    print('finished')", started)
 	}()
 	select {
 	case <-started:
@@ -332,7 +344,7 @@ func TestDeployment(t *testing.T) {
 	if err := rs[1].Wait(ctx); err != nil {
 		t.Errorf("r1 after its drain: %v, want exit 0", err)
 	}
-	alive["r1"] = false
+	died("r1")
 	if r := call(t, "GET", rs[0].API+"/v1/sessions/"+held.id, ""); r.status != 410 || errorCode(r.body) != "session_lost" {
 		t.Errorf("a session of the drained r1: %d %s, want 410 session_lost", r.status, r.body)
 	}
@@ -401,6 +413,22 @@ func streamNoFatal(api, id, code string, started chan struct{}) map[string]strin
 		got["cut"] = err.Error()
 	}
 	return got
+}
+
+// ndjsonStdout joins the texts of the stdout lines of an E2B execute reply, which
+// sends each write of the program as it comes.
+func ndjsonStdout(body []byte) string {
+	var out strings.Builder
+	for line := range bytes.Lines(body) {
+		var ev struct {
+			Type string `json:"type"`
+			Text string `json:"text"`
+		}
+		if json.Unmarshal(line, &ev) == nil && ev.Type == "stdout" {
+			out.WriteString(ev.Text)
+		}
+	}
+	return out.String()
 }
 
 type e2bSandbox struct{ id, token string }

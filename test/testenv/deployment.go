@@ -4,11 +4,13 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"math/rand/v2"
 	"net"
 	"net/http"
 	"os"
 	"os/exec"
 	"path/filepath"
+	"strconv"
 	"strings"
 	"syscall"
 	"time"
@@ -82,14 +84,33 @@ func StartDeployment(ctx context.Context, bin, dir string, n int, key string, fl
 	return d, nil
 }
 
-// freeAddr is a loopback address with a port nothing listens on now.
+// freeAddr is a loopback address with a port nothing listens on now, below the
+// kernel's range of ephemeral ports: a port of that range, free now, may be taken by
+// any outgoing connection before the replica binds it (seconds later, once its
+// interpreters are warm).
 func freeAddr() (string, error) {
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		return "", err
+	low := 32768
+	if f := strings.Fields(readFile("/proc/sys/net/ipv4/ip_local_port_range")); len(f) == 2 {
+		if n, err := strconv.Atoi(f[0]); err == nil {
+			low = n
+		}
 	}
-	defer ln.Close()
-	return ln.Addr().String(), nil
+	if low <= 11000 {
+		return "", fmt.Errorf("the ephemeral ports start at %d: no room below them", low)
+	}
+	for range 100 {
+		addr := net.JoinHostPort("127.0.0.1", strconv.Itoa(10000+rand.IntN(low-10000)))
+		if ln, err := net.Listen("tcp", addr); err == nil {
+			ln.Close()
+			return addr, nil
+		}
+	}
+	return "", errors.New("no free port below the ephemeral range")
+}
+
+func readFile(p string) string {
+	b, _ := os.ReadFile(p)
+	return string(b)
 }
 
 func (r *Replica) start(bin, peersFile, key string, flags []string) error {
