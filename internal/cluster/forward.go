@@ -50,7 +50,6 @@ type Cluster struct {
 	names   []string
 	peers   map[string]Peer
 	proxies map[Face]map[string]*httputil.ReverseProxy
-	client  *http.Client // for the fan-out of lists
 	log     *slog.Logger
 }
 
@@ -86,8 +85,6 @@ func New(cfg Config) (*Cluster, error) {
 		// No Proxy: HTTP_PROXY is for the way out of the pod, never between replicas.
 		DialContext:         d.DialContext,
 		TLSHandshakeTimeout: cfg.DialTimeout,
-		MaxIdleConnsPerHost: 64,
-		IdleConnTimeout:     90 * time.Second,
 		DisableCompression:  true,
 		// Each forward dials anew. With connections kept alive and reused, test/cluster
 		// saw forwarded streams cut (in about one run of three, on a loaded machine):
@@ -97,7 +94,6 @@ func New(cfg Config) (*Cluster, error) {
 		// cluster's network, which the bench's hop figures include.
 		DisableKeepAlives: true,
 	}
-	c.client = &http.Client{Transport: tr}
 	for _, p := range cfg.Peers {
 		if p.Name == cfg.Self {
 			continue
