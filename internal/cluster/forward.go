@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"io"
 	"log/slog"
 	"net"
 	"net/http"
@@ -85,14 +86,9 @@ func New(cfg Config) (*Cluster, error) {
 		// No Proxy: HTTP_PROXY is for the way out of the pod, never between replicas.
 		DialContext:         d.DialContext,
 		TLSHandshakeTimeout: cfg.DialTimeout,
+		MaxIdleConnsPerHost: 64,
+		IdleConnTimeout:     90 * time.Second,
 		DisableCompression:  true,
-		// Each forward dials anew. With connections kept alive and reused, test/cluster
-		// saw forwarded streams cut (in about one run of three, on a loaded machine):
-		// the forwarder's connection closed under the stream ("use of closed network
-		// connection"), so that the owner took its client for gone and killed the
-		// execution. The cause was not found; a dial costs a handshake on the
-		// cluster's network, which the bench's hop figures include.
-		DisableKeepAlives: true,
 	}
 	for _, p := range cfg.Peers {
 		if p.Name == cfg.Self {
@@ -136,6 +132,9 @@ func (c *Cluster) proxy(target *url.URL, tr http.RoundTripper) *httputil.Reverse
 			pr.SetURL(&u)
 			pr.SetXForwarded()
 			pr.Out.Header.Set(HopHeader, c.self)
+			if pr.Out.Body != nil && pr.Out.ContentLength > 0 {
+				pr.Out.Body = &exactBody{r: pr.Out.Body, left: pr.Out.ContentLength}
+			}
 		},
 		Transport: tr,
 		// Streams (SSE, NDJSON, Connect, MCP) pass through as they are written.
@@ -190,3 +189,32 @@ func (c *Cluster) Forward(w http.ResponseWriter, r *http.Request, face Face, id 
 	p.ServeHTTP(w, r.WithContext(ctx))
 	return true
 }
+
+// exactBody is a request body of a known length that ends there, without reading
+// its source any further. The transport reads a body once more past its length, to
+// refuse one longer than it said; by then the owner may have answered, and the
+// server, once the answer's header is flushed to the client, closes the client's
+// request body: that last read would fail ("invalid Read on closed Body"), and the
+// transport would close the connection under the answer, cutting the stream. The
+// server checks the body's length itself.
+type exactBody struct {
+	r    io.ReadCloser
+	left int64
+}
+
+func (b *exactBody) Read(p []byte) (int, error) {
+	if b.left <= 0 {
+		return 0, io.EOF
+	}
+	if int64(len(p)) > b.left {
+		p = p[:b.left]
+	}
+	n, err := b.r.Read(p)
+	b.left -= int64(n)
+	if err == io.EOF && b.left > 0 {
+		err = io.ErrUnexpectedEOF
+	}
+	return n, err
+}
+
+func (b *exactBody) Close() error { return b.r.Close() }

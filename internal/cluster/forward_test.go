@@ -2,6 +2,7 @@ package cluster
 
 import (
 	"bufio"
+	"errors"
 	"io"
 	"net"
 	"net/http"
@@ -175,5 +176,54 @@ func TestNilClusterForwardsNothing(t *testing.T) {
 	}
 	if c.Self() != "" || c.Names() != nil {
 		t.Errorf("a lone server has a name %q or peers %v", c.Self(), c.Names())
+	}
+}
+
+// closedPastLength is a request body that fails, as a server's closed one does,
+// when read past its length.
+type closedPastLength struct {
+	data []byte
+	off  int
+}
+
+func (c *closedPastLength) Read(p []byte) (int, error) {
+	if c.off >= len(c.data) {
+		return 0, errors.New("http: invalid Read on closed Body")
+	}
+	n := copy(p, c.data[c.off:])
+	c.off += n
+	return n, nil
+}
+
+func (c *closedPastLength) Close() error { return nil }
+
+func TestExactBody(t *testing.T) {
+	tests := []struct {
+		data   string
+		length int64
+		want   string
+		err    error // of the read that ends it
+	}{
+		{data: `{"code":"1"}`, length: 12, want: `{"code":"1"}`, err: io.EOF},
+		// Shorter than it said: an error, not a silent end.
+		{data: `{"co`, length: 12, want: `{"co`, err: io.ErrUnexpectedEOF},
+	}
+	for _, tt := range tests {
+		var src io.ReadCloser = &closedPastLength{data: []byte(tt.data)}
+		if tt.err == io.ErrUnexpectedEOF {
+			src = io.NopCloser(strings.NewReader(tt.data))
+		}
+		b := &exactBody{r: src, left: tt.length}
+		got, err := io.ReadAll(b)
+		if tt.err == io.EOF && (err != nil || string(got) != tt.want) {
+			t.Errorf("ReadAll(%q of %d) = %q, %v; want %q", tt.data, tt.length, got, err, tt.want)
+		}
+		if tt.err != io.EOF && !errors.Is(err, tt.err) {
+			t.Errorf("ReadAll(%q of %d) = %q, %v; want %v", tt.data, tt.length, got, err, tt.err)
+		}
+		// The transport's read past the length: EOF, the source untouched.
+		if n, err := b.Read(make([]byte, 8)); tt.err == io.EOF && (n != 0 || err != io.EOF) {
+			t.Errorf("a read past the length of %q = %d, %v; want 0, EOF", tt.data, n, err)
+		}
 	}
 }
