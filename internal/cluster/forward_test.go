@@ -227,3 +227,25 @@ func TestExactBody(t *testing.T) {
 		}
 	}
 }
+
+// TestForwardOwnerDiesBeforeAnswer: an owner that goes away before it answers (its
+// process killed in the middle of an execution) is session_lost, not a 502 or a hang.
+func TestForwardOwnerDiesBeforeAnswer(t *testing.T) {
+	tc := newTestCluster(t, func(w http.ResponseWriter, r *http.Request) {
+		conn, _, err := http.NewResponseController(w).Hijack()
+		if err == nil {
+			conn.Close()
+		}
+	})
+	req, _ := http.NewRequest("POST", tc.front.URL+"/v1/sessions/sess_r1_abc/execute", strings.NewReader(`{"code":"1"}`))
+	req.Header.Set("X-Id", "sess_r1_abc")
+	resp, err := http.DefaultClient.Do(req)
+	if err != nil {
+		t.Fatal(err)
+	}
+	body, _ := io.ReadAll(resp.Body)
+	resp.Body.Close()
+	if resp.StatusCode != 410 || !strings.HasPrefix(string(body), `session_lost: "sess_r1_abc" is lost: its replica r1 cannot be reached`) {
+		t.Errorf("owner gone before its answer: %d %q, want 410 session_lost", resp.StatusCode, body)
+	}
+}
