@@ -3,6 +3,7 @@
 // same image, and prints a Markdown report.
 //
 //	go run ./bench [-out bench/RESULTS.md]
+//	go run ./bench -cluster 1,2,3    # N serve processes as one deployment (cluster.go)
 //
 // It needs root and a built image (`codeexec image build`). It is a benchmark, not a
 // test: targets live here, never in timed unit tests.
@@ -52,6 +53,11 @@ type config struct {
 
 	nodePool  int  // started Node sandboxes kept ready
 	langsOnly bool // measure the languages section only
+	// The -cluster mode (cluster.go): the deployment sizes, executions per load and
+	// executions at once.
+	clusterNs   []int
+	clusterN    int
+	clusterConc int
 }
 
 func parseFlags() (config, error) {
@@ -77,7 +83,21 @@ func parseFlags() (config, error) {
 	flag.IntVar(&c.httpN, "http-n", 200, "latency requests of print(1) over HTTP, per path (http, http idle)")
 	flag.IntVar(&c.httpTputN, "http-tput-n", 400, "requests per concurrency level for HTTP throughput")
 	flag.StringVar(&c.out, "out", "", "also write the report to this file")
+	clusterNs := ""
+	flag.StringVar(&clusterNs, "cluster", "", "instead of the rest, measure deployments of these sizes, e.g. 1,2,3: N `codeexec serve` processes on loopback as one deployment")
+	flag.IntVar(&c.clusterN, "cluster-n", 1000, "executions per load in -cluster mode")
+	flag.IntVar(&c.clusterConc, "cluster-conc", 8, "executions at once (and sessions) in -cluster mode")
 	flag.Parse()
+	for _, f := range strings.Split(clusterNs, ",") {
+		if f = strings.TrimSpace(f); f == "" {
+			continue
+		}
+		n, err := strconv.Atoi(f)
+		if err != nil || n < 1 {
+			return c, fmt.Errorf("-cluster: %q is not a positive number", f)
+		}
+		c.clusterNs = append(c.clusterNs, n)
+	}
 	c.args = os.Args[1:]
 	for _, f := range strings.Split(conc, ",") {
 		n, err := strconv.Atoi(strings.TrimSpace(f))
@@ -87,7 +107,7 @@ func parseFlags() (config, error) {
 		c.concurrency = append(c.concurrency, n)
 	}
 	for name, v := range map[string]int{"-n-warm": c.nWarm, "-n-cold": c.nCold, "-tput-n": c.tputN, "-tput-cold-n": c.tputColdN, "-sessions": c.sessions, "-forks": c.forks,
-		"-http-n": c.httpN, "-http-tput-n": c.httpTputN} {
+		"-http-n": c.httpN, "-http-tput-n": c.httpTputN, "-cluster-n": c.clusterN, "-cluster-conc": c.clusterConc} {
 		if v < 1 {
 			return c, fmt.Errorf("%s %d must be at least 1", name, v)
 		}
@@ -104,7 +124,11 @@ func main() {
 	cfg, err := parseFlags()
 	if err == nil {
 		ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
-		err = run(ctx, cfg)
+		if len(cfg.clusterNs) > 0 {
+			err = runCluster(ctx, cfg)
+		} else {
+			err = run(ctx, cfg)
+		}
 		stop()
 	}
 	if err != nil {

@@ -25,6 +25,7 @@ import (
 	"github.com/codeexec/codeexec/internal/agent"
 	"github.com/codeexec/codeexec/internal/api"
 	"github.com/codeexec/codeexec/internal/cgroup"
+	"github.com/codeexec/codeexec/internal/cluster"
 	"github.com/codeexec/codeexec/internal/e2b"
 	"github.com/codeexec/codeexec/internal/egress"
 	"github.com/codeexec/codeexec/internal/image"
@@ -113,11 +114,23 @@ type serveConfig struct {
 	MaxHeaderBytes    string   `json:"max_header_bytes"`
 	MaxConns          int      `json:"max_conns"`
 	MaxConnsPerClient int      `json:"max_conns_per_client"`
-	apiKeys           []tenant.Key
-	chatNet           *egress.Policy // ChatNet, parsed
-	mcpNet            *egress.Policy // MCPNet, parsed
-	totals            cgroup.Limits  // the MaxTotal* settings, resolved
-	conn              api.ConnLimits // the connection limits, parsed
+	// Replica is this server's name among its deployment's replicas (the pod's
+	// name), which the ids of its sessions carry; Peers (NAME=URL items) or
+	// PeersFile (lines "NAME API_URL [E2B_URL]") list the replicas, itself among
+	// them, for routing a request to the replica that holds its session
+	// (internal/cluster).
+	Replica   string   `json:"replica"`
+	Peers     []string `json:"peers"`
+	PeersFile string   `json:"peers_file"`
+	// DrainTimeout bounds the drain after SIGTERM: running executions get this long
+	// to finish before they are stopped and the sessions closed.
+	DrainTimeout duration       `json:"drain_timeout"`
+	peers        []cluster.Peer // Peers or PeersFile, parsed
+	apiKeys      []tenant.Key
+	chatNet      *egress.Policy // ChatNet, parsed
+	mcpNet       *egress.Policy // MCPNet, parsed
+	totals       cgroup.Limits  // the MaxTotal* settings, resolved
+	conn         api.ConnLimits // the connection limits, parsed
 }
 
 func defaultServeConfig() serveConfig {
@@ -154,6 +167,7 @@ func defaultServeConfig() serveConfig {
 		MaxConns:          conn.MaxConns,
 		MaxConnsPerClient: conn.MaxConnsPerClient,
 		Image:             image.DefaultName,
+		DrainTimeout:      duration(30 * time.Second),
 	}
 }
 
@@ -237,6 +251,10 @@ func bindServeFlags(f *pflag.FlagSet, cfg *serveConfig) {
 	f.Float64Var(&cfg.MaxTotalCPUs, "max-total-cpus", 0, "CPU cores all sandboxes together may use (default: all but a tenth, at least 0.5 and at most 2 kept)")
 	f.StringVar(&cfg.Image, "image", cfg.Image, "image of requests that name none (a name, or an ID from `codeexec image list`)")
 	f.StringSliceVar(&cfg.Images, "images", nil, "images requests may name, e.g. python,ml (default: every image in the store at start)")
+	f.StringVar(&cfg.Replica, "replica", "", "this replica's name among the peers (a DNS label, the pod's name); the ids it makes carry it")
+	f.StringSliceVar(&cfg.Peers, "peers", nil, "the deployment's replicas as NAME=URL, e.g. codeexec-0=http://codeexec-0.codeexec-headless:8080,… (this one among them)")
+	f.StringVar(&cfg.PeersFile, "peers-file", "", `file of the deployment's replicas, a line each: "NAME API_URL [E2B_URL]"`)
+	f.Var((*durationFlag)(&cfg.DrainTimeout), "drain-timeout", "after SIGTERM, how long running executions get to finish before the sessions close")
 }
 
 // load applies the config file, then the environment, then the flags that were set.
@@ -313,6 +331,12 @@ func (c *serveConfig) load(file string, flags *pflag.FlagSet) error {
 	if c.conn, err = c.connLimits(); err != nil {
 		return err
 	}
+	if c.peers, err = c.resolvePeers(); err != nil {
+		return err
+	}
+	if c.DrainTimeout < 0 {
+		return fmt.Errorf("drain-timeout %v: want 0 or more", time.Duration(c.DrainTimeout))
+	}
 	if len(keys) == 0 && !c.InsecureNoKey && !loopbackOnly(c.Addr) {
 		return fmt.Errorf("refusing to listen on %q without API keys: use --api-keys-file (or CODEEXEC_API_KEYS), a loopback address, or --insecure-no-auth", c.Addr)
 	}
@@ -320,6 +344,44 @@ func (c *serveConfig) load(file string, flags *pflag.FlagSet) error {
 		return fmt.Errorf("refusing to serve the E2B API on %q without API keys: use --api-keys-file (or CODEEXEC_API_KEYS), a loopback address, or --insecure-no-auth", c.E2BAddr)
 	}
 	return nil
+}
+
+// resolvePeers parses the peers of Peers or PeersFile, and checks that this
+// replica is named and among them.
+func (c *serveConfig) resolvePeers() ([]cluster.Peer, error) {
+	if c.Replica != "" {
+		if err := cluster.ValidName(c.Replica); err != nil {
+			return nil, fmt.Errorf("replica: %w", err)
+		}
+	}
+	var peers []cluster.Peer
+	var err error
+	switch {
+	case len(c.Peers) > 0 && c.PeersFile != "":
+		return nil, errors.New("peers and peers-file both list the replicas: give one")
+	case len(c.Peers) > 0:
+		e2bPort := ""
+		if c.E2BAddr != "" {
+			if _, e2bPort, err = net.SplitHostPort(c.E2BAddr); err != nil {
+				return nil, fmt.Errorf("e2b-addr %q: %w", c.E2BAddr, err)
+			}
+		}
+		if peers, err = cluster.ParsePeers(c.Peers, e2bPort); err != nil {
+			return nil, fmt.Errorf("peers: %w", err)
+		}
+	case c.PeersFile != "":
+		data, err := os.ReadFile(c.PeersFile)
+		if err != nil {
+			return nil, fmt.Errorf("peers-file: %w", err)
+		}
+		if peers, err = cluster.ParsePeersFile(c.PeersFile, data); err != nil {
+			return nil, fmt.Errorf("peers-file: %w", err)
+		}
+	}
+	if len(peers) > 0 && c.Replica == "" {
+		return nil, errors.New("peers are listed but this replica has no name: set replica (CODEEXEC_REPLICA, --replica) to its name among them")
+	}
+	return peers, nil
 }
 
 // resolveTotals turns the MaxTotal* settings into the limits of all sandboxes
@@ -400,8 +462,8 @@ func decodeConfig(data []byte, c *serveConfig) error {
 }
 
 // otherVariables are the CODEEXEC_* variables that are not config keys: read by
-// serve (the keys, the replica's name), by other commands (chat) or by the tests.
-var otherVariables = []string{"CODEEXEC_API_KEYS", "CODEEXEC_REPLICA", "CODEEXEC_API_KEY", "CODEEXEC_MODEL",
+// serve (the keys), by other commands (chat) or by the tests.
+var otherVariables = []string{"CODEEXEC_API_KEYS", "CODEEXEC_API_KEY", "CODEEXEC_MODEL",
 	"CODEEXEC_REQUIRE_INTEGRATION", "CODEEXEC_TEST_IMAGE_BUILD"}
 
 // applyEnv sets every config key named by a CODEEXEC_<KEY> variable of environ
@@ -552,6 +614,7 @@ func warnFileLimit(log *slog.Logger, maxConns int) {
 // builtServer is the server withServer makes, with what its faces report.
 type builtServer struct {
 	srv      *api.Server
+	cluster  *cluster.Cluster
 	sessions *session.Manager
 	policy   job.Policy
 	log      *slog.Logger
@@ -565,10 +628,14 @@ type builtServer struct {
 // with it; then it stops what still runs and closes everything.
 func withServer(ctx context.Context, c serveConfig, use func(*builtServer) error) error {
 	log := slog.New(slog.NewTextHandler(os.Stderr, nil))
-	if r := os.Getenv("CODEEXEC_REPLICA"); r != "" {
+	if c.Replica != "" {
 		// The chart names each replica (its pod's name), so that the lines of many
 		// replicas, gathered in one place, tell whose they are.
-		log = log.With("replica", r)
+		log = log.With("replica", c.Replica)
+	}
+	peers, err := cluster.New(cluster.Config{Self: c.Replica, Peers: c.peers, Log: log})
+	if err != nil {
+		return err
 	}
 	storage, err := storageBudget(c.MaxTotalStorage)
 	if err != nil {
@@ -600,6 +667,7 @@ func withServer(ctx context.Context, c serveConfig, use func(*builtServer) error
 		// Every execution is admitted by the session manager, in a session or not.
 		MaxConcurrent: c.MaxConcurrent,
 		MaxQueued:     c.MaxQueued,
+		Replica:       c.Replica,
 	}, runner)
 	defer sessions.Close()
 
@@ -652,10 +720,11 @@ func withServer(ctx context.Context, c serveConfig, use func(*builtServer) error
 	if c.SafetyScope == "all" {
 		srv.SetJudge(judge)
 	}
+	srv.SetCluster(c.Replica, peers)
 	// Calls of MCP sessions whose client has gone run apart from any request: stop
 	// them before the sessions close, which waits for their executions.
 	defer srv.MCP().Stop()
-	if err := use(&builtServer{srv: srv, sessions: sessions, policy: acfg.Policy, log: log, images: images, runner: runner, img: img, storage: storage}); err != nil {
+	if err := use(&builtServer{srv: srv, cluster: peers, sessions: sessions, policy: acfg.Policy, log: log, images: images, runner: runner, img: img, storage: storage}); err != nil {
 		return err
 	}
 	srv.MCP().Stop()
@@ -696,13 +765,14 @@ func listen(ctx context.Context, c serveConfig, b *builtServer) error {
 	defer stop()
 	errc := make(chan error, 2)
 	go func() { errc <- hs.Serve(srv.LimitListener(ln)) }()
+	servers := []*http.Server{hs}
 	if c.E2BAddr != "" {
 		eln, err := net.Listen("tcp", c.E2BAddr)
 		if err != nil {
 			return fmt.Errorf("listen (e2b): %w", err)
 		}
 		es := &http.Server{
-			Handler:           e2b.New(e2b.Config{Sessions: b.sessions, Keys: c.apiKeys, Policy: b.policy, Log: log}).Handler(),
+			Handler:           e2b.New(e2b.Config{Sessions: b.sessions, Keys: c.apiKeys, Policy: b.policy, Log: log, Cluster: b.cluster}).Handler(),
 			BaseContext:       func(net.Listener) context.Context { return reqCtx },
 			ReadHeaderTimeout: c.conn.HeaderTimeout,
 			IdleTimeout:       c.conn.IdleTimeout,
@@ -711,24 +781,51 @@ func listen(ctx context.Context, c serveConfig, b *builtServer) error {
 		defer es.Close()
 		log.Info("serving the E2B API", "addr", eln.Addr().String())
 		go func() { errc <- es.Serve(srv.LimitListener(eln)) }()
-		defer func() {
-			sctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
-			defer cancel()
-			_ = es.Shutdown(sctx)
-		}()
+		servers = append(servers, es)
 	}
 	select {
 	case err := <-errc:
 		return fmt.Errorf("serving: %w", err)
 	case <-ctx.Done():
 	}
-	log.Info("shutting down: finishing running executions (up to 30s)")
-	shutdownCtx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
-	defer cancel()
-	if err := hs.Shutdown(shutdownCtx); err != nil {
-		log.Warn("executions still running at the deadline are being stopped", "err", err)
-		cancelRequests()
-		_ = hs.Close()
+	drain(log, srv, servers, time.Duration(c.DrainTimeout), cancelRequests)
+	return nil
+}
+
+// drain stops the server gently within grace: it refuses new work (503 draining,
+// /readyz not ready, so that the Service stops sending any), waits for the running
+// executions to end, ends the MCP sessions' streams, then closes the listeners
+// once their requests have answered. What still runs at the deadline is stopped
+// (cancel); the sessions close after.
+func drain(log *slog.Logger, srv *api.Server, servers []*http.Server, grace time.Duration, cancel context.CancelFunc) {
+	deadline := time.Now().Add(grace)
+	srv.Drain()
+	log.Info("draining: refusing new work, finishing running executions", "grace", grace.String(), "running", srv.Running())
+	for srv.Running() > 0 && time.Now().Before(deadline) {
+		time.Sleep(50 * time.Millisecond)
 	}
+	srv.MCP().Shutdown()
+	ctx, stop := context.WithDeadline(context.Background(), deadline)
+	defer stop()
+	for _, hs := range servers {
+		if err := hs.Shutdown(ctx); err != nil {
+			log.Warn("requests still running at the end of the drain are being stopped", "err", err)
+			cancel()
+			_ = hs.Close()
+		}
+	}
+}
+
+// durationFlag is a duration key as a flag ("30s").
+type durationFlag duration
+
+func (d *durationFlag) String() string { return time.Duration(*d).String() }
+func (d *durationFlag) Type() string   { return "duration" }
+func (d *durationFlag) Set(s string) error {
+	v, err := time.ParseDuration(s)
+	if err != nil || v < 0 {
+		return fmt.Errorf("%q is not a duration such as \"30s\"", s)
+	}
+	*d = durationFlag(v)
 	return nil
 }

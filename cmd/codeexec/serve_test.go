@@ -1,6 +1,7 @@
 package main
 
 import (
+	"fmt"
 	"os"
 	"path/filepath"
 	"strings"
@@ -166,8 +167,30 @@ func TestServeEnv(t *testing.T) {
 		{env: map[string]string{"CODEEXEC_MAX_CONN": "5"}, err: "unknown variable CODEEXEC_MAX_CONN; the variables are CODEEXEC_ADDR,"},
 		{env: map[string]string{"CODEEXEC_MAX_CONNS": "many"}, err: "CODEEXEC_MAX_CONNS: "},
 		{env: map[string]string{"CODEEXEC_IDLE_TIMEOUT": "soon"}, err: `CODEEXEC_IDLE_TIMEOUT: "soon" is not a duration`},
-		// The Helm chart names each replica by its pod; that is not a config key.
-		{env: map[string]string{"CODEEXEC_REPLICA": "codeexec-2"}, check: func(serveConfig) string { return "" }},
+		// The Helm chart names each replica by its pod, and lists them all as peers.
+		{env: map[string]string{"CODEEXEC_REPLICA": "codeexec-2"}, check: func(c serveConfig) string {
+			if c.Replica != "codeexec-2" {
+				return "replica = " + c.Replica
+			}
+			return ""
+		}},
+		{env: map[string]string{"CODEEXEC_REPLICA": "codeexec-1", "CODEEXEC_E2B_ADDR": "127.0.0.1:8081",
+			"CODEEXEC_PEERS": "codeexec-0=http://codeexec-0.h:8080, codeexec-1=http://codeexec-1.h:8080"},
+			check: func(c serveConfig) string {
+				if len(c.peers) != 2 || c.peers[1].Name != "codeexec-1" || c.peers[1].E2B.String() != "http://codeexec-1.h:8081" {
+					return fmt.Sprintf("peers = %+v", c.peers)
+				}
+				return ""
+			}},
+		{env: map[string]string{"CODEEXEC_PEERS": "codeexec-0=http://codeexec-0.h:8080"}, err: "this replica has no name"},
+		{env: map[string]string{"CODEEXEC_REPLICA": "Codeexec_0"}, err: `replica: replica name "Codeexec_0" is not a DNS label`},
+		{env: map[string]string{"CODEEXEC_REPLICA": "a", "CODEEXEC_PEERS": "a=ftp://x"}, err: `peers: peer a: "ftp://x" is not a base URL`},
+		{env: map[string]string{"CODEEXEC_DRAIN_TIMEOUT": "5s"}, check: func(c serveConfig) string {
+			if time.Duration(c.DrainTimeout) != 5*time.Second {
+				return fmt.Sprintf("drain_timeout = %v", time.Duration(c.DrainTimeout))
+			}
+			return ""
+		}},
 		{env: map[string]string{"CODEEXEC_MODEL": "m", "CODEEXEC_ADDR": ""},
 			check: func(c serveConfig) string {
 				if c.Addr != defaultServeConfig().Addr {

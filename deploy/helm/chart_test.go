@@ -17,6 +17,7 @@ import (
 	"sort"
 	"strings"
 	"testing"
+	"time"
 
 	monitoringv1 "github.com/prometheus-operator/prometheus-operator/pkg/apis/monitoring/v1"
 	"helm.sh/helm/v3/pkg/chart/loader"
@@ -247,6 +248,18 @@ func TestRenderDefaults(t *testing.T) {
 	if r := env["CODEEXEC_REPLICA"]; r.ValueFrom == nil || r.ValueFrom.FieldRef == nil || r.ValueFrom.FieldRef.FieldPath != "metadata.name" {
 		t.Errorf("CODEEXEC_REPLICA = %+v, want the pod's name", r)
 	}
+	// Every replica lists all, by the names the StatefulSet gives its pods, at the
+	// addresses the headless Service gives them.
+	wantPeers := "codeexec-0=http://codeexec-0.codeexec-headless.agents.svc.cluster.local:8080," +
+		"codeexec-1=http://codeexec-1.codeexec-headless.agents.svc.cluster.local:8080"
+	if p := env["CODEEXEC_PEERS"].Value; p != wantPeers {
+		t.Errorf("CODEEXEC_PEERS = %q, want %q", p, wantPeers)
+	}
+	if d, err := time.ParseDuration(env["CODEEXEC_DRAIN_TIMEOUT"].Value); err != nil || pod.TerminationGracePeriodSeconds == nil ||
+		d > time.Duration(*pod.TerminationGracePeriodSeconds-10)*time.Second {
+		t.Errorf("CODEEXEC_DRAIN_TIMEOUT = %q, terminationGracePeriodSeconds %v: want the drain to end 10s before the grace period",
+			env["CODEEXEC_DRAIN_TIMEOUT"].Value, pod.TerminationGracePeriodSeconds)
+	}
 	if a := env["CODEEXEC_ADDR"].Value; a != "0.0.0.0:8080" {
 		t.Errorf("CODEEXEC_ADDR = %q", a)
 	}
@@ -305,6 +318,10 @@ func TestRenderFullValues(t *testing.T) {
 	for _, e := range c.Env {
 		env[e.Name] = e
 	}
+	// With the autoscaler, the peers are as many as it may make.
+	if p := strings.Split(env["CODEEXEC_PEERS"].Value, ","); len(p) != 20 || p[19] != "sandbox-19=http://sandbox-19.sandbox-headless.agents.svc.cluster.local:8080" {
+		t.Errorf("CODEEXEC_PEERS = %q, want the 20 replicas the autoscaler may make", p)
+	}
 	if k := env["OPENAI_API_KEY"]; k.ValueFrom == nil || k.ValueFrom.SecretKeyRef.Name != "sandbox-upstream" || env["OPENAI_BASE_URL"].Value != "https://api.openai.com/v1" {
 		t.Errorf("upstream env %+v %+v", env["OPENAI_API_KEY"], env["OPENAI_BASE_URL"])
 	}
@@ -348,6 +365,8 @@ func TestRenderRefuses(t *testing.T) {
 	}{
 		{"addr in config", map[string]any{"config": map[string]any{"addr": "0.0.0.0:9000"}}, "config.addr is the chart's to set"},
 		{"no auth", map[string]any{"config": map[string]any{"insecure_no_auth": true}}, "config.insecure_no_auth is the chart's to set"},
+		{"peers in config", map[string]any{"config": map[string]any{"peers": []any{"a=http://a"}}}, "config.peers is the chart's to set"},
+		{"drain past the grace period", map[string]any{"drainTimeoutSeconds": 40}, "drainTimeoutSeconds 40 leaves too little of terminationGracePeriodSeconds 45"},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {

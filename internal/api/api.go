@@ -19,6 +19,7 @@ import (
 	"github.com/codeexec/codeexec/internal/job"
 
 	"github.com/codeexec/codeexec/internal/agent"
+	"github.com/codeexec/codeexec/internal/cluster"
 	"github.com/codeexec/codeexec/internal/egress"
 	"github.com/codeexec/codeexec/internal/mcp"
 	"github.com/codeexec/codeexec/internal/session"
@@ -111,7 +112,10 @@ type Server struct {
 	// containerNames are the names of the containers of /v1/containers.
 	containerNames containerNames
 	// files are the uploads of /v1/files.
-	files *fileStore
+	files    *fileStore
+	cluster  *cluster.Cluster // nil: a lone server
+	replica  string           // this replica's name, in the ids of responses
+	draining drainFlag
 }
 
 // SetJudge makes j judge the code of /v1/execute and session executions before it
@@ -151,35 +155,37 @@ func (s *Server) Handler() http.Handler {
 	v1 := func(pattern string, h http.HandlerFunc) {
 		mux.Handle(pattern, s.auth(h))
 	}
-	v1("POST /v1/chat/completions", s.handleChat)
-	v1("POST /v1/responses", s.handleResponses)
+	// byPath and byBody send a request for another replica's state there (see
+	// route.go); creating refuses new work while the server drains.
+	v1("POST /v1/chat/completions", s.byBody(s.handleChat))
+	v1("POST /v1/responses", s.byBody(s.handleResponses))
 	v1("GET /v1/models", s.handleModels)
-	v1("POST /v1/execute", s.handleExecute)
-	v1("POST /v1/sessions", s.handleCreateSession)
+	v1("POST /v1/execute", s.byBody(s.handleExecute))
+	v1("POST /v1/sessions", s.creating(s.handleCreateSession))
 	v1("GET /v1/sessions", s.handleListSessions)
-	v1("GET /v1/sessions/{id}", s.handleGetSession)
-	v1("DELETE /v1/sessions/{id}", s.handleDeleteSession)
-	v1("POST /v1/sessions/{id}/execute", s.handleSessionExecute)
-	v1("POST /v1/sessions/{id}/interrupt", s.handleInterruptSession)
-	v1("PUT /v1/sessions/{id}/files/{path...}", s.handlePutFile)
-	v1("GET /v1/sessions/{id}/files", s.handleListFiles)
-	v1("GET /v1/sessions/{id}/files/{path...}", s.handleGetFile)
-	v1("DELETE /v1/sessions/{id}/files/{path...}", s.handleDeleteFile)
-	v1("POST /v1/containers", s.handleCreateContainer)
+	v1("GET /v1/sessions/{id}", s.byPath(s.handleGetSession))
+	v1("DELETE /v1/sessions/{id}", s.byPath(s.handleDeleteSession))
+	v1("POST /v1/sessions/{id}/execute", s.byPath(s.handleSessionExecute))
+	v1("POST /v1/sessions/{id}/interrupt", s.byPath(s.handleInterruptSession))
+	v1("PUT /v1/sessions/{id}/files/{path...}", s.byPath(s.handlePutFile))
+	v1("GET /v1/sessions/{id}/files", s.byPath(s.handleListFiles))
+	v1("GET /v1/sessions/{id}/files/{path...}", s.byPath(s.handleGetFile))
+	v1("DELETE /v1/sessions/{id}/files/{path...}", s.byPath(s.handleDeleteFile))
+	v1("POST /v1/containers", s.creating(s.handleCreateContainer))
 	v1("GET /v1/containers", s.handleListContainers)
-	v1("GET /v1/containers/{id}", s.handleGetContainer)
-	v1("DELETE /v1/containers/{id}", s.handleDeleteContainer)
-	v1("POST /v1/containers/{id}/files", s.handleCreateContainerFile)
-	v1("GET /v1/containers/{id}/files", s.handleListContainerFiles)
-	v1("GET /v1/containers/{id}/files/{file_id}", s.handleGetContainerFile)
-	v1("GET /v1/containers/{id}/files/{file_id}/content", s.handleContainerFileContent)
-	v1("DELETE /v1/containers/{id}/files/{file_id}", s.handleDeleteContainerFile)
-	v1("POST /v1/files", s.handleCreateFile)
+	v1("GET /v1/containers/{id}", s.byPath(s.handleGetContainer))
+	v1("DELETE /v1/containers/{id}", s.byPath(s.handleDeleteContainer))
+	v1("POST /v1/containers/{id}/files", s.byPath(s.handleCreateContainerFile))
+	v1("GET /v1/containers/{id}/files", s.byPath(s.handleListContainerFiles))
+	v1("GET /v1/containers/{id}/files/{file_id}", s.byPath(s.handleGetContainerFile))
+	v1("GET /v1/containers/{id}/files/{file_id}/content", s.byPath(s.handleContainerFileContent))
+	v1("DELETE /v1/containers/{id}/files/{file_id}", s.byPath(s.handleDeleteContainerFile))
+	v1("POST /v1/files", s.creating(s.handleCreateFile))
 	v1("GET /v1/files", s.handleListUploadedFiles)
-	v1("GET /v1/files/{file_id}", s.handleGetUploadedFile)
-	v1("GET /v1/files/{file_id}/content", s.handleUploadedFileContent)
-	v1("DELETE /v1/files/{file_id}", s.handleDeleteUploadedFile)
-	mux.Handle("/mcp", s.auth(s.MCP().Handler()))
+	v1("GET /v1/files/{file_id}", s.byFile(s.handleGetUploadedFile))
+	v1("GET /v1/files/{file_id}/content", s.byFile(s.handleUploadedFileContent))
+	v1("DELETE /v1/files/{file_id}", s.byFile(s.handleDeleteUploadedFile))
+	mux.Handle("/mcp", s.auth(s.byMCPSession(s.MCP().Handler())))
 	mux.HandleFunc("GET /healthz", func(w http.ResponseWriter, r *http.Request) {
 		writeJSON(w, http.StatusOK, map[string]string{"status": "ok"})
 	})
@@ -219,6 +225,10 @@ func routeOrRefuse(mux *http.ServeMux) http.Handler {
 }
 
 func (s *Server) handleReady(w http.ResponseWriter, r *http.Request) {
+	if s.draining.Load() {
+		writeError(w, http.StatusServiceUnavailable, "draining", "this replica is shutting down: it finishes what runs and takes no new work")
+		return
+	}
 	if err := s.ready(); err != nil {
 		writeError(w, http.StatusServiceUnavailable, "not_ready", err.Error())
 		return
@@ -337,6 +347,13 @@ func (s *Server) logRequests(next http.Handler) http.Handler {
 			// deadline, whenever the handler last wrote.
 			rec.send.arm()
 			if v := recover(); v != nil {
+				if v == http.ErrAbortHandler {
+					// A forwarded reply whose owner failed in the middle: net/http
+					// cuts the client's connection, the only honest end of a
+					// reply whose status is already sent.
+					s.log.Warn("request aborted", "method", r.Method, "path", r.URL.Path, "status", rec.status, "ctx", context.Cause(r.Context()))
+					panic(v)
+				}
 				// A bug must cost one request, never the server.
 				s.log.Error("panic in handler", "path", r.URL.Path, "panic", v)
 				writeError(rec, http.StatusInternalServerError, "internal_error", "internal error")

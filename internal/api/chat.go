@@ -281,6 +281,8 @@ func classifyError(err error) (int, string, string) {
 		return http.StatusServiceUnavailable, "sessions_unavailable", "the code could not get a sandbox: " + err.Error()
 	case errors.Is(err, session.ErrClosed):
 		return http.StatusServiceUnavailable, "shutting_down", "the server is shutting down"
+	case errors.Is(err, session.ErrDraining):
+		return http.StatusServiceUnavailable, "draining", "the code could not get a sandbox: this replica is shutting down; retry, and another replica will serve it"
 	case errors.Is(err, job.ErrStorageLimit):
 		return http.StatusInsufficientStorage, "storage_limit", err.Error()
 	case errors.Is(err, context.Canceled):

@@ -16,6 +16,7 @@ import (
 	"time"
 
 	"github.com/codeexec/codeexec/internal/agent"
+	"github.com/codeexec/codeexec/internal/cluster"
 	"github.com/codeexec/codeexec/internal/job"
 )
 
@@ -218,7 +219,7 @@ func (s *Server) handleCreateFile(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	now := time.Now()
-	f := &storedFile{owner: tenantOf(r).Name, data: data, obj: FileObject{ID: "file-" + newID(), Object: "file", Bytes: int64(len(data)),
+	f := &storedFile{owner: tenantOf(r).Name, data: data, obj: FileObject{ID: s.fileID(), Object: "file", Bytes: int64(len(data)),
 		CreatedAt: now.Unix(), Filename: name, Purpose: purpose, Status: "processed"}}
 	if anchor, ok := fields["expires_after[anchor]"]; ok || fields["expires_after[seconds]"] != "" {
 		secs, err := strconv.ParseInt(fields["expires_after[seconds]"], 10, 64)
@@ -362,4 +363,13 @@ func (s *Server) uploadedFiles(owner string, ids []string) ([]namedFile, error) 
 func workName(filename string) (string, error) {
 	name := path.Base(strings.ReplaceAll(filename, `\`, "/"))
 	return job.CleanInputPath(name)
+}
+
+// fileID is a new upload's id: OpenAI's "file-…" on a lone server; in a cluster
+// one that names this replica, so that a request for it is routed here.
+func (s *Server) fileID() string {
+	if s.replica == "" {
+		return "file-" + newID()
+	}
+	return cluster.ID("file", s.replica, newID())
 }

@@ -13,6 +13,7 @@ import (
 	"time"
 
 	"github.com/codeexec/codeexec/internal/agent"
+	"github.com/codeexec/codeexec/internal/cluster"
 	"github.com/codeexec/codeexec/internal/egress"
 	"github.com/codeexec/codeexec/internal/llm"
 	"github.com/codeexec/codeexec/internal/openairesponses"
@@ -89,7 +90,7 @@ func (s *Server) handleResponses(w http.ResponseWriter, r *http.Request) {
 		}
 		sb = gsb
 	}
-	opts := openairesponses.Options{ID: "resp_" + newID(), CreatedAt: time.Now().Unix(), Request: req,
+	opts := openairesponses.Options{ID: cluster.ID("resp", s.replica, newID()), CreatedAt: time.Now().Unix(), Request: req,
 		Outputs: req.IncludesOutputs()}
 	if gsb != nil && !s.gateway.DataURLImages {
 		gsb.figures = true

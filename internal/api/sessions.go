@@ -288,6 +288,9 @@ func writeSessionError(w http.ResponseWriter, id string, err error) {
 		writeError(w, http.StatusServiceUnavailable, "sessions_unavailable", err.Error())
 	case errors.Is(err, session.ErrClosed):
 		writeError(w, http.StatusServiceUnavailable, "shutting_down", "the server is shutting down")
+	case errors.Is(err, session.ErrDraining):
+		w.Header().Set("Retry-After", strconv.Itoa(int(DrainRetryAfter.Seconds())))
+		writeError(w, http.StatusServiceUnavailable, "draining", "this replica is shutting down and makes no new sessions; retry, and another replica will make it")
 	case errors.Is(err, session.ErrBadTTL):
 		writeError(w, http.StatusBadRequest, "invalid_ttl", err.Error())
 	case errors.Is(err, sandbox.ErrAboveTotal):

@@ -26,6 +26,7 @@ import (
 	"sync"
 	"time"
 
+	"github.com/codeexec/codeexec/internal/cluster"
 	"github.com/codeexec/codeexec/internal/egress"
 	"github.com/codeexec/codeexec/internal/job"
 	"github.com/codeexec/codeexec/internal/jsonerr"
@@ -59,6 +60,9 @@ type Config struct {
 	// Domain is reported as each sandbox's domain.
 	Domain string
 	Log    *slog.Logger
+	// Cluster forwards requests for other replicas' sandboxes to them; nil: a lone
+	// server.
+	Cluster *cluster.Cluster
 }
 
 // Server serves E2B's control plane and its sandboxes' data plane.
@@ -120,12 +124,12 @@ func (s *Server) Handler() http.Handler {
 	cp.HandleFunc("POST /v2/sandboxes", s.handleCreate)
 	cp.HandleFunc("GET /sandboxes", s.handleList)
 	cp.HandleFunc("GET /v2/sandboxes", s.handleList)
-	cp.HandleFunc("GET /sandboxes/{id}", s.handleGet)
-	cp.HandleFunc("DELETE /sandboxes/{id}", s.handleKill)
-	cp.HandleFunc("POST /sandboxes/{id}/timeout", s.handleTimeout)
-	cp.HandleFunc("POST /sandboxes/{id}/connect", s.handleConnect)
-	cp.HandleFunc("POST /v2/sandboxes/{id}/connect", s.handleConnect)
-	cp.HandleFunc("POST /sandboxes/{id}/refreshes", s.handleRefresh)
+	cp.HandleFunc("GET /sandboxes/{id}", s.byPath(s.handleGet))
+	cp.HandleFunc("DELETE /sandboxes/{id}", s.byPath(s.handleKill))
+	cp.HandleFunc("POST /sandboxes/{id}/timeout", s.byPath(s.handleTimeout))
+	cp.HandleFunc("POST /sandboxes/{id}/connect", s.byPath(s.handleConnect))
+	cp.HandleFunc("POST /v2/sandboxes/{id}/connect", s.byPath(s.handleConnect))
+	cp.HandleFunc("POST /sandboxes/{id}/refreshes", s.byPath(s.handleRefresh))
 	for _, p := range []string{"POST /sandboxes/{id}/pause", "POST /sandboxes/{id}/resume", "POST /sandboxes/{id}/snapshots",
 		"GET /snapshots", "POST /sandboxes/{id}/fork", "PUT /sandboxes/{id}/network", "GET /sandboxes/{id}/metrics",
 		"/templates/", "/v2/templates/", "/v3/templates", "/volumes", "/volumes/", "/secrets", "/secrets/"} {
@@ -136,7 +140,10 @@ func (s *Server) Handler() http.Handler {
 	})
 	control := s.auth(cp)
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		if r.Header.Get("E2b-Sandbox-Id") != "" {
+		if id := r.Header.Get("E2b-Sandbox-Id"); id != "" {
+			if s.cfg.Cluster.Forward(w, r, cluster.FaceE2B, id, writeLost) {
+				return
+			}
 			s.dataPlane(w, r)
 			return
 		}
@@ -360,6 +367,8 @@ func writeSessionError(w http.ResponseWriter, err error) {
 		writeError(w, http.StatusBadRequest, err.Error())
 	case errors.Is(err, session.ErrClosed):
 		writeError(w, http.StatusServiceUnavailable, "the server is shutting down")
+	case errors.Is(err, session.ErrDraining):
+		drainingError(w)
 	default:
 		writeError(w, http.StatusInternalServerError, "sandbox error: "+err.Error())
 	}

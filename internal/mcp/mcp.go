@@ -6,12 +6,14 @@ package mcp
 
 import (
 	"context"
+	"crypto/rand"
 	"io"
 	"log/slog"
 	"runtime/debug"
 	"sync"
 	"time"
 
+	"github.com/codeexec/codeexec/internal/cluster"
 	"github.com/codeexec/codeexec/internal/job"
 	"github.com/codeexec/codeexec/internal/session"
 	"github.com/codeexec/codeexec/internal/tenant"
@@ -117,8 +119,10 @@ type Server struct {
 
 	mu sync.Mutex
 	// made are the sessions each MCP session created, closed when it ends.
-	made    map[*sdk.ServerSession]map[string]*tenant.Tenant
-	closing bool
+	made     map[*sdk.ServerSession]map[string]*tenant.Tenant
+	closing  bool
+	draining bool
+	replica  string // see SetReplica
 }
 
 // New makes the MCP server of sb, describing policy to the model.
@@ -132,11 +136,47 @@ func New(sb Sandboxes, policy Policy, log *slog.Logger) *Server {
 	s.srv = sdk.NewServer(&sdk.Implementation{Name: "codeexec", Title: "codeexec: secure Python execution", Version: version()},
 		&sdk.ServerOptions{Instructions: instructions(policy), Logger: quiet(log),
 			// No logging capability: the server sends no log messages.
-			Capabilities: &sdk.ServerCapabilities{}})
+			Capabilities: &sdk.ServerCapabilities{},
+			GetSessionID: s.newSessionID})
 	s.addTools()
 	s.addResources()
 	s.addPrompts()
 	return s
+}
+
+// SetReplica makes the ids of the MCP sessions (Mcp-Session-Id) name replica, this
+// server's name among its deployment's replicas, so that any replica can send their
+// requests here (internal/cluster). Call it before Handler.
+func (s *Server) SetReplica(replica string) {
+	s.mu.Lock()
+	s.replica = replica
+	s.mu.Unlock()
+}
+
+// newSessionID is an MCP session's id: as unguessable as the SDK's own, and naming
+// this replica.
+func (s *Server) newSessionID() string {
+	s.mu.Lock()
+	replica := s.replica
+	s.mu.Unlock()
+	if replica == "" {
+		return rand.Text()
+	}
+	return cluster.ID("mcp", replica, rand.Text())
+}
+
+// Drain refuses new MCP sessions over HTTP from now on (503): the server is
+// stopping. The live ones go on until Shutdown.
+func (s *Server) Drain() {
+	s.mu.Lock()
+	s.draining = true
+	s.mu.Unlock()
+}
+
+func (s *Server) isDraining() bool {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.draining
 }
 
 // Stop ends every execution still running (a one-shot run is killed, a session's is

@@ -44,6 +44,14 @@ func (s *Server) Handler() http.Handler {
 			http.Error(w, "the server is shutting down", http.StatusServiceUnavailable)
 			return
 		}
+		if r.Method == http.MethodPost && r.Header.Get("Mcp-Session-Id") == "" && s.isDraining() {
+			// A new MCP session would end with this replica in a moment.
+			w.Header().Set("Retry-After", "2")
+			w.Header().Set("Content-Type", "application/json")
+			w.WriteHeader(http.StatusServiceUnavailable)
+			_, _ = io.WriteString(w, `{"jsonrpc":"2.0","id":null,"error":{"code":-32000,"message":"draining: this replica is shutting down and opens no new MCP sessions; retry, and another replica will serve it","data":{"code":"draining"}}}`+"\n")
+			return
+		}
 		if r.Header.Get("Authorization") == "" {
 			// A server without API keys: every caller is the one tenant.
 			h.ServeHTTP(w, r)

@@ -10,6 +10,7 @@ import (
 	"sync"
 	"time"
 
+	"github.com/codeexec/codeexec/internal/cluster"
 	"github.com/codeexec/codeexec/internal/job"
 	"github.com/codeexec/codeexec/internal/sandbox"
 	"github.com/codeexec/codeexec/internal/tenant"
@@ -32,6 +33,7 @@ type Manager struct {
 	pending  int            // sessions being started, counted against Max
 	owned    map[string]int // live and starting sessions by owner, for tenants' caps
 	closed   bool
+	draining bool
 	stop     chan struct{}
 	done     chan struct{}
 }
@@ -83,6 +85,10 @@ func (m *Manager) CreateIn(ctx context.Context, owner *tenant.Tenant, image stri
 		m.mu.Unlock()
 		return nil, ErrClosed
 	}
+	if m.draining {
+		m.mu.Unlock()
+		return nil, ErrDraining
+	}
 	// The tenant's cap first: it is the one its caller can do something about.
 	if owner.MaxSessions > 0 && m.owned[owner.Name] >= owner.MaxSessions {
 		m.mu.Unlock()
@@ -116,7 +122,7 @@ func (m *Manager) CreateIn(ctx context.Context, owner *tenant.Tenant, image stri
 	}
 	now := m.now()
 	life, kill := context.WithCancelCause(context.Background())
-	s := &Session{ID: newID(), Created: now, Owner: owner.Name, Image: image, sb: sb, now: m.now,
+	s := &Session{ID: newID(m.cfg.Replica), Created: now, Owner: owner.Name, Image: image, sb: sb, now: m.now,
 		life: life, kill: func() { kill(errSessionClosed) },
 		ttl: ttl, lastUsed: now, maxExpiry: now.Add(m.cfg.MaxLifetime)}
 	m.sessions[s.ID] = s
@@ -130,12 +136,12 @@ func (m *Manager) disown(owner string) {
 	}
 }
 
-// newID returns an unguessable session id. The id alone does not give access: a
-// session is found only for its owner.
-func newID() string {
+// newID returns an unguessable session id that names replica (see cluster.ID). The
+// id alone does not give access: a session is found only for its owner.
+func newID(replica string) string {
 	var b [16]byte
 	_, _ = rand.Read(b[:])
-	return "sess_" + hex.EncodeToString(b[:])
+	return cluster.ID("sess", replica, hex.EncodeToString(b[:]))
 }
 
 // Get returns the live session id if owner owns it. A session of another owner is
@@ -227,6 +233,15 @@ func (m *Manager) expireLoop() {
 			m.ExpireNow()
 		}
 	}
+}
+
+// Drain makes Create refuse with ErrDraining from now on: the server is stopping,
+// and a session made now would be lost with it. The live sessions go on serving
+// until Close.
+func (m *Manager) Drain() {
+	m.mu.Lock()
+	m.draining = true
+	m.mu.Unlock()
 }
 
 // Close ends every session and stops the expiry loop: it kills what runs in the

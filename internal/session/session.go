@@ -22,7 +22,10 @@ var (
 	// ErrTenantTooMany: the tenant has as many sessions as its keys allow.
 	ErrTenantTooMany = errors.New("session: too many sessions for this tenant")
 	ErrClosed        = errors.New("session: manager closed")
-	ErrBadTTL        = errors.New("session: bad ttl")
+	// ErrDraining: the server is stopping (Drain) and makes no new sessions; the
+	// client should make its session on another replica.
+	ErrDraining = errors.New("session: the server is draining")
+	ErrBadTTL   = errors.New("session: bad ttl")
 )
 
 // Config bounds the sessions and executions of a Manager.
@@ -37,6 +40,10 @@ type Config struct {
 	// a Config that leaves both out must not refuse every execution.
 	MaxConcurrent int
 	MaxQueued     int
+	// Replica is the name of this server among its deployment's replicas
+	// (internal/cluster); the ids of its sessions carry it, so that any replica can
+	// send a request for one here. "": a lone server.
+	Replica string
 }
 
 // The admission a Config that sets none gets.

@@ -12,6 +12,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/codeexec/codeexec/internal/cluster"
 	"github.com/codeexec/codeexec/internal/image"
 	"github.com/codeexec/codeexec/internal/job"
 	"github.com/codeexec/codeexec/internal/sandbox"
@@ -754,5 +755,27 @@ func TestTenantMax(t *testing.T) {
 	st.entered = nil
 	if _, err := m2.Create(context.Background(), one, sessionLimits(), 0); !errors.Is(err, errStart) {
 		t.Errorf("Create after the failed start: %v, want %v (the place given back)", err, errStart)
+	}
+}
+
+// TestDrainRefusesCreate: a draining manager starts no sandbox and says why.
+func TestDrainRefusesCreate(t *testing.T) {
+	st := &countingStarter{err: errStart}
+	m := newManager(t, testConfig, st, nil)
+	m.Drain()
+	if _, err := m.Create(context.Background(), tenant.Anonymous, sessionLimits(), 0); !errors.Is(err, ErrDraining) {
+		t.Errorf("Create while draining: error %v, want ErrDraining", err)
+	}
+	if n := st.Calls(); n != 0 {
+		t.Errorf("the starter was called %d times while draining, want 0", n)
+	}
+}
+
+func TestIDNamesReplica(t *testing.T) {
+	for _, replica := range []string{"codeexec-3", ""} {
+		id := newID(replica)
+		if got := cluster.Owner(id); got != replica || !strings.HasPrefix(id, "sess_") || len(id) < len("sess_")+32 {
+			t.Errorf("newID(%q) = %q, owner %q: want sess_, the replica and 32 random hex digits", replica, id, got)
+		}
 	}
 }

@@ -21,6 +21,22 @@
 {{- printf "%s-headless" (include "codeexec.fullname" .) | trunc 63 | trimSuffix "-" }}
 {{- end }}
 
+{{/* The peers every replica lists: each pod's name (which the ids of its sessions
+carry) and its address through the headless Service; as many as the StatefulSet
+can have (autoscaling's maximum). A name not running yet costs nothing: no id
+names it. */}}
+{{- define "codeexec.peers" -}}
+{{- $n := int .Values.replicaCount }}
+{{- if .Values.autoscaling.enabled }}{{ $n = int .Values.autoscaling.maxReplicas }}{{ end }}
+{{- $full := include "codeexec.fullname" . }}
+{{- $svc := include "codeexec.headless" . }}
+{{- $peers := list }}
+{{- range $i := until $n }}
+{{- $peers = append $peers (printf "%s-%d=http://%s-%d.%s.%s.svc.%s:8080" $full $i $full $i $svc $.Release.Namespace $.Values.clusterDomain) }}
+{{- end }}
+{{- join "," $peers }}
+{{- end }}
+
 {{- define "codeexec.selectorLabels" -}}
 app.kubernetes.io/name: {{ include "codeexec.name" . }}
 app.kubernetes.io/instance: {{ .Release.Name }}
