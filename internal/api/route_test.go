@@ -98,6 +98,9 @@ func TestRouteByID(t *testing.T) {
 		{"POST", "/v1/execute", `{"code":"1","session_id":"sess_r2_00ff"}`, nil, 410, "session_lost", false},
 		{"PUT", "/v1/sessions/sess_r1_00ff/files/a.txt", "x", nil, 404, "session_not_found", true},
 		{"GET", "/v1/containers/sess_r1_00ff/files", "", nil, 404, "session_not_found", true},
+		{"GET", "/v1/files/file_r1_00ff/content", "", nil, 404, "file_not_found", true},
+		{"DELETE", "/v1/files/file_r2_00ff", "", nil, 410, "session_lost", false},
+		{"GET", "/v1/files/file-00ff", "", nil, 404, "file_not_found", false},
 		// Its own, or an id that names no replica: served here.
 		{"GET", "/v1/sessions/sess_r0_00ff", "", nil, 404, "session_not_found", false},
 		{"GET", "/v1/sessions/sess_00ff", "", nil, 404, "session_not_found", false},
