@@ -34,7 +34,8 @@ func TestFieldsInSync(t *testing.T) {
 			"Seed": "seed", "ResponseFormat": "response_format", "User": "user",
 			"Extra": "unknown fields, n, max_completion_tokens, stream_options when not streaming"}},
 		{agent.CodeTool{}, map[string]string{"Container": `the code tool's "container" or "session_id"`, "Language": `the code tool's "language"`,
-			"Network": "not in chat completions: the operator's network"}},
+			"Network": "not in chat completions: the operator's network",
+			"Files":   "not in chat completions: the server names the files it placed in a new container (a Responses container's file_ids)"}},
 		{agent.Tool{}, map[string]string{"Type": "type", "Name": "function.name", "Description": "function.description",
 			"Parameters": "function.parameters", "Strict": "function.strict", "Extra": "function's other fields", "EntryExtra": "the entry's other fields"}},
 		{agent.Message{}, map[string]string{"Role": "role", "Content": "content", "Name": "name", "Extra": "other fields", "Source": "messages[i]"}},
@@ -151,7 +152,7 @@ func TestEveryFieldReachesUpstream(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if missing := unset(areq, "CodeTool.Network"); len(missing) > 0 {
+	if missing := unset(areq, "CodeTool.Network", "CodeTool.Files"); len(missing) > 0 {
 		t.Errorf("FromChatRequest(fullRequest) leaves %v unset", missing)
 	}
 	up := llmtest.NewServer(t, llmtest.Text("done"))
