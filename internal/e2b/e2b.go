@@ -79,7 +79,7 @@ type box struct {
 	template string
 	metadata map[string]string
 	envs     map[string]string
-	network  *egress.Policy // its runs' egress (nil: none); commands have none
+	network  *egress.Policy // its runs' and commands' egress (nil: none)
 	token    string
 	started  time.Time
 	endAt    time.Time // as E2B sees it: now + timeout, moved by setTimeout
@@ -96,9 +96,10 @@ type box struct {
 }
 
 // env is the environment of b's processes and contexts beyond the session's: HOME
-// at /home/user, as in E2B's sandboxes, and the envVars it was created with.
+// at /home/user and USER user, as in E2B's sandboxes (whose user the session's
+// account files name so too), and the envVars it was created with.
 func (b *box) env() map[string]string {
-	env := map[string]string{"HOME": e2bHome}
+	env := map[string]string{"HOME": e2bHome, "USER": e2bUser}
 	for k, v := range b.envs {
 		env[k] = v
 	}

@@ -32,6 +32,7 @@ import (
 // the work dir and /tmp are its writable tmpfs mounts.
 const (
 	e2bHome = "/home/user"
+	e2bUser = "user" // the sandbox user's name in an E2B sandbox (sandbox.SessionOptions.Home)
 	workDir = "/work"
 )
 
@@ -377,7 +378,7 @@ func (s *Server) processStart(w http.ResponseWriter, r *http.Request, b *box, se
 	}
 	out := &connectStream{w: w}
 	cmd := &sandbox.Command{Args: append([]string{req.Process.Cmd}, req.Process.Args...), Env: env, Dir: dir,
-		Stdout: outWriter{c, "stdout"}, Stderr: outWriter{c, "stderr"}}
+		Stdout: outWriter{c, "stdout"}, Stderr: outWriter{c, "stderr"}, Network: b.network}
 	if req.Stdin != nil && *req.Stdin {
 		pr, pw := io.Pipe()
 		cmd.Stdin, c.stdin = pr, pw
@@ -393,14 +394,19 @@ func (s *Server) processStart(w http.ResponseWriter, r *http.Request, b *box, se
 	}
 	t := b.cmds()
 	t.mu.Lock()
-	c.p, c.pid = p, uint32(p.ID())
+	// The pid the sandbox's programs see ($!, ps, kill -0): the SDK hands it to
+	// them. It is unique among the sandbox's live processes, and a pid namespace
+	// hands numbers out in turn, so it is not reused while c is in the table.
+	c.p, c.pid = p, uint32(p.Pid())
 	t.byID[c.pid] = c
 	t.mu.Unlock()
 	c.started(out)
 	go func() {
 		st, werr := p.Wait()
 		t.mu.Lock()
-		delete(t.byID, c.pid)
+		if t.byID[c.pid] == c {
+			delete(t.byID, c.pid)
+		}
 		t.mu.Unlock()
 		if c.stdin != nil {
 			c.stdin.Close()
@@ -480,6 +486,15 @@ func (s *Server) processSignal(w http.ResponseWriter, r *http.Request, b *box) {
 		connectError(w, "internal", err.Error())
 		return
 	}
+	if sig == syscall.SIGKILL {
+		// Gone once the call returns, as E2B's: a `kill -0 <pid>` that follows must
+		// not find it, as it would while the process waits to be reaped.
+		select {
+		case <-c.p.Exited():
+		case <-time.After(killReapWait):
+		case <-r.Context().Done():
+		}
+	}
 	writeJSON(w, http.StatusOK, map[string]any{})
 }
 
@@ -536,6 +551,10 @@ func (s *Server) processCloseStdin(w http.ResponseWriter, r *http.Request, b *bo
 	}
 	writeJSON(w, http.StatusOK, map[string]any{})
 }
+
+// killReapWait bounds how long SendSignal's SIGKILL waits for the process to be
+// reaped; a frozen or starved sandbox may take longer, and the call returns anyway.
+const killReapWait = 5 * time.Second
 
 // maxDownload bounds a file read through /files.
 const maxDownload = 256 << 20

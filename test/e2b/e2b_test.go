@@ -111,7 +111,7 @@ func TestSDK(t *testing.T) {
 	url := server(t)
 	got := runSDK(t, url, "runCode", "commands", "files")
 	for _, step := range []string{"create", "runCode.state", "runCode.error", "runCode.figure", "runCode.onStdout",
-		"runCode.timeout", "runCode.contexts", "commands.run", "commands.exit", "commands.stdin", "commands.connect", "commands.pty", "commands.kill", "files", "files.paths", "files.gzip", "files.watchDir", "list", "getInfo", "setTimeout", "connect", "kill"} {
+		"runCode.timeout", "runCode.contexts", "commands.run", "commands.exit", "commands.stdin", "commands.connect", "commands.pty", "commands.user", "commands.pid", "commands.kill", "files", "files.paths", "files.gzip", "files.watchDir", "list", "getInfo", "setTimeout", "connect", "kill"} {
 		r, ok := got[step]
 		switch {
 		case !ok:
@@ -399,5 +399,16 @@ func TestNetworkAtCreate(t *testing.T) {
 		if !strings.Contains(out, `"text":"`+c.proxied+`"`) {
 			t.Errorf("%s: a run's proxy variables: %s, want text %s", c.name, out, c.proxied)
 		}
+	}
+}
+
+// TestCommandsNetwork: a sandbox created with internet (within --net-allow) gives
+// its commands the egress proxy, as its runs; one created without gives none.
+func TestCommandsNetwork(t *testing.T) {
+	p := api.DefaultConfig().Policy
+	p.NetworkAllow = []string{"*.example.com"}
+	got := runSDK(t, serverWith(t, p), "network")
+	if r, ok := got["network.commands"]; !ok || !r.OK {
+		t.Errorf("network.commands: %+v", r)
 	}
 }

@@ -350,6 +350,42 @@ if (want('commands')) {
     check(err && /pty/.test(err.message), `pty.create gave ${err?.name}: ${err?.message}`)
     return `${err.name}: ${err.message}`
   })
+  await step('commands.user', async () => {
+    // E2B's user: the name whoami, ls and the files API give, its home and $USER;
+    // no sudo (codeexec gives the sandbox no root: see README).
+    const r = await sbx.commands.run('whoami; id -gn; echo "$USER $HOME"; ls -ld /home/user | cut -d" " -f3,4')
+    check(r.stdout === 'user\nuser\nuser /home/user\nuser user\n', `stdout ${JSON.stringify(r.stdout)}`)
+    await sbx.files.write('owned.txt', 'x')
+    const info = await sbx.files.getInfo('owned.txt')
+    check(info.owner === 'user' && info.group === 'user', `getInfo owner ${info.owner}:${info.group}`)
+    let err
+    try {
+      await sbx.commands.run('sudo true')
+    } catch (e) {
+      err = e
+    }
+    check(err && err.exitCode === 127, `sudo gave ${err?.name} ${err?.exitCode}`)
+    return r.stdout.split('\n')[0]
+  })
+  await step('commands.pid', async () => {
+    // The pid the SDK gets is the sandbox's own: its programs can use it.
+    const h = await sbx.commands.run('echo $$; exec sleep 600', { background: true })
+    const listed = await sbx.commands.list()
+    check(listed.some((p) => p.pid === h.pid), `list ${JSON.stringify(listed)} lacks ${h.pid}`)
+    const alive = await sbx.commands.run(`kill -0 ${h.pid} && cat /proc/${h.pid}/comm`)
+    check(alive.stdout === 'sleep\n', `/proc/${h.pid}/comm ${h.pid}: ${JSON.stringify(alive.stdout)}`)
+    check(await sbx.commands.kill(h.pid), 'kill found no process')
+    let err
+    try {
+      await sbx.commands.run(`kill -0 ${h.pid}`)
+    } catch (e) {
+      err = e
+    }
+    check(err && err.exitCode === 1, `kill -0 after kill gave ${err?.name} ${err?.exitCode}`)
+    const printed = h.stdout.trim()
+    check(printed === String(h.pid), `$$ printed ${JSON.stringify(printed)}, pid ${h.pid}`)
+    return h.pid
+  })
   await step('commands.kill', async () => {
     const h = await sbx.commands.run('sleep 600', { background: true })
     const listed = await sbx.commands.list()
@@ -494,6 +530,34 @@ await step('kill', async () => {
   check(err && err.name === 'SandboxNotFoundError', `getInfo after kill gave ${err?.name}`)
   return 'killed'
 })
+
+if (want('network')) {
+  // A sandbox with internet (within the server's --net-allow): its commands go
+  // through the egress proxy, as its runs do; one without has no proxy.
+  await step('network.commands', async () => {
+    const open = await Sandbox.create({ allowInternetAccess: true, timeoutMs: 60_000 })
+    try {
+      const env = await open.commands.run('echo "$HTTPS_PROXY"')
+      check(/^http:\/\/127\.0\.0\.1:\d+\n$/.test(env.stdout), `HTTPS_PROXY ${JSON.stringify(env.stdout)}`)
+      // A host beyond the allowlist: the proxy itself answers, refusing it.
+      const py = 'import urllib.request, urllib.error\ntry:\n    urllib.request.urlopen("http://beyond.invalid/")\nexcept urllib.error.HTTPError as e:\n    print(e.code, e.headers.get("X-Codeexec-Egress-Error"))'
+      const r = await open.commands.run(`python3 -c '${py}'`)
+      check(r.stdout === '403 host_not_allowed\n', `a request beyond the allowlist: ${JSON.stringify(r.stdout)} ${JSON.stringify(r.stderr)}`)
+      const code = await open.runCode('import os\nos.environ.get("HTTPS_PROXY", "")')
+      check(code.text.startsWith('http://127.0.0.1:'), `runCode's HTTPS_PROXY ${JSON.stringify(code.text)}`)
+    } finally {
+      await open.kill()
+    }
+    const closed = await Sandbox.create({ timeoutMs: 60_000 })
+    try {
+      const none = await closed.commands.run('echo "[$HTTPS_PROXY]"')
+      check(none.stdout === '[]\n', `a sandbox without network: ${JSON.stringify(none.stdout)}`)
+    } finally {
+      await closed.kill()
+    }
+    return 'proxied'
+  })
+}
 
 if (want('latency')) {
   // The time from Sandbox.create() to the first runCode result, as a user sees it.
