@@ -154,6 +154,10 @@ func (b *box) cmds() *commands {
 // envd serves the sandbox's envd API (port 49983): process.Process and
 // filesystem.Filesystem over the Connect protocol with JSON, and /files.
 func (s *Server) envd(w http.ResponseWriter, r *http.Request, b *box, sess *session.Session) {
+	if u := envdUser(r); u != "" && u != e2bUser {
+		refuseUser(w, r, u)
+		return
+	}
 	switch r.URL.Path {
 	case "/files":
 		switch r.Method {
@@ -199,8 +203,37 @@ func (s *Server) envd(w http.ResponseWriter, r *http.Request, b *box, sess *sess
 	}
 }
 
+// envdUser is the user a call asks to act as: the SDKs' user option, sent as the
+// Basic user name of Authorization (the files API's as its username parameter); ""
+// when none is given.
+func envdUser(r *http.Request) string {
+	if u, _, ok := r.BasicAuth(); ok {
+		return u
+	}
+	if r.URL.Path == "/files" {
+		return r.URL.Query().Get("username")
+	}
+	return ""
+}
+
+// refuseUser answers a call that asks for user u, who is not the sandbox's one
+// user, in the shape the call's client reads. Refused rather than served as the
+// sandbox user: a program asking for root would otherwise carry on without it
+// and fail later, further from the cause.
+func refuseUser(w http.ResponseWriter, r *http.Request, u string) {
+	msg := fmt.Sprintf("user %q: a codeexec sandbox has one user, %q, and no root or sudo (see the README's Using the E2B SDKs); omit the user option", u, e2bUser)
+	switch {
+	case r.URL.Path == "/files":
+		writeError(w, http.StatusForbidden, msg)
+	case strings.HasPrefix(r.Header.Get("Content-Type"), "application/connect+"):
+		streamError(w, "permission_denied", msg)
+	default:
+		connectError(w, "permission_denied", msg)
+	}
+}
+
 // connectCodes maps Connect's error codes to HTTP statuses for unary replies.
-var connectCodes = map[string]int{"invalid_argument": 400, "already_exists": 409, "not_found": 404, "unimplemented": 501,
+var connectCodes = map[string]int{"permission_denied": 403, "invalid_argument": 400, "already_exists": 409, "not_found": 404, "unimplemented": 501,
 	"unavailable": 503, "resource_exhausted": 429, "internal": 500, "failed_precondition": 400, "unknown": 500}
 
 // connectError answers a unary Connect call with an error.

@@ -365,6 +365,22 @@ if (want('commands')) {
       err = e
     }
     check(err && err.exitCode === 127, `sudo gave ${err?.name} ${err?.exitCode}`)
+    // Asking for root is refused by name, not run as user; asking for user is fine.
+    const asUser = await sbx.commands.run('whoami', { user: 'user' })
+    check(asUser.stdout === 'user\n', `user: 'user' gave ${JSON.stringify(asUser.stdout)}`)
+    for (const [what, call] of [
+      ['commands.run', () => sbx.commands.run('id', { user: 'root' })],
+      ['files.write', () => sbx.files.write('/root/x.txt', 'x', { user: 'root' })],
+      ['files.list', () => sbx.files.list('/', { user: 'root' })],
+    ]) {
+      let refused
+      try {
+        await call()
+      } catch (e) {
+        refused = e
+      }
+      check(refused && /"root".*no root or sudo/.test(refused.message), `${what} as root gave ${refused?.name}: ${refused?.message}`)
+    }
     return r.stdout.split('\n')[0]
   })
   await step('commands.pid', async () => {
