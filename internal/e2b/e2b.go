@@ -141,6 +141,10 @@ func (s *Server) Handler() http.Handler {
 			s.dataPlane(w, r)
 			return
 		}
+		if r.URL.Path == "/files" && r.URL.Query().Has("signature") {
+			s.signedFiles(w, r)
+			return
+		}
 		control.ServeHTTP(w, r)
 	})
 }

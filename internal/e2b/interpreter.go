@@ -77,8 +77,15 @@ func (s *Server) dataPlane(w http.ResponseWriter, r *http.Request) {
 			w.WriteHeader(http.StatusNoContent)
 			return
 		}
+		if !tokenOK && r.URL.Query().Has("signature") {
+			if err := checkExpiry(r, time.Now()); err != nil {
+				writeError(w, http.StatusUnauthorized, err.Error())
+				return
+			}
+			tokenOK = signedBy(r, b.token)
+		}
 		if !tokenOK {
-			writeError(w, http.StatusUnauthorized, "X-Access-Token is required")
+			writeError(w, http.StatusUnauthorized, "X-Access-Token or a valid signature is required")
 			return
 		}
 		s.envd(w, r, b, sess)

@@ -111,7 +111,7 @@ func TestSDK(t *testing.T) {
 	url := server(t)
 	got := runSDK(t, url, "runCode", "commands", "files")
 	for _, step := range []string{"create", "runCode.state", "runCode.error", "runCode.figure", "runCode.onStdout",
-		"runCode.timeout", "runCode.contexts", "commands.run", "commands.exit", "commands.stdin", "commands.connect", "commands.pty", "commands.user", "commands.pid", "commands.kill", "files", "files.paths", "files.gzip", "files.watchDir", "list", "getInfo", "setTimeout", "connect", "kill"} {
+		"runCode.timeout", "runCode.contexts", "commands.run", "commands.exit", "commands.stdin", "commands.connect", "commands.pty", "commands.user", "commands.pid", "commands.kill", "files", "files.paths", "files.gzip", "files.signedUrls", "files.watchDir", "list", "getInfo", "setTimeout", "connect", "kill"} {
 		r, ok := got[step]
 		switch {
 		case !ok:

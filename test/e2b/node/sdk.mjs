@@ -494,6 +494,31 @@ if (want('files')) {
     check((await sbx.files.read('zipped.txt')) === 'gzip both ways', 'read without gzip')
     return back.length
   })
+  await step('files.signedUrls', async () => {
+    // A secure sandbox's downloadUrl and uploadUrl: plain fetches, no headers.
+    const sec = await Sandbox.create({ secure: true, timeoutMs: 60_000 })
+    try {
+      await sec.files.write('signed.txt', 'signed content')
+      const get = await fetch(await sec.downloadUrl('signed.txt', { useSignatureExpiration: 10_000 }))
+      const got = await get.text()
+      check(get.status === 200 && got === 'signed content', `download: ${get.status} ${got}`)
+      const form = new FormData()
+      form.append('file', 'uploaded')
+      const up = await fetch(await sec.uploadUrl('up.txt', { useSignatureExpiration: 10_000 }), { method: 'POST', body: form })
+      const upBody = await up.json()
+      check(up.status === 200 && upBody[0]?.path === '/home/user/up.txt', `upload: ${up.status} ${JSON.stringify(upBody)}`)
+      check((await sec.files.read('up.txt')) === 'uploaded', 'the uploaded file')
+      const expired = await fetch(await sec.downloadUrl('signed.txt', { useSignatureExpiration: -10_000 }))
+      check(expired.status === 401 && (await expired.json()).message === 'signature is already expired', `expired: ${expired.status}`)
+      const url = new URL(await sec.downloadUrl('signed.txt'))
+      url.searchParams.set('path', 'up.txt') // another file under the same signature
+      const forged = await fetch(url)
+      check(forged.status === 401, `a signature for another path: ${forged.status}`)
+      return `${get.status} ${up.status} ${expired.status} ${forged.status}`
+    } finally {
+      await sec.kill()
+    }
+  })
   await step('files.watchDir', async () => {
     await sbx.files.makeDir('watched')
     const events = []
