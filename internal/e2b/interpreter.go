@@ -406,10 +406,13 @@ func (s *Server) handleExecute(w http.ResponseWriter, r *http.Request, b *box, s
 	if *count == 0 {
 		base = b.env()
 	}
+	// Display data reaches the client as the program shows it, as a notebook's;
+	// the Result repeats it, and only what was not streamed is sent at the end.
+	streamed := &streamedOutputs{out: out}
 	if lang == job.LangBash {
 		jr.Language, jr.Code = job.LangBash, bashCode(req.Code, base, b.env(), req.EnvVars)
 	} else {
-		jr.Kernel = &job.Kernel{Env: req.EnvVars, BaseEnv: base}
+		jr.Kernel = &job.Kernel{Env: req.EnvVars, BaseEnv: base, OnOutput: streamed.send}
 	}
 	started := false
 	hooks := session.Hooks{Started: func() {
@@ -417,6 +420,7 @@ func (s *Server) handleExecute(w http.ResponseWriter, r *http.Request, b *box, s
 		w.Header().Set("Content-Type", "application/x-ndjson")
 		w.WriteHeader(http.StatusOK)
 		out.startKeepalive(leave)
+		streamed.start()
 	}}
 	var res *job.Result
 	if pc != nil {
@@ -448,7 +452,13 @@ func (s *Server) handleExecute(w http.ResponseWriter, r *http.Request, b *box, s
 		return
 	}
 	*count++
-	for _, m := range results(res) {
+	rest := *res
+	rest.Outputs = streamed.unsent(res.Outputs)
+	if len(rest.Outputs) == 0 && len(res.Outputs) > 0 {
+		rest.Outputs = nil
+		rest.Images, rest.Result = nil, nil // all shown already, as display data
+	}
+	for _, m := range results(&rest) {
 		out.send(m)
 	}
 	if e := executionError(res); e != nil {
@@ -580,6 +590,70 @@ func results(res *job.Result) []map[string]any {
 		out = append(out, map[string]any{"type": "result", "text": *res.Result, "is_main_result": true})
 	}
 	return out
+}
+
+// streamedOutputs sends a kernel run's display data to the client as the program
+// shows it (job.Kernel.OnOutput), once the reply has started, and remembers what it
+// sent.
+type streamedOutputs struct {
+	out *ndjson
+
+	mu      sync.Mutex
+	started bool
+	held    []job.Output // shown before the reply started
+	sent    []job.Output
+}
+
+func (s *streamedOutputs) send(o job.Output) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if !s.started {
+		s.held = append(s.held, o)
+		return
+	}
+	s.out.send(resultOf(o))
+	s.sent = append(s.sent, o)
+}
+
+// start sends what was held: the reply has started.
+func (s *streamedOutputs) start() {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	s.started = true
+	for _, o := range s.held {
+		s.out.send(resultOf(o))
+		s.sent = append(s.sent, o)
+	}
+	s.held = nil
+}
+
+// unsent is what of all, the Result's display data, the client has not had: all
+// after the ones streamed, when those are its start (the program may have written
+// the report pipe itself, and streamed anything).
+func (s *streamedOutputs) unsent(all []job.Output) []job.Output {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if len(s.sent) > len(all) {
+		return all
+	}
+	for i, o := range s.sent {
+		if !sameOutput(o, all[i]) {
+			return all
+		}
+	}
+	return all[len(s.sent):]
+}
+
+func sameOutput(a, b job.Output) bool {
+	if a.Main != b.Main || len(a.Data) != len(b.Data) {
+		return false
+	}
+	for k, v := range a.Data {
+		if w, ok := b.Data[k]; !ok || !bytes.Equal(v, w) {
+			return false
+		}
+	}
+	return true
 }
 
 // resultOf is E2B's result object of one display data bundle. As E2B's server, it

@@ -130,7 +130,7 @@ func TestSDK(t *testing.T) {
 // JavaScript context.
 func TestKernel(t *testing.T) {
 	got := runSDK(t, server(t), "kernel")
-	for _, step := range []string{"kernel.dataframe", "kernel.display", "kernel.repr", "kernel.shell", "kernel.magics",
+	for _, step := range []string{"kernel.dataframe", "kernel.display", "kernel.displayStreamed", "kernel.repr", "kernel.shell", "kernel.magics",
 		"kernel.figure", "kernel.chart", "kernel.executionCount", "kernel.envs", "kernel.indented", "kernel.bash", "kernel.killed", "kernel.stream", "commands.killed", "kernel.javascript"} {
 		r, ok := got[step]
 		switch {

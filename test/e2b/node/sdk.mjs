@@ -130,6 +130,19 @@ if (want('kernel')) {
     check(ex.logs.stdout.join('') === 'before\n', `stdout ${JSON.stringify(ex.logs.stdout)}`)
     return ex.results.map((r) => r.formats().join('+')).join(' ')
   })
+  await step('kernel.displayStreamed', async () => {
+    // display() reaches onResult while the cell runs: the cell waits for a file
+    // that only the callback writes (20 s at most, then it says so).
+    const seen = []
+    let wrote
+    const ex = await sbx.runCode(
+      'import os, time\ndisplay("first")\nfor _ in range(400):\n    if os.path.exists("streamed.flag"): break\n    time.sleep(0.05)\ndisplay("second " + ("after the flag" if os.path.exists("streamed.flag") else "without it"))\n3',
+      { onResult: (r) => { seen.push(r.text); if (r.text === 'first') wrote = sbx.files.write('streamed.flag', 'x') } })
+    await wrote
+    check(JSON.stringify(seen) === '["first","second after the flag","3"]', `onResult saw ${JSON.stringify(seen)}`)
+    check(ex.results.length === 3 && ex.results[2].isMainResult && ex.text === '3', `results ${JSON.stringify(ex.results)}`)
+    return seen.join(', ')
+  })
   await step('kernel.repr', async () => {
     const ex = await sbx.runCode([
       'import base64',
