@@ -49,6 +49,9 @@ type config struct {
 	httpTputN   int  // requests per concurrency level over HTTP
 	out         string
 	args        []string // as given, for the report
+
+	nodePool  int  // started Node sandboxes kept ready
+	langsOnly bool // measure the languages section only
 }
 
 func parseFlags() (config, error) {
@@ -61,6 +64,8 @@ func parseFlags() (config, error) {
 	flag.StringVar(&c.store, "store", store, "store holding the image ($CODEEXEC_STORE)")
 	flag.StringVar(&c.image, "image", image.DefaultName, "image to measure: a name (its newest build) or an ID from `codeexec image list`")
 	flag.IntVar(&c.prefork, "prefork", 4, "warm children kept forked and ready")
+	flag.IntVar(&c.nodePool, "node-pool", 2, "started Node sandboxes kept ready for JavaScript (0: none)")
+	flag.BoolVar(&c.langsOnly, "langs-only", false, "measure only the languages section (python, bash, javascript on the warm and cold paths)")
 	flag.IntVar(&c.nWarm, "n-warm", 200, "latency executions per workload on the warm path")
 	flag.IntVar(&c.nCold, "n-cold", 20, "latency executions per workload on the cold, bwrap and chroot paths")
 	flag.IntVar(&c.tputN, "tput-n", 400, "executions per concurrency level for warm throughput")
@@ -87,8 +92,8 @@ func parseFlags() (config, error) {
 			return c, fmt.Errorf("%s %d must be at least 1", name, v)
 		}
 	}
-	if c.prefork < 0 {
-		return c, fmt.Errorf("-prefork %d must not be negative", c.prefork)
+	if c.prefork < 0 || c.nodePool < 0 {
+		return c, fmt.Errorf("-prefork %d and -node-pool %d must not be negative", c.prefork, c.nodePool)
 	}
 	return c, nil
 }
@@ -128,6 +133,13 @@ func run(ctx context.Context, cfg config) error {
 		return fmt.Errorf("cold runner: %w", err)
 	}
 	defer cold.Close()
+	if cfg.langsOnly {
+		rep := &report{cfg: cfg, machine: machineInfo(img, warm)}
+		if rep.langs, err = measureLangs(ctx, cfg, warm, cold); err != nil {
+			return err
+		}
+		return output(cfg, rep)
+	}
 	viaHTTP, closeHTTP, err := startHTTP(cfg, warm)
 	if err != nil {
 		return err
@@ -141,6 +153,9 @@ func run(ctx context.Context, cfg config) error {
 	loadStart := loadAvg()
 
 	if rep.latency, err = latencyAll(ctx, cfg, paths, warm); err != nil {
+		return err
+	}
+	if rep.langs, err = measureLangs(ctx, cfg, warm, cold); err != nil {
 		return err
 	}
 	if rep.tput, err = throughputAll(ctx, cfg, warm, cold, viaHTTP); err != nil {
@@ -171,6 +186,7 @@ func newRunner(cfg config, rootfs string, warm bool) (*sandbox.Runner, error) {
 		HostUID:      sandbox.DefaultHostUID,
 		Warm:         warm,
 		Prefork:      cfg.prefork,
+		NodePool:     cfg.nodePool,
 	})
 }
 

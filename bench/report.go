@@ -61,6 +61,7 @@ type report struct {
 	rss      int64
 	mem      sessionMemory
 	fork     forkStats
+	langs    []langRow
 }
 
 // writeReport prints rep as Markdown.
@@ -69,9 +70,14 @@ func writeReport(w io.Writer, rep *report) {
 	fmt.Fprintf(w, "Produced by `go run ./bench %s`. The machine is shared and noisy: "+
 		"treat minimums as the cost and medians as typical.\n\n", strings.Join(rep.cfg.args, " "))
 	writeMachine(w, rep)
+	if rep.cfg.langsOnly {
+		writeLangs(w, rep)
+		return
+	}
 	writePaths(w, rep)
 	writeTargets(w, rep)
 	writeLatency(w, rep)
+	writeLangs(w, rep)
 	writeThroughput(w, rep)
 	writeMemory(w, rep)
 }

@@ -85,7 +85,7 @@ memory). With --json, the Result is printed as JSON and the exit code is 0.`,
 	fl := cmd.Flags()
 	fl.StringVar(&f.store, "store", "", "image and state directory (default $CODEEXEC_STORE or "+defaultStore+")")
 	fl.StringVar(&f.image, "image", image.DefaultName, "image to run in: a name, or an ID from `codeexec image list`")
-	fl.StringVar(&f.lang, "lang", job.LangPython, "language of the program: "+strings.Join(job.Languages, " or "))
+	fl.StringVar(&f.lang, "lang", job.LangPython, "language of the program: "+strings.Join(job.Languages, ", ")+` ("js" for short)`)
 	fl.DurationVar(&f.timeout, "timeout", 30*time.Second, "wall-clock limit")
 	fl.StringVar(&f.memory, "memory", "512MiB", "memory limit (RAM; sandboxes have no swap)")
 	fl.StringVar(&f.net, "net", "none", "network access: none, or allow=HOST[,HOST…] (through the egress proxy; *.example.com allows subdomains)")
@@ -96,6 +96,7 @@ memory). With --json, the Result is printed as JSON and the exit code is 0.`,
 }
 
 func (f runFlags) request(code string) (*job.Request, error) {
+	f.lang = job.CanonicalLanguage(f.lang)
 	if f.lang == "" || !job.KnownLanguage(f.lang) {
 		return nil, usageError{fmt.Errorf("--lang %q: use one of %s", f.lang, strings.Join(job.Languages, ", "))}
 	}

@@ -97,6 +97,7 @@ func openImages(c serveConfig, log *slog.Logger, storage int64) (*imageset.Set, 
 			HostUID:      sandbox.DefaultHostUID,
 			Warm:         !c.Cold,
 			Prefork:      c.Prefork,
+			NodePool:     c.NodePool,
 			Logger:       log,
 			Total:        c.totals,
 			// Each image's runner books against the same budget size: the budget

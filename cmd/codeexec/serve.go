@@ -49,6 +49,7 @@ type serveConfig struct {
 	InsecureNoKey bool     `json:"insecure_no_auth"`
 	Cold          bool     `json:"cold"`
 	Prefork       int      `json:"prefork"`
+	NodePool      int      `json:"node_pool"`
 	MaxConcurrent int      `json:"max_concurrent"`
 	MaxQueued     int      `json:"max_queued"`
 	MaxSessions   int      `json:"max_sessions"`
@@ -124,6 +125,7 @@ func defaultServeConfig() serveConfig {
 	return serveConfig{
 		Addr:              "127.0.0.1:8080",
 		Prefork:           4,
+		NodePool:          2,
 		MaxConcurrent:     16,
 		MaxQueued:         64,
 		MaxSessions:       1000,
@@ -216,6 +218,7 @@ func bindServeFlags(f *pflag.FlagSet, cfg *serveConfig) {
 	f.BoolVar(&cfg.InsecureNoKey, "insecure-no-auth", false, "allow listening beyond loopback without API keys")
 	f.BoolVar(&cfg.Cold, "cold", false, "start a fresh interpreter per execution instead of forking a warm one (no sessions)")
 	f.IntVar(&cfg.Prefork, "prefork", cfg.Prefork, "warm interpreters kept ready")
+	f.IntVar(&cfg.NodePool, "node-pool", cfg.NodePool, "sandboxes with a started Node kept ready for JavaScript (0: start Node per execution)")
 	f.IntVar(&cfg.MaxConcurrent, "max-concurrent", cfg.MaxConcurrent, "executions running at once")
 	f.IntVar(&cfg.MaxQueued, "max-queued", cfg.MaxQueued, "executions waiting for a turn before 429")
 	f.IntVar(&cfg.MaxSessions, "max-sessions", cfg.MaxSessions, "sessions alive at once")
@@ -304,8 +307,8 @@ func (c *serveConfig) load(file string, flags *pflag.FlagSet) error {
 	if _, err := parseSize(c.MaxFileStorage); err != nil {
 		return fmt.Errorf("max-file-storage: %w", err)
 	}
-	if c.MaxConcurrent < 1 || c.MaxQueued < 0 || c.MaxSessions < 0 || c.Prefork < 0 {
-		return errors.New("max-concurrent must be positive; max-queued, max-sessions and prefork not negative")
+	if c.MaxConcurrent < 1 || c.MaxQueued < 0 || c.MaxSessions < 0 || c.Prefork < 0 || c.NodePool < 0 {
+		return errors.New("max-concurrent must be positive; max-queued, max-sessions, prefork and node-pool not negative")
 	}
 	if c.conn, err = c.connLimits(); err != nil {
 		return err

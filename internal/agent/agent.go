@@ -156,7 +156,7 @@ func (a *Agent) Complete(ctx context.Context, model Model, req *Request, sb Sand
 		if input, err = placeFiles(sb, req.Input, c.state); err != nil {
 			return nil, err
 		}
-		hint = codeHint(c.network, c.state, req.Code.Files)
+		hint = codeHint(req.Code.Language, c.network, c.state, req.Code.Files)
 	}
 	up.Messages = upstreamMessages(input, hint)
 	maxSteps := a.MaxSteps

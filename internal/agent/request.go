@@ -49,8 +49,11 @@ type Request struct {
 	Extra map[string]json.RawMessage
 }
 
-// CodeTool is the request's code tool: Python run in the caller's Sandbox.
+// CodeTool is the request's code tool: code run in the caller's Sandbox.
 type CodeTool struct {
+	// Language is what the model writes: job.LangPython (also ""), LangJavaScript or
+	// LangBash. The caller's Sandbox must run the code in it.
+	Language string
 	// Container names the sandbox of an earlier request to go on in ("" for a new
 	// one). The caller resolves it to the Sandbox it passes; the loop does not read it.
 	Container string

@@ -30,6 +30,24 @@ const codeToolDescription = "Run Python code in a secure sandbox and return its 
 // state the sandbox starts with (see stateHint).
 const systemHint = `You can run Python 3.11 code with the code_execution tool, in a secure sandbox %s. numpy, pandas, matplotlib, scipy, sympy and requests are installed. %s The working directory is /work, where the user's files are. Each call returns stdout, stderr and the value of the last expression (or of a variable named result); on an error you get the traceback, so fix the code and try again. matplotlib figures are captured automatically and shown to the user: do not call plt.savefig unless asked for a file. Use code for any calculation, data analysis or statistics rather than computing in your head, then answer with the actual numbers.`
 
+// codeLanguage is what the model is told of the code tool in a language other than
+// Python: the code parameter, the function's description and the system hint (the
+// same two %s as systemHint's).
+type codeLanguage struct{ params, description, hint string }
+
+var codeLanguages = map[string]codeLanguage{
+	job.LangJavaScript: {
+		params:      `{"type":"object","properties":{"code":{"type":"string","description":"JavaScript (Node.js 20) source to run as a script; top-level await works."}},"required":["code"]}`,
+		description: "Run JavaScript in Node.js in a secure sandbox and return its output. Variables, functions and files persist from one call to the next.",
+		hint:        `You can run JavaScript with the code_execution tool, in Node.js 20 in a secure sandbox %s. Node's built-in modules (fs, path, crypto, child_process, ...) are there, but no npm packages. %s The working directory is /work, where the user's files are. Each call returns stdout, stderr and the value of the last expression; top-level await works; on an error you get the stack, so fix the code and try again. Use code for any calculation or data processing rather than computing in your head, then answer with the actual numbers.`,
+	},
+	job.LangBash: {
+		params:      `{"type":"object","properties":{"code":{"type":"string","description":"A bash script to run."}},"required":["code"]}`,
+		description: "Run a bash script in a secure sandbox and return its stdout, stderr and exit status. The working directory, exported variables and files persist from one call to the next.",
+		hint:        `You can run bash scripts with the code_execution tool, in a secure Debian sandbox %s. coreutils, python3 (with numpy, pandas, scipy, sympy and matplotlib) and node are installed. %s The working directory is /work, where the user's files are. Each call returns stdout, stderr and the exit status; on a failure, read stderr, fix the script and try again. Use commands for any calculation or data processing rather than computing in your head, then answer with the actual results.`,
+	},
+}
+
 // networkHint describes the sandbox's network to the model: none, or HTTP(S) to the
 // hosts of the egress allowlist.
 func networkHint(p *egress.Policy) string {
@@ -84,19 +102,28 @@ func upstreamRequest(req *Request) (*llm.ChatRequest, error) {
 		up.Tools = append(up.Tools, llmTool(t))
 	}
 	if req.Code != nil {
+		description, params := codeToolDescription, codeToolParams
+		if l, ok := codeLanguages[req.Code.Language]; ok {
+			description, params = l.description, l.params
+		}
 		up.Tools = append(up.Tools, llm.Tool{Type: llm.ToolTypeFunction, Function: &llm.FunctionDef{
 			Name:        ToolName,
-			Description: codeToolDescription,
-			Parameters:  json.RawMessage(codeToolParams),
+			Description: description,
+			Parameters:  json.RawMessage(params),
 		}})
 	}
 	return up, nil
 }
 
-// codeHint is the system message that tells the model of the code tool: what
-// network the code has and whether earlier state is there.
-func codeHint(network *egress.Policy, resumed bool, files []string) string {
-	hint := fmt.Sprintf(systemHint, networkHint(network), stateHint(resumed))
+// codeHint is the system message that tells the model of the code tool: the
+// language, what network the code has, whether earlier state is there and which
+// files it was given.
+func codeHint(language string, network *egress.Policy, resumed bool, files []string) string {
+	hint := systemHint
+	if l, ok := codeLanguages[language]; ok {
+		hint = l.hint
+	}
+	hint = fmt.Sprintf(hint, networkHint(network), stateHint(resumed))
 	if len(files) > 0 {
 		hint += " These files are in /work: " + strings.Join(files, ", ") + "."
 	}

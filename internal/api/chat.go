@@ -2,6 +2,7 @@ package api
 
 import (
 	"bytes"
+	"cmp"
 	"context"
 	"encoding/json"
 	"errors"
@@ -120,9 +121,15 @@ func (s *Server) handleChat(w http.ResponseWriter, r *http.Request) {
 	}
 	container := areq.Code.Container
 	sb := s.gatewaySandbox(tenantOf(r))
+	sb.language = areq.Code.Language
 	if container != "" {
 		if err = sb.resume(container); err != nil {
 			writeContainerError(w, container, err)
+			return
+		}
+		// The container's interpreter is its language's: the tool must be too.
+		if _, rerr := sessionLanguage(cmp.Or(sb.language, job.LangPython), sb.sess); rerr != nil {
+			writeRequestError(w, rerr)
 			return
 		}
 	}

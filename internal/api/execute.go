@@ -100,6 +100,7 @@ func (req *ExecuteRequest) toSandbox(cfg *Config) (*job.Request, *requestError) 
 	if len(*req.Code) > cfg.MaxCodeBytes {
 		return nil, badRequest("code_too_large", "code has %d bytes; the limit is %d", len(*req.Code), cfg.MaxCodeBytes)
 	}
+	req.Language = job.CanonicalLanguage(req.Language)
 	if err := checkLanguage(req.Language); err != nil {
 		return nil, err
 	}

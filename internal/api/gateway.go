@@ -38,6 +38,10 @@ type gatewaySandbox struct {
 	// figures: each run's figures are also saved in the session (figuresDir), so
 	// that a URL of the container's files serves them (their Saved says where).
 	figures bool
+
+	// language is the code tool's (job.LangPython or ""; LangJavaScript; LangBash):
+	// a session this sandbox starts runs it, and one the request names must.
+	language string
 }
 
 // figuresDir is where a session keeps the figures of the Responses API's runs:
@@ -73,6 +77,9 @@ func (g *gatewaySandbox) Start(ctx context.Context) error {
 	sess, err := g.s.sessions.Create(ctx, g.owner, g.limits, 0)
 	if err != nil {
 		return err
+	}
+	if g.language != "" && g.language != job.LangPython {
+		sess.SetLanguage(g.language)
 	}
 	g.sess, g.created = sess, sess
 	for _, f := range g.place {
@@ -111,7 +118,7 @@ func (g *gatewaySandbox) Run(ctx context.Context, code string) (*job.Result, err
 	if err := g.Start(ctx); err != nil {
 		return nil, err
 	}
-	res, err := g.s.sessions.Exec(ctx, g.owner, g.sess.ID, &job.Request{Code: code, Limits: g.limits, Network: g.network}, session.Hooks{})
+	res, err := g.s.sessions.Exec(ctx, g.owner, g.sess.ID, &job.Request{Code: code, Language: g.language, Limits: g.limits, Network: g.network}, session.Hooks{})
 	if errors.Is(err, session.ErrNotFound) {
 		// Expired or deleted since Start: to the agent, an interpreter that stopped.
 		return nil, fmt.Errorf("%w: session %q is gone", sandbox.ErrSessionEnded, g.sess.ID)

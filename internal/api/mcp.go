@@ -41,7 +41,7 @@ type mcpSandboxes struct{ s *Server }
 // request applies the execute policy to e: the same checks, defaults and errors as
 // an execute body with those fields, and the MCP face's network.
 func (a mcpSandboxes) request(e *mcp.Execution) (*ExecuteRequest, *job.Request, error) {
-	req := &ExecuteRequest{Code: &e.Code}
+	req := &ExecuteRequest{Code: &e.Code, Language: e.Language}
 	if e.Timeout > 0 {
 		ms := (e.Timeout + time.Millisecond - 1).Milliseconds() // a part of a millisecond is one
 		req.TimeoutMS = &ms
@@ -95,6 +95,9 @@ func (a mcpSandboxes) Exec(ctx context.Context, owner *tenant.Tenant, id string,
 	if sb.Limits, rerr = sessionRunLimits(req, sess.Limits()); rerr != nil {
 		return nil, state, mcpError(rerr)
 	}
+	if sb.Language, rerr = sessionLanguage(sb.Language, sess); rerr != nil {
+		return nil, state, mcpError(rerr)
+	}
 	res, err := a.s.sessions.Exec(ctx, owner, id, sb, a.s.hooks(nil))
 	if err != nil {
 		return nil, state, a.runError(ctx, id, err)
@@ -142,7 +145,7 @@ func (a mcpSandboxes) Interrupt(owner *tenant.Tenant, id string) error {
 	return sess.Interrupt()
 }
 
-func (a mcpSandboxes) Create(ctx context.Context, owner *tenant.Tenant) (session.Info, error) {
+func (a mcpSandboxes) Create(ctx context.Context, owner *tenant.Tenant, language string) (session.Info, error) {
 	// The limits of a session made with an empty create body, but each run may ask
 	// for the longest timeout: MCP's create_session takes no limits, and a model
 	// cannot make a session over for a longer run.
@@ -166,6 +169,9 @@ func (a mcpSandboxes) Create(ctx context.Context, owner *tenant.Tenant) (session
 	}
 	if err != nil {
 		return session.Info{}, a.sessionError("", err)
+	}
+	if language != job.LangPython {
+		sess.SetLanguage(language)
 	}
 	return sess.Info(), nil
 }

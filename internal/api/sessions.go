@@ -2,6 +2,7 @@ package api
 
 import (
 	"bytes"
+	"context"
 	"errors"
 	"fmt"
 	"math"
@@ -50,6 +51,7 @@ func (s *Server) handleCreateSession(w http.ResponseWriter, r *http.Request) {
 		}
 	}
 	// The session's limits hold for its whole life, within the policy of executions.
+	req.Language = job.CanonicalLanguage(req.Language)
 	if err := checkLanguage(req.Language); err != nil {
 		writeRequestError(w, err)
 		return
@@ -80,7 +82,9 @@ func (s *Server) handleCreateSession(w http.ResponseWriter, r *http.Request) {
 	}
 	var sess *session.Session
 	var cerr error
-	if runner != nil {
+	if nr, ok := runner.(nodeRunner); ok && req.Language == job.LangJavaScript {
+		sess, cerr = s.sessions.CreateIn(r.Context(), tenantOf(r), image, nodeStarter{nr}, l, ttl)
+	} else if runner != nil {
 		sess, cerr = s.sessions.CreateIn(r.Context(), tenantOf(r), image, runner, l, ttl)
 	} else {
 		sess, cerr = s.sessions.Create(r.Context(), tenantOf(r), l, ttl)
@@ -93,6 +97,19 @@ func (s *Server) handleCreateSession(w http.ResponseWriter, r *http.Request) {
 		sess.SetLanguage(req.Language)
 	}
 	writeJSON(w, http.StatusCreated, CreateSessionReply{ID: sess.ID, ExpiresAt: sess.ExpiresAt(), Image: sess.Image})
+}
+
+// nodeRunner is a runner that keeps started Node sandboxes (*sandbox.Runner).
+type nodeRunner interface {
+	NewNodeSession(ctx context.Context, l job.Limits) (*sandbox.Session, error)
+}
+
+// nodeStarter starts JavaScript sessions from the runner's Node pool, so that their
+// first run finds Node started.
+type nodeStarter struct{ r nodeRunner }
+
+func (n nodeStarter) NewSession(ctx context.Context, l job.Limits) (*sandbox.Session, error) {
+	return n.r.NewNodeSession(ctx, l)
 }
 
 // SessionList is the reply to GET /v1/sessions: the caller's sessions, oldest first.

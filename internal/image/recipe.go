@@ -88,6 +88,9 @@ func DefaultRecipe() Recipe {
 			// BLAS. On bookworm OpenBLAS came in through pythran's dependencies; trixie's
 			// scipy no longer pulls those, so it is named.
 			"libopenblas0-pthread",
+			// language "javascript": Node 20 on trixie, with the acorn parser Debian
+			// ships it with, which the JavaScript harness uses for top-level await.
+			"nodejs",
 		},
 		Purge:   DefaultPurge,
 		Modules: []string{"numpy", "pandas", "matplotlib", "scipy", "sympy", "requests"},

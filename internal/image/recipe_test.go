@@ -184,13 +184,16 @@ func TestOldRecipeHashes(t *testing.T) {
 			`^libjansson|pythran|^python3-beniget|^python3-gast|^libboost`,
 		Modules: []string{"numpy", "pandas", "matplotlib", "scipy", "sympy", "requests"},
 	}
+	trixie := DefaultRecipe()
+	trixie.Packages = slices.DeleteFunc(slices.Clone(trixie.Packages), func(p string) bool { return p == "nodejs" })
 	for _, tt := range []struct {
 		name string
 		r    Recipe
 		want string
 	}{
 		{"bookworm default of recipe version 1", bookworm, "47097fa68257"},
-		{"trixie default of recipe version 1", DefaultRecipe(), "8f857625f643"},
+		{"trixie default of recipe version 1, before nodejs", trixie, "8f857625f643"},
+		{"trixie default with nodejs", DefaultRecipe(), "92cd2222a8d6"},
 	} {
 		if got := tt.r.Hash(); got != tt.want {
 			t.Errorf("%s: Hash() = %q, want %q", tt.name, got, tt.want)

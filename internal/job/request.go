@@ -19,23 +19,34 @@ type InputFile struct {
 
 // The languages a Request may be in.
 const (
-	LangPython = "python"
-	LangBash   = "bash"
+	LangPython     = "python"
+	LangBash       = "bash"
+	LangJavaScript = "javascript"
 )
 
 // Languages are the languages served, in the order error messages name them.
-var Languages = []string{LangPython, LangBash}
+var Languages = []string{LangPython, LangBash, LangJavaScript}
 
 // KnownLanguage reports whether lang is one of Languages; "" means Python.
 func KnownLanguage(lang string) bool {
-	return lang == "" || lang == LangPython || lang == LangBash
+	return lang == "" || lang == LangPython || lang == LangBash || lang == LangJavaScript
+}
+
+// CanonicalLanguage maps the aliases a caller may write ("js") to the language's
+// name; any other value is returned as it is, for KnownLanguage to judge.
+func CanonicalLanguage(lang string) string {
+	if lang == "js" {
+		return LangJavaScript
+	}
+	return lang
 }
 
 // Request is one execution.
 type Request struct {
 	Code string
-	// Language is what Code is written in: LangPython (also "") or LangBash, which
-	// runs Code with /bin/bash -c, Name as $0 and Args as $1...
+	// Language is what Code is written in: LangPython (also ""), LangBash, which
+	// runs Code with /bin/bash, Name as $0 and Args as $1..., or LangJavaScript,
+	// which runs Code with Node as a script (process.argv is [node, Name, Args...]).
 	Language string
 	Limits   Limits
 	Files    []InputFile

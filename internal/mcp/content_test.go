@@ -218,7 +218,7 @@ func TestResultSchemaCoversResult(t *testing.T) {
 }
 
 // fill sets every field of v to a value that is not its zero, as a guard test's
-// input: slices get one element, pointers a value.
+// input: slices and maps get one element, pointers a value.
 func fill(t *testing.T, v reflect.Value) {
 	switch v.Kind() {
 	case reflect.Struct:
@@ -234,7 +234,18 @@ func fill(t *testing.T, v reflect.Value) {
 	case reflect.Pointer:
 		v.Set(reflect.New(v.Type().Elem()))
 		fill(t, v.Elem())
+	case reflect.Map:
+		m := reflect.MakeMap(v.Type())
+		k, e := reflect.New(v.Type().Key()).Elem(), reflect.New(v.Type().Elem()).Elem()
+		fill(t, k)
+		fill(t, e)
+		m.SetMapIndex(k, e)
+		v.Set(m)
 	case reflect.Slice:
+		if v.Type() == reflect.TypeFor[json.RawMessage]() {
+			v.SetBytes([]byte(`"s"`))
+			return
+		}
 		if v.Type().Elem().Kind() == reflect.Uint8 {
 			v.SetBytes([]byte("data"))
 			return
@@ -302,8 +313,8 @@ func TestSchemasArePortable(t *testing.T) {
 			walk(tool.Name+"."+kind, &sch)
 		}
 	}
-	if len(list.Tools) != 7 {
-		t.Errorf("the server lists %d tools, want 7", len(list.Tools))
+	if len(list.Tools) != 9 {
+		t.Errorf("the server lists %d tools, want 9", len(list.Tools))
 	}
 }
 
@@ -311,17 +322,21 @@ func TestExecuteDescription(t *testing.T) {
 	p := Policy{DefaultTimeout: 30 * time.Second, MaxTimeout: 300 * time.Second, MemoryBytes: 512 << 20, OutputBytes: 1 << 20}
 	for _, c := range []struct {
 		name string
+		lang int // in toolLanguages
 		edit func(*Policy)
 		want []string
 	}{
-		{"defaults", func(*Policy) {}, []string{"Python 3.13", "numpy, pandas, matplotlib, scipy, sympy and requests",
+		{"defaults", 0, func(*Policy) {}, []string{"Python 3.13", "numpy, pandas, matplotlib, scipy, sympy and requests",
 			"30 s of wall-clock time by default (timeout_s, up to 300 s), 512 MiB of memory, 1 MiB", "no network access", "/work"}},
-		{"network and judge", func(p *Policy) { p.Network, p.Judged = []string{"api.example.com", "*.example.org"}, true },
+		{"javascript", 1, func(*Policy) {}, []string{"JavaScript in Node.js 20", "last expression as result", "top-level await",
+			`create_session (language "javascript"), variables (let, const, var, functions, classes) and files persist`, "no network access"}},
+		{"bash", 2, func(*Policy) {}, []string{"bash script", "exit status", `create_session (language "bash"), the working directory, exported variables`}},
+		{"network and judge", 0, func(p *Policy) { p.Network, p.Judged = []string{"api.example.com", "*.example.org"}, true },
 			[]string{"HTTP and HTTPS to api.example.com, *.example.org only", "safety policy checks the code"}},
 	} {
 		q := p
 		c.edit(&q)
-		d := executeDescription(q)
+		d := executeDescription(q, toolLanguages[c.lang])
 		for _, w := range c.want {
 			if !strings.Contains(d, w) {
 				t.Errorf("%s: the description lacks %q:\n%s", c.name, w, d)

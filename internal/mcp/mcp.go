@@ -29,9 +29,9 @@ type Sandboxes interface {
 	// Interrupt stops the execution running in session id as Ctrl-C would; it
 	// returns sandbox.ErrNotRunning when none runs.
 	Interrupt(owner *tenant.Tenant, id string) error
-	// Create starts a session in which each execution may run up to the longest
-	// timeout the policy allows.
-	Create(ctx context.Context, owner *tenant.Tenant) (session.Info, error)
+	// Create starts a session for language (job.LangPython, ...) in which each
+	// execution may run up to the longest timeout the policy allows.
+	Create(ctx context.Context, owner *tenant.Tenant, language string) (session.Info, error)
 	// Close ends session id: its processes and files are gone.
 	Close(owner *tenant.Tenant, id string) error
 	// List returns the owner's sessions, oldest first.
@@ -46,10 +46,12 @@ type Sandboxes interface {
 	ListFiles(owner *tenant.Tenant, id string) (files []job.FileInfo, truncated bool, err error)
 }
 
-// Execution is an execute_python call before the server's policy: the policy gives it
+// Execution is an execute tool's call before the server's policy: the policy gives it
 // its limits and network, decodes and checks its files.
 type Execution struct {
 	Code string
+	// Language is the code's: job.LangPython, LangJavaScript or LangBash.
+	Language string
 	// Timeout is the wall-clock limit the caller asked for; 0: the policy's default.
 	Timeout time.Duration
 	Files   []InputFile

@@ -12,7 +12,8 @@ import (
 func instructions(p Policy) string {
 	s := "codeexec runs Python 3.13 with numpy, pandas, matplotlib, scipy, sympy and requests in a secure sandbox. " +
 		"Use execute_python for calculations, data analysis and charts instead of working them out by hand. " +
-		"For work over several steps, or with files, create_session first and pass its session_id to every call: " +
+		"execute_javascript runs Node.js and run_command runs bash, when the task is in those. " +
+		"For work over several steps, or with files, create_session first (with the language, if not Python) and pass its session_id to every call: " +
 		"variables and files then persist, upload_file puts the user's data in /work, and download_file returns what the code wrote."
 	if len(p.Network) == 0 {
 		s += " The sandbox has no network access."

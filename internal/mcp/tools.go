@@ -3,6 +3,7 @@ package mcp
 import (
 	"context"
 	"encoding/base64"
+	"encoding/json"
 	"errors"
 	"fmt"
 	"reflect"
@@ -21,6 +22,8 @@ import (
 // The tools' names and parameters are the contract: clients and tests rely on them.
 const (
 	toolExecute       = "execute_python"
+	toolExecuteJS     = "execute_javascript"
+	toolRunCommand    = "run_command"
 	toolCreateSession = "create_session"
 	toolCloseSession  = "close_session"
 	toolListSessions  = "list_sessions"
@@ -41,6 +44,10 @@ type executeInput struct {
 type executeOutput struct {
 	*job.Result
 	Session *SessionState `json:"session,omitempty"`
+}
+
+type createInput struct {
+	Language string `json:"language,omitempty"`
 }
 
 type sessionInput struct {
@@ -92,21 +99,27 @@ func (s *Server) addTools() {
 	if len(p.Network) > 0 {
 		net = &closed // the code reaches hosts outside the sandbox
 	}
-	sdk.AddTool(s.srv, &sdk.Tool{
-		Name:         toolExecute,
-		Title:        "Run Python",
-		Description:  executeDescription(p),
-		InputSchema:  executeSchema(p),
-		OutputSchema: resultSchema(),
-		Annotations:  &sdk.ToolAnnotations{Title: "Run Python", DestructiveHint: &open, OpenWorldHint: net},
-	}, s.executePython)
+	for _, l := range toolLanguages {
+		sdk.AddTool(s.srv, &sdk.Tool{
+			Name:         l.tool,
+			Title:        l.title,
+			Description:  executeDescription(p, l),
+			InputSchema:  executeSchema(p, l),
+			OutputSchema: resultSchema(),
+			Annotations:  &sdk.ToolAnnotations{Title: l.title, DestructiveHint: &open, OpenWorldHint: net},
+		}, s.executeIn(l))
+	}
 	sdk.AddTool(s.srv, &sdk.Tool{
 		Name:  toolCreateSession,
-		Title: "Create a Python session",
-		Description: "Start a persistent Python session: executions that pass its session_id share variables, imports and the files in /work, " +
-			"and the files can be uploaded, listed and downloaded. A session ends when closed (close_session) or after " +
-			"some minutes without use; a run that hits a limit ends it too. Returns session_id.",
-		InputSchema:  objectSchema(nil),
+		Title: "Create a session",
+		Description: "Start a persistent session: executions that pass its session_id share variables, imports and the files in /work, " +
+			"and the files can be uploaded, listed and downloaded. A session runs one language, Python unless language says " +
+			"otherwise: execute_python, execute_javascript or run_command (bash) with its session_id. It ends when closed " +
+			"(close_session) or after some minutes without use; a run that hits a limit ends it too. Returns session_id.",
+		InputSchema: objectSchema(map[string]*jsonschema.Schema{
+			"language": {Type: "string", Enum: []any{job.LangPython, job.LangJavaScript, job.LangBash},
+				Description: "the session's language: python (the default), javascript (Node.js) or bash"},
+		}),
 		OutputSchema: outputSchema[createOutput](),
 		Annotations:  &sdk.ToolAnnotations{Title: "Create a session", DestructiveHint: &open, OpenWorldHint: &open},
 	}, s.createSession)
@@ -158,16 +171,42 @@ func (s *Server) addTools() {
 	}, s.listFiles)
 }
 
+// toolLanguage is an execute tool: one language's name, title and what the model is
+// told of it. The tools differ in nothing else.
+type toolLanguage struct {
+	lang, tool, title string
+	about             string // what the sandbox does with the code
+	state             string // what a session keeps between calls
+	code              string // the code parameter's description
+}
+
+var toolLanguages = []toolLanguage{
+	{lang: job.LangPython, tool: toolExecute, title: "Run Python",
+		about: "Run Python 3.13 code in a secure, isolated sandbox and get its output. numpy, pandas, matplotlib, scipy, sympy " +
+			"and requests are installed; nothing else can be installed. It works like a notebook cell: print() output comes back " +
+			"as stdout, the value of the last expression (or of a variable named `result`) as result, an exception as the error " +
+			"with its traceback, and every open matplotlib figure as a PNG image (no need for plt.show()). The working directory " +
+			"is /work.",
+		state: "variables, imports and files", code: "the Python code to run"},
+	{lang: job.LangJavaScript, tool: toolExecuteJS, title: "Run JavaScript",
+		about: "Run JavaScript in Node.js 20 in a secure, isolated sandbox and get its output. Node's built-in modules (fs, path, " +
+			"crypto, child_process, ...) are there; no npm packages, and nothing can be installed. It works like a REPL: " +
+			"console.log() output comes back as stdout, the value of the last expression as result, a thrown error as the error " +
+			"with its stack; top-level await works. The working directory is /work.",
+		state: "variables (let, const, var, functions, classes) and files", code: "the JavaScript (Node.js) code to run, as a script"},
+	{lang: job.LangBash, tool: toolRunCommand, title: "Run a shell command",
+		about: "Run a bash script in a secure, isolated Debian sandbox and get its stdout, stderr and exit status. coreutils, " +
+			"python3 and node are installed; nothing can be installed. The working directory is /work.",
+		state: "the working directory, exported variables and files", code: "the bash script to run"},
+}
+
 // executeDescription tells the model what the sandbox has and allows.
-func executeDescription(p Policy) string {
+func executeDescription(p Policy, l toolLanguage) string {
 	var b strings.Builder
-	b.WriteString("Run Python 3.13 code in a secure, isolated sandbox and get its output. numpy, pandas, matplotlib, scipy, sympy " +
-		"and requests are installed; nothing else can be installed. It works like a notebook cell: print() output comes back " +
-		"as stdout, the value of the last expression (or of a variable named `result`) as result, an exception as the error " +
-		"with its traceback, and every open matplotlib figure as a PNG image (no need for plt.show()). The working directory " +
-		"is /work.\n\nWithout session_id every call starts from scratch in a fresh sandbox, and the files it writes are discarded. " +
-		"With the session_id of create_session, variables, imports and files persist between calls, and the files the code " +
-		"writes come back as resource links (download_file reads them).\n\n")
+	b.WriteString(l.about)
+	fmt.Fprintf(&b, "\n\nWithout session_id every call starts from scratch in a fresh sandbox, and the files it writes are discarded. "+
+		"With the session_id of create_session (language %q), %s persist between calls, and the files the code "+
+		"writes come back as resource links (download_file reads them).\n\n", l.lang, l.state)
 	fmt.Fprintf(&b, "Limits per call: %s of wall-clock time by default (timeout_s, up to %s), %s of memory, %s of stdout and of stderr each. ",
 		seconds(p.DefaultTimeout), seconds(p.MaxTimeout), mib(p.MemoryBytes), mib(p.OutputBytes))
 	if len(p.Network) == 0 {
@@ -182,11 +221,11 @@ func executeDescription(p Policy) string {
 	return b.String()
 }
 
-func executeSchema(p Policy) *jsonschema.Schema {
+func executeSchema(p Policy, l toolLanguage) *jsonschema.Schema {
 	zero := 0.0
 	maxS := p.MaxTimeout.Seconds()
 	return objectSchema(map[string]*jsonschema.Schema{
-		"code": {Type: "string", Description: "the Python code to run"},
+		"code": {Type: "string", Description: l.code},
 		"session_id": {Type: "string", Description: "run in this session (from create_session), keeping its variables and files; " +
 			"leave it out to run once in a fresh sandbox"},
 		"timeout_s": {Type: "number", ExclusiveMinimum: &zero, Maximum: &maxS,
@@ -218,9 +257,10 @@ func objectSchema(props map[string]*jsonschema.Schema, required ...string) *json
 }
 
 // schemaTypes are the schemas of types whose JSON is not what inference would
-// say: []byte is a base64 string.
+// say: []byte is a base64 string, json.RawMessage any JSON value.
 var schemaTypes = map[reflect.Type]*jsonschema.Schema{
-	reflect.TypeFor[[]byte](): {Type: "string", Description: "base64"},
+	reflect.TypeFor[[]byte]():          {Type: "string", Description: "base64"},
+	reflect.TypeFor[json.RawMessage](): {Description: "any JSON value"},
 }
 
 // outputSchema is the schema of T's JSON, inferred from its fields, written for
@@ -313,17 +353,24 @@ func (s *Server) toolError(tool string, err error) error {
 	return errors.New("the server failed (an internal error; its log has the details)")
 }
 
-func (s *Server) executePython(ctx context.Context, req *sdk.CallToolRequest, in executeInput) (*sdk.CallToolResult, *executeOutput, error) {
+// executeIn is the handler of l's execute tool.
+func (s *Server) executeIn(l toolLanguage) sdk.ToolHandlerFor[executeInput, *executeOutput] {
+	return func(ctx context.Context, req *sdk.CallToolRequest, in executeInput) (*sdk.CallToolResult, *executeOutput, error) {
+		return s.execute(ctx, req, in, l)
+	}
+}
+
+func (s *Server) execute(ctx context.Context, req *sdk.CallToolRequest, in executeInput, l toolLanguage) (*sdk.CallToolResult, *executeOutput, error) {
 	owner, err := ownerOf(ctx, req.Extra)
 	if err != nil {
-		return nil, nil, s.toolError(toolExecute, err)
+		return nil, nil, s.toolError(l.tool, err)
 	}
 	// The schema says so too; a client that skips its check gets the same answer.
 	if maxS := s.policy.MaxTimeout.Seconds(); in.TimeoutS < 0 || in.TimeoutS > maxS {
-		return nil, nil, s.toolError(toolExecute, &Error{Code: "invalid_timeout",
+		return nil, nil, s.toolError(l.tool, &Error{Code: "invalid_timeout",
 			Message: fmt.Sprintf("timeout_s %g is outside 0..%g; leave it out for the default of %s", in.TimeoutS, maxS, seconds(s.policy.DefaultTimeout))})
 	}
-	e := &Execution{Code: in.Code, Timeout: time.Duration(in.TimeoutS * float64(time.Second)), Files: in.Files}
+	e := &Execution{Code: in.Code, Language: l.lang, Timeout: time.Duration(in.TimeoutS * float64(time.Second)), Files: in.Files}
 	prog := startProgress(ctx, req)
 	e.Stdout, e.Stderr = prog.writer(), prog.writer()
 	var res *job.Result
@@ -337,7 +384,7 @@ func (s *Server) executePython(ctx context.Context, req *sdk.CallToolRequest, in
 	}
 	prog.finish()
 	if err != nil {
-		return nil, nil, s.toolError(toolExecute, err)
+		return nil, nil, s.toolError(l.tool, err)
 	}
 	// Lists are never null, as the output schema says.
 	if res.Images == nil {
@@ -430,7 +477,7 @@ func (s *Server) runInSession(ctx context.Context, owner *tenant.Tenant, id stri
 	return st, res, err
 }
 
-func (s *Server) createSession(ctx context.Context, req *sdk.CallToolRequest, _ struct{}) (*sdk.CallToolResult, *createOutput, error) {
+func (s *Server) createSession(ctx context.Context, req *sdk.CallToolRequest, in createInput) (*sdk.CallToolResult, *createOutput, error) {
 	owner, err := ownerOf(ctx, req.Extra)
 	if err != nil {
 		return nil, nil, s.toolError(toolCreateSession, err)
@@ -438,14 +485,24 @@ func (s *Server) createSession(ctx context.Context, req *sdk.CallToolRequest, _ 
 	if s.stopped() {
 		return nil, nil, s.toolError(toolCreateSession, errShuttingDown)
 	}
-	info, err := s.sb.Create(ctx, owner)
+	lang := toolLanguages[0]
+	for _, l := range toolLanguages {
+		if l.lang == job.CanonicalLanguage(in.Language) {
+			lang = l
+		}
+	}
+	if in.Language != "" && lang.lang != job.CanonicalLanguage(in.Language) {
+		return nil, nil, s.toolError(toolCreateSession, &Error{Code: "unsupported_language",
+			Message: fmt.Sprintf("language %q is not supported; use one of %q", in.Language, job.Languages)})
+	}
+	info, err := s.sb.Create(ctx, owner, lang.lang)
 	if err != nil {
 		return nil, nil, s.toolError(toolCreateSession, err)
 	}
 	s.track(req.Session, owner, info.ID)
-	text := fmt.Sprintf("Created session %s. Pass session_id %q to execute_python to keep variables, imports and files between calls; "+
+	text := fmt.Sprintf("Created a %s session %s. Pass session_id %q to %s to keep %s between calls; "+
 		"upload_file, list_files and download_file work on its files. It ends after some minutes without use (now: at %s) or with close_session.",
-		info.ID, info.ID, info.ExpiresAt.UTC().Format(time.RFC3339))
+		lang.lang, info.ID, info.ID, lang.tool, lang.state, info.ExpiresAt.UTC().Format(time.RFC3339))
 	return textResult(text), &createOutput{SessionID: info.ID, ExpiresAt: info.ExpiresAt}, nil
 }
 

@@ -33,7 +33,7 @@ func TestFieldsInSync(t *testing.T) {
 			"Temperature": "temperature", "TopP": "top_p", "MaxOutputTokens": "max_tokens", "Stop": "stop",
 			"Seed": "seed", "ResponseFormat": "response_format", "User": "user",
 			"Extra": "unknown fields, n, max_completion_tokens, stream_options when not streaming"}},
-		{agent.CodeTool{}, map[string]string{"Container": `the code tool's "container" or "session_id"`,
+		{agent.CodeTool{}, map[string]string{"Container": `the code tool's "container" or "session_id"`, "Language": `the code tool's "language"`,
 			"Network": "not in chat completions: the operator's network"}},
 		{agent.Tool{}, map[string]string{"Type": "type", "Name": "function.name", "Description": "function.description",
 			"Parameters": "function.parameters", "Strict": "function.strict", "Extra": "function's other fields", "EntryExtra": "the entry's other fields"}},
@@ -102,7 +102,7 @@ const fullRequest = `{
   "tools": [
     {"type": "function", "function": {"name": "search", "description": "look up", "parameters": {"type": "object"}, "strict": true, "x_fn": 1},
      "cache_control": {"type": "ephemeral"}},
-    {"type": "code_execution", "container": "sess_1"}
+    {"type": "code_execution", "container": "sess_1", "language": "javascript"}
   ],
   "tool_choice": "auto", "parallel_tool_calls": false, "stream": true, "stream_options": {"include_usage": true, "x_opt": 1},
   "temperature": 0.2, "top_p": 0.9, "max_tokens": 100, "max_completion_tokens": 200, "n": 1, "stop": "END", "seed": 7,

@@ -80,6 +80,9 @@ func FromChatRequest(r *llm.ChatRequest) (*agent.Request, error) {
 		if err := containerOf(t, &req.Code.Container); err != nil {
 			return nil, err
 		}
+		if err := languageOf(t, &req.Code.Language); err != nil {
+			return nil, err
+		}
 	}
 	for i, m := range r.Messages {
 		req.Input = append(req.Input, itemsFromMessage(i, m)...)
@@ -132,6 +135,29 @@ func containerOf(t llm.Tool, id *string) error {
 			*id = v
 		}
 	}
+	return nil
+}
+
+// languageOf reads the code tool's "language" (codeexec's option; the code tool is
+// Python without it) into lang: a language the sandbox serves, the same in every
+// code tool of the request.
+func languageOf(t llm.Tool, lang *string) error {
+	raw, ok := t.Extra["language"]
+	if !ok || isNull(raw) {
+		return nil
+	}
+	var v string
+	if err := json.Unmarshal(raw, &v); err != nil {
+		return &agent.RequestError{Code: "unsupported_language", Message: fmt.Sprintf("the %s tool's \"language\" must be a string, one of %q", t.Type, job.Languages)}
+	}
+	v = job.CanonicalLanguage(v)
+	if v == "" || !job.KnownLanguage(v) {
+		return &agent.RequestError{Code: "unsupported_language", Message: fmt.Sprintf("the %s tool's language %q is not supported; use one of %q", t.Type, v, job.Languages)}
+	}
+	if *lang != "" && *lang != v {
+		return &agent.RequestError{Code: "unsupported_language", Message: fmt.Sprintf("the code tools name two languages, %q and %q", *lang, v)}
+	}
+	*lang = v
 	return nil
 }
 

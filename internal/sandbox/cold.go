@@ -129,7 +129,7 @@ func (r *Runner) runCold(ctx context.Context, req *job.Request) (*job.Result, er
 	waitDelivered(delivered)
 	w.tee.finish()
 	o := outcome{stopped: w.reason(), report: report, duration: time.Since(start), network: link.close(),
-		bare: req.Language == job.LangBash}
+		bare: req.Language == job.LangBash, node: req.Language == job.LangJavaScript}
 	if ws := waitStatus(waitErr); ws != nil {
 		o.signaled, o.signal, o.exitCode = ws.Signaled(), ws.Signal(), ws.ExitStatus()
 	}
@@ -145,10 +145,14 @@ func (r *Runner) runCold(ctx context.Context, req *job.Request) (*job.Result, er
 	return res, nil
 }
 
-// coldArgs is the argv the cold init execs: the Python harness, or bash itself.
+// coldArgs is the argv the cold init execs: the Python harness, bash itself, or the
+// Node harness.
 func coldArgs(req *job.Request) []string {
-	if req.Language == job.LangBash {
-		return append([]string{"/bin/bash", "-c", req.Code, bashName(req.Name)}, req.Args...)
+	switch req.Language {
+	case job.LangBash:
+		return bashArgs(req)
+	case job.LangJavaScript:
+		return nodeArgs(req)
 	}
 	return append([]string{"/usr/bin/python3", "-B", "-s", "-c", harness.Source, req.Name}, req.Args...)
 }

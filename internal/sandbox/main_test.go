@@ -122,7 +122,11 @@ func newTestRunnerFor(t testing.TB, path string) *Runner {
 }
 
 func testConfig(rootfs, state, path string) Config {
-	return Config{Rootfs: rootfs, StateDir: state, CgroupParent: "codeexec-test", HostUID: DefaultHostUID, Warm: path == "warm", Prefork: 2}
+	c := Config{Rootfs: rootfs, StateDir: state, CgroupParent: "codeexec-test", HostUID: DefaultHostUID, Warm: path == "warm", Prefork: 2}
+	if path == "node-pool" { // warm, with started Node sandboxes (nodepool.go)
+		c.Warm, c.NodePool = true, 1
+	}
+	return c
 }
 
 // sharedRunnerFor returns the package's shared Runner for path ("cold" or "warm").

@@ -27,6 +27,9 @@ type outcome struct {
 	// bare says the program ran without the Python harness (a bash program): it
 	// writes no report, and its exit code is all it says of how it went.
 	bare bool
+	// node says the program ran in Node, whose heap limit (nodeEnv) ends it as the
+	// memory limit would.
+	node bool
 }
 
 // result builds the Result. Limits come from what the runner and the kernel saw;
@@ -109,6 +112,9 @@ func (o *outcome) result(l job.Limits, w *watch) *job.Result {
 			}
 			res.Error = &job.Error{Name: "ProcessExit", Message: fmt.Sprintf("the interpreter exited with status %d before reporting", res.ExitCode)}
 		}
+	}
+	if o.node {
+		nodeHeapLimit(o, res, l)
 	}
 	return res
 }

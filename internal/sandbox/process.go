@@ -402,8 +402,8 @@ func (c *Context) run(ctx context.Context, req *job.Request, held bool) (*job.Re
 	if c.main {
 		kill = s.kill
 	}
-	o, w, done, err := s.r.runOn(ctx, interpreter{ch: c.ch, netns: s.s.c.pidfd, kill: kill, watching: c.setWatch}, req)
-	o.bare = req.Language == job.LangBash
+	o, w, done, err := s.r.runOn(ctx, interpreter{ch: c.ch, netns: s.s.c.pidfd, kill: kill, watching: c.setWatch, drain: s.oneRun}, req)
+	o.bare, o.node = req.Language == job.LangBash, req.Language == job.LangJavaScript
 	c.setWatch(nil)
 	if err != nil {
 		if w != nil {

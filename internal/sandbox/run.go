@@ -30,6 +30,8 @@ type interpreter struct {
 	// watching, when set, is given the run's watch before the program is sent, and
 	// nil once the run is over.
 	watching func(*watch)
+	// drain makes a session's JavaScript run end as a one-shot run (ctlMsg.Drain).
+	drain bool
 }
 
 // runOn runs req on the interpreter p. It returns when the program has finished —
@@ -43,7 +45,7 @@ func (r *Runner) runOn(ctx context.Context, p interpreter, req *job.Request) (o 
 		return o, nil, false, err
 	}
 	defer code.Close()
-	run := ctlMsg{Op: "run", Last: p.last, Lang: bashLang(req.Language),
+	run := ctlMsg{Op: "run", Last: p.last, Lang: runLang(req.Language), Drain: p.drain,
 		Argv: append([]string{req.Name}, req.Args...)}
 	if p.last {
 		run.Rlimits = sandboxRlimits(l.FileBytes, l.OpenFiles) // the child seals itself with this run
@@ -64,6 +66,9 @@ func (r *Runner) runOn(ctx context.Context, p interpreter, req *job.Request) (o 
 		}
 		run.Env = append(run.Env, kv)
 	}
+	// For every run: the zygote's environment has the default limits' heap, and a
+	// Python or bash program may start Node too.
+	run.Env = append(run.Env, nodeEnv(l)...)
 	var ends []*os.File
 	defer func() {
 		for _, f := range ends {
@@ -149,10 +154,10 @@ func kernelEnv(k *job.Kernel) (string, error) {
 	return harness.KernelVar + "=" + string(b), nil
 }
 
-// bashLang is a run message's lang: "bash" for a bash program, "" for Python.
-func bashLang(lang string) string {
-	if lang == job.LangBash {
-		return job.LangBash
+// runLang is a run message's lang: "bash" or "javascript", or "" for Python.
+func runLang(lang string) string {
+	if lang == job.LangBash || lang == job.LangJavaScript {
+		return lang
 	}
 	return ""
 }

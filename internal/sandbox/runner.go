@@ -53,6 +53,10 @@ type Config struct {
 	// Prefork is how many warm children are kept forked and ready, so that an
 	// execution does not wait for a fork and namespace setup. 0 forks on demand.
 	Prefork int
+	// NodePool is how many sandboxes with a started Node are kept ready for one-shot
+	// JavaScript executions with the default limits (nodepool.go); 0 starts Node per
+	// execution. Warm only, and only with an image that has Node.
+	NodePool int
 	// Preload are the Python modules the zygote imports, in order, skipping those the
 	// image does not have; nil means DefaultPreload.
 	Preload []string
@@ -104,6 +108,7 @@ type Runner struct {
 
 	live     liveSet        // sessions and one-shot executions not yet torn down, for Close
 	slots    chan *slot     // preforked children
+	nodes    chan *Session  // started Node sandboxes (nodepool.go); nil without a pool
 	bg       sync.WaitGroup // the prefork loops and a zygote start in progress
 	cleanups sync.WaitGroup // teardowns of finished executions
 	bgCtx    context.Context
@@ -134,6 +139,9 @@ const zygoteRetry = 10 * time.Second
 func New(cfg Config) (*Runner, error) {
 	if cfg.HostUID <= 0 {
 		return nil, fmt.Errorf("sandbox: host uid %d must be positive", cfg.HostUID)
+	}
+	if cfg.NodePool < 0 {
+		return nil, fmt.Errorf("sandbox: node pool %d must not be negative", cfg.NodePool)
 	}
 	if cfg.MaxTotalStorage < 0 {
 		return nil, fmt.Errorf("sandbox: storage budget %d bytes must not be negative", cfg.MaxTotalStorage)
@@ -205,6 +213,11 @@ func New(cfg Config) (*Runner, error) {
 	for i := 0; cfg.Warm && i < min(cfg.Prefork, 2); i++ {
 		r.bg.Add(1)
 		go r.prefork(ctx)
+	}
+	if _, err := os.Stat(filepath.Join(cfg.Rootfs, nodePath)); err == nil && cfg.Warm && cfg.NodePool > 0 {
+		r.nodes = make(chan *Session, cfg.NodePool)
+		r.bg.Add(1)
+		go r.fillNodePool(ctx)
 	}
 	return r, nil
 }
@@ -379,6 +392,9 @@ func (r *Runner) Run(ctx context.Context, req *job.Request) (*job.Result, error)
 	if err := r.checkTotal(req.Limits); err != nil {
 		return nil, err
 	}
+	if res, ok, err := r.runPooledNode(ctx, req); ok {
+		return res, err
+	}
 	if r.cfg.Warm {
 		if z, err := r.zygote(ctx, false); err == nil {
 			res, err := r.runWarm(ctx, req, z)
@@ -415,6 +431,7 @@ func sandboxEnv(l job.Limits) []string {
 	}
 	// The report's caps, which the harness keeps to and reads from here.
 	env = append(env, harness.Env()...)
+	env = append(env, nodeEnv(l)...)
 	// Some CPUs need these for Debian's OpenBLAS to compute correctly.
 	for _, k := range []string{"OPENBLAS_CORETYPE", "OPENBLAS_L2_SIZE"} {
 		if v, ok := os.LookupEnv(k); ok {

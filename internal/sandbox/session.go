@@ -64,6 +64,9 @@ type Session struct {
 	work    *workDir
 	inputs  *inputWriter // writes uploads and input files, charged to s.g
 	untrack func()       // removes the session from the runner's live set
+	// oneRun marks a pooled Node sandbox (nodepool.go): its one JavaScript run ends
+	// as a one-shot run does.
+	oneRun bool
 
 	wmu    sync.Mutex // serializes requests on the init's channel
 	fileMu sync.Mutex // serializes reads and writes of the work dir's stamps

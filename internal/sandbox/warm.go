@@ -153,7 +153,7 @@ func (r *Runner) runWarm(ctx context.Context, req *job.Request, z *zygote) (*job
 	// any, is not the program's).
 	before, beforeErr := g.Stats()
 	o, w, done, err := r.runOn(ctx, interpreter{ch: c.ch, netns: c.pidfd, last: true, pidfd: c.pidfd, kill: kill}, req)
-	o.bare = req.Language == job.LangBash
+	o.bare, o.node = req.Language == job.LangBash, req.Language == job.LangJavaScript
 	if err != nil {
 		if w != nil {
 			w.tee.finish() // no Result comes: stop streaming

@@ -47,7 +47,7 @@ type ctlMsg struct {
 	Rlimits   [][2]uint64   `json:"rlimits,omitempty"` // a one-shot run's or a seal's (sandboxRlimits)
 	Seccomp   []byte        `json:"seccomp,omitempty"` // base64 in JSON
 	Landlock  *landlockPlan `json:"landlock,omitempty"`
-	Env       []string      `json:"env,omitempty"`  // a run's proxy variables
+	Env       []string      `json:"env,omitempty"`  // a run's proxy variables and NODE_OPTIONS
 	Last      bool          `json:"last,omitempty"` // the child exits after this run
 	// The /proc paths a child makes read-only and masks (spawn only, never empty).
 	ProcReadOnly []string `json:"proc_read_only,omitempty"`
@@ -56,10 +56,14 @@ type ctlMsg struct {
 	Steps []string `json:"steps,omitempty"` // the zygote's ready: its children's setup steps
 
 	Argv  []string `json:"argv,omitempty"`  // a run's name and arguments
-	Lang  string   `json:"lang,omitempty"`  // a run's language: "" for Python, or "bash"
+	Lang  string   `json:"lang,omitempty"`  // a run's language: "" for Python, "bash" or "javascript"
 	Stdin bool     `json:"stdin,omitempty"` // a run's stdin pipe follows its fds
 	Dir   string   `json:"dir,omitempty"`   // a command's working directory
 	Home  bool     `json:"home,omitempty"`  // a seal's: the work dir at HOME_DIR too (SessionOptions.Home)
+
+	// Drain, in a JavaScript run of a session context, ends the run as a one-shot run
+	// ends, once Node's event loop is empty, and Node with it (a pooled sandbox's run).
+	Drain bool `json:"drain,omitempty"`
 }
 
 // zygote is a running fork server: a Python process, sandboxed like any execution,

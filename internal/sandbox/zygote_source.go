@@ -62,6 +62,7 @@ func zygoteConstants() string {
 		{"SYS_LANDLOCK_RESTRICT_SELF", unix.SYS_LANDLOCK_RESTRICT_SELF},
 		{"LANDLOCK_RULE_PATH_BENEATH", unix.LANDLOCK_RULE_PATH_BENEATH},
 		{"PROXY_VARS", proxyVars},
+		{"BASH_ARG_MAX", bashArgMax},
 	}
 	var b strings.Builder
 	b.WriteString("# Generated from Go (zygote_source.go): the constants both paths share.\n")

@@ -142,7 +142,7 @@ type Info struct {
 	LastUsedAt  time.Time `json:"last_used_at"`
 	ExpiresAt   time.Time `json:"expires_at"`
 	Image       string    `json:"image,omitempty"`
-	Language    string    `json:"language"` // python or bash
+	Language    string    `json:"language"` // python, bash or javascript
 	Executions  int       `json:"executions"`
 	Alive       bool      `json:"alive"`
 	MemoryBytes int64     `json:"memory_bytes"`

@@ -52,7 +52,7 @@ const (
 	keyB = "sk-mcp-test-tenant-b"
 )
 
-var tools = []string{"close_session", "create_session", "download_file", "execute_python", "list_files", "list_sessions", "upload_file"}
+var tools = []string{"close_session", "create_session", "download_file", "execute_javascript", "execute_python", "list_files", "list_sessions", "run_command", "upload_file"}
 
 // server is a real API server on loopback, /mcp among its routes, that runs one
 // execution at a time: a cancelled execution that went on running would hold up the

@@ -46,12 +46,29 @@ type KernelOptions struct {
 //go:embed zygote.py
 var zygoteSource string
 
+// NodeSource is the JavaScript harness, run as `node -e NodeSource -- NAME ARGS...`.
+// Alone it reads the program from fd CodeFD and writes one Report to fd ReportFD, as
+// Source does; with CODEEXEC_JS_SERVE=1 in its environment it serves a session's
+// runs on fd ReportFD (see harness.js and node.py).
+//
+//go:embed harness.js
+var NodeSource string
+
+// nodeHost is the part of the zygote that runs JavaScript programs with Node.
+//
+//go:embed node.py
+var nodeHost string
+
 // Zygote returns the zygote program: constants (Python assignments the fork server
 // uses, which the sandbox package generates from Go), the harness, and a fork server
 // that serves executions from a process that has already imported the scientific
 // stack. Its control socket is fd ReportFD.
 func Zygote(constants string) string {
-	return "CODEEXEC_ZYGOTE = True\n" + constants + Source + "\n" + zygoteSource
+	js, err := json.Marshal(NodeSource) // a JSON string is a Python string literal
+	if err != nil {
+		panic("harness: marshalling the Node harness: " + err.Error()) // strings never fail
+	}
+	return "CODEEXEC_ZYGOTE = True\n" + constants + Source + "\nNODE_HARNESS = " + string(js) + "\n" + nodeHost + "\n" + zygoteSource
 }
 
 // File descriptors the harness uses, as numbered inside the sandbox.

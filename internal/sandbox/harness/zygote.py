@@ -468,6 +468,8 @@ def run_program(run, fds, namespace, devnull):
         # status, which this process learns from the kernel, not from the program.
         os.close(rep_fd)
         return run_bash(source, run, namespace)
+    if run.get("lang") == "javascript":
+        return run_js(source, run, namespace, rep_fd)  # node.py
     os.set_inheritable(rep_fd, False)
     with os.fdopen(rep_fd, "w", encoding="utf-8") as report:
         return execute(source, namespace, report)
@@ -512,6 +514,14 @@ def run_bash(source, run, namespace):
     save = not run.get("last")
     actions = []
     state_fd = -1
+    code_fd = -1
+    data = source.encode("utf-8", "surrogateescape")
+    if len(data) > BASH_ARG_MAX:
+        # Too long for an argument (E2BIG): bash sources it from fd 4, as on the cold path.
+        code_fd = _high(os.memfd_create("code", os.MFD_CLOEXEC))
+        os.write(code_fd, data)
+        actions.append((os.POSIX_SPAWN_DUP2, code_fd, 4))
+        source = ". /proc/self/fd/4"
     if save:
         state_fd = os.memfd_create("bash-state")
         actions.append((os.POSIX_SPAWN_DUP2, state_fd, 3))
@@ -529,6 +539,9 @@ def run_bash(source, run, namespace):
         if state_fd >= 0:
             os.close(state_fd)
         return 126
+    finally:
+        if code_fd >= 0:
+            os.close(code_fd)
     while True:
         try:
             _, status = os.waitpid(pid, 0)
