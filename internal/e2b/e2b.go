@@ -92,6 +92,7 @@ type box struct {
 	ctxMu    sync.Mutex
 	contexts map[string]*pyContext     // by id, besides the default one
 	bash     *pyContext                // runs of language bash without a context, made at the first
+	js       *pyContext                // runs of language javascript without a context, made at the first
 	watchers map[string]*polledWatcher // CreateWatcher's, by id
 }
 

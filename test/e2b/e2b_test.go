@@ -126,8 +126,8 @@ func TestSDK(t *testing.T) {
 
 // TestKernel runs IPython's semantics through the SDK: DataFrames with html and
 // data, display(), rich reprs, !cmd, %magics and %%cell magics, figures, the
-// execution count, envs per sandbox and per run, and the clear refusal of a
-// JavaScript context.
+// execution count, envs per sandbox and per run, and JavaScript contexts (Node:
+// globals kept, cwd, envs, errors; TypeScript refused by name).
 func TestKernel(t *testing.T) {
 	got := runSDK(t, server(t), "kernel")
 	for _, step := range []string{"kernel.dataframe", "kernel.display", "kernel.displayStreamed", "kernel.repr", "kernel.shell", "kernel.magics",
@@ -261,8 +261,9 @@ func TestTenancy(t *testing.T) {
 		{"envd with its token", "POST", "/process.Process/List", "", envd(sb.EnvdAccessToken), "{}", 200},
 		{"a timeout above the maximum", "POST", "/sandboxes/" + sb.SandboxID + "/timeout", apiKey, nil, `{"timeout":86400}`, 400},
 		{"pause", "POST", "/sandboxes/" + sb.SandboxID + "/pause", apiKey, nil, "", 501},
-		{"a JavaScript run", "POST", "/execute", "", interpWith(sb.EnvdAccessToken), `{"code":"1","language":"js"}`, 400},
-		{"a JavaScript context", "POST", "/contexts", "", interpWith(sb.EnvdAccessToken), `{"language":"javascript"}`, 400},
+		{"a TypeScript run", "POST", "/execute", "", interpWith(sb.EnvdAccessToken), `{"code":"1","language":"ts"}`, 400},
+		{"an R context", "POST", "/contexts", "", interpWith(sb.EnvdAccessToken), `{"language":"r"}`, 400},
+		{"a JavaScript context", "POST", "/contexts", "", interpWith(sb.EnvdAccessToken), `{"language":"javascript"}`, 200},
 		{"a template codeexec lacks", "POST", "/v2/sandboxes", apiKey, nil, `{"templateID":"nope"}`, 400},
 		{"get by its tenant", "GET", "/sandboxes/" + sb.SandboxID, apiKey, nil, "", 200},
 	} {

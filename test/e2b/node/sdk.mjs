@@ -299,16 +299,37 @@ if (want('kernel')) {
     return err.name
   })
   await step('kernel.javascript', async () => {
-    let err
+    // The default JavaScript context (Node): its globals kept from run to run, the
+    // sandbox's directory and environment, envs for one run, output, errors.
+    await sbx.runCode('const answer = 41', { language: 'js' })
+    const ex = await sbx.runCode('answer + 1', { language: 'javascript' })
+    check(ex.text === '42' && ex.results[0].isMainResult, `answer + 1 gave ${JSON.stringify(ex.results)} ${JSON.stringify(ex.error)}`)
+    const where = await sbx.runCode('[process.cwd(), process.env.HOME].join(" ")', { language: 'js' })
+    check(where.text === '/home/user /home/user', `cwd and HOME ${JSON.stringify(where.text)}`)
+    const env = await sbx.runCode('process.env.FOO', { language: 'js', envs: { FOO: 'bar' } })
+    check(env.text === 'bar', `envs gave ${JSON.stringify(env.text)}`)
+    const after = await sbx.runCode("process.env.FOO || 'unset'", { language: 'js' })
+    check(after.text === 'unset', `FOO after its run ${JSON.stringify(after.text)}`)
+    const out = await sbx.runCode('console.log("hi from node"); await Promise.resolve(7)', { language: 'js' })
+    check(out.logs.stdout.join('') === 'hi from node\n' && out.text === '7', `console.log and await gave ${JSON.stringify(out.logs)} ${JSON.stringify(out.text)}`)
+    const err = await sbx.runCode('null.x', { language: 'js' })
+    check(err.error && err.error.name === 'TypeError', `null.x gave ${JSON.stringify(err.error)}`)
+    // A context of its own: its own globals, its cwd.
+    const ctx = await sbx.createCodeContext({ language: 'js', cwd: '/tmp' })
+    check(ctx.language === 'javascript', `context ${JSON.stringify(ctx)}`)
+    const own = await sbx.runCode('[process.cwd(), typeof answer].join(" ")', { context: ctx })
+    check(own.text === '/tmp undefined', `the new context gave ${JSON.stringify(own.text)}`)
+    const listed = await sbx.listCodeContexts()
+    check(listed.some((c) => c.language === 'javascript' && c.id !== ctx.id), `contexts ${JSON.stringify(listed)}`)
+    // TypeScript is refused by name, not run as JavaScript.
+    let ts
     try {
-      await sbx.runCode('1 + 1', { language: 'js' })
+      await sbx.runCode('const x: number = 1', { language: 'ts' })
     } catch (e) {
-      err = e
+      ts = e
     }
-    // The SDK shows a 400's status only; the body says that codeexec runs Python
-    // (TestJavaScriptRefused reads it).
-    check(err && err.name === 'SandboxError' && err.message.startsWith('400'), `language js gave ${err?.name}: ${err?.message}`)
-    return `${err.name}: ${err.message}`
+    check(ts && ts.name === 'SandboxError' && ts.message.startsWith('400'), `language ts gave ${ts?.name}: ${ts?.message}`)
+    return ex.text
   })
 }
 
