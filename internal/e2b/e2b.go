@@ -83,7 +83,7 @@ type box struct {
 	template string
 	metadata map[string]string
 	envs     map[string]string
-	network  *egress.Policy // its runs' egress (nil: none); commands have none
+	network  *egress.Policy // its runs' and commands' egress (nil: none)
 	token    string
 	started  time.Time
 	endAt    time.Time // as E2B sees it: now + timeout, moved by setTimeout
@@ -96,13 +96,15 @@ type box struct {
 	ctxMu    sync.Mutex
 	contexts map[string]*pyContext     // by id, besides the default one
 	bash     *pyContext                // runs of language bash without a context, made at the first
+	js       *pyContext                // runs of language javascript without a context, made at the first
 	watchers map[string]*polledWatcher // CreateWatcher's, by id
 }
 
 // env is the environment of b's processes and contexts beyond the session's: HOME
-// at /home/user, as in E2B's sandboxes, and the envVars it was created with.
+// at /home/user and USER user, as in E2B's sandboxes (whose user the session's
+// account files name so too), and the envVars it was created with.
 func (b *box) env() map[string]string {
-	env := map[string]string{"HOME": e2bHome}
+	env := map[string]string{"HOME": e2bHome, "USER": e2bUser}
 	for k, v := range b.envs {
 		env[k] = v
 	}
@@ -145,6 +147,10 @@ func (s *Server) Handler() http.Handler {
 				return
 			}
 			s.dataPlane(w, r)
+			return
+		}
+		if r.URL.Path == "/files" && r.URL.Query().Has("signature") {
+			s.signedFiles(w, r)
 			return
 		}
 		control.ServeHTTP(w, r)

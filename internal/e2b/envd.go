@@ -32,6 +32,7 @@ import (
 // the work dir and /tmp are its writable tmpfs mounts.
 const (
 	e2bHome = "/home/user"
+	e2bUser = "user" // the sandbox user's name in an E2B sandbox (sandbox.SessionOptions.Home)
 	workDir = "/work"
 )
 
@@ -153,6 +154,10 @@ func (b *box) cmds() *commands {
 // envd serves the sandbox's envd API (port 49983): process.Process and
 // filesystem.Filesystem over the Connect protocol with JSON, and /files.
 func (s *Server) envd(w http.ResponseWriter, r *http.Request, b *box, sess *session.Session) {
+	if u := envdUser(r); u != "" && u != e2bUser {
+		refuseUser(w, r, u)
+		return
+	}
 	switch r.URL.Path {
 	case "/files":
 		switch r.Method {
@@ -198,8 +203,37 @@ func (s *Server) envd(w http.ResponseWriter, r *http.Request, b *box, sess *sess
 	}
 }
 
+// envdUser is the user a call asks to act as: the SDKs' user option, sent as the
+// Basic user name of Authorization (the files API's as its username parameter); ""
+// when none is given.
+func envdUser(r *http.Request) string {
+	if u, _, ok := r.BasicAuth(); ok {
+		return u
+	}
+	if r.URL.Path == "/files" {
+		return r.URL.Query().Get("username")
+	}
+	return ""
+}
+
+// refuseUser answers a call that asks for user u, who is not the sandbox's one
+// user, in the shape the call's client reads. Refused rather than served as the
+// sandbox user: a program asking for root would otherwise carry on without it
+// and fail later, further from the cause.
+func refuseUser(w http.ResponseWriter, r *http.Request, u string) {
+	msg := fmt.Sprintf("user %q: a codeexec sandbox has one user, %q, and no root or sudo (see the README's Using the E2B SDKs); omit the user option", u, e2bUser)
+	switch {
+	case r.URL.Path == "/files":
+		writeError(w, http.StatusForbidden, msg)
+	case strings.HasPrefix(r.Header.Get("Content-Type"), "application/connect+"):
+		streamError(w, "permission_denied", msg)
+	default:
+		connectError(w, "permission_denied", msg)
+	}
+}
+
 // connectCodes maps Connect's error codes to HTTP statuses for unary replies.
-var connectCodes = map[string]int{"invalid_argument": 400, "already_exists": 409, "not_found": 404, "unimplemented": 501,
+var connectCodes = map[string]int{"permission_denied": 403, "invalid_argument": 400, "already_exists": 409, "not_found": 404, "unimplemented": 501,
 	"unavailable": 503, "resource_exhausted": 429, "internal": 500, "failed_precondition": 400, "unknown": 500}
 
 // connectError answers a unary Connect call with an error.
@@ -377,7 +411,7 @@ func (s *Server) processStart(w http.ResponseWriter, r *http.Request, b *box, se
 	}
 	out := &connectStream{w: w}
 	cmd := &sandbox.Command{Args: append([]string{req.Process.Cmd}, req.Process.Args...), Env: env, Dir: dir,
-		Stdout: outWriter{c, "stdout"}, Stderr: outWriter{c, "stderr"}}
+		Stdout: outWriter{c, "stdout"}, Stderr: outWriter{c, "stderr"}, Network: b.network}
 	if req.Stdin != nil && *req.Stdin {
 		pr, pw := io.Pipe()
 		cmd.Stdin, c.stdin = pr, pw
@@ -393,14 +427,19 @@ func (s *Server) processStart(w http.ResponseWriter, r *http.Request, b *box, se
 	}
 	t := b.cmds()
 	t.mu.Lock()
-	c.p, c.pid = p, uint32(p.ID())
+	// The pid the sandbox's programs see ($!, ps, kill -0): the SDK hands it to
+	// them. It is unique among the sandbox's live processes, and a pid namespace
+	// hands numbers out in turn, so it is not reused while c is in the table.
+	c.p, c.pid = p, uint32(p.Pid())
 	t.byID[c.pid] = c
 	t.mu.Unlock()
 	c.started(out)
 	go func() {
 		st, werr := p.Wait()
 		t.mu.Lock()
-		delete(t.byID, c.pid)
+		if t.byID[c.pid] == c {
+			delete(t.byID, c.pid)
+		}
 		t.mu.Unlock()
 		if c.stdin != nil {
 			c.stdin.Close()
@@ -480,6 +519,15 @@ func (s *Server) processSignal(w http.ResponseWriter, r *http.Request, b *box) {
 		connectError(w, "internal", err.Error())
 		return
 	}
+	if sig == syscall.SIGKILL {
+		// Gone once the call returns, as E2B's: a `kill -0 <pid>` that follows must
+		// not find it, as it would while the process waits to be reaped.
+		select {
+		case <-c.p.Exited():
+		case <-time.After(killReapWait):
+		case <-r.Context().Done():
+		}
+	}
 	writeJSON(w, http.StatusOK, map[string]any{})
 }
 
@@ -536,6 +584,10 @@ func (s *Server) processCloseStdin(w http.ResponseWriter, r *http.Request, b *bo
 	}
 	writeJSON(w, http.StatusOK, map[string]any{})
 }
+
+// killReapWait bounds how long SendSignal's SIGKILL waits for the process to be
+// reaped; a frozen or starved sandbox may take longer, and the call returns anyway.
+const killReapWait = 5 * time.Second
 
 // maxDownload bounds a file read through /files.
 const maxDownload = 256 << 20

@@ -77,8 +77,15 @@ func (s *Server) dataPlane(w http.ResponseWriter, r *http.Request) {
 			w.WriteHeader(http.StatusNoContent)
 			return
 		}
+		if !tokenOK && r.URL.Query().Has("signature") {
+			if err := checkExpiry(r, time.Now()); err != nil {
+				writeError(w, http.StatusUnauthorized, err.Error())
+				return
+			}
+			tokenOK = signedBy(r, b.token)
+		}
 		if !tokenOK {
-			writeError(w, http.StatusUnauthorized, "X-Access-Token is required")
+			writeError(w, http.StatusUnauthorized, "X-Access-Token or a valid signature is required")
 			return
 		}
 		s.envd(w, r, b, sess)
@@ -97,6 +104,10 @@ type codeContext struct {
 // defaultContext is the sandbox's session's own Python context.
 var defaultContext = codeContext{ID: "default-python", Language: "python", Cwd: e2bHome}
 
+// defaultJSContext is the sandbox's JavaScript context (box.jsContext), listed from
+// the start as E2B's is, started at its first run.
+var defaultJSContext = codeContext{ID: "default-javascript", Language: job.LangJavaScript, Cwd: e2bHome}
+
 // pyContext is a context that POST /contexts made: another interpreter of the
 // session, with its own variables.
 type pyContext struct {
@@ -109,11 +120,11 @@ type pyContext struct {
 func (b *box) listContexts() []codeContext {
 	b.ctxMu.Lock()
 	defer b.ctxMu.Unlock()
-	out := []codeContext{defaultContext}
+	out := []codeContext{defaultContext, defaultJSContext}
 	for _, c := range b.contexts {
 		out = append(out, c.info)
 	}
-	slices.SortFunc(out[1:], func(x, y codeContext) int { return strings.Compare(x.ID, y.ID) })
+	slices.SortFunc(out[2:], func(x, y codeContext) int { return strings.Compare(x.ID, y.ID) })
 	return out
 }
 
@@ -123,16 +134,21 @@ func (b *box) context(id string) *pyContext {
 	return b.contexts[id]
 }
 
-// startContext starts an interpreter in sess with cwd as its working directory.
-func startContext(ctx context.Context, sess *session.Session, info codeContext) (*pyContext, error) {
+// startContext starts an interpreter in sess with cwd as its working directory. A
+// JavaScript context gets env, the sandbox's environment, for good as it starts:
+// its Node, started at its first run, inherits that and the directory.
+func startContext(ctx context.Context, sess *session.Session, info codeContext, env map[string]string) (*pyContext, error) {
 	c, err := sess.NewContext(ctx)
 	if err != nil {
 		return nil, err
 	}
 	pc := &pyContext{info: info, c: c}
 	// A bash context starts where a session's bash does (/work) unless told.
-	if dir := sandboxPath(info.Cwd); dir != e2bHome || info.Language == job.LangBash {
+	if dir := sandboxPath(info.Cwd); dir != e2bHome || info.Language == job.LangBash || info.Language == job.LangJavaScript {
 		chdir := &job.Request{Code: fmt.Sprintf("__import__('os').chdir(%q)", dir)}
+		if info.Language == job.LangJavaScript {
+			chdir.Kernel = &job.Kernel{BaseEnv: env}
+		}
 		if info.Language == job.LangBash {
 			// A bash context keeps the directory its last run left.
 			chdir = &job.Request{Code: "cd -- " + shellQuote(dir), Language: job.LangBash}
@@ -168,7 +184,7 @@ func (s *Server) createContext(w http.ResponseWriter, r *http.Request, b *box, s
 	if req.Cwd == "" {
 		req.Cwd = e2bHome
 	}
-	pc, err := startContext(r.Context(), sess, codeContext{ID: newToken()[:16], Language: lang, Cwd: req.Cwd})
+	pc, err := startContext(r.Context(), sess, codeContext{ID: newToken()[:16], Language: lang, Cwd: req.Cwd}, b.env())
 	if err != nil {
 		writeError(w, http.StatusBadRequest, "create context: "+err.Error())
 		return
@@ -202,7 +218,7 @@ func (s *Server) restartContext(w http.ResponseWriter, r *http.Request, b *box, 
 		return
 	}
 	old.c.Close()
-	pc, err := startContext(r.Context(), sess, old.info)
+	pc, err := startContext(r.Context(), sess, old.info, b.env())
 	b.ctxMu.Lock()
 	if err != nil {
 		delete(b.contexts, id)
@@ -357,6 +373,12 @@ func (s *Server) handleExecute(w http.ResponseWriter, r *http.Request, b *box, s
 	}
 	var pc *pyContext
 	switch {
+	case req.ContextID == defaultJSContext.ID || req.ContextID == "" && lang == job.LangJavaScript:
+		if pc, err = b.jsContext(r.Context(), sess); err != nil {
+			writeError(w, http.StatusInternalServerError, "start the JavaScript context: "+err.Error())
+			return
+		}
+		lang = job.LangJavaScript
 	case req.ContextID != "" && req.ContextID != defaultContext.ID:
 		if pc = b.context(req.ContextID); pc == nil {
 			writeError(w, http.StatusNotFound, fmt.Sprintf("context %q not found", req.ContextID))
@@ -399,10 +421,17 @@ func (s *Server) handleExecute(w http.ResponseWriter, r *http.Request, b *box, s
 	if *count == 0 {
 		base = b.env()
 	}
-	if lang == job.LangBash {
+	// Display data reaches the client as the program shows it, as a notebook's;
+	// the Result repeats it, and only what was not streamed is sent at the end.
+	streamed := &streamedOutputs{out: out}
+	switch lang {
+	case job.LangBash:
 		jr.Language, jr.Code = job.LangBash, bashCode(req.Code, base, b.env(), req.EnvVars)
-	} else {
-		jr.Kernel = &job.Kernel{Env: req.EnvVars, BaseEnv: base}
+	case job.LangJavaScript:
+		// The sandbox's environment came with the context's start.
+		jr.Language = job.LangJavaScript
+	default:
+		jr.Kernel = &job.Kernel{Env: req.EnvVars, BaseEnv: base, OnOutput: streamed.send}
 	}
 	started := false
 	hooks := session.Hooks{Started: func() {
@@ -410,11 +439,15 @@ func (s *Server) handleExecute(w http.ResponseWriter, r *http.Request, b *box, s
 		w.Header().Set("Content-Type", "application/x-ndjson")
 		w.WriteHeader(http.StatusOK)
 		out.startKeepalive(leave)
+		streamed.start()
 	}}
 	var res *job.Result
-	if pc != nil {
+	switch {
+	case lang == job.LangJavaScript && len(req.EnvVars) > 0:
+		res, err = s.runJSWithEnv(run, b, pc, jr, req.EnvVars, hooks)
+	case pc != nil:
 		res, err = s.cfg.Sessions.ExecIn(run, b.owner, b.id, pc.c, jr, hooks)
-	} else {
+	default:
 		res, err = s.cfg.Sessions.Exec(run, b.owner, b.id, jr, hooks)
 	}
 	stdout.flush()
@@ -441,7 +474,13 @@ func (s *Server) handleExecute(w http.ResponseWriter, r *http.Request, b *box, s
 		return
 	}
 	*count++
-	for _, m := range results(res) {
+	rest := *res
+	rest.Outputs = streamed.unsent(res.Outputs)
+	if len(rest.Outputs) == 0 && len(res.Outputs) > 0 {
+		rest.Outputs = nil
+		rest.Images, rest.Result = nil, nil // all shown already, as display data
+	}
+	for _, m := range results(&rest) {
 		out.send(m)
 	}
 	if e := executionError(res); e != nil {
@@ -459,8 +498,52 @@ func contextLanguage(lang string) (string, error) {
 		return job.LangPython, nil
 	case "bash":
 		return job.LangBash, nil
+	case "javascript", "js":
+		return job.LangJavaScript, nil
+	case "typescript", "ts":
+		return "", fmt.Errorf("language %q is not available: codeexec runs JavaScript (language \"js\"), not TypeScript; run the code without its types", lang)
 	}
-	return "", fmt.Errorf("language %q is not available: codeexec's code interpreter runs python and bash", lang)
+	return "", fmt.Errorf("language %q is not available: codeexec's code interpreter runs python, javascript and bash", lang)
+}
+
+// jsContext returns the sandbox's JavaScript context, starting it at the first call.
+func (b *box) jsContext(ctx context.Context, sess *session.Session) (*pyContext, error) {
+	b.ctxMu.Lock()
+	defer b.ctxMu.Unlock()
+	if b.js != nil {
+		return b.js, nil
+	}
+	pc, err := startContext(ctx, sess, defaultJSContext, b.env())
+	if err != nil {
+		return nil, err
+	}
+	b.js = pc
+	return pc, nil
+}
+
+// runJSWithEnv runs jr in the JavaScript context pc with env set in Node's
+// process.env for that run only: a run before sets them, keeping their values, and
+// a run after puts those back, as E2B's per-run env_vars. (The run's own code is
+// left as it was written: its last expression is its result.)
+func (s *Server) runJSWithEnv(ctx context.Context, b *box, pc *pyContext, jr *job.Request, env map[string]string, hooks session.Hooks) (*job.Result, error) {
+	vals, err := json.Marshal(env)
+	if err != nil {
+		return nil, fmt.Errorf("env_vars: %w", err)
+	}
+	set := &job.Request{Language: job.LangJavaScript, Code: "void (() => { const set = " + string(vals) +
+		"; globalThis.__codeexecEnv = {}; for (const k of Object.keys(set)) { globalThis.__codeexecEnv[k] = process.env[k]; process.env[k] = set[k] } })()"}
+	if res, err := s.cfg.Sessions.ExecIn(ctx, b.owner, b.id, pc.c, set, session.Hooks{}); err != nil {
+		return nil, err
+	} else if res.Error != nil {
+		return nil, fmt.Errorf("set env_vars: %s: %s", res.Error.Name, res.Error.Message)
+	}
+	res, err := s.cfg.Sessions.ExecIn(ctx, b.owner, b.id, pc.c, jr, hooks)
+	restore := &job.Request{Language: job.LangJavaScript, Code: "void (() => { const old = globalThis.__codeexecEnv || {}; delete globalThis.__codeexecEnv; " +
+		"for (const k of Object.keys(old)) { if (old[k] === undefined) delete process.env[k]; else process.env[k] = old[k] } })()"}
+	if _, rerr := s.cfg.Sessions.ExecIn(ctx, b.owner, b.id, pc.c, restore, session.Hooks{}); rerr != nil && err == nil {
+		s.cfg.Log.Warn("e2b: the env_vars of a JavaScript run could not be put back", "sandbox", b.id, "err", rerr)
+	}
+	return res, err
 }
 
 // bashContext returns the sandbox's bash context, starting it at the first call.
@@ -470,7 +553,7 @@ func (b *box) bashContext(ctx context.Context, sess *session.Session) (*pyContex
 	if b.bash != nil {
 		return b.bash, nil
 	}
-	pc, err := startContext(ctx, sess, codeContext{ID: "default-bash", Language: job.LangBash, Cwd: e2bHome})
+	pc, err := startContext(ctx, sess, codeContext{ID: "default-bash", Language: job.LangBash, Cwd: e2bHome}, nil)
 	if err != nil {
 		return nil, err
 	}
@@ -570,9 +653,83 @@ func results(res *job.Result) []map[string]any {
 			"text": "<Figure>", "is_main_result": false})
 	}
 	if res.Result != nil {
-		out = append(out, map[string]any{"type": "result", "text": *res.Result, "is_main_result": true})
+		// A JavaScript run's value, as util.inspect shows it; a string's text
+		// without its quotes, as E2B's.
+		out = append(out, map[string]any{"type": "result", "text": unquote(*res.Result), "is_main_result": true})
 	}
 	return out
+}
+
+// unquote is text without the quotes around it, when it is a quoted string.
+func unquote(text string) string {
+	if len(text) >= 2 && (text[0] == '\'' && text[len(text)-1] == '\'' || text[0] == '"' && text[len(text)-1] == '"') {
+		return text[1 : len(text)-1]
+	}
+	return text
+}
+
+// streamedOutputs sends a kernel run's display data to the client as the program
+// shows it (job.Kernel.OnOutput), once the reply has started, and remembers what it
+// sent.
+type streamedOutputs struct {
+	out *ndjson
+
+	mu      sync.Mutex
+	started bool
+	held    []job.Output // shown before the reply started
+	sent    []job.Output
+}
+
+func (s *streamedOutputs) send(o job.Output) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if !s.started {
+		s.held = append(s.held, o)
+		return
+	}
+	s.out.send(resultOf(o))
+	s.sent = append(s.sent, o)
+}
+
+// start sends what was held: the reply has started.
+func (s *streamedOutputs) start() {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	s.started = true
+	for _, o := range s.held {
+		s.out.send(resultOf(o))
+		s.sent = append(s.sent, o)
+	}
+	s.held = nil
+}
+
+// unsent is what of all, the Result's display data, the client has not had: all
+// after the ones streamed, when those are its start (the program may have written
+// the report pipe itself, and streamed anything).
+func (s *streamedOutputs) unsent(all []job.Output) []job.Output {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if len(s.sent) > len(all) {
+		return all
+	}
+	for i, o := range s.sent {
+		if !sameOutput(o, all[i]) {
+			return all
+		}
+	}
+	return all[len(s.sent):]
+}
+
+func sameOutput(a, b job.Output) bool {
+	if a.Main != b.Main || len(a.Data) != len(b.Data) {
+		return false
+	}
+	for k, v := range a.Data {
+		if w, ok := b.Data[k]; !ok || !bytes.Equal(v, w) {
+			return false
+		}
+	}
+	return true
 }
 
 // resultOf is E2B's result object of one display data bundle. As E2B's server, it
@@ -589,10 +746,7 @@ func resultOf(o job.Output) map[string]any {
 		if key == "text" {
 			var text string
 			if json.Unmarshal(v, &text) == nil {
-				if len(text) >= 2 && (text[0] == '\'' && text[len(text)-1] == '\'' || text[0] == '"' && text[len(text)-1] == '"') {
-					text = text[1 : len(text)-1]
-				}
-				m[key] = text
+				m[key] = unquote(text)
 				continue
 			}
 		}

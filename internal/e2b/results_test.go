@@ -14,7 +14,7 @@ import (
 // go to extra.
 func TestResults(t *testing.T) {
 	raw := func(s string) json.RawMessage { return json.RawMessage(s) }
-	str := "'plain'"
+	str, num := "'plain'", "42"
 	tests := []struct {
 		name string
 		res  job.Result
@@ -32,8 +32,11 @@ func TestResults(t *testing.T) {
 			"text/latex": raw(`"$x$"`), "application/json": raw(`[1,2]`), "application/javascript": raw(`"1"`), "e2b/chart": raw(`{}`),
 			"application/vnd.custom+json": raw(`{"k":1}`)}}}},
 			`[{"chart":{},"extra":{"application/vnd.custom+json":{"k":1}},"is_main_result":true,"javascript":"1","jpeg":"/9j/","json":[1,2],"latex":"$x$","markdown":"*m*","pdf":"JVBE","svg":"<svg/>","type":"result"}]`},
+		// A JavaScript run's value: a string's text without its quotes, as E2B's.
 		{"a plain run's result", job.Result{Result: &str},
-			`[{"is_main_result":true,"text":"'plain'","type":"result"}]`},
+			`[{"is_main_result":true,"text":"plain","type":"result"}]`},
+		{"a plain run's number", job.Result{Result: &num},
+			`[{"is_main_result":true,"text":"42","type":"result"}]`},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {

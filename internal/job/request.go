@@ -91,6 +91,13 @@ type Kernel struct {
 	Env map[string]string
 	// BaseEnv is set for good: a sandbox's envVars, given with its first run.
 	BaseEnv map[string]string
+	// OnOutput, when set, is given each display data bundle as the program shows it
+	// (display(), a figure's plt.show()), mid-run, from one goroutine, at most as
+	// many and as large as the Result's Outputs may be; the Result's Outputs still
+	// hold them all. Run returns only after the last call has returned (or
+	// sandbox.StreamDrainTimeout has passed). What the program writes to the
+	// harness's report pipe itself may reach it too: it is that run's data.
+	OnOutput func(Output)
 }
 
 // MaxArgsBytes bounds a Request's Name and Args together (each counted with a

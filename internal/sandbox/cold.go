@@ -111,12 +111,24 @@ func (r *Runner) runCold(ctx context.Context, req *job.Request) (*job.Result, er
 	live.started(kill)
 	w.start(ctx, kill)
 	reportCh := make(chan []byte, 1)
-	go func() { reportCh <- readReport(reportR) }()
+	var delivered chan struct{}
+	if onOutput := kernelOutputs(req); onOutput != nil {
+		var outs chan<- job.Output
+		outs, delivered = deliverOutputs(onOutput)
+		go func() {
+			defer close(outs)
+			reportCh <- readStreamedReport(reportR, outs)
+		}()
+	} else {
+		go func() { reportCh <- readReport(reportR) }()
+	}
 	waitErr := cmd.Wait() // after the copies of stdout and stderr are complete
 	w.disarm()
 	stdin.close()
+	report := <-reportCh
+	waitDelivered(delivered)
 	w.tee.finish()
-	o := outcome{stopped: w.reason(), report: <-reportCh, duration: time.Since(start), network: link.close(),
+	o := outcome{stopped: w.reason(), report: report, duration: time.Since(start), network: link.close(),
 		bare: req.Language == job.LangBash, node: req.Language == job.LangJavaScript}
 	if ws := waitStatus(waitErr); ws != nil {
 		o.signaled, o.signal, o.exitCode = ws.Signaled(), ws.Signal(), ws.ExitStatus()

@@ -4,9 +4,12 @@ import (
 	"bytes"
 	"fmt"
 	"image/png"
+	"io"
 	"os"
 	"path/filepath"
+	"slices"
 	"strings"
+	"sync"
 	"testing"
 	"time"
 
@@ -288,6 +291,42 @@ func TestKernelRun(t *testing.T) {
 		}
 		if res := run(t, r, code, nil); res.Error == nil || res.Error.Name != "SyntaxError" || len(res.Outputs) != 0 {
 			t.Fatalf("without Kernel: %+v", res)
+		}
+	})
+}
+
+// TestKernelStreamsOutputs: with Kernel.OnOutput a kernel run's display data reaches
+// the caller as the program shows it, on both paths. The program waits, after its
+// first display(), for a line on stdin that only the callback sends: without
+// streaming it would wait until its timeout. The Result still holds every bundle.
+func TestKernelStreamsOutputs(t *testing.T) {
+	bothPaths(t, func(t *testing.T, r *Runner) {
+		inR, inW := io.Pipe()
+		defer inW.Close()
+		var mu sync.Mutex
+		var got []string
+		res := run(t, r, "display('first')\nline = input()\ndisplay('second ' + line)\n7", func(req *job.Request) {
+			req.Stdin = inR
+			req.Kernel = &job.Kernel{OnOutput: func(o job.Output) {
+				mu.Lock()
+				got = append(got, string(o.Data["text/plain"]))
+				mu.Unlock()
+				if string(o.Data["text/plain"]) == `"'first'"` {
+					go inW.Write([]byte("go\n"))
+				}
+			}}
+		})
+		if res.Status != job.StatusOK {
+			t.Fatalf("status %s stderr %q: the first display did not reach the callback mid-run", res.Status, res.Stderr)
+		}
+		want := []string{`"'first'"`, `"'second go'"`, `"7"`}
+		mu.Lock()
+		defer mu.Unlock()
+		if !slices.Equal(got, want) {
+			t.Errorf("streamed %q, want %q", got, want)
+		}
+		if len(res.Outputs) != 3 || !res.Outputs[2].Main {
+			t.Errorf("the Result's outputs %+v, want all three", res.Outputs)
 		}
 	})
 }

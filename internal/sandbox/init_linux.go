@@ -35,7 +35,9 @@ const (
 const (
 	sandboxWorkDir = image.WorkDir
 	// sandboxHomeDir shows the work dir again in a session with SessionOptions.Home.
-	sandboxHomeDir  = "/home/user"
+	sandboxHomeDir = "/home/user"
+	// sandboxHomeUser is the sandbox user's name in a session with SessionOptions.Home.
+	sandboxHomeUser = "user"
 	sandboxUID      = image.SandboxUID
 	sandboxGID      = image.SandboxGID
 	sandboxHostname = image.Hostname

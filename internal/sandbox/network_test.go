@@ -178,3 +178,44 @@ except Exception as e:
 		}
 	})
 }
+
+// TestCommandNetwork: a command with a Network policy reaches the allowed hosts
+// through the proxy, with the proxy variables, for as long as it runs; one without
+// has neither.
+func TestCommandNetwork(t *testing.T) {
+	web := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) { fmt.Fprint(w, "ok") }))
+	defer web.Close()
+	u, _ := url.Parse(web.URL)
+	p, _ := strconv.Atoi(u.Port())
+	r := networkRunner(t, "warm")
+	s, err := r.NewSession(context.Background(), job.DefaultLimits())
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer s.Close()
+	code := fmt.Sprintf(`
+import os, urllib.request
+print("proxy" if os.environ.get("http_proxy") else "no proxy")
+try:
+    print(urllib.request.urlopen("http://allowed.test:%d/", timeout=5).read().decode())
+except Exception as e:
+    print(type(e).__name__)`, p)
+	policy := &egress.Policy{Allow: []string{"allowed.test"}, Ports: []int{p}}
+	for _, tc := range []struct {
+		name    string
+		network *egress.Policy
+		want    string
+	}{
+		{"with a policy", policy, "proxy\nok\n"},
+		{"without", nil, "no proxy\nURLError\n"},
+	} {
+		out := newChunkWriter()
+		proc, err := s.Start(context.Background(), &Command{Args: []string{"python3", "-c", code}, Stdout: out, Stderr: out, Network: tc.network})
+		if err != nil {
+			t.Fatal(err)
+		}
+		if st, err := proc.Wait(); err != nil || st.Code != 0 || out.String() != tc.want {
+			t.Errorf("%s: %v %v %q, want %q", tc.name, st, err, out.String(), tc.want)
+		}
+	}
+}

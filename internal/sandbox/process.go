@@ -15,6 +15,7 @@ import (
 	"time"
 	"unicode/utf8"
 
+	"github.com/codeexec/codeexec/internal/egress"
 	"github.com/codeexec/codeexec/internal/job"
 	"golang.org/x/sys/unix"
 )
@@ -54,6 +55,10 @@ type proc struct {
 	id   uint64
 	kind string
 	args []string // a command's argv
+
+	// nspid is the process's pid in the session's pid namespace, as the kernel
+	// reported it at the start (0 before).
+	nspid int
 
 	mu     sync.Mutex
 	pidfd  int // -1 before the start and once the process has ended
@@ -240,6 +245,10 @@ func (s *Session) adopt(p *proc, pid int) error {
 		return &os.SyscallError{Syscall: "pidfd_open", Err: err}
 	}
 	procs, err := s.s.g.Procs()
+	var nspid int
+	if err == nil {
+		nspid, err = namespacePid(pid)
+	}
 	// Alive after the check: the pid named the same process all along.
 	if err != nil || !slices.Contains(procs, pid) || unix.PidfdSendSignal(pidfd, 0, nil, 0) != nil {
 		unix.Close(pidfd)
@@ -251,8 +260,39 @@ func (s *Session) adopt(p *proc, pid int) error {
 		unix.Close(pidfd)
 		return fmt.Errorf("process %d ended before it started", pid)
 	}
-	p.pidfd = pidfd
+	p.pidfd, p.nspid = pidfd, nspid
 	return nil
+}
+
+// namespacePid returns the pid that host pid has in its own (innermost) pid
+// namespace: the last number of the NSpid line of its /proc status, the kernel's
+// word. The caller checks afterwards that pid still names the same process.
+func namespacePid(pid int) (int, error) {
+	data, err := os.ReadFile("/proc/" + strconv.Itoa(pid) + "/status")
+	if err != nil {
+		return 0, fmt.Errorf("read the status of process %d: %w", pid, err)
+	}
+	return parseNSpid(data)
+}
+
+// parseNSpid reads the innermost pid from the NSpid line of a /proc/PID/status.
+func parseNSpid(status []byte) (int, error) {
+	for line := range strings.SplitSeq(string(status), "\n") {
+		rest, ok := strings.CutPrefix(line, "NSpid:")
+		if !ok {
+			continue
+		}
+		f := strings.Fields(rest)
+		if len(f) == 0 {
+			break
+		}
+		n, err := strconv.Atoi(f[len(f)-1])
+		if err != nil || n <= 0 {
+			return 0, fmt.Errorf("NSpid %q is not a pid list", strings.TrimSpace(rest))
+		}
+		return n, nil
+	}
+	return 0, errors.New("the process status has no NSpid line")
 }
 
 // Context is an interpreter context of a session: a Python process, forked from the
@@ -541,6 +581,11 @@ type Command struct {
 	// from one goroutine: unlike a context's run, nothing is kept or capped here, and
 	// a writer that blocks holds the program up once the pipe is full. nil discards.
 	Stdout, Stderr io.Writer
+	// Network, when set, gives the command egress through a proxy of this policy,
+	// as a run's Network does: it listens on the sandbox's loopback from the start
+	// until the command ends, and the command gets the proxy variables (before Env,
+	// which may replace them). Processes the command leaves running lose it then.
+	Network *egress.Policy
 }
 
 // maxCommandBytes bounds a command's argv, environment and dir together: the
@@ -643,7 +688,18 @@ func (s *Session) Start(ctx context.Context, cmd *Command) (*Process, error) {
 		}
 		files, ours = append(files, w), append(ours, r)
 	}
-	env := commandEnv(s.limits, cmd.Env)
+	extra := cmd.Env
+	var link *egressLink
+	if cmd.Network != nil {
+		link, err = s.r.openEgress(s.s.c.pidfd, cmd.Network)
+		if err != nil {
+			closeAll()
+			stdin.close()
+			return nil, err
+		}
+		extra = append(proxyEnv(link.addr), cmd.Env...)
+	}
+	env := commandEnv(s.limits, extra)
 	p, ch, err := s.startProc(ctx, KindCommand, slices.Clone(cmd.Args),
 		ctlMsg{Op: "command", Argv: cmd.Args, Env: env, Dir: cmd.Dir}, files...)
 	for _, f := range files[1:] {
@@ -657,9 +713,15 @@ func (s *Session) Start(ctx context.Context, cmd *Command) (*Process, error) {
 			f.Close()
 		}
 		stdin.close()
+		link.close()
 		return nil, err
 	}
 	defer ch.Close()
+	// The proxy serves the command until it ends, however it ends.
+	go func() {
+		<-p.done
+		link.close()
+	}()
 	proc := &Process{s: s, p: p, stdin: stdin, outs: ours}
 	for i, dst := range []io.Writer{cmd.Stdout, cmd.Stderr} {
 		if dst == nil {
@@ -717,6 +779,11 @@ func commandEnv(l job.Limits, extra []string) []string {
 // ID identifies the process among the session's processes.
 func (p *Process) ID() uint64 { return p.p.id }
 
+// Pid is the process's pid inside the session, as its programs see it (ps, $!,
+// kill): its pid namespace's number, not the host's. It names the process only
+// while it runs; Signal, not a kill by this number, is how the server reaches it.
+func (p *Process) Pid() int { return p.p.nspid }
+
 // Wait waits for the process to exit and for its output to be copied (at most
 // commandOutputGrace after the exit: see there), and returns how it ended. An error
 // means its end could not be learnt. Calls after the first return the same.
@@ -744,6 +811,10 @@ func (p *Process) Wait() (ExitStatus, error) {
 	})
 	return p.status, p.waitErr
 }
+
+// Exited returns a channel closed once the process has ended and been reaped: its
+// pid is free then. Its output may still be on its way (Wait waits for that too).
+func (p *Process) Exited() <-chan struct{} { return p.p.done }
 
 // Signal sends sig to the process (not to processes it started). After the process
 // has ended it returns ErrProcessDone.

@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"io"
+	"strconv"
 	"strings"
 	"syscall"
 	"testing"
@@ -303,6 +304,51 @@ func TestCommandValidate(t *testing.T) {
 	} {
 		if err := tt.cmd.validate(); (err == nil) != tt.ok {
 			t.Errorf("%s: validate() = %v, want ok %v", tt.name, err, tt.ok)
+		}
+	}
+}
+
+// TestCommandPid: a command's Pid is the one its programs see ($$, kill -0), a
+// small number of the session's pid namespace, not the host's.
+func TestCommandPid(t *testing.T) {
+	s := newTestSession(t, sharedRunnerFor(t, "warm"), job.DefaultLimits())
+	out := newChunkWriter()
+	p := startCommand(t, s, nil, out, nil, "/bin/sh", "-c", "echo $$; exec sleep 600")
+	out.waitFor(t, "\n")
+	if got, want := strings.TrimSpace(out.String()), strconv.Itoa(p.Pid()); got != want {
+		t.Errorf("the command printed $$ = %s, Pid() = %s", got, want)
+	}
+	check := func(code int) {
+		t.Helper()
+		q := startCommand(t, s, nil, nil, nil, "/bin/sh", "-c", "kill -0 "+strconv.Itoa(p.Pid()))
+		if st, err := q.Wait(); err != nil || st.Code != code {
+			t.Errorf("kill -0 %d in the sandbox: %v %v, want exit %d", p.Pid(), st, err, code)
+		}
+	}
+	check(0)
+	if err := p.Signal(syscall.SIGKILL); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := p.Wait(); err != nil {
+		t.Fatal(err)
+	}
+	check(1)
+}
+
+func TestParseNSpid(t *testing.T) {
+	for _, tt := range []struct {
+		status string
+		want   int // 0: an error
+	}{
+		{"Name:\tsleep\nNSpid:\t48211\t12\t7\nNSpgid:\t1\n", 7},
+		{"NSpid:\t48211\n", 48211},
+		{"Name:\tsleep\nPid:\t3\n", 0},
+		{"NSpid:\t\n", 0},
+		{"NSpid:\t12\tx\n", 0},
+	} {
+		got, err := parseNSpid([]byte(tt.status))
+		if got != tt.want || (err == nil) != (tt.want != 0) {
+			t.Errorf("parseNSpid(%q) = %d, %v; want %d", tt.status, got, err, tt.want)
 		}
 	}
 }

@@ -109,7 +109,7 @@ func (r *Runner) runOn(ctx context.Context, p interpreter, req *job.Request) (o 
 		fds = append(fds, int(stdin.file().Fd()))
 	}
 	w = newWatch(l)
-	w.readOutput(outR, errR, repR)
+	w.readOutput(outR, errR, repR, kernelOutputs(req))
 	if p.watching != nil {
 		p.watching(w)
 		defer p.watching(nil)
@@ -147,7 +147,7 @@ func (r *Runner) runOn(ctx context.Context, p interpreter, req *job.Request) (o 
 
 // kernelEnv is the variable that makes the harness run a program as a kernel run.
 func kernelEnv(k *job.Kernel) (string, error) {
-	b, err := json.Marshal(harness.KernelOptions{Env: k.Env, BaseEnv: k.BaseEnv})
+	b, err := json.Marshal(harness.KernelOptions{Env: k.Env, BaseEnv: k.BaseEnv, Stream: k.OnOutput != nil})
 	if err != nil {
 		return "", fmt.Errorf("sandbox: kernel options: %w", err)
 	}

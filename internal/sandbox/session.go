@@ -183,7 +183,9 @@ type SessionOptions struct {
 	// Home shows the session's work dir at /home/user as well, and starts its
 	// processes there: E2B's sandboxes, whose users and programs name that path,
 	// and whose absolute paths (os.getcwd(), pwd) must be the ones its file calls
-	// take. A tmpfs of the sandbox's own covers the image's /home for it.
+	// take. A tmpfs of the sandbox's own covers the image's /home for it. The
+	// sandbox user (the same unprivileged uid) is named "user" there, as E2B's, in a
+	// read-only view of /etc/passwd and /etc/group bound over the image's.
 	Home bool
 }
 

@@ -161,8 +161,9 @@ func assertGone(t *testing.T, r *Runner, pids []int) {
 }
 
 // TestSessionHome: a session with SessionOptions.Home shows its work dir at
-// /home/user too and starts there; /home itself stays unwritable; a session
-// without it has no /home/user.
+// /home/user too and starts there, and names its user "user"; /home itself and the
+// account files stay unwritable; a session without it has no /home/user and its
+// user is "sandbox".
 func TestSessionHome(t *testing.T) {
 	r := sharedRunnerFor(t, "warm")
 	s, err := r.NewSessionWith(context.Background(), job.DefaultLimits(), SessionOptions{Home: true})
@@ -175,6 +176,14 @@ func TestSessionHome(t *testing.T) {
 		{"open('/home/user/a.txt', 'w').write('x')\nopen('/work/a.txt').read()", "'x'"},
 		{"os.path.samefile('/home/user', '/work')", "True"},
 		{"try:\n    open('/home/b.txt', 'w')\n    r = 'written'\nexcept OSError as e:\n    r = type(e).__name__\nr", "'PermissionError'"},
+		// The same uid, named user as in E2B's sandboxes, through views of the
+		// account files that no one can write and nothing else in /home shows.
+		{"import pwd, grp\np = pwd.getpwuid(os.getuid())\np.pw_name, p.pw_dir, grp.getgrgid(os.getgid()).gr_name, os.getuid()", "('user', '/home/user', 'user', 1000)"},
+		{"import subprocess\nsubprocess.run(['whoami'], capture_output=True, text=True).stdout", "'user\\n'"},
+		{"[l for l in open('/etc/passwd') if l.startswith('sandbox:') or ':1000:' in l]", "['user:x:1000:1000::/home/user:/bin/bash\\n']"},
+		{"pwd.getpwnam('root').pw_uid, 'root:' in open('/etc/group').read()", "(0, True)"},
+		{"import errno\nr = []\nfor f in ('/etc/passwd', '/etc/group'):\n    try:\n        open(f, 'a').write('x')\n    except OSError as e:\n        r.append(e.errno in (errno.EACCES, errno.EROFS))\nr", "[True, True]"},
+		{"os.listdir('/home')", "['user']"},
 	} {
 		res := sessionRun(t, s, c.code)
 		if res.Status != job.StatusOK || deref(res.Result) != c.want {
@@ -182,7 +191,7 @@ func TestSessionHome(t *testing.T) {
 		}
 	}
 	plain := newTestSession(t, r, job.DefaultLimits())
-	if res := sessionRun(t, plain, "import os\nos.path.exists('/home/user'), os.getcwd()"); deref(res.Result) != "(False, '/work')" {
+	if res := sessionRun(t, plain, "import os, pwd\nos.path.exists('/home/user'), os.getcwd(), pwd.getpwuid(os.getuid()).pw_name"); deref(res.Result) != "(False, '/work', 'sandbox')" {
 		t.Errorf("a session without Home: %s %q", deref(res.Result), res.Stderr)
 	}
 }

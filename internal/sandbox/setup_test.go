@@ -27,6 +27,7 @@ var (
 	// warmOnly are steps the cold init does not run.
 	warmOnly = map[string]string{
 		"home":       "sessions only, which are warm: the work dir at /home/user too (SessionOptions.Home)",
+		"accounts":   "sessions only, which are warm: the sandbox user named user in /etc/passwd and /etc/group (SessionOptions.Home)",
 		"namespaces": "the cold path makes its namespaces at clone (sandboxCloneFlags); a child is forked in the zygote's user namespace and into a pid namespace the zygote made, and unshares the rest",
 	}
 	// moved are common steps whose place differs.

@@ -11,6 +11,7 @@ import (
 	"time"
 
 	"github.com/codeexec/codeexec/internal/job"
+	"github.com/codeexec/codeexec/internal/sandbox/harness"
 	"golang.org/x/sys/unix"
 )
 
@@ -333,4 +334,28 @@ func TestSessionStraySIGINT(t *testing.T) {
 			t.Fatalf("after SIGINTs between runs: %s %s %q", res.Status, deref(res.Result), res.Stderr)
 		}
 	})
+}
+
+// TestReadStreamedReport: bundle lines go to outs, at most MaxOutputs of them and
+// nothing that is not one; the last line, without its newline, is the report.
+func TestReadStreamedReport(t *testing.T) {
+	line := `{"output": {"data": {"text/plain": "\"x\""}, "main": false}}` + "\n"
+	for _, tt := range []struct {
+		name, in   string
+		sent       int
+		wantReport string
+	}{
+		{"bundles then the report", line + line + `{"ok": true}`, 2, `{"ok": true}`},
+		{"no bundles", `{"ok": true}`, 0, `{"ok": true}`},
+		{"lines that are no bundle", "garbage\n" + `{"output": null}` + "\n" + `{"other": 1}` + "\n" + line + `{"ok": true}`, 1, `{"ok": true}`},
+		{"more bundles than a Result holds", strings.Repeat(line, harness.MaxOutputs+5) + `{"ok": true}`, harness.MaxOutputs, `{"ok": true}`},
+		{"no report", line, 1, ""},
+	} {
+		outs := make(chan job.Output, harness.MaxOutputs)
+		report := readStreamedReport(strings.NewReader(tt.in), outs)
+		close(outs)
+		if len(outs) != tt.sent || string(report) != tt.wantReport {
+			t.Errorf("%s: sent %d, report %q; want %d, %q", tt.name, len(outs), report, tt.sent, tt.wantReport)
+		}
+	}
 }

@@ -1,8 +1,10 @@
 package sandbox
 
 import (
+	"bufio"
 	"bytes"
 	"context"
+	"encoding/json"
 	"io"
 	"os"
 	"strings"
@@ -10,6 +12,7 @@ import (
 	"time"
 
 	"github.com/codeexec/codeexec/internal/job"
+	"github.com/codeexec/codeexec/internal/sandbox/harness"
 )
 
 // watch enforces an execution's wall-clock and output limits and cancellation, and
@@ -21,6 +24,9 @@ type watch struct {
 	readers sync.WaitGroup
 	outputs []*os.File
 	report  []byte
+	// delivered is closed once the display data streamed mid-run has all been
+	// handed to the Request's OnOutput; nil when the run streams none.
+	delivered chan struct{}
 
 	mu      sync.Mutex
 	stopped job.Status
@@ -57,12 +63,24 @@ func (w *watch) start(ctx context.Context, kill func()) {
 
 // readOutput copies the program's stdout and stderr into the watch's writers and
 // reads its report, until EOF or waitOutput.
-func (w *watch) readOutput(stdout, stderr, report *os.File) {
+// onOutput, when set, is given the display data the report pipe streams (see
+// readStreamedReport).
+func (w *watch) readOutput(stdout, stderr, report *os.File, onOutput func(job.Output)) {
 	w.outputs = []*os.File{stdout, stderr, report}
 	w.readers.Add(3)
 	go func() { defer w.readers.Done(); _, _ = io.Copy(w.stdout, stdout) }()
 	go func() { defer w.readers.Done(); _, _ = io.Copy(w.stderr, stderr) }()
-	go func() { defer w.readers.Done(); w.report = readReport(report) }()
+	if onOutput == nil {
+		go func() { defer w.readers.Done(); w.report = readReport(report) }()
+		return
+	}
+	var outs chan<- job.Output
+	outs, w.delivered = deliverOutputs(onOutput)
+	go func() {
+		defer w.readers.Done()
+		defer close(outs)
+		w.report = readStreamedReport(report, outs)
+	}()
 }
 
 // waitOutput waits up to grace for the readers to reach EOF, then stops them; a
@@ -82,6 +100,7 @@ func (w *watch) waitOutput(grace time.Duration) []byte {
 	for _, f := range w.outputs {
 		f.Close()
 	}
+	waitDelivered(w.delivered)
 	w.tee.finish()
 	return w.report
 }
@@ -181,4 +200,76 @@ func (w *capWriter) String() string {
 	w.mu.Lock()
 	defer w.mu.Unlock()
 	return strings.ToValidUTF8(w.buf.String(), "\uFFFD")
+}
+
+// deliverOutputs hands what is sent on outs to onOutput from a goroutine of its
+// own, until outs is closed; delivered is closed then.
+func deliverOutputs(onOutput func(job.Output)) (outs chan<- job.Output, delivered chan struct{}) {
+	ch := make(chan job.Output, harness.MaxOutputs)
+	delivered = make(chan struct{})
+	go func() {
+		defer close(delivered)
+		for o := range ch {
+			onOutput(o)
+		}
+	}()
+	return ch, delivered
+}
+
+// waitDelivered waits, at most streamDrainTimeout, until the display data a run
+// streamed has all been handed on (delivered, nil when it streamed none): it comes
+// before the Result, as a notebook shows it.
+func waitDelivered(delivered chan struct{}) {
+	if delivered == nil {
+		return
+	}
+	select {
+	case <-delivered:
+	case <-time.After(streamDrainTimeout):
+	}
+}
+
+// kernelOutputs is req's OnOutput, if it has one.
+func kernelOutputs(req *job.Request) func(job.Output) {
+	if req.Kernel == nil {
+		return nil
+	}
+	return req.Kernel.OnOutput
+}
+
+// streamedOutputBytes bounds the display data lines a report pipe may stream: the
+// bundles' bytes a Result may hold, and each line's wrapping.
+const streamedOutputBytes = harness.MaxOutputBytes + harness.MaxOutputs*64
+
+// readStreamedReport reads a kernel run's report pipe whose display data streams
+// (harness.KernelOptions.Stream): a line {"output": …} for each bundle as the program
+// shows it, sent to outs, then the report, the last line, which ends without a
+// newline and is returned as readReport returns it. At most MaxOutputs bundles
+// within streamedOutputBytes go to outs, which holds that many, so the reader never
+// waits for the caller: more lines than that, or lines that are not a bundle, were
+// written by the program itself, and are not passed on.
+func readStreamedReport(r io.Reader, outs chan<- job.Output) []byte {
+	br := bufio.NewReader(io.LimitReader(r, streamedOutputBytes+maxReportBytes+1))
+	sent, size := 0, 0
+	for {
+		line, err := br.ReadBytes('\n')
+		if err != nil {
+			// The report: what follows the last newline. A report longer than the
+			// limit keeps one byte more, for harness.Parse to refuse.
+			_, _ = io.Copy(io.Discard, r)
+			return line[:min(len(line), maxReportBytes+1)]
+		}
+		size += len(line)
+		if sent >= harness.MaxOutputs || size > streamedOutputBytes {
+			continue
+		}
+		var m struct {
+			Output *harness.Output `json:"output"`
+		}
+		if json.Unmarshal(line, &m) != nil || m.Output == nil || m.Output.Data == nil {
+			continue
+		}
+		outs <- job.Output{Data: m.Output.Data, Main: m.Output.Main}
+		sent++
+	}
 }

@@ -29,6 +29,7 @@ func zygoteConstants() string {
 		{"SANDBOX_GID", sandboxGID},
 		{"WORK_DIR", sandboxWorkDir},
 		{"HOME_DIR", sandboxHomeDir},
+		{"HOME_USER", sandboxHomeUser},
 		// The child shares the zygote's user namespace, and the zygote's fork makes
 		// its pid namespace; it unshares the rest of what the cold path clones.
 		{"CHILD_NAMESPACES", sandboxCloneFlags &^ (unix.CLONE_NEWUSER | unix.CLONE_NEWPID)},

@@ -18,6 +18,9 @@ var commandAttacks = []struct {
 	name  string
 	args  []string
 	check check
+	// home runs the attack in a session made with SessionOptions.Home, as E2B's
+	// sandboxes are: the work dir at /home/user and the uid named user.
+	home bool
 }{
 	{
 		// The same identity as code: the sandbox user, no capability in any set, no
@@ -66,6 +69,30 @@ print("signalled")
 `},
 		check: okLines("mem EACCES", "environ EACCES", "fds EACCES", "signalled"),
 	},
+	{
+		// E2B's user is a name only: the account views cannot be written, replaced,
+		// unmounted or found, the uid has no capability, and there is no sudo or su
+		// to climb with.
+		name: "command_e2b_user",
+		home: true,
+		args: []string{"/usr/bin/python3", "-c", prelude + `
+import pwd, shutil
+print("name", pwd.getpwuid(os.getuid()).pw_name, os.getuid())
+print("append", E(open, "/etc/passwd", "a"))
+wr("/home/user/x", "root::0:0::/root:/bin/bash\n")
+print("replace", E(os.rename, "/home/user/x", "/etc/passwd"))
+print("umount", sc(166, b"/etc/passwd", 0))
+print("unlink", E(os.unlink, "/etc/group"))
+print("home", ls("/home"))
+print("sudo", shutil.which("sudo"))
+import subprocess
+su = subprocess.run(["su", "-c", "id -u", "root"], stdin=subprocess.DEVNULL, capture_output=True, text=True)
+print("su", su.returncode != 0, su.stdout.strip() != "0", os.stat("/usr/bin/su").st_mode & stat.S_ISUID)
+print("caps", [l.split()[1] for l in open("/proc/self/status") if l.startswith("CapEff")])
+`},
+		check: okLines("name user 1000", "append EACCES", "replace EXDEV", "umount EPERM", "unlink EROFS",
+			"home ['user']", "sudo None", "su True True 0", "caps ['0000000000000000']"),
+	},
 }
 
 // TestCommandsConfined runs each attack as a command in a session, then checks that
@@ -81,7 +108,7 @@ func TestCommandsConfined(t *testing.T) {
 		t.Run(a.name, func(t *testing.T) {
 			t.Parallel()
 			attackCount.Add(1)
-			s, err := r.NewSession(context.Background(), limits())
+			s, err := r.NewSessionWith(context.Background(), limits(), sandbox.SessionOptions{Home: a.home})
 			if err != nil {
 				t.Fatal(err)
 			}

@@ -111,7 +111,7 @@ func TestSDK(t *testing.T) {
 	url := server(t)
 	got := runSDK(t, url, "runCode", "commands", "files")
 	for _, step := range []string{"create", "runCode.state", "runCode.error", "runCode.figure", "runCode.onStdout",
-		"runCode.timeout", "runCode.contexts", "commands.run", "commands.exit", "commands.stdin", "commands.connect", "commands.pty", "commands.kill", "files", "files.paths", "files.gzip", "files.watchDir", "list", "getInfo", "setTimeout", "connect", "kill"} {
+		"runCode.timeout", "runCode.contexts", "commands.run", "commands.exit", "commands.stdin", "commands.connect", "commands.pty", "commands.user", "commands.pid", "commands.kill", "files", "files.paths", "files.gzip", "files.signedUrls", "files.watchDir", "list", "getInfo", "setTimeout", "connect", "kill"} {
 		r, ok := got[step]
 		switch {
 		case !ok:
@@ -126,11 +126,11 @@ func TestSDK(t *testing.T) {
 
 // TestKernel runs IPython's semantics through the SDK: DataFrames with html and
 // data, display(), rich reprs, !cmd, %magics and %%cell magics, figures, the
-// execution count, envs per sandbox and per run, and the clear refusal of a
-// JavaScript context.
+// execution count, envs per sandbox and per run, and JavaScript contexts (Node:
+// globals kept, cwd, envs, errors; TypeScript refused by name).
 func TestKernel(t *testing.T) {
 	got := runSDK(t, server(t), "kernel")
-	for _, step := range []string{"kernel.dataframe", "kernel.display", "kernel.repr", "kernel.shell", "kernel.magics",
+	for _, step := range []string{"kernel.dataframe", "kernel.display", "kernel.displayStreamed", "kernel.repr", "kernel.shell", "kernel.magics",
 		"kernel.figure", "kernel.chart", "kernel.executionCount", "kernel.envs", "kernel.indented", "kernel.bash", "kernel.killed", "kernel.stream", "commands.killed", "kernel.javascript"} {
 		r, ok := got[step]
 		switch {
@@ -261,8 +261,9 @@ func TestTenancy(t *testing.T) {
 		{"envd with its token", "POST", "/process.Process/List", "", envd(sb.EnvdAccessToken), "{}", 200},
 		{"a timeout above the maximum", "POST", "/sandboxes/" + sb.SandboxID + "/timeout", apiKey, nil, `{"timeout":86400}`, 400},
 		{"pause", "POST", "/sandboxes/" + sb.SandboxID + "/pause", apiKey, nil, "", 501},
-		{"a JavaScript run", "POST", "/execute", "", interpWith(sb.EnvdAccessToken), `{"code":"1","language":"js"}`, 400},
-		{"a JavaScript context", "POST", "/contexts", "", interpWith(sb.EnvdAccessToken), `{"language":"javascript"}`, 400},
+		{"a TypeScript run", "POST", "/execute", "", interpWith(sb.EnvdAccessToken), `{"code":"1","language":"ts"}`, 400},
+		{"an R context", "POST", "/contexts", "", interpWith(sb.EnvdAccessToken), `{"language":"r"}`, 400},
+		{"a JavaScript context", "POST", "/contexts", "", interpWith(sb.EnvdAccessToken), `{"language":"javascript"}`, 200},
 		{"a template codeexec lacks", "POST", "/v2/sandboxes", apiKey, nil, `{"templateID":"nope"}`, 400},
 		{"get by its tenant", "GET", "/sandboxes/" + sb.SandboxID, apiKey, nil, "", 200},
 	} {
@@ -399,5 +400,16 @@ func TestNetworkAtCreate(t *testing.T) {
 		if !strings.Contains(out, `"text":"`+c.proxied+`"`) {
 			t.Errorf("%s: a run's proxy variables: %s, want text %s", c.name, out, c.proxied)
 		}
+	}
+}
+
+// TestCommandsNetwork: a sandbox created with internet (within --net-allow) gives
+// its commands the egress proxy, as its runs; one created without gives none.
+func TestCommandsNetwork(t *testing.T) {
+	p := api.DefaultConfig().Policy
+	p.NetworkAllow = []string{"*.example.com"}
+	got := runSDK(t, serverWith(t, p), "network")
+	if r, ok := got["network.commands"]; !ok || !r.OK {
+		t.Errorf("network.commands: %+v", r)
 	}
 }

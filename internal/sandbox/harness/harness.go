@@ -37,6 +37,10 @@ type KernelOptions struct {
 	Env map[string]string `json:"env,omitempty"`
 	// BaseEnv is set for good: the environment of every later run too.
 	BaseEnv map[string]string `json:"base_env,omitempty"`
+	// Stream has the harness write each display data bundle on the report pipe as
+	// the program shows it, a line {"output": Output} each, before the report (the
+	// last line, which ends without a newline and still holds every output).
+	Stream bool `json:"stream,omitempty"`
 }
 
 //go:embed zygote.py

@@ -197,7 +197,7 @@ def execute(source, namespace, report):
     kernel = None
     options = kernel_options()
     if options is not None:
-        kernel = Kernel(options, namespace)
+        kernel = Kernel(options, namespace, report)
     # Tracebacks show the program's own lines (a kernel run's rewriting keeps them).
     linecache.cache[FILENAME] = (len(source), None, source.splitlines(True), FILENAME)
     if kernel is None:

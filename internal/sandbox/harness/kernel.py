@@ -10,7 +10,8 @@
 # Display data goes into the report's "outputs" (harness.go Output), in the order the
 # program displayed it, within MAX_OUTPUTS and MAX_OUTPUT_BYTES (bytes of the
 # bundle's JSON, as the report carries it): what does not fit is dropped, its
-# largest representations first, and flagged.
+# largest representations first, and flagged. A run that asks (KernelOptions.Stream)
+# also gets each bundle on the report pipe as it is shown, ahead of the report.
 import re
 import shlex
 import subprocess
@@ -215,8 +216,11 @@ class Kernel:
     """The state of one kernel run; the namespace's own state (`_`, the working
     directory, the environment) lives in the process between runs."""
 
-    def __init__(self, options, namespace):
+    def __init__(self, options, namespace, report):
         self.ns = namespace
+        # With "stream", each bundle goes to the report pipe as it is shown, a line
+        # each, ahead of the report (harness.go KernelOptions.Stream).
+        self.stream = report if options.get("stream") else None
         self.env = {str(k): str(v) for k, v in (options.get("env") or {}).items()}
         self.base_env = {str(k): str(v) for k, v in (options.get("base_env") or {}).items()}
         self.outputs = []
@@ -302,6 +306,12 @@ class Kernel:
             size = len(json.dumps(entry)) + 1
         self.size += size
         self.outputs.append(entry)
+        if self.stream is not None:
+            try:
+                self.stream.write(json.dumps({"output": entry}) + "\n")
+                self.stream.flush()
+            except (OSError, ValueError):
+                self.stream = None  # the server stopped reading: the report still has it
 
     def bundle(self, obj, include=None, exclude=None):
         """obj's MIME bundle: its own representations, those codeexec gives common

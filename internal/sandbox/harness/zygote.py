@@ -273,6 +273,42 @@ def step_home(req, msg):
         mount(WORK_DIR, HOME_DIR, None, MS_BIND)
 
 
+def account_view(path, ident, line):
+    """The lines of the image's passwd- or group-style file at path, with the entry of
+    id ident (the third field) replaced by line, and any other entry of line's name
+    dropped."""
+    name = line.split(":", 1)[0]
+    out = []
+    with open(path) as f:
+        for entry in f.read().splitlines():
+            fields = entry.split(":")
+            if len(fields) > 2 and (fields[2] == str(ident) or fields[0] == name):
+                continue
+            out.append(entry)
+    out.append(line)
+    return "\n".join(out) + "\n"
+
+
+def step_accounts(req, msg):
+    # E2B's sandboxes run as HOME_USER, home HOME_DIR: whoami, ls -l and the files
+    # API's owners name that user. The same uid shows under that name through a view
+    # of /etc/passwd and /etc/group bound over the image's, read-only; the image and
+    # the uid (unprivileged, no sudo) stay what they are. The view's file is made on
+    # the tmpfs over /home (step_home) and unlinked once bound: nothing else shows it.
+    # Rejected: an image with that account, which every other sandbox would see too.
+    if not msg.get("home"):
+        return
+    views = (("/etc/passwd", SANDBOX_UID, "%s:x:%d:%d::%s:/bin/bash" % (HOME_USER, SANDBOX_UID, SANDBOX_GID, HOME_DIR)),
+             ("/etc/group", SANDBOX_GID, "%s:x:%d:" % (HOME_USER, SANDBOX_GID)))
+    for path, ident, line in views:
+        view = os.path.join(os.path.dirname(HOME_DIR), ".account-view")
+        with os.fdopen(os.open(view, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o644), "w") as f:
+            f.write(account_view(path, ident, line))
+        mount(view, path, None, MS_BIND)
+        mount(None, path, None, MS_BIND | MS_REMOUNT | MS_RDONLY | MS_NOSUID | MS_NODEV | MS_NOEXEC)
+        os.unlink(view)
+
+
 def step_work_dir(req, msg):
     os.chdir(HOME_DIR if msg.get("home") else WORK_DIR)
 
@@ -313,6 +349,7 @@ SEAL_STEPS = [
     ("rlimits", step_rlimits),
     # Mounts, so before the drop.
     ("home", step_home),
+    ("accounts", step_accounts),
     ("drop_privileges", step_drop_privileges),
     # As the sandbox user, who owns /work (0700).
     ("work_dir", step_work_dir),

@@ -130,6 +130,19 @@ if (want('kernel')) {
     check(ex.logs.stdout.join('') === 'before\n', `stdout ${JSON.stringify(ex.logs.stdout)}`)
     return ex.results.map((r) => r.formats().join('+')).join(' ')
   })
+  await step('kernel.displayStreamed', async () => {
+    // display() reaches onResult while the cell runs: the cell waits for a file
+    // that only the callback writes (20 s at most, then it says so).
+    const seen = []
+    let wrote
+    const ex = await sbx.runCode(
+      'import os, time\ndisplay("first")\nfor _ in range(400):\n    if os.path.exists("streamed.flag"): break\n    time.sleep(0.05)\ndisplay("second " + ("after the flag" if os.path.exists("streamed.flag") else "without it"))\n3',
+      { onResult: (r) => { seen.push(r.text); if (r.text === 'first') wrote = sbx.files.write('streamed.flag', 'x') } })
+    await wrote
+    check(JSON.stringify(seen) === '["first","second after the flag","3"]', `onResult saw ${JSON.stringify(seen)}`)
+    check(ex.results.length === 3 && ex.results[2].isMainResult && ex.text === '3', `results ${JSON.stringify(ex.results)}`)
+    return seen.join(', ')
+  })
   await step('kernel.repr', async () => {
     const ex = await sbx.runCode([
       'import base64',
@@ -286,16 +299,37 @@ if (want('kernel')) {
     return err.name
   })
   await step('kernel.javascript', async () => {
-    let err
+    // The default JavaScript context (Node): its globals kept from run to run, the
+    // sandbox's directory and environment, envs for one run, output, errors.
+    await sbx.runCode('const answer = 41', { language: 'js' })
+    const ex = await sbx.runCode('answer + 1', { language: 'javascript' })
+    check(ex.text === '42' && ex.results[0].isMainResult, `answer + 1 gave ${JSON.stringify(ex.results)} ${JSON.stringify(ex.error)}`)
+    const where = await sbx.runCode('[process.cwd(), process.env.HOME].join(" ")', { language: 'js' })
+    check(where.text === '/home/user /home/user', `cwd and HOME ${JSON.stringify(where.text)}`)
+    const env = await sbx.runCode('process.env.FOO', { language: 'js', envs: { FOO: 'bar' } })
+    check(env.text === 'bar', `envs gave ${JSON.stringify(env.text)}`)
+    const after = await sbx.runCode("process.env.FOO || 'unset'", { language: 'js' })
+    check(after.text === 'unset', `FOO after its run ${JSON.stringify(after.text)}`)
+    const out = await sbx.runCode('console.log("hi from node"); await Promise.resolve(7)', { language: 'js' })
+    check(out.logs.stdout.join('') === 'hi from node\n' && out.text === '7', `console.log and await gave ${JSON.stringify(out.logs)} ${JSON.stringify(out.text)}`)
+    const err = await sbx.runCode('null.x', { language: 'js' })
+    check(err.error && err.error.name === 'TypeError', `null.x gave ${JSON.stringify(err.error)}`)
+    // A context of its own: its own globals, its cwd.
+    const ctx = await sbx.createCodeContext({ language: 'js', cwd: '/tmp' })
+    check(ctx.language === 'javascript', `context ${JSON.stringify(ctx)}`)
+    const own = await sbx.runCode('[process.cwd(), typeof answer].join(" ")', { context: ctx })
+    check(own.text === '/tmp undefined', `the new context gave ${JSON.stringify(own.text)}`)
+    const listed = await sbx.listCodeContexts()
+    check(listed.some((c) => c.language === 'javascript' && c.id !== ctx.id), `contexts ${JSON.stringify(listed)}`)
+    // TypeScript is refused by name, not run as JavaScript.
+    let ts
     try {
-      await sbx.runCode('1 + 1', { language: 'js' })
+      await sbx.runCode('const x: number = 1', { language: 'ts' })
     } catch (e) {
-      err = e
+      ts = e
     }
-    // The SDK shows a 400's status only; the body says that codeexec runs Python
-    // (TestJavaScriptRefused reads it).
-    check(err && err.name === 'SandboxError' && err.message.startsWith('400'), `language js gave ${err?.name}: ${err?.message}`)
-    return `${err.name}: ${err.message}`
+    check(ts && ts.name === 'SandboxError' && ts.message.startsWith('400'), `language ts gave ${ts?.name}: ${ts?.message}`)
+    return ex.text
   })
 }
 
@@ -349,6 +383,58 @@ if (want('commands')) {
     }
     check(err && /pty/.test(err.message), `pty.create gave ${err?.name}: ${err?.message}`)
     return `${err.name}: ${err.message}`
+  })
+  await step('commands.user', async () => {
+    // E2B's user: the name whoami, ls and the files API give, its home and $USER;
+    // no sudo (codeexec gives the sandbox no root: see README).
+    const r = await sbx.commands.run('whoami; id -gn; echo "$USER $HOME"; ls -ld /home/user | cut -d" " -f3,4')
+    check(r.stdout === 'user\nuser\nuser /home/user\nuser user\n', `stdout ${JSON.stringify(r.stdout)}`)
+    await sbx.files.write('owned.txt', 'x')
+    const info = await sbx.files.getInfo('owned.txt')
+    check(info.owner === 'user' && info.group === 'user', `getInfo owner ${info.owner}:${info.group}`)
+    let err
+    try {
+      await sbx.commands.run('sudo true')
+    } catch (e) {
+      err = e
+    }
+    check(err && err.exitCode === 127, `sudo gave ${err?.name} ${err?.exitCode}`)
+    // Asking for root is refused by name, not run as user; asking for user is fine.
+    const asUser = await sbx.commands.run('whoami', { user: 'user' })
+    check(asUser.stdout === 'user\n', `user: 'user' gave ${JSON.stringify(asUser.stdout)}`)
+    for (const [what, call] of [
+      ['commands.run', () => sbx.commands.run('id', { user: 'root' })],
+      ['files.write', () => sbx.files.write('/root/x.txt', 'x', { user: 'root' })],
+      ['files.list', () => sbx.files.list('/', { user: 'root' })],
+    ]) {
+      let refused
+      try {
+        await call()
+      } catch (e) {
+        refused = e
+      }
+      check(refused && /"root".*no root or sudo/.test(refused.message), `${what} as root gave ${refused?.name}: ${refused?.message}`)
+    }
+    return r.stdout.split('\n')[0]
+  })
+  await step('commands.pid', async () => {
+    // The pid the SDK gets is the sandbox's own: its programs can use it.
+    const h = await sbx.commands.run('echo $$; exec sleep 600', { background: true })
+    const listed = await sbx.commands.list()
+    check(listed.some((p) => p.pid === h.pid), `list ${JSON.stringify(listed)} lacks ${h.pid}`)
+    const alive = await sbx.commands.run(`kill -0 ${h.pid} && cat /proc/${h.pid}/comm`)
+    check(alive.stdout === 'sleep\n', `/proc/${h.pid}/comm ${h.pid}: ${JSON.stringify(alive.stdout)}`)
+    check(await sbx.commands.kill(h.pid), 'kill found no process')
+    let err
+    try {
+      await sbx.commands.run(`kill -0 ${h.pid}`)
+    } catch (e) {
+      err = e
+    }
+    check(err && err.exitCode === 1, `kill -0 after kill gave ${err?.name} ${err?.exitCode}`)
+    const printed = h.stdout.trim()
+    check(printed === String(h.pid), `$$ printed ${JSON.stringify(printed)}, pid ${h.pid}`)
+    return h.pid
   })
   await step('commands.kill', async () => {
     const h = await sbx.commands.run('sleep 600', { background: true })
@@ -442,6 +528,31 @@ if (want('files')) {
     check((await sbx.files.read('zipped.txt')) === 'gzip both ways', 'read without gzip')
     return back.length
   })
+  await step('files.signedUrls', async () => {
+    // A secure sandbox's downloadUrl and uploadUrl: plain fetches, no headers.
+    const sec = await Sandbox.create({ secure: true, timeoutMs: 60_000 })
+    try {
+      await sec.files.write('signed.txt', 'signed content')
+      const get = await fetch(await sec.downloadUrl('signed.txt', { useSignatureExpiration: 10_000 }))
+      const got = await get.text()
+      check(get.status === 200 && got === 'signed content', `download: ${get.status} ${got}`)
+      const form = new FormData()
+      form.append('file', 'uploaded')
+      const up = await fetch(await sec.uploadUrl('up.txt', { useSignatureExpiration: 10_000 }), { method: 'POST', body: form })
+      const upBody = await up.json()
+      check(up.status === 200 && upBody[0]?.path === '/home/user/up.txt', `upload: ${up.status} ${JSON.stringify(upBody)}`)
+      check((await sec.files.read('up.txt')) === 'uploaded', 'the uploaded file')
+      const expired = await fetch(await sec.downloadUrl('signed.txt', { useSignatureExpiration: -10_000 }))
+      check(expired.status === 401 && (await expired.json()).message === 'signature is already expired', `expired: ${expired.status}`)
+      const url = new URL(await sec.downloadUrl('signed.txt'))
+      url.searchParams.set('path', 'up.txt') // another file under the same signature
+      const forged = await fetch(url)
+      check(forged.status === 401, `a signature for another path: ${forged.status}`)
+      return `${get.status} ${up.status} ${expired.status} ${forged.status}`
+    } finally {
+      await sec.kill()
+    }
+  })
   await step('files.watchDir', async () => {
     await sbx.files.makeDir('watched')
     const events = []
@@ -494,6 +605,34 @@ await step('kill', async () => {
   check(err && err.name === 'SandboxNotFoundError', `getInfo after kill gave ${err?.name}`)
   return 'killed'
 })
+
+if (want('network')) {
+  // A sandbox with internet (within the server's --net-allow): its commands go
+  // through the egress proxy, as its runs do; one without has no proxy.
+  await step('network.commands', async () => {
+    const open = await Sandbox.create({ allowInternetAccess: true, timeoutMs: 60_000 })
+    try {
+      const env = await open.commands.run('echo "$HTTPS_PROXY"')
+      check(/^http:\/\/127\.0\.0\.1:\d+\n$/.test(env.stdout), `HTTPS_PROXY ${JSON.stringify(env.stdout)}`)
+      // A host beyond the allowlist: the proxy itself answers, refusing it.
+      const py = 'import urllib.request, urllib.error\ntry:\n    urllib.request.urlopen("http://beyond.invalid/")\nexcept urllib.error.HTTPError as e:\n    print(e.code, e.headers.get("X-Codeexec-Egress-Error"))'
+      const r = await open.commands.run(`python3 -c '${py}'`)
+      check(r.stdout === '403 host_not_allowed\n', `a request beyond the allowlist: ${JSON.stringify(r.stdout)} ${JSON.stringify(r.stderr)}`)
+      const code = await open.runCode('import os\nos.environ.get("HTTPS_PROXY", "")')
+      check(code.text.startsWith('http://127.0.0.1:'), `runCode's HTTPS_PROXY ${JSON.stringify(code.text)}`)
+    } finally {
+      await open.kill()
+    }
+    const closed = await Sandbox.create({ timeoutMs: 60_000 })
+    try {
+      const none = await closed.commands.run('echo "[$HTTPS_PROXY]"')
+      check(none.stdout === '[]\n', `a sandbox without network: ${JSON.stringify(none.stdout)}`)
+    } finally {
+      await closed.kill()
+    }
+    return 'proxied'
+  })
+}
 
 if (want('latency')) {
   // The time from Sandbox.create() to the first runCode result, as a user sees it.
