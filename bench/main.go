@@ -20,6 +20,7 @@ import (
 	"os/exec"
 	"os/signal"
 	"path/filepath"
+	"slices"
 	"strconv"
 	"strings"
 	"sync"
@@ -43,10 +44,12 @@ type config struct {
 	tputColdN   int // executions per concurrency level, cold
 	concurrency []int
 	sessions    int
-	forks       int  // children of each kind the zygote model forks
-	http        bool // measure the HTTP API too
-	httpN       int  // latency requests over HTTP, per path
-	httpTputN   int  // requests per concurrency level over HTTP
+	forks       int             // children of each kind the zygote model forks
+	http        bool            // measure the HTTP API too
+	httpN       int             // latency requests over HTTP, per path
+	httpTputN   int             // requests per concurrency level over HTTP
+	ttfrN       int             // sessions for the time to first result, over HTTP
+	only        map[string]bool // workloads to measure; nil: all
 	out         string
 	args        []string // as given, for the report
 }
@@ -71,8 +74,21 @@ func parseFlags() (config, error) {
 	flag.BoolVar(&c.http, "http", true, "also measure POST /v1/execute over HTTP, the API server in-process on loopback")
 	flag.IntVar(&c.httpN, "http-n", 200, "latency requests of print(1) over HTTP, per path (http, http idle)")
 	flag.IntVar(&c.httpTputN, "http-tput-n", 400, "requests per concurrency level for HTTP throughput")
+	flag.IntVar(&c.ttfrN, "ttfr-n", 50, "sessions for the time to first result over HTTP")
+	var only string
+	flag.StringVar(&only, "workloads", "", "comma-separated workloads to measure for latency (default: all)")
 	flag.StringVar(&c.out, "out", "", "also write the report to this file")
 	flag.Parse()
+	if only != "" {
+		c.only = map[string]bool{}
+		for _, f := range strings.Split(only, ",") {
+			f = strings.TrimSpace(f)
+			if !slices.ContainsFunc(workloads, func(w workload) bool { return w.name == f }) {
+				return c, fmt.Errorf("-workloads: no workload %q", f)
+			}
+			c.only[f] = true
+		}
+	}
 	c.args = os.Args[1:]
 	for _, f := range strings.Split(conc, ",") {
 		n, err := strconv.Atoi(strings.TrimSpace(f))
@@ -82,7 +98,7 @@ func parseFlags() (config, error) {
 		c.concurrency = append(c.concurrency, n)
 	}
 	for name, v := range map[string]int{"-n-warm": c.nWarm, "-n-cold": c.nCold, "-tput-n": c.tputN, "-tput-cold-n": c.tputColdN, "-sessions": c.sessions, "-forks": c.forks,
-		"-http-n": c.httpN, "-http-tput-n": c.httpTputN} {
+		"-http-n": c.httpN, "-http-tput-n": c.httpTputN, "-ttfr-n": c.ttfrN} {
 		if v < 1 {
 			return c, fmt.Errorf("%s %d must be at least 1", name, v)
 		}
@@ -128,7 +144,7 @@ func run(ctx context.Context, cfg config) error {
 		return fmt.Errorf("cold runner: %w", err)
 	}
 	defer cold.Close()
-	viaHTTP, closeHTTP, err := startHTTP(cfg, warm)
+	viaHTTP, ttfr, closeHTTP, err := startHTTP(cfg, warm)
 	if err != nil {
 		return err
 	}
@@ -145,6 +161,11 @@ func run(ctx context.Context, cfg config) error {
 	}
 	if rep.tput, err = throughputAll(ctx, cfg, warm, cold, viaHTTP); err != nil {
 		return err
+	}
+	if ttfr != nil {
+		if rep.ttfr, err = ttfr(ctx, cfg.ttfrN, func(ctx context.Context) error { return waitPool(ctx, warm, cfg.prefork) }); err != nil {
+			return err
+		}
 	}
 	if rep.rss, err = selfRSS(); err != nil {
 		return err
@@ -248,6 +269,9 @@ const latencySlices = 5
 func latencyAll(ctx context.Context, cfg config, paths []path, warm *sandbox.Runner) ([]latencyRow, error) {
 	var rows []latencyRow
 	for _, w := range workloads {
+		if cfg.only != nil && !cfg.only[w.name] {
+			continue
+		}
 		var cells []latencyCell
 		for _, p := range paths {
 			if p.only != "" && p.only != w.name {
