@@ -212,20 +212,42 @@ def step_mount_work(req, msg):
           "mode=0700,uid=%d,gid=%d,size=%d" % (SANDBOX_UID, SANDBOX_GID, req["work_bytes"]))
 
 
+# What each /proc path of the server's lists is ("dir", "file" or None: absent), as
+# the zygote found it once: the child's fresh /proc is of the same kernel, so it
+# need not ask again for every execution. The zygote's own /proc is masked the same
+# way (a masked directory is still a directory, a masked file still a file).
+_PROC_KINDS = {}
+
+
+def proc_kind(p):
+    kind = _PROC_KINDS.get(p, False)
+    if kind is False:
+        kind = "dir" if os.path.isdir(p) else "file" if os.path.exists(p) else None
+        _PROC_KINDS[p] = kind
+    return kind
+
+
+def classify_proc_paths(req):
+    """Runs in the zygote before the fork: the child finds the kinds in its copy."""
+    for p in (req.get("proc_read_only") or []) + (req.get("proc_masked") or []):
+        proc_kind(p)
+
+
 def step_proc_read_only(req, msg):
     # The server's lists (init_linux.go), the ones the cold path uses; a request
     # without them is refused rather than served with a /proc unmasked.
     for p in req["proc_read_only"]:
-        if os.path.exists(p):
+        if proc_kind(p):
             mount(p, p, None, MS_BIND | MS_REC)
             mount(None, p, None, MS_BIND | MS_REMOUNT | MS_RDONLY | MS_NOSUID | MS_NODEV | MS_NOEXEC)
 
 
 def step_proc_masked(req, msg):
     for p in req["proc_masked"]:
-        if os.path.isdir(p):
+        kind = proc_kind(p)
+        if kind == "dir":
             mount("tmpfs", p, "tmpfs", MASK_DIR_FLAGS, "size=0")
-        elif os.path.exists(p):
+        elif kind == "file":
             mount("/dev/null", p, None, MS_BIND)
 
 
@@ -246,17 +268,22 @@ def step_rlimits(req, msg):
         resource.setrlimit(res, (value, value))
 
 
+# Set by zygote_main (setup_zygote); until then, every capability there is.
+ZYGOTE_BOUNDING_SET = range(CAP_LAST_CAP + 1)
+
+
 def step_drop_privileges(req, msg):
-    for c in range(CAP_LAST_CAP + 1):
+    # The zygote cleared the ambient set and set no_new_privs for every child
+    # (setup_zygote); what is left of the bounding set is the few capabilities the
+    # init kept for the children's setup (init_linux.go zygoteCaps).
+    for c in ZYGOTE_BOUNDING_SET:
         prctl(PR_CAPBSET_DROP, c)
-    prctl(PR_CAP_AMBIENT, PR_CAP_AMBIENT_CLEAR_ALL)
     os.setgroups([])
     os.setresgid(SANDBOX_GID, SANDBOX_GID, SANDBOX_GID)
     os.setresuid(SANDBOX_UID, SANDBOX_UID, SANDBOX_UID)
     hdr = _CapHeader(LINUX_CAPABILITY_VERSION_3, 0)
     data = (_CapData * 2)()
     _check(libc.capset(ctypes.byref(hdr), ctypes.byref(data)), "capset")
-    prctl(PR_SET_NO_NEW_PRIVS, 1)
     # The credential change cleared both: die with the zygote, and own /proc/self
     # like any exec'd program (the cold path) does.
     prctl(PR_SET_PDEATHSIG, signal.SIGKILL)
@@ -272,8 +299,19 @@ def step_landlock(req, msg):
         apply_landlock(req["landlock"])
 
 
+# The server sends the same filter with every spawn: the zygote decodes it once.
+_SECCOMP_PROGRAMS = {}
+
+
+def seccomp_program(encoded):
+    program = _SECCOMP_PROGRAMS.get(encoded)
+    if program is None:
+        program = _SECCOMP_PROGRAMS[encoded] = base64.b64decode(encoded)
+    return program
+
+
 def step_seccomp(req, msg):
-    install_seccomp(base64.b64decode(req.get("seccomp") or ""))
+    install_seccomp(seccomp_program(req.get("seccomp") or ""))
 
 
 # Before the child says hello: it holds nothing of the zygote's when it first speaks.
@@ -365,7 +403,6 @@ def child_main(req, chan_fd):
     first = json.loads(msg)
     if first.get("op") == "run" and first.get("last"):
         run_steps(SEAL_STEPS, req, first)
-        setup_process()
         code = run_program(first, fds, new_namespace(), devnull)
         # A one-shot run ends like a program: the server believes "done" only once
         # this process has exited, so the program cannot end its run early by forging
@@ -376,7 +413,6 @@ def child_main(req, chan_fd):
         os._exit(code)
     if first.get("op") == "seal" and not fds:
         run_steps(SEAL_STEPS, req, first)
-        setup_process()
         # The zygote's stderr, which the server logs, is out of reach of every
         # process this one forks.
         for fd in (0, 1, 2):
@@ -673,9 +709,32 @@ def spawn(ctl, req, chan_fd, own_pidns, sel):
     sel.register(os.pidfd_open(pid), selectors.EVENT_READ, (req["id"], pid))
 
 
+def setup_zygote():
+    """Does once what would be the same in every child, which inherits it across the
+    fork: the harness's process-wide settings, and the parts of dropping privileges
+    that need no credential change. Returns the capabilities left in the bounding
+    set, which each child drops."""
+    setup_process(WORK_DIR)
+    # The zygote never execs, and neither may anything it forks gain privileges by
+    # exec: no_new_privs cannot be unset, and Landlock requires it in every child.
+    prctl(PR_SET_NO_NEW_PRIVS, 1)
+    prctl(PR_CAP_AMBIENT, PR_CAP_AMBIENT_CLEAR_ALL)
+    left = []
+    for c in range(CAP_LAST_CAP + 1):
+        held = libc.prctl(PR_CAPBSET_READ, ctypes.c_ulong(c), 0, 0, 0)
+        if held < 0:
+            _check(held, "prctl(PR_CAPBSET_READ)")
+        if held:
+            left.append(c)
+    return left
+
+
 def zygote_main():
+    global ZYGOTE_BOUNDING_SET
     ctl = socket.socket(fileno=3)
-    preload(sys.argv[1:])
+    modules = sys.argv[1:]  # before setup_process sets sys.argv for the programs
+    ZYGOTE_BOUNDING_SET = setup_zygote()
+    preload(modules)
     own_pidns = os.open("/proc/self/ns/pid", os.O_RDONLY)
     sel = selectors.DefaultSelector()
     sel.register(ctl, selectors.EVENT_READ, None)
@@ -692,6 +751,7 @@ def zygote_main():
                         os.close(fd)
                     continue
                 try:
+                    classify_proc_paths(req)
                     spawn(ctl, req, fds[0], own_pidns, sel)
                 except OSError as e:
                     os.close(fds[0])
