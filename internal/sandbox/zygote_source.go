@@ -61,6 +61,7 @@ func zygoteConstants() string {
 		{"SYS_LANDLOCK_RESTRICT_SELF", unix.SYS_LANDLOCK_RESTRICT_SELF},
 		{"LANDLOCK_RULE_PATH_BENEATH", unix.LANDLOCK_RULE_PATH_BENEATH},
 		{"PROXY_VARS", proxyVars},
+		{"ZYGOTE_MALLOC_ENV", zygoteMallocEnv},
 	}
 	var b strings.Builder
 	b.WriteString("# Generated from Go (zygote_source.go): the constants both paths share.\n")

@@ -709,6 +709,66 @@ def spawn(ctl, req, chan_fd, own_pidns, sel):
     sel.register(os.pidfd_open(pid), selectors.EVENT_READ, (req["id"], pid))
 
 
+# The zygote's heap on transparent huge pages. A fork copies the page tables of the
+# zygote's ~190 MiB of private memory, and the child's exit frees them: with 4 KiB
+# pages that is most of a warm execution's CPU; a 2 MiB page is one entry to copy and
+# free instead of 512. pymalloc's 1 MiB arenas cannot be huge pages, so the zygote
+# runs with PYTHONMALLOC=malloc and glibc's heap on THP (ZYGOTE_MALLOC_ENV, set by the
+# server for the zygote only), and collapses its heap into huge pages once the
+# imports are done and the GC frozen.
+MADV_COLLAPSE = 25  # Linux 6.1
+HPAGE_BYTES = 2 << 20
+# Forks between re-collapses. A page the zygote writes while a child shares it is
+# copied, and the write-protect fault on a shared huge page splits the zygote's
+# mapping of all of it into 4 KiB entries, which every later fork copies again. The
+# zygote's loop writes all over its heap: the reference counts of the objects it
+# uses, and malloc's free chunks, which the frozen heap has everywhere (the objects
+# gc.collect freed before the freeze). A re-collapse copies the split ranges into
+# fresh huge pages: done when the zygote is idle, and at the latest after
+# RECOLLAPSE_FORKS_BUSY forks.
+RECOLLAPSE_FORKS = 128
+RECOLLAPSE_FORKS_BUSY = 1024
+# Whether this kernel collapses on request: cleared when no range could be collapsed
+# (no THP on the host, or a kernel before 6.1), after which the zygote runs on 4 KiB
+# pages and stops asking.
+_collapse_works = True
+
+
+def heap_ranges():
+    """The zygote's anonymous private writable mappings (the malloc heap and
+    anonymous mmaps, not its stack), cut to whole huge pages."""
+    out = []
+    with open("/proc/self/maps") as f:
+        for line in f:
+            parts = line.split()
+            if parts[1] != "rw-p" or (len(parts) > 5 and parts[5] != "[heap]"):
+                continue
+            lo, hi = (int(x, 16) for x in parts[0].split("-"))
+            lo, hi = (lo + HPAGE_BYTES - 1) & ~(HPAGE_BYTES - 1), hi & ~(HPAGE_BYTES - 1)
+            if hi > lo:
+                out.append((lo, hi))
+    return out
+
+
+def collapse_heap():
+    """Collapses the zygote's heap into huge pages where the kernel can; a host
+    without THP (or with too little free memory for it) leaves it as it is."""
+    global _collapse_works
+    if not _collapse_works:
+        return
+    refused = 0
+    ranges = heap_ranges()
+    for lo, hi in ranges:
+        if libc.madvise(ctypes.c_void_p(lo), ctypes.c_size_t(hi - lo), MADV_COLLAPSE) != 0:
+            # EINVAL for a mapping that cannot be on huge pages (or a kernel without
+            # MADV_COLLAPSE); EAGAIN, ENOMEM when no huge page is free now: the range
+            # stays as it is.
+            if ctypes.get_errno() in (errno.EINVAL, errno.EPERM):
+                refused += 1
+    if ranges and refused == len(ranges):
+        _collapse_works = False
+
+
 def setup_zygote():
     """Does once what would be the same in every child, which inherits it across the
     fork: the harness's process-wide settings, and the parts of dropping privileges
@@ -735,12 +795,24 @@ def zygote_main():
     modules = sys.argv[1:]  # before setup_process sets sys.argv for the programs
     ZYGOTE_BOUNDING_SET = setup_zygote()
     preload(modules)
+    # Read by glibc and Python at start; what the zygote forks must not pass them on
+    # to a program it execs (a session's commands).
+    for k in ZYGOTE_MALLOC_ENV:
+        os.environ.pop(k.partition("=")[0], None)
+    collapse_heap()
+    forks = 0
     own_pidns = os.open("/proc/self/ns/pid", os.O_RDONLY)
     sel = selectors.DefaultSelector()
     sel.register(ctl, selectors.EVENT_READ, None)
     ctl.send(json.dumps({"op": "ready", "steps": [name for name, _ in CHILD_STEPS]}).encode())
     while True:
-        for key, _ in sel.select():
+        events = sel.select(0 if forks >= RECOLLAPSE_FORKS else None)
+        if not events or forks >= RECOLLAPSE_FORKS_BUSY:
+            collapse_heap()
+            forks = 0
+            if not events:
+                continue
+        for key, _ in events:
             if key.data is None:
                 msg, fds, _, _ = socket.recv_fds(ctl, 1 << 16, 1)
                 if not msg:
@@ -753,6 +825,7 @@ def zygote_main():
                 try:
                     classify_proc_paths(req)
                     spawn(ctl, req, fds[0], own_pidns, sel)
+                    forks += 1
                 except OSError as e:
                     os.close(fds[0])
                     ctl.send(json.dumps({"op": "exit", "id": req["id"], "error": str(e)}).encode())
