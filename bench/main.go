@@ -173,7 +173,7 @@ func run(ctx context.Context, cfg config) error {
 	if rep.mem, err = measureSessions(ctx, warm, cfg.sessions); err != nil {
 		return err
 	}
-	if rep.fork, err = measureFork(ctx, cold, cfg.forks); err != nil {
+	if rep.fork, err = measureForks(ctx, cold, cfg.forks); err != nil {
 		return err
 	}
 	rep.machine = append(rep.machine, [2]string{"load average (1, 5, 15 min): start → end", loadStart + " → " + loadAvg()})
@@ -358,6 +358,7 @@ type tputRow struct {
 	concurrency int
 	n           int
 	elapsed     time.Duration
+	cpu         time.Duration // cpuUsed over the level, its teardown included
 }
 
 // throughputAll measures print(1) throughput on the warm path at every configured
@@ -389,11 +390,20 @@ func throughputAll(ctx context.Context, cfg config, warm, cold *sandbox.Runner, 
 			}
 		}
 		progress("throughput %s: %d executions at concurrency %d", l.path, l.n, l.conc)
+		cpu0 := cpuUsed()
 		d, err := throughput(ctx, l.run, workloads[0], l.conc, l.n)
 		if err != nil {
 			return nil, fmt.Errorf("throughput %s at concurrency %d: %w", l.path, l.conc, err)
 		}
-		rows = append(rows, tputRow{path: l.path, concurrency: l.conc, n: l.n, elapsed: d})
+		if l.warmPool {
+			// The teardown of the level's last executions and the refill of the pool
+			// are the level's CPU too.
+			if err := waitPool(ctx, warm, cfg.prefork); err != nil {
+				return nil, err
+			}
+			time.Sleep(200 * time.Millisecond)
+		}
+		rows = append(rows, tputRow{path: l.path, concurrency: l.conc, n: l.n, elapsed: d, cpu: cpuUsed() - cpu0})
 	}
 	return rows, nil
 }
@@ -498,6 +508,18 @@ matplotlib.use("Agg")
 import matplotlib.pyplot as plt
 plt.plot([1, 2, 3]); plt.savefig(io.BytesIO(), format="png"); plt.close("all")
 gc.collect(); gc.freeze()
+if THP:
+    import ctypes
+    libc = ctypes.CDLL(None, use_errno=True)
+    for line in open("/proc/self/maps"):
+        f = line.split()
+        if f[1] == "rw-p" and (len(f) == 5 or f[5] == "[heap]"):
+            lo, hi = (int(x, 16) for x in f[0].split("-"))
+            lo, hi = (lo + (2 << 20) - 1) & ~((2 << 20) - 1), hi & ~((2 << 20) - 1)
+            if hi > lo:
+                libc.madvise(ctypes.c_void_p(lo), ctypes.c_size_t(hi - lo), 25)  # MADV_COLLAPSE
+def mem_kb(field):
+    return int([l for l in open("/proc/self/smaps_rollup") if l.startswith(field + ":")][0].split()[1])
 def dataframe():
     exec(compile(SESSION_CODE, "<code>", "exec"), {})
 def child(work):
@@ -515,26 +537,61 @@ def child(work):
     os.close(r)
     os.waitpid(pid, 0)
     return (time.perf_counter() - t0) * 1e6, faults
-out = {"rss_kb": int([l for l in open("/proc/self/status") if l.startswith("VmRSS")][0].split()[1])}
+out = {"rss_kb": mem_kb("Rss"), "thp_kb": mem_kb("AnonHugePages")}
 for name, work in (("empty", None), ("dataframe", dataframe)):
     out[name] = [child(work) for _ in range(N)]
+out["thp_after_kb"] = mem_kb("AnonHugePages")
 print(json.dumps(out))
+`
+
+// forkProbeTHP runs forkProbe (PROBE) in a fresh interpreter with the zygote's
+// malloc settings (sandbox.ZygoteMallocEnv), which must be in place at its start.
+const forkProbeTHP = `
+import os, subprocess, sys
+env = dict(os.environ)
+env.update(kv.split("=", 1) for kv in MALLOC_ENV)
+r = subprocess.run([sys.executable, "-c", PROBE], env=env, capture_output=True, text=True)
+sys.stdout.write(r.stdout)
+sys.stderr.write(r.stderr)
+sys.exit(r.returncode)
 `
 
 // forkStats is what forkProbe measured.
 type forkStats struct {
+	thp                    bool // the heap on huge pages, as the zygote's
 	rssKB                  int64
+	thpKB, thpAfterKB      int64 // AnonHugePages before the forks and after
 	emptyUS, dataframeUS   []time.Duration
 	emptyFlt, dataframeFlt []int64
 }
 
+// measureForks runs forkProbe with the heap on 4 KiB pages and on huge pages.
+func measureForks(ctx context.Context, r *sandbox.Runner, n int) ([]forkStats, error) {
+	var out []forkStats
+	for _, thp := range []bool{false, true} {
+		fs, err := measureFork(ctx, r, n, thp)
+		if err != nil {
+			return nil, err
+		}
+		out = append(out, fs)
+	}
+	return out, nil
+}
+
 // measureFork runs forkProbe with n children of each kind in a cold sandbox of r.
-func measureFork(ctx context.Context, r *sandbox.Runner, n int) (forkStats, error) {
-	progress("zygote model: %d forks of each kind", n)
-	var fs forkStats
+func measureFork(ctx context.Context, r *sandbox.Runner, n int, thp bool) (forkStats, error) {
+	progress("zygote model: %d forks of each kind (huge pages: %v)", n, thp)
+	fs := forkStats{thp: thp}
 	l := job.DefaultLimits()
 	l.Timeout = 2 * time.Minute
-	code := fmt.Sprintf("SESSION_CODE = %q\nN = %d\n", sessionCode, n) + forkProbe
+	code := fmt.Sprintf("SESSION_CODE = %q\nN = %d\nTHP = %s\n", sessionCode, n, map[bool]string{false: "False", true: "True"}[thp]) + forkProbe
+	if thp {
+		env, err := json.Marshal(sandbox.ZygoteMallocEnv())
+		if err != nil {
+			return fs, err
+		}
+		code = fmt.Sprintf("PROBE = %q\nMALLOC_ENV = %s\n", code, env) + forkProbeTHP
+	}
 	res, err := r.Run(ctx, &job.Request{Code: code, Limits: l})
 	if err != nil {
 		return fs, err
@@ -543,14 +600,16 @@ func measureFork(ctx context.Context, r *sandbox.Runner, n int) (forkStats, erro
 		return fs, fmt.Errorf("fork probe: %s: %s", res.Status, res.Stderr)
 	}
 	var out struct {
-		RSSKB     int64        `json:"rss_kb"`
-		Empty     [][2]float64 `json:"empty"`
-		Dataframe [][2]float64 `json:"dataframe"`
+		RSSKB      int64        `json:"rss_kb"`
+		THPKB      int64        `json:"thp_kb"`
+		THPAfterKB int64        `json:"thp_after_kb"`
+		Empty      [][2]float64 `json:"empty"`
+		Dataframe  [][2]float64 `json:"dataframe"`
 	}
 	if err := json.Unmarshal([]byte(res.Stdout), &out); err != nil {
 		return fs, fmt.Errorf("fork probe output %q: %w", res.Stdout, err)
 	}
-	fs.rssKB = out.RSSKB
+	fs.rssKB, fs.thpKB, fs.thpAfterKB = out.RSSKB, out.THPKB, out.THPAfterKB
 	for _, c := range out.Empty {
 		fs.emptyUS = append(fs.emptyUS, time.Duration(c[0]*float64(time.Microsecond)))
 		fs.emptyFlt = append(fs.emptyFlt, int64(c[1]))

@@ -6,6 +6,8 @@ import (
 	"slices"
 	"strings"
 	"time"
+
+	"github.com/codeexec/codeexec/internal/sandbox"
 )
 
 // table is a Markdown table built row by row.
@@ -60,7 +62,7 @@ type report struct {
 	tput     []tputRow
 	rss      int64
 	mem      sessionMemory
-	fork     forkStats
+	fork     []forkStats     // 4 KiB pages, then huge pages
 	ttfr     []time.Duration // a session's time to first result over HTTP
 }
 
@@ -259,9 +261,15 @@ func writeThroughput(w io.Writer, rep *report) {
 	fmt.Fprintf(w, "`print(1)` executions through one Runner, with that many goroutines calling `Run` "+
 		"(`%s`: that many goroutines each posting to `/v1/execute` over keep-alive connections, served over the warm Runner); "+
 		"the warm pool is refilled to %d before each warm and %s level.\n\n", httpPath, rep.cfg.prefork, httpPath)
-	t := newTable("path", "concurrency", "executions", "wall", "executions/s")
+	fmt.Fprintf(w, "\"CPU per execution\" is the CPU time of the runners' cgroups (sandboxes, zygote) and of the benchmark's "+
+		"process (server side) over the level, the pool's refill after it included, divided by its executions; "+
+		"\"per core\" is its inverse, the executions one core would sustain (the kernel's own threads are not counted). "+
+		"On a shared machine it is steadier than the rate, which other load cuts.\n\n")
+	t := newTable("path", "concurrency", "executions", "wall", "executions/s", "CPU per execution", "per core")
 	for _, r := range rep.tput {
-		t.add(r.path, fmt.Sprint(r.concurrency), fmt.Sprint(r.n), ms(r.elapsed), fmt.Sprintf("%.1f", rate(r.n, r.elapsed)))
+		per := r.cpu / time.Duration(r.n)
+		t.add(r.path, fmt.Sprint(r.concurrency), fmt.Sprint(r.n), ms(r.elapsed), fmt.Sprintf("%.1f", rate(r.n, r.elapsed)),
+			ms(per), fmt.Sprintf("%.0f/s", 1/per.Seconds()))
 	}
 	t.write(w)
 }
@@ -291,23 +299,34 @@ func writeMemory(w io.Writer, rep *report) {
 }
 
 func writeFork(w io.Writer, rep *report) {
-	f := rep.fork
+	if len(rep.fork) == 0 {
+		return
+	}
 	fmt.Fprintf(w, "## Zygote fork\n\n")
-	fmt.Fprintf(w, "A model of the zygote in a cold sandbox: a fresh interpreter imports the stack and freezes the GC as the zygote does "+
-		"(RSS then %s), and forks %d children one at a time of each kind: \"empty\" reports its minor faults and exits, "+
+	fmt.Fprintf(w, "A model of the zygote in a cold sandbox: a fresh interpreter imports the stack and freezes the GC as the zygote does, "+
+		"and forks %d children one at a time of each kind: \"empty\" reports its minor faults and exits, "+
 		"\"dataframe\" first runs the session code above. \"fork to reaped\" is the parent's wall time from `os.fork()` to `waitpid` "+
-		"(fork, the child's run, its exit and the reap); \"minor faults\" are the child's own (`getrusage`). The warm path's forks "+
+		"(fork, the child's run, its exit and the reap): the fork floor of a warm execution. \"minor faults\" are the child's own (`getrusage`). "+
+		"\"huge pages\" runs the same model with the zygote's malloc settings (`%s`) and its heap collapsed (`MADV_COLLAPSE`) after the freeze, "+
+		"as the zygote does. The warm path's forks "+
 		"are not timed directly: its pool forks ahead of demand and tears children down in the background.\n\n",
-		mib(f.rssKB<<10), len(f.emptyUS))
-	t := newTable("child", "fork to reaped, p50", "min", "max", "minor faults, median", "min", "max")
-	for _, row := range []struct {
-		name string
-		us   []time.Duration
-		flt  []int64
-	}{{"empty", f.emptyUS, f.emptyFlt}, {"dataframe", f.dataframeUS, f.dataframeFlt}} {
-		s := summarize(row.us)
-		med, lo, hi := median(row.flt)
-		t.add(row.name, ms(s.p50), ms(s.min), ms(slices.Max(row.us)), fmt.Sprint(med), fmt.Sprint(lo), fmt.Sprint(hi))
+		len(rep.fork[0].emptyUS), strings.Join(sandbox.ZygoteMallocEnv(), " "))
+	t := newTable("heap", "RSS", "on huge pages: before → after the forks", "child", "fork to reaped, p50", "min", "max", "minor faults, median", "min", "max")
+	for _, f := range rep.fork {
+		heap := "4 KiB pages"
+		if f.thp {
+			heap = "huge pages"
+		}
+		for _, row := range []struct {
+			name string
+			us   []time.Duration
+			flt  []int64
+		}{{"empty", f.emptyUS, f.emptyFlt}, {"dataframe", f.dataframeUS, f.dataframeFlt}} {
+			s := summarize(row.us)
+			med, lo, hi := median(row.flt)
+			t.add(heap, mib(f.rssKB<<10), mib(f.thpKB<<10)+" → "+mib(f.thpAfterKB<<10), row.name, ms(s.p50), ms(s.min), ms(slices.Max(row.us)),
+				fmt.Sprint(med), fmt.Sprint(lo), fmt.Sprint(hi))
+		}
 	}
 	t.write(w)
 }
