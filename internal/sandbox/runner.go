@@ -96,7 +96,10 @@ type Runner struct {
 	// the kernel has none.
 	landlock *landlockPlan
 	cg       *cgroup.Hierarchy
-	held     *cgroup.Group // kept frozen: see cgroup.HoldFreezer; nil on v2
+	// groups keeps the warm children's emptied cgroups for the next ones; close
+	// removes them.
+	groups *cgroup.Pool
+	held   *cgroup.Group // kept frozen: see cgroup.HoldFreezer; nil on v2
 	inst     *instance
 	storage  storageBudget
 	seq      atomic.Uint64
@@ -190,6 +193,7 @@ func New(cfg Config) (*Runner, error) {
 	}
 	r := &Runner{cfg: cfg, self: self, filter: seccomp.Encode(prog), landlock: newLandlockPlan(landlockABI()), cg: cg, inst: inst, log: log, slots: make(chan *slot, max(cfg.Prefork, 0))}
 	r.storage.max = cfg.MaxTotalStorage
+	r.groups = cg.NewPool(r.nextName, pooledGroups)
 	if r.landlock == nil {
 		log.Warn("the kernel has no Landlock; sandboxes are confined by namespaces, mounts and seccomp only")
 	}
@@ -256,11 +260,13 @@ func (r *Runner) close() error {
 		r.zyg = nil
 	}
 	r.zmu.Unlock()
+	// Every group is back: the slots are released and every teardown has run.
+	poolErr := r.groups.Close()
 	var heldErr error
 	if r.held != nil {
 		heldErr = r.held.Destroy()
 	}
-	return errors.Join(heldErr, r.inst.close(), r.self.Close())
+	return errors.Join(poolErr, heldErr, r.inst.close(), r.self.Close())
 }
 
 // errZygoteStarting is zygote's answer to a caller that does not wait for a restart.
