@@ -96,14 +96,15 @@ type Runner struct {
 	// the kernel has none.
 	landlock *landlockPlan
 	cg       *cgroup.Hierarchy
-	// groups keeps the warm children's emptied cgroups for the next ones; close
-	// removes them.
-	groups *cgroup.Pool
-	held   *cgroup.Group // kept frozen: see cgroup.HoldFreezer; nil on v2
+	held     *cgroup.Group // kept frozen: see cgroup.HoldFreezer; nil on v2
 	inst     *instance
 	storage  storageBudget
 	seq      atomic.Uint64
 	log      *slog.Logger
+
+	// groups keeps the warm children's emptied cgroups for the next ones; close
+	// removes them.
+	groups *cgroup.Pool
 
 	live     liveSet        // sessions and one-shot executions not yet torn down, for Close
 	slots    chan *slot     // preforked children
