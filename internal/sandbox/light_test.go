@@ -24,8 +24,8 @@ func TestStdlibOnly(t *testing.T) {
 		{"from matplotlib import pyplot as plt", false},
 		{"from scipy.stats import norm", false},
 		{"    import sympy", false},
-		{"import os, \\\n  numpy", true}, // a continued line is not read: misrouted, still runs
-		{"np = __import__('numpy')", true}, // not an import statement: misrouted, still runs
+		{"import os, \\\n  numpy", true},      // a continued line is not read: misrouted, still runs
+		{"np = __import__('numpy')", true},    // not an import statement: misrouted, still runs
 		{"s = '''\nimport numpy\n'''", false}, // looks like one: the full zygote runs it as well
 		{"import requests  # the http client", false},
 	}
