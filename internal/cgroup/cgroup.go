@@ -178,6 +178,8 @@ type Group struct {
 	base Stats
 	// peak is v2's memory.peak held open once a reuse has reset it (resetPeakV2).
 	peak *os.File
+	// froze is set once the group has been frozen: a reuse thaws it first.
+	froze bool
 }
 
 // New creates the group name with limits under the hierarchy's parent. The caller must
@@ -414,12 +416,30 @@ func readCPUsV1(dir string) (float64, error) {
 // Add moves process pid (and its future children) into the group.
 func (g *Group) Add(pid int) error {
 	v := strconv.Itoa(pid)
+	done := map[string]bool{}
 	for _, c := range g.controllers() {
-		if err := g.write(c, "cgroup.procs", v); err != nil {
-			return err
+		// Controllers mounted together (v1's cpu,cpuacct) share a directory: one
+		// write moves the process in both.
+		if d := g.dir(c); !done[d] {
+			done[d] = true
+			if err := writeFile(filepath.Join(d, "cgroup.procs"), v); err != nil {
+				return err
+			}
 		}
 	}
 	return nil
+}
+
+// Counters reads the group's counters since its present user got it (see Pool): CPU
+// time, OOM kills, hits of the memory limit; the gauges are left zero. It reads
+// fewer files than Stats, for a reading whose gauges would not be used (the one
+// before a run, which Stats.Since subtracts).
+func (g *Group) Counters() (Stats, error) {
+	s, err := g.counters()
+	g.mu.Lock()
+	s = s.Since(g.base)
+	g.mu.Unlock()
+	return s, err
 }
 
 // Stats reads the group's usage since its present user got it (see Pool). It is

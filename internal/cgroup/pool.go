@@ -84,7 +84,7 @@ func (p *Pool) Put(g *Group) error {
 func (g *Group) handOver() *Group {
 	g.mu.Lock()
 	defer g.mu.Unlock()
-	next := &Group{h: g.h, name: g.name, dirs: g.dirs, peak: g.peak}
+	next := &Group{h: g.h, name: g.name, dirs: g.dirs, peak: g.peak, froze: g.froze}
 	g.dirs, g.peak = map[string]string{}, nil
 	return next
 }
@@ -163,8 +163,13 @@ func (g *Group) reusable() (bool, error) {
 // kills, hits of the limit) read from zero. The counters that the kernel lets reset
 // are reset; the others become the baseline that Stats subtracts.
 func (g *Group) reset(l Limits) error {
-	if err := g.Thaw(); err != nil {
-		return err
+	g.mu.Lock()
+	froze := g.froze
+	g.mu.Unlock()
+	if froze {
+		if err := g.Thaw(); err != nil {
+			return err
+		}
 	}
 	if err := g.Set(l); err != nil {
 		return err

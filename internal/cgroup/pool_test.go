@@ -86,6 +86,9 @@ func TestPoolReusesAnEmptyGroup(t *testing.T) {
 	if st.CPUTime != 0 || st.OOMKills != 0 || st.MemoryLimitHits != 0 || st.MaxMemoryBytes >= 32<<20 {
 		t.Errorf("Stats of the reused group = %+v, want the counters at zero and the peak restarted", st)
 	}
+	if c, err := again.Counters(); err != nil || c != (Stats{}) {
+		t.Errorf("Counters of the reused group = %+v, %v; want zero", c, err)
+	}
 	limitFile, pidsWant := "memory.limit_in_bytes", "20"
 	if h.Version() == V2 {
 		limitFile = "memory.max"

@@ -108,7 +108,12 @@ func (r *Runner) takeSlot(ctx context.Context, z *zygote, l job.Limits) (*slot, 
 		}
 		// Its group was made for the default limits: set this run's, raising or
 		// lowering each. Should the kernel refuse (a cut below what the idle child
-		// holds), a group made for l from the start takes its place.
+		// holds), a group made for l from the start takes its place. The group has
+		// them already when they are the same (most runs): no write.
+		if cgroupLimits(l) == cgroupLimits(s.limits) {
+			s.limits = l
+			return s, nil
+		}
 		if err := s.g.Set(cgroupLimits(l)); err != nil {
 			r.log.Warn("a preforked child could not take the run's limits; forking another", "err", err)
 			r.cleanupLater(s.release)
@@ -160,7 +165,7 @@ func (r *Runner) runWarm(ctx context.Context, req *job.Request, z *zygote) (*job
 	// The counters of a preforked child's group include its setup: this run's share
 	// is the difference from here (after the input files, whose writer's OOM kill, if
 	// any, is not the program's).
-	before, beforeErr := g.Stats()
+	before, beforeErr := g.Counters()
 	o, w, done, err := r.runOn(ctx, interpreter{ch: c.ch, netns: c.pidfd, last: true, pidfd: c.pidfd, kill: kill}, req)
 	o.bare = req.Language == job.LangBash
 	if err != nil {
