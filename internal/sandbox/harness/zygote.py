@@ -385,6 +385,11 @@ def reap():
 
 
 def child_main(req, chan_fd):
+    # The zygote's huge pages stay shared (a write copies 4 KiB of one), but the
+    # child's own new memory comes in 4 KiB pages: glibc, set up for the zygote's
+    # heap, would otherwise back each new stretch of the child's heap with a whole
+    # 2 MiB page, charged to the execution.
+    prctl(PR_SET_THP_DISABLE, 1)
     req["chan_fd"] = chan_fd
     run_steps(BORN_STEPS, req, None)
     chan = socket.socket(fileno=3)
@@ -750,6 +755,32 @@ def heap_ranges():
     return out
 
 
+def fill_heap_holes():
+    """Takes for good every free chunk malloc has inside the heap (the objects
+    gc.collect freed before the freeze left them all over it), so that what is
+    allocated after, by the zygote or by a child, comes from the top of the heap: a
+    child's new objects then fill fresh pages of its own instead of copying one shared
+    page of the zygote's for each hole they land in, and the zygote's own allocations
+    stay off the pages it shares with its children. Returns the bytes taken (already
+    resident: the holes lie in touched pages)."""
+    malloc, free, sbrk = libc.malloc, libc.free, libc.sbrk
+    malloc.restype, malloc.argtypes = ctypes.c_void_p, [ctypes.c_size_t]
+    free.restype, free.argtypes = None, [ctypes.c_void_p]
+    sbrk.restype, sbrk.argtypes = ctypes.c_void_p, [ctypes.c_ssize_t]
+    top = sbrk(0)
+    taken = 0
+    size = 1 << 20
+    while size >= 16:
+        while True:
+            p = malloc(size)
+            if not p or p >= top:
+                free(p)  # from the top, or none: no hole of this size is left
+                break
+            taken += size
+        size //= 2
+    return taken
+
+
 def collapse_heap():
     """Collapses the zygote's heap into huge pages where the kernel can; a host
     without THP (or with too little free memory for it) leaves it as it is."""
@@ -799,6 +830,7 @@ def zygote_main():
     # to a program it execs (a session's commands).
     for k in ZYGOTE_MALLOC_ENV:
         os.environ.pop(k.partition("=")[0], None)
+    fill_heap_holes()
     collapse_heap()
     forks = 0
     own_pidns = os.open("/proc/self/ns/pid", os.O_RDONLY)
