@@ -50,6 +50,7 @@ type config struct {
 	httpTputN   int             // requests per concurrency level over HTTP
 	ttfrN       int             // sessions for the time to first result, over HTTP
 	only        map[string]bool // workloads to measure; nil: all
+	light       bool            // measure the light zygote's throughput too
 	out         string
 	args        []string // as given, for the report
 }
@@ -75,6 +76,7 @@ func parseFlags() (config, error) {
 	flag.IntVar(&c.httpN, "http-n", 200, "latency requests of print(1) over HTTP, per path (http, http idle)")
 	flag.IntVar(&c.httpTputN, "http-tput-n", 400, "requests per concurrency level for HTTP throughput")
 	flag.IntVar(&c.ttfrN, "ttfr-n", 50, "sessions for the time to first result over HTTP")
+	flag.BoolVar(&c.light, "light", true, "also measure print(1) throughput on a Runner with the light zygote (stdlib-only programs)")
 	var only string
 	flag.StringVar(&only, "workloads", "", "comma-separated workloads to measure for latency (default: all)")
 	flag.StringVar(&c.out, "out", "", "also write the report to this file")
@@ -159,7 +161,17 @@ func run(ctx context.Context, cfg config) error {
 	if rep.latency, err = latencyAll(ctx, cfg, paths, warm); err != nil {
 		return err
 	}
-	if rep.tput, err = throughputAll(ctx, cfg, warm, cold, viaHTTP); err != nil {
+	light, err := newLightRunner(cfg, img.Rootfs)
+	if err != nil {
+		return fmt.Errorf("light runner: %w", err)
+	}
+	if light != nil {
+		defer light.Close()
+		if err := light.Warm(); err != nil {
+			return fmt.Errorf("starting the light zygote: %w", err)
+		}
+	}
+	if rep.tput, err = throughputAll(ctx, cfg, warm, light, cold, viaHTTP); err != nil {
 		return err
 	}
 	if ttfr != nil {
@@ -364,28 +376,33 @@ type tputRow struct {
 // throughputAll measures print(1) throughput on the warm path at every configured
 // level, over HTTP (when viaHTTP is not nil) at the same levels, and on the cold
 // path at 1 and 4 for comparison.
-func throughputAll(ctx context.Context, cfg config, warm, cold *sandbox.Runner, viaHTTP runFunc) ([]tputRow, error) {
+func throughputAll(ctx context.Context, cfg config, warm, light, cold *sandbox.Runner, viaHTTP runFunc) ([]tputRow, error) {
 	type level struct {
-		path     string
-		run      runFunc
-		warmPool bool // refill the warm pool before the level
-		conc     int
-		n        int
+		path string
+		run  runFunc
+		pool *sandbox.Runner // refill its warm pool before the level; nil for cold
+		conc int
+		n    int
 	}
 	var levels []level
 	for _, c := range cfg.concurrency {
-		levels = append(levels, level{"warm", sandboxRun(warm), true, c, cfg.tputN})
+		levels = append(levels, level{"warm", sandboxRun(warm), warm, c, cfg.tputN})
+	}
+	if light != nil {
+		for _, c := range cfg.concurrency {
+			levels = append(levels, level{lightPath, sandboxRun(light), light, c, cfg.tputN})
+		}
 	}
 	if viaHTTP != nil {
 		for _, c := range cfg.concurrency {
-			levels = append(levels, level{httpPath, viaHTTP, true, c, cfg.httpTputN})
+			levels = append(levels, level{httpPath, viaHTTP, warm, c, cfg.httpTputN})
 		}
 	}
-	levels = append(levels, level{"cold", sandboxRun(cold), false, 1, cfg.tputColdN}, level{"cold", sandboxRun(cold), false, 4, cfg.tputColdN})
+	levels = append(levels, level{"cold", sandboxRun(cold), nil, 1, cfg.tputColdN}, level{"cold", sandboxRun(cold), nil, 4, cfg.tputColdN})
 	var rows []tputRow
 	for _, l := range levels {
-		if l.warmPool {
-			if err := waitPool(ctx, warm, cfg.prefork); err != nil {
+		if l.pool != nil {
+			if err := waitPool(ctx, l.pool, cfg.prefork); err != nil {
 				return nil, err
 			}
 		}
@@ -395,10 +412,10 @@ func throughputAll(ctx context.Context, cfg config, warm, cold *sandbox.Runner, 
 		if err != nil {
 			return nil, fmt.Errorf("throughput %s at concurrency %d: %w", l.path, l.conc, err)
 		}
-		if l.warmPool {
+		if l.pool != nil {
 			// The teardown of the level's last executions and the refill of the pool
 			// are the level's CPU too.
-			if err := waitPool(ctx, warm, cfg.prefork); err != nil {
+			if err := waitPool(ctx, l.pool, cfg.prefork); err != nil {
 				return nil, err
 			}
 			time.Sleep(200 * time.Millisecond)

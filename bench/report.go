@@ -182,6 +182,7 @@ func targets(rep *report) []target {
 	}
 	ts = append(ts, t)
 	ts = append(ts, httpTargets(rep, lat)...)
+	ts = append(ts, throughputTargets(rep, lat)...)
 	med, _, _ := median(rep.mem.loaded)
 	ts = append(ts, target{what: "memory per idle session child holding a small DataFrame, median (cgroup)", goal: "≤ 6 MiB",
 		measured: mib(med), known: len(rep.mem.loaded) > 0, met: med <= 6<<20})
@@ -205,6 +206,44 @@ func httpTargets(rep *report, lat func(path, wl string) (summary, bool)) []targe
 		}
 	}
 	return append(ts, t)
+}
+
+// throughputTargets are issue 17's: executions per second at concurrency 16 with the
+// full stack preloaded and with the light zygote, back-to-back latency over HTTP
+// against the fork floor (the zygote model's empty child on the heap the zygote
+// has), the idle pool, and a session's time to first result.
+func throughputTargets(rep *report, lat func(path, wl string) (summary, bool)) []target {
+	rateAt := func(path string, goal float64) target {
+		t := target{what: "isolated `print(1)` executions/s at concurrency 16 (" + path + ")", goal: fmt.Sprintf("≥ %.0f/s", goal)}
+		for _, r := range rep.tput {
+			if r.path == path && r.concurrency == 16 {
+				perSec := rate(r.n, r.elapsed)
+				per := r.cpu / time.Duration(r.n)
+				t.measured = fmt.Sprintf("%.0f/s (CPU %s per execution: %.0f/s on 2 cores)", perSec, ms(per), 2/per.Seconds())
+				t.known, t.met = true, perSec >= goal
+			}
+		}
+		return t
+	}
+	ts := []target{rateAt("warm", 300), rateAt(lightPath, 600)}
+	var floor time.Duration
+	for _, f := range rep.fork {
+		if f.thp && len(f.emptyUS) > 0 {
+			floor = summarize(f.emptyUS).p50
+		}
+	}
+	s, ok := lat(httpPath, "print")
+	ts = append(ts,
+		target{what: "`print(1)` over HTTP back to back, p50, against the fork floor (" + ms(floor) + ")", goal: "≤ 1.5×",
+			measured: fmt.Sprintf("%s (%.1f×)", ms(s.p50), float64(s.p50)/float64(max(floor, 1))), known: ok && floor > 0,
+			met: float64(s.p50) <= 1.5*float64(floor)},
+		target{what: "`print(1)` over HTTP back to back, p99", goal: "≤ 10 ms", measured: ms(s.p99), known: ok, met: s.p99 <= 10*time.Millisecond})
+	s, ok = lat(httpIdle, "print")
+	ts = append(ts, target{what: "`print(1)` over HTTP, idle pool, p50", goal: "≤ 3 ms", measured: ms(s.p50), known: ok, met: s.p50 <= 3*time.Millisecond})
+	tt := summarize(rep.ttfr)
+	ts = append(ts, target{what: "a session's time to first result over HTTP, p50", goal: "≤ 10 ms", measured: ms(tt.p50),
+		known: len(rep.ttfr) > 0, met: tt.p50 <= 10*time.Millisecond})
+	return ts
 }
 
 func writeTargets(w io.Writer, rep *report) {
