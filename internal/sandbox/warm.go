@@ -20,7 +20,7 @@ const pooledGroups = 64
 type slot struct {
 	c      *child
 	g      *cgroup.Group
-	groups *cgroup.Pool // where g goes back
+	groups *cgroup.Pool // where g goes back; nil: g is removed (a session's)
 	limits job.Limits   // what its mounts and cgroup were made for
 	// unreserve gives the slot's share of the storage budget back; idempotent.
 	unreserve func()
@@ -32,7 +32,11 @@ type slot struct {
 // dir before: the tmpfs it holds open is charged to the group.
 func (s *slot) release() {
 	s.c.close()
-	_ = s.groups.Put(s.g)
+	if s.groups != nil {
+		_ = s.groups.Put(s.g)
+	} else {
+		_ = s.g.Destroy()
+	}
 	s.unreserve()
 }
 
