@@ -33,15 +33,16 @@ const (
 )
 
 // startHTTP serves the real API over warm on a loopback listener and returns the
-// runFunc that posts to it and a func that closes the client, the server and its
-// session manager. With -http=false it returns nil and a no-op.
-func startHTTP(cfg config, warm *sandbox.Runner) (runFunc, func(), error) {
+// runFunc that posts to it, the session time-to-first-result measure over it, and a
+// func that closes the client, the server and its session manager. With -http=false
+// it returns nils and a no-op.
+func startHTTP(cfg config, warm *sandbox.Runner) (runFunc, ttfrFunc, func(), error) {
 	if !cfg.http {
-		return nil, func() {}, nil
+		return nil, nil, func() {}, nil
 	}
 	srv, err := startAPI(warm)
 	if err != nil {
-		return nil, nil, err
+		return nil, nil, nil, err
 	}
 	client := apiClient(max(apiMaxConcurrent, slices.Max(cfg.concurrency)))
 	closeAll := func() {
@@ -50,8 +51,14 @@ func startHTTP(cfg config, warm *sandbox.Runner) (runFunc, func(), error) {
 			progress("closing the API server: %v", err)
 		}
 	}
-	return apiRun(client, srv.url), closeAll, nil
+	ttfr := func(ctx context.Context, n int, pace func(context.Context) error) ([]time.Duration, error) {
+		return sessionTTFR(ctx, client, srv.url, n, pace)
+	}
+	return apiRun(client, srv.url), ttfr, closeAll, nil
 }
+
+// ttfrFunc measures n sessions' time to first result.
+type ttfrFunc func(ctx context.Context, n int, pace func(context.Context) error) ([]time.Duration, error)
 
 // apiServer is the API's http.Server on a loopback listener.
 type apiServer struct {

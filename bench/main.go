@@ -21,6 +21,7 @@ import (
 	"os/exec"
 	"os/signal"
 	"path/filepath"
+	"slices"
 	"strconv"
 	"strings"
 	"sync"
@@ -44,10 +45,13 @@ type config struct {
 	tputColdN   int // executions per concurrency level, cold
 	concurrency []int
 	sessions    int
-	forks       int  // children of each kind the zygote model forks
-	http        bool // measure the HTTP API too
-	httpN       int  // latency requests over HTTP, per path
-	httpTputN   int  // requests per concurrency level over HTTP
+	forks       int             // children of each kind the zygote model forks
+	http        bool            // measure the HTTP API too
+	httpN       int             // latency requests over HTTP, per path
+	httpTputN   int             // requests per concurrency level over HTTP
+	ttfrN       int             // sessions for the time to first result, over HTTP
+	only        map[string]bool // workloads to measure; nil: all
+	light       bool            // measure the light zygote's throughput too
 	out         string
 	args        []string // as given, for the report
 
@@ -82,6 +86,10 @@ func parseFlags() (config, error) {
 	flag.BoolVar(&c.http, "http", true, "also measure POST /v1/execute over HTTP, the API server in-process on loopback")
 	flag.IntVar(&c.httpN, "http-n", 200, "latency requests of print(1) over HTTP, per path (http, http idle)")
 	flag.IntVar(&c.httpTputN, "http-tput-n", 400, "requests per concurrency level for HTTP throughput")
+	flag.IntVar(&c.ttfrN, "ttfr-n", 50, "sessions for the time to first result over HTTP")
+	flag.BoolVar(&c.light, "light", true, "also measure print(1) throughput on a Runner with the light zygote (stdlib-only programs)")
+	var only string
+	flag.StringVar(&only, "workloads", "", "comma-separated workloads to measure for latency (default: all)")
 	flag.StringVar(&c.out, "out", "", "also write the report to this file")
 	clusterNs := ""
 	flag.StringVar(&clusterNs, "cluster", "", "instead of the rest, measure deployments of these sizes, e.g. 1,2,3: N `codeexec serve` processes on loopback as one deployment")
@@ -98,6 +106,16 @@ func parseFlags() (config, error) {
 		}
 		c.clusterNs = append(c.clusterNs, n)
 	}
+	if only != "" {
+		c.only = map[string]bool{}
+		for _, f := range strings.Split(only, ",") {
+			f = strings.TrimSpace(f)
+			if !slices.ContainsFunc(workloads, func(w workload) bool { return w.name == f }) {
+				return c, fmt.Errorf("-workloads: no workload %q", f)
+			}
+			c.only[f] = true
+		}
+	}
 	c.args = os.Args[1:]
 	for _, f := range strings.Split(conc, ",") {
 		n, err := strconv.Atoi(strings.TrimSpace(f))
@@ -107,7 +125,7 @@ func parseFlags() (config, error) {
 		c.concurrency = append(c.concurrency, n)
 	}
 	for name, v := range map[string]int{"-n-warm": c.nWarm, "-n-cold": c.nCold, "-tput-n": c.tputN, "-tput-cold-n": c.tputColdN, "-sessions": c.sessions, "-forks": c.forks,
-		"-http-n": c.httpN, "-http-tput-n": c.httpTputN, "-cluster-n": c.clusterN, "-cluster-conc": c.clusterConc} {
+		"-http-n": c.httpN, "-http-tput-n": c.httpTputN, "-cluster-n": c.clusterN, "-cluster-conc": c.clusterConc, "-ttfr-n": c.ttfrN} {
 		if v < 1 {
 			return c, fmt.Errorf("%s %d must be at least 1", name, v)
 		}
@@ -164,7 +182,7 @@ func run(ctx context.Context, cfg config) error {
 		}
 		return output(cfg, rep)
 	}
-	viaHTTP, closeHTTP, err := startHTTP(cfg, warm)
+	viaHTTP, ttfr, closeHTTP, err := startHTTP(cfg, warm)
 	if err != nil {
 		return err
 	}
@@ -182,8 +200,23 @@ func run(ctx context.Context, cfg config) error {
 	if rep.langs, err = measureLangs(ctx, cfg, warm, cold); err != nil {
 		return err
 	}
-	if rep.tput, err = throughputAll(ctx, cfg, warm, cold, viaHTTP); err != nil {
+	light, err := newLightRunner(cfg, img.Rootfs)
+	if err != nil {
+		return fmt.Errorf("light runner: %w", err)
+	}
+	if light != nil {
+		defer light.Close()
+		if err := light.Warm(); err != nil {
+			return fmt.Errorf("starting the light zygote: %w", err)
+		}
+	}
+	if rep.tput, err = throughputAll(ctx, cfg, warm, light, cold, viaHTTP); err != nil {
 		return err
+	}
+	if ttfr != nil {
+		if rep.ttfr, err = ttfr(ctx, cfg.ttfrN, func(ctx context.Context) error { return waitPool(ctx, warm, cfg.prefork) }); err != nil {
+			return err
+		}
 	}
 	if rep.rss, err = selfRSS(); err != nil {
 		return err
@@ -191,7 +224,7 @@ func run(ctx context.Context, cfg config) error {
 	if rep.mem, err = measureSessions(ctx, warm, cfg.sessions); err != nil {
 		return err
 	}
-	if rep.fork, err = measureFork(ctx, cold, cfg.forks); err != nil {
+	if rep.fork, err = measureForks(ctx, cold, cfg.forks); err != nil {
 		return err
 	}
 	rep.machine = append(rep.machine, [2]string{"load average (1, 5, 15 min): start → end", loadStart + " → " + loadAvg()})
@@ -288,6 +321,9 @@ const latencySlices = 5
 func latencyAll(ctx context.Context, cfg config, paths []path, warm *sandbox.Runner) ([]latencyRow, error) {
 	var rows []latencyRow
 	for _, w := range workloads {
+		if cfg.only != nil && !cfg.only[w.name] {
+			continue
+		}
 		var cells []latencyCell
 		for _, p := range paths {
 			if p.only != "" && p.only != w.name {
@@ -374,42 +410,57 @@ type tputRow struct {
 	concurrency int
 	n           int
 	elapsed     time.Duration
+	cpu         time.Duration // cpuUsed over the level, its teardown included
 }
 
 // throughputAll measures print(1) throughput on the warm path at every configured
 // level, over HTTP (when viaHTTP is not nil) at the same levels, and on the cold
 // path at 1 and 4 for comparison.
-func throughputAll(ctx context.Context, cfg config, warm, cold *sandbox.Runner, viaHTTP runFunc) ([]tputRow, error) {
+func throughputAll(ctx context.Context, cfg config, warm, light, cold *sandbox.Runner, viaHTTP runFunc) ([]tputRow, error) {
 	type level struct {
-		path     string
-		run      runFunc
-		warmPool bool // refill the warm pool before the level
-		conc     int
-		n        int
+		path string
+		run  runFunc
+		pool *sandbox.Runner // refill its warm pool before the level; nil for cold
+		conc int
+		n    int
 	}
 	var levels []level
 	for _, c := range cfg.concurrency {
-		levels = append(levels, level{"warm", sandboxRun(warm), true, c, cfg.tputN})
+		levels = append(levels, level{"warm", sandboxRun(warm), warm, c, cfg.tputN})
+	}
+	if light != nil {
+		for _, c := range cfg.concurrency {
+			levels = append(levels, level{lightPath, sandboxRun(light), light, c, cfg.tputN})
+		}
 	}
 	if viaHTTP != nil {
 		for _, c := range cfg.concurrency {
-			levels = append(levels, level{httpPath, viaHTTP, true, c, cfg.httpTputN})
+			levels = append(levels, level{httpPath, viaHTTP, warm, c, cfg.httpTputN})
 		}
 	}
-	levels = append(levels, level{"cold", sandboxRun(cold), false, 1, cfg.tputColdN}, level{"cold", sandboxRun(cold), false, 4, cfg.tputColdN})
+	levels = append(levels, level{"cold", sandboxRun(cold), nil, 1, cfg.tputColdN}, level{"cold", sandboxRun(cold), nil, 4, cfg.tputColdN})
 	var rows []tputRow
 	for _, l := range levels {
-		if l.warmPool {
-			if err := waitPool(ctx, warm, cfg.prefork); err != nil {
+		if l.pool != nil {
+			if err := waitPool(ctx, l.pool, cfg.prefork); err != nil {
 				return nil, err
 			}
 		}
 		progress("throughput %s: %d executions at concurrency %d", l.path, l.n, l.conc)
+		cpu0 := cpuUsed()
 		d, err := throughput(ctx, l.run, workloads[0], l.conc, l.n)
 		if err != nil {
 			return nil, fmt.Errorf("throughput %s at concurrency %d: %w", l.path, l.conc, err)
 		}
-		rows = append(rows, tputRow{path: l.path, concurrency: l.conc, n: l.n, elapsed: d})
+		if l.pool != nil {
+			// The teardown of the level's last executions and the refill of the pool
+			// are the level's CPU too.
+			if err := waitPool(ctx, l.pool, cfg.prefork); err != nil {
+				return nil, err
+			}
+			time.Sleep(200 * time.Millisecond)
+		}
+		rows = append(rows, tputRow{path: l.path, concurrency: l.conc, n: l.n, elapsed: d, cpu: cpuUsed() - cpu0})
 	}
 	return rows, nil
 }
@@ -514,6 +565,18 @@ matplotlib.use("Agg")
 import matplotlib.pyplot as plt
 plt.plot([1, 2, 3]); plt.savefig(io.BytesIO(), format="png"); plt.close("all")
 gc.collect(); gc.freeze()
+if THP:
+    import ctypes
+    libc = ctypes.CDLL(None, use_errno=True)
+    for line in open("/proc/self/maps"):
+        f = line.split()
+        if f[1] == "rw-p" and (len(f) == 5 or f[5] == "[heap]"):
+            lo, hi = (int(x, 16) for x in f[0].split("-"))
+            lo, hi = (lo + (2 << 20) - 1) & ~((2 << 20) - 1), hi & ~((2 << 20) - 1)
+            if hi > lo:
+                libc.madvise(ctypes.c_void_p(lo), ctypes.c_size_t(hi - lo), 25)  # MADV_COLLAPSE
+def mem_kb(field):
+    return int([l for l in open("/proc/self/smaps_rollup") if l.startswith(field + ":")][0].split()[1])
 def dataframe():
     exec(compile(SESSION_CODE, "<code>", "exec"), {})
 def child(work):
@@ -531,26 +594,61 @@ def child(work):
     os.close(r)
     os.waitpid(pid, 0)
     return (time.perf_counter() - t0) * 1e6, faults
-out = {"rss_kb": int([l for l in open("/proc/self/status") if l.startswith("VmRSS")][0].split()[1])}
+out = {"rss_kb": mem_kb("Rss"), "thp_kb": mem_kb("AnonHugePages")}
 for name, work in (("empty", None), ("dataframe", dataframe)):
     out[name] = [child(work) for _ in range(N)]
+out["thp_after_kb"] = mem_kb("AnonHugePages")
 print(json.dumps(out))
+`
+
+// forkProbeTHP runs forkProbe (PROBE) in a fresh interpreter with the zygote's
+// malloc settings (sandbox.ZygoteMallocEnv), which must be in place at its start.
+const forkProbeTHP = `
+import os, subprocess, sys
+env = dict(os.environ)
+env.update(kv.split("=", 1) for kv in MALLOC_ENV)
+r = subprocess.run([sys.executable, "-c", PROBE], env=env, capture_output=True, text=True)
+sys.stdout.write(r.stdout)
+sys.stderr.write(r.stderr)
+sys.exit(r.returncode)
 `
 
 // forkStats is what forkProbe measured.
 type forkStats struct {
+	thp                    bool // the heap on huge pages, as the zygote's
 	rssKB                  int64
+	thpKB, thpAfterKB      int64 // AnonHugePages before the forks and after
 	emptyUS, dataframeUS   []time.Duration
 	emptyFlt, dataframeFlt []int64
 }
 
+// measureForks runs forkProbe with the heap on 4 KiB pages and on huge pages.
+func measureForks(ctx context.Context, r *sandbox.Runner, n int) ([]forkStats, error) {
+	var out []forkStats
+	for _, thp := range []bool{false, true} {
+		fs, err := measureFork(ctx, r, n, thp)
+		if err != nil {
+			return nil, err
+		}
+		out = append(out, fs)
+	}
+	return out, nil
+}
+
 // measureFork runs forkProbe with n children of each kind in a cold sandbox of r.
-func measureFork(ctx context.Context, r *sandbox.Runner, n int) (forkStats, error) {
-	progress("zygote model: %d forks of each kind", n)
-	var fs forkStats
+func measureFork(ctx context.Context, r *sandbox.Runner, n int, thp bool) (forkStats, error) {
+	progress("zygote model: %d forks of each kind (huge pages: %v)", n, thp)
+	fs := forkStats{thp: thp}
 	l := job.DefaultLimits()
 	l.Timeout = 2 * time.Minute
-	code := fmt.Sprintf("SESSION_CODE = %q\nN = %d\n", sessionCode, n) + forkProbe
+	code := fmt.Sprintf("SESSION_CODE = %q\nN = %d\nTHP = %s\n", sessionCode, n, map[bool]string{false: "False", true: "True"}[thp]) + forkProbe
+	if thp {
+		env, err := json.Marshal(sandbox.ZygoteMallocEnv())
+		if err != nil {
+			return fs, err
+		}
+		code = fmt.Sprintf("PROBE = %q\nMALLOC_ENV = %s\n", code, env) + forkProbeTHP
+	}
 	res, err := r.Run(ctx, &job.Request{Code: code, Limits: l})
 	if err != nil {
 		return fs, err
@@ -559,14 +657,16 @@ func measureFork(ctx context.Context, r *sandbox.Runner, n int) (forkStats, erro
 		return fs, fmt.Errorf("fork probe: %s: %s", res.Status, res.Stderr)
 	}
 	var out struct {
-		RSSKB     int64        `json:"rss_kb"`
-		Empty     [][2]float64 `json:"empty"`
-		Dataframe [][2]float64 `json:"dataframe"`
+		RSSKB      int64        `json:"rss_kb"`
+		THPKB      int64        `json:"thp_kb"`
+		THPAfterKB int64        `json:"thp_after_kb"`
+		Empty      [][2]float64 `json:"empty"`
+		Dataframe  [][2]float64 `json:"dataframe"`
 	}
 	if err := json.Unmarshal([]byte(res.Stdout), &out); err != nil {
 		return fs, fmt.Errorf("fork probe output %q: %w", res.Stdout, err)
 	}
-	fs.rssKB = out.RSSKB
+	fs.rssKB, fs.thpKB, fs.thpAfterKB = out.RSSKB, out.THPKB, out.THPAfterKB
 	for _, c := range out.Empty {
 		fs.emptyUS = append(fs.emptyUS, time.Duration(c[0]*float64(time.Microsecond)))
 		fs.emptyFlt = append(fs.emptyFlt, int64(c[1]))

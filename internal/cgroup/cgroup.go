@@ -173,6 +173,13 @@ type Group struct {
 	// dirs are the group's directories, one per v1 controller or the single v2 one;
 	// Destroy removes the entries of those it deleted.
 	dirs map[string]string
+	// base holds the counters a reused group had when its present user got it
+	// (Pool.Get), which Stats subtracts.
+	base Stats
+	// peak is v2's memory.peak held open once a reuse has reset it (resetPeakV2).
+	peak *os.File
+	// froze is set once the group has been frozen: a reuse thaws it first.
+	froze bool
 }
 
 // New creates the group name with limits under the hierarchy's parent. The caller must
@@ -409,34 +416,66 @@ func readCPUsV1(dir string) (float64, error) {
 // Add moves process pid (and its future children) into the group.
 func (g *Group) Add(pid int) error {
 	v := strconv.Itoa(pid)
+	done := map[string]bool{}
 	for _, c := range g.controllers() {
-		if err := g.write(c, "cgroup.procs", v); err != nil {
-			return err
+		// Controllers mounted together (v1's cpu,cpuacct) share a directory: one
+		// write moves the process in both.
+		if d := g.dir(c); !done[d] {
+			done[d] = true
+			if err := writeFile(filepath.Join(d, "cgroup.procs"), v); err != nil {
+				return err
+			}
 		}
 	}
 	return nil
 }
 
-// Stats reads the group's usage. It is meaningful after the processes have exited too.
+// Counters reads the group's counters since its present user got it (see Pool): CPU
+// time, OOM kills, hits of the memory limit; the gauges are left zero. It reads
+// fewer files than Stats, for a reading whose gauges would not be used (the one
+// before a run, which Stats.Since subtracts).
+func (g *Group) Counters() (Stats, error) {
+	s, err := g.counters()
+	g.mu.Lock()
+	s = s.Since(g.base)
+	g.mu.Unlock()
+	return s, err
+}
+
+// Stats reads the group's usage since its present user got it (see Pool). It is
+// meaningful after the processes have exited too.
 func (g *Group) Stats() (Stats, error) {
-	var s Stats
+	s, e1 := g.counters()
 	var err error
 	if g.h.version == V2 {
-		cpu, e1 := readKeyed(filepath.Join(g.dir("cpu"), "cpu.stat"), "usage_usec")
-		s.CPUTime = time.Duration(cpu) * time.Microsecond
-		s.MaxMemoryBytes, err = readInt(filepath.Join(g.dir("memory"), "memory.peak"))
+		s.MaxMemoryBytes, err = g.readPeakV2()
 		s.MemoryBytes, _ = readInt(filepath.Join(g.dir("memory"), "memory.current"))
+	} else {
+		s.MaxMemoryBytes, err = readInt(filepath.Join(g.dir("memory"), "memory.max_usage_in_bytes"))
+		s.MemoryBytes, _ = readInt(filepath.Join(g.dir("memory"), "memory.usage_in_bytes"))
+	}
+	g.mu.Lock()
+	s = s.Since(g.base)
+	g.mu.Unlock()
+	return s, errors.Join(e1, err)
+}
+
+// counters reads the group's counters as the kernel has them (CPU time, OOM kills,
+// hits of the memory limit); an error is the CPU time's.
+func (g *Group) counters() (Stats, error) {
+	var s Stats
+	if g.h.version == V2 {
+		cpu, err := readKeyed(filepath.Join(g.dir("cpu"), "cpu.stat"), "usage_usec")
+		s.CPUTime = time.Duration(cpu) * time.Microsecond
 		s.OOMKills, _ = readKeyed(filepath.Join(g.dir("memory"), "memory.events"), "oom_kill")
 		s.MemoryLimitHits, _ = readKeyed(filepath.Join(g.dir("memory"), "memory.events"), "max")
-		return s, errors.Join(e1, err)
+		return s, err
 	}
-	ns, e1 := readInt(filepath.Join(g.dir("cpuacct"), "cpuacct.usage"))
+	ns, err := readInt(filepath.Join(g.dir("cpuacct"), "cpuacct.usage"))
 	s.CPUTime = time.Duration(ns)
-	s.MaxMemoryBytes, err = readInt(filepath.Join(g.dir("memory"), "memory.max_usage_in_bytes"))
-	s.MemoryBytes, _ = readInt(filepath.Join(g.dir("memory"), "memory.usage_in_bytes"))
 	s.OOMKills, _ = readKeyed(filepath.Join(g.dir("memory"), "memory.oom_control"), "oom_kill")
 	s.MemoryLimitHits, _ = readInt(filepath.Join(g.dir("memory"), "memory.failcnt"))
-	return s, errors.Join(e1, err)
+	return s, err
 }
 
 // Procs lists the processes in the group.
@@ -457,6 +496,9 @@ func (g *Group) Procs() ([]int, error) {
 // Kill sends SIGKILL to every process in the group, frozen or not; a frozen v1 group
 // is thawed after the signals, so that its processes die before running again.
 func (g *Group) Kill() error {
+	if len(g.controllers()) == 0 {
+		return nil // destroyed, or handed over to the group's next user (Pool.Put)
+	}
 	// v2's cgroup.kill and fatal signals reach frozen processes too.
 	if g.h.version == V2 && g.exists("", "cgroup.kill") {
 		return g.write("", "cgroup.kill", "1")
@@ -486,6 +528,12 @@ func (g *Group) Kill() error {
 // Destroy kills what is left in the group and removes it. It is safe to call on a
 // partly created group and more than once.
 func (g *Group) Destroy() error {
+	g.mu.Lock()
+	if g.peak != nil {
+		g.peak.Close()
+		g.peak = nil
+	}
+	g.mu.Unlock()
 	if len(g.controllers()) == 0 {
 		return nil
 	}
@@ -590,6 +638,10 @@ func readInt(path string) (int64, error) {
 	if err != nil {
 		return 0, err
 	}
+	return parseInt(data)
+}
+
+func parseInt(data []byte) (int64, error) {
 	return strconv.ParseInt(strings.TrimSpace(string(data)), 10, 64)
 }
 

@@ -23,6 +23,9 @@ var ErrFreeze = errors.New("cgroup: could not freeze the group")
 // A frozen group can still be killed (Kill, Destroy) and its files read from outside;
 // a process moved into it freezes too.
 func (g *Group) Freeze() error {
+	g.mu.Lock()
+	g.froze = true // a reuse must thaw it (Pool)
+	g.mu.Unlock()
 	if g.h.version == V2 {
 		return g.freezeV2()
 	}

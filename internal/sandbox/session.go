@@ -215,6 +215,10 @@ func (r *Runner) newSession(ctx context.Context, z *zygote, l job.Limits, o Sess
 	if err != nil {
 		return nil, err
 	}
+	// A session's group goes with it rather than back to the pool: it lives long,
+	// is frozen between runs, and what its programs left charged to it would be the
+	// next one's. Executions, one after another, are what the pool is for.
+	s.groups = nil
 	// Torn down in the background: the caller need not wait for it.
 	cu := cleanup.Make(func() { r.cleanupLater(s.release) })
 	defer cu.Clean()

@@ -11,24 +11,36 @@ import (
 	"github.com/codeexec/codeexec/internal/job"
 )
 
+// pooledGroups is how many emptied cgroups a Runner keeps for its warm children: as
+// many as run at once at a high concurrency, and the pool.
+const pooledGroups = 64
+
 // slot is a child forked ahead of demand: namespaces made, work dir mounted, already
 // in a cgroup of its own, waiting for a program.
 type slot struct {
 	c      *child
 	g      *cgroup.Group
-	limits job.Limits // what its mounts and cgroup were made for
+	groups *cgroup.Pool // where g goes back; nil: g is removed (a session's)
+	limits job.Limits   // what its mounts and cgroup were made for
 	// unreserve gives the slot's share of the storage budget back; idempotent.
 	unreserve func()
 }
 
-// release kills the slot's child and removes its cgroup.
+// release kills the slot's child, waits until it is reaped (and with it, as pid 1
+// of its namespace, every process it started), and gives its cgroup back to the pool,
+// which keeps it only if it is empty. The caller must have closed the child's work
+// dir before: the tmpfs it holds open is charged to the group.
 func (s *slot) release() {
 	s.c.close()
-	_ = s.g.Destroy()
+	if s.groups != nil {
+		_ = s.groups.Put(s.g)
+	} else {
+		_ = s.g.Destroy()
+	}
 	s.unreserve()
 }
 
-// newSlot makes a cgroup with limits l and forks a child from z into it.
+// newSlot takes a cgroup with limits l from the pool and forks a child from z into it.
 func (r *Runner) newSlot(ctx context.Context, z *zygote, l job.Limits) (*slot, error) {
 	unreserve, err := r.storage.reserve(l)
 	if err != nil {
@@ -36,17 +48,18 @@ func (r *Runner) newSlot(ctx context.Context, z *zygote, l job.Limits) (*slot, e
 	}
 	cu := cleanup.Make(unreserve)
 	defer cu.Clean()
-	g, err := r.cg.New(r.nextName(), cgroupLimits(l))
+	g, err := r.groups.Get(cgroupLimits(l))
 	if err != nil {
 		return nil, fmt.Errorf("make a warm child's cgroup: %w", err)
 	}
-	cu.Add(func() { _ = g.Destroy() })
+	// The child, if any, is gone by now (spawn's own cleanup): an empty group goes back.
+	cu.Add(func() { _ = r.groups.Put(g) })
 	c, err := z.spawn(ctx, l, g)
 	if err != nil {
 		return nil, err
 	}
 	cu.Release()
-	return &slot{c: c, g: g, limits: l, unreserve: unreserve}, nil
+	return &slot{c: c, g: g, groups: r.groups, limits: l, unreserve: unreserve}, nil
 }
 
 // prefork keeps r.slots full of ready children until ctx ends. When the zygote
@@ -99,7 +112,12 @@ func (r *Runner) takeSlot(ctx context.Context, z *zygote, l job.Limits) (*slot, 
 		}
 		// Its group was made for the default limits: set this run's, raising or
 		// lowering each. Should the kernel refuse (a cut below what the idle child
-		// holds), a group made for l from the start takes its place.
+		// holds), a group made for l from the start takes its place. The group has
+		// them already when they are the same (most runs): no write.
+		if cgroupLimits(l) == cgroupLimits(s.limits) {
+			s.limits = l
+			return s, nil
+		}
 		if err := s.g.Set(cgroupLimits(l)); err != nil {
 			r.log.Warn("a preforked child could not take the run's limits; forking another", "err", err)
 			r.cleanupLater(s.release)
@@ -142,8 +160,8 @@ func (r *Runner) runWarm(ctx context.Context, req *job.Request, z *zygote) (*job
 	kill := func() { c.kill(); _ = g.Kill() }
 	live.started(kill)
 	defer r.cleanupLater(func() {
+		work.close() // first: its tmpfs is charged to the group that goes back
 		s.release()
-		work.close()
 	})
 	if err := work.writeInputs(req.Files, r.inputWriter(g, l)); err != nil {
 		return nil, err
@@ -151,7 +169,7 @@ func (r *Runner) runWarm(ctx context.Context, req *job.Request, z *zygote) (*job
 	// The counters of a preforked child's group include its setup: this run's share
 	// is the difference from here (after the input files, whose writer's OOM kill, if
 	// any, is not the program's).
-	before, beforeErr := g.Stats()
+	before, beforeErr := g.Counters()
 	o, w, done, err := r.runOn(ctx, interpreter{ch: c.ch, netns: c.pidfd, last: true, pidfd: c.pidfd, kill: kill}, req)
 	o.bare, o.node = req.Language == job.LangBash, req.Language == job.LangJavaScript
 	if err != nil {

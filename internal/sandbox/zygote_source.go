@@ -49,6 +49,8 @@ func zygoteConstants() string {
 		{"PR_SET_DUMPABLE", unix.PR_SET_DUMPABLE},
 		{"PR_SET_SECCOMP", unix.PR_SET_SECCOMP},
 		{"PR_CAPBSET_DROP", unix.PR_CAPBSET_DROP},
+		{"PR_CAPBSET_READ", unix.PR_CAPBSET_READ},
+		{"PR_SET_THP_DISABLE", unix.PR_SET_THP_DISABLE},
 		{"PR_SET_NO_NEW_PRIVS", unix.PR_SET_NO_NEW_PRIVS},
 		{"PR_CAP_AMBIENT", unix.PR_CAP_AMBIENT},
 		{"PR_CAP_AMBIENT_CLEAR_ALL", unix.PR_CAP_AMBIENT_CLEAR_ALL},
@@ -63,6 +65,7 @@ func zygoteConstants() string {
 		{"LANDLOCK_RULE_PATH_BENEATH", unix.LANDLOCK_RULE_PATH_BENEATH},
 		{"PROXY_VARS", proxyVars},
 		{"BASH_ARG_MAX", bashArgMax},
+		{"ZYGOTE_MALLOC_ENV", zygoteMallocEnv},
 	}
 	var b strings.Builder
 	b.WriteString("# Generated from Go (zygote_source.go): the constants both paths share.\n")

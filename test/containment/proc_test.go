@@ -315,6 +315,9 @@ allowed = {"PATH", "HOME", "USER", "LANG", "PYTHONUNBUFFERED", "PYTHONIOENCODING
 # initial environment keeps them.
 initial = allowed | {"CODEEXEC_MAX_RESULT", "CODEEXEC_MAX_IMAGES", "CODEEXEC_MAX_IMAGE_BYTES",
                      "CODEEXEC_MAX_ERROR_NAME", "CODEEXEC_MAX_ERROR_MESSAGE", "CODEEXEC_MAX_TRACEBACK"}
+# The zygote's malloc settings (warm path, zygote.go zygoteMallocEnv): it takes them out
+# of os.environ once read; the initial environment, which its children share, keeps them.
+initial |= {"PYTHONMALLOC", "GLIBC_TUNABLES"}
 print("extra", sorted(set(os.environ) - allowed))
 blob = rd("/proc/1/environ") + rd("/proc/self/environ") + subprocess.run(["env"], capture_output=True).stdout
 print("keys", sorted(set(kv.split(b"=")[0].decode() for kv in blob.replace(b"\n", b"\0").split(b"\0") if kv) - initial))

@@ -173,13 +173,16 @@ def _on_interrupt(signum, frame):
         frame = frame.f_back
 
 
-def setup_process():
-    """Process-wide settings, made once before any program runs."""
+def setup_process(work_dir=None):
+    """Process-wide settings, made once before any program runs: by the cold path's
+    interpreter in its work dir, or by the zygote for every child it forks, which
+    inherits them (work_dir is then the directory the children will run in)."""
     warnings.filterwarnings("ignore", message=".*non-GUI backend.*")
     warnings.filterwarnings("ignore", message=".*FigureCanvasAgg is non-interactive.*")
     sys.argv = [FILENAME]
-    if os.getcwd() not in sys.path:
-        sys.path.insert(0, os.getcwd())
+    work_dir = work_dir or os.getcwd()
+    if work_dir not in sys.path:
+        sys.path.insert(0, work_dir)
     signal.signal(signal.SIGINT, _on_interrupt)
 
 

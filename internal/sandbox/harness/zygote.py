@@ -212,20 +212,42 @@ def step_mount_work(req, msg):
           "mode=0700,uid=%d,gid=%d,size=%d" % (SANDBOX_UID, SANDBOX_GID, req["work_bytes"]))
 
 
+# What each /proc path of the server's lists is ("dir", "file" or None: absent), as
+# the zygote found it once: the child's fresh /proc is of the same kernel, so it
+# need not ask again for every execution. The zygote's own /proc is masked the same
+# way (a masked directory is still a directory, a masked file still a file).
+_PROC_KINDS = {}
+
+
+def proc_kind(p):
+    kind = _PROC_KINDS.get(p, False)
+    if kind is False:
+        kind = "dir" if os.path.isdir(p) else "file" if os.path.exists(p) else None
+        _PROC_KINDS[p] = kind
+    return kind
+
+
+def classify_proc_paths(req):
+    """Runs in the zygote before the fork: the child finds the kinds in its copy."""
+    for p in (req.get("proc_read_only") or []) + (req.get("proc_masked") or []):
+        proc_kind(p)
+
+
 def step_proc_read_only(req, msg):
     # The server's lists (init_linux.go), the ones the cold path uses; a request
     # without them is refused rather than served with a /proc unmasked.
     for p in req["proc_read_only"]:
-        if os.path.exists(p):
+        if proc_kind(p):
             mount(p, p, None, MS_BIND | MS_REC)
             mount(None, p, None, MS_BIND | MS_REMOUNT | MS_RDONLY | MS_NOSUID | MS_NODEV | MS_NOEXEC)
 
 
 def step_proc_masked(req, msg):
     for p in req["proc_masked"]:
-        if os.path.isdir(p):
+        kind = proc_kind(p)
+        if kind == "dir":
             mount("tmpfs", p, "tmpfs", MASK_DIR_FLAGS, "size=0")
-        elif os.path.exists(p):
+        elif kind == "file":
             mount("/dev/null", p, None, MS_BIND)
 
 
@@ -246,17 +268,22 @@ def step_rlimits(req, msg):
         resource.setrlimit(res, (value, value))
 
 
+# Set by zygote_main (setup_zygote); until then, every capability there is.
+ZYGOTE_BOUNDING_SET = range(CAP_LAST_CAP + 1)
+
+
 def step_drop_privileges(req, msg):
-    for c in range(CAP_LAST_CAP + 1):
+    # The zygote cleared the ambient set and set no_new_privs for every child
+    # (setup_zygote); what is left of the bounding set is the few capabilities the
+    # init kept for the children's setup (init_linux.go zygoteCaps).
+    for c in ZYGOTE_BOUNDING_SET:
         prctl(PR_CAPBSET_DROP, c)
-    prctl(PR_CAP_AMBIENT, PR_CAP_AMBIENT_CLEAR_ALL)
     os.setgroups([])
     os.setresgid(SANDBOX_GID, SANDBOX_GID, SANDBOX_GID)
     os.setresuid(SANDBOX_UID, SANDBOX_UID, SANDBOX_UID)
     hdr = _CapHeader(LINUX_CAPABILITY_VERSION_3, 0)
     data = (_CapData * 2)()
     _check(libc.capset(ctypes.byref(hdr), ctypes.byref(data)), "capset")
-    prctl(PR_SET_NO_NEW_PRIVS, 1)
     # The credential change cleared both: die with the zygote, and own /proc/self
     # like any exec'd program (the cold path) does.
     prctl(PR_SET_PDEATHSIG, signal.SIGKILL)
@@ -318,8 +345,19 @@ def step_landlock(req, msg):
         apply_landlock(req["landlock"])
 
 
+# The server sends the same filter with every spawn: the zygote decodes it once.
+_SECCOMP_PROGRAMS = {}
+
+
+def seccomp_program(encoded):
+    program = _SECCOMP_PROGRAMS.get(encoded)
+    if program is None:
+        program = _SECCOMP_PROGRAMS[encoded] = base64.b64decode(encoded)
+    return program
+
+
 def step_seccomp(req, msg):
-    install_seccomp(base64.b64decode(req.get("seccomp") or ""))
+    install_seccomp(seccomp_program(req.get("seccomp") or ""))
 
 
 # Before the child says hello: it holds nothing of the zygote's when it first speaks.
@@ -396,6 +434,11 @@ def reap():
 
 
 def child_main(req, chan_fd):
+    # The zygote's huge pages stay shared (a write copies 4 KiB of one), but the
+    # child's own new memory comes in 4 KiB pages: glibc, set up for the zygote's
+    # heap, would otherwise back each new stretch of the child's heap with a whole
+    # 2 MiB page, charged to the execution.
+    prctl(PR_SET_THP_DISABLE, 1)
     req["chan_fd"] = chan_fd
     run_steps(BORN_STEPS, req, None)
     chan = socket.socket(fileno=3)
@@ -414,7 +457,6 @@ def child_main(req, chan_fd):
     first = json.loads(msg)
     if first.get("op") == "run" and first.get("last"):
         run_steps(SEAL_STEPS, req, first)
-        setup_process()
         code = run_program(first, fds, new_namespace(), devnull)
         # A one-shot run ends like a program: the server believes "done" only once
         # this process has exited, so the program cannot end its run early by forging
@@ -425,7 +467,6 @@ def child_main(req, chan_fd):
         os._exit(code)
     if first.get("op") == "seal" and not fds:
         run_steps(SEAL_STEPS, req, first)
-        setup_process()
         # The zygote's stderr, which the server logs, is out of reach of every
         # process this one forks.
         for fd in (0, 1, 2):
@@ -735,15 +776,137 @@ def spawn(ctl, req, chan_fd, own_pidns, sel):
     sel.register(os.pidfd_open(pid), selectors.EVENT_READ, (req["id"], pid))
 
 
+# The zygote's heap on transparent huge pages. A fork copies the page tables of the
+# zygote's ~190 MiB of private memory, and the child's exit frees them: with 4 KiB
+# pages that is most of a warm execution's CPU; a 2 MiB page is one entry to copy and
+# free instead of 512. pymalloc's 1 MiB arenas cannot be huge pages, so the zygote
+# runs with PYTHONMALLOC=malloc and glibc's heap on THP (ZYGOTE_MALLOC_ENV, set by the
+# server for the zygote only), and collapses its heap into huge pages once the
+# imports are done and the GC frozen.
+MADV_COLLAPSE = 25  # Linux 6.1
+HPAGE_BYTES = 2 << 20
+# Forks between re-collapses. A page the zygote writes while a child shares it is
+# copied, and the write-protect fault on a shared huge page splits the zygote's
+# mapping of all of it into 4 KiB entries, which every later fork copies again. The
+# zygote's loop writes all over its heap: the reference counts of the objects it
+# uses, and malloc's free chunks, which the frozen heap has everywhere (the objects
+# gc.collect freed before the freeze). A re-collapse copies the split ranges into
+# fresh huge pages: done when the zygote is idle, and at the latest after
+# RECOLLAPSE_FORKS_BUSY forks.
+RECOLLAPSE_FORKS = 128
+RECOLLAPSE_FORKS_BUSY = 1024
+# Whether this kernel collapses on request: cleared when no range could be collapsed
+# (no THP on the host, or a kernel before 6.1), after which the zygote runs on 4 KiB
+# pages and stops asking.
+_collapse_works = True
+
+
+def heap_ranges():
+    """The zygote's anonymous private writable mappings (the malloc heap and
+    anonymous mmaps, not its stack), cut to whole huge pages."""
+    out = []
+    with open("/proc/self/maps") as f:
+        for line in f:
+            parts = line.split()
+            if parts[1] != "rw-p" or (len(parts) > 5 and parts[5] != "[heap]"):
+                continue
+            lo, hi = (int(x, 16) for x in parts[0].split("-"))
+            lo, hi = (lo + HPAGE_BYTES - 1) & ~(HPAGE_BYTES - 1), hi & ~(HPAGE_BYTES - 1)
+            if hi > lo:
+                out.append((lo, hi))
+    return out
+
+
+def fill_heap_holes():
+    """Takes for good every free chunk malloc has inside the heap (the objects
+    gc.collect freed before the freeze left them all over it), so that what is
+    allocated after, by the zygote or by a child, comes from the top of the heap: a
+    child's new objects then fill fresh pages of its own instead of copying one shared
+    page of the zygote's for each hole they land in, and the zygote's own allocations
+    stay off the pages it shares with its children. Returns the bytes taken (already
+    resident: the holes lie in touched pages)."""
+    malloc, free, sbrk = libc.malloc, libc.free, libc.sbrk
+    malloc.restype, malloc.argtypes = ctypes.c_void_p, [ctypes.c_size_t]
+    free.restype, free.argtypes = None, [ctypes.c_void_p]
+    sbrk.restype, sbrk.argtypes = ctypes.c_void_p, [ctypes.c_ssize_t]
+    top = sbrk(0)
+    taken = 0
+    size = 1 << 20
+    while size >= 16:
+        while True:
+            p = malloc(size)
+            if not p or p >= top:
+                free(p)  # from the top, or none: no hole of this size is left
+                break
+            taken += size
+        size //= 2
+    return taken
+
+
+def collapse_heap():
+    """Collapses the zygote's heap into huge pages where the kernel can; a host
+    without THP (or with too little free memory for it) leaves it as it is."""
+    global _collapse_works
+    if not _collapse_works:
+        return
+    refused = 0
+    ranges = heap_ranges()
+    for lo, hi in ranges:
+        if libc.madvise(ctypes.c_void_p(lo), ctypes.c_size_t(hi - lo), MADV_COLLAPSE) != 0:
+            # EINVAL for a mapping that cannot be on huge pages (or a kernel without
+            # MADV_COLLAPSE); EAGAIN, ENOMEM when no huge page is free now: the range
+            # stays as it is.
+            if ctypes.get_errno() in (errno.EINVAL, errno.EPERM):
+                refused += 1
+    if ranges and refused == len(ranges):
+        _collapse_works = False
+
+
+def setup_zygote():
+    """Does once what would be the same in every child, which inherits it across the
+    fork: the harness's process-wide settings, and the parts of dropping privileges
+    that need no credential change. Returns the capabilities left in the bounding
+    set, which each child drops."""
+    setup_process(WORK_DIR)
+    # The zygote never execs, and neither may anything it forks gain privileges by
+    # exec: no_new_privs cannot be unset, and Landlock requires it in every child.
+    prctl(PR_SET_NO_NEW_PRIVS, 1)
+    prctl(PR_CAP_AMBIENT, PR_CAP_AMBIENT_CLEAR_ALL)
+    left = []
+    for c in range(CAP_LAST_CAP + 1):
+        held = libc.prctl(PR_CAPBSET_READ, ctypes.c_ulong(c), 0, 0, 0)
+        if held < 0:
+            _check(held, "prctl(PR_CAPBSET_READ)")
+        if held:
+            left.append(c)
+    return left
+
+
 def zygote_main():
+    global ZYGOTE_BOUNDING_SET
     ctl = socket.socket(fileno=3)
-    preload(sys.argv[1:])
+    modules = sys.argv[1:]  # before setup_process sets sys.argv for the programs
+    ZYGOTE_BOUNDING_SET = setup_zygote()
+    preload(modules)
+    # Read by glibc and Python at start; what the zygote forks must not pass them on
+    # to a program it execs (a session's commands).
+    for k in ZYGOTE_MALLOC_ENV:
+        os.environ.pop(k.partition("=")[0], None)
+    fill_heap_holes()
+    collapse_heap()
+    forks = 0
     own_pidns = os.open("/proc/self/ns/pid", os.O_RDONLY)
     sel = selectors.DefaultSelector()
     sel.register(ctl, selectors.EVENT_READ, None)
     ctl.send(json.dumps({"op": "ready", "steps": [name for name, _ in CHILD_STEPS]}).encode())
     while True:
-        for key, _ in sel.select():
+        events = sel.select(0 if forks >= RECOLLAPSE_FORKS else None)
+        if not events or forks >= RECOLLAPSE_FORKS_BUSY:
+            collapse_heap()
+            forks = 0
+            if not events:
+                continue
+        for key, _ in events:
             if key.data is None:
                 msg, fds, _, _ = socket.recv_fds(ctl, 1 << 16, 1)
                 if not msg:
@@ -754,7 +917,9 @@ def zygote_main():
                         os.close(fd)
                     continue
                 try:
+                    classify_proc_paths(req)
                     spawn(ctl, req, fds[0], own_pidns, sel)
+                    forks += 1
                 except OSError as e:
                     os.close(fds[0])
                     ctl.send(json.dumps({"op": "exit", "id": req["id"], "error": str(e)}).encode())
