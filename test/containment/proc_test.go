@@ -310,11 +310,13 @@ func TestInfoLeaks(t *testing.T) {
 			code: `
 import subprocess
 allowed = {"PATH", "HOME", "USER", "LANG", "PYTHONUNBUFFERED", "PYTHONIOENCODING", "MPLBACKEND", "MPLCONFIGDIR",
-           "OPENBLAS_NUM_THREADS", "OMP_NUM_THREADS", "OPENBLAS_CORETYPE", "OPENBLAS_L2_SIZE"}
+           "OPENBLAS_NUM_THREADS", "OMP_NUM_THREADS", "OPENBLAS_CORETYPE", "OPENBLAS_L2_SIZE",
+           "NODE_OPTIONS"}  # Node's heap limit, from the run's memory limit, for any program that starts Node
 # The harness's own settings (the report's caps): it takes them out of os.environ, the
 # initial environment keeps them.
 initial = allowed | {"CODEEXEC_MAX_RESULT", "CODEEXEC_MAX_IMAGES", "CODEEXEC_MAX_IMAGE_BYTES",
-                     "CODEEXEC_MAX_ERROR_NAME", "CODEEXEC_MAX_ERROR_MESSAGE", "CODEEXEC_MAX_TRACEBACK"}
+                     "CODEEXEC_MAX_ERROR_NAME", "CODEEXEC_MAX_ERROR_MESSAGE", "CODEEXEC_MAX_TRACEBACK",
+                     "CODEEXEC_MAX_OUTPUTS", "CODEEXEC_MAX_OUTPUT_BYTES"}
 # The zygote's malloc settings (warm path, zygote.go zygoteMallocEnv): it takes them out
 # of os.environ once read; the initial environment, which its children share, keeps them.
 initial |= {"PYTHONMALLOC", "GLIBC_TUNABLES"}
