@@ -583,6 +583,19 @@ func setOOMScoreAdj(pid int) error {
 	return nil
 }
 
+// KeptCgroups is the number of emptied cgroups the runner keeps for its next
+// warm children (with a light zygote, its too).
+func (r *Runner) KeptCgroups() int {
+	n := 0
+	if r.groups != nil {
+		n = r.groups.Kept()
+	}
+	if r.light != nil {
+		n += r.light.KeptCgroups()
+	}
+	return n
+}
+
 // PoolSize is the number of warm children ready for an execution (with a light
 // zygote, of the pool that has fewer).
 func (r *Runner) PoolSize() int {

@@ -504,9 +504,21 @@ func (c *idleCheck) wait() error {
 		for _, parent := range cgroupParents(c.t, soakCgroup) {
 			// An empty group the runner keeps frozen on cgroup v1 (cgroup.HoldFreezer)
 			// is not a sandbox.
+			// Nor is an empty one the runner keeps for its next children (its cgroup
+			// pool): there are as many of those as it says.
+			kept := 0
 			groups := slices.DeleteFunc(c.fresh(cgroupsUnder([]string{parent})), func(g string) bool {
-				return strings.HasSuffix(g, "-freeze") && len(cgroupProcs(g)) == 0
+				if len(cgroupProcs(g)) > 0 {
+					return false
+				}
+				if !strings.HasSuffix(g, "-freeze") {
+					kept++
+				}
+				return true
 			})
+			if want := c.runner.KeptCgroups(); kept != want {
+				return fmt.Errorf("%d empty cgroups in %s, want the %d the runner keeps for reuse", kept, parent, want)
+			}
 			if len(groups) != 1+children {
 				return fmt.Errorf("%d cgroups in %s, want %d (zygote and preforked children): %v", len(groups), parent, 1+children, groups)
 			}
