@@ -135,6 +135,11 @@ func (r *Runner) runOn(ctx context.Context, p interpreter, req *job.Request) (o 
 		// and carry on, so the run is over only once the child has exited; until
 		// then the watch still enforces every limit.
 		waitExit(p.pidfd)
+		if rerr != nil {
+			// No "done": the channel closed when a one-shot bash took the child's
+			// place (or the child died), and the program ran until the exit.
+			o.duration = time.Since(start)
+		}
 	}
 	w.disarm()
 	o.stopped = w.reason()

@@ -377,6 +377,8 @@ def child_main(req, chan_fd):
     first = json.loads(msg)
     if first.get("op") == "run" and first.get("last"):
         run_steps(SEAL_STEPS, req, first)
+        if first.get("lang") == "bash":
+            exec_bash(first, fds)  # does not return
         setup_process()
         code = run_program(first, fds, new_namespace(), devnull)
         # A one-shot run ends like a program: the server believes "done" only once
@@ -455,23 +457,81 @@ BASH_SAVE_STATE = (
 BASH_UNSAVED = ("SHLVL", "_", "OLDPWD")
 
 
-def run_bash(source, run, namespace):
-    """Runs source with /bin/bash -c in this process's stdio and returns its exit
-    status (128 + the signal's number when a signal ended it, as a shell says). In a
-    session (not "last"), the run starts in the directory and environment the run
-    before left, kept in namespace."""
-    state = namespace.setdefault("__codeexec_bash__", {})
-    env = state.get("env")
-    if env is None:
+def bash_env(run, saved):
+    """The environment of run's bash: a session's saved one, or this process's
+    without the harness's own variables, with the run's variables on top."""
+    if saved is None:
         env = {k: v for k, v in os.environ.items() if not k.startswith("CODEEXEC_")}
     else:
-        env = dict(env)
+        env = dict(saved)
     # This run's proxy variables, not an earlier run's.
     for k in PROXY_VARS:
         env.pop(k, None)
     for kv in run.get("env") or []:
         k, _, v = kv.partition("=")
         env[k] = v
+    return env
+
+
+# Signals Python ignores or handles that bash must get with their default action, as
+# a shell started by a shell does: SIGPIPE ends a writer whose reader is gone.
+BASH_SIGDEF = (signal.SIGPIPE, signal.SIGXFSZ, signal.SIGINT)
+
+
+def exec_bash(run, fds):
+    """Runs a one-shot run's program (a "run" message with "last") by exec'ing
+    /bin/bash -c in this process's place, sealed already, as the cold init does:
+    bash is pid 1 of the sandbox, holds stdin, stdout, stderr (and the code at fd 4
+    when it is too long for an argument) and no other descriptor, so not the
+    channel, and its wait status, which the zygote reports to the server, is the
+    run's exit status. This process's Python state is no use to a shell: no harness
+    set-up runs, and no second process is spawned and waited for (that cost more
+    than bash's own start: see bench/RESULTS.md)."""
+    if len(fds) != (5 if run.get("stdin") else 4):
+        os._exit(2)
+    code_fd, out_fd, err_fd, _ = fds[:4]
+    with os.fdopen(code_fd, "rb") as f:
+        data = f.read()
+    if run.get("stdin"):
+        os.dup2(fds[4], 0)
+    else:
+        null_in = os.open("/dev/null", os.O_RDONLY)
+        os.dup2(null_in, 0)
+        os.close(null_in)
+    os.dup2(out_fd, 1)
+    os.dup2(err_fd, 2)
+    source = data.decode("utf-8", "surrogateescape")
+    # Every descriptor but stdio goes, the channel (fd 3) with it: the server reads
+    # its end of file and waits for this process's exit.
+    os.closerange(3, 65536)
+    if len(data) > BASH_ARG_MAX:
+        # Too long for an argument (E2BIG): bash sources it from fd 4, as on the cold path.
+        code = os.memfd_create("code", 0)
+        os.write(code, data)
+        if code != 4:
+            os.dup2(code, 4)
+            os.close(code)
+        source = ". /proc/self/fd/4"
+    argv = run.get("argv") or []
+    name = argv[0] if argv and argv[0] else "bash"
+    env = bash_env(run, None)
+    for sig in BASH_SIGDEF:
+        signal.signal(sig, signal.SIG_DFL)
+    try:
+        os.execve("/bin/bash", ["bash", "-c", source, name] + argv[1:], env)
+    except OSError as e:
+        os.write(2, ("codeexec: cannot start /bin/bash: %s\n" % e).encode())
+    os._exit(126)
+
+
+def run_bash(source, run, namespace):
+    """Runs source with /bin/bash -c in this process's stdio and returns its exit
+    status (128 + the signal's number when a signal ended it, as a shell says). In a
+    session (not "last"), the run starts in the directory and environment the run
+    before left, kept in namespace. A one-shot run's bash does not come here but
+    takes the child's place (exec_bash)."""
+    state = namespace.setdefault("__codeexec_bash__", {})
+    env = bash_env(run, state.get("env"))
     argv = run.get("argv") or []
     name = argv[0] if argv and argv[0] else "bash"
     save = not run.get("last")
@@ -496,7 +556,7 @@ def run_bash(source, run, namespace):
     try:
         pid = os.posix_spawn("/bin/bash", ["bash", "-c", source, name] + argv[1:], env,
                              file_actions=actions,
-                             setsigdef=(signal.SIGPIPE, signal.SIGXFSZ, signal.SIGINT))
+                             setsigdef=BASH_SIGDEF)
     except OSError as e:
         os.write(2, ("codeexec: cannot start /bin/bash: %s\n" % e).encode())
         if state_fd >= 0:
