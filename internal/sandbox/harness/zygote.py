@@ -378,7 +378,7 @@ def child_main(req, chan_fd):
     if first.get("op") == "run" and first.get("last"):
         run_steps(SEAL_STEPS, req, first)
         if first.get("lang") == "bash":
-            exec_bash(first, fds)  # does not return
+            bash_alone(first, fds, chan)  # does not return
         setup_process()
         code = run_program(first, fds, new_namespace(), devnull)
         # A one-shot run ends like a program: the server believes "done" only once
@@ -478,15 +478,19 @@ def bash_env(run, saved):
 BASH_SIGDEF = (signal.SIGPIPE, signal.SIGXFSZ, signal.SIGINT)
 
 
-def exec_bash(run, fds):
-    """Runs a one-shot run's program (a "run" message with "last") by exec'ing
-    /bin/bash -c in this process's place, sealed already, as the cold init does:
-    bash is pid 1 of the sandbox, holds stdin, stdout, stderr (and the code at fd 4
-    when it is too long for an argument) and no other descriptor, so not the
-    channel, and its wait status, which the zygote reports to the server, is the
-    run's exit status. This process's Python state is no use to a shell: no harness
-    set-up runs, and no second process is spawned and waited for (that cost more
-    than bash's own start: see bench/RESULTS.md)."""
+def bash_alone(run, fds, chan):
+    """Runs a one-shot run's program (a "run" message with "last") with /bin/bash -c
+    and ends this process, which is pid 1 of the sandbox and sealed already. Once bash
+    has exited, this process kills and reaps every process left in the namespace and
+    closes its copies of the output pipes before it says "done" with "empty": the
+    server may then take the run as over without waiting for this process's exit,
+    which costs milliseconds (its address space is the zygote's). The claim is
+    trusted only because no program can make it: bash and what it starts hold no
+    descriptor but their stdio (the channel is closed on exec), and this process is
+    not dumpable, so no process of the sandbox reaches its descriptors or memory
+    through /proc/1 or ptrace. A Python run has no such claim: its program runs in
+    this process. No Python set-up runs for a shell either."""
+    prctl(PR_SET_DUMPABLE, 0)
     if len(fds) != (5 if run.get("stdin") else 4):
         os._exit(2)
     code_fd, out_fd, err_fd, _ = fds[:4]
@@ -500,36 +504,80 @@ def exec_bash(run, fds):
         os.close(null_in)
     os.dup2(out_fd, 1)
     os.dup2(err_fd, 2)
+    # Every descriptor but stdio and the channel goes; the channel is not bash's.
+    os.closerange(4, 65536)
+    os.set_inheritable(3, False)
     source = data.decode("utf-8", "surrogateescape")
-    # Every descriptor but stdio goes, the channel (fd 3) with it: the server reads
-    # its end of file and waits for this process's exit.
-    os.closerange(3, 65536)
+    actions = []
+    code = -1
     if len(data) > BASH_ARG_MAX:
         # Too long for an argument (E2BIG): bash sources it from fd 4, as on the cold path.
-        code = os.memfd_create("code", 0)
+        code = _high(os.memfd_create("code", os.MFD_CLOEXEC))
         os.write(code, data)
-        if code != 4:
-            os.dup2(code, 4)
-            os.close(code)
+        actions.append((os.POSIX_SPAWN_DUP2, code, 4))
         source = ". /proc/self/fd/4"
     argv = run.get("argv") or []
     name = argv[0] if argv and argv[0] else "bash"
-    env = bash_env(run, None)
-    for sig in BASH_SIGDEF:
-        signal.signal(sig, signal.SIG_DFL)
     try:
-        os.execve("/bin/bash", ["bash", "-c", source, name] + argv[1:], env)
+        pid = os.posix_spawn("/bin/bash", ["bash", "-c", source, name] + argv[1:],
+                             bash_env(run, None), file_actions=actions,
+                             setsigdef=BASH_SIGDEF)
     except OSError as e:
         os.write(2, ("codeexec: cannot start /bin/bash: %s\n" % e).encode())
-    os._exit(126)
+        pid = -1
+    if code >= 0:
+        os.close(code)
+    status = 126
+    if pid > 0:
+        status = bash_status(pid)
+    empty_namespace()
+    for fd in (0, 1, 2):
+        os.close(fd)
+    chan.send(json.dumps({"op": "done", "exit_code": status, "empty": True}).encode())
+    os._exit(status)
+
+
+def bash_status(pid):
+    """Waits for bash and returns its exit status, 128 + the signal's number when a
+    signal ended it, as a shell says."""
+    while True:
+        try:
+            _, status = os.waitpid(pid, 0)
+            break
+        except KeyboardInterrupt:
+            # An interrupt of the run is bash's to handle, as Ctrl-C in a terminal.
+            try:
+                os.kill(pid, signal.SIGINT)
+            except ProcessLookupError:
+                pass
+    code = os.waitstatus_to_exitcode(status)
+    if code < 0:
+        code = 128 - code
+    return code
+
+
+def empty_namespace():
+    """Kills and reaps every process of this pid namespace but this one (pid 1), as
+    its exit would. kill(-1) reaches every process of the namespace; one forked while
+    it ran is a child of a process it killed, so it is this process's child once its
+    parent is reaped, and the next round kills it. The pids limit bounds the rounds."""
+    while True:
+        try:
+            os.kill(-1, signal.SIGKILL)
+        except ProcessLookupError:
+            pass
+        try:
+            os.waitpid(-1, 0)
+        except ChildProcessError:
+            return
 
 
 def run_bash(source, run, namespace):
     """Runs source with /bin/bash -c in this process's stdio and returns its exit
     status (128 + the signal's number when a signal ended it, as a shell says). In a
     session (not "last"), the run starts in the directory and environment the run
-    before left, kept in namespace. A one-shot run's bash does not come here but
-    takes the child's place (exec_bash)."""
+    before left, kept in namespace. A one-shot run's bash does not come here
+    (bash_alone)."""
     state = namespace.setdefault("__codeexec_bash__", {})
     env = bash_env(run, state.get("env"))
     argv = run.get("argv") or []
@@ -565,19 +613,7 @@ def run_bash(source, run, namespace):
     finally:
         if code_fd >= 0:
             os.close(code_fd)
-    while True:
-        try:
-            _, status = os.waitpid(pid, 0)
-            break
-        except KeyboardInterrupt:
-            # An interrupt of the run is bash's to handle, as Ctrl-C in a terminal.
-            try:
-                os.kill(pid, signal.SIGINT)
-            except ProcessLookupError:
-                pass
-    code = os.waitstatus_to_exitcode(status)
-    if code < 0:
-        code = 128 - code
+    code = bash_status(pid)
     if save:
         saved = os.pread(state_fd, 1 << 24, 0)
         os.close(state_fd)
