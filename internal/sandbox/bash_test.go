@@ -21,10 +21,13 @@ func runBash(t *testing.T, r *Runner, code string, l job.Limits) *job.Result {
 func TestBash(t *testing.T) {
 	short := job.DefaultLimits()
 	short.Timeout = time.Second
+	small := job.DefaultLimits()
+	small.OutputBytes = 1000
 	bothPaths(t, func(t *testing.T, r *Runner) {
 		tests := []struct {
 			name, code     string
 			limits         job.Limits
+			stdin          string
 			status         job.Status
 			exit           int
 			stdout, stderr string
@@ -37,6 +40,9 @@ func TestBash(t *testing.T) {
 			{name: "timeout", code: "sleep 100", limits: short, status: job.StatusTimeout, exit: 124},
 			{name: "file", code: "echo hi > out.txt", status: job.StatusOK, file: "out.txt"},
 			{name: "sigpipe default", code: "yes | head -1", status: job.StatusOK, stdout: "y\n"},
+			{name: "background job killed", code: "sleep 100 & echo started", status: job.StatusOK, stdout: "started\n"},
+			{name: "stdin", code: "read -r x; echo \"got $x\"", stdin: "hi\n", status: job.StatusOK, stdout: "got hi\n"},
+			{name: "output limit", code: "yes", limits: small, status: job.StatusOutputLimit, exit: 137},
 		}
 		for _, tt := range tests {
 			t.Run(tt.name, func(t *testing.T) {
@@ -44,11 +50,18 @@ func TestBash(t *testing.T) {
 				if l == (job.Limits{}) {
 					l = job.DefaultLimits()
 				}
-				res := runBash(t, r, tt.code, l)
+				req := &job.Request{Code: tt.code, Language: job.LangBash, Limits: l}
+				if tt.stdin != "" {
+					req.Stdin = strings.NewReader(tt.stdin)
+				}
+				res, err := r.Run(context.Background(), req)
+				if err != nil {
+					t.Fatalf("Run(%q): %v", tt.name, err)
+				}
 				if res.Status != tt.status || res.ExitCode != tt.exit {
 					t.Fatalf("got %s exit %d (stderr %q, error %+v), want %s exit %d", res.Status, res.ExitCode, res.Stderr, res.Error, tt.status, tt.exit)
 				}
-				if tt.status != job.StatusTimeout && res.Error != nil {
+				if (tt.status == job.StatusOK || tt.status == job.StatusError) && res.Error != nil {
 					t.Errorf("error = %+v, want none: a shell's status is its answer", res.Error)
 				}
 				if res.Result != nil {
@@ -66,6 +79,35 @@ func TestBash(t *testing.T) {
 			})
 		}
 	})
+}
+
+// TestBashOneShotStatus: a warm one-shot run's exit status is bash's wait status, as
+// the child reports it. The program has no descriptor to the server: a "done"
+// message it writes on fd 3 (the channel's number) goes nowhere, and /proc/1 does
+// not give it the child's (not dumpable).
+func TestBashOneShotStatus(t *testing.T) {
+	r := sharedRunnerFor(t, "warm")
+	tests := []struct {
+		name, code string
+		exit       int
+	}{
+		{"forged done", `printf '{"op": "done", "exit_code": 0}' >&3; exit 7`, 7},
+		{"no descriptor beyond stdio", `ls /proc/self/fd | wc -l; exit 5`, 5},
+		{"pid 1's descriptors", `ls /proc/1/fd 2>/dev/null | wc -l; exit 6`, 6},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			res := runBash(t, r, tt.code, job.DefaultLimits())
+			if res.Status != job.StatusError || res.ExitCode != tt.exit {
+				t.Fatalf("got %s exit %d (stdout %q, stderr %q), want error exit %d", res.Status, res.ExitCode, res.Stdout, res.Stderr, tt.exit)
+			}
+			// ls's own descriptor for /proc/self/fd is the fourth.
+			want := map[string]string{"no descriptor beyond stdio": "4", "pid 1's descriptors": "0"}[tt.name]
+			if want != "" && strings.TrimSpace(res.Stdout) != want {
+				t.Errorf("descriptors = %q, want %s", res.Stdout, want)
+			}
+		})
+	}
 }
 
 func TestBashSessionState(t *testing.T) {

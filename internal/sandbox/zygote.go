@@ -57,6 +57,7 @@ type ctlMsg struct {
 	Status    *int          `json:"status,omitempty"`
 	Error     string        `json:"error,omitempty"`
 	ExitCode  int           `json:"exit_code,omitempty"`
+	Empty     bool          `json:"empty,omitempty"` // a bash run's "done": nothing else left (bash_alone)
 	TmpBytes  int64         `json:"tmp_bytes,omitempty"`
 	WorkBytes int64         `json:"work_bytes,omitempty"`
 	Rlimits   [][2]uint64   `json:"rlimits,omitempty"` // a one-shot run's or a seal's (sandboxRlimits)

@@ -24,7 +24,8 @@
 #                                                  + [code memfd, stdout, stderr, report]
 #                                                    + [stdin] when "stdin" is set
 #     a one-shot execution: the child drops its privileges, runs the program itself,
-#     sends done and exits (without "stdin", the program's stdin is /dev/null);
+#     sends done and exits (without "stdin", the program's stdin is /dev/null); a
+#     bash run ("lang": "bash") runs bash_alone, whose done has "empty": true;
 #   {"op": "seal", "rlimits": [[resource, value], ..]}
 #     a session: the child drops its privileges, answers {"op": "sealed"} and becomes
 #     the sandbox's init, which never runs user code and serves:
@@ -457,6 +458,8 @@ def child_main(req, chan_fd):
     first = json.loads(msg)
     if first.get("op") == "run" and first.get("last"):
         run_steps(SEAL_STEPS, req, first)
+        if first.get("lang") == "bash":
+            bash_alone(first, fds, chan)  # does not return
         code = run_program(first, fds, new_namespace(), devnull)
         # A one-shot run ends like a program: the server believes "done" only once
         # this process has exited, so the program cannot end its run early by forging
@@ -533,23 +536,129 @@ BASH_SAVE_STATE = (
 BASH_UNSAVED = ("SHLVL", "_", "OLDPWD")
 
 
-def run_bash(source, run, namespace):
-    """Runs source with /bin/bash -c in this process's stdio and returns its exit
-    status (128 + the signal's number when a signal ended it, as a shell says). In a
-    session (not "last"), the run starts in the directory and environment the run
-    before left, kept in namespace."""
-    state = namespace.setdefault("__codeexec_bash__", {})
-    env = state.get("env")
-    if env is None:
+def bash_env(run, saved):
+    """The environment of run's bash: a session's saved one, or this process's
+    without the harness's own variables, with the run's variables on top."""
+    if saved is None:
         env = {k: v for k, v in os.environ.items() if not k.startswith("CODEEXEC_")}
     else:
-        env = dict(env)
+        env = dict(saved)
     # This run's proxy variables, not an earlier run's.
     for k in PROXY_VARS:
         env.pop(k, None)
     for kv in run.get("env") or []:
         k, _, v = kv.partition("=")
         env[k] = v
+    return env
+
+
+# Signals Python ignores or handles that bash must get with their default action, as
+# a shell started by a shell does: SIGPIPE ends a writer whose reader is gone.
+BASH_SIGDEF = (signal.SIGPIPE, signal.SIGXFSZ, signal.SIGINT)
+
+
+def bash_alone(run, fds, chan):
+    """Runs a one-shot run's program (a "run" message with "last") with /bin/bash -c
+    and ends this process, which is pid 1 of the sandbox and sealed already. Once bash
+    has exited, this process kills and reaps every process left in the namespace and
+    closes its copies of the output pipes before it says "done" with "empty": the
+    server may then take the run as over without waiting for this process's exit,
+    which costs milliseconds (its address space is the zygote's). The claim is
+    trusted only because no program can make it: bash and what it starts hold no
+    descriptor but their stdio (the channel is closed on exec), and this process is
+    not dumpable, so no process of the sandbox reaches its descriptors or memory
+    through /proc/1 or ptrace. A Python run has no such claim: its program runs in
+    this process. No Python set-up runs for a shell either."""
+    prctl(PR_SET_DUMPABLE, 0)
+    if len(fds) != (5 if run.get("stdin") else 4):
+        os._exit(2)
+    code_fd, out_fd, err_fd, _ = fds[:4]
+    with os.fdopen(code_fd, "rb") as f:
+        data = f.read()
+    if run.get("stdin"):
+        os.dup2(fds[4], 0)
+    else:
+        null_in = os.open("/dev/null", os.O_RDONLY)
+        os.dup2(null_in, 0)
+        os.close(null_in)
+    os.dup2(out_fd, 1)
+    os.dup2(err_fd, 2)
+    # Every descriptor but stdio and the channel goes; the channel is not bash's.
+    os.closerange(4, 65536)
+    os.set_inheritable(3, False)
+    source = data.decode("utf-8", "surrogateescape")
+    actions = []
+    code = -1
+    if len(data) > BASH_ARG_MAX:
+        # Too long for an argument (E2BIG): bash sources it from fd 4, as on the cold path.
+        code = _high(os.memfd_create("code", os.MFD_CLOEXEC))
+        os.write(code, data)
+        actions.append((os.POSIX_SPAWN_DUP2, code, 4))
+        source = ". /proc/self/fd/4"
+    argv = run.get("argv") or []
+    name = argv[0] if argv and argv[0] else "bash"
+    try:
+        pid = os.posix_spawn("/bin/bash", ["bash", "-c", source, name] + argv[1:],
+                             bash_env(run, None), file_actions=actions,
+                             setsigdef=BASH_SIGDEF)
+    except OSError as e:
+        os.write(2, ("codeexec: cannot start /bin/bash: %s\n" % e).encode())
+        pid = -1
+    if code >= 0:
+        os.close(code)
+    status = 126
+    if pid > 0:
+        status = bash_status(pid)
+    empty_namespace()
+    for fd in (0, 1, 2):
+        os.close(fd)
+    chan.send(json.dumps({"op": "done", "exit_code": status, "empty": True}).encode())
+    os._exit(status)
+
+
+def bash_status(pid):
+    """Waits for bash and returns its exit status, 128 + the signal's number when a
+    signal ended it, as a shell says."""
+    while True:
+        try:
+            _, status = os.waitpid(pid, 0)
+            break
+        except KeyboardInterrupt:
+            # An interrupt of the run is bash's to handle, as Ctrl-C in a terminal.
+            try:
+                os.kill(pid, signal.SIGINT)
+            except ProcessLookupError:
+                pass
+    code = os.waitstatus_to_exitcode(status)
+    if code < 0:
+        code = 128 - code
+    return code
+
+
+def empty_namespace():
+    """Kills and reaps every process of this pid namespace but this one (pid 1), as
+    its exit would. kill(-1) reaches every process of the namespace; one forked while
+    it ran is a child of a process it killed, so it is this process's child once its
+    parent is reaped, and the next round kills it. The pids limit bounds the rounds."""
+    while True:
+        try:
+            os.kill(-1, signal.SIGKILL)
+        except ProcessLookupError:
+            pass
+        try:
+            os.waitpid(-1, 0)
+        except ChildProcessError:
+            return
+
+
+def run_bash(source, run, namespace):
+    """Runs source with /bin/bash -c in this process's stdio and returns its exit
+    status (128 + the signal's number when a signal ended it, as a shell says). In a
+    session (not "last"), the run starts in the directory and environment the run
+    before left, kept in namespace. A one-shot run's bash does not come here
+    (bash_alone)."""
+    state = namespace.setdefault("__codeexec_bash__", {})
+    env = bash_env(run, state.get("env"))
     argv = run.get("argv") or []
     name = argv[0] if argv and argv[0] else "bash"
     save = not run.get("last")
@@ -574,7 +683,7 @@ def run_bash(source, run, namespace):
     try:
         pid = os.posix_spawn("/bin/bash", ["bash", "-c", source, name] + argv[1:], env,
                              file_actions=actions,
-                             setsigdef=(signal.SIGPIPE, signal.SIGXFSZ, signal.SIGINT))
+                             setsigdef=BASH_SIGDEF)
     except OSError as e:
         os.write(2, ("codeexec: cannot start /bin/bash: %s\n" % e).encode())
         if state_fd >= 0:
@@ -583,19 +692,7 @@ def run_bash(source, run, namespace):
     finally:
         if code_fd >= 0:
             os.close(code_fd)
-    while True:
-        try:
-            _, status = os.waitpid(pid, 0)
-            break
-        except KeyboardInterrupt:
-            # An interrupt of the run is bash's to handle, as Ctrl-C in a terminal.
-            try:
-                os.kill(pid, signal.SIGINT)
-            except ProcessLookupError:
-                pass
-    code = os.waitstatus_to_exitcode(status)
-    if code < 0:
-        code = 128 - code
+    code = bash_status(pid)
     if save:
         saved = os.pread(state_fd, 1 << 24, 0)
         os.close(state_fd)
