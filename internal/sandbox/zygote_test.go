@@ -177,6 +177,28 @@ print("colorsys" in sys.modules, "numpy" in sys.modules, "pandas" in sys.modules
 	})
 }
 
+// TestZygoteObjectsImmortal: on CPython 3.12 and 3.13 the objects the zygote holds
+// when it freezes its heap are immortal in a child (a module, a function, the
+// module's dict, a float only a module dict refers to), so that using them writes
+// no reference count to the pages the child shares with the zygote; what the child
+// makes itself stays mortal.
+func TestZygoteObjectsImmortal(t *testing.T) {
+	t.Run("warm", func(t *testing.T) {
+		res := run(t, sharedRunnerFor(t, "warm"), `import sys, json, numpy
+imm = sys.getrefcount(None)
+if sys.version_info[:2] not in ((3, 12), (3, 13)):
+    print("no immortal heap objects on", sys.version_info[:2])
+else:
+    print([sys.getrefcount(o) == imm for o in (json, json.dumps, json.__dict__, numpy.pi, object())])`, nil)
+		if strings.HasPrefix(res.Stdout, "no immortal") {
+			t.Skip(strings.TrimSpace(res.Stdout))
+		}
+		if res.Status != job.StatusOK || res.Stdout != "[True, True, True, True, False]\n" {
+			t.Fatalf("want the zygote's objects immortal and a new one not: %+v", res)
+		}
+	})
+}
+
 func TestPreloadNames(t *testing.T) {
 	for _, bad := range []string{"", "-c", "os; import x", "a..b", "1abc"} {
 		cfg := Config{Rootfs: "/nonexistent", HostUID: DefaultHostUID, Preload: []string{"numpy", bad}}
