@@ -266,6 +266,9 @@ func TestRenderDefaults(t *testing.T) {
 	if _, ok := env["OPENAI_API_KEY"]; ok {
 		t.Error("OPENAI_API_KEY set without an upstream key")
 	}
+	if _, ok := env["CODEEXEC_E2B_ADDR"]; ok || len(pod.Containers[0].Ports) != 1 {
+		t.Errorf("the E2B listener is on by default: %+v", pod.Containers[0].Ports)
+	}
 	// The keys file the server reads is the one the Secret holds.
 	secret := objs["Secret/codeexec-keys"].(*corev1.Secret)
 	keys := string(secret.Data["keys.txt"])
@@ -321,6 +324,15 @@ func TestRenderFullValues(t *testing.T) {
 	// With the autoscaler, the peers are as many as it may make.
 	if p := strings.Split(env["CODEEXEC_PEERS"].Value, ","); len(p) != 20 || p[19] != "sandbox-19=http://sandbox-19.sandbox-headless.agents.svc.cluster.local:8080" {
 		t.Errorf("CODEEXEC_PEERS = %q, want the 20 replicas the autoscaler may make", p)
+	}
+	// The E2B listener: on every replica, in both Services, and at the peers' port.
+	if env["CODEEXEC_E2B_ADDR"].Value != "0.0.0.0:49999" || len(c.Ports) != 2 || c.Ports[1].Name != "e2b" || c.Ports[1].ContainerPort != 49999 {
+		t.Errorf("E2B listener: CODEEXEC_E2B_ADDR %q, ports %+v", env["CODEEXEC_E2B_ADDR"].Value, c.Ports)
+	}
+	for _, svc := range []*corev1.Service{clients, headless} {
+		if len(svc.Spec.Ports) != 2 || svc.Spec.Ports[1].Name != "e2b" || svc.Spec.Ports[1].Port != 49999 || svc.Spec.Ports[1].TargetPort.StrVal != "e2b" {
+			t.Errorf("Service %s ports %+v, want http and e2b", svc.Name, svc.Spec.Ports)
+		}
 	}
 	if k := env["OPENAI_API_KEY"]; k.ValueFrom == nil || k.ValueFrom.SecretKeyRef.Name != "sandbox-upstream" || env["OPENAI_BASE_URL"].Value != "https://api.openai.com/v1" {
 		t.Errorf("upstream env %+v %+v", env["OPENAI_API_KEY"], env["OPENAI_BASE_URL"])
