@@ -461,13 +461,28 @@ def child_main(req, chan_fd):
         if first.get("lang") == "bash":
             bash_alone(first, fds, chan)  # does not return
         code = run_program(first, fds, new_namespace(), devnull)
-        # A one-shot run ends like a program: the server believes "done" only once
-        # this process has exited, so the program cannot end its run early by forging
-        # the message on fd 3 and carrying on.
+        # The run is over: what is left of it goes, as this process's exit would
+        # take it, and the output pipes are closed, so that the server reads their
+        # end before "done". Then this process waits for the server's SIGKILL rather
+        # than exiting: its exit (tearing down its copy of the zygote) costs
+        # milliseconds the server need not wait for. None of this is trusted — the
+        # program ran in this process and can forge "done" on fd 3: the server
+        # freezes the execution's cgroup on "done", lists its files frozen and kills
+        # every process of it before it replies (runOn), so a forger only ends its
+        # own run early.
         sys.stdout.flush()
         sys.stderr.flush()
+        empty_namespace()
+        for fd in (0, 1, 2):
+            try:
+                os.close(fd)
+            except OSError:
+                pass
         chan.send(json.dumps({"op": "done", "exit_code": code}).encode())
-        os._exit(code)
+        try:
+            chan.recv(1)  # never answered: the server kills, or closes on its end
+        finally:
+            os._exit(code)
     if first.get("op") == "seal" and not fds:
         run_steps(SEAL_STEPS, req, first)
         # The zygote's stderr, which the server logs, is out of reach of every
