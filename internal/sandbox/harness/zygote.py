@@ -24,7 +24,8 @@
 #                                                  + [code memfd, stdout, stderr, report]
 #                                                    + [stdin] when "stdin" is set
 #     a one-shot execution: the child drops its privileges, runs the program itself,
-#     sends done and exits (without "stdin", the program's stdin is /dev/null); a
+#     sends done and sleeps until the server, having frozen the execution, kills it
+#     (await_kill; without "stdin", the program's stdin is /dev/null); a
 #     bash run ("lang": "bash") runs bash_alone, whose done has "empty": true;
 #   {"op": "seal", "rlimits": [[resource, value], ..]}
 #     a session: the child drops its privileges, answers {"op": "sealed"} and becomes
