@@ -6,6 +6,7 @@ import (
 	"os"
 	"path/filepath"
 	"strings"
+	"syscall"
 	"time"
 )
 
@@ -41,6 +42,26 @@ func (g *Group) Thaw() error {
 	}
 	// v1 thaws synchronously: every task is woken before the write returns.
 	return g.write("freezer", "freezer.state", "THAWED")
+}
+
+// KillFrozen sends SIGKILL to every process of a group that Freeze has stopped, but
+// the one with host pid skip (which the caller kills through a pidfd: its parent,
+// outside the group, could reap it and its pid be reused), and thaws the group
+// without waiting for the processes to end. Frozen, none can fork or be reaped by a
+// parent in the group, so one pass reaches them all, and each dies on waking,
+// before it runs again: this is Kill without Kill's wait for the group to empty,
+// which lasts as long as the processes' exits (the teardown of their memory).
+func (g *Group) KillFrozen(skip int) error {
+	pids, err := g.Procs()
+	if err != nil {
+		return fmt.Errorf("cgroup: list the frozen group's processes: %w", err)
+	}
+	for _, p := range pids {
+		if p != skip {
+			_ = syscall.Kill(p, syscall.SIGKILL)
+		}
+	}
+	return g.Thaw()
 }
 
 // freezeV1 freezes through the v1 freezer. A v1 cgroup can stay FREEZING while new

@@ -156,6 +156,42 @@ func TestFreeze(t *testing.T) {
 		}
 		ends(t, cmd)
 	})
+	t.Run("KillFrozen", func(t *testing.T) {
+		g, err := h.New("killfrozen", Limits{})
+		if err != nil {
+			t.Fatalf("New: %v", err)
+		}
+		defer g.Destroy()
+		var cmds []*exec.Cmd
+		for range 2 {
+			cmd := exec.Command("sleep", "1000")
+			if err := cmd.Start(); err != nil {
+				t.Fatal(err)
+			}
+			if err := g.Add(cmd.Process.Pid); err != nil {
+				t.Fatal(err)
+			}
+			cmds = append(cmds, cmd)
+		}
+		if err := g.Freeze(); err != nil {
+			t.Fatalf("Freeze: %v", err)
+		}
+		// The one skipped is the caller's to kill: it must survive, thawed.
+		if err := g.KillFrozen(cmds[1].Process.Pid); err != nil {
+			t.Fatalf("KillFrozen: %v", err)
+		}
+		ends(t, cmds[0])
+		if err := cmds[1].Process.Signal(syscall.Signal(0)); err != nil {
+			t.Fatalf("the skipped process is gone: %v", err)
+		}
+		if h.Version() == V1 {
+			if got := readFile(t, filepath.Join(g.dir("freezer"), "freezer.state")); got != "THAWED" {
+				t.Errorf("after KillFrozen the group is %s, want THAWED", got)
+			}
+		}
+		cmds[1].Process.Kill()
+		ends(t, cmds[1])
+	})
 	t.Run("held frozen", func(t *testing.T) {
 		g, err := h.HoldFreezer("held")
 		if err != nil {

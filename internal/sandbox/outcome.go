@@ -30,6 +30,9 @@ type outcome struct {
 	// node says the program ran in Node, whose heap limit (nodeEnv) ends it as the
 	// memory limit would.
 	node bool
+	// frozen says a one-shot run ended on the child's "done" with every process of
+	// the execution frozen (interpreter.freeze), not yet killed.
+	frozen bool
 }
 
 // result builds the Result. Limits come from what the runner and the kernel saw;

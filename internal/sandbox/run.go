@@ -21,10 +21,13 @@ type interpreter struct {
 	// netns is a pidfd of a process in the sandbox, whose network namespace the egress
 	// proxy of a run with limited network listens in.
 	netns int
-	// last is set for a one-shot child: it exits right after its run, and pidfd (its
-	// own) says when.
+	// last is set for a one-shot child: its run is the sandbox's only one, and pidfd
+	// (the child's own) says when it has exited.
 	last  bool
 	pidfd int
+	// freeze, for a one-shot child, stops every process of the execution (its
+	// cgroup's freezer) and returns nil once all are stopped.
+	freeze func() error
 	// kill stops what a limit or a cancellation must stop.
 	kill func()
 	// watching, when set, is given the run's watch before the program is sent, and
@@ -134,10 +137,22 @@ func (r *Runner) runOn(ctx context.Context, p interpreter, req *job.Request) (o 
 	// before it says so, and no program can write on its channel (bash_alone): the
 	// child's exit, which takes milliseconds, need not be waited for.
 	empty := rerr == nil && m.Op == "done" && m.Empty && req.Language == job.LangBash
-	if p.last && !empty {
-		// The harness exits right after "done". The program could forge the message
-		// and carry on, so the run is over only once the child has exited; until
-		// then the watch still enforces every limit.
+	switch {
+	case !p.last || empty:
+	case rerr == nil && m.Op == "done" && p.freeze != nil && p.freeze() == nil:
+		// A Python child waits to be killed after "done" (child_main), which the
+		// program, running in it, could forge to carry on. Frozen, nothing of the
+		// execution runs or is inside a system call any more (a task freezes only
+		// at a system call's end or in a sleep it wakes from for its SIGKILL): the
+		// caller lists the files and kills it all before the reply, and the exit,
+		// which takes milliseconds, happens after.
+		o.frozen = true
+	default:
+		// No "done" (the child exits on its own), or no freeze: the run is over
+		// once the child has exited; until then the watch still enforces every limit.
+		if rerr == nil && m.Op == "done" {
+			p.kill() // it waits to be killed
+		}
 		waitExit(p.pidfd)
 	}
 	w.disarm()

@@ -170,7 +170,7 @@ func (r *Runner) runWarm(ctx context.Context, req *job.Request, z *zygote) (*job
 	// is the difference from here (after the input files, whose writer's OOM kill, if
 	// any, is not the program's).
 	before, beforeErr := g.Counters()
-	o, w, done, err := r.runOn(ctx, interpreter{ch: c.ch, netns: c.pidfd, last: true, pidfd: c.pidfd, kill: kill}, req)
+	o, w, done, err := r.runOn(ctx, interpreter{ch: c.ch, netns: c.pidfd, last: true, pidfd: c.pidfd, kill: kill, freeze: g.Freeze}, req)
 	o.bare, o.node = req.Language == job.LangBash, req.Language == job.LangJavaScript
 	if err != nil {
 		if w != nil {
@@ -191,6 +191,14 @@ func (r *Runner) runWarm(ctx context.Context, req *job.Request, z *zygote) (*job
 	// The work dir is held open: it can be read though the child is gone.
 	files, filesTruncated, filesErr := work.produced()
 	c.kill()
+	if o.frozen {
+		// Listed frozen, the files are final: now nothing of the run is left to
+		// run again. The processes die as they wake, after the reply.
+		if err := g.KillFrozen(c.pid); err != nil {
+			r.log.Warn("killing a frozen run", "err", err)
+			_ = g.Kill() // kills and thaws, and waits for the group to empty
+		}
+	}
 	o.report = w.waitOutput(5 * time.Second) // the kill closes every pipe
 	o.stats, o.statsErr = g.Stats()
 	o.stats, o.statsErr = o.stats.Since(before), errors.Join(o.statsErr, beforeErr)
