@@ -13,7 +13,10 @@
 // its variables: top-level let, const and class become var (a later run may declare
 // them again, as in a REPL), and a program with top-level await is wrapped in an
 // async function whose declarations are hoisted to the global scope. The value of
-// the last expression statement is the result.
+// the last expression statement is the result. A static import declaration becomes
+// the const of an awaited import() on its own lines (a script cannot import, and a
+// module's bindings would not outlive its run); export is refused, a program has no
+// importer.
 //
 // Everything here is inside one function: nothing of the harness is a global the
 // program could collide with.
@@ -198,16 +201,94 @@
     return false;
   }
 
+  // nestedModuleSyntax is the first import or export declaration within node, node
+  // itself only when it is not at the top level.
+  function nestedModuleSyntax(node, top) {
+    if (!node || typeof node.type !== 'string') return null;
+    if (!top && /^(Import|Export\w+)Declaration$/.test(node.type)) return node;
+    for (const k of Object.keys(node)) {
+      const v = node[k];
+      if (Array.isArray(v)) {
+        for (const c of v) {
+          const found = c && nestedModuleSyntax(c, false);
+          if (found) return found;
+        }
+      } else if (v && typeof v === 'object' && typeof v.type === 'string') {
+        const found = nestedModuleSyntax(v, false);
+        if (found) return found;
+      }
+    }
+    return null;
+  }
+
+  function lineOf(source, at) {
+    return source.slice(0, at).split('\n').length;
+  }
+
+  // importOf is the statement an import declaration stands for: a const bound to
+  // what import() resolves to, as Node's REPL rewrites it. The newlines of the
+  // declaration follow it, so that the lines after it keep their numbers.
+  function importOf(source, st) {
+    const from = 'await import(' + source.slice(st.source.start, st.source.end) + ')';
+    let namespace = null;
+    const fields = [];
+    for (const sp of st.specifiers) {
+      if (sp.type === 'ImportNamespaceSpecifier') namespace = sp.local.name;
+      else if (sp.type === 'ImportDefaultSpecifier') fields.push('default: ' + sp.local.name);
+      else if (sp.imported.type === 'Identifier' && sp.imported.name === sp.local.name) fields.push(sp.local.name);
+      else fields.push((sp.imported.type === 'Identifier' ? sp.imported.name : sp.imported.raw) + ': ' + sp.local.name);
+    }
+    let out;
+    if (namespace) out = 'const ' + namespace + ' = ' + from + (fields.length ? ', { ' + fields.join(', ') + ' } = ' + namespace : '') + ';';
+    else if (fields.length) out = 'const { ' + fields.join(', ') + ' } = ' + from + ';';
+    else out = from + ';';
+    return out + '\n'.repeat(source.slice(st.start, st.end).split('\n').length - 1);
+  }
+
+  // moduleSyntax rewrites the program's top-level import declarations (importOf) and
+  // refuses export, whose SyntaxError from V8 ("Unexpected token 'export'") does not
+  // say why. It returns the source unchanged when there is neither.
+  function moduleSyntax(source, body) {
+    let out = '';
+    let at = 0;
+    for (const st of body) {
+      if (/^Export\w+Declaration$/.test(st.type)) {
+        throw new SyntaxError('export is not supported in a program (line ' + lineOf(source, st.start) +
+          '): a program runs as a script, not a module; declare the value without export');
+      }
+      if (st.type !== 'ImportDeclaration') continue;
+      out += source.slice(at, st.start) + importOf(source, st);
+      at = st.end;
+    }
+    return at === 0 ? source : out + source.slice(at);
+  }
+
   // prepare rewrites source so that its top-level declarations live on as globals.
-  // It returns the script and whether its value is a promise of the result; null
-  // when it cannot parse the source (V8 then reports the error itself).
+  // It returns the script, whether its value is a promise of the result and whether
+  // the program ends with an expression; null when it cannot parse the source (V8
+  // then reports the error itself). It throws a SyntaxError for module syntax it
+  // refuses.
   function prepare(source) {
     if (!acorn) return null;
+    const options = { ecmaVersion: 'latest', sourceType: 'script', allowAwaitOutsideFunction: true, allowHashBang: true, allowImportExportEverywhere: true };
     let ast;
     try {
-      ast = acorn.parse(source, { ecmaVersion: 'latest', sourceType: 'script', allowAwaitOutsideFunction: true, allowHashBang: true });
+      ast = acorn.parse(source, options);
     } catch (e) {
       return null;
+    }
+    if (/\b(import|export)\b/.test(source)) {
+      let nested = null;
+      for (const st of ast.body) if (!nested) nested = nestedModuleSyntax(st, true);
+      if (nested) {
+        throw new SyntaxError((nested.type === 'ImportDeclaration' ? 'import' : 'export') +
+          ' declarations may only appear at the top level of a program (line ' + lineOf(source, nested.start) + ')');
+      }
+      const rewritten = moduleSyntax(source, ast.body);
+      if (rewritten !== source) {
+        source = rewritten;
+        ast = acorn.parse(source, options);
+      }
     }
     const body = ast.body;
     const wrap = body.some(hasTopLevelAwait);
@@ -251,7 +332,7 @@
       at = e;
     }
     out += source.slice(at);
-    if (!wrap) return { script: out, async: false };
+    if (!wrap) return { script: out, async: false, expressionLast: !!last && last.type === 'ExpressionStatement' };
     // One line of prologue, so that the program's line numbers stay.
     const vars = [...new Set(hoisted.concat(functions))];
     const pre = (vars.length ? 'var ' + vars.join(', ') + '; ' : '') + '(async () => { ' +
@@ -284,11 +365,7 @@
     let expressionLast = true;
     if (p) {
       script = p.script;
-      if (!p.async) {
-        const ast = acorn.parse(source, { ecmaVersion: 'latest', sourceType: 'script', allowHashBang: true });
-        const last = ast.body[ast.body.length - 1];
-        expressionLast = !!last && last.type === 'ExpressionStatement';
-      }
+      if (!p.async) expressionLast = p.expressionLast;
     } else {
       script = source;
     }

@@ -109,6 +109,20 @@ func TestNodeHarnessOneShot(t *testing.T) {
 		{name: "exitCode", code: "process.exitCode = 4; 'set'", errName: "Exit", exit: 4},
 		{name: "timers before the end", code: "void setTimeout(() => console.log('later'), 5)", stdout: "later\n", result: "<none>"},
 		{name: "long result cut", code: "'x'.repeat(200000)", result: "cut"},
+		{name: "import default", code: "import fs from 'fs'\ntypeof fs.readFileSync", result: "'function'", stderr: "-"},
+		{name: "import named as", code: "import { readFileSync as r, existsSync } from 'node:fs'\ntypeof r + typeof existsSync", result: "'functionfunction'"},
+		{name: "import string name", code: "import { 'basename' as b } from 'path'\nb('/x/y')", result: "'y'"},
+		{name: "import namespace", code: "import * as path from 'path'\npath.basename('/a/b')", result: "'b'"},
+		{name: "import default and named", code: "import p, { join } from 'path'\np.join === join", result: "true"},
+		{name: "import default and namespace", code: "import p, * as ns from 'path'\np === ns.default", result: "true"},
+		{name: "import for its effects", code: "import 'node:fs'\n1", result: "1"},
+		{name: "import after code", code: "const n = 2\nimport { join } from 'path'\njoin('a', String(n))", result: "'a/2'"},
+		{name: "import with require", code: "import path from 'path'\nconst fs = require('fs')\ntypeof fs.readFileSync + path.sep", result: "'function/'"},
+		{name: "import of an unknown module", code: "import x from 'no-such-module'\nx", errName: "Error", errMessage: "Cannot find package 'no-such-module'", exit: 1},
+		{name: "import keeps the lines", code: "import {\n  basename,\n} from 'path'\nfunction g() { throw new RangeError(basename('/a/far')) }\ng()\n'unreached'", errName: "RangeError", errMessage: "far", exit: 1, stderr: "RangeError: far\n    at g (<code>:4:22)\n    at <code>:5:1\n"},
+		{name: "import in a block", code: "{\n  import fs from 'fs'\n}", errName: "SyntaxError", errMessage: "import declarations may only appear at the top level of a program (line 2)", exit: 1},
+		{name: "export", code: "const a = 1\nexport { a }", errName: "SyntaxError", errMessage: "export is not supported in a program (line 2)", exit: 1},
+		{name: "export default", code: "console.log('ran')\nexport default 1", errName: "SyntaxError", errMessage: "export is not supported in a program (line 2)", exit: 1, stdout: "-"},
 		{name: "harness unseen", code: "typeof harness + ' ' + typeof oneShot + ' ' + ('CODEEXEC_MAX_RESULT' in process.env)", result: "'undefined undefined false'"},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
@@ -134,7 +148,10 @@ func TestNodeHarnessOneShot(t *testing.T) {
 			case tc.errName == "" && got != tc.result:
 				t.Errorf("result %q, want %q", got, tc.result)
 			}
-			if tc.stdout != "" && stdout != tc.stdout {
+			if tc.stdout == "-" && stdout != "" {
+				t.Errorf("stdout %q, want none", stdout)
+			}
+			if tc.stdout != "" && tc.stdout != "-" && stdout != tc.stdout {
 				t.Errorf("stdout %q, want %q", stdout, tc.stdout)
 			}
 			if tc.stderr == "-" && stderr != "" {
@@ -148,7 +165,7 @@ func TestNodeHarnessOneShot(t *testing.T) {
 }
 
 // TestNodeHarnessServe: in serve mode the runs of a session share the process's
-// globals — declared with let, const, class or function, and with top-level await —
+// globals — declared with let, const, class, function or import, and with top-level await —
 // may declare them again as in a REPL, and outlive an error and process.exit.
 func TestNodeHarnessServe(t *testing.T) {
 	fds, err := syscall.Socketpair(syscall.AF_UNIX, syscall.SOCK_STREAM|syscall.SOCK_CLOEXEC, 0)
@@ -184,6 +201,12 @@ func TestNodeHarnessServe(t *testing.T) {
 		{code: "process.exit(5)", errName: "Exit", exit: 5},
 		{code: "process.argv.slice(1)", result: "[ 'n' ]"},
 		{code: "x + z", result: "21"},
+		{code: "import { basename as bn } from 'node:path'\nimport * as os from 'os'", result: "<none>"},
+		{code: "bn('/q/r') + typeof os.cpus", result: "'rfunction'"},
+		{code: "import { dirname as bn } from 'path'", result: "<none>"}, // imported again
+		{code: "bn('/q/r')", result: "'/q'"},
+		{code: "export const e = 1", errName: "SyntaxError", exit: 1},
+		{code: "typeof e", result: "'undefined'"},
 	}
 	for i, st := range steps {
 		msg, _ := json.Marshal(map[string]any{"code": st.code, "argv": []string{"n"}})
