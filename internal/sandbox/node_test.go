@@ -80,6 +80,7 @@ func TestJavaScript(t *testing.T) {
 			{name: "no result after a declaration", code: "1 + 1\nlet b = 3", status: job.StatusOK},
 			{name: "string result", code: "'hi'", status: job.StatusOK, result: "'hi'"},
 			{name: "top-level await", code: "const v = await new Promise(r => setTimeout(() => r(41), 10))\nv + 1", status: job.StatusOK, result: "42"},
+			{name: "static import", code: "import os from 'os'\nimport { join as j } from 'node:path'\nj('a', typeof os.cpus)", status: job.StatusOK, result: "'a/function'"},
 			{name: "argv", code: "process.argv.slice(1)", status: job.StatusOK, result: "[ 'prog.js', 'a' ]"},
 			{name: "throw", code: "function f() { throw new RangeError('too far') }\nf()", status: job.StatusError, exit: 1, errName: "RangeError", stderr: "<code>:1"},
 			{name: "syntax error", code: "let = ;", status: job.StatusError, exit: 1, errName: "SyntaxError"},
@@ -129,7 +130,7 @@ func TestJavaScript(t *testing.T) {
 }
 
 // TestJavaScriptSession: a session's Node keeps its globals between runs, top-level
-// let, const, class and function included, which a later run may declare again.
+// let, const, class, function and import included, which a later run may declare again.
 func TestJavaScriptSession(t *testing.T) {
 	r := sharedRunnerFor(t, "warm")
 	s := newTestSession(t, r, job.DefaultLimits())
@@ -146,6 +147,8 @@ func TestJavaScriptSession(t *testing.T) {
 		{code: "null.boom", errName: "TypeError", exit: 1},
 		{code: "process.exit(2)", errName: "Exit", exit: 2},
 		{code: "console.error('still'); x", result: "10"},
+		{code: "import * as path from 'node:path'", result: ""},
+		{code: "path.basename('/q/r')", result: "'r'"},
 	}
 	for i, st := range steps {
 		res, err := s.Run(context.Background(), &job.Request{Code: st.code, Language: job.LangJavaScript})
