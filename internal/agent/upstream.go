@@ -28,7 +28,7 @@ const codeToolDescription = "Run Python code in a secure sandbox and return its 
 // systemHint tells the model what the tool can do and how results come back; the
 // first %s is what it says of the network (see networkHint), the second of the
 // state the sandbox starts with (see stateHint).
-const systemHint = `You can run Python 3.11 code with the code_execution tool, in a secure sandbox %s. numpy, pandas, matplotlib, scipy, sympy and requests are installed. %s The working directory is /work, where the user's files are. Each call returns stdout, stderr and the value of the last expression (or of a variable named result); on an error you get the traceback, so fix the code and try again. matplotlib figures are captured automatically and shown to the user: do not call plt.savefig unless asked for a file. Use code for any calculation, data analysis or statistics rather than computing in your head, then answer with the actual numbers.`
+const systemHint = `You can run Python 3 code with the code_execution tool, in a secure sandbox %s. numpy, pandas, matplotlib, scipy, sympy and requests are installed. %s The working directory is /work, where the user's files are. Each call returns stdout, stderr and the value of the last expression (or of a variable named result); on an error you get the traceback, so fix the code and try again. matplotlib figures are captured automatically and shown to the user: do not call plt.savefig unless asked for a file. Use code for any calculation, data analysis or statistics rather than computing in your head, then answer with the actual numbers.`
 
 // codeLanguage is what the model is told of the code tool in a language other than
 // Python: the code parameter, the function's description and the system hint (the
