@@ -65,21 +65,13 @@ func toolMessage(res *job.Result, max int) string {
 		fmt.Fprintf(&tail, "error: %s: %s\n", res.Error.Name, textfit.FirstLine(res.Error.Message, 500))
 	}
 	if len(res.Images) > 0 {
-		names := make([]string, len(res.Images))
-		for i, im := range res.Images {
-			names[i] = im.Name
-		}
-		fmt.Fprintf(&tail, "figures (shown to the user): %s\n", strings.Join(names, ", "))
+		fmt.Fprintf(&tail, "figures (shown to the user): %s\n", strings.Join(res.FigureNames(), ", "))
 	}
 	if res.ImagesTruncated {
 		tail.WriteString("[more figures were drawn than are kept]\n")
 	}
 	if len(res.Files) > 0 {
-		files := make([]string, len(res.Files))
-		for i, f := range res.Files {
-			files[i] = fmt.Sprintf("%s (%d bytes)", f.Path, f.Size)
-		}
-		fmt.Fprintf(&tail, "files written: %s\n", strings.Join(files, ", "))
+		fmt.Fprintf(&tail, "files written: %s\n", strings.Join(res.FileSummaries(), ", "))
 	}
 	if res.FilesTruncated {
 		tail.WriteString("[more files were written than are listed]\n")

@@ -1,6 +1,9 @@
 package job
 
-import "encoding/json"
+import (
+	"encoding/json"
+	"fmt"
+)
 
 // Status is the outcome class of one execution.
 type Status string
@@ -41,6 +44,24 @@ type Result struct {
 	Outputs []Output `json:"outputs,omitempty"`
 	// OutputsTruncated is set when display data was dropped or cut to the limits.
 	OutputsTruncated bool `json:"outputs_truncated,omitempty"`
+}
+
+// FigureNames are the names of the run's figures, in order.
+func (r *Result) FigureNames() []string {
+	names := make([]string, len(r.Images))
+	for i, im := range r.Images {
+		names[i] = im.Name
+	}
+	return names
+}
+
+// FileSummaries name the files the run wrote, each as "path (N bytes)".
+func (r *Result) FileSummaries() []string {
+	files := make([]string, len(r.Files))
+	for i, f := range r.Files {
+		files[i] = fmt.Sprintf("%s (%d bytes)", f.Path, f.Size)
+	}
+	return files
 }
 
 // Output is one display data bundle of a kernel run: the representations of one

@@ -55,21 +55,13 @@ func resultText(res *job.Result, state *SessionState, max int) string {
 		fmt.Fprintf(&tail, "error: %s: %s\n", res.Error.Name, textfit.FirstLine(res.Error.Message, 1000))
 	}
 	if len(res.Images) > 0 {
-		names := make([]string, len(res.Images))
-		for i, im := range res.Images {
-			names[i] = im.Name
-		}
-		fmt.Fprintf(&tail, "figures (attached as images): %s\n", strings.Join(names, ", "))
+		fmt.Fprintf(&tail, "figures (attached as images): %s\n", strings.Join(res.FigureNames(), ", "))
 	}
 	if res.ImagesTruncated {
 		tail.WriteString("[more figures were drawn than are kept]\n")
 	}
 	if len(res.Files) > 0 {
-		files := make([]string, len(res.Files))
-		for i, f := range res.Files {
-			files[i] = fmt.Sprintf("%s (%d bytes)", f.Path, f.Size)
-		}
-		fmt.Fprintf(&tail, "files written in /work: %s\n", strings.Join(files, ", "))
+		fmt.Fprintf(&tail, "files written in /work: %s\n", strings.Join(res.FileSummaries(), ", "))
 		switch {
 		case state == nil:
 			tail.WriteString("[this run had no session: its files are gone; to keep files and download them, run in a session (create_session)]\n")
