@@ -552,6 +552,21 @@ def await_kill(chan, code):
     os._exit(code)
 
 
+def attach_stdio(run, fds):
+    """Makes a run's output pipes (fds[1], fds[2]) its stdout and stderr, and its stdin
+    the pipe it sent (fds[4]) or /dev/null: read-only, as the cold path's, and opened
+    for the run rather than held, so that the program sees no descriptor beyond the
+    cold path's but its channel. The caller closes the originals."""
+    if run.get("stdin"):
+        os.dup2(fds[4], 0)
+    else:
+        null_in = os.open("/dev/null", os.O_RDONLY)
+        os.dup2(null_in, 0)
+        os.close(null_in)
+    os.dup2(fds[1], 1)
+    os.dup2(fds[2], 2)
+
+
 def run_program(run, fds, namespace, devnull):
     """Runs the program of a "run" message in namespace with the message's
     descriptors as its stdio and report, and returns its exit code."""
@@ -563,19 +578,10 @@ def run_program(run, fds, namespace, devnull):
     for kv in run.get("env") or []:
         k, _, v = kv.partition("=")
         os.environ[k] = v
-    code_fd, out_fd, err_fd, rep_fd = fds[:4]
+    code_fd, rep_fd = fds[0], fds[3]
     with os.fdopen(code_fd, "rb") as f:
         source = f.read().decode("utf-8", errors="replace")
-    if run.get("stdin"):
-        os.dup2(fds[4], 0)
-    else:
-        # Read-only, as the cold path's: opened for the run rather than held, so the
-        # program sees no descriptor beyond the cold path's but its channel.
-        null_in = os.open("/dev/null", os.O_RDONLY)
-        os.dup2(null_in, 0)
-        os.close(null_in)
-    os.dup2(out_fd, 1)
-    os.dup2(err_fd, 2)
+    attach_stdio(run, fds)
     for fd in fds[1:3] + fds[4:]:
         os.close(fd)
     fresh_stdin()
@@ -645,17 +651,10 @@ def bash_alone(run, fds, chan):
     prctl(PR_SET_DUMPABLE, 0)
     if len(fds) != (5 if run.get("stdin") else 4):
         os._exit(2)
-    code_fd, out_fd, err_fd, _ = fds[:4]
+    code_fd = fds[0]
     with os.fdopen(code_fd, "rb") as f:
         data = f.read()
-    if run.get("stdin"):
-        os.dup2(fds[4], 0)
-    else:
-        null_in = os.open("/dev/null", os.O_RDONLY)
-        os.dup2(null_in, 0)
-        os.close(null_in)
-    os.dup2(out_fd, 1)
-    os.dup2(err_fd, 2)
+    attach_stdio(run, fds)
     # Every descriptor but stdio and the channel goes; the channel is not bash's.
     os.closerange(4, 65536)
     os.set_inheritable(3, False)
