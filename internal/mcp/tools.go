@@ -125,7 +125,7 @@ func (s *Server) addTools() {
 	}, s.createSession)
 	sdk.AddTool(s.srv, &sdk.Tool{
 		Name:         toolCloseSession,
-		Title:        "Close a Python session",
+		Title:        "Close a session",
 		Description:  "End a session: its interpreter, variables and files are gone. Download what you need first.",
 		InputSchema:  objectSchema(map[string]*jsonschema.Schema{"session_id": sessionIDSchema()}, "session_id"),
 		OutputSchema: outputSchema[closeOutput](),
@@ -133,7 +133,7 @@ func (s *Server) addTools() {
 	}, s.closeSession)
 	sdk.AddTool(s.srv, &sdk.Tool{
 		Name:         toolListSessions,
-		Title:        "List Python sessions",
+		Title:        "List sessions",
 		Description:  "List your live sessions, oldest first: id, creation, last use, expiry, executions, whether it is alive and the memory it uses.",
 		InputSchema:  objectSchema(nil),
 		OutputSchema: outputSchema[listSessionsOutput](),
