@@ -182,9 +182,9 @@ func (s *Server) Handler() http.Handler {
 	v1("DELETE /v1/containers/{id}/files/{file_id}", s.byPath(s.handleDeleteContainerFile))
 	v1("POST /v1/files", s.creating(s.handleCreateFile))
 	v1("GET /v1/files", s.handleListUploadedFiles)
-	v1("GET /v1/files/{file_id}", s.byFile(s.handleGetUploadedFile))
-	v1("GET /v1/files/{file_id}/content", s.byFile(s.handleUploadedFileContent))
-	v1("DELETE /v1/files/{file_id}", s.byFile(s.handleDeleteUploadedFile))
+	v1("GET /v1/files/{file_id}", s.byPathValue("file_id", s.handleGetUploadedFile))
+	v1("GET /v1/files/{file_id}/content", s.byPathValue("file_id", s.handleUploadedFileContent))
+	v1("DELETE /v1/files/{file_id}", s.byPathValue("file_id", s.handleDeleteUploadedFile))
 	mux.Handle("/mcp", s.auth(s.byMCPSession(s.MCP().Handler())))
 	mux.HandleFunc("GET /healthz", func(w http.ResponseWriter, r *http.Request) {
 		writeJSON(w, http.StatusOK, map[string]string{"status": "ok"})

@@ -61,19 +61,13 @@ func writeLost(w http.ResponseWriter, _ *http.Request, msg string) {
 }
 
 // byPath forwards a request whose path's {id} is another replica's session.
-func (s *Server) byPath(next http.HandlerFunc) http.HandlerFunc {
-	return func(w http.ResponseWriter, r *http.Request) {
-		if s.cluster.Forward(w, r, cluster.FaceAPI, r.PathValue("id"), writeLost) {
-			return
-		}
-		next(w, r)
-	}
-}
+func (s *Server) byPath(next http.HandlerFunc) http.HandlerFunc { return s.byPathValue("id", next) }
 
-// byFile is byPath for an upload of /v1/files, which its replica keeps.
-func (s *Server) byFile(next http.HandlerFunc) http.HandlerFunc {
+// byPathValue forwards a request whose path value name is the id of another
+// replica's resource (a session's {id}, an upload's {file_id}).
+func (s *Server) byPathValue(name string, next http.HandlerFunc) http.HandlerFunc {
 	return func(w http.ResponseWriter, r *http.Request) {
-		if s.cluster.Forward(w, r, cluster.FaceAPI, r.PathValue("file_id"), writeLost) {
+		if s.cluster.Forward(w, r, cluster.FaceAPI, r.PathValue(name), writeLost) {
 			return
 		}
 		next(w, r)
